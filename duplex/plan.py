@@ -1,0 +1,303 @@
+"""Pure planning: from the stack, the mode flags and a Machine, decide what runs where.
+
+No I/O here. Both runners and `inv config` consume the same Plan, which is what keeps native and
+container runs behaving the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import PlanError
+from .probe import Machine
+from .stack import TEMPLATE, Stack
+
+LOOPBACK = "127.0.0.1"
+HOST_FROM_CONTAINER = "host.docker.internal"  # mapped to the host gateway by the container runner
+CACHE_IN_CONTAINER = "/cache/huggingface"
+SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
+LABEL = "dev.duplex"
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Health:
+    kind: str  # "http" | "websocket" | "none"
+    url: str | None  # as reached from the host (where duplex runs)
+    timeout: float
+
+
+@dataclass
+class ServicePlan:
+    name: str
+    mode: str  # "native" | "container"
+    env: str | None  # the pinned env it runs in
+    port: int  # on the host (127.0.0.1)
+    container_port: int
+    bind: str  # address the process listens on (inside its container, for containers)
+    url: str  # from the host
+    command: list[str]  # native: argv ("python" = the env's interpreter); container: CMD
+    environment: dict[str, str]
+    secrets: set[str]
+    depends_on: dict[str, bool]  # in this run: name -> required
+    health: Health
+    image: str | None = None
+    dockerfile: str | None = None
+    build_args: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    gpu: bool = False  # request GPUs from the container runtime
+    watch: list[str] = field(default_factory=list)
+    persistent: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    stack: str
+    root: str
+    native: bool
+    services: dict[str, ServicePlan]
+    start_order: list[str]
+    waves: list[list[str]]  # services in one wave start in parallel
+    warnings: list[str]
+    left_out: dict[str, str]  # services of the stack not in this run, and why
+
+    def masked_env(self, name: str) -> dict[str, str]:
+        svc = self.services[name]
+        return {k: ("***" if k in svc.secrets else v) for k, v in sorted(svc.environment.items())}
+
+
+def plan(stack: Stack, machine: Machine, *, native: bool = False,
+         services: list[str] | None = None) -> Plan:
+    warnings: list[str] = []
+    chosen, left_out = _select(stack, machine, services, warnings)
+    modes = {name: _mode(stack, name, native, warnings) for name in chosen}
+    ports = _ports(stack, chosen, machine)
+    # A native service a container depends on must be reachable from the docker bridge.
+    exposed = {dep for name in chosen if modes[name] == "container"
+               for dep in stack.services[name].dependencies
+               if dep in chosen and modes[dep] == "native"}
+    for name in sorted(exposed):
+        warnings.append(f"{name} runs natively but a container depends on it: it binds 0.0.0.0 "
+                        f"so containers reach it at {HOST_FROM_CONTAINER}")
+    result: dict[str, ServicePlan] = {}
+    for name in chosen:
+        result[name] = _service(stack, machine, name, modes, ports, chosen, name in exposed, warnings)
+    waves = _waves({n: [d for d in result[n].depends_on] for n in result})
+    return Plan(stack=stack.name, root=str(stack.root), native=native, services=result,
+                start_order=[n for wave in waves for n in wave], waves=waves,
+                warnings=warnings, left_out=left_out)
+
+
+def _select(stack: Stack, machine: Machine, requested: list[str] | None,
+            warnings: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Requested services plus everything they require; by default every service that can run."""
+    left_out: dict[str, str] = {}
+    if requested:
+        unknown = [n for n in requested if n not in stack.services]
+        if unknown:
+            raise PlanError(f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+                            fix=f"choose from: {', '.join(stack.services)}")
+        wanted = list(dict.fromkeys(requested))
+    else:
+        wanted = []
+        for name, svc in stack.services.items():
+            if svc.gpu == "required" and machine.gpu_count == 0:
+                left_out[name] = "needs a GPU and this machine has none"
+                warnings.append(f"{name} left out: it needs a GPU and none was found "
+                                f"(run it on a GPU machine, or name it with --services to insist)")
+            else:
+                wanted.append(name)
+    chosen: list[str] = []
+
+    def add(name: str) -> None:
+        if name in chosen:
+            return
+        chosen.append(name)
+        for dep, required in stack.services[name].dependencies.items():
+            if required:
+                add(dep)
+                left_out.pop(dep, None)
+
+    for name in wanted:
+        add(name)
+    for name in stack.services:
+        if name not in chosen and name not in left_out:
+            left_out[name] = "not selected"
+    return [n for n in stack.services if n in chosen], left_out
+
+
+def _mode(stack: Stack, name: str, native: bool, warnings: list[str]) -> str:
+    allowed = stack.services[name].modes
+    want = "native" if native else "container"
+    if want in allowed:
+        return want
+    if native:
+        return "container"  # container-only services (moshi) stay in containers: expected
+    warnings.append(f"{name} cannot run in a container (modes = {allowed}); it runs natively")
+    return "native"
+
+
+def _ports(stack: Stack, chosen: list[str], machine: Machine) -> dict[str, int]:
+    ports: dict[str, int] = {}
+    for name in chosen:
+        var = "DUPLEX_PORT_" + name.upper().replace("-", "_")
+        raw = machine.env.get(var)
+        if raw is None:
+            ports[name] = stack.services[name].port
+            continue
+        if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+            raise PlanError(f"{var}={raw!r} is not a port number", fix=f"set {var} to 1-65535 or unset it")
+        ports[name] = int(raw)
+    clash = {p for p in ports.values() if list(ports.values()).count(p) > 1}
+    if clash:
+        names = [n for n, p in ports.items() if p in clash]
+        raise PlanError(f"services {', '.join(names)} would share port {min(clash)}",
+                        fix="give each a distinct DUPLEX_PORT_<SERVICE>")
+    return ports
+
+
+def address(target: str, consumer_mode: str, modes: dict[str, str], ports: dict[str, int],
+            container_ports: dict[str, int]) -> tuple[str, int]:
+    """Host and port at which `target` is reached from a process running in `consumer_mode`."""
+    if consumer_mode == "native":
+        return LOOPBACK, ports[target]  # containers publish on 127.0.0.1
+    if modes[target] == "container":
+        return target, container_ports[target]  # the stack's docker network alias
+    return HOST_FROM_CONTAINER, ports[target]
+
+
+def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], ports: dict[str, int],
+             chosen: list[str], exposed: bool, warnings: list[str]) -> ServicePlan:
+    spec = stack.services[name]
+    mode = modes[name]
+    container_ports = {n: stack.services[n].port for n in chosen}
+    port = ports[name]
+    if mode == "native":
+        bind = "0.0.0.0" if exposed else LOOPBACK
+        listen_port = port
+    else:
+        bind, listen_port = "0.0.0.0", spec.port  # inside the container; published on 127.0.0.1
+    env: dict[str, str] = {}
+    secrets = {k for k in spec.secrets} | {"HF_TOKEN"}
+    # Shared model cache: the same files for both modes.
+    mounts: list[Mount] = []
+    if mode == "native":
+        env["HF_HOME"] = machine.hf_home
+        if machine.hf_hub_cache:
+            env["HF_HUB_CACHE"] = machine.hf_hub_cache
+    else:
+        env["HF_HOME"] = CACHE_IN_CONTAINER
+        mounts.append(Mount(machine.hf_home, CACHE_IN_CONTAINER))
+        if machine.hf_hub_cache:
+            env["HF_HUB_CACHE"] = CACHE_IN_CONTAINER + "/hub"
+            mounts.append(Mount(machine.hf_hub_cache, CACHE_IN_CONTAINER + "/hub"))
+    for var in ("HF_ENDPOINT", "HF_HUB_OFFLINE"):
+        if var in machine.env:
+            env[var] = machine.env[var]
+    if mode == "native" and "CUDA_VISIBLE_DEVICES" in machine.env:
+        env["CUDA_VISIBLE_DEVICES"] = machine.env["CUDA_VISIBLE_DEVICES"]
+    if spec.models and "HF_TOKEN" in machine.env:
+        env["HF_TOKEN"] = machine.env["HF_TOKEN"]
+    for var in spec.secrets:
+        if var in machine.env:
+            env[var] = machine.env[var]
+    # Discovery: Aspire-style variables for each dependency in the run.
+    deps = {d: req for d, req in spec.dependencies.items() if d in chosen}
+    for dep in deps:
+        host, dport = address(dep, mode, modes, ports, container_ports)
+        env[f"services__{dep}__http__0"] = f"http://{host}:{dport}"
+    for key, value in spec.environment.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        refs = {ref for ref, _ in TEMPLATE.findall(text)}
+        missing = sorted(refs - set(chosen))
+        if missing:
+            warnings.append(f"{name}: {key} not set because {', '.join(missing)} is not part of this run")
+            continue
+        env[key] = _fill(text, mode, modes, ports, container_ports)
+        if any(word in key.upper() for word in SECRET_WORDS):
+            secrets.add(key)
+    gpu = False
+    if mode == "container" and spec.gpu != "none":
+        gpu = machine.nvidia_runtime and machine.gpu_count > 0
+        if not gpu and spec.gpu == "optional":
+            warnings.append(f"{name}: no GPU available to containers; it runs on the CPU")
+    if spec.gpu == "required" and machine.gpu_count == 0:
+        warnings.append(f"{name} needs a GPU and none was found: preflight will fail it")
+    health = _health(spec.health, port, spec.start_timeout)
+    image, dockerfile, build_args = None, None, {}
+    if mode == "container":
+        if spec.dockerfile:
+            dockerfile = spec.dockerfile
+            image = f"duplex-{stack.name}-{name}:dev"
+            build_args = {"BASE_IMAGE": machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image),
+                          "UID": str(machine.uid), "GID": str(machine.gid)}
+        else:
+            image = spec.image
+    return ServicePlan(
+        name=name, mode=mode, env=spec.env, port=port, container_port=spec.port, bind=bind,
+        url=f"http://{LOOPBACK}:{port}",
+        command=_command(spec, mode, bind, listen_port, stack),
+        environment=env, secrets={s for s in secrets if s in env}, depends_on=deps, health=health,
+        image=image, dockerfile=dockerfile, build_args=build_args, mounts=mounts, gpu=gpu,
+        watch=_watch(spec) if mode == "native" else [], persistent=spec.persistent,
+        labels={f"{LABEL}.stack": stack.name, f"{LABEL}.service": name, f"{LABEL}.root": str(stack.root)},
+        models=list(spec.models),
+    )
+
+
+def _fill(text: str, mode: str, modes, ports, container_ports) -> str:
+    def one(match) -> str:
+        ref, fld = match.group(1), match.group(2)
+        host, port = address(ref, mode, modes, ports, container_ports)
+        return {"host": host, "port": str(port), "url": f"http://{host}:{port}"}[fld]
+    return TEMPLATE.sub(one, text)
+
+
+def _health(spec: str | None, port: int, timeout: float) -> Health:
+    if spec is None:
+        return Health("none", None, timeout)
+    if spec.startswith("ws:"):
+        return Health("websocket", f"ws://{LOOPBACK}:{port}{spec[3:]}", timeout)
+    return Health("http", f"http://{LOOPBACK}:{port}{spec}", timeout)
+
+
+def _command(spec, mode: str, bind: str, port: int, stack: Stack) -> list[str]:
+    if spec.app:
+        argv = ["python", "-m", "uvicorn", spec.app, "--host", bind, "--port", str(port)]
+        if mode == "native":
+            argv.append("--reload")
+            for folder in _watch(spec):
+                argv += ["--reload-dir", folder]
+        return argv
+    return [part.replace("{port}", str(port)).replace("{host}", bind) for part in spec.command]
+
+
+def _watch(spec) -> list[str]:
+    """What --reload watches: the stack's `watch`, else the folder of the app's package."""
+    if spec.watch is not None:
+        return list(spec.watch)
+    if spec.app:
+        module = spec.app.split(":")[0]
+        return ["/".join(module.split(".")[:-1]) or "."]
+    return []
+
+
+def _waves(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Dependency levels (Kahn): each wave needs only earlier waves. The stack has no cycles."""
+    done: set[str] = set()
+    waves: list[list[str]] = []
+    while len(done) < len(graph):
+        wave = sorted(n for n in graph if n not in done and all(d in done for d in graph[n]))
+        if not wave:  # defensive: load_stack already rejects cycles
+            raise PlanError("dependency cycle among: " + ", ".join(sorted(set(graph) - done)))
+        waves.append(wave)
+        done.update(wave)
+    return waves

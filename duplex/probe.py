@@ -1,0 +1,54 @@
+"""What the machine offers, gathered once and handed to planning as plain data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Host variables the plan reads or passes through; nothing else of the host leaks into services.
+PASSTHROUGH = ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The facts planning needs. Tests build these by hand; `probe_machine` reads the real ones."""
+
+    gpu_count: int = 0
+    nvidia_runtime: bool = False  # docker can hand GPUs to containers
+    hf_home: str = str(Path.home() / ".cache" / "huggingface")
+    hf_hub_cache: str | None = None  # only when set apart from HF_HOME
+    uid: int = 1000
+    gid: int = 1000
+    env: dict[str, str] = field(default_factory=dict)  # host variables (PASSTHROUGH, DUPLEX_*)
+
+
+def hf_home(environ: dict[str, str]) -> str:
+    """The Hugging Face home as huggingface_hub computes it (HF_HOME, else XDG, else ~/.cache)."""
+    if environ.get("HF_HOME"):
+        return str(Path(environ["HF_HOME"]).expanduser())
+    xdg = environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(xdg).expanduser() / "huggingface")
+
+
+def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = None,
+                  nvidia_runtime: bool | None = None) -> Machine:
+    """Read the host cheaply. GPU facts come from the NVML probe when not given."""
+    environ = dict(os.environ if environ is None else environ)
+    if gpus is None:
+        from .gpu import gpu_count  # lazy: NVML is only loaded when asked
+        gpus = gpu_count()
+    home = hf_home(environ)
+    hub = environ.get("HF_HUB_CACHE")
+    if hub and Path(hub).expanduser().resolve() == (Path(home) / "hub").resolve():
+        hub = None
+    kept = {k: v for k, v in environ.items() if k in PASSTHROUGH or k.startswith("DUPLEX_")}
+    return Machine(
+        gpu_count=gpus,
+        nvidia_runtime=bool(gpus) if nvidia_runtime is None else nvidia_runtime,
+        hf_home=home,
+        hf_hub_cache=str(Path(hub).expanduser()) if hub else None,
+        uid=os.getuid() if hasattr(os, "getuid") else 1000,
+        gid=os.getgid() if hasattr(os, "getgid") else 1000,
+        env=kept,
+    )

@@ -1,0 +1,245 @@
+"""Load stack.toml into typed objects; every problem becomes one plain line, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from .errors import StackError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+STACK_FILE = "stack.toml"
+MODES = ("native", "container")
+# `{svc.field}` in environment values; the fields each service exposes to others.
+TEMPLATE = re.compile(r"\{([A-Za-z0-9_-]+)\.([A-Za-z_]+)\}")
+TEMPLATE_FIELDS = ("host", "port", "url")
+REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StackMeta(_Strict):
+    name: str = Field(default="duplex", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    base_image: str = "duplex/python:3.11-bookworm"
+    on_crash: Literal["keep", "stop"] = "keep"  # what the others do when one service crashes
+
+
+class EnvSpec(_Strict):
+    python: str = ">=3.10,<3.13"
+    requirements: str | None = None  # default envs/<name>/requirements.in
+    torch: str = "none"
+    fixes: list[str] = []
+    system: list[str] = []
+
+    @field_validator("torch")
+    @classmethod
+    def _torch(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|none|cu\d{3}", value):
+            raise ValueError("expected 'auto', 'cpu', 'none' or 'cuXXX' (e.g. 'cu124')")
+        return value
+
+
+class Dependency(_Strict):
+    required: bool = True
+
+
+class ServiceSpec(_Strict):
+    env: str | None = None
+    app: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
+    command: list[str] | None = None
+    port: int = Field(ge=1, le=65535)
+    health: str | None = None  # "/health" (HTTP GET) or "ws:/api/chat" (WebSocket handshake)
+    start_timeout: float = Field(default=120.0, gt=0)  # warm-up allowance before unhealthy
+    modes: list[Literal["native", "container"]] = ["native", "container"]
+    dockerfile: str | None = None
+    image: str | None = None
+    gpu: Literal["none", "optional", "required"] = "none"
+    models: list[str] = []
+    depends_on: Union[list[str], dict[str, Dependency]] = []
+    environment: dict[str, Union[str, int, float, bool]] = {}
+    secrets: list[str] = []  # host variables passed through and always masked
+    watch: list[str] | None = None  # source dirs --reload watches; default: the app's package
+    persistent: bool = False
+
+    @field_validator("health")
+    @classmethod
+    def _health(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"(ws:)?/\S*", value):
+            raise ValueError("expected an HTTP path like '/health' or 'ws:/api/chat'")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        for repo in value:
+            if not REPO.match(repo):
+                raise ValueError(f"expected 'ORG/NAME' or 'ORG/NAME@REVISION', found {repo!r}")
+        return value
+
+    @property
+    def dependencies(self) -> dict[str, bool]:
+        """Dependency name -> required."""
+        if isinstance(self.depends_on, list):
+            return {name: True for name in self.depends_on}
+        return {name: dep.required for name, dep in self.depends_on.items()}
+
+
+class Stack(_Strict):
+    stack: StackMeta = StackMeta()
+    envs: dict[str, EnvSpec] = {}
+    services: dict[str, ServiceSpec]
+    _path: Path = PrivateAttr(default=Path(STACK_FILE))
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def root(self) -> Path:
+        return self._path.resolve().parent
+
+    @property
+    def name(self) -> str:
+        return self.stack.name
+
+    def requirements(self, env: str) -> Path:
+        spec = self.envs[env]
+        return self.root / (spec.requirements or f"envs/{env}/requirements.in")
+
+
+def find_stack(start: Path | None = None) -> Path:
+    """$DUPLEX_STACK, else stack.toml in the working directory or its parents."""
+    if os.environ.get("DUPLEX_STACK"):
+        return Path(os.environ["DUPLEX_STACK"]).expanduser()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / STACK_FILE).is_file():
+            return folder / STACK_FILE
+    return here / STACK_FILE
+
+
+def load_stack(path: Path | None = None) -> Stack:
+    path = Path(path) if path else find_stack()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StackError(path, ["file not found"],
+                         fix="run duplex from your project root, or point DUPLEX_STACK at your stack.toml") from None
+    except OSError as exc:
+        raise StackError(path, [f"cannot read: {exc.strerror}"]) from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise StackError(path, [f"TOML syntax error: {exc}"], fix="fix the line named above") from None
+    try:
+        stack = Stack.model_validate(data)
+    except ValidationError as exc:
+        raise StackError(path, [_describe(err) for err in exc.errors()],
+                         fix="see docs/stack.md for every key and its type") from None
+    problems = check_references(stack)
+    if problems:
+        raise StackError(path, problems, fix="see docs/stack.md for how services refer to each other")
+    stack._path = path
+    return stack
+
+
+def _describe(err: dict) -> str:
+    loc = _loc(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key (check its spelling; see docs/stack.md)"
+    if kind == "missing":
+        return f"{loc}: required key is missing"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{loc}: {msg[0].lower() + msg[1:]}, found {err['input']!r}"
+
+
+def _loc(parts: tuple) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("list[str]", "dict[str,Dependency]", "str", "int", "float", "bool"):
+            continue  # union branch names pydantic adds; not part of the user's key path
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def check_references(stack: Stack) -> list[str]:
+    """Cross-references pydantic cannot see: envs, dependencies, cycles, ports, templates."""
+    problems: list[str] = []
+    names = set(stack.services)
+    ports: dict[int, str] = {}
+    for name, svc in stack.services.items():
+        where = f"services.{name}"
+        if svc.env is not None and svc.env not in stack.envs:
+            problems.append(f"{where}.env: unknown env {svc.env!r}; defined envs: {_list(stack.envs)}")
+        if "native" in svc.modes and svc.env is None:
+            problems.append(f"{where}.env: a service that can run natively needs an env")
+        if (svc.app is None) == (svc.command is None):
+            problems.append(f"{where}: set exactly one of 'app' (module:attr) or 'command'")
+        if "container" in svc.modes and not (svc.dockerfile or svc.image):
+            problems.append(f"{where}: a service that can run in a container needs 'dockerfile' or 'image'")
+        if not svc.modes:
+            problems.append(f"{where}.modes: expected at least one of 'native', 'container'")
+        for dep in svc.dependencies:
+            if dep not in names:
+                problems.append(f"{where}.depends_on: unknown service {dep!r}; services: {_list(names)}")
+            elif dep == name:
+                problems.append(f"{where}.depends_on: a service cannot depend on itself")
+        if svc.port in ports:
+            problems.append(f"{where}.port: {svc.port} is already used by services.{ports[svc.port]}")
+        ports.setdefault(svc.port, name)
+        for key, value in svc.environment.items():
+            for ref, field in TEMPLATE.findall(str(value)):
+                if ref not in names:
+                    problems.append(f"{where}.environment.{key}: template names unknown service {ref!r}")
+                elif field not in TEMPLATE_FIELDS:
+                    problems.append(f"{where}.environment.{key}: unknown field {{{ref}.{field}}}; "
+                                    f"use one of {', '.join(TEMPLATE_FIELDS)}")
+    cycle = find_cycle({n: list(s.dependencies) for n, s in stack.services.items()})
+    if cycle:
+        problems.append("depends_on: dependency cycle " + " -> ".join(cycle))
+    return problems
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """One cycle as a path (first node repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in graph.get(node, []):
+            if nxt == node or nxt not in graph:
+                continue
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def _list(items) -> str:
+    return ", ".join(sorted(items)) or "(none)"
