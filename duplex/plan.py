@@ -52,6 +52,7 @@ class ServicePlan:
     build_args: dict[str, str] = field(default_factory=dict)
     mounts: list[Mount] = field(default_factory=list)
     gpu: bool = False  # request GPUs from the container runtime
+    gpu_policy: str = "none"  # the stack's none | optional | required
     watch: list[str] = field(default_factory=list)
     persistent: bool = False
     labels: dict[str, str] = field(default_factory=dict)
@@ -246,7 +247,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         url=f"http://{LOOPBACK}:{port}",
         command=_command(spec, mode, bind, listen_port, stack),
         environment=env, secrets={s for s in secrets if s in env}, depends_on=deps, health=health,
-        image=image, dockerfile=dockerfile, build_args=build_args, mounts=mounts, gpu=gpu,
+        image=image, dockerfile=dockerfile, build_args=build_args, mounts=mounts, gpu=gpu, gpu_policy=spec.gpu,
         watch=_watch(spec) if mode == "native" else [], persistent=spec.persistent,
         labels={f"{LABEL}.stack": stack.name, f"{LABEL}.service": name, f"{LABEL}.root": str(stack.root)},
         models=list(spec.models),

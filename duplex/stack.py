@@ -142,7 +142,8 @@ def load_stack(path: Path | None = None) -> Stack:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise StackError(path, [f"TOML syntax error: {exc}"], fix="fix the line named above") from None
+        raise StackError(path, [f"TOML syntax error: {exc}{_quote_line(text, str(exc))}"],
+                         fix="fix the line named above") from None
     try:
         stack = Stack.model_validate(data)
     except ValidationError as exc:
@@ -153,6 +154,15 @@ def load_stack(path: Path | None = None) -> Stack:
         raise StackError(path, problems, fix="see docs/stack.md for how services refer to each other")
     stack._path = path
     return stack
+
+
+def _quote_line(text: str, message: str) -> str:
+    """The offending line itself, so the user need not count."""
+    found = re.search(r"at line (\d+)", message)
+    lines = text.splitlines()
+    if not found or not 0 < int(found.group(1)) <= len(lines):
+        return ""
+    return f"\n      {found.group(1)} | {lines[int(found.group(1)) - 1]}"
 
 
 def _describe(err: dict) -> str:

@@ -1,0 +1,254 @@
+"""Container runner: build or pull each image, run it through the docker SDK, stream its logs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from .errors import EngineError, RunError
+from .handles import LineSink
+from .native import log_path
+from .plan import LABEL, ServicePlan
+
+CONFIG_LABEL = f"{LABEL}.config"
+PERSISTENT_LABEL = f"{LABEL}.persistent"
+
+
+def connect(factory: Callable | None = None):
+    """A docker client that answered a ping, or an EngineError that says how to get one."""
+    import docker  # lazy: the docker SDK is only loaded for container runs
+    from docker.errors import DockerException
+    try:
+        client = (factory or docker.from_env)()
+        client.ping()
+        return client
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise EngineError(f"the Docker engine at {where} is not answering ({_short(exc)})",
+                          fix="start Docker (`sudo systemctl start docker`, or `bash scripts/docker-engine.sh`), "
+                              "set DOCKER_HOST, or run natively with `inv run --native`") from exc
+
+
+def container_name(stack: str, service: str) -> str:
+    return f"duplex-{stack}-{service}"
+
+
+def run_kwargs(svc: ServicePlan, stack: str, network: str, config_hash: str) -> dict:
+    """Pure translation from a service plan to `containers.run` keyword arguments."""
+    from docker.types import DeviceRequest, EndpointConfig
+    kwargs = dict(
+        image=svc.image, command=svc.command, name=container_name(stack, svc.name), detach=True,
+        environment=dict(svc.environment),
+        ports={f"{svc.container_port}/tcp": ("127.0.0.1", svc.port)},  # never all interfaces
+        volumes={m.source: {"bind": m.target, "mode": "ro" if m.read_only else "rw"} for m in svc.mounts},
+        labels={**svc.labels, CONFIG_LABEL: config_hash, PERSISTENT_LABEL: str(svc.persistent).lower()},
+        network=network,
+        networking_config={network: EndpointConfig(version="1.44", aliases=[svc.name])},
+        extra_hosts={"host.docker.internal": "host-gateway"},  # a native dependency, from inside
+    )
+    if svc.gpu:
+        kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return kwargs
+
+
+def config_hash(svc: ServicePlan, image_id: str) -> str:
+    """Same image and configuration: a persistent container may be reused as it is."""
+    blob = json.dumps({"image": image_id, "cmd": svc.command, "env": svc.environment,
+                       "port": svc.port, "mounts": [m.__dict__ for m in svc.mounts], "gpu": svc.gpu},
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def ca_bundle() -> bytes:
+    """The CA bundle builds hand to pip behind a TLS-intercepting proxy (DUPLEX_CA_BUNDLE)."""
+    for var in ("DUPLEX_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT"):
+        path = os.environ.get(var)
+        if path and Path(path).is_file():
+            return Path(path).read_bytes()
+    if os.environ.get("DUPLEX_CA_BUNDLE"):
+        raise RunError(f"DUPLEX_CA_BUNDLE={os.environ['DUPLEX_CA_BUNDLE']} is not a file",
+                       fix="point DUPLEX_CA_BUNDLE at a PEM bundle, or unset it")
+    return b""
+
+
+class ContainerHandle:
+    def __init__(self, svc: ServicePlan, container, log: Path, sink: LineSink | None, reused: bool):
+        self.name = svc.name
+        self.url = svc.url
+        self.persistent = svc.persistent
+        self.container = container
+        self.ident = f"container {container.short_id}" + (" reused" if reused else "")
+        self.lines: deque[str] = deque(maxlen=200)
+        self.log = log
+        self.reader = None
+        if sink is not None:
+            self.reader = threading.Thread(target=self._pump, args=(sink,), daemon=True)
+            self.reader.start()
+
+    def _pump(self, sink: LineSink) -> None:
+        from docker.errors import DockerException
+        buf = b""
+        try:
+            with open(self.log, "a", encoding="utf-8", errors="replace") as out:
+                for chunk in self.container.logs(stream=True, follow=True):
+                    buf += chunk
+                    while b"\n" in buf:
+                        raw, buf = buf.split(b"\n", 1)
+                        line = raw.decode("utf-8", errors="replace")
+                        self.lines.append(line)
+                        out.write(line + "\n")
+                        out.flush()
+                        sink(self.name, line)
+        except (DockerException, OSError, ValueError):
+            pass  # the container went away; its exit is reported by exit_code()
+
+    def exit_code(self) -> int | None:
+        from docker.errors import NotFound
+        try:
+            self.container.reload()
+        except NotFound:
+            return -1
+        state = self.container.attrs["State"]
+        return None if state["Status"] in ("created", "running", "restarting") else state["ExitCode"]
+
+    def stop(self, grace: float, force: bool = False) -> None:
+        from docker.errors import NotFound
+        if self.persistent and not force:
+            return  # kept warm for the next run; `inv stop --all` removes it
+        try:
+            self.container.stop(timeout=int(grace))
+            self.container.remove(force=True)
+        except NotFound:
+            pass
+
+    def tail(self, lines: int) -> list[str]:
+        if self.lines:
+            return list(self.lines)[-lines:]
+        try:
+            return self.container.logs(tail=lines).decode("utf-8", errors="replace").splitlines()
+        except Exception:  # noqa: BLE001 - best effort for a crash report
+            return []
+
+    def record(self) -> dict:
+        return {"name": self.name, "mode": "container", "container": self.container.id,
+                "url": self.url, "persistent": self.persistent}
+
+
+class ContainerRunner:
+    def __init__(self, root: Path, stack: str, *, client=None, detach: bool = False,
+                 build_network: str | None = None):
+        self.root = root
+        self.stack = stack
+        self.network = f"duplex-{stack}"
+        self.detach = detach
+        self.build_network = build_network or os.environ.get("DUPLEX_BUILD_NETWORK")
+        self._client = client
+        self.image_ids: dict[str, str] = {}
+
+    @property
+    def client(self):
+        if self._client is None:
+            self._client = connect()
+        return self._client
+
+    def prepare(self, services: list[ServicePlan], progress: Callable[[str], None]) -> None:
+        from docker.errors import ImageNotFound
+        client = self.client
+        if not client.networks.list(names=[self.network]):
+            client.networks.create(self.network, labels={f"{LABEL}.stack": self.stack})
+        for svc in services:
+            for mount in svc.mounts:  # created by us, as the user: a root-owned cache is a classic failure
+                Path(mount.source).mkdir(parents=True, exist_ok=True)
+            if svc.dockerfile:
+                base = svc.build_args.get("BASE_IMAGE")
+                try:
+                    client.images.get(base)
+                except ImageNotFound:
+                    raise RunError(f"{svc.name}: base image {base} is not on this machine",
+                                   fix="build it with `bash scripts/base-image.sh`, or set DUPLEX_BASE_IMAGE "
+                                       "to a Debian/Ubuntu image with python3 and python3-venv") from None
+                self.image_ids[svc.name] = self.build(svc, progress)
+            else:
+                self.image_ids[svc.name] = self.pull(svc, progress)
+
+    def build(self, svc: ServicePlan, progress: Callable[[str], None]) -> str:
+        build_dir = self.root / ".duplex" / "build"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        (build_dir / "ca.pem").write_bytes(ca_bundle())
+        progress(f"{svc.name}: building {svc.image} from {svc.dockerfile}")
+        log: list[str] = []
+        image_id = None
+        for chunk in self.client.api.build(
+                path=str(self.root), dockerfile=svc.dockerfile, tag=svc.image, buildargs=svc.build_args,
+                rm=True, forcerm=True, decode=True, network_mode=self.build_network,
+                labels={f"{LABEL}.stack": self.stack, f"{LABEL}.service": svc.name}):
+            if "stream" in chunk:
+                for line in chunk["stream"].splitlines():
+                    if line.strip():
+                        log.append(line)
+                        if line.startswith("Step "):
+                            progress(f"{svc.name}: {line}")
+            if "aux" in chunk and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            if "error" in chunk:
+                step = next((l for l in reversed(log) if l.startswith("Step ")), "(before the first step)")
+                tail = "\n".join("    " + l for l in log[-12:])
+                raise RunError(f"{svc.name}: image build failed at {step}: {chunk['error'].strip()}\n{tail}",
+                               fix=f"fix {svc.dockerfile} or what it copies, then run again")
+        return image_id or self.client.images.get(svc.image).id
+
+    def pull(self, svc: ServicePlan, progress: Callable[[str], None]) -> str:
+        from docker.errors import DockerException, ImageNotFound
+        try:
+            return self.client.images.get(svc.image).id
+        except ImageNotFound:
+            pass
+        progress(f"{svc.name}: pulling {svc.image}")
+        try:
+            return self.client.images.pull(svc.image).id
+        except DockerException as exc:
+            raise RunError(f"{svc.name}: cannot pull {svc.image} ({_short(exc)})",
+                           fix="check the image name and your registry login, or give a `dockerfile`") from exc
+
+    def start(self, svc: ServicePlan, sink: LineSink | None) -> ContainerHandle:
+        from docker.errors import APIError, NotFound
+        client = self.client
+        digest = config_hash(svc, self.image_ids.get(svc.name, ""))
+        name = container_name(self.stack, svc.name)
+        log = log_path(self.root, svc.name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            old = client.containers.get(name)
+        except NotFound:
+            old = None
+        if old is not None:
+            same = old.labels.get(CONFIG_LABEL) == digest and old.status == "running"
+            if svc.persistent and same:
+                return ContainerHandle(svc, old, log, None if self.detach else sink, reused=True)
+            old.remove(force=True)
+        log.write_text("")
+        try:
+            container = client.containers.run(**run_kwargs(svc, self.stack, self.network, digest))
+        except APIError as exc:
+            raise RunError(f"{svc.name}: the engine refused to start the container ({_short(exc)})",
+                           fix=_run_fix(exc, svc)) from exc
+        return ContainerHandle(svc, container, log, None if self.detach else sink, reused=False)
+
+
+def _run_fix(exc, svc: ServicePlan) -> str:
+    text = str(exc)
+    if "port is already allocated" in text or "address already in use" in text:
+        return f"free port {svc.port} or set DUPLEX_PORT_{svc.name.upper()} to another"
+    if "could not select device driver" in text:
+        return "install the NVIDIA Container Toolkit, or run this service on the CPU (gpu = \"optional\")"
+    return "see the engine's message above"
+
+
+def _short(exc: Exception) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__

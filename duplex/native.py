@@ -1,0 +1,193 @@
+"""Native runner: each service as a process group from its env's venv, logs to a file and a sink."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Callable
+
+from .errors import EnvError, RunError
+from .handles import LineSink
+from .plan import ServicePlan
+from .probe import PASSTHROUGH
+
+PR_SET_PDEATHSIG = 1
+
+
+def venv_python(root: Path, env: str) -> Path:
+    folder = root / ".duplex" / "envs" / env
+    return folder / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+
+
+def log_path(root: Path, name: str) -> Path:
+    return root / ".duplex" / "logs" / f"{name}.log"
+
+
+def process_env(service: ServicePlan, python: Path) -> dict[str, str]:
+    """The host's environment minus what the plan owns, plus the plan's variables and the venv."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in PASSTHROUGH and not k.startswith(("DUPLEX_", "services__", "HF_HUB_CACHE"))}
+    bin_dir = str(python.parent)
+    env.update(service.environment)
+    env.update(VIRTUAL_ENV=str(python.parent.parent), PATH=bin_dir + os.pathsep + env.get("PATH", ""),
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+def argv(service: ServicePlan, python: Path) -> list[str]:
+    cmd = list(service.command)
+    if cmd and cmd[0] in ("python", "python3"):
+        cmd[0] = str(python)
+    return cmd
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Linux: the child gets SIGTERM if duplex dies, even by SIGKILL (no orphans)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def start_time(pid: int) -> str | None:
+    """The kernel's start time of a pid, so a recycled pid is never mistaken for ours."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+class NativeProcess:
+    def __init__(self, service: ServicePlan, proc: subprocess.Popen, log: Path, sink: LineSink | None):
+        self.name = service.name
+        self.url = service.url
+        self.proc = proc
+        self.log = log
+        self.ident = f"pid {proc.pid}"
+        self.lines: deque[str] = deque(maxlen=200)
+        self.reader = None
+        if proc.stdout is not None:
+            self.reader = threading.Thread(target=self._pump, args=(sink,), daemon=True)
+            self.reader.start()
+
+    def _pump(self, sink: LineSink | None) -> None:
+        with open(self.log, "a", encoding="utf-8", errors="replace") as out:
+            for raw in self.proc.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                self.lines.append(line)
+                out.write(line + "\n")
+                out.flush()
+                if sink:
+                    sink(self.name, line)
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self, grace: float) -> None:
+        stop_group(self.proc.pid, grace, waiter=self.proc.wait)
+        if self.reader:
+            self.reader.join(timeout=2)
+
+    def tail(self, lines: int) -> list[str]:
+        if self.lines:
+            return list(self.lines)[-lines:]
+        return tail_file(self.log, lines)
+
+    def record(self) -> dict:
+        return {"name": self.name, "mode": "native", "pid": self.proc.pid,
+                "start_time": start_time(self.proc.pid), "url": self.url, "log": str(self.log)}
+
+
+def stop_group(pgid: int, grace: float, waiter: Callable[[float], object] | None = None) -> None:
+    """SIGTERM the process group, SIGKILL what is left after `grace` seconds."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if waiter is not None:
+            try:
+                waiter(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+        if not group_alive(pgid):
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if waiter is not None:
+        try:
+            waiter(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def tail_file(path: Path, lines: int) -> list[str]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 64 * 1024))
+            return fh.read().decode("utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+class NativeRunner:
+    """Start services as processes. `detach` lets them outlive duplex (logs go straight to files)."""
+
+    def __init__(self, root: Path, detach: bool = False):
+        self.root = root
+        self.detach = detach
+        # PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so every child is
+        # forked by this one long-lived thread rather than by the short-lived start threads.
+        from concurrent.futures import ThreadPoolExecutor
+        self._forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duplex-forker")
+
+    def prepare(self, services: list[ServicePlan], progress: Callable[[str], None]) -> None:
+        missing = [s for s in services if not venv_python(self.root, s.env).exists()]
+        if missing:
+            names = sorted({s.env for s in missing})
+            raise EnvError(f"no venv for env{'s' if len(names) > 1 else ''} {', '.join(names)} "
+                           f"(needed by {', '.join(s.name for s in missing)})",
+                           fix=" && ".join(f"inv setup --env {n}" for n in names))
+
+    def start(self, service: ServicePlan, sink: LineSink | None) -> NativeProcess:
+        python = venv_python(self.root, service.env)
+        log = log_path(self.root, service.name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+        out = open(log, "ab") if self.detach else subprocess.PIPE
+        try:
+            proc = self._forker.submit(
+                subprocess.Popen, argv(service, python), cwd=self.root, env=process_env(service, python),
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop reaches uvicorn's reload worker
+                preexec_fn=None if self.detach or sys.platform != "linux" else _die_with_parent,
+            ).result()
+        except OSError as exc:
+            raise RunError(f"{service.name}: cannot start {service.command[0]}: {exc.strerror}",
+                           fix=f"inv setup --env {service.env} --force") from exc
+        finally:
+            if self.detach:
+                out.close()
+        return NativeProcess(service, proc, log, None if self.detach else sink)

@@ -1,0 +1,137 @@
+"""Start services in dependency order, wait for health, watch them, stop them all cleanly."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Callable
+
+from .errors import RunError
+from .handles import Handle, Runner
+from .health import wait_healthy
+from .plan import Plan
+from .printer import Printer
+from .state import RunState
+
+TAIL = 15
+
+
+class Supervisor:
+    def __init__(self, plan: Plan, runners: dict[str, Runner], printer: Printer, state: RunState, *,
+                 on_crash: str = "keep", grace: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.plan = plan
+        self.runners = runners
+        self.printer = printer
+        self.state = state
+        self.on_crash = on_crash
+        self.grace = grace
+        self.clock = clock
+        self.handles: dict[str, Handle] = {}
+        self.healthy: dict[str, threading.Event] = {n: threading.Event() for n in plan.services}
+        self.failure: RunError | None = None
+        self.timings: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    # -- start -----------------------------------------------------------------------------
+    def up(self, progress: Callable[[str], None]) -> float:
+        """Prepare, start everything, wait until healthy. Returns seconds to all healthy."""
+        for mode, runner in self.runners.items():
+            services = [s for s in self.plan.services.values() if s.mode == mode]
+            if services:
+                runner.prepare(services, progress)
+        began = self.clock()
+        threads = [threading.Thread(target=self._bring_up, args=(n,), daemon=True)
+                   for n in self.plan.start_order]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if self.failure:
+            self.down()
+            raise self.failure
+        return self.clock() - began
+
+    def _bring_up(self, name: str) -> None:
+        svc = self.plan.services[name]
+        for dep in svc.depends_on:  # optional ones too, when they are part of the run
+            while not self.healthy[dep].wait(0.1):
+                if self.failure:
+                    return
+        if self.failure:
+            return
+        began = self.clock()
+        try:
+            handle = self.runners[svc.mode].start(svc, self.printer.line)
+        except RunError as err:
+            self._fail(err)
+            return
+        with self.lock:
+            self.handles[name] = handle
+        self.state.add({**handle.record(), "health": {"kind": svc.health.kind, "url": svc.health.url}})
+        self.printer.system(f"{name}: started ({svc.mode}, {handle.ident}); waiting for {svc.health.kind} health")
+        outcome = wait_healthy(svc.health, lambda: handle.exit_code() is None and not self.failure)
+        if outcome == "healthy":
+            self.timings[name] = self.clock() - began
+            self.printer.system(f"{name}: healthy at {svc.url} after {self.timings[name]:.2f}s")
+            self.healthy[name].set()
+            return
+        if self.failure:
+            return
+        if outcome == "exited":
+            msg = f"{name} exited with code {handle.exit_code()} before it became healthy"
+        else:
+            msg = f"{name} did not become healthy within {svc.health.timeout:.0f}s ({svc.health.url})"
+        self._fail(RunError(msg + _tail(handle), fix=f"read the log above; `inv logs {name}` keeps it"))
+
+    def _fail(self, err: RunError) -> None:
+        with self.lock:
+            if self.failure is None:
+                self.failure = err
+
+    # -- watch -----------------------------------------------------------------------------
+    def watch(self, poll: float = 0.2) -> int:
+        """Foreground: report crashes at once; return 0 on Ctrl-C/SIGTERM after stopping all."""
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        reported: set[str] = set()
+        code = 0
+        try:
+            while not stop.wait(poll):
+                for name, handle in list(self.handles.items()):
+                    rc = handle.exit_code()
+                    if rc is None or name in reported:
+                        continue
+                    reported.add(name)
+                    self.printer.system(f"{name} crashed: exited with code {rc}{_tail(handle)}")
+                    code = 1
+                    if self.on_crash == "stop":
+                        self.printer.system("stack option on_crash = 'stop': stopping the others")
+                        return code
+                if reported and len(reported) == len(self.handles):
+                    self.printer.system("every service has exited")
+                    return code
+        except KeyboardInterrupt:
+            code = 130
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            self.down()
+        return code
+
+    # -- stop ------------------------------------------------------------------------------
+    def down(self) -> None:
+        """Reverse dependency order: dependents first, so nothing talks to a stopped service."""
+        for name in reversed(self.plan.start_order):
+            handle = self.handles.pop(name, None)
+            if handle is None:
+                continue
+            self.printer.system(f"{name}: stopping")
+            handle.stop(self.grace)
+            self.state.remove(name)
+
+
+def _tail(handle: Handle) -> str:
+    lines = handle.tail(TAIL)
+    if not lines:
+        return " (no output)"
+    return f"; last {len(lines)} log lines:\n" + "\n".join("    " + line for line in lines)
