@@ -91,9 +91,10 @@ class Supervisor:
 
     # -- watch -----------------------------------------------------------------------------
     def watch(self, poll: float = 0.2) -> int:
-        """Foreground: report crashes at once; return 0 on Ctrl-C/SIGTERM after stopping all."""
+        """Foreground: report crashes at once; after Ctrl-C (130) or SIGTERM (143), stop all."""
         stop = threading.Event()
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signalled: list[int] = []
+        previous = signal.signal(signal.SIGTERM, lambda *_: (signalled.append(143), stop.set()))
         reported: set[str] = set()
         code = 0
         try:
@@ -112,11 +113,11 @@ class Supervisor:
                     self.printer.system("every service has exited")
                     return code
         except KeyboardInterrupt:
-            code = 130
+            signalled.append(130)
         finally:
             signal.signal(signal.SIGTERM, previous)
             self.down()
-        return code
+        return signalled[0] if signalled else code
 
     # -- stop ------------------------------------------------------------------------------
     def down(self) -> None:

@@ -1,0 +1,117 @@
+"""A copy of the toy stack per test, its env linked to the real frontend venv, on free ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.support.envs import ensure_env
+
+TOY = Path(__file__).parent / "toy"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Toy:
+    def __init__(self, root: Path):
+        self.root = root
+        self.ports = {name: free_port() for name in ("api", "web", "crash")}
+        self.env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"),
+                    **{f"DUPLEX_PORT_{n.upper()}": str(p) for n, p in self.ports.items()}}
+
+    def url(self, name: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports[name]}{path}"
+
+    def inv(self, *args: str, timeout: float = 120, extra: dict | None = None):
+        return subprocess.run([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+                              cwd=self.root, env={**self.env, **(extra or {})}, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def popen(self, *args: str, extra: dict | None = None) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), *args],
+                                cwd=self.root, env={**self.env, **(extra or {})}, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def state(self) -> dict:
+        path = self.root / ".duplex" / "run" / "state.json"
+        return json.loads(path.read_text()) if path.exists() else {"services": {}}
+
+    def get(self, name: str, path: str) -> dict:
+        with urllib.request.urlopen(self.url(name, path), timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def wait_healthy(self, *names: str, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while True:
+                try:
+                    self.get(name, "/health")
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"{name} never became healthy")
+                    time.sleep(0.1)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead for our purposes
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def group_pids(pgid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def wait_gone(pids, timeout: float = 15) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = [p for p in pids if pid_alive(p)]
+        if not left:
+            return []
+        time.sleep(0.1)
+    return [p for p in pids if pid_alive(p)]
+
+
+@pytest.fixture
+def toy(tmp_path) -> Toy:
+    root = tmp_path / "toy"
+    shutil.copytree(TOY, root)
+    venv = ensure_env("frontend")
+    (root / ".duplex" / "envs").mkdir(parents=True)
+    (root / ".duplex" / "envs" / "web").symlink_to(venv)
+    t = Toy(root)
+    yield t
+    t.inv("stop", "--all", timeout=60)
+
+
+__all__ = ["Toy", "free_port", "group_pids", "pid_alive", "wait_gone", "signal"]

@@ -1,0 +1,115 @@
+"""Native runs with real processes: health waits, discovery, logs, crash reports, no orphans."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import time
+
+from tests.run.conftest import group_pids, wait_gone
+
+
+def native_pgids(toy) -> list[int]:
+    return [r["pid"] for r in toy.state()["services"].values() if r["mode"] == "native"]
+
+
+def all_pids(pgids) -> list[int]:
+    return [pid for g in pgids for pid in group_pids(g)]
+
+
+def test_detach_discovery_status_logs_and_stop(toy):
+    proc = toy.inv("run", "--native", "--detach", "--services", "web")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all 2 services healthy" in proc.stdout
+    env = toy.get("web", "/env")
+    assert env["PEER_URL"] == toy.url("api")
+    assert env["services__api__http__0"] == toy.url("api")
+    assert env["VIRTUAL_ENV"].endswith(".duplex/envs/web")
+    assert toy.get("api", "/env")["TOY_NAME"] == "api"
+
+    rows = json.loads(toy.inv("status", "--json").stdout)
+    assert [(r["name"], r["mode"], r["state"], r["healthy"], r["url"]) for r in rows] == [
+        ("api", "native", "running", True, toy.url("api")),
+        ("web", "native", "running", True, toy.url("web"))]
+    assert "Application startup complete" in toy.inv("logs", "api").stdout
+
+    pids = all_pids(native_pgids(toy))
+    assert len(pids) >= 4  # a reloader and a server process each
+    assert toy.inv("run", "--native", "--services", "web").returncode != 0  # already running
+    stop = toy.inv("stop")
+    assert stop.returncode == 0 and "api" in stop.stdout and "web" in stop.stdout
+    assert wait_gone(pids, timeout=5) == []
+    assert json.loads(toy.inv("status", "--json").stdout) == []
+
+
+def test_sigterm_stops_everything_in_reverse_order(toy):
+    run = toy.popen("run", "--native", "--services", "web")
+    toy.wait_healthy("api", "web")
+    time.sleep(0.5)  # let the state file settle
+    pids = all_pids(native_pgids(toy))
+    run.send_signal(signal.SIGTERM)
+    out, _ = run.communicate(timeout=60)
+    assert run.returncode == 143, out
+    assert out.index("web: stopping") < out.index("api: stopping")
+    assert wait_gone(pids, timeout=5) == []
+    assert toy.state()["services"] == {}
+
+
+def test_duplex_killed_leaves_no_orphans_and_stop_cleans_up(toy):
+    run = toy.popen("run", "--native", "--services", "web")
+    toy.wait_healthy("api", "web")
+    time.sleep(0.5)
+    pids = all_pids(native_pgids(toy))
+    run.kill()  # SIGKILL: duplex cannot clean up itself
+    run.wait(timeout=10)
+    assert wait_gone(pids, timeout=15) == [], "children outlived a SIGKILLed duplex"
+    assert toy.inv("stop").returncode == 0
+    assert toy.state()["services"] == {}
+
+
+def test_crash_before_healthy_reports_exit_code_and_last_lines(toy):
+    proc = toy.inv("run", "--native", "--services", "crash")
+    assert proc.returncode == 1
+    assert "crash exited with code 3 before it became healthy" in proc.stderr
+    assert "toy crash: something went wrong" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert toy.state()["services"] == {}
+
+
+def test_crash_while_running_is_reported_at_once_and_others_keep_running(toy):
+    run = toy.popen("run", "--native", "--services", "api,crash", extra={"TOY_CRASH_AFTER": "4"})
+    toy.wait_healthy("api", "crash")
+    deadline = time.monotonic() + 30
+    lines = []
+    for line in run.stdout:
+        lines.append(line)
+        if "crash crashed: exited with code 3" in line or time.monotonic() > deadline:
+            break
+    text = "".join(lines)
+    assert "crash crashed: exited with code 3" in text
+    time.sleep(1)
+    assert toy.get("api", "/health") == {"status": "ok"}  # on_crash = "keep" (the default)
+    assert run.poll() is None
+    run.send_signal(signal.SIGINT)
+    out, _ = run.communicate(timeout=60)
+    assert "toy crash: something went wrong" in text + out
+    assert run.returncode == 130
+
+
+def test_missing_env_points_to_setup(toy):
+    (toy.root / ".duplex" / "envs" / "web").unlink()
+    proc = toy.inv("run", "--native", "--services", "api")
+    assert proc.returncode == 1
+    assert "no venv for env web" in proc.stderr and "inv setup --env web" in proc.stderr
+
+
+def test_port_taken_is_refused_before_anything_starts(toy):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", toy.ports["api"]))
+        sock.listen()
+        proc = toy.inv("run", "--native", "--services", "web")
+    assert proc.returncode == 1
+    assert f"port {toy.ports['api']} on 127.0.0.1 is already in use" in proc.stderr
+    assert f"DUPLEX_PORT_API" in proc.stderr
+    assert toy.state()["services"] == {}

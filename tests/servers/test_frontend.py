@@ -1,0 +1,304 @@
+"""The web frontend for real: uvicorn processes on free ports, a real ASR server, flite speech,
+headless Chromium (file upload and a fake microphone), and a fake moshi WebSocket backend."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import wave
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from servers.frontend.config import endpoints_from_env
+from tests.support.browser import chromium, wait_for
+from tests.support.envs import ensure_env
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTDATA = ROOT / ".duplex" / "testdata"
+PHRASE = "hello world this is a test"
+
+
+# -- real processes ---------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serve(python: Path, args: list[str], env: dict[str, str], health: str | None, name: str):
+    """Run ``python args`` from the repo root; wait for ``health`` (a URL) to answer 200."""
+    TESTDATA.mkdir(parents=True, exist_ok=True)
+    log = (TESTDATA / f"{name}.log").open("w")
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("ASR_URL", "MOSHI_WS_URL") and not k.startswith("services__")}
+    proc = subprocess.Popen([str(python), *args], cwd=ROOT, env={**clean, **env},
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while health:
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n{Path(log.name).read_text()}")
+            try:
+                if httpx.get(health, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{name} not healthy at {health}:\n{Path(log.name).read_text()}")
+            time.sleep(0.1)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def uvicorn_app(python: Path, module: str, env: dict[str, str], name: str):
+    port = free_port()
+    args = ["-m", "uvicorn", module, "--host", "127.0.0.1", "--port", str(port)]
+    return port, serve(python, args, env, f"http://127.0.0.1:{port}/health", name)
+
+
+@pytest.fixture(scope="session")
+def frontend_python() -> Path:
+    return ensure_env("frontend") / "bin" / "python"
+
+
+@pytest.fixture(scope="session")
+def speech_wav() -> Path:
+    TESTDATA.mkdir(parents=True, exist_ok=True)
+    path = TESTDATA / "frontend-speech.wav"
+    subprocess.run(["flite", "-t", PHRASE, "-o", str(path)], check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def asr_url() -> str:
+    """A real ASR server (servers.asr.app, pocketsphinx backend) from its own env."""
+    python = ensure_env("asr") / "bin" / "python"
+    port, server = uvicorn_app(python, "servers.asr.app:app", {"ASR_BACKEND": "pocketsphinx"}, "frontend-test-asr")
+    with server:
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def start_frontend(frontend_python, request):
+    """Start frontends with the given environment; each returns its base URL; stopped after the test."""
+    started = itertools.count()
+    with ExitStack() as stack:
+        def start(**env: str) -> str:
+            name = re.sub(r"[^\w-]", "_", f"frontend-{request.node.name}-{next(started)}")
+            port, server = uvicorn_app(frontend_python, "servers.frontend.app:app", env, name)
+            stack.enter_context(server)
+            return f"http://127.0.0.1:{port}"
+
+        yield start
+
+
+FAKE_MOSHI = r'''
+import asyncio, sys
+from websockets.asyncio.server import serve
+
+def crc_ok(page):
+    table = []
+    for i in range(256):
+        r = i << 24
+        for _ in range(8):
+            r = ((r << 1) ^ 0x04C11DB7) if r & 0x80000000 else (r << 1)
+        table.append(r & 0xFFFFFFFF)
+    body = page[:22] + b"\0\0\0\0" + page[26:]
+    crc = 0
+    for b in body:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ table[((crc >> 24) ^ b) & 0xFF]
+    return crc == int.from_bytes(page[22:26], "little")
+
+async def chat(ws):
+    await ws.send(b"\x00")
+    await ws.send(b"\x02" + "Hello from fake moshi.".encode())
+    pages = []
+    async for message in ws:
+        if isinstance(message, bytes) and message[:1] == b"\x01":
+            pages.append(message[1:])
+            await ws.send(message)  # echo: the page must demux and decode Ogg Opus too
+            if len(pages) == 10:
+                ok = all(p[:4] == b"OggS" and crc_ok(p) for p in pages) and b"OpusHead" in pages[0]
+                await ws.send(b"\x02" + (" Got ogg opus." if ok else " Bad ogg.").encode())
+
+async def main():
+    async with serve(chat, "127.0.0.1", int(sys.argv[1])):
+        print("ready", flush=True)
+        await asyncio.Future()
+
+asyncio.run(main())
+'''
+
+
+@pytest.fixture(scope="module")
+def fake_moshi(frontend_python) -> str:
+    """A tiny moshi stand-in: handshake, one text frame, then it checks the Ogg pages it is sent."""
+    port = free_port()
+    script = TESTDATA / "fake_moshi.py"
+    TESTDATA.mkdir(parents=True, exist_ok=True)
+    script.write_text(FAKE_MOSHI)
+    with serve(frontend_python, [str(script), str(port)], {}, None, "fake-moshi"):
+        wait_for(lambda: _port_open(port), 20, "fake moshi to listen")
+        yield f"ws://127.0.0.1:{port}/api/chat"
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def browser(speech_wav):
+    with chromium(fake_microphone=speech_wav) as driver:
+        yield driver
+
+
+def wav_seconds(path: Path) -> float:
+    with wave.open(str(path)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+def assert_heard(text: str) -> None:
+    words = set(text.lower().split())
+    assert {"hello", "world", "test"} <= words, f"transcript {text!r} misses words of {PHRASE!r}"
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("env, asr, moshi", [
+    ({}, None, None),
+    ({"ASR_URL": "http://asr:8000/", "MOSHI_WS_URL": "ws://moshi:8998/api/chat"},
+     "http://asr:8000", "ws://moshi:8998/api/chat"),
+    ({"services__asr__http__0": "http://localhost:8000"}, "http://localhost:8000", None),
+    ({"ASR_URL": "http://a:1", "services__asr__http__0": "http://b:2"}, "http://a:1", None),
+    ({"ASR_URL": "  ", "MOSHI_WS_URL": ""}, None, None),
+    ({"ASR_URL": "127.0.0.1:8000", "MOSHI_WS_URL": "moshi:8998/api/chat"},
+     "http://127.0.0.1:8000", "ws://moshi:8998/api/chat"),
+])
+def test_endpoints_from_env(env, asr, moshi):
+    endpoints = endpoints_from_env(env)
+    assert (endpoints.asr_url, endpoints.moshi_ws_url) == (asr, moshi)
+
+
+def test_health_and_config_without_endpoints(start_frontend):
+    base = start_frontend()
+    assert httpx.get(f"{base}/health").json()["status"] == "ok"
+    config = httpx.get(f"{base}/api/config").json()
+    assert config["asr_url"] is None and config["moshi_ws_url"] is None
+    answer = httpx.post(f"{base}/api/transcribe", files={"file": ("a.wav", b"RIFF....", "audio/wav")})
+    assert answer.status_code == 503 and answer.json()["error"] == "asr_not_configured"
+    assert "ASR_URL" in answer.json()["detail"]
+
+
+def test_config_with_endpoints_and_discovery_fallback(start_frontend):
+    base = start_frontend(ASR_URL="http://127.0.0.1:9", MOSHI_WS_URL="ws://127.0.0.1:9/api/chat")
+    config = httpx.get(f"{base}/api/config").json()
+    assert config["asr_url"] == "http://127.0.0.1:9"
+    assert config["moshi_ws_url"] == "ws://127.0.0.1:9/api/chat"
+    assert httpx.get(f"{base}/health").json()["status"] == "ok"
+
+    discovered = start_frontend(services__asr__http__0="http://127.0.0.1:9")
+    assert httpx.get(f"{discovered}/api/config").json() == {
+        "asr_url": "http://127.0.0.1:9", "moshi_ws_url": None, "moshi_relay_path": None}
+
+
+def test_transcribe_reports_asr_down_and_moshi_unreachable(start_frontend):
+    base = start_frontend(ASR_URL=f"http://127.0.0.1:{free_port()}", MOSHI_WS_URL=f"ws://127.0.0.1:{free_port()}/api/chat")
+    answer = httpx.post(f"{base}/api/transcribe", files={"file": ("a.wav", b"RIFF....", "audio/wav")})
+    assert answer.status_code == 502
+    assert answer.json()["error"] == "asr_unreachable" and "Is it running?" in answer.json()["detail"]
+
+    async def relay_close_code() -> int:
+        async with websockets.connect(base.replace("http", "ws") + "/api/chat") as ws:
+            try:
+                await asyncio.wait_for(ws.recv(), 20)
+            except websockets.ConnectionClosed as closed:
+                return closed.rcvd.code
+        return -1
+
+    assert asyncio.run(relay_close_code()) == 4502
+
+
+# -- the real ASR behind the proxy ------------------------------------------------------------------
+
+def test_transcribe_proxies_to_real_asr(start_frontend, asr_url, speech_wav):
+    base = start_frontend(ASR_URL=asr_url)
+    answer = httpx.post(f"{base}/api/transcribe", timeout=60,
+                        files={"file": (speech_wav.name, speech_wav.read_bytes(), "audio/wav")})
+    assert answer.status_code == 200, answer.text
+    assert_heard(answer.json()["text"])
+    bad = httpx.post(f"{base}/api/transcribe", files={"file": ("x.wav", b"not audio at all", "audio/wav")})
+    assert 400 <= bad.status_code < 500 and bad.json()["error"] == "asr_error", bad.text
+
+
+# -- the pages in a real browser ---------------------------------------------------------------
+
+def test_page_transcribes_an_uploaded_file(start_frontend, asr_url, speech_wav, browser):
+    base = start_frontend(ASR_URL=asr_url)
+    browser.get(base + "/")
+    browser.find_element("id", "file").send_keys(str(speech_wav))
+    text = wait_for(lambda: browser.find_element("id", "transcript").text, 60, "the transcript", browser)
+    assert_heard(text)
+    assert browser.find_element("id", "status").get_attribute("data-state") == "done"
+    browser.save_screenshot(str(TESTDATA / "frontend-upload.png"))
+
+
+def test_page_transcribes_the_microphone(start_frontend, asr_url, speech_wav, browser):
+    base = start_frontend(ASR_URL=asr_url)
+    browser.get(base + "/")
+    browser.find_element("id", "record").click()
+    wait_for(lambda: browser.find_element("id", "status").get_attribute("data-state") == "recording",
+             10, "recording to start", browser)
+    time.sleep(wav_seconds(speech_wav) + 1.0)
+    browser.find_element("id", "stop").click()
+    text = wait_for(lambda: browser.find_element("id", "transcript").text, 60, "the transcript", browser)
+    browser.save_screenshot(str(TESTDATA / "frontend-microphone.png"))
+    assert_heard(text)
+
+
+def test_chat_page_says_when_moshi_is_absent(start_frontend, browser):
+    base = start_frontend()
+    browser.get(base + "/chat")
+    status = wait_for(lambda: "moshi is not part of this run" in browser.find_element("id", "chat-status").text,
+                      10, "the no-moshi notice", browser)
+    assert status and not browser.find_element("id", "connect").is_enabled()
+    browser.save_screenshot(str(TESTDATA / "frontend-chat-absent.png"))
+
+
+@pytest.mark.parametrize("query", ["", "?direct=1"], ids=["relay", "direct"])
+def test_chat_page_talks_to_moshi(start_frontend, fake_moshi, browser, query):
+    base = start_frontend(MOSHI_WS_URL=fake_moshi)
+    browser.get(base + "/chat" + query)
+    wait_for(lambda: browser.find_element("id", "connect").is_enabled(), 10, "the config", browser)
+    browser.find_element("id", "connect").click()
+    find = browser.find_element
+    wait_for(lambda: find("id", "chat-status").text == "connected", 10, "the handshake", browser)
+    wait_for(lambda: "Hello from fake moshi." in find("id", "chat-text").text, 10, "the text frame", browser)
+    # The fake microphone streams through WebCodecs Opus in Ogg pages; the fake server checks them.
+    wait_for(lambda: "Got ogg opus." in find("id", "chat-text").text, 20, "moshi to accept our audio", browser)
+    decoded = wait_for(lambda: int(find("id", "audio-in").get_attribute("data-decoded") or 0) > 20,
+                       10, "the echoed audio to be decoded and played", browser)
+    assert decoded and find("id", "chat-error").text == ""
+    assert not [e for e in browser.get_log("browser") if "opus" in e["message"] and e["level"] == "SEVERE"]
+    browser.save_screenshot(str(TESTDATA / "frontend-chat.png"))
+    find("id", "disconnect").click()
+    wait_for(lambda: find("id", "chat-status").text.startswith("disconnected"), 10, "the close", browser)

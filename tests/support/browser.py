@@ -1,0 +1,66 @@
+"""Headless Chromium driven by selenium: a fresh profile per browser, optional fake microphone."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, TypeVar
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+
+T = TypeVar("T")
+
+CHROMIUM_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage", "--window-size=1100,900", "--autoplay-policy=no-user-gesture-required",
+)
+
+
+def _find(*names: str) -> str:
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise FileNotFoundError(f"none of {names} on PATH: apt-get install -y chromium chromium-driver")
+
+
+@contextmanager
+def chromium(fake_microphone: Path | None = None) -> Iterator[webdriver.Chrome]:
+    """Start headless Chromium; with ``fake_microphone`` (a WAV) getUserMedia plays that file once."""
+    profile = tempfile.mkdtemp(prefix="duplex-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = _find("chromium", "chromium-browser", "google-chrome")
+    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    if fake_microphone is not None:
+        options.add_argument("--use-fake-ui-for-media-stream")
+        options.add_argument("--use-fake-device-for-media-stream")
+        options.add_argument(f"--use-file-for-fake-audio-capture={fake_microphone}%noloop")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(_find("chromedriver")))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for(check: Callable[[], T], timeout: float = 20.0, what: str = "condition",
+             driver: webdriver.Chrome | None = None) -> T:
+    """Poll ``check`` until it returns something truthy; on timeout say what and show the console."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            console = ""
+            if driver is not None:
+                console = "\n".join(entry["message"] for entry in driver.get_log("browser"))
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}\nbrowser console:\n{console}")
+        time.sleep(0.1)
