@@ -239,7 +239,8 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
             dockerfile = spec.dockerfile
             image = f"duplex-{stack.name}-{name}:dev"
             build_args = {"BASE_IMAGE": machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image),
-                          "UID": str(machine.uid), "GID": str(machine.gid)}
+                          # the host user, so the bind-mounted cache is readable; never root
+                          "UID": str(machine.uid or 1000), "GID": str(machine.gid or 1000)}
         else:
             image = spec.image
     return ServicePlan(

@@ -100,7 +100,9 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
             name = container.labels.get(f"{LABEL}.service", container.name)
             if services and name not in services:
                 continue
-            say(f"{name}: removing container {container.short_id}")
+            say(f"{name}: stopping container {container.short_id}")
+            if container.status == "running":
+                container.stop(timeout=int(grace))
             container.remove(force=True)
             stopped.append(name)
             state["services"].pop(name, None)

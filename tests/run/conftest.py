@@ -47,6 +47,12 @@ class Toy:
                                 cwd=self.root, env={**self.env, **(extra or {})}, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)
 
+    def edit(self, old: str, new: str) -> None:
+        path = self.root / "stack.toml"
+        text = path.read_text()
+        assert old in text, old
+        path.write_text(text.replace(old, new, 1))
+
     def state(self) -> dict:
         path = self.root / ".duplex" / "run" / "state.json"
         return json.loads(path.read_text()) if path.exists() else {"services": {}}
@@ -106,6 +112,7 @@ def wait_gone(pids, timeout: float = 15) -> list[int]:
 def toy(tmp_path) -> Toy:
     root = tmp_path / "toy"
     shutil.copytree(TOY, root)
+    shutil.copy(ROOT / "envs" / "frontend" / "requirements.lock", root / "requirements.lock")
     venv = ensure_env("frontend")
     (root / ".duplex" / "envs").mkdir(parents=True)
     (root / ".duplex" / "envs" / "web").symlink_to(venv)

@@ -1,0 +1,111 @@
+"""Container runs against the real Docker engine (CI starts one; a missing engine fails here)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import docker
+import pytest
+
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def engine():
+    client = docker.from_env()
+    client.ping()  # no engine: this fails, it does not skip
+    return client
+
+
+def labelled(engine, toy):
+    return engine.containers.list(all=True, filters={"label": f"dev.duplex.root={toy.root}"})
+
+
+def test_container_run_builds_discovers_publishes_on_loopback_and_stops(engine, toy):
+    proc = toy.inv("run", "--detach", "--services", "web", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    env = toy.get("web", "/env")
+    assert env["PEER_URL"] == "http://api:18501"  # container to container: the network alias
+    assert env["services__api__http__0"] == "http://api:18501"
+    assert env["HF_HOME"] == "/cache/huggingface"
+    web = engine.containers.get("duplex-toy-web")
+    ports = web.attrs["HostConfig"]["PortBindings"]
+    assert ports == {"18502/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(toy.ports["web"])}]}
+    assert web.labels["dev.duplex.service"] == "web" and web.labels["dev.duplex.stack"] == "toy"
+    assert web.exec_run("id -u").output.decode().strip() != "0"  # non-root
+    mounts = {m["Destination"]: m for m in web.attrs["Mounts"]}
+    assert "/cache/huggingface" in mounts
+    assert web.exec_run(["python", "-c", "import os; print(os.access('/cache/huggingface', os.R_OK))"]
+                        ).output.decode().strip() == "True"
+    assert "Application startup complete" in toy.inv("logs", "web").stdout
+    assert toy.inv("stop").returncode == 0
+    assert labelled(engine, toy) == []
+
+
+def test_native_service_reaches_a_container_dependency_on_loopback(engine, toy):
+    toy.edit('dockerfile = "toy.Dockerfile"\n[services.api.environment]',
+             'dockerfile = "toy.Dockerfile"\nmodes = ["container"]\n[services.api.environment]')
+    proc = toy.inv("run", "--native", "--detach", "--services", "web", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert toy.get("web", "/env")["PEER_URL"] == toy.url("api")
+    modes = {r["name"]: r["mode"] for r in toy.state()["services"].values()}
+    assert modes == {"api": "container", "web": "native"}
+    assert toy.inv("stop").returncode == 0
+    assert labelled(engine, toy) == []
+
+
+def test_killed_duplex_then_stop_removes_containers(engine, toy):
+    run = toy.popen("run", "--services", "api")
+    toy.wait_healthy("api", timeout=600)
+    run.kill()
+    run.wait(timeout=10)
+    assert len(labelled(engine, toy)) == 1  # containers outlive a SIGKILLed duplex...
+    assert toy.inv("stop").returncode == 0  # ...and `inv stop` cleans up by label
+    assert labelled(engine, toy) == []
+
+
+def test_persistent_container_survives_the_run_and_is_reused(engine, toy):
+    toy.edit('TOY_NAME = "api"', 'TOY_NAME = "api"\n')
+    toy.edit('start_timeout = 20\ndockerfile = "toy.Dockerfile"\n[services.api',
+             'start_timeout = 20\npersistent = true\ndockerfile = "toy.Dockerfile"\n[services.api')
+    first = toy.popen("run", "--services", "api")
+    toy.wait_healthy("api", timeout=600)
+    time.sleep(0.5)
+    first.send_signal(signal.SIGINT)
+    first.communicate(timeout=60)
+    (kept,) = labelled(engine, toy)
+    assert kept.status == "running"
+    second = toy.inv("run", "--detach", "--services", "api", timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "reused" in second.stdout
+    assert [c.id for c in labelled(engine, toy)] == [kept.id]
+    toy.inv("stop")
+    assert len(labelled(engine, toy)) == 1  # plain stop keeps it warm
+    assert toy.inv("stop", "--all").returncode == 0
+    assert labelled(engine, toy) == []
+
+
+def test_build_failure_names_the_failing_step(engine, toy):
+    dockerfile = toy.root / "toy.Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("COPY *.py /app/", "RUN echo boom-marker && false"))
+    proc = toy.inv("run", "--services", "api", timeout=600)
+    assert proc.returncode == 1
+    assert "image build failed at Step" in proc.stderr and "RUN echo boom-marker && false" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert labelled(engine, toy) == []
+
+
+def test_engine_down_is_a_clear_error(toy):
+    proc = toy.inv("run", "--services", "api", extra={"DOCKER_HOST": "unix:///tmp/no-docker-here.sock"})
+    assert proc.returncode == 1
+    assert "Docker engine at unix:///tmp/no-docker-here.sock is not answering" in proc.stderr
+    assert "inv run --native" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_missing_base_image_is_a_clear_error(toy):
+    proc = toy.inv("run", "--services", "api", extra={"DUPLEX_BASE_IMAGE": "nope/python:0"})
+    assert proc.returncode == 1
+    assert "base image nope/python:0 is not on this machine" in proc.stderr
+    assert "scripts/base-image.sh" in proc.stderr
