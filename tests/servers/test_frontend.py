@@ -9,7 +9,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import time
 import wave
 from contextlib import ExitStack, contextmanager
@@ -22,6 +21,7 @@ import websockets
 from servers.frontend.config import endpoints_from_env
 from tests.support.browser import chromium, wait_for
 from tests.support.envs import ensure_env
+from tests.support.speech import synthesize
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / ".duplex" / "testdata"
@@ -82,10 +82,7 @@ def frontend_python() -> Path:
 
 @pytest.fixture(scope="session")
 def speech_wav() -> Path:
-    TESTDATA.mkdir(parents=True, exist_ok=True)
-    path = TESTDATA / "frontend-speech.wav"
-    subprocess.run(["flite", "-t", PHRASE, "-o", str(path)], check=True)
-    return path
+    return synthesize(PHRASE, TESTDATA / "frontend-speech.wav")
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +299,41 @@ def test_chat_page_talks_to_moshi(start_frontend, fake_moshi, browser, query):
     browser.save_screenshot(str(TESTDATA / "frontend-chat.png"))
     find("id", "disconnect").click()
     wait_for(lambda: find("id", "chat-status").text.startswith("disconnected"), 10, "the close", browser)
+
+
+# -- the container image -----------------------------------------------------------------------
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_container_image_serves_the_frontend():
+    """Build dockerfiles/frontend.Dockerfile from the repo root (as duplex does) and run it."""
+    ca = ROOT / ".duplex" / "build" / "ca.pem"
+    if not ca.exists():  # duplex writes it before each build; an empty file means "no extra CA"
+        ca.parent.mkdir(parents=True, exist_ok=True)
+        bundle = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
+        ca.write_bytes(bundle.read_bytes() if bundle.exists() else b"")
+    tag = "duplex/frontend:test"
+    build = subprocess.run(["docker", "build", "-q", "-f", "dockerfiles/frontend.Dockerfile", "-t", tag, "."],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert build.returncode == 0, build.stderr
+    port, name = free_port(), f"duplex-frontend-test-{os.getpid()}"
+    run = subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8010",
+                          "-e", "MOSHI_WS_URL=ws://moshi:8998/api/chat", tag], capture_output=True, text=True, check=False)
+    assert run.returncode == 0, run.stderr
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _answers(f"{base}/health"), 30, "the container's /health")
+        assert httpx.get(f"{base}/api/config").json()["moshi_ws_url"] == "ws://moshi:8998/api/chat"
+        assert "Transcribe" in httpx.get(f"{base}/").text
+        assert httpx.post(f"{base}/api/transcribe", files={"file": ("a.wav", b"x")}).status_code == 503
+        user = subprocess.run(["docker", "exec", name, "id", "-un"], capture_output=True, text=True, check=False).stdout.strip()
+        assert user == "duplex"
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -1,0 +1,35 @@
+# The duplex web frontend (servers/frontend). Build context: the repo root.
+#   docker build -f dockerfiles/frontend.Dockerfile -t duplex/frontend .
+# Packages come from envs/frontend/requirements.lock (hash-pinned), the same lock native runs use.
+ARG BASE_IMAGE=duplex/python:3.11-bookworm
+
+FROM ${BASE_IMAGE} AS deps
+# The CA bundle for a TLS-intercepting proxy, written by duplex before each build (may be empty).
+COPY .duplex/build/ca.pem /tmp/ca.pem
+COPY envs/frontend/requirements.lock /tmp/requirements.lock
+RUN set -eu; \
+    if [ -s /tmp/ca.pem ]; then export PIP_CERT=/tmp/ca.pem; fi; \
+    python3 -m venv /opt/venv; \
+    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps \
+        --require-hashes -r /tmp/requirements.lock; \
+    rm -f /tmp/ca.pem
+
+FROM ${BASE_IMAGE}
+ARG UID=1000
+ARG GID=1000
+RUN groupadd --non-unique --gid "${GID}" duplex \
+ && useradd --non-unique --uid "${UID}" --gid "${GID}" --create-home --shell /bin/sh duplex
+COPY --from=deps /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HOME=/cache/huggingface
+WORKDIR /app
+USER duplex
+EXPOSE 8010
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8010/health', timeout=2)"]
+# Source last: an edit to the frontend rebuilds only this layer.
+COPY servers/__init__.py servers/__init__.py
+COPY servers/frontend servers/frontend
+CMD ["python", "-m", "uvicorn", "servers.frontend.app:app", "--host", "0.0.0.0", "--port", "8010"]

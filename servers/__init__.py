@@ -1,0 +1,1 @@
+"""Servers duplex ships: plain apps configured by environment variables (never import duplex)."""

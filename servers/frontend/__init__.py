@@ -1,0 +1,1 @@
+"""The duplex web frontend: a transcription page over the ASR server and a moshi voice-chat page."""

@@ -1,0 +1,66 @@
+"""Relay a browser WebSocket to the moshi backend, so the page needs only the frontend's origin."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+log = logging.getLogger("frontend.moshi_relay")
+
+NOT_CONFIGURED = 4404  # application close codes live in 4000-4999
+UNREACHABLE = 4502
+
+
+async def _browser_to_moshi(browser: WebSocket, moshi) -> None:
+    while True:
+        message = await browser.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("bytes") is not None:
+            await moshi.send(message["bytes"])
+        elif message.get("text") is not None:
+            await moshi.send(message["text"])
+
+
+async def _moshi_to_browser(moshi, browser: WebSocket) -> None:
+    async for data in moshi:
+        if isinstance(data, bytes):
+            await browser.send_bytes(data)
+        else:
+            await browser.send_text(data)
+
+
+async def relay(browser: WebSocket, moshi_ws_url: str | None) -> None:
+    """Accept the browser, connect to moshi (query string passed on), pump frames both ways."""
+    await browser.accept()
+    if not moshi_ws_url:
+        await browser.close(NOT_CONFIGURED, "moshi is not part of this run")
+        return
+    target = moshi_ws_url + (f"?{browser.url.query}" if browser.url.query else "")
+    try:
+        moshi = await connect(target, open_timeout=15, max_size=16 * 2**20, compression=None)
+    except (OSError, asyncio.TimeoutError, TimeoutError, WebSocketException) as exc:  # refused, slow, bad handshake
+        log.warning("cannot reach moshi at %s: %r", target, exc)
+        await browser.close(UNREACHABLE, f"cannot reach moshi at {moshi_ws_url}"[:120])
+        return
+    async with moshi:
+        pumps = [
+            asyncio.create_task(_browser_to_moshi(browser, moshi)),
+            asyncio.create_task(_moshi_to_browser(moshi, browser)),
+        ]
+        done, pending = await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in done:
+            exc = task.exception()
+            if exc and not isinstance(exc, (ConnectionClosed, WebSocketDisconnect)):
+                log.warning("moshi relay ended: %r", exc)
+    try:
+        await browser.close()
+    except (RuntimeError, WebSocketDisconnect):
+        pass  # the browser already went away
