@@ -52,6 +52,55 @@ def config(c, native=False, services=None, json=False):
         report.print_plan(the_plan)
 
 
+def _say(prefix: str):
+    from duplex import report
+    out = report.console(stderr=True)
+    return lambda line: out.print(f"[dim]{prefix}[/] {line}")
+
+
+@task(help={
+    "env": "only this env (default: the envs of services that can run natively)",
+    "all": "every env of the stack, container-only ones (moshi) included",
+    "python": "the interpreter to use: a version like 3.11 or a path (must be within 3.10-3.12)",
+    "force": "rebuild even when the env is up to date",
+    "installer": "uv (default when available) or pip (virtualenv + pip)",
+    "torch": "override the torch variant: cpu or cuXXX (default: the stack's, auto = from the driver)",
+    "json": "print a JSON list of {env, python, path, torch, state}",
+})
+@_cli
+def setup(c, env=None, all=False, python=None, force=False, installer=None, torch=None, json=False):
+    """Create or update the pinned venvs: right interpreter, torch for the driver, fixes applied."""
+    from duplex import report
+    from duplex.envs import provision_env
+    from duplex.stack import load_stack, selected_envs
+    stack = load_stack()
+    names = selected_envs(stack, env, everything=all)
+    say = _say("setup")
+    results = [provision_env(stack.root, name, stack.envs[name], python=python, force=force,
+                             installer=installer, torch=torch, progress=say) for name in names]
+    if json:
+        report.print_json([r.as_dict() for r in results])
+        return
+    for r in results:
+        for warning in r.warnings:
+            say(f"[yellow]warning:[/] {r.name}: {warning}")
+
+
+@task(help={"env": "only this env (default: every env with a requirements file)",
+            "torch": "lock for this torch variant (cpu or cuXXX) instead of this machine's"})
+@_cli
+def lock(c, env=None, torch=None):
+    """Resolve envs/NAME/requirements.in into a hash-pinned lock that setup installs from."""
+    from duplex.envs import lock_env
+    from duplex.stack import load_stack, selected_envs
+    stack = load_stack()
+    say = _say("lock")
+    names = selected_envs(stack, env, everything=True)
+    for name in names:
+        path = lock_env(stack.root, name, stack.envs[name], torch=torch, progress=say)
+        say(f"{name}: wrote {path.relative_to(stack.root)}")
+
+
 @task(help={
     "native": "run services natively where the stack allows (hot reload); the rest in containers",
     "services": "comma-separated services to run (plus what they require)",

@@ -52,7 +52,7 @@ def print_json(data) -> None:
 
 def console(stderr: bool = False):
     from rich.console import Console  # lazy: keeps `inv --list` fast
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def print_plan(plan: Plan) -> None:

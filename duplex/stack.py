@@ -119,6 +119,18 @@ class Stack(_Strict):
         return self.root / (spec.requirements or f"envs/{env}/requirements.in")
 
 
+def selected_envs(stack: Stack, env: str | None, *, everything: bool = False) -> list[str]:
+    """One named env, every env, or (by default) the envs of services that can run natively."""
+    if env:
+        if env not in stack.envs:
+            raise StackError(stack.path, [f"unknown env {env!r}; defined envs: {_list(stack.envs)}"],
+                             fix="pass one of the envs above to --env")
+        return [env]
+    if everything:
+        return list(stack.envs)
+    return list(dict.fromkeys(s.env for s in stack.services.values() if "native" in s.modes and s.env))
+
+
 def find_stack(start: Path | None = None) -> Path:
     """$DUPLEX_STACK, else stack.toml in the working directory or its parents."""
     if os.environ.get("DUPLEX_STACK"):

@@ -1,0 +1,105 @@
+"""Two ways to build a venv from a hash-pinned lock, one interface: uv (fast) or virtualenv + pip."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ..errors import EnvError
+from .run import CommandFailed, run
+
+
+def venv_python(venv: Path) -> Path:
+    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+class Uv:
+    name = "uv"
+
+    @staticmethod
+    def available() -> bool:
+        return importlib.util.find_spec("uv") is not None or shutil.which("uv") is not None
+
+    def _uv(self) -> list[str]:
+        return [sys.executable, "-m", "uv"] if importlib.util.find_spec("uv") else [shutil.which("uv") or "uv"]
+
+    def create(self, interpreter: Path, target: Path) -> None:
+        run([*self._uv(), "venv", "--quiet", "--seed", "--python", interpreter, target],
+            what=f"creating a venv with uv at {target}")
+
+    def install(self, target: Path, lock: Path, *, find_links: list[str], index: str | None) -> None:
+        args = [*self._uv(), "pip", "install", "--require-hashes", "--python", venv_python(target), "-r", lock]
+        for link in find_links:
+            args += ["--find-links", link]
+        if index:
+            args += ["--extra-index-url", index, "--index-strategy", "unsafe-best-match"]
+        run(args, what=f"installing {lock.name} with uv")
+
+
+class Pip:
+    name = "pip"
+
+    @staticmethod
+    def available() -> bool:
+        return True  # virtualenv, or the interpreter's own venv + ensurepip
+
+    def create(self, interpreter: Path, target: Path) -> None:
+        if importlib.util.find_spec("virtualenv"):
+            run([sys.executable, "-m", "virtualenv", "--quiet", "--python", interpreter, target],
+                what=f"creating a venv with virtualenv at {target}")
+        else:
+            run([interpreter, "-m", "venv", target], what=f"creating a venv at {target}",
+                fix="install the venv module for that Python (Debian: `sudo apt-get install python3.X-venv`)")
+
+    def install(self, target: Path, lock: Path, *, find_links: list[str], index: str | None) -> None:
+        args = [venv_python(target), "-m", "pip", "install", "--require-hashes", "--no-input",
+                "--disable-pip-version-check", "-r", lock]
+        for link in find_links:
+            args += ["--find-links", link]
+        if index:
+            args += ["--extra-index-url", index]
+        run(args, what=f"installing {lock.name} with pip")
+
+
+INSTALLERS = {"uv": Uv, "pip": Pip, "virtualenv": Pip}
+
+
+def pick(name: str | None):
+    """The requested installer, or uv when available, else virtualenv + pip."""
+    if name is None:
+        return Uv() if Uv.available() else Pip()
+    if name not in INSTALLERS:
+        raise EnvError(f"unknown installer {name!r}; choose one of: uv, pip (virtualenv + pip)")
+    chosen = INSTALLERS[name]()
+    if not chosen.available():
+        raise EnvError(f"installer {name!r} is not available", fix="`pip install uv`, or use --installer pip")
+    return chosen
+
+
+def explain(err: CommandFailed, env: str, lock: Path, relock: str) -> EnvError:
+    """Turn an installer failure into what happened and what to do."""
+    text = err.output
+    detail = str(err).split("\n", 1)[-1]
+    if "DO NOT MATCH THE HASHES" in text or "Hash mismatch" in text:
+        return EnvError(f"env {env!r}: a downloaded file does not match the hash in {lock.name}\n{detail}",
+                        fix=f"re-lock with `{relock}`; if it persists the index serves a changed or wrongly "
+                            "hashed file (the PyTorch index has done so): pin another version of that package")
+    if "No space left on device" in text:
+        return EnvError(f"env {env!r}: the disk filled up during the install; the previous env is untouched",
+                        fix="free disk space (or point TMPDIR / the uv and pip caches elsewhere) and rerun")
+    if "No matching distribution" in text or "not found in the package registry" in text \
+            or "was not found in the provided package locations" in text:
+        return EnvError(f"env {env!r}: a pinned package is missing from the index\n{detail}",
+                        fix=f"check the index / find-links settings, or re-lock with `{relock}`")
+    if any(s in text for s in ("Failed to fetch", "error sending request", "ConnectionError",
+                               "Network is unreachable", "Failed to download")):
+        return EnvError(f"env {env!r}: the package index is unreachable\n{detail}",
+                        fix="check the network or proxy (behind a TLS-intercepting proxy set SSL_CERT_FILE and "
+                            "PIP_CERT to its CA bundle) and rerun")
+    if "Hashes are required" in text or "missing from some requirements" in text:
+        return EnvError(f"env {env!r}: {lock.name} is incomplete (a requirement has no hash)\n{detail}",
+                        fix=f"regenerate it with `{relock}`")
+    return err

@@ -1,0 +1,138 @@
+"""Find a Python interpreter inside an env's allowed range (never outside 3.10-3.12)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
+from ..errors import EnvError
+
+SUPPORTED = SpecifierSet(">=3.10,<3.13")  # what duplex's stacks run on; 3.13 breaks them
+SUPPORTED_TEXT = "3.10-3.12"
+_PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"
+_VERSION_ONLY = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    path: Path
+    version: str  # "3.11.7"
+    source: str  # "--python", "PATH", "pyenv", "uv", "py launcher"
+
+    @property
+    def minor(self) -> str:
+        return ".".join(self.version.split(".")[:2])
+
+
+def parse_range(spec: str) -> SpecifierSet:
+    """'3.11' means any 3.11.x, '3.11.7' exactly that, otherwise a PEP 440 range like '>=3.10,<3.13'."""
+    text = spec.strip()
+    if _VERSION_ONLY.match(text):
+        return SpecifierSet(f"=={text}.*" if text.count(".") == 1 else f"=={text}")
+    try:
+        return SpecifierSet(text)
+    except InvalidSpecifier as exc:
+        raise EnvError(f"python = {spec!r} is neither a version like '3.11' nor a range like '>=3.10,<3.13'",
+                       fix="fix the env's `python` key in stack.toml") from exc
+
+
+def allows(spec: str, version: str) -> bool:
+    """The env's range intersected with what duplex supports."""
+    v = Version(version)
+    return v in parse_range(spec) and v in SUPPORTED
+
+
+def check_range(spec: str, env: str) -> None:
+    """Refuse a range that excludes every supported Python before looking for one."""
+    if not any(allows(spec, f"3.{minor}.{micro}") for minor in (10, 11, 12) for micro in range(40)):
+        raise EnvError(f"env {env!r}: python = {spec!r} allows no Python that duplex supports ({SUPPORTED_TEXT})",
+                       fix=f"set envs.{env}.python to a version in {SUPPORTED_TEXT}, e.g. \"3.11\", in stack.toml")
+
+
+def install_hint(version: str = "3.11") -> str:
+    return (f"install Python {version}: `pyenv install {version}`, `uv python install {version}`, "
+            f"`sudo apt-get install python{version}-venv` or `brew install python@{version}` "
+            f"(Windows: `py install {version}`), then rerun; or pass --python /path/to/python{version}")
+
+
+def probe(path: str | os.PathLike, source: str) -> Interpreter | None:
+    """Ask the interpreter itself; a shim or a broken binary simply yields None."""
+    try:
+        out = subprocess.run([str(path), "-I", "-S", "-c", _PROBE], capture_output=True, text=True, timeout=15)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = out.stdout.split()
+    if out.returncode != 0 or len(lines) < 2:
+        return None
+    return Interpreter(Path(path), lines[0], source)
+
+
+def candidates(environ: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(path, source) for every interpreter the machine offers: PATH, pyenv, uv-managed, the py launcher."""
+    environ = dict(os.environ if environ is None else environ)
+    home = Path(environ.get("HOME") or Path.home())
+    found: list[tuple[str, str]] = []
+    names = [f"python3.{m}" for m in range(8, 15)] + ["python3", "python"]
+    for folder in environ.get("PATH", "").split(os.pathsep):
+        if folder and "shims" not in Path(folder).parts:  # pyenv shims: found below by version instead
+            found += [(str(Path(folder) / n), "PATH") for n in names if (Path(folder) / n).is_file()]
+    pyenv = Path(environ.get("PYENV_ROOT") or home / ".pyenv") / "versions"
+    found += [(str(p), "pyenv") for p in sorted(pyenv.glob("*/bin/python3"))]
+    xdg = Path(environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    uv_dir = Path(environ.get("UV_PYTHON_INSTALL_DIR") or xdg / "uv" / "python")
+    found += [(str(p), "uv") for p in sorted(uv_dir.glob("cpython-*/bin/python3"))]
+    found += [(str(p), "uv") for p in sorted(uv_dir.glob("cpython-*/python.exe"))]
+    if sys.platform == "win32" and shutil.which("py"):
+        out = subprocess.run(["py", "-0p"], capture_output=True, text=True)
+        found += [(m.group(1), "py launcher") for m in re.finditer(r"\s(\S+python\.exe)\s*$", out.stdout, re.M)]
+    seen, unique = set(), []
+    for path, source in found:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen.add(real)
+            unique.append((path, source))
+    return unique
+
+
+def discover(spec: str, env: str, *, python: str | None = None, prefer: str | None = None,
+             environ: dict[str, str] | None = None) -> Interpreter:
+    """The interpreter an env gets: --python if given (refused when out of range), else the best match.
+
+    Best match: the version the lock was resolved for (``prefer``, e.g. '3.11') when allowed, else the
+    newest allowed. Nothing out of range is ever used silently.
+    """
+    check_range(spec, env)
+    wanted = f"{spec} (env {env!r}; duplex supports {SUPPORTED_TEXT})"
+    if python and not _VERSION_ONLY.match(python):
+        path = shutil.which(python) or python
+        found = probe(path, "--python")
+        if found is None:
+            raise EnvError(f"--python {python}: not a working Python interpreter", fix=install_hint())
+        if not allows(spec, found.version):
+            raise EnvError(f"--python {python} is Python {found.version}, outside the allowed range {wanted}",
+                           fix=install_hint(prefer or "3.11"))
+        return found
+    if python:  # a version: look for it among what the machine has
+        if not allows(spec, python + (".0" if python.count(".") == 1 else "")):
+            raise EnvError(f"--python {python} is outside the allowed range {wanted}", fix=install_hint(prefer or "3.11"))
+        spec = f"{parse_range(spec)},{parse_range(python)}"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        probed = [i for i in pool.map(lambda c: probe(*c), candidates(environ)) if i]
+    fitting = [i for i in probed if allows(spec, i.version)]
+    if not fitting:
+        seen = ", ".join(f"{i.version} ({i.path}, {i.source})" for i in probed) or "none"
+        raise EnvError(f"no Python in {wanted} was found; found: {seen}",
+                       fix=install_hint(python or prefer or "3.11"))
+
+    def rank(i: Interpreter):
+        return (i.minor == prefer, Version(i.version))
+    return max(fitting, key=rank)

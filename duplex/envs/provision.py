@@ -1,0 +1,176 @@
+"""`inv setup` for one env: reuse it when its stamp matches, else build beside it and swap in when complete."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import EnvError
+from . import fixes as fixes_mod
+from . import imports, layout, lock as lock_mod, sources, stamp as stamp_mod, system
+from .installer import explain, pick, venv_python
+from .interpreters import allows, discover, parse_range
+from .run import CommandFailed, Progress
+from .torch import TorchChoice, TorchProbe, choose, probe_nvml
+
+env_path = layout.env_path
+
+
+@dataclass
+class EnvResult:
+    name: str
+    path: Path
+    python_version: str
+    installer: str
+    torch_variant: str
+    reused: bool
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+    torch_reason: str = ""
+    fixes: list[str] = field(default_factory=list)  # what each fix did
+
+    @property
+    def state(self) -> str:
+        return "reused" if self.reused else "built"
+
+    def as_dict(self) -> dict:
+        """The row `inv setup --json` prints."""
+        return {"env": self.name, "python": self.python_version, "path": str(self.path),
+                "torch": self.torch_variant, "state": self.state, "installer": self.installer,
+                "seconds": round(self.seconds, 3), "warnings": self.warnings, "fixes": self.fixes}
+
+
+def _spec(spec, attr, default):
+    return getattr(spec, attr, default) if spec is not None else default
+
+
+def torch_choice(root: Path, name: str, spec, *, torch: str | None = None, probe: TorchProbe | None = None) -> TorchChoice:
+    mode = torch or _spec(spec, "torch", "none")
+    if mode == "auto" and probe is None:
+        probe = probe_nvml()
+    req = lock_mod.requirements_path(root, name, spec)
+    pinned = None
+    if mode not in ("none", "cpu") and req.is_file():
+        for line in lock_mod.logical_lines(req.read_text(encoding="utf-8")):
+            if line.replace(" ", "").startswith("torch=="):
+                pinned = line.replace(" ", "")[len("torch=="):].split("+")[0].split(";")[0]
+    return choose(mode, probe, pinned)
+
+
+def _python_ok(spec, python: str | None):
+    rng = _spec(spec, "python", ">=3.10,<3.13")
+
+    def ok(version: str) -> bool:
+        if not allows(rng, version):
+            return False
+        if python and python[:1].isdigit():
+            return version in parse_range(python)
+        return True
+    return ok
+
+
+def _wanted(root: Path, name: str, spec, choice: TorchChoice) -> tuple[Path, dict]:
+    lock = lock_mod.lock_path(root, name, spec, choice.variant)
+    state = lock_mod.lock_state(root, name, spec, choice.variant)
+    relock = f"inv lock --env {name}" + (f" --torch {choice.variant}" if choice.variant != "none" else "")
+    if state == "missing":
+        raise EnvError(f"env {name!r}: no lock {lock_mod._rel(lock, root)}"
+                       + (f" for torch {choice.variant} ({choice.reason})" if choice.variant != "none" else ""),
+                       fix=f"run `{relock}`")
+    if state != "ok":
+        raise EnvError(f"env {name!r}: the lock is {state}", fix=f"run `{relock}`, then `inv setup --env {name}`")
+    want = {"lock": lock_mod._rel(lock, root), "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest(),
+            "torch": choice.variant, "fixes": tuple(_spec(spec, "fixes", []) or ())}
+    return lock, want
+
+
+def env_status(root: Path, name: str, spec, *, probe: TorchProbe | None = None, torch: str | None = None) -> str:
+    """'missing', 'ok' or 'stale: why' for an env, without building anything."""
+    root = Path(root)
+    venv = layout.env_path(root, name)
+    if not venv_python(venv).exists():
+        return "missing"
+    try:
+        choice = torch_choice(root, name, spec, torch=torch, probe=probe)
+        _, want = _wanted(root, name, spec, choice)
+    except EnvError as err:
+        return f"stale: {str(err).splitlines()[0]}"
+    reason = stamp_mod.stale_reason(stamp_mod.read(venv), python_ok=_python_ok(spec, None), **want)
+    return f"stale: {reason}" if reason else "ok"
+
+
+def provision_env(root: Path, name: str, spec, *, python: str | None = None, force: bool = False,
+                  installer: str | None = None, probe: TorchProbe | None = None, torch: str | None = None,
+                  progress: Progress = lambda _: None) -> EnvResult:
+    """Make env `name` match its lock, interpreter, torch variant and fixes; reuse it when it already does."""
+    started = time.perf_counter()
+    root = Path(root)
+    venv = layout.env_path(root, name)
+    choice = torch_choice(root, name, spec, torch=torch, probe=probe)
+    lock, want = _wanted(root, name, spec, choice)
+    fixes_mod.check_names(want["fixes"], name)
+    python_ok = _python_ok(spec, python)
+    old = stamp_mod.read(venv) if venv_python(venv).exists() else None
+    reason = "--force" if force else stamp_mod.stale_reason(old, python_ok=python_ok, **want)
+    if reason is None:
+        progress(f"{name}: up to date (Python {old.python_version}, torch {old.torch}), nothing to do")
+        return EnvResult(name, venv, old.python_version, old.installer, old.torch, True,
+                         time.perf_counter() - started, [], choice.reason, list(old.fix_results))
+    if old is not None or venv.exists():
+        progress(f"{name}: rebuilding: {reason}")
+    with layout.locked(root, name):
+        layout.clean(root, name)  # builds a killed setup left behind
+        return _build(root, name, spec, lock, want, choice, python, installer, progress, started)
+
+
+def _build(root, name, spec, lock, want, choice, python, installer, progress, started) -> EnvResult:
+    interp = discover(_spec(spec, "python", ">=3.10,<3.13"), name, python=python,
+                      prefer=lock_mod.locked_python(lock) or lock_mod.lock_python(spec))
+    progress(f"{name}: Python {interp.version} ({interp.path}, from {interp.source})")
+    if choice.variant != "none":
+        progress(f"{name}: torch {choice.variant}: {choice.reason}")
+    warnings = list(choice.warnings)
+    pins = lock_mod.pins(lock.read_text(encoding="utf-8"))
+    warnings += system.check(list(_spec(spec, "system", []) or []), name, pins,
+                             system.pypi_has_wheel(interp.path), progress)
+    tool = pick(installer)
+    build = layout.new_build(root, name)
+    relock = f"inv lock --env {name}" + (f" --torch {choice.variant}" if choice.variant != "none" else "")
+    try:
+        progress(f"{name}: creating the venv ({tool.name})")
+        tool.create(interp.path, build)
+        progress(f"{name}: installing {len(pins)} pinned packages from {want['lock']} ({tool.name}, hashes required)")
+        try:
+            tool.install(build, lock, find_links=sources.find_links(), index=sources.torch_index(choice.variant))
+        except CommandFailed as err:
+            raise explain(err, name, lock, relock) from None
+        py = venv_python(build)
+        results = fixes_mod.apply(py, want["fixes"], name, progress)
+        req = lock_mod.requirements_path(root, name, spec)
+        dists = lock_mod.wanted_names(req) if req.is_file() else []
+        imports.check_imports(py, dists, name, lock_mod._rel(req, root), progress)
+        stamp_mod.write(build, stamp_mod.Stamp(
+            lock=want["lock"], lock_sha256=want["lock_sha256"], python=str(interp.path),
+            python_version=interp.version, torch=choice.variant, fixes=want["fixes"], installer=tool.name,
+            fix_results=tuple(f"{r.name}: {r.message}" for r in results)))
+        layout.swap_in(root, name, build)
+    except BaseException:
+        shutil.rmtree(build, ignore_errors=True)  # the previous env (if any) stays in place
+        raise
+    layout.clean(root, name)
+    seconds = time.perf_counter() - started
+    progress(f"{name}: ready in {seconds:.1f} s at {layout.env_path(root, name)}")
+    return EnvResult(name, layout.env_path(root, name), interp.version, tool.name, choice.variant, False,
+                     seconds, warnings, choice.reason, [f"{r.name}: {r.message}" for r in results])
+
+
+def lock_env(root: Path, name: str, spec, *, torch: str | None = None, probe: TorchProbe | None = None,
+             progress: Progress = lambda _: None) -> Path:
+    """`inv lock` for one env: its lock for the torch variant this machine (or --torch) gets."""
+    choice = torch_choice(Path(root), name, spec, torch=torch, probe=probe)
+    if choice.variant != "none":
+        progress(f"{name}: torch {choice.variant}: {choice.reason}")
+    return lock_mod.lock_env(Path(root), name, spec, variant=choice.variant, progress=progress)
