@@ -118,9 +118,14 @@ def run(c, native=False, services=None, detach=False, skip_preflight=False):
     machine = probe_machine()
     the_plan = plan(stack, machine, native=native, services=_names(services))
     code = up(the_plan, machine, on_crash=stack.stack.on_crash, detach=detach,
-              skip_checks=skip_preflight)
+              skip_checks=skip_preflight, env_state=lambda env: _env_state(stack, env))
     if code:
         raise Exit(code=code)
+
+
+def _env_state(stack, env: str) -> str:
+    from duplex.envs import env_status
+    return env_status(stack.root, env, stack.envs[env]) if env in stack.envs else "ok"
 
 
 @task(help={"services": "comma-separated services to stop (default: all)",

@@ -155,9 +155,11 @@ def tail_file(path: Path, lines: int) -> list[str]:
 class NativeRunner:
     """Start services as processes. `detach` lets them outlive duplex (logs go straight to files)."""
 
-    def __init__(self, root: Path, detach: bool = False):
+    def __init__(self, root: Path, detach: bool = False,
+                 env_state: Callable[[str], str] | None = None):
         self.root = root
         self.detach = detach
+        self.env_state = env_state  # 'ok' | 'missing' | 'stale: why' (duplex.envs.env_status)
         # PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so every child is
         # forked by this one long-lived thread rather than by the short-lived start threads.
         from concurrent.futures import ThreadPoolExecutor
@@ -170,6 +172,11 @@ class NativeRunner:
             raise EnvError(f"no venv for env{'s' if len(names) > 1 else ''} {', '.join(names)} "
                            f"(needed by {', '.join(s.name for s in missing)})",
                            fix=" && ".join(f"inv setup --env {n}" for n in names))
+        if self.env_state:
+            stale = {s.env: state for s in services if (state := self.env_state(s.env)) != "ok"}
+            if stale:
+                raise EnvError("; ".join(f"env {e} is {why}" for e, why in sorted(stale.items())),
+                               fix=" && ".join(f"inv setup --env {e}" for e in sorted(stale)))
 
     def start(self, service: ServicePlan, sink: LineSink | None) -> NativeProcess:
         python = venv_python(self.root, service.env)

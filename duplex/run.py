@@ -19,7 +19,8 @@ from .supervisor import Supervisor
 
 
 def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = False,
-       skip_checks: bool = False, out=None, progress: Callable[[str], None] | None = None) -> int:
+       skip_checks: bool = False, out=None, progress: Callable[[str], None] | None = None,
+       env_state: Callable[[str], str] | None = None) -> int:
     root = Path(plan.root)
     printer = Printer(["duplex", *plan.start_order], out=out)
     progress = progress or printer.system
@@ -27,7 +28,7 @@ def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = F
     if active:
         raise RunError(f"a run of this stack is already going ({', '.join(r['name'] for r in active)})",
                        fix="`inv status` to see it, `inv stop` to end it")
-    runners = {"native": NativeRunner(root, detach=detach)}
+    runners = {"native": NativeRunner(root, detach=detach, env_state=env_state)}
     if any(s.mode == "container" for s in plan.services.values()):
         from .containers import ContainerRunner  # lazy: docker SDK only when a container runs
         runners["container"] = ContainerRunner(root, plan.stack, detach=detach)

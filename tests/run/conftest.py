@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.envs import ensure_env
 
 TOY = Path(__file__).parent / "toy"
 
@@ -108,14 +107,30 @@ def wait_gone(pids, timeout: float = 15) -> list[int]:
     return [p for p in pids if pid_alive(p)]
 
 
-@pytest.fixture
-def toy(tmp_path) -> Toy:
-    root = tmp_path / "toy"
+def _toy_tree(root: Path) -> None:
     shutil.copytree(TOY, root)
-    shutil.copy(ROOT / "envs" / "frontend" / "requirements.lock", root / "requirements.lock")
-    venv = ensure_env("frontend")
+    (root / "envs" / "web").mkdir(parents=True)
+    for name in ("requirements.in", "requirements.lock"):  # the frontend's pins: fastapi + uvicorn
+        shutil.copy(ROOT / "envs" / "frontend" / name, root / "envs" / "web" / name)
+
+
+@pytest.fixture(scope="session")
+def toy_env(tmp_path_factory) -> Path:
+    """The toy's env, built once by duplex's own setup code and shared by every toy copy."""
+    from duplex.envs import provision_env
+    from duplex.stack import load_stack
+    root = tmp_path_factory.mktemp("toy-template")
+    _toy_tree(root / "toy")
+    stack = load_stack(root / "toy" / "stack.toml")
+    return provision_env(stack.root, "web", stack.envs["web"]).path.resolve()
+
+
+@pytest.fixture
+def toy(tmp_path, toy_env) -> Toy:
+    root = tmp_path / "toy"
+    _toy_tree(root)
     (root / ".duplex" / "envs").mkdir(parents=True)
-    (root / ".duplex" / "envs" / "web").symlink_to(venv)
+    (root / ".duplex" / "envs" / "web").symlink_to(toy_env)
     t = Toy(root)
     yield t
     t.inv("stop", "--all", timeout=60)

@@ -113,3 +113,12 @@ def test_port_taken_is_refused_before_anything_starts(toy):
     assert f"port {toy.ports['api']} on 127.0.0.1 is already in use" in proc.stderr
     assert f"DUPLEX_PORT_API" in proc.stderr
     assert toy.state()["services"] == {}
+
+
+def test_stale_env_points_to_setup(toy):
+    lock = toy.root / "envs" / "web" / "requirements.lock"
+    lock.write_text(lock.read_text() + "\n# edited\n")
+    proc = toy.inv("run", "--native", "--services", "api")
+    assert proc.returncode == 1
+    assert "env web is stale" in proc.stderr and "inv setup --env web" in proc.stderr
+    assert toy.state()["services"] == {}

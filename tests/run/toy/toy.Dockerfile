@@ -2,7 +2,7 @@
 ARG BASE_IMAGE=duplex/python:3.11-bookworm
 FROM ${BASE_IMAGE} AS deps
 COPY .duplex/build/ca.pem /tmp/duplex-ca.pem
-COPY requirements.lock /tmp/requirements.lock
+COPY envs/web/requirements.lock /tmp/requirements.lock
 RUN python3 -m venv /opt/venv \
  && if [ -s /tmp/duplex-ca.pem ]; then export PIP_CERT=/tmp/duplex-ca.pem; fi \
  && /opt/venv/bin/pip install --no-cache-dir --quiet --require-hashes -r /tmp/requirements.lock
