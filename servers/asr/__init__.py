@@ -1,0 +1,1 @@
+"""The ASR server: FastAPI app transcribing uploaded audio (pocketsphinx, faster-whisper or NeMo)."""

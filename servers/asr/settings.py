@@ -1,0 +1,77 @@
+"""The server's settings, read once from environment variables (pure: no I/O beyond the mapping)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Mapping
+
+BACKENDS = ("pocketsphinx", "whisper", "nemo")
+DEVICES = ("cpu", "cuda")
+
+# What each backend loads when ASR_MODEL is unset.
+DEFAULT_MODELS = {
+    "pocketsphinx": "",  # the English model inside the pocketsphinx wheel
+    "whisper": "Systran/faster-whisper-base",
+    "nemo": "nvidia/parakeet-tdt-0.6b-v2",
+}
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the server cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend: str = "pocketsphinx"
+    model: str = ""              # HF repo id ORG/NAME, a local path, or "" for the backend default
+    model_revision: str | None = None
+    device: str = "cpu"
+    compute_type: str = ""       # whisper: "" picks int8 on CPU, float16 on CUDA
+    language: str | None = None  # whisper / nemo language hint; None lets whisper detect it
+    workers: int = 1
+    max_seconds: float = 600.0
+    max_bytes: int = 50 * 1024 * 1024
+
+    @property
+    def model_spec(self) -> str:
+        return self.model or DEFAULT_MODELS[self.backend]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _number(env: Mapping[str, str], name: str, default, kind=int):
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be greater than 0")
+    return value
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ASR_* variables; raise SettingsError naming the variable and the accepted values."""
+    env = os.environ if environ is None else environ
+    backend = env.get("ASR_BACKEND", "").strip().lower() or "pocketsphinx"
+    if backend not in BACKENDS:
+        raise SettingsError(f"ASR_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
+    device = env.get("ASR_DEVICE", "").strip().lower() or "cpu"
+    if device not in DEVICES:
+        raise SettingsError(f"ASR_DEVICE={device!r} is not one of {', '.join(DEVICES)}")
+    default_workers = min(2, os.cpu_count() or 1)
+    return Settings(
+        backend=backend,
+        model=env.get("ASR_MODEL", "").strip(),
+        model_revision=env.get("ASR_MODEL_REVISION", "").strip() or None,
+        device=device,
+        compute_type=env.get("ASR_COMPUTE_TYPE", "").strip(),
+        language=env.get("ASR_LANGUAGE", "").strip() or None,
+        workers=_number(env, "ASR_WORKERS", default_workers),
+        max_seconds=_number(env, "ASR_MAX_SECONDS", 600.0, float),
+        max_bytes=_number(env, "ASR_MAX_BYTES", 50 * 1024 * 1024),
+    )
