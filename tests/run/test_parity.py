@@ -1,0 +1,104 @@
+"""Parity: the default stack answers the same HTTP checks natively and in containers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.run.conftest import free_port
+from tests.support.envs import ensure_env
+from tests.support.speech import PHRASES, synthesize, word_error_rate
+
+pytestmark = pytest.mark.docker
+
+
+def copy_stack(dest: Path) -> Path:
+    """The shipped stack under another name, so a user's own run of it is never touched."""
+    dest.mkdir(parents=True)
+    for item in ("stack.toml", "servers", "envs", "dockerfiles", ".dockerignore"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
+    text = (dest / "stack.toml").read_text().replace('name = "duplex"', 'name = "parity"', 1)
+    (dest / "stack.toml").write_text(text)
+    (dest / ".duplex" / "envs").mkdir(parents=True)
+    for env in ("asr", "frontend"):
+        (dest / ".duplex" / "envs" / env).symlink_to(ensure_env(env).resolve())
+    return dest
+
+
+def post_file(url: str, path: Path) -> tuple[int, dict]:
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{path.name}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + path.read_bytes() + \
+        f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def answers(ports: dict[str, int], speech: Path, junk: Path) -> dict:
+    asr, front = f"http://127.0.0.1:{ports['asr']}", f"http://127.0.0.1:{ports['frontend']}"
+    health_code, health = get(asr + "/health")
+    direct_code, direct = post_file(asr + "/transcribe", speech)
+    proxied_code, proxied = post_file(front + "/api/transcribe", speech)
+    junk_code, junk_body = post_file(asr + "/transcribe", junk)
+    config_code, config = get(front + "/api/config")
+    return {
+        "asr health": (health_code, health.get("backend"), health.get("ready")),
+        "transcribe": (direct_code, direct["text"], direct["backend"], direct["duration_s"]),
+        "via frontend": (proxied_code, proxied["text"]),
+        "bad audio": (junk_code, junk_body.get("error")),
+        "frontend health": get(front + "/health")[0],
+        "config": (config_code, bool(config["asr_url"]), config["moshi_ws_url"]),
+    }
+
+
+def test_same_answers_natively_and_in_containers(tmp_path):
+    root = copy_stack(tmp_path / "stack")
+    speech = synthesize(PHRASES[1], tmp_path / "speech.wav")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"this is not audio at all" * 10)
+    ports = {"asr": free_port(), "frontend": free_port()}
+    env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"),
+           **{f"DUPLEX_PORT_{n.upper()}": str(p) for n, p in ports.items()}}
+    inv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+    seen = {}
+    try:
+        for mode, flags in (("native", ["--native"]), ("container", [])):
+            up = subprocess.run([*inv, "run", "--detach", *flags], cwd=root, env=env,
+                                capture_output=True, text=True, timeout=900)
+            assert up.returncode == 0, up.stdout + up.stderr
+            seen[mode] = answers(ports, speech, junk)
+            down = subprocess.run([*inv, "stop"], cwd=root, env=env, capture_output=True, text=True,
+                                  timeout=120)
+            assert down.returncode == 0, down.stderr
+    finally:
+        subprocess.run([*inv, "stop", "--all"], cwd=root, env=env, capture_output=True, timeout=120)
+    assert seen["native"] == seen["container"]
+    code, text, backend, _ = seen["native"]["transcribe"]
+    assert code == 200 and backend == "pocketsphinx"
+    assert word_error_rate(PHRASES[1], text) <= 0.2, text
+    assert seen["native"]["bad audio"][0] in (400, 415, 422)
+    assert seen["native"]["config"] == (200, True, None)  # moshi not part of a CPU run
