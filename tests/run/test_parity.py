@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.error
@@ -16,24 +15,10 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.run.conftest import free_port
-from tests.support.envs import ensure_env
+from tests.support.stackcopy import copy_stack
 from tests.support.speech import PHRASES, synthesize, word_error_rate
 
 pytestmark = pytest.mark.docker
-
-
-def copy_stack(dest: Path) -> Path:
-    """The shipped stack under another name, so a user's own run of it is never touched."""
-    dest.mkdir(parents=True)
-    for item in ("stack.toml", "servers", "envs", "dockerfiles", ".dockerignore"):
-        src = ROOT / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / item)
-    text = (dest / "stack.toml").read_text().replace('name = "duplex"', 'name = "parity"', 1)
-    (dest / "stack.toml").write_text(text)
-    (dest / ".duplex" / "envs").mkdir(parents=True)
-    for env in ("asr", "frontend"):
-        (dest / ".duplex" / "envs" / env).symlink_to(ensure_env(env).resolve())
-    return dest
 
 
 def post_file(url: str, path: Path) -> tuple[int, dict]:
@@ -76,7 +61,7 @@ def answers(ports: dict[str, int], speech: Path, junk: Path) -> dict:
 
 
 def test_same_answers_natively_and_in_containers(tmp_path):
-    root = copy_stack(tmp_path / "stack")
+    root = copy_stack(tmp_path / "stack", "parity")
     speech = synthesize(PHRASES[1], tmp_path / "speech.wav")
     junk = tmp_path / "junk.wav"
     junk.write_bytes(b"this is not audio at all" * 10)

@@ -1,0 +1,27 @@
+"""A copy of the shipped stack under another name, its envs linked to the real ones."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from tests.support.envs import ensure_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def copy_stack(dest: Path, name: str, envs: tuple[str, ...] = ("asr", "frontend")) -> Path:
+    """So tests and benchmarks can edit sources and run freely without touching a user's own run."""
+    dest.mkdir(parents=True)
+    for item in ("stack.toml", "servers", "envs", "dockerfiles", ".dockerignore"):
+        src = ROOT / item
+        if src.is_dir():
+            shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dest / item)
+    text = (dest / "stack.toml").read_text().replace('name = "duplex"', f'name = "{name}"', 1)
+    (dest / "stack.toml").write_text(text)
+    (dest / ".duplex" / "envs").mkdir(parents=True)
+    for env in envs:
+        (dest / ".duplex" / "envs" / env).symlink_to(ensure_env(env).resolve())
+    return dest
