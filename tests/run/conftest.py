@@ -60,7 +60,8 @@ class Toy:
         with urllib.request.urlopen(self.url(name, path), timeout=5) as resp:
             return json.loads(resp.read())
 
-    def wait_healthy(self, *names: str, timeout: float = 60) -> None:
+    def wait_healthy(self, *names: str, timeout: float = 60, proc: subprocess.Popen | None = None) -> None:
+        """Poll until each service answers; fail at once (with its output) if the run `proc` died."""
         deadline = time.monotonic() + timeout
         for name in names:
             while True:
@@ -68,6 +69,8 @@ class Toy:
                     self.get(name, "/health")
                     break
                 except OSError:
+                    if proc is not None and proc.poll() is not None:
+                        raise AssertionError(f"inv run exited with {proc.returncode}:\n{proc.stdout.read()}")
                     if time.monotonic() > deadline:
                         raise AssertionError(f"{name} never became healthy")
                     time.sleep(0.1)

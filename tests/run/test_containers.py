@@ -58,7 +58,7 @@ def test_native_service_reaches_a_container_dependency_on_loopback(engine, toy):
 
 def test_killed_duplex_then_stop_removes_containers(engine, toy):
     run = toy.popen("run", "--services", "api")
-    toy.wait_healthy("api", timeout=600)
+    toy.wait_healthy("api", timeout=600, proc=run)
     run.kill()
     run.wait(timeout=10)
     assert len(labelled(engine, toy)) == 1  # containers outlive a SIGKILLed duplex...
@@ -71,7 +71,7 @@ def test_persistent_container_survives_the_run_and_is_reused(engine, toy):
     toy.edit('start_timeout = 20\ndockerfile = "toy.Dockerfile"\n[services.api',
              'start_timeout = 20\npersistent = true\ndockerfile = "toy.Dockerfile"\n[services.api')
     first = toy.popen("run", "--services", "api")
-    toy.wait_healthy("api", timeout=600)
+    toy.wait_healthy("api", timeout=600, proc=first)
     time.sleep(0.5)
     first.send_signal(signal.SIGINT)
     first.communicate(timeout=60)

@@ -45,7 +45,7 @@ def test_detach_discovery_status_logs_and_stop(toy):
 
 def test_sigterm_stops_everything_in_reverse_order(toy):
     run = toy.popen("run", "--native", "--services", "web")
-    toy.wait_healthy("api", "web")
+    toy.wait_healthy("api", "web", proc=run)
     time.sleep(0.5)  # let the state file settle
     pids = all_pids(native_pgids(toy))
     run.send_signal(signal.SIGTERM)
@@ -58,7 +58,7 @@ def test_sigterm_stops_everything_in_reverse_order(toy):
 
 def test_duplex_killed_leaves_no_orphans_and_stop_cleans_up(toy):
     run = toy.popen("run", "--native", "--services", "web")
-    toy.wait_healthy("api", "web")
+    toy.wait_healthy("api", "web", proc=run)
     time.sleep(0.5)
     pids = all_pids(native_pgids(toy))
     run.kill()  # SIGKILL: duplex cannot clean up itself
@@ -79,7 +79,7 @@ def test_crash_before_healthy_reports_exit_code_and_last_lines(toy):
 
 def test_crash_while_running_is_reported_at_once_and_others_keep_running(toy):
     run = toy.popen("run", "--native", "--services", "api,crash", extra={"TOY_CRASH_AFTER": "4"})
-    toy.wait_healthy("api", "crash")
+    toy.wait_healthy("api", "crash", proc=run)
     deadline = time.monotonic() + 30
     lines = []
     for line in run.stdout:
