@@ -29,11 +29,19 @@ def _names(services: str | None) -> list[str] | None:
     return [s.strip() for s in services.split(",") if s.strip()] if services else None
 
 
+def _pins(stack) -> dict[str, str]:
+    """Each model's pinned commit from models.lock (written by `inv prefetch`)."""
+    from duplex.models import pinned_revision
+    repos = {m for s in stack.services.values() for m in s.models}
+    return {r: c for r in repos if (c := pinned_revision(stack.root, r))}
+
+
 def _plan(native: bool, services: str | None):
     from duplex.plan import plan
     from duplex.probe import probe_machine
     from duplex.stack import load_stack
-    return plan(load_stack(), probe_machine(), native=native, services=_names(services))
+    stack = load_stack()
+    return plan(stack, probe_machine(), native=native, services=_names(services), pins=_pins(stack))
 
 
 @task(help={
@@ -116,11 +124,50 @@ def run(c, native=False, services=None, detach=False, skip_preflight=False):
     from duplex.stack import load_stack
     stack = load_stack()
     machine = probe_machine()
-    the_plan = plan(stack, machine, native=native, services=_names(services))
+    the_plan = plan(stack, machine, native=native, services=_names(services), pins=_pins(stack))
     code = up(the_plan, machine, on_crash=stack.stack.on_crash, detach=detach,
               skip_checks=skip_preflight, env_state=lambda env: _env_state(stack, env))
     if code:
         raise Exit(code=code)
+
+
+@task(help={
+    "services": "only the models of these services (default: every service's models)",
+    "repo": "one ad-hoc repo ORG/NAME instead of the stack's models (like `hf download`)",
+    "revision": "with --repo: a branch, tag or commit",
+    "dry_run": "show what would be downloaded, and how big, without downloading",
+    "update": "re-resolve pinned revisions on the hub and move the pins",
+    "verify": "hash every cached file against models.lock",
+    "json": "print the report as JSON",
+})
+@_cli
+def prefetch(c, services=None, repo=None, revision=None, dry_run=False, update=False, verify=False,
+             json=False):
+    """Download the stack's Hugging Face models once into the shared cache, pinned in models.lock."""
+    import os
+    from duplex import report
+    from duplex.models import RichProgress, prefetch as fetch
+    from duplex.probe import probe_machine
+    from duplex.stack import load_stack
+    stack = load_stack()
+    if repo:
+        repos = [f"{repo}@{revision}" if revision else repo]
+    else:
+        chosen = _names(services) or list(stack.services)
+        unknown = [n for n in chosen if n not in stack.services]
+        if unknown:
+            raise Exit(f"duplex: unknown service: {', '.join(unknown)} (choose from: {', '.join(stack.services)})", 1)
+        repos = list(dict.fromkeys(m for n in chosen for m in stack.services[n].models))
+    if not repos:
+        print("no models to fetch: the chosen services declare none (`models = [...]` in stack.toml)")
+        return
+    machine = probe_machine(gpus=0)
+    result = fetch(stack.root, repos, hf_home=machine.hf_home, hub_cache=machine.hf_hub_cache,
+                   token_present=bool(os.environ.get("HF_TOKEN")),
+                   progress=None if json else RichProgress(), dry_run=dry_run, update=update,
+                   verify=verify)
+    if json:
+        report.print_json(result.to_json())
 
 
 def _env_state(stack, env: str) -> str:

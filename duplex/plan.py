@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .errors import PlanError
 from .probe import Machine
-from .stack import TEMPLATE, Stack
+from .stack import REVISION, TEMPLATE, Stack
 
 LOOPBACK = "127.0.0.1"
 HOST_FROM_CONTAINER = "host.docker.internal"  # mapped to the host gateway by the container runner
@@ -76,7 +76,8 @@ class Plan:
 
 
 def plan(stack: Stack, machine: Machine, *, native: bool = False,
-         services: list[str] | None = None) -> Plan:
+         services: list[str] | None = None, pins: dict[str, str] | None = None) -> Plan:
+    """`pins`: each model repo's pinned commit (models.lock), for `{revision:ORG/NAME}` templates."""
     warnings: list[str] = []
     chosen, left_out = _select(stack, machine, services, warnings)
     modes = {name: _mode(stack, name, native, warnings) for name in chosen}
@@ -90,7 +91,8 @@ def plan(stack: Stack, machine: Machine, *, native: bool = False,
                         f"so containers reach it at {HOST_FROM_CONTAINER}")
     result: dict[str, ServicePlan] = {}
     for name in chosen:
-        result[name] = _service(stack, machine, name, modes, ports, chosen, name in exposed, warnings)
+        result[name] = _service(stack, machine, name, modes, ports, chosen, name in exposed, warnings,
+                                pins or {})
     waves = _waves({n: [d for d in result[n].depends_on] for n in result})
     return Plan(stack=stack.name, root=str(stack.root), native=native, services=result,
                 start_order=[n for wave in waves for n in wave], waves=waves,
@@ -176,7 +178,7 @@ def address(target: str, consumer_mode: str, modes: dict[str, str], ports: dict[
 
 
 def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], ports: dict[str, int],
-             chosen: list[str], exposed: bool, warnings: list[str]) -> ServicePlan:
+             chosen: list[str], exposed: bool, warnings: list[str], pins: dict[str, str]) -> ServicePlan:
     spec = stack.services[name]
     mode = modes[name]
     container_ports = {n: stack.services[n].port for n in chosen}
@@ -205,8 +207,11 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
             env[var] = machine.env[var]
     if mode == "native" and "CUDA_VISIBLE_DEVICES" in machine.env:
         env["CUDA_VISIBLE_DEVICES"] = machine.env["CUDA_VISIBLE_DEVICES"]
-    if spec.models and "HF_TOKEN" in machine.env:
-        env["HF_TOKEN"] = machine.env["HF_TOKEN"]
+    if spec.models:
+        # Models come from the shared cache, prefetched and pinned: a run never downloads at start.
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        if "HF_TOKEN" in machine.env:
+            env["HF_TOKEN"] = machine.env["HF_TOKEN"]
     for var in spec.secrets:
         if var in machine.env:
             env[var] = machine.env[var]
@@ -222,6 +227,12 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         if missing:
             warnings.append(f"{name}: {key} not set because {', '.join(missing)} is not part of this run")
             continue
+        unpinned = sorted({r for r in REVISION.findall(text) if r.split("@")[0] not in pins})
+        if unpinned:
+            warnings.append(f"{name}: {key} not set because {', '.join(unpinned)} is not pinned yet "
+                            f"(run `inv prefetch --services {name}`)")
+            continue
+        text = REVISION.sub(lambda m: pins[m.group(1).split("@")[0]], text)
         env[key] = _fill(text, mode, modes, ports, container_ports)
         if any(word in key.upper() for word in SECRET_WORDS):
             secrets.add(key)

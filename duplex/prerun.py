@@ -20,16 +20,10 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def model_cached(hub_cache: Path, repo: str) -> bool:
-    """A snapshot folder with files exists for the repo (the revision is pinned by prefetch)."""
-    name = repo.split("@", 1)[0]
-    snapshots = hub_cache / f"models--{name.replace('/', '--')}" / "snapshots"
-    return snapshots.is_dir() and any(p.iterdir() for p in snapshots.iterdir() if p.is_dir())
-
-
 def check_run(plan: Plan, machine: Machine, *, reusable: set[str] = frozenset()) -> None:
     problems: list[str] = []
     fixes: list[str] = []
+    from .models import missing as models_missing  # pinned in models.lock and wholly cached
     hub = Path(machine.hf_hub_cache or Path(machine.hf_home) / "hub")
     for name in plan.start_order:
         svc = plan.services[name]
@@ -40,7 +34,7 @@ def check_run(plan: Plan, machine: Machine, *, reusable: set[str] = frozenset())
         if svc.gpu_policy == "required" and machine.gpu_count == 0:
             problems.append(f"{name}: needs a GPU (gpu = \"required\") and this machine has none")
             fixes.append(f"run {name} on a GPU machine, or leave it out with --services")
-        missing = [m for m in svc.models if not model_cached(hub, m)]
+        missing = models_missing(plan.root, svc.models, machine.hf_home, machine.hf_hub_cache)
         if missing:
             problems.append(f"{name}: model{'s' if len(missing) > 1 else ''} not in the shared cache "
                             f"({hub}): {', '.join(missing)}")

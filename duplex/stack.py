@@ -22,6 +22,7 @@ MODES = ("native", "container")
 # `{svc.field}` in environment values; the fields each service exposes to others.
 TEMPLATE = re.compile(r"\{([A-Za-z0-9_-]+)\.([A-Za-z_]+)\}")
 TEMPLATE_FIELDS = ("host", "port", "url")
+REVISION = re.compile(r"\{revision:([^}]+)\}")  # a model's pinned commit, from models.lock
 REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12")
 
@@ -226,6 +227,10 @@ def check_references(stack: Stack) -> list[str]:
             problems.append(f"{where}.port: {svc.port} is already used by services.{ports[svc.port]}")
         ports.setdefault(svc.port, name)
         for key, value in svc.environment.items():
+            for repo in REVISION.findall(str(value)):
+                if repo not in svc.models and repo not in [m.split("@")[0] for m in svc.models]:
+                    problems.append(f"{where}.environment.{key}: {{revision:{repo}}} names a model "
+                                    f"the service does not declare in `models`")
             for ref, field in TEMPLATE.findall(str(value)):
                 if ref not in names:
                     problems.append(f"{where}.environment.{key}: template names unknown service {ref!r}")

@@ -189,3 +189,37 @@ def test_inv_config_human_output():
     proc = run_inv("config", "--native", check=True)
     assert "start order: asr → frontend" in proc.stdout
     assert "left out: moshi" in proc.stdout
+
+
+WHISPER = """
+[envs.asr]
+[services.asr]
+env = "asr"
+app = "servers.asr.app:app"
+port = 8000
+dockerfile = "dockerfiles/asr.Dockerfile"
+models = ["Systran/faster-whisper-base"]
+[services.asr.environment]
+ASR_MODEL = "Systran/faster-whisper-base"
+ASR_MODEL_REVISION = "{revision:Systran/faster-whisper-base}"
+"""
+
+
+def test_model_services_start_offline_at_the_pinned_revision(tmp_path):
+    path = tmp_path / "stack.toml"
+    path.write_text(WHISPER)
+    stack = load_stack(path)
+    pinned = plan(stack, LAPTOP, native=True, pins={"Systran/faster-whisper-base": "abc123"})
+    env = pinned.services["asr"].environment
+    assert env["ASR_MODEL_REVISION"] == "abc123" and env["HF_HUB_OFFLINE"] == "1"
+    unpinned = plan(stack, LAPTOP, native=True)
+    assert "ASR_MODEL_REVISION" not in unpinned.services["asr"].environment
+    assert any("inv prefetch --services asr" in w for w in unpinned.warnings)
+
+
+def test_revision_template_must_name_a_declared_model(tmp_path):
+    path = tmp_path / "stack.toml"
+    path.write_text(WHISPER.replace('models = ["Systran/faster-whisper-base"]', "models = []"))
+    proc = run_inv("config", env={"DUPLEX_STACK": str(path)})
+    assert proc.returncode == 1
+    assert "{revision:Systran/faster-whisper-base} names a model the service does not declare" in proc.stderr

@@ -1,0 +1,10 @@
+"""Hugging Face models, once, into the shared cache: pinned in models.lock, fetched by `inv prefetch`."""
+
+from .errors import (CorruptFileError, DiskFullError, GatedModelError, HubUnreachableError, LockError,
+                     ModelError, ModelNotFoundError, ModelRefError, TokenRejectedError)
+from .prefetch import ModelPlan, PrefetchReport, missing, pinned_revision, prefetch
+from .progress import NullProgress, RichProgress
+
+__all__ = ["prefetch", "pinned_revision", "missing", "PrefetchReport", "ModelPlan", "NullProgress",
+           "RichProgress", "ModelError", "ModelRefError", "ModelNotFoundError", "GatedModelError",
+           "TokenRejectedError", "HubUnreachableError", "DiskFullError", "CorruptFileError", "LockError"]

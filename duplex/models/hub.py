@@ -1,0 +1,193 @@
+"""The one module that talks to huggingface_hub: resolve, list, check access, download one file.
+
+Every hub failure leaves here as a ModelError that says what to do next. The token is never put
+into a message: huggingface_hub reads it (HF_TOKEN or the stored login) and only `token_present`
+travels with us, to choose the advice.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import (GatedModelError, HubUnreachableError, ModelError, ModelNotFoundError,
+                     TokenRejectedError)
+from .lock import FileEntry, LockedModel
+from .refs import DEFAULT_REVISION, ModelRef
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+_NETWORK = {"ConnectError", "ConnectionError", "ConnectTimeout", "TimeoutException", "ReadTimeout",
+            "NetworkError", "RemoteProtocolError", "ProxyError"}
+
+
+def endpoint_from(environ: dict[str, str] | None = None) -> str:
+    """HF_ENDPOINT (a mirror) or the public hub; read at call time, not at import."""
+    environ = os.environ if environ is None else environ
+    return (environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+@dataclass(frozen=True)
+class Hub:
+    endpoint: str = DEFAULT_ENDPOINT
+    token_present: bool = False
+
+    def _api(self):
+        from huggingface_hub import HfApi
+        return HfApi(endpoint=self.endpoint)
+
+    def resolve(self, ref: ModelRef) -> LockedModel:
+        """The commit `ref` names now, and its files with sizes and hashes (two API calls)."""
+        from huggingface_hub.hf_api import RepoFile
+        api = self._api()
+        try:
+            info = api.repo_info(ref.repo, revision=ref.revision)
+            files = [f for f in api.list_repo_tree(ref.repo, revision=info.sha, recursive=True)
+                     if isinstance(f, RepoFile)]
+        except Exception as exc:
+            raise self.explain(exc, ref) from exc
+        entries = tuple(FileEntry(
+            path=f.path, size=int(f.size),
+            sha256=f.lfs.sha256 if getattr(f, "lfs", None) else None,
+            git_blob=None if getattr(f, "lfs", None) else getattr(f, "blob_id", None),
+        ) for f in files)
+        return LockedModel(ref.repo, ref.revision, info.sha, entries)
+
+    def check_access(self, ref: ModelRef) -> bool:
+        """Token and licence check (`auth_check`). False when the endpoint has no such API (mirrors
+        like olah answer 404 there for every repo, so a repo that resolved is taken as readable)."""
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+        try:
+            self._api().auth_check(ref.repo)
+        except GatedRepoError as exc:
+            raise self.explain(exc, ref) from exc
+        except RepositoryNotFoundError as exc:
+            if _status(exc) == 404:
+                return False
+            raise self.explain(exc, ref) from exc
+        except Exception as exc:
+            raise self.explain(exc, ref) from exc
+        return True
+
+    def download(self, repo: str, commit: str, entry: FileEntry, hub_cache: Path,
+                 bar: Callable[..., object] | None = None) -> Path:
+        """One file into the cache at `commit`; huggingface_hub writes a temp file and renames it
+        when whole, so an interruption never leaves a half file under the real name."""
+        from huggingface_hub import hf_hub_download
+        try:
+            return Path(hf_hub_download(repo, entry.path, revision=commit, cache_dir=str(hub_cache),
+                                        endpoint=self.endpoint, tqdm_class=bar or _silent()))
+        except Exception as exc:
+            raise self.explain(exc, ModelRef(repo, commit)) from exc
+
+    def seal(self, repo: str, commit: str, hub_cache: Path) -> Path:
+        """Let huggingface_hub itself see the snapshot as complete: with every file in place this is
+        one listing call, and it records the listing (trees/<commit>.json) that offline loads use
+        to tell a partial snapshot from a whole one."""
+        from huggingface_hub import snapshot_download
+        try:
+            return Path(snapshot_download(repo, revision=commit, cache_dir=str(hub_cache),
+                                          endpoint=self.endpoint, tqdm_class=_silent()))
+        except Exception as exc:
+            raise self.explain(exc, ModelRef(repo, commit)) from exc
+
+    def explain(self, exc: Exception, ref: ModelRef) -> ModelError:
+        """Turn a huggingface_hub / HTTP failure into the error that says what to do."""
+        from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
+                                            RepositoryNotFoundError, RevisionNotFoundError)
+        where = f"{self.endpoint}/{ref.repo}"
+        tokens = f"{self.endpoint}/settings/tokens"
+        if isinstance(exc, ModelError):
+            return exc
+        if isinstance(exc, OfflineModeIsEnabled):
+            return HubUnreachableError(f"{ref}: HF_HUB_OFFLINE=1 is set, so the hub cannot be asked",
+                                       fix="unset HF_HUB_OFFLINE for `inv prefetch` (servers keep it)")
+        if isinstance(exc, GatedRepoError):
+            fix = f"open {where} , log in and accept the licence (access may need the owner's approval)"
+            fix += ("; then rerun `inv prefetch` with HF_TOKEN set to a read token of that account"
+                    if self.token_present else
+                    f"; then create a read token at {tokens} and set HF_TOKEN to it")
+            return GatedModelError(f"{ref.repo} is gated: your account has not been granted access "
+                                   f"to it{'' if self.token_present else ' (and no HF_TOKEN is set)'}", fix=fix)
+        if isinstance(exc, RevisionNotFoundError):
+            return self._no_revision(ref)
+        if isinstance(exc, HfHubHTTPError) and _status(exc) == 401 and _invalid_token(exc):
+            return TokenRejectedError(
+                f"the hub at {self.endpoint} rejected the token (invalid, expired or revoked)",
+                fix=f"create a read token at {tokens} and set HF_TOKEN to it (or run `hf auth login`); "
+                    "the cached models are not used in its place")
+        if isinstance(exc, RepositoryNotFoundError):
+            if ref.revision != DEFAULT_REVISION and self._exists(ref.repo):
+                return self._no_revision(ref)
+            fix = ("check the name (ORG/NAME, as on the model page); "
+                   + ("if it is private, make sure your token's account can read it"
+                      if self.token_present else f"if it is private, set HF_TOKEN (tokens: {tokens})"))
+            return ModelNotFoundError(f"{ref.repo}: no such model on {self.endpoint}", fix=fix)
+        if isinstance(exc, HfHubHTTPError) and _status(exc) == 403:
+            return TokenRejectedError(f"{ref.repo}: the hub refused access with this token (403)",
+                                      fix=f"give the token read access to {ref.repo} (fine-grained tokens) "
+                                          f"or create a read token at {tokens}")
+        if isinstance(exc, HfHubHTTPError) and (_status(exc) or 0) >= 500 or _is_network(exc):
+            what = f"answered {_status(exc)}" if isinstance(exc, HfHubHTTPError) else "did not answer"
+            return HubUnreachableError(f"the hub at {self.endpoint} {what} ({type(exc).__name__})",
+                                       fix="check the network or HF_ENDPOINT, then rerun `inv prefetch`")
+        return ModelError(f"{ref}: {type(exc).__name__}: {_first_line(exc)}")
+
+    def _no_revision(self, ref: ModelRef) -> ModelNotFoundError:
+        return ModelNotFoundError(f"{ref.repo} has no revision {ref.revision!r} on {self.endpoint}",
+                                  fix=f"use a branch, tag or commit listed at {self.endpoint}/{ref.repo}/tree/main")
+
+    def _exists(self, repo: str) -> bool:
+        try:
+            self._api().repo_info(repo, revision=DEFAULT_REVISION)
+        except Exception:
+            return False
+        return True
+
+
+def _status(exc: Exception) -> int | None:
+    response = getattr(exc, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def _invalid_token(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    message = response.headers.get("X-Error-Message", "") if response is not None else ""
+    return "invalid credentials" in message.lower() or "invalid user token" in message.lower()
+
+
+def _is_network(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if any(cls.__name__ in _NETWORK for cls in type(exc).__mro__):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
+
+
+def _silent():
+    """A tqdm class that never draws, for the calls whose progress we show ourselves."""
+    from tqdm.auto import tqdm
+
+    class Silent(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)
+            super().__init__(*args, **{**kwargs, "disable": True})
+
+    return Silent
+
+
+def file_bar(on_bytes: Callable[[int], None]) -> Callable[..., object]:
+    """A tqdm class for hf_hub_download that forwards each chunk's size to `on_bytes`."""
+    base = _silent()
+
+    class Bar(base):
+        def update(self, n=1):
+            if n:
+                on_bytes(int(n))
+
+    return Bar

@@ -1,0 +1,219 @@
+"""`inv prefetch`: plan (lock, cache, hub) -> check access and disk -> show -> download -> verify -> lock.
+
+A model pinned in models.lock whose files are all in the cache needs no network at all: the lock
+names the commit and every file's size, so a re-run reads only the local disk. The hub is asked
+only for what is new (a repo not in the lock, a changed revision, --update) or missing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .cache import cached_ref, check_snapshot, hub_cache_dir, link_blob, snapshot_dir, write_ref
+from .errors import CorruptFileError, DiskFullError, HubUnreachableError
+from .fetch import fetch_files
+from .hub import Hub, endpoint_from
+from .lock import FileEntry, Lock, LockedModel, lock_path, read_lock, render_lock, write_lock
+from .progress import NullProgress, Progress, human
+from .refs import ModelRef, parse_ref, parse_refs
+
+
+@dataclass
+class ModelPlan:
+    repo: str
+    revision: str
+    commit: str
+    size: int
+    files: int
+    fetch: list[FileEntry]  # to download: missing from the cache, or damaged
+    link: list[FileEntry]  # missing from this snapshot, but the content is cached (another commit)
+    damaged: list[str]  # paths whose size (or hash, with verify) did not match the lock
+    source: str  # "lock": pinned earlier, no network needed; "hub": resolved in this run
+    status: str = "planned"  # planned | cached | linked | downloaded | repaired
+    snapshot: str = ""
+
+    @property
+    def fetch_bytes(self) -> int:
+        return sum(f.size for f in self.fetch)
+
+
+@dataclass
+class PrefetchReport:
+    models: list[ModelPlan]
+    hub_cache: str
+    lock: str
+    endpoint: str
+    dry_run: bool
+    network: bool  # whether the hub was asked anything
+    seconds: float
+    downloaded_bytes: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict (for `inv prefetch --json`)."""
+        data = asdict(self)
+        for model, plan in zip(data["models"], self.models):
+            model["fetch"] = [f.path for f in plan.fetch]
+            model["link"] = [f.path for f in plan.link]
+            model["fetch_bytes"] = plan.fetch_bytes
+        return data
+
+
+def _offline_env() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _free_bytes(path: Path) -> int:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_present: bool,
+             progress: Progress | None = None, dry_run: bool = False, update: bool = False,
+             verify: bool = False, hub_cache: str | Path | None = None, endpoint: str | None = None,
+             disk_free: Callable[[Path], int] | None = None, max_workers: int = 8,
+             hub: Hub | None = None, clock: Callable[[], float] = time.monotonic) -> PrefetchReport:
+    """Bring `repos` (ORG/NAME[@REV]) into the shared cache, pinned in <root>/models.lock."""
+    started = clock()
+    progress = progress or NullProgress()
+    cache = hub_cache_dir(hf_home, hub_cache)
+    lock = read_lock(root)
+    hub = hub or Hub(endpoint or endpoint_from(), token_present)
+    refs = parse_refs(repos)
+
+    # 1. Plan: from the lock when pinned (no network), else resolve on the hub.
+    plans: dict[str, ModelPlan] = {}
+    models: dict[str, LockedModel] = {}
+    unresolved: list[ModelRef] = []
+    for ref in refs:
+        locked = lock.get(ref.repo)
+        if locked and locked.revision == ref.revision and not update:
+            models[ref.repo] = locked
+            plans[ref.repo] = _plan(cache, locked, "lock", verify)
+        else:
+            unresolved.append(ref)
+    need_hub = bool(unresolved) or any(p.fetch for p in plans.values())
+    if need_hub and _offline_env():
+        raise HubUnreachableError("HF_HUB_OFFLINE=1 is set, and "
+                                  + _needs(unresolved, plans) + " need the hub",
+                                  fix="unset HF_HUB_OFFLINE for `inv prefetch` (servers keep it)"
+                                      + _offline_hint(cache, lock, refs))
+    try:
+        for ref in unresolved:
+            models[ref.repo] = hub.resolve(ref)
+            plans[ref.repo] = _plan(cache, models[ref.repo], "hub", verify)
+        # 2. Access: token and licence, for every model something must be fetched for.
+        for ref in refs:
+            if plans[ref.repo].fetch and not hub.check_access(ref):
+                progress.note(f"{hub.endpoint} has no auth-check API (a mirror): access to "
+                              f"{ref.repo} is taken from its listing")
+    except HubUnreachableError as err:
+        err.fix = (err.fix or "") + _offline_hint(cache, lock, refs)
+        raise
+    ordered = [plans[ref.repo] for ref in refs]
+
+    # 3. Disk: refuse before the first byte rather than fail at 90 %.
+    need = sum(p.fetch_bytes for p in ordered)
+    free = (disk_free or _free_bytes)(cache) if need else None
+    progress.plan(ordered, free=free)
+    if need and free is not None and need > free:
+        raise DiskFullError(f"not enough disk for the models: {human(need)} to download, "
+                            f"{human(free)} free at {cache}",
+                            fix=f"free at least {human(need - free)} there, or point HF_HOME (or "
+                                "HF_HUB_CACHE) at a larger disk")
+    report = PrefetchReport(ordered, str(cache), str(lock_path(root)), hub.endpoint, dry_run,
+                            network=need_hub, seconds=0.0)
+    if dry_run:
+        report.seconds = clock() - started
+        return report
+
+    # 4. Link what other commits already brought, download the rest; 5. verify; record the pins.
+    for plan in ordered:
+        for entry in plan.link:
+            link_blob(cache, plan.repo, plan.commit, entry)
+    jobs = [(p.repo, p.commit, f) for p in ordered for f in p.fetch]
+    if jobs:
+        fetch_files(hub, cache, jobs, progress, max_workers=max_workers)
+        report.downloaded_bytes = need
+    for plan in ordered:
+        model = models[plan.repo]
+        if plan.source == "hub" and not parse_ref(f"{plan.repo}@{plan.revision}").is_commit:
+            write_ref(cache, plan.repo, plan.revision, plan.commit)
+        if plan.fetch or plan.source == "hub":  # links alone need no hub
+            hub.seal(plan.repo, plan.commit, cache)
+        state = check_snapshot(cache, model)
+        if not state.complete:
+            raise CorruptFileError(f"{plan.repo} at {plan.commit[:12]} is still incomplete after the "
+                                   f"download: {', '.join(f.path for f in state.to_fetch)}",
+                                   fix="rerun `inv prefetch`")
+        plan.status = ("repaired" if plan.damaged or (plan.fetch and plan.source == "lock")
+                       else "downloaded" if plan.fetch else "linked" if plan.link else "cached")
+        plan.snapshot = str(state.path)
+        lock.models[plan.repo] = model
+    if render_lock(lock) != _current_text(root):
+        write_lock(root, lock)
+    report.notes = list(getattr(progress, "notes", []))
+    report.seconds = clock() - started
+    return report
+
+
+def _plan(cache: Path, model: LockedModel, source: str, verify: bool) -> ModelPlan:
+    state = check_snapshot(cache, model, hashes=verify)
+    return ModelPlan(model.repo, model.revision, model.commit, model.size, len(model.files),
+                     fetch=state.to_fetch, link=state.linkable, damaged=[f.path for f in state.corrupt], source=source,
+                     status="cached" if state.complete else "planned", snapshot=str(state.path))
+
+
+def _current_text(root: Path | str) -> str | None:
+    try:
+        return lock_path(root).read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _needs(unresolved: list[ModelRef], plans: dict[str, ModelPlan]) -> str:
+    names = [str(r) for r in unresolved] + [p.repo for p in plans.values() if p.fetch]
+    return ", ".join(names)
+
+
+def _offline_hint(cache: Path, lock: Lock, refs: list[ModelRef]) -> str:
+    """What the cache can still do without the hub: say it, never use it silently."""
+    hints = []
+    for ref in refs:
+        locked = lock.get(ref.repo)
+        if locked and check_snapshot(cache, locked).complete:
+            hints.append(f"{ref.repo} is cached at its pinned commit {locked.commit[:12]}, so servers "
+                         "can still start offline (HF_HUB_OFFLINE=1)")
+        elif (commit := cached_ref(cache, ref.repo, ref.revision)) and snapshot_dir(cache, ref.repo, commit).is_dir():
+            hints.append(f"the cache has {ref.repo} at {commit[:12]} from an earlier download, "
+                         "but it is not pinned in models.lock")
+    return "".join(f"; {h}" for h in hints)
+
+
+def pinned_revision(root: Path | str, repo: str) -> str | None:
+    """The commit to start a server with (with HF_HUB_OFFLINE=1), or None when not pinned yet."""
+    ref = parse_ref(repo)
+    if ref.is_commit:
+        return ref.revision
+    locked = read_lock(root).get(ref.repo)
+    return locked.commit if locked and locked.revision == ref.revision else None
+
+
+def missing(root: Path | str, repos: list[str], hf_home: str | Path,
+            hub_cache: str | Path | None = None) -> list[str]:
+    """Repos not pinned in the lock, or not wholly in the cache at their pinned commit (disk only)."""
+    lock = read_lock(root)
+    cache = hub_cache_dir(hf_home, hub_cache)
+    out = []
+    for text in repos:
+        ref = parse_ref(text)
+        locked = lock.get(ref.repo)
+        if not (locked and locked.revision == ref.revision and check_snapshot(cache, locked).complete):
+            out.append(text)
+    return out
