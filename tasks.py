@@ -125,8 +125,10 @@ def run(c, native=False, services=None, detach=False, skip_preflight=False):
     stack = load_stack()
     machine = probe_machine()
     the_plan = plan(stack, machine, native=native, services=_names(services), pins=_pins(stack))
+    if not skip_preflight:
+        _preflight_or_exit(stack, the_plan)
     code = up(the_plan, machine, on_crash=stack.stack.on_crash, detach=detach,
-              skip_checks=skip_preflight, env_state=lambda env: _env_state(stack, env))
+              env_state=lambda env: _env_state(stack, env))
     if code:
         raise Exit(code=code)
 
@@ -168,6 +170,72 @@ def prefetch(c, services=None, repo=None, revision=None, dry_run=False, update=F
                    verify=verify)
     if json:
         report.print_json(result.to_json())
+
+
+@task(help={
+    "native": "check native mode (envs, interpreters, torch, system libraries) instead of containers",
+    "services": "comma-separated services to check (plus what they require)",
+    "json": "print a JSON list of the results for CI",
+})
+@_cli
+def preflight(c, native=False, services=None, json=False):
+    """Check GPU, driver, token, licence, disk, ports, Docker and envs in seconds, each with its fix."""
+    from duplex.preflight import print_report, run_preflight
+    from duplex.stack import load_stack
+    stack = load_stack()
+    result = run_preflight(stack, _plan(native, services))
+    if json:
+        print(result.to_json())
+    else:
+        print_report(result)
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
+
+
+def _preflight_or_exit(stack, the_plan) -> None:
+    """What would make `inv run` fail, caught before anything is built or started."""
+    from duplex.preflight import run_preflight
+    result = run_preflight(stack, the_plan, for_run=True)
+    if result.failed:
+        lines = [f"  - {r.name}: {r.detail}\n    fix: {r.fix}" for r in result.failed]
+        raise Exit("duplex: cannot start the stack, preflight found:\n" + "\n".join(lines)
+                   + "\n(`inv preflight` shows every check; --skip-preflight starts anyway)", code=1)
+
+
+@task(help={
+    "tag": "the moshi release to vendor, e.g. v0.2.13 (= version 0.2.13; moshi-v0.2.13 also works)",
+    "source": "where to fetch it: pypi (default; the index pip uses) or git (needs --url)",
+    "url": "the git repository for --source git (upstream tags look like moshi-v0.2.13)",
+    "from_": "a local sdist, wheel, zip or unpacked folder instead of a download (air-gapped machines)",
+    "check": "verify third_party/moshi against MOSHI_VERSION; exit 1 naming the files that differ",
+    "rollback": "restore the previously vendored tree exactly (the snapshot the last update kept)",
+    "dry_run": "show the files that would be added, removed or modified; change nothing",
+    "allow_moved_tag": "take a git tag that now names another commit than MOSHI_VERSION recorded",
+    "json": "print the report as JSON for scripts and CI",
+})
+@_cli
+def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, rollback=False,
+                 dry_run=False, allow_moved_tag=False, json=False):
+    """Vendor moshi's source into third_party/moshi at a pinned release; --check, --rollback, --dry-run."""
+    from duplex import report, vendor
+    from duplex.stack import find_stack
+    root = find_stack().resolve().parent
+    if sum(map(bool, (tag, check, rollback))) != 1:
+        raise Exit("duplex: give exactly one of --tag vX.Y.Z, --check or --rollback", code=2)
+    progress = (lambda _: None) if json else _say("vendor")
+    if check:
+        result = vendor.check(root)
+    elif rollback:
+        result = vendor.rollback(root, progress=progress)
+    else:
+        result = vendor.vendor(root, tag, source=source, url=url, from_path=from_, dry_run=dry_run,
+                               allow_moved_tag=allow_moved_tag, progress=progress)
+    if json:
+        report.print_json(result.to_dict())
+    else:
+        print(result.summary())
+    if check and result.exit_code:
+        raise Exit(code=result.exit_code)
 
 
 def _env_state(stack, env: str) -> str:

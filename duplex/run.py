@@ -11,14 +11,13 @@ from .health import probe_once
 from .native import NativeRunner, group_alive, log_path, start_time, stop_group, tail_file
 from .plan import LABEL, Health, Plan
 from .printer import Printer
-from .prerun import check_run
 from .probe import Machine
 from .state import RunState, read_state, write_state
 from .supervisor import Supervisor
 
 
 def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = False,
-       skip_checks: bool = False, out=None, progress: Callable[[str], None] | None = None,
+       out=None, progress: Callable[[str], None] | None = None,
        env_state: Callable[[str], str] | None = None) -> int:
     root = Path(plan.root)
     printer = Printer(["duplex", *plan.start_order], out=out)
@@ -31,8 +30,6 @@ def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = F
     if any(s.mode == "container" for s in plan.services.values()):
         from .containers import ContainerRunner  # lazy: docker SDK only when a container runs
         runners["container"] = ContainerRunner(root, plan.stack, detach=detach)
-    if not skip_checks:
-        check_run(plan, machine, reusable={n for n, s in plan.services.items() if s.persistent})
     for warning in plan.warnings:
         printer.system(f"warning: {warning}")
     state = RunState(root, plan.stack, "native" if plan.native else "container")

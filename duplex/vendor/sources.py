@@ -130,7 +130,7 @@ def _offline(root: Path, tag: str, version: str, base: str, exc: BaseException, 
         if parsed and parsed[0] == version and file_sha256(path) == path.parent.name:
             progress(f"index {base} unreachable ({exc}); using {path.name} cached earlier")
             return Fetched(path, "pypi", f"{base}/moshi/ (cached {path.name})", tag, version, path.parent.name,
-                           "cache", notes=[f"index unreachable: used the copy cached and verified earlier"])
+                           "cache", notes=["index unreachable: used the copy cached and verified earlier"])
     progress(f"index {base} unreachable through urllib ({exc}); trying `pip download`")
     return _pip_download(root, tag, version, exc)
 

@@ -101,7 +101,8 @@ def test_missing_env_points_to_setup(toy):
     (toy.root / ".duplex" / "envs" / "web").unlink()
     proc = toy.inv("run", "--native", "--services", "api")
     assert proc.returncode == 1
-    assert "no venv for env web" in proc.stderr and "inv setup --env web" in proc.stderr
+    assert "python.web.env: .duplex/envs/web is not built" in proc.stderr
+    assert "fix: inv setup --env web" in proc.stderr
 
 
 def test_port_taken_is_refused_before_anything_starts(toy):
@@ -110,7 +111,7 @@ def test_port_taken_is_refused_before_anything_starts(toy):
         sock.listen()
         proc = toy.inv("run", "--native", "--services", "web")
     assert proc.returncode == 1
-    assert f"port {toy.ports['api']} on 127.0.0.1 is already in use" in proc.stderr
+    assert f"ports.api: {toy.ports['api']} on 127.0.0.1 is in use" in proc.stderr
     assert f"DUPLEX_PORT_API" in proc.stderr
     assert toy.state()["services"] == {}
 
@@ -120,5 +121,6 @@ def test_stale_env_points_to_setup(toy):
     lock.write_text(lock.read_text() + "\n# edited\n")
     proc = toy.inv("run", "--native", "--services", "api")
     assert proc.returncode == 1
-    assert "env web is stale" in proc.stderr and "inv setup --env web" in proc.stderr
+    assert "web is stale: envs/web/requirements.lock changed" in proc.stderr
+    assert "fix: inv setup --env web" in proc.stderr
     assert toy.state()["services"] == {}

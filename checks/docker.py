@@ -1,0 +1,136 @@
+"""docker: the engine answers, it can hand GPUs to containers when one needs them, and the images exist."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import Context, Result, fail, passed, skip, warn
+
+CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
+NO_DRIVER = 'could not select device driver "" with capabilities: [[gpu]]'
+TOOLKIT_FIX = ("install the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker && "
+               "sudo systemctl restart docker` (or a CDI spec: `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)")
+
+
+@dataclass(frozen=True)
+class DockerFacts:
+    reachable: bool
+    host: str
+    error: str | None = None
+    fix: str | None = None
+    version: str | None = None
+    runtimes: tuple[str, ...] = ()
+    gpu_hook: bool = False  # nvidia-container-runtime-hook next to a local engine: `--gpus` works
+    cdi_nvidia: bool = False  # a CDI spec that names nvidia.com/gpu
+    images: dict[str, bool] = field(default_factory=dict)  # image -> present
+    own: dict[str, str] = field(default_factory=dict)  # service -> running container of this stack
+
+
+def _cdi(dirs) -> bool:
+    for folder in dirs:
+        for spec in sorted(Path(folder).glob("*")) if Path(folder).is_dir() else ():
+            try:
+                if "nvidia.com/gpu" in spec.read_text(errors="replace")[:200_000]:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout: float = 3.0) -> DockerFacts:
+    """Ping the engine DOCKER_HOST names (or the default socket) with a short timeout; read what checks need."""
+    from duplex.containers import connect
+    from duplex.errors import EngineError
+    host = environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def factory():
+        import docker
+        return docker.from_env(timeout=timeout, environment=environ)
+    try:
+        client = connect(factory)
+    except EngineError as err:
+        return DockerFacts(False, host, str(err), err.fix)
+    try:
+        from docker.errors import DockerException, ImageNotFound
+        info = client.info()
+        present = {}
+        for image in images:
+            try:
+                client.images.get(image)
+                present[image] = True
+            except ImageNotFound:
+                present[image] = False
+        own = {c.labels.get("dev.duplex.service"): c.name for c in
+               client.containers.list(filters={"label": f"dev.duplex.stack={stack}", "status": "running"})}
+    except DockerException as exc:
+        return DockerFacts(False, host, f"the engine at {host} answered a ping but then failed: {exc}",
+                           "restart the Docker engine")
+    finally:
+        client.close()
+    local = host.startswith("unix://")
+    cdi_dirs = tuple(info.get("CDISpecDirs") or ()) or CDI_DIRS
+    return DockerFacts(True, host, version=info.get("ServerVersion"), runtimes=tuple(info.get("Runtimes") or ()),
+                       gpu_hook=local and bool(shutil.which("nvidia-container-runtime-hook")),
+                       cdi_nvidia=local and _cdi(cdi_dirs), images=present, own={k: v for k, v in own.items() if k})
+
+
+def wanted_images(ctx: Context) -> list[str]:
+    """The base image of each Dockerfile build, or the prebuilt image, for each container service."""
+    out = []
+    for svc in ctx.services("container"):
+        image = svc.build_args.get("BASE_IMAGE") if svc.dockerfile else svc.image
+        if image and image not in out:
+            out.append(image)
+    return out
+
+
+def check(ctx: Context, facts: DockerFacts | None, host_gpus: int) -> list[Result]:
+    containers = ctx.services("container")
+    if not containers:
+        return [skip("docker", "no service runs in a container in this mode",
+                     "nothing to do; plain `inv preflight` checks container mode")]
+    if facts is None or not facts.reachable:
+        return [fail("docker.engine", (facts.error if facts else "not probed"),
+                     (facts.fix if facts and facts.fix else "start Docker, or run natively with --native"))]
+    out = [passed("docker.engine", f"Docker {facts.version} answers at {facts.host}")]
+    for svc in containers:
+        if svc.gpu_policy == "none":
+            continue
+        name = f"docker.gpu.{svc.name}"
+        how = [w for w, ok in (("nvidia runtime", "nvidia" in facts.runtimes), ("nvidia-container-runtime-hook",
+               facts.gpu_hook), ("CDI spec for nvidia.com/gpu", facts.cdi_nvidia)) if ok]
+        if how:
+            out.append(passed(name, f"the engine can hand GPUs to {svc.name} ({', '.join(how)})"))
+        elif svc.gpu_policy == "optional" and not host_gpus:
+            out.append(skip(name, f"no GPU on this host: {svc.name}'s container runs on the CPU",
+                            "nothing to do"))
+        else:
+            detail = (f"the engine has no NVIDIA runtime, hook or CDI spec: starting {svc.name} with a GPU fails "
+                      f"with `{NO_DRIVER}`")
+            out.append(fail(name, detail, TOOLKIT_FIX) if svc.gpu_policy == "required"
+                       else warn(name, detail + "; it runs on the CPU instead", TOOLKIT_FIX))
+    for svc in containers:
+        out.append(_image(ctx, svc, facts))
+    return out
+
+
+def _image(ctx: Context, svc, facts: DockerFacts) -> Result:
+    name = f"docker.image.{svc.name}"
+    if svc.dockerfile:
+        base = svc.build_args.get("BASE_IMAGE")
+        if facts.images.get(base):
+            return passed(name, f"base image {base} is present; {svc.dockerfile} builds from it")
+        script = ctx.root / "scripts" / "base-image.sh"
+        buildable = script.is_file() and bool(shutil.which("debootstrap"))
+        fix = (f"build it: `sudo bash scripts/base-image.sh` (about a minute), or set DUPLEX_BASE_IMAGE "
+               f"to an image you have")
+        detail = f"base image {base} is not on this machine ({svc.dockerfile} starts FROM it)"
+        if buildable and not ctx.for_run:
+            return warn(name, detail + "; it can be built here", fix)
+        return fail(name, detail, fix)
+    if facts.images.get(svc.image):
+        return passed(name, f"image {svc.image} is present")
+    return warn(name, f"image {svc.image} is not on this machine: the run pulls it from its registry",
+                f"pull it now (`docker pull {svc.image}`) so the first start is not a long download")

@@ -1,0 +1,132 @@
+"""gpu: the NVIDIA driver and GPUs as NVML reports them, each service's GPU policy, and whether its model fits."""
+
+from __future__ import annotations
+
+from duplex.gpu import GIB, NvmlFacts
+
+from . import Context, Result, fail, passed, skip, warn
+from .models import ModelFacts, size_text
+
+OVERHEAD = 1.2  # weights x 1.2: activations, KV cache and the CUDA context on top of the weights
+CUDA12_DRIVER = "525.60.13"  # the oldest Linux driver PyTorch's CUDA 12 wheels run on
+
+NVML_FIXES = {
+    9: ("the NVIDIA kernel module is not loaded (NVML: Driver Not Loaded)",
+        "load it with `sudo modprobe nvidia` (see `dmesg | grep -i nvidia`; with Secure Boot on, enroll the "
+        "module's key or sign it), or reboot after installing the driver"),
+    18: ("driver/library version mismatch: the NVIDIA driver was upgraded but the old kernel module is still loaded",
+         "reboot (or reload the module: `sudo rmmod nvidia_uvm nvidia_drm nvidia_modeset nvidia && "
+         "sudo modprobe nvidia`); `nvidia-smi` works again once they match"),
+    4: ("no permission to open the GPU devices (/dev/nvidia*)",
+        "add your user to the video group (`sudo usermod -aG video $USER`) and log in again"),
+    15: ("the GPU has fallen off the bus (NVML: GPU is lost)", "reboot; look for Xid errors in `dmesg`"),
+    16: ("the GPU needs a reset", "reboot, or `sudo nvidia-smi --gpu-reset` when nothing uses it"),
+}
+
+
+def explain(facts: NvmlFacts) -> tuple[str, str]:
+    """(what went wrong, what to do) for an NVML failure."""
+    code, text = facts.error_code, facts.error or ""
+    if code is None and "nvidia-ml-py" in text:
+        return text, "install it: `pip install nvidia-ml-py` (a duplex dependency: `pip install -e .`)"
+    if code == 18 or "version mismatch" in text.lower():
+        return NVML_FIXES[18]
+    if code == 12 or "library not found" in text.lower():
+        if facts.nvidia_pci_devices:
+            return (f"{facts.nvidia_pci_devices} NVIDIA GPU(s) on the PCI bus, but NVML (libnvidia-ml.so.1) is "
+                    f"not found: the NVIDIA driver is not installed, or not passed into this container",
+                    "install the NVIDIA driver (Ubuntu: `sudo ubuntu-drivers install`; others: your distribution's "
+                    "nvidia-driver package), then reboot; inside a container, run it with `--gpus all` and the "
+                    "NVIDIA Container Toolkit")
+        return ("no NVIDIA GPU or driver on this machine (NVML Shared Library Not Found)",
+                "run GPU services on a machine with an NVIDIA GPU and driver")
+    if code in NVML_FIXES:
+        return NVML_FIXES[code]
+    return f"NVML failed: {text}", "run `nvidia-smi` to see the driver's own message; reinstall the driver if it fails too"
+
+
+def _gpus_text(facts: NvmlFacts) -> str:
+    return "; ".join(f"GPU {g.index}: {g.name}, sm_{g.sm}, {g.memory_free / GIB:.1f} of {g.memory_total / GIB:.1f} "
+                     f"GiB free" for g in facts.gpus)
+
+
+def _need(ctx: Context) -> str:
+    policies = {s.gpu_policy for s in ctx.services()}
+    return "required" if "required" in policies else "optional" if "optional" in policies else "none"
+
+
+def check_driver(ctx: Context, facts: NvmlFacts) -> Result:
+    need = _need(ctx)
+    if not facts.ok:
+        what, fix = explain(facts)
+        if need == "required":
+            return fail("gpu.driver", what, fix)
+        if facts.nvidia_pci_devices or facts.error_code not in (None, 12):
+            return warn("gpu.driver", what, fix)  # a GPU is there but unusable: worth knowing either way
+        why = "no service in this run uses a GPU" if need == "none" else "GPU-optional services run on the CPU"
+        return skip("gpu.driver", f"{what}; {why}", fix)
+    head = f"driver {facts.driver_version} (CUDA {facts.cuda_text})"
+    if not facts.gpus:
+        hidden = f"CUDA_VISIBLE_DEVICES={facts.visible!r} hides every GPU" if facts.visible is not None else \
+            "NVML lists no GPU"
+        result = fail if need == "required" else warn if need == "optional" else skip
+        return result("gpu.driver", f"{head}; {hidden}",
+                      "unset or correct CUDA_VISIBLE_DEVICES" if facts.visible is not None else "run `nvidia-smi`")
+    if need != "none" and (facts.cuda_driver or 0) < 12000:
+        return warn("gpu.driver", f"{head} is too old for PyTorch's CUDA 12 builds (they need driver >= "
+                                  f"{CUDA12_DRIVER}); {_gpus_text(facts)}",
+                    "update the NVIDIA driver (550 or newer is a safe choice), then reboot; until then only "
+                    "cu118 torch builds run (set torch = \"cu118\" with a torch release that ships it)")
+    return passed("gpu.driver", f"{head}; {_gpus_text(facts)}")
+
+
+def check_services(ctx: Context, facts: NvmlFacts) -> list[Result]:
+    out = []
+    why, driver_fix = explain(facts) if not facts.ok else ("NVML lists no visible GPU", "check CUDA_VISIBLE_DEVICES")
+    for svc in ctx.services():
+        name = f"gpu.{svc.name}"
+        if svc.gpu_policy == "none":
+            continue
+        if facts.gpus:
+            out.append(passed(name, f"gpu = \"{svc.gpu_policy}\": {len(facts.gpus)} GPU(s) available"))
+        elif svc.gpu_policy == "required":
+            fix = driver_fix if facts.nvidia_pci_devices or facts.ok else \
+                f"run {svc.name} on a machine with an NVIDIA GPU, or leave it out (`--services` without it)"
+            out.append(fail(name, f"{svc.name} needs a GPU (gpu = \"required\") and none is usable: {why}", fix))
+        else:
+            out.append(warn(name, f"{svc.name} will run on the CPU (gpu = \"optional\"): {why}",
+                            f"nothing to do for a CPU run; for the GPU: {driver_fix}"))
+    for name, reason in ctx.plan.left_out.items():
+        if "GPU" in reason:
+            out.append(warn(f"gpu.{name}", f"{name} is left out of this run: it {reason}",
+                            f"run it on a GPU machine; naming it (`--services {name}`) makes preflight fail instead"))
+    return out
+
+
+def check_vram(ctx: Context, facts: NvmlFacts, models: dict[str, ModelFacts]) -> list[Result]:
+    """A service's models against the most free memory on one GPU (weights x 1.2)."""
+    out = []
+    for svc in ctx.services():
+        if svc.gpu_policy == "none" or not svc.models:
+            continue
+        name = f"gpu.vram.{svc.name}"
+        if not facts.gpus:
+            out.append(skip(name, "no GPU to fit the model into", "see gpu.driver"))
+            continue
+        sizes = [models.get(r).weights_bytes if models.get(r) else None for r in svc.models]
+        if any(s is None for s in sizes):
+            out.append(warn(name, f"cannot estimate the GPU memory {svc.name} needs: model size unknown",
+                            "rerun where the hub is reachable or after `inv prefetch` (sizes are remembered)"))
+            continue
+        need = int(sum(sizes) * OVERHEAD)
+        best = max(facts.gpus, key=lambda g: g.memory_free)
+        text = f"needs ~{size_text(need)} (weights {size_text(sum(sizes))} x {OVERHEAD})"
+        where = f"{size_text(best.memory_free)} free on GPU {best.index} ({best.name})"
+        if need <= best.memory_free:
+            out.append(passed(name, f"{text}; {where}"))
+        else:
+            out.append(warn(name, f"{text}, more than the {where}",
+                            f"free GPU memory (`nvidia-smi` lists what holds it), use a bigger GPU, or offload "
+                            f"part of the model to the CPU: CPU_OFFLOAD = \"true\" in [services.{svc.name}.environment] "
+                            f"(moshi: --cpu-offload; slower, but it runs)"))
+    return out

@@ -1,0 +1,146 @@
+"""Hugging Face hub probe: the three calls preflight makes (whoami, model info, auth check), short timeouts.
+
+Plain stdlib HTTP against HF_ENDPOINT, so a hub that does not answer costs at most `timeout` seconds
+(huggingface_hub's shared client has no timeout for whoami/auth-check). The token is sent, never kept
+in results or messages.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TIMEOUT = 1.5
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One hub reply: HTTP status (None when the hub was not reached), JSON body, error words."""
+
+    status: int | None
+    data: dict | None = None
+    error: str | None = None  # "timed out", "Connection refused", the hub's error message
+    error_code: str | None = None  # the hub's X-Error-Code header: GatedRepo, RepoNotFound ...
+
+    @property
+    def reached(self) -> bool:
+        return self.status is not None
+
+
+@dataclass
+class HubFacts:
+    endpoint: str
+    token_source: str | None  # "HF_TOKEN", "token file /path"; never the token itself
+    whoami: Answer | None = None  # None when no token is set
+    models: dict[str, Answer] = field(default_factory=dict)  # repo -> model info (gated flag, file sizes)
+    access: dict[str, Answer] = field(default_factory=dict)  # repo -> auth-check (only with a token)
+
+
+def find_token(environ: dict[str, str]) -> tuple[str | None, str | None]:
+    """(token, where it came from) the way huggingface_hub looks: HF_TOKEN, then the saved token file."""
+    if environ.get("HF_TOKEN", "").strip():
+        return environ["HF_TOKEN"].strip(), "HF_TOKEN"
+    from duplex.probe import hf_home
+    path = Path(environ.get("HF_TOKEN_PATH") or Path(hf_home(environ)) / "token").expanduser()
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        return None, None
+    return (token, f"token file {path}") if token else (None, None)
+
+
+def split_repo(repo: str) -> tuple[str, str | None]:
+    name, _, revision = repo.partition("@")
+    return name, revision or None
+
+
+class HubProbe:
+    """GET requests against one endpoint with one token; every failure is an Answer, never an exception."""
+
+    def __init__(self, endpoint: str, token: str | None = None, timeout: float = TIMEOUT):
+        self.endpoint = endpoint.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+
+    def get(self, path: str, *, auth: bool = True) -> Answer:
+        headers = {"User-Agent": "duplex-preflight", "Accept": "application/json"}
+        if auth and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(self.endpoint + path, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:
+                return Answer(resp.status, _json(resp.read()))
+        except urllib.error.HTTPError as exc:
+            body = _json(exc.read()) or {}
+            return Answer(exc.code, body, body.get("error") or exc.reason, exc.headers.get("X-Error-Code"))
+        except (urllib.error.URLError, socket.timeout, TimeoutError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return Answer(None, None, "timed out" if isinstance(reason, (socket.timeout, TimeoutError))
+                          else str(reason))
+
+    def whoami(self) -> Answer:
+        return self.get("/api/whoami-v2")
+
+    def model_info(self, repo: str) -> Answer:
+        name, revision = split_repo(repo)
+        path = f"/api/models/{name}" + (f"/revision/{urllib.parse.quote(revision, safe='')}" if revision else "")
+        return self.get(path + "?blobs=true")
+
+    def auth_check(self, repo: str) -> Answer:
+        return self.get(f"/api/models/{split_repo(repo)[0]}/auth-check")
+
+
+def _json(raw: bytes) -> dict | None:
+    try:
+        data = json.loads(raw or b"null")
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def gather(environ: dict[str, str], repos: list[str], *, timeout: float = TIMEOUT,
+           probe: HubProbe | None = None) -> HubFacts:
+    """Every hub call preflight needs, all at once (threads), each bounded by `timeout`."""
+    token, source = find_token(environ)
+    endpoint = (environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    hub = probe or HubProbe(endpoint, token, timeout)
+    facts = HubFacts(hub.endpoint, source)
+    jobs: list[tuple[dict | None, str, object]] = [(facts.models, r, lambda r=r: hub.model_info(r)) for r in repos]
+    if token:
+        jobs.append((None, "whoami", hub.whoami))
+        jobs += [(facts.access, r, lambda r=r: hub.auth_check(r)) for r in repos]
+    answers: dict[int, Answer] = {}
+
+    def work(i: int, call) -> None:
+        answers[i] = call()
+
+    threads = [threading.Thread(target=work, args=(i, job[2]), daemon=True) for i, job in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout + 0.25  # urlopen bounds each read; this bounds a trickling reply
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    for i, (target, key, _) in enumerate(jobs):
+        answer = answers.get(i, Answer(None, None, "timed out"))
+        if target is None:
+            facts.whoami = answer
+        else:
+            target[key] = answer
+    return facts
+
+
+def env_timeout(environ: dict[str, str]) -> float:
+    try:
+        return float(environ.get("DUPLEX_PREFLIGHT_TIMEOUT", TIMEOUT))
+    except ValueError:
+        return TIMEOUT
+
+
+__all__ = ["Answer", "HubFacts", "HubProbe", "find_token", "gather", "split_repo", "env_timeout"]

@@ -1,0 +1,86 @@
+"""docker: the real engine, a DOCKER_HOST pointing nowhere, GPU runtime presence, base images."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+
+from checks import docker
+
+from .conftest import by_name, make
+
+pytestmark = pytest.mark.docker
+BASE = "duplex/python:3.11-bookworm"
+
+
+def engine_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}
+    env.update(extra)
+    return env
+
+
+def test_the_running_engine_answers_and_the_base_image_is_there(tmp_path):
+    _, _, ctx = make(tmp_path, environ=engine_env())
+    facts = docker.probe_docker(ctx.environ, docker.wanted_images(ctx), "pf")
+    assert facts.reachable and facts.version and "runc" in facts.runtimes
+    assert facts.images == {BASE: True}
+    results = by_name(docker.check(ctx, facts, host_gpus=0))
+    assert results["docker.engine"].status == "pass" and facts.version in results["docker.engine"].detail
+    assert results["docker.image.api"].status == "pass" and BASE in results["docker.image.api"].detail
+
+
+def test_docker_host_pointing_nowhere_fails_fast_with_a_fix(tmp_path, monkeypatch):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for host in (f"tcp://127.0.0.1:{port}", f"unix://{tmp_path}/no.sock"):
+        monkeypatch.setenv("DOCKER_HOST", host)
+        _, _, ctx = make(tmp_path / port.__str__(), environ={"DOCKER_HOST": host})
+        started = time.perf_counter()
+        facts = docker.probe_docker(ctx.environ, [BASE], "pf", timeout=2)
+        assert time.perf_counter() - started < 3
+        assert not facts.reachable and host in facts.error
+        result = docker.check(ctx, facts, host_gpus=0)[0]
+        assert result.name == "docker.engine" and result.status == "fail"
+        assert "DOCKER_HOST" in result.fix and "--native" in result.fix
+
+
+def test_missing_base_image_is_named_with_the_script_that_builds_it(tmp_path):
+    _, _, ctx = make(tmp_path, environ={**engine_env(), "DUPLEX_BASE_IMAGE": "duplex/nothing:0"})
+    assert docker.wanted_images(ctx) == ["duplex/nothing:0"]
+    facts = docker.probe_docker(ctx.environ, docker.wanted_images(ctx), "pf")
+    result = by_name(docker.check(ctx, facts, 0))["docker.image.api"]
+    assert result.status in ("warn", "fail") and "duplex/nothing:0" in result.detail
+    assert "scripts/base-image.sh" in result.fix and "DUPLEX_BASE_IMAGE" in result.fix
+    _, _, run_ctx = make(tmp_path / "r", environ={**engine_env(), "DUPLEX_BASE_IMAGE": "duplex/nothing:0"},
+                         for_run=True)
+    assert by_name(docker.check(run_ctx, facts, 0))["docker.image.api"].status == "fail"
+
+
+def test_gpu_container_without_nvidia_runtime_names_the_error_users_would_meet(tmp_path):
+    _, _, ctx = make(tmp_path, environ=engine_env(), services=["api", "voice"], api_gpu="optional",
+                     voice_gpu="required")
+    facts = docker.probe_docker(ctx.environ, docker.wanted_images(ctx), "pf")
+    assert "nvidia" not in facts.runtimes and not facts.gpu_hook  # this engine has no NVIDIA toolkit
+    results = by_name(docker.check(ctx, facts, host_gpus=1))
+    voice = results["docker.gpu.voice"]
+    assert voice.status == "fail" and 'could not select device driver "" with capabilities: [[gpu]]' in voice.detail
+    assert "nvidia-ctk runtime configure" in voice.fix and "cdi generate" in voice.fix
+    assert results["docker.gpu.api"].status == "warn"
+    with_runtime = docker.DockerFacts(True, "unix:///x", version="27", runtimes=("runc", "nvidia"), images={BASE: True})
+    assert by_name(docker.check(ctx, with_runtime, 1))["docker.gpu.voice"].status == "pass"
+    with_cdi = docker.DockerFacts(True, "unix:///x", version="27", cdi_nvidia=True, images={BASE: True})
+    assert "CDI" in by_name(docker.check(ctx, with_cdi, 1))["docker.gpu.voice"].detail
+
+
+def test_cdi_spec_files_are_read(tmp_path):
+    (tmp_path / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    assert docker._cdi([str(tmp_path)]) and not docker._cdi([str(tmp_path / "none")])
+
+
+def test_native_mode_without_containers_skips_docker(tmp_path):
+    _, _, ctx = make(tmp_path, native=True, services=["api"])
+    assert docker.check(ctx, None, 0)[0].status == "skip"
