@@ -1,0 +1,55 @@
+# The moshi speech-to-speech backend: the VENDORED moshi server (third_party/moshi, written by
+# `inv vendor-moshi`), run as `python -m moshi.server`. Build context: the repo root.
+#
+#   docker build -f dockerfiles/moshi.Dockerfile -t duplex/moshi .                        # CPU torch (CI)
+#   docker build -f dockerfiles/moshi.Dockerfile --build-arg TORCH=cu128 -t duplex/moshi .  # GPU host
+#
+# Packages come from envs/moshi/requirements.<TORCH>.lock (hash-pinned; the lock native runs use):
+# one lock per torch build, because a CPU and a CUDA torch are different files with different
+# hashes. TORCH_INDEX is where pip finds that torch build (the PyTorch index for the variant);
+# .duplex/build/wheels/ is an optional wheelhouse duplex fills from the host's own wheels (pip
+# find-links) for machines that cannot reach that index. Hash checking makes either source safe.
+ARG BASE_IMAGE=duplex/python:3.11-bookworm
+
+FROM ${BASE_IMAGE} AS deps
+ARG TORCH=cpu
+ARG TORCH_INDEX=https://download.pytorch.org/whl/${TORCH}
+# ca.pem (always written by duplex, may be empty) and, when present, the wheelhouse: wheel[s] is a
+# pattern, so a missing .duplex/build/wheels/ is simply skipped.
+COPY .duplex/build/ca.pem .duplex/build/wheel[s] /tmp/build/
+COPY envs/moshi/requirements.${TORCH}.lock /tmp/requirements.lock
+RUN set -eu; \
+    if [ -s /tmp/build/ca.pem ]; then export PIP_CERT=/tmp/build/ca.pem; fi; \
+    python3 -m venv /opt/venv; \
+    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --require-hashes \
+        --find-links /tmp/build ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \
+        -r /tmp/requirements.lock; \
+    rm -rf /tmp/build
+
+FROM ${BASE_IMAGE}
+# libopus: moshi streams Opus. sphn carries its own copy, but the stack declares the system library
+# (stack.toml: system = ["opus"]) and other tools in the image (ffmpeg, a PersonaPlex build) use it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libopus0 \
+ && rm -rf /var/lib/apt/lists/*
+ARG UID=1000
+ARG GID=1000
+RUN groupadd --non-unique --gid "${GID}" duplex \
+ && useradd --non-unique --uid "${UID}" --gid "${GID}" --create-home --shell /bin/sh duplex
+COPY --from=deps /opt/venv /opt/venv
+# moshi is imported from the vendored tree, never installed from the index: PYTHONPATH=/opt/moshi.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/moshi \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HOME=/cache/huggingface
+WORKDIR /app
+USER duplex
+EXPOSE 8998
+# Healthy only when moshi answers the WebSocket handshake on /api/chat with its 0x00 byte (the
+# weights are loaded); a 7B model takes minutes, hence the start period.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=900s --retries=3 \
+    CMD ["python", "-c", "import asyncio, aiohttp\nasync def main():\n    async with aiohttp.ClientSession() as s, s.ws_connect('http://127.0.0.1:8998/api/chat', ssl=False) as ws:\n        m = await ws.receive(timeout=4)\n        assert m.data == b'\\x00', m\nasyncio.run(main())"]
+# Source last: a re-vendored moshi rebuilds only this layer.
+COPY third_party/moshi /opt/moshi
+CMD ["python", "-m", "moshi.server", "--host", "0.0.0.0", "--port", "8998"]
