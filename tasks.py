@@ -17,12 +17,26 @@ def _cli(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            _load_token()
             return fn(*args, **kwargs)
         except DuplexError as err:
             raise Exit(f"duplex: {err.render()}", code=err.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("duplex: interrupted", code=130) from None
     return wrapper
+
+
+def _load_token() -> None:
+    """HF_TOKEN from the environment, else from the project's .env (`inv setup --hf-token`)."""
+    import os
+    from duplex.stack import find_stack
+    if os.environ.get("HF_TOKEN"):
+        return
+    dotenv = find_stack().resolve().parent / ".env"
+    if dotenv.is_file():
+        for line in dotenv.read_text(encoding="utf-8").splitlines():
+            if line.startswith("HF_TOKEN=") and line[9:].strip():
+                os.environ["HF_TOKEN"] = line[9:].strip()
 
 
 def _names(services: str | None) -> list[str] | None:
@@ -73,15 +87,20 @@ def _say(prefix: str):
     "force": "rebuild even when the env is up to date",
     "installer": "uv (default when available) or pip (virtualenv + pip)",
     "torch": "override the torch variant: cpu or cuXXX (default: the stack's, auto = from the driver)",
+    "hf_token": "save this Hugging Face token to .env (mode 0600) for prefetch and the services",
     "json": "print a JSON list of {env, python, path, torch, state}",
 })
 @_cli
-def setup(c, env=None, all=False, python=None, force=False, installer=None, torch=None, json=False):
+def setup(c, env=None, all=False, python=None, force=False, installer=None, torch=None, hf_token=None,
+          json=False):
     """Create or update the pinned venvs: right interpreter, torch for the driver, fixes applied."""
     from duplex import report
-    from duplex.envs import provision_env
+    from duplex.envs import provision_env, write_secret
     from duplex.stack import load_stack, selected_envs
     stack = load_stack()
+    if hf_token:
+        path = write_secret(stack.root, "HF_TOKEN", hf_token)
+        _say("setup")(f"HF_TOKEN saved to {path} (readable only by you)")
     names = selected_envs(stack, env, everything=all)
     say = _say("setup")
     results = [provision_env(stack.root, name, stack.envs[name], python=python, force=force,

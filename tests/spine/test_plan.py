@@ -223,3 +223,20 @@ def test_revision_template_must_name_a_declared_model(tmp_path):
     proc = run_inv("config", env={"DUPLEX_STACK": str(path)})
     assert proc.returncode == 1
     assert "{revision:Systran/faster-whisper-base} names a model the service does not declare" in proc.stderr
+
+
+def test_setup_saves_the_token_0600_and_never_prints_it(tmp_path):
+    import os
+    import stat
+    stack = tmp_path / "stack.toml"
+    stack.write_text('[envs.e]\n[services.s]\nenv = "e"\ncommand = ["x"]\nport = 9\nmodes = ["native"]\n'
+                     'models = ["org/model"]\n')
+    secret = "hf_" + "x" * 20
+    proc = run_inv("setup", "--hf-token", secret, "--env", "nope", env={"DUPLEX_STACK": str(stack)})
+    assert secret not in proc.stdout + proc.stderr
+    dotenv = tmp_path / ".env"
+    assert stat.S_IMODE(os.stat(dotenv).st_mode) == 0o600
+    assert f"HF_TOKEN={secret}" in dotenv.read_text()
+    env = {"DUPLEX_STACK": str(stack), "HF_TOKEN": ""}
+    shown = run_inv("config", "--json", env=env, check=True)
+    assert secret not in shown.stdout and '"HF_TOKEN": "***"' in shown.stdout  # loaded from .env, masked
