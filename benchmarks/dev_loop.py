@@ -112,19 +112,16 @@ def duplex_container(root: Path, the_plan, source: Source, rounds: int) -> list[
     return times
 
 
-def whisper_cache(base: Path) -> Path:
-    """The real Whisper base model, through a real HF-compatible mirror, into a fresh cache."""
-    from huggingface_hub import snapshot_download
-
+def whisper_cache(base: Path, root: Path) -> Path:
+    """The real Whisper base model, through a real HF-compatible mirror, prefetched and pinned."""
+    from duplex.models import prefetch
     from tests.support.hub import Mirror
     from tests.support.whisper_model import FILES, whisper_base_dir
     model = whisper_base_dir()
     hf_home = base / "hf"
     with Mirror(base / "mirror") as mirror:
         mirror.repo(WHISPER_REPO).commit({name: model / name for name in FILES})
-        os.environ["HF_ENDPOINT"] = mirror.endpoint
-        snapshot_download(WHISPER_REPO, cache_dir=str(hf_home / "hub"))
-        del os.environ["HF_ENDPOINT"]
+        prefetch(root, [WHISPER_REPO], hf_home=hf_home, token_present=False, endpoint=mirror.endpoint)
     return hf_home
 
 
@@ -140,17 +137,20 @@ def main() -> None:
             root = copy_stack(base / backend, f"bench-{backend}", envs=("asr",))
             env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"), "DUPLEX_PORT_ASR": "18711"}
             if backend == "whisper":
-                env["HF_HOME"] = str(whisper_cache(base))
-                env["HF_HUB_OFFLINE"] = "1"
+                env["HF_HOME"] = str(whisper_cache(base, root))
                 stack_file = root / "stack.toml"
                 stack_file.write_text(stack_file.read_text().replace(
-                    'ASR_BACKEND = "pocketsphinx"',
-                    f'ASR_BACKEND = "whisper"\nASR_MODEL = "{WHISPER_REPO}"\nASR_LANGUAGE = "en"'))
+                    '[services.asr.environment]\nASR_BACKEND = "pocketsphinx"',
+                    f'models = ["{WHISPER_REPO}"]\n[services.asr.environment]\nASR_BACKEND = "whisper"\n'
+                    f'ASR_MODEL = "{WHISPER_REPO}"\nASR_MODEL_REVISION = "{{revision:{WHISPER_REPO}}}"\n'
+                    'ASR_LANGUAGE = "en"'))
             os.environ.update({k: v for k, v in env.items() if k.startswith(("HF_", "DUPLEX_"))})
             stack = load_stack(root / "stack.toml")
             machine = probe_machine(gpus=0)
-            native_plan = plan(stack, machine, native=True, services=["asr"])
-            container_plan = plan(stack, machine, services=["asr"])
+            from duplex.models import pinned_revision
+            pins = {m: pinned_revision(root, m) for m in stack.services["asr"].models}
+            native_plan = plan(stack, machine, native=True, services=["asr"], pins=pins)
+            container_plan = plan(stack, machine, services=["asr"], pins=pins)
             source = Source(root)
             plain = plain_uvicorn(root, native_plan.services["asr"], source, args.rounds)
             native = duplex_native(root, env, native_plan.services["asr"], source, args.rounds)
