@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -152,26 +151,5 @@ def _cuda_text(value: int | None) -> str:
 
 def probe_nvml(environ: dict[str, str] | None = None) -> TorchProbe:
     """Read the driver and the visible GPUs through NVML; an empty probe when there is none."""
-    environ = dict(os.environ if environ is None else environ)
-    try:
-        import pynvml
-        pynvml.nvmlInit()
-    except Exception:  # no library, no driver: a CPU machine
-        return TorchProbe()
-    try:
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion_v2()
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        driver = driver.decode() if isinstance(driver, bytes) else driver
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            name = name.decode() if isinstance(name, bytes) else name
-            gpus.append(Gpu(name, tuple(pynvml.nvmlDeviceGetCudaComputeCapability(handle))))
-        visible = environ.get("CUDA_VISIBLE_DEVICES")
-        if visible is not None and re.fullmatch(r"[\d,\s]*", visible):
-            keep = [int(i) for i in visible.split(",") if i.strip()]
-            gpus = [gpus[i] for i in keep if i < len(gpus)]
-        return TorchProbe(cuda, driver, tuple(gpus))
-    finally:
-        pynvml.nvmlShutdown()
+    from ..gpu import probe_nvml_facts  # the one NVML reader (honours CUDA_VISIBLE_DEVICES)
+    return probe_nvml_facts(environ).to_torch_probe()
