@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from . import warm
 from .errors import PlanError
 from .probe import Machine
 from .stack import REVISION, TEMPLATE, Stack
@@ -252,6 +253,9 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
             build_args = {"BASE_IMAGE": machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image),
                           # the host user, so the bind-mounted cache is readable; never root
                           "UID": str(machine.uid or 1000), "GID": str(machine.gid or 1000)}
+            torch = stack.envs[spec.env].torch if spec.env in stack.envs else "none"
+            if torch != "none":  # the image gets the same torch build a native env would
+                build_args["TORCH"] = machine.torch if torch == "auto" else torch
         else:
             image = spec.image
     return ServicePlan(
@@ -283,6 +287,8 @@ def _health(spec: str | None, port: int, timeout: float) -> Health:
 
 
 def _command(spec, mode: str, bind: str, port: int, stack: Stack) -> list[str]:
+    if spec.app and mode == "native" and spec.reload == "warm":
+        return warm.command(spec.app, bind, port, _watch(spec), spec.preload)
     if spec.app:
         argv = ["python", "-m", "uvicorn", spec.app, "--host", bind, "--port", str(port)]
         if mode == "native":

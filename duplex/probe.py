@@ -21,6 +21,7 @@ class Machine:
     uid: int = 1000
     gid: int = 1000
     env: dict[str, str] = field(default_factory=dict)  # host variables (PASSTHROUGH, DUPLEX_*)
+    torch: str = "cpu"  # what torch = "auto" resolves to here: the CUDA variant that fits the driver
 
 
 def hf_home(environ: dict[str, str]) -> str:
@@ -35,9 +36,17 @@ def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = N
                   nvidia_runtime: bool | None = None) -> Machine:
     """Read the host cheaply. GPU facts come from the NVML probe when not given."""
     environ = dict(os.environ if environ is None else environ)
+    torch = "cpu"
     if gpus is None:
-        from .gpu import gpu_count  # lazy: NVML is only loaded when asked
-        gpus = gpu_count()
+        from .gpu import probe_nvml_facts  # lazy: NVML is only loaded when asked
+        facts = probe_nvml_facts(environ)
+        gpus = len(facts.gpus)
+        if gpus:
+            from .envs.torch import choose
+            try:
+                torch = choose("auto", facts.to_torch_probe(), None).variant
+            except Exception:  # noqa: BLE001 - no fitting variant: preflight and setup explain why
+                torch = "cpu"
     home = hf_home(environ)
     hub = environ.get("HF_HUB_CACHE")
     if hub and Path(hub).expanduser().resolve() == (Path(home) / "hub").resolve():
@@ -48,6 +57,7 @@ def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = N
         nvidia_runtime=bool(gpus) if nvidia_runtime is None else nvidia_runtime,
         hf_home=home,
         hf_hub_cache=str(Path(hub).expanduser()) if hub else None,
+        torch=torch,
         uid=os.getuid() if hasattr(os, "getuid") else 1000,
         gid=os.getgid() if hasattr(os, "getgid") else 1000,
         env=kept,

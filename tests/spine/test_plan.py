@@ -240,3 +240,12 @@ def test_setup_saves_the_token_0600_and_never_prints_it(tmp_path):
     env = {"DUPLEX_STACK": str(stack), "HF_TOKEN": ""}
     shown = run_inv("config", "--json", env=env, check=True)
     assert secret not in shown.stdout and '"HF_TOKEN": "***"' in shown.stdout  # loaded from .env, masked
+
+
+def test_moshi_image_gets_the_torch_build_that_fits_the_driver(stack):
+    box = Machine(gpu_count=1, nvidia_runtime=True, torch="cu128")
+    moshi = plan(stack, box).services["moshi"]
+    assert moshi.build_args["TORCH"] == "cu128"
+    assert "TORCH" not in plan(stack, box).services["asr"].build_args  # torch = "none"
+    assert moshi.environment["HF_HUB_OFFLINE"] == "1"  # weights come from the prefetched cache
+    assert moshi.command[-2:] == ["--hf-repo", "kyutai/moshiko-pytorch-bf16"]
