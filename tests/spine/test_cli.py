@@ -1,0 +1,43 @@
+"""The task surface through the real CLI: every task listed, setup/preflight/prefetch wired."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import run_inv
+
+
+def test_every_task_has_one_line_help():
+    out = run_inv("--list", check=True).stdout
+    for name in ("config", "setup", "lock", "prefetch", "preflight", "run", "status", "logs", "stop",
+                 "vendor-moshi"):
+        assert f"  {name} " in out, name
+
+
+def test_setup_json_builds_or_reuses_the_native_envs():
+    rows = json.loads(run_inv("setup", "--json", timeout=600, check=True).stdout)
+    assert [r["env"] for r in rows] == ["asr", "frontend"]
+    assert all(r["python"].startswith(("3.10", "3.11", "3.12")) for r in rows)
+    again = json.loads(run_inv("setup", "--json", check=True).stdout)
+    assert [r["state"] for r in again] == ["reused", "reused"]
+
+
+def test_setup_refuses_an_unknown_env_and_an_out_of_range_python():
+    proc = run_inv("setup", "--env", "nope")
+    assert proc.returncode == 1 and "unknown env 'nope'" in proc.stderr
+    proc = run_inv("setup", "--env", "frontend", "--python", "3.13", "--force")
+    assert proc.returncode == 1 and "3.13" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_preflight_fails_a_gpu_service_on_this_machine_with_its_fix():
+    proc = run_inv("preflight", "--json", "--services", "moshi")
+    assert proc.returncode == 1
+    results = {r["name"]: r for r in json.loads(proc.stdout)}
+    failed = [r for r in results.values() if r["status"] == "fail"]
+    assert failed and all(r["fix"] for r in failed)
+    assert any(name.startswith("gpu.") for name in (r["name"] for r in failed))
+
+
+def test_prefetch_with_nothing_to_fetch_says_so():
+    proc = run_inv("prefetch", "--services", "asr,frontend", check=True)
+    assert "no models to fetch" in proc.stdout
