@@ -257,6 +257,35 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
         raise Exit(code=result.exit_code)
 
 
+@task(help={
+    "compose": "write the Compose file (default: both Compose and Kubernetes)",
+    "k8s": "write the Kubernetes manifests (default: both)",
+    "out": "output folder (default: deploy/ beside stack.toml)",
+    "services": "comma-separated services to publish (plus what they require)",
+    "bind": "host address Compose publishes ports on: 127.0.0.1 (default) or 0.0.0.0",
+    "registry": "image registry prefix for built images, e.g. ghcr.io/team (what a cluster pulls)",
+    "json": "print the report as JSON",
+})
+@_cli
+def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.0.0.1", registry=None,
+            json=False):
+    """Write the stack as a Compose file and Kubernetes manifests, validated with the real tools."""
+    from pathlib import Path
+    from duplex import report
+    from duplex.publish import publish as write_out, target_plan
+    from duplex.stack import load_stack
+    stack = load_stack()
+    both = not (compose or k8s)
+    folder = Path(out) if Path(out).is_absolute() else stack.root / out
+    result = write_out(target_plan(stack, services=_names(services), pins=_pins(stack)), out=folder,
+                       compose=compose or both, k8s=k8s or both, bind=bind, registry=registry,
+                       progress=None if json else _say("publish"), stack_file=stack.path.name)
+    if json:
+        report.print_json(result.to_dict())
+    else:
+        print(result.summary())
+
+
 def _env_state(stack, env: str) -> str:
     from duplex.envs import env_status
     return env_status(stack.root, env, stack.envs[env]) if env in stack.envs else "ok"

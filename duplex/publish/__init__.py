@@ -1,0 +1,168 @@
+"""`inv publish`: the same plan, written as a Compose file and as Kubernetes manifests, validated."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from ..plan import CACHE_IN_CONTAINER, Plan, plan
+from ..probe import Machine
+from ..stack import Stack
+from . import compose as compose_mod
+from . import kubernetes as k8s_mod
+from . import validate, write
+from .common import HEADER, PublishError, check_dns_names, check_publishable
+
+__all__ = ["PublishError", "PublishReport", "publish", "target_plan"]
+SECRET_PLACEHOLDER = "<from the deployment's secret store>"  # never a value: replaced by references
+
+
+@dataclass
+class PublishReport:
+    stack: str
+    out: str
+    services: list[str]
+    files: list[str]  # written, relative to `out`
+    removed: list[str] = field(default_factory=list)  # stale generated files of an earlier publish
+    validated: dict[str, str] = field(default_factory=dict)  # target -> tool and version, or why not
+    warnings: list[str] = field(default_factory=list)
+    left_out: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # generate, validate, write
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def summary(self) -> str:
+        lines = [f"published stack {self.stack!r} ({', '.join(self.services)}) to {self.out}/:"]
+        lines += [f"  {f}" for f in self.files]
+        lines += [f"  removed stale {f}" for f in self.removed]
+        lines += [f"validated {k}: {v}" for k, v in self.validated.items()]
+        lines += [f"left out: {n} ({why})" for n, why in self.left_out.items()]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+
+def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[str, str] | None = None,
+                environ: dict[str, str] | None = None, gpus: int = 1) -> Plan:
+    """A container plan for the production host, not this one: it has `gpus` GPUs (so GPU services
+    are kept even when this machine has none), the model cache lives in a volume, the services run
+    as the Dockerfiles' uid 1000, and secrets are placeholders the writers turn into references.
+    From `environ` only DUPLEX_BASE_IMAGE and DUPLEX_PORT_* are read."""
+    environ = dict(os.environ if environ is None else environ)
+    env = {k: v for k, v in environ.items() if k == "DUPLEX_BASE_IMAGE" or k.startswith("DUPLEX_PORT_")}
+    for name in {"HF_TOKEN", *(s for svc in stack.services.values() for s in svc.secrets)}:
+        env[name] = SECRET_PLACEHOLDER
+    machine = Machine(gpu_count=gpus, nvidia_runtime=gpus > 0, hf_home=CACHE_IN_CONTAINER,
+                      hf_hub_cache=None, uid=1000, gid=1000, env=env)
+    return plan(stack, machine, native=False, services=services, pins=pins)
+
+
+def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True, bind: str = "127.0.0.1",
+            progress: Callable[[str], None] | None = None, registry: str | None = None,
+            storage_class: str | None = None, cache_size: str = "50Gi", check: bool = True,
+            stack_file: str = "stack.toml") -> PublishReport:
+    """Write `out`/compose.yaml (+ compose.cpu.yaml) and `out`/k8s/*.yaml from a container plan
+    (see `target_plan`), validate them with Compose v2 and the Kubernetes schemas (`check`), and
+    only then move them into place. A validator that is not installed is reported, not fatal."""
+    say = progress or (lambda _line: None)
+    if not (compose or k8s):
+        raise PublishError("nothing to publish", fix="pass --compose, --k8s, or neither for both")
+    _check_bind(bind)
+    check_publishable(the_plan)
+    if k8s:
+        check_dns_names(the_plan)
+    out = Path(out)
+    header = HEADER.format(stack_file=stack_file, stack=the_plan.stack)
+    report = PublishReport(stack=the_plan.stack, out=str(out), services=list(the_plan.start_order),
+                           files=[], warnings=list(the_plan.warnings), left_out=dict(the_plan.left_out))
+    t0 = time.perf_counter()
+    texts: dict[str, str] = {}
+    if compose:
+        context = os.path.relpath(the_plan.root, out.resolve())
+        for name, doc in compose_mod.compose_files(the_plan, context=context, bind=bind,
+                                                   registry=registry).items():
+            texts[name] = write.dump(doc, header)
+    manifests: dict[str, list[dict]] = {}
+    if k8s:
+        manifests = k8s_mod.manifests(the_plan, registry=registry, storage_class=storage_class,
+                                      cache_size=cache_size)
+        for name, docs in manifests.items():
+            texts[f"k8s/{name}"] = write.dump(docs, header)
+        texts["k8s/kustomization.yaml"] = write.dump(k8s_mod.kustomization(list(manifests)), header)
+    report.seconds["generate"] = round(time.perf_counter() - t0, 4)
+    say(f"generated {len(texts)} files for {', '.join(the_plan.start_order)}")
+
+    t0 = time.perf_counter()
+    staged = write.stage(out, texts)
+    try:
+        if check:
+            _validate(staged, out, compose, k8s, report, say)
+        report.seconds["validate"] = round(time.perf_counter() - t0, 4)
+        written = write.commit(staged)
+    except BaseException:
+        write.discard(staged)
+        raise
+    folders = (["."] if compose else []) + (["k8s"] if k8s else [])
+    removed = write.prune(out, folders, written)
+    report.files = [str(p.relative_to(out)) for p in written]
+    report.removed = [str(p.relative_to(out)) for p in removed]
+    if compose and any(s.dockerfile for s in the_plan.services.values()):
+        _ensure_ca_file(Path(the_plan.root))
+    for name, svc in the_plan.services.items():
+        if svc.models:
+            report.warnings.append(f"{name} loads {', '.join(svc.models)} from the model cache offline: "
+                                   f"fill the volume before it starts (docs/publish.md, 'Models')")
+    if registry is None and k8s and any(s.dockerfile for s in the_plan.services.values()):
+        report.warnings.append("images carry local names: push them to a registry the cluster can "
+                               "pull from and publish with --registry (or retag in kustomization.yaml)")
+    say(f"wrote {len(written)} files under {out}")
+    return report
+
+
+def _validate(staged: dict[Path, Path], out: Path, compose: bool, k8s: bool, report: PublishReport,
+              say: Callable[[str], None]) -> None:
+    if compose:
+        base = staged[out / compose_mod.FILE]
+        cpu = staged.get(out / compose_mod.CPU_FILE)
+        try:
+            version = validate.validate_compose([base])
+            if cpu:
+                validate.validate_compose([base, cpu])
+            report.validated["compose"] = f"docker compose {version} config"
+            say(f"compose: valid ({version})")
+        except validate.ValidatorMissing as err:
+            report.validated["compose"] = f"not checked: {err} ({err.fix})"
+            report.warnings.append(report.validated["compose"])
+    if k8s:
+        docs = {final.name: list(yaml.safe_load_all(tmp.read_text(encoding="utf-8")))
+                for final, tmp in staged.items() if final.parent.name == "k8s"}
+        try:
+            versions = validate.validate_manifests(docs)
+            report.validated["kubernetes"] = "kubernetes-validate, strict, " + " and ".join(versions)
+            say(f"kubernetes: valid against {' and '.join(versions)}")
+        except validate.ValidatorMissing as err:
+            report.validated["kubernetes"] = f"not checked: {err} ({err.fix})"
+            report.warnings.append(report.validated["kubernetes"])
+
+
+def _check_bind(bind: str) -> None:
+    try:
+        ipaddress.ip_address(bind)
+    except ValueError:
+        raise PublishError(f"--bind {bind!r} is not an IP address",
+                           fix="use 127.0.0.1 (this host only, the default) or 0.0.0.0 (every interface)") from None
+
+
+def _ensure_ca_file(root: Path) -> None:
+    """The Dockerfiles COPY .duplex/build/ca.pem (maybe empty): Compose builds need it present."""
+    from ..containers import ca_bundle
+    path = root / ".duplex" / "build" / "ca.pem"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(ca_bundle())

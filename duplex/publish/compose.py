@@ -1,0 +1,119 @@
+"""Pure translation: a container plan -> a Compose file (plus a CPU-host override). No I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan
+from .common import (CACHE_VOLUME, PublishError, health_path, http_check, image_name, labels,
+                     secret_keys, user_ids, websocket_check)
+
+INIT = "model-cache-init"  # one-shot: hands the fresh named volume to the non-root user
+INTERVAL = 5  # seconds between health checks; the first one runs one interval after start
+FILE = "compose.yaml"
+CPU_FILE = "compose.cpu.yaml"
+
+
+@dataclass(frozen=True)
+class Reset:
+    """Compose's `!reset` tag: in an override file, drop what the base file set for a key."""
+
+    value: object = None
+
+
+def compose_files(plan: Plan, *, context: str, bind: str = "127.0.0.1",
+                  registry: str | None = None) -> dict[str, dict]:
+    """{file name: document}. `context` is the repo root as seen from the output folder ('..')."""
+    services: dict[str, dict] = {}
+    init = _init_service(plan, registry)
+    if init:
+        services[INIT] = init
+    for name in plan.start_order:
+        if name == INIT:
+            raise PublishError(f"a service may not be called {INIT!r}: duplex uses that name in Compose",
+                               fix="rename the service in stack.toml")
+        services[name] = _service(plan, plan.services[name], context, bind, registry, bool(init))
+    files = {FILE: {"name": plan.stack, "services": services, "volumes": {CACHE_VOLUME: {
+        "labels": {"dev.duplex.stack": plan.stack, "dev.duplex.volume": "model-cache"}}}}}
+    cpu = _cpu_override(plan)
+    if cpu:
+        files[CPU_FILE] = cpu
+    return files
+
+
+def _service(plan: Plan, svc: ServicePlan, context: str, bind: str, registry: str | None,
+             init: bool) -> dict:
+    out: dict = {"image": image_name(svc, registry)}
+    if svc.dockerfile:
+        out["build"] = {"context": context, "dockerfile": svc.dockerfile,
+                        "args": dict(sorted(svc.build_args.items()))}
+    out["command"] = [_escape(part) for part in svc.command]
+    ids = user_ids(svc)
+    if ids:
+        out["user"] = f"{ids[0]}:{ids[1]}"
+    secrets = set(secret_keys(svc))
+    out["environment"] = {k: (f"${{{k}:-}}" if k in secrets else _escape(v))
+                          for k, v in sorted(svc.environment.items())}
+    var = "DUPLEX_PORT_" + svc.name.upper().replace("-", "_")
+    host = f"${{{var}:-{svc.port}}}:{svc.container_port}"
+    ip = f"[{bind}]" if ":" in bind else bind  # an IPv6 address in brackets
+    out["ports"] = [host if bind == "0.0.0.0" else f"{ip}:{host}"]
+    if any(m.target.startswith(CACHE_IN_CONTAINER) for m in svc.mounts):
+        out["volumes"] = [f"{CACHE_VOLUME}:{CACHE_IN_CONTAINER}"]
+    check = _healthcheck(svc)
+    if check:
+        out["healthcheck"] = check
+    deps: dict[str, dict] = {}
+    if init and "volumes" in out:
+        deps[INIT] = {"condition": "service_completed_successfully"}
+    for dep, required in svc.depends_on.items():
+        healthy = plan.services[dep].health.kind != "none"
+        deps[dep] = {"condition": "service_healthy" if healthy else "service_started",
+                     "required": required}
+    if deps:
+        out["depends_on"] = deps
+    if svc.gpu:
+        out["deploy"] = {"resources": {"reservations": {"devices": [
+            {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}}
+    out["restart"] = "unless-stopped"
+    out["labels"] = labels(plan, svc, "compose")
+    return out
+
+
+def _healthcheck(svc: ServicePlan) -> dict | None:
+    path = health_path(svc)
+    if path is None:
+        return None
+    script = (websocket_check if svc.health.kind == "websocket" else http_check)(svc.container_port, path, 3)
+    return {"test": ["CMD", "python", "-c", _escape(script)], "interval": f"{INTERVAL}s",
+            "timeout": "5s", "retries": 3, "start_period": f"{int(svc.health.timeout)}s"}
+
+
+def _init_service(plan: Plan, registry: str | None) -> dict | None:
+    """A fresh named volume belongs to root; the services run as the Dockerfiles' non-root user."""
+    built = [s for s in plan.services.values() if s.dockerfile]
+    if not built:
+        return None  # images we did not build: their user is theirs to know
+    uid, gid = user_ids(built[0])
+    return {"image": image_name(built[0], registry), "user": "0:0", "network_mode": "none",
+            "command": ["chown", f"{uid}:{gid}", CACHE_IN_CONTAINER],
+            "volumes": [f"{CACHE_VOLUME}:{CACHE_IN_CONTAINER}"], "restart": "no",
+            "labels": {"dev.duplex.stack": plan.stack, "dev.duplex.service": INIT,
+                       "dev.duplex.publisher": "compose"}}
+
+
+def _cpu_override(plan: Plan) -> dict | None:
+    """`-f compose.yaml -f compose.cpu.yaml` on a host without GPU: optional-GPU services run on
+    the CPU, GPU-required ones move to the `gpu` profile (optional dependants start without them)."""
+    services: dict[str, dict] = {}
+    for name, svc in plan.services.items():
+        if svc.gpu_policy == "required":
+            services[name] = {"profiles": ["gpu"]}
+        elif svc.gpu:
+            services[name] = {"deploy": Reset({})}
+    return {"services": services} if services else None
+
+
+def _escape(value: str) -> str:
+    """A literal `$` must be `$$` in Compose, or it is read as a variable."""
+    return str(value).replace("$", "$$")

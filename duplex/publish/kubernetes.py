@@ -1,0 +1,134 @@
+"""Pure translation: a container plan -> Kubernetes manifests (Deployment + Service per service,
+one PVC for the model cache, a kustomization). No I/O."""
+
+from __future__ import annotations
+
+import math
+
+from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan
+from .common import (CACHE_VOLUME, SECRET_NAME, health_path, image_name, secret_keys, user_ids,
+                     websocket_check)
+
+PERIOD = 10  # seconds between startup and readiness probes
+GPU = "nvidia.com/gpu"
+
+
+def manifests(plan: Plan, *, registry: str | None = None, storage_class: str | None = None,
+              cache_size: str = "50Gi") -> dict[str, list[dict]]:
+    """{file name: [manifest, ...]}: one file per service plus the shared model-cache claim.
+    `kustomization.yaml` lists them so `kubectl apply -k` can add a namespace or retag images."""
+    files: dict[str, list[dict]] = {"model-cache.yaml": [_claim(plan, storage_class, cache_size)]}
+    for name in plan.start_order:
+        svc = plan.services[name]
+        files[f"{name}.yaml"] = [_deployment(plan, svc, registry), _service(plan, svc)]
+    return files
+
+
+def kustomization(files: list[str]) -> dict:
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+            "resources": sorted(files)}
+
+
+def claim_name(plan: Plan) -> str:
+    return f"{plan.stack}-{CACHE_VOLUME}"
+
+
+def _labels(plan: Plan, name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": plan.stack}
+
+
+def _claim(plan: Plan, storage_class: str | None, size: str) -> dict:
+    spec: dict = {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": size}}}
+    if storage_class:
+        spec["storageClassName"] = storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": claim_name(plan), "labels": {
+                "app.kubernetes.io/part-of": plan.stack, "app.kubernetes.io/managed-by": "duplex"},
+                "annotations": {"dev.duplex/note": "shared Hugging Face cache (HF_HOME) of every "
+                                "service: ReadWriteMany lets pods on different nodes share it"}},
+            "spec": spec}
+
+
+def _service(plan: Plan, svc: ServicePlan) -> dict:
+    """Named like the service, so discovery values such as http://asr:8000 resolve in the namespace."""
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": svc.name, "labels": {**_labels(plan, svc.name),
+                                                      "app.kubernetes.io/managed-by": "duplex"}},
+            "spec": {"selector": _labels(plan, svc.name),
+                     "ports": [{"name": "http", "port": svc.container_port, "targetPort": "http"}]}}
+
+
+def _deployment(plan: Plan, svc: ServicePlan, registry: str | None) -> dict:
+    container: dict = {
+        "name": svc.name, "image": image_name(svc, registry), "imagePullPolicy": "IfNotPresent",
+        "args": [_escape(a) for a in svc.command],  # args = the image's CMD, as Compose `command`
+        "ports": [{"name": "http", "containerPort": svc.container_port}],
+        "env": _env(plan, svc),
+        **_probes(svc),
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    if svc.gpu:
+        container["resources"] = {"limits": {GPU: 1}}
+    pod: dict = {"enableServiceLinks": False,  # no ASR_PORT=tcp://... clashing with app variables
+                 "securityContext": _pod_security(svc), "containers": [container]}
+    if any(m.target.startswith(CACHE_IN_CONTAINER) for m in svc.mounts):
+        container["volumeMounts"] = [{"name": CACHE_VOLUME, "mountPath": CACHE_IN_CONTAINER}]
+        pod["volumes"] = [{"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": claim_name(plan)}}]
+    if svc.gpu:
+        pod["tolerations"] = [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}]
+    labels = _labels(plan, svc.name)
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": svc.name, "labels": {**labels, "app.kubernetes.io/managed-by": "duplex"}},
+            "spec": {"replicas": 1,
+                     # a GPU is not shared by a rolling update: the old pod must let go first
+                     "strategy": {"type": "Recreate" if svc.gpu else "RollingUpdate"},
+                     "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": pod}}}
+
+
+def _pod_security(svc: ServicePlan) -> dict:
+    ctx: dict = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    ids = user_ids(svc)
+    if ids:  # fsGroup makes the claim writable for the Dockerfiles' duplex user
+        ctx.update(runAsUser=ids[0], runAsGroup=ids[1], fsGroup=ids[1])
+    return ctx
+
+
+def _env(plan: Plan, svc: ServicePlan) -> list[dict]:
+    secrets = set(secret_keys(svc))
+    out = []
+    for key, value in sorted(svc.environment.items()):
+        if key in secrets:
+            out.append({"name": key, "valueFrom": {"secretKeyRef": {
+                "name": SECRET_NAME.format(stack=plan.stack), "key": key, "optional": True}}})
+        else:
+            out.append({"name": key, "value": _escape(value)})
+    return out
+
+
+def _probes(svc: ServicePlan) -> dict:
+    """startupProbe carries the warm-up allowance (start_timeout), so readiness and liveness can be
+    strict afterwards without killing a pod that is still loading its weights."""
+    path = health_path(svc)
+    if path is None:
+        return {}
+    startup_failures = max(3, math.ceil(svc.health.timeout / PERIOD))
+    if svc.health.kind == "websocket":
+        # Startup: the real handshake (0x00 = weights loaded). Afterwards only the port: a probe
+        # session every few seconds would compete with a user's conversation on moshi.
+        handshake = {"exec": {"command": ["python", "-c", websocket_check(svc.container_port, path, 4)]}}
+        tcp = {"tcpSocket": {"port": "http"}}
+        return {"startupProbe": {**handshake, "periodSeconds": PERIOD, "timeoutSeconds": 5,
+                                 "failureThreshold": startup_failures},
+                "readinessProbe": {**tcp, "periodSeconds": PERIOD, "failureThreshold": 3},
+                "livenessProbe": {**tcp, "periodSeconds": 20, "failureThreshold": 3}}
+    get = {"httpGet": {"path": path, "port": "http"}}
+    return {"startupProbe": {**get, "periodSeconds": PERIOD, "timeoutSeconds": 3,
+                             "failureThreshold": startup_failures},
+            "readinessProbe": {**get, "periodSeconds": PERIOD, "timeoutSeconds": 3, "failureThreshold": 3},
+            "livenessProbe": {**get, "periodSeconds": 20, "timeoutSeconds": 5, "failureThreshold": 3}}
+
+
+def _escape(value: str) -> str:
+    """Kubernetes expands $(VAR) in env values and args; `$$(` keeps a literal."""
+    return str(value).replace("$(", "$$(")
