@@ -72,6 +72,8 @@ class ServiceSpec(_Strict):
     environment: dict[str, Union[str, int, float, bool]] = {}
     secrets: list[str] = []  # host variables passed through and always masked
     watch: list[str] | None = None  # source dirs --reload watches; default: the app's package
+    reload: Literal["restart", "warm"] = "restart"  # native: restart the process, or re-import warm
+    preload: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")  # warm: load models once
     persistent: bool = False
 
     @field_validator("health")
@@ -214,6 +216,10 @@ def check_references(stack: Stack) -> list[str]:
             problems.append(f"{where}.env: a service that can run natively needs an env")
         if (svc.app is None) == (svc.command is None):
             problems.append(f"{where}: set exactly one of 'app' (module:attr) or 'command'")
+        if svc.reload == "warm" and svc.app is None:
+            problems.append(f"{where}.reload: 'warm' re-imports an ASGI app, so it needs 'app' (module:attr)")
+        if svc.preload is not None and svc.reload != "warm":
+            problems.append(f"{where}.preload: only used with reload = 'warm'; add it or remove preload")
         if "container" in svc.modes and not (svc.dockerfile or svc.image):
             problems.append(f"{where}: a service that can run in a container needs 'dockerfile' or 'image'")
         if not svc.modes:

@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from . import audio
+from . import audio, loaders
 from .backends import Backend, BackendFailure, BackendUnavailable, make_backend
 from .metrics import Metrics
 from .models import ModelMissing
@@ -74,7 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        if state.backend is not None:
+        if state.backend is not None and loaders.warm(settings):
+            state.load()  # preloaded by the warm reloader (loaders.preload): instant, ready at once
+        elif state.backend is not None:
             log.info("loading ASR backend %s, model %s", state.backend.name, state.backend.model)
             threading.Thread(target=state.load, name="asr-load", daemon=True).start()
         yield

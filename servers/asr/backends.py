@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
-import threading
-import time
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from pathlib import Path
 
 import numpy as np
 
 from . import chunking
+from . import loaders
 from .models import ModelMissing, find_file, resolve_model
 from .settings import Settings
 
@@ -36,6 +33,7 @@ class Backend:
         self.model = settings.model_spec or "built-in"
         self.model_path: str | None = None
         self.pool: Executor | None = None
+        self.owns_pool = True  # False for a pool preloaded for the warm reloader (loaders.py)
 
     def load(self) -> None:
         raise NotImplementedError
@@ -47,43 +45,11 @@ class Backend:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def close(self) -> None:
-        if self.pool is not None:  # wait: worker processes must be gone before the server exits
+        if self.pool is not None and self.owns_pool:  # wait: workers must be gone before the server exits
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-# --- pocketsphinx: GIL-bound, so one decoder per worker process ------------------------------------
-
-_decoder = None  # each worker process's own pocketsphinx Decoder
-_started = None  # a Barrier all workers meet at once loaded: "ready" means every worker is ready
-
-
-def _sphinx_init(options: dict, server_pid: int, started) -> None:
-    global _decoder, _started
-    threading.Thread(target=_exit_with_server, args=(server_pid,), daemon=True).start()
-    from pocketsphinx import Decoder
-    _decoder = Decoder(loglevel="ERROR", samprate=16000, **options)
-    _started = started
-
-
-def _exit_with_server(server_pid: int) -> None:
-    """A worker whose server died (SIGKILL, crash) would wait forever on its queue: exit instead."""
-    while os.getppid() == server_pid:
-        time.sleep(0.5)
-    os._exit(0)
-
-
-def _sphinx_decode(pcm: bytes) -> str:
-    _decoder.start_utt()
-    _decoder.process_raw(pcm, full_utt=True)
-    _decoder.end_utt()
-    hyp = _decoder.hyp()
-    return hyp.hypstr.strip() if hyp else ""
-
-
-def _sphinx_ping(_: int) -> int:
-    _started.wait(timeout=120)  # blocks this worker until every worker has loaded its decoder
-    return os.getpid()
-
+# --- pocketsphinx: GIL-bound, so one decoder per worker process (the workers run loaders.py) --
 
 class PocketsphinxBackend(Backend):
     name = "pocketsphinx"
@@ -97,24 +63,18 @@ class PocketsphinxBackend(Backend):
 
     def load(self) -> None:
         try:
-            import pocketsphinx
+            import pocketsphinx  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailable(f"pocketsphinx is not installed in this env ({exc}); "
                                      "run `inv setup`") from exc
-        if self.settings.model:  # a model dir of your own; else the wheel's defaults
-            root = resolve_model(self.settings.model, self.settings.model_revision)
-            self.options = _sphinx_files(root)
-        else:
-            root = Path(pocketsphinx.get_model_path()) / "en-us"
-        self.model_path = str(root)
+        # a model dir of your own (ASR_MODEL), else the wheel's defaults
+        self.options, self.model_path = loaders.sphinx_options(self.settings)
         self._start_pool()
 
-    def _start_pool(self) -> None:
-        workers, ctx = self.settings.workers, multiprocessing.get_context("spawn")
-        self.pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_sphinx_init,
-                                        initargs=(self.options, os.getpid(), ctx.Barrier(workers)))
-        try:  # one ping per worker, each held at the barrier: every worker starts and loads now
-            list(self.pool.map(_sphinx_ping, range(workers)))
+    def _start_pool(self, broken: Executor | None = None) -> None:
+        """The preloaded pool (warm reload), else a fresh one this backend owns."""
+        try:
+            self.pool, self.owns_pool = loaders.sphinx_pool(self.settings, self.options, broken)
         except BrokenProcessPool as exc:
             raise BackendUnavailable(f"pocketsphinx could not load the model in {self.model_path} "
                                      "(the worker's error is in the server log)") from exc
@@ -125,7 +85,7 @@ class PocketsphinxBackend(Backend):
         for attempt in (1, 2):  # a worker that died (killed, out of memory) costs one retry
             pool = self.pool
             try:
-                texts = await asyncio.gather(*(self._run(_sphinx_decode, pcm) for pcm in pcms))
+                texts = await asyncio.gather(*(self._run(loaders.sphinx_decode, pcm) for pcm in pcms))
                 return " ".join(t for t in texts if t)
             except BrokenProcessPool as exc:
                 await self._restart(pool)
@@ -137,22 +97,12 @@ class PocketsphinxBackend(Backend):
         """Replace a broken pool with fresh workers, once however many requests saw it break."""
         async with self._restarting:
             if self.pool is broken:
-                broken.shutdown(wait=True, cancel_futures=True)
+                if self.owns_pool:
+                    broken.shutdown(wait=True, cancel_futures=True)
                 try:
-                    await asyncio.to_thread(self._start_pool)
+                    await asyncio.to_thread(self._start_pool, broken)
                 except BackendUnavailable as exc:
                     raise BackendFailure(str(exc)) from exc
-
-
-def _sphinx_files(root: Path) -> dict:
-    """Decoder options for a pocketsphinx model dir: acoustic model dir, language model, dictionary."""
-    mdef = find_file(root, "mdef")
-    lms = [p for p in sorted(root.rglob("*.lm.bin")) if "phone" not in p.name]  # not a phone LM
-    lm, dic = (lms[0] if lms else None), find_file(root, "*.dict")
-    if mdef is None or lm is None or dic is None:
-        raise ModelMissing(f"{root} is not a pocketsphinx model dir: it needs an acoustic model "
-                           "(a dir with mdef), a *.lm.bin language model and a *.dict dictionary")
-    return {"hmm": str(mdef.parent), "lm": str(lm), "dict": str(dic)}
 
 
 # --- faster-whisper: CTranslate2 releases the GIL, so threads share one model ----------------------
@@ -162,7 +112,7 @@ class WhisperBackend(Backend):
 
     def load(self) -> None:
         try:
-            from faster_whisper import WhisperModel
+            import faster_whisper  # noqa: F401
             import ctranslate2
         except ImportError as exc:
             raise BackendUnavailable(f"faster-whisper is not installed in this env ({exc}); "
@@ -176,10 +126,7 @@ class WhisperBackend(Backend):
             raise ModelMissing(f"{root} holds no model.bin: the whisper backend needs a "
                                "faster-whisper (CTranslate2) model, e.g. Systran/faster-whisper-base")
         self.model_path = str(find_file(root, "model.bin").parent)
-        compute = s.compute_type or ("float16" if s.device == "cuda" else "int8")
-        threads = max(1, (os.cpu_count() or 1) // s.workers)
-        self.whisper = WhisperModel(self.model_path, device=s.device, compute_type=compute,
-                                    cpu_threads=threads, num_workers=s.workers)
+        self.whisper = loaders.whisper_model(s, self.model_path)  # preloaded (warm reload) or new
         self.pool = ThreadPoolExecutor(s.workers, thread_name_prefix="whisper")
 
     def _decode(self, samples: np.ndarray) -> str:

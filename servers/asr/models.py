@@ -65,3 +65,14 @@ def find_file(root: Path, pattern: str) -> Path | None:
     if root.is_file():
         return root if root.match(pattern) else None
     return next(iter(sorted(root.rglob(pattern))), None)
+
+
+def sphinx_files(root: Path) -> dict:
+    """Decoder options for a pocketsphinx model dir: acoustic model dir, language model, dictionary."""
+    mdef = find_file(root, "mdef")
+    lms = [p for p in sorted(root.rglob("*.lm.bin")) if "phone" not in p.name]  # not a phone LM
+    lm, dic = (lms[0] if lms else None), find_file(root, "*.dict")
+    if mdef is None or lm is None or dic is None:
+        raise ModelMissing(f"{root} is not a pocketsphinx model dir: it needs an acoustic model "
+                           "(a dir with mdef), a *.lm.bin language model and a *.dict dictionary")
+    return {"hmm": str(mdef.parent), "lm": str(lm), "dict": str(dic)}

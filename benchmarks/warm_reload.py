@@ -1,0 +1,264 @@
+"""Warm reload: time from saving an edit to the changed answer being served, and stale answers.
+
+Side by side, in one run, on a copy of the shipped stack:
+  plain `uvicorn --reload`  vs  duplex restart mode (`reload = "restart"`, uvicorn --reload under
+  duplex)  vs  duplex warm mode (`reload = "warm"` with a preload),
+for the asr service on faster-whisper (the real Whisper base model) and for a synthetic CPU model
+of 1 GiB of float32 weights that this script writes (loaded with numpy at start and touched fully).
+
+The edits cycle through a function body, a module constant and a new route, each with a fresh
+token; every answer is checked: before the token shows up only the previous answer (or a 404 for a
+route not there yet, a refused connection or a 503 while restarting) is accepted; once it shows up,
+the next answers must all carry it. Anything else counts as stale.
+
+Targets (issue 10): warm under 0.3 s median whatever the model size; at least 5x faster than
+uvicorn --reload on the 1 GB model; zero stale answers.
+
+Usage: python benchmarks/warm_reload.py [--rounds 6] [--models whisper,synthetic-1g] [--gib 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from duplex.health import wait_healthy  # noqa: E402
+from duplex.native import argv, process_env, stop_group, venv_python  # noqa: E402
+from duplex.plan import plan  # noqa: E402
+from duplex.probe import probe_machine  # noqa: E402
+from duplex.stack import load_stack  # noqa: E402
+from tests.support.stackcopy import copy_stack  # noqa: E402
+from tests.support.whisper_model import whisper_base_dir  # noqa: E402
+
+INV = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+PORT = 18731
+AFTER = 5  # answers checked after the new one first shows up
+
+SYNTH_MODEL = '''"""A synthetic CPU model: float32 weights from a .npy file, read whole and touched."""
+import os
+
+import numpy as np
+
+WEIGHTS = None
+
+
+def load():
+    weights = np.load(os.environ["SYNTH_WEIGHTS"])
+    weights.sum()  # touch every page
+    return weights
+
+
+def preload():
+    global WEIGHTS
+    WEIGHTS = load()
+
+
+def weights():
+    return WEIGHTS if WEIGHTS is not None else load()
+'''
+
+SYNTH_APP = '''"""A service around the synthetic model."""
+from fastapi import FastAPI
+
+from . import model
+
+W = model.weights()
+app = FastAPI()
+
+
+@app.get("/health")
+def health():
+    return {"ok": True, "weights_gib": W.nbytes / 2**30}
+'''
+
+MODELS = {  # model -> (service, its app module's file, its preload)
+    "whisper": ("asr", "servers/asr/app.py", "servers.asr.loaders:preload"),
+    "synthetic-1g": ("synth", "synth/app.py", "synth.model:preload"),
+}
+
+
+def fetch(url: str) -> tuple[int, str] | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode().strip('"')
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return None
+
+
+class Edits:
+    """Appends a bench block to the app module; each edit changes it one way, with a fresh token."""
+
+    KINDS = ("function body", "module constant", "new route")
+
+    def __init__(self, path: Path):
+        self.path, self.original = path, path.read_text()
+        self.previous = "start"
+        self.count = 0
+        self._write(f'\n\n@app.get("/__bench")\ndef _bench():\n    return "{self.previous}"\n')
+
+    def _write(self, block: str) -> None:
+        self.path.write_text(self.original + block)
+
+    def next(self) -> tuple[str, str, str | None]:
+        """Make the next edit; return (path to ask, new answer, old answer or None for a new route)."""
+        token, kind = uuid.uuid4().hex, self.KINDS[self.count % 3]
+        self.count += 1
+        if kind == "function body":
+            self._write(f'\n\n@app.get("/__bench")\ndef _bench():\n    return "{token}"\n')
+            path, old = "/__bench", self.previous
+        elif kind == "module constant":
+            self._write(f'\n\nBENCH = "{token}"\n\n\n@app.get("/__bench")\ndef _bench():\n    return BENCH\n')
+            path, old = "/__bench", self.previous
+        else:
+            self._write(f'\n\n@app.get("/__bench")\ndef _bench():\n    return "{self.previous}"\n\n\n'
+                        f'@app.get("/__bench_{self.count}")\ndef _bench_{self.count}():\n    return "{token}"\n')
+            path, old, token = f"/__bench_{self.count}", None, token
+        if kind != "new route":
+            self.previous = token
+        return path, token, old
+
+    def restore(self) -> None:
+        self.path.write_text(self.original)
+
+
+def served(port: int, path: str, token: str, old: str | None, timeout: float = 120) -> tuple[float, int]:
+    """Seconds until `token` is served with the model ready (/health 200: restart modes answer
+    routes while the model still loads), and how many answers were stale or wrong on the way."""
+    url = f"http://127.0.0.1:{port}{path}"
+    began, stale = time.perf_counter(), 0
+    while True:
+        answer = fetch(url)
+        if answer == (200, token):
+            while (fetch(f"http://127.0.0.1:{port}/health") or (0,))[0] != 200:
+                time.sleep(0.005)
+            took = time.perf_counter() - began
+            stale += sum(fetch(url) != (200, token) for _ in range(AFTER))
+            return took, stale
+        if answer is not None and answer[0] != 503:
+            expected_before = (404, "") if old is None else (200, old)
+            stale += answer != expected_before
+        if time.perf_counter() - began > timeout:
+            raise SystemExit(f"{path} never served {token} within {timeout}s (last answer {answer})")
+        time.sleep(0.005)
+
+
+def measure(port: int, edits: Edits, rounds: int) -> tuple[list[float], int]:
+    times, stale = [], 0
+    for _ in range(rounds):
+        time.sleep(0.3)  # a developer does not save twice within a watcher's debounce
+        took, wrong = served(port, *edits.next())
+        times.append(took)
+        stale += wrong
+    return times, stale
+
+
+def plain_uvicorn(root: Path, svc, edits: Edits, rounds: int):
+    python = venv_python(root, svc.env)
+    proc = subprocess.Popen(argv(svc, python), cwd=root, env=process_env(svc, python),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_healthy(svc.health, lambda: proc.poll() is None)
+        served(svc.port, "/__bench", edits.previous, None)
+        return measure(svc.port, edits, rounds)
+    finally:
+        stop_group(proc.pid, 10, waiter=proc.wait)
+
+
+def under_duplex(root: Path, env: dict, service: str, edits: Edits, rounds: int):
+    subprocess.run([*INV, "run", "--native", "--detach", "--services", service], cwd=root, env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    try:
+        served(PORT, "/__bench", edits.previous, None)
+        return measure(PORT, edits, rounds)
+    finally:
+        subprocess.run([*INV, "stop"], cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def set_reload(stack_file: Path, service: str, reload: str, preload: str) -> None:
+    lines = [ln for ln in stack_file.read_text().splitlines() if not ln.startswith(("reload =", "preload ="))]
+    at = lines.index(f"[services.{service}]") + 1
+    extra = [f'reload = "{reload}"'] + ([f'preload = "{preload}"'] if reload == "warm" else [])
+    stack_file.write_text("\n".join(lines[:at] + extra + lines[at:]) + "\n")
+
+
+def synthetic_weights(python: Path, path: Path, gib: float) -> None:
+    script = ("import sys, numpy as np\n"
+              "n = int(float(sys.argv[2]) * 2**30) // 4\n"
+              "w = np.lib.format.open_memmap(sys.argv[1], mode='w+', dtype=np.float32, shape=(n,))\n"
+              "step = 1 << 24\n"
+              "for i in range(0, n, step): w[i:i + step] = np.arange(i, min(n, i + step), dtype=np.float32)\n"
+              "w.flush()\n")
+    subprocess.run([str(python), "-c", script, str(path), str(gib)], check=True)
+
+
+def prepare(base: Path, gib: float) -> Path:
+    root = copy_stack(base / "stack", "bench-warm", envs=("asr",))
+    (root / "synth").mkdir()
+    (root / "synth" / "__init__.py").write_text("")
+    (root / "synth" / "model.py").write_text(SYNTH_MODEL)
+    (root / "synth" / "app.py").write_text(SYNTH_APP)
+    weights = base / "weights.npy"
+    synthetic_weights(venv_python(root, "asr"), weights, gib)
+    stack_file = root / "stack.toml"
+    text = stack_file.read_text().replace(
+        'ASR_BACKEND = "pocketsphinx"',
+        f'ASR_BACKEND = "whisper"\nASR_MODEL = "{whisper_base_dir()}"\nASR_LANGUAGE = "en"\nASR_WORKERS = "1"')
+    text += (f'\n[services.synth]\nenv = "asr"\napp = "synth.app:app"\nport = {PORT + 1}\nhealth = "/health"\n'
+             f'modes = ["native"]\n\n[services.synth.environment]\nSYNTH_WEIGHTS = "{weights}"\n')
+    stack_file.write_text(text)
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--models", default="whisper,synthetic-1g")
+    parser.add_argument("--gib", type=float, default=1.0, help="size of the synthetic model's weights")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = prepare(Path(tmp), args.gib)
+        stack_file = root / "stack.toml"
+        for model in args.models.split(","):
+            service, app_file, preload = MODELS[model]
+            env = {**os.environ, "DUPLEX_STACK": str(stack_file), f"DUPLEX_PORT_{service.upper()}": str(PORT)}
+            os.environ.update({k: v for k, v in env.items() if k.startswith("DUPLEX_")})
+            edits = Edits(root / app_file)
+            results = {}
+            set_reload(stack_file, service, "restart", preload)
+            svc = plan(load_stack(stack_file), probe_machine(gpus=0), native=True,
+                       services=[service]).services[service]
+            results["uvicorn"] = plain_uvicorn(root, svc, edits, args.rounds)
+            results["restart"] = under_duplex(root, env, service, edits, args.rounds)
+            set_reload(stack_file, service, "warm", preload)
+            results["warm"] = under_duplex(root, env, service, edits, args.rounds)
+            edits.restore()
+            for key in [k for k in os.environ if k.startswith("DUPLEX_")]:
+                del os.environ[key]
+            rows.append((model, {k: (statistics.median(t), s) for k, (t, s) in results.items()}))
+    label = {"whisper": "faster-whisper base", "synthetic-1g": f"synthetic {args.gib:g} GiB"}
+    print(f"edit -> changed answer served with the model ready, median of {args.rounds} edits (seconds); stale answers in ()")
+    print(f"{'model':<22} {'uvicorn --reload':>17} {'duplex restart':>15} {'duplex warm':>12} {'speed-up':>9}")
+    for model, r in rows:
+        cell = lambda k: f"{r[k][0]:.3f} ({r[k][1]})"  # noqa: E731
+        print(f"{label[model]:<22} {cell('uvicorn'):>17} {cell('restart'):>15} {cell('warm'):>12} "
+              f"{r['uvicorn'][0] / r['warm'][0]:>8.1f}x")
+    print("targets: warm < 0.3 s median whatever the model size; >= 5x uvicorn --reload on 1 GiB; 0 stale")
+
+
+if __name__ == "__main__":
+    main()

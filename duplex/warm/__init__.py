@@ -1,0 +1,22 @@
+"""Warm reload: edits re-import the app inside a process that keeps its models (docs/warm-reload.md).
+
+The reloader itself (runner.py and its warm_*.py siblings) runs inside the service's venv, which has
+no duplex: it is a standalone script (stdlib, uvicorn, watchfiles when present) started by file
+path. This module is the duplex side: where that script is and how the plan calls it (pure).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+RUNNER = Path(__file__).resolve().with_name("runner.py")
+
+
+def command(app: str, host: str, port: int, watch: list[str], preload: str | None = None) -> list[str]:
+    """argv for a native service with reload = "warm" ("python" = the env's interpreter)."""
+    argv = ["python", str(RUNNER), "--app", app, "--host", host, "--port", str(port)]
+    for folder in watch:
+        argv += ["--watch", folder]
+    if preload:
+        argv += ["--preload", preload]
+    return argv

@@ -1,0 +1,148 @@
+"""Warm reload of a small app around a synthetic numpy model: a scripted series of edits, each checked."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+APP = '''"""A toy service around a synthetic model, for warm reload tests."""
+import os
+
+from fastapi import FastAPI
+
+from . import helper, model
+
+GREETING = "hello"
+W = model.weights()
+app = FastAPI()
+
+
+@app.get("/health")
+def health():
+    return {"ok": True}
+
+
+@app.get("/answer")
+def answer():
+    return {"answer": "v1", "greeting": GREETING, "helper": helper.word(), "pid": os.getpid(),
+            "weights": id(W), "sum": int(W.sum())}
+'''
+
+MODEL = '''"""The "model": weights loaded from a file, once per process when preloaded."""
+import os
+
+import numpy as np
+
+WEIGHTS = None
+
+
+def load():
+    return np.load(os.environ["SYNTH_WEIGHTS"])
+
+
+def preload():
+    global WEIGHTS
+    WEIGHTS = load()
+    with open(os.environ["SYNTH_LOADS"], "a") as out:
+        out.write(f"{os.getpid()}\\n")
+
+
+def weights():
+    return WEIGHTS if WEIGHTS is not None else load()
+'''
+
+
+@pytest.fixture
+def synth(tmp_path, asr_python, warm_runs):
+    pkg = tmp_path / "synth"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "app.py").write_text(APP)
+    (pkg / "model.py").write_text(MODEL)
+    (pkg / "helper.py").write_text('def word():\n    return "alpha"\n')
+    np.save(tmp_path / "weights.npy", np.arange(1000, dtype=np.int64))
+    env = {"SYNTH_WEIGHTS": str(tmp_path / "weights.npy"), "SYNTH_LOADS": str(tmp_path / "loads")}
+    run = warm_runs(asr_python, tmp_path, "synth.app:app", ["synth"], "synth.model:preload", env=env)
+    run.wait_up()
+    return run
+
+
+def loads(run) -> list[str]:
+    return (run.root / "loads").read_text().split()
+
+
+def test_scripted_edits_are_served_warm_and_never_stale(synth):
+    run = synth
+    first = run.get("/answer").json
+    assert first["answer"] == "v1" and first["sum"] == 499500
+    same = lambda a: a.status == 200 and a.json["pid"] == first["pid"] and a.json["weights"] == first["weights"]  # noqa: E731
+
+    def answer(**want):
+        return lambda a: a.status == 200 and all(a.json.get(k) == v for k, v in want.items())
+
+    # 1. a function body
+    run.edit("synth/app.py", '"answer": "v1"', '"answer": "v2"')
+    run.expect("/answer", answer(answer="v2"), before=answer(answer="v1"))
+    # 2. a module constant
+    run.edit("synth/app.py", 'GREETING = "hello"', 'GREETING = "bonjour"')
+    run.expect("/answer", answer(greeting="bonjour"), before=answer(greeting="hello"))
+    # 3. a new route
+    run.edit("synth/app.py", '@app.get("/answer")', '@app.get("/extra")\ndef extra():\n    return {"extra": 1}\n\n\n@app.get("/answer")')
+    run.expect("/extra", answer(extra=1), before=lambda a: a.status == 404)
+    # 4. another module the app imports (not the preload's)
+    run.edit("synth/helper.py", '"alpha"', '"beta"')
+    run.expect("/answer", answer(helper="beta"), before=answer(helper="alpha"))
+    # 5. a syntax error: HTTP 500 with the error, never the old code; then its fix
+    run.edit("synth/app.py", 'GREETING = "bonjour"', 'GREETING = "bonjour"\ndef broken(:')
+    run.expect("/answer", lambda a: a.status == 500 and "syntax error" in a.text and "app.py" in a.text,
+               before=answer(greeting="bonjour"))
+    run.edit("synth/app.py", '\ndef broken(:', '')
+    run.expect("/answer", answer(answer="v2", greeting="bonjour", helper="beta"),
+               before=lambda a: a.status == 500)
+    # every step above was warm: same process, same weights object, one preload
+    assert same(run.get("/answer")), run.output()
+    assert loads(run) == [str(first["pid"])]
+    out = run.output()
+    assert out.count("re-imported synth.app:app") == 5  # and the syntax error
+    assert "synth/app.py line 9 has a syntax error" in out
+    assert "restarting fully" not in out
+    assert run.refused == 0
+
+
+def test_an_edit_to_the_preload_restarts_fully_and_says_so(synth):
+    run = synth
+    first = run.get("/answer").json
+    run.edit("synth/model.py", "WEIGHTS = None", "WEIGHTS = None\nSCALE = 2")
+    run.expect("/answer", lambda a: a.status == 200 and a.json["pid"] != first["pid"],
+               before=lambda a: a.status == 200 and a.json["pid"] == first["pid"])
+    out = run.output()
+    assert "synth/model.py changed and is loaded by the preload (synth.model:preload); restarting fully" in out
+    assert "starting a fresh server process" in out
+    assert len(loads(run)) == 2  # the preload ran again, in the fresh process
+    # and the fresh process reloads warm again
+    second = run.get("/answer").json
+    run.edit("synth/app.py", '"answer": "v1"', '"answer": "v3"')
+    run.expect("/answer", lambda a: a.json["answer"] == "v3" and a.json["pid"] == second["pid"])
+    assert run.refused == 0  # the supervisor held the socket through the restart
+
+
+def test_an_edit_that_fails_in_place_falls_back_to_a_restart(synth):
+    run = synth
+    first = run.get("/answer").json
+    run.edit("synth/app.py", 'GREETING = "hello"', 'GREETING = UNDEFINED_NAME')
+    run.expect("/answer", lambda a: a.status == 500 and "NameError" in a.text,
+               before=lambda a: a.status == 200 and a.json["answer"] == "v1")
+    out = run.output()
+    assert "the re-import failed (NameError: name 'UNDEFINED_NAME' is not defined); restarting fully" in out
+    assert "the app failed to import" in out  # the fresh process showed the same error: a real one
+    run.edit("synth/app.py", 'GREETING = UNDEFINED_NAME', 'GREETING = "fixed"')
+    run.expect("/answer", lambda a: a.status == 200 and a.json["greeting"] == "fixed",
+               before=lambda a: a.status == 500)
+    assert run.get("/answer").json["pid"] != first["pid"]
+    assert run.output().count("restarting fully") == 1  # the fix itself was warm
+
+
+def test_stop_leaves_no_process(synth):
+    pids = synth.pids()
+    assert len(pids) >= 2  # supervisor and server
+    assert synth.stop() == []
