@@ -34,10 +34,13 @@ def test_native_runs_what_may_run_natively_and_keeps_moshi_in_a_container(stack)
     p = plan(stack, GPU_BOX, native=True)
     assert {n: s.mode for n, s in p.services.items()} == {
         "asr": "native", "frontend": "native", "moshi": "container"}
-    asr = p.services["asr"]
-    assert asr.bind == "127.0.0.1"
-    assert asr.command[:4] == ["python", "-m", "uvicorn", "servers.asr.app:app"]
-    assert "--reload" in asr.command and asr.watch == ["servers/asr"]
+    front, asr = p.services["frontend"], p.services["asr"]
+    assert front.bind == asr.bind == "127.0.0.1"
+    assert front.command[:4] == ["python", "-m", "uvicorn", "servers.frontend.app:app"]
+    assert "--reload" in front.command and front.watch == ["servers/frontend"]
+    # the shipped asr opts into warm reload: its model survives code edits
+    assert asr.command[1].endswith("duplex/warm/runner.py") and asr.watch == ["servers/asr"]
+    assert asr.command[asr.command.index("--preload") + 1] == "servers.asr.loaders:preload"
 
 
 def test_discovery_from_native_frontend_reaches_container_moshi_on_loopback(stack):
