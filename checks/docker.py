@@ -8,7 +8,6 @@ from pathlib import Path
 
 from . import Context, Result, fail, passed, skip, warn
 
-CDI_DIRS = ("/etc/cdi", "/var/run/cdi")
 NO_DRIVER = 'could not select device driver "" with capabilities: [[gpu]]'
 TOOLKIT_FIX = ("install the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker && "
                "sudo systemctl restart docker` (or a CDI spec: `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)")
@@ -69,11 +68,30 @@ def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout
                            "restart the Docker engine")
     finally:
         client.close()
+    return facts_from_info(host, info, images=present, own={k: v for k, v in own.items() if k})
+
+
+def facts_from_info(host: str, info: dict, *, images: dict[str, bool] | None = None,
+                    own: dict[str, str] | None = None, which=shutil.which, cdi=_cdi) -> DockerFacts:
+    """What `docker info` says about GPUs, plus what lies beside a local engine (the hook, CDI specs).
+
+    The engine lists CDISpecDirs only while CDI is enabled (an empty list means it is off), so
+    spec files on disk count only then; the hook and the files are only ours to see for a local engine."""
     local = host.startswith("unix://")
-    cdi_dirs = tuple(info.get("CDISpecDirs") or ()) or CDI_DIRS
+    cdi_dirs = tuple(info.get("CDISpecDirs") or ())
     return DockerFacts(True, host, version=info.get("ServerVersion"), runtimes=tuple(info.get("Runtimes") or ()),
-                       gpu_hook=local and bool(shutil.which("nvidia-container-runtime-hook")),
-                       cdi_nvidia=local and _cdi(cdi_dirs), images=present, own={k: v for k, v in own.items() if k})
+                       gpu_hook=local and bool(which("nvidia-container-runtime-hook")),
+                       cdi_nvidia=local and bool(cdi_dirs) and cdi(cdi_dirs), images=dict(images or {}),
+                       own=dict(own or {}))
+
+
+def gpu_paths(facts: DockerFacts | None) -> list[str]:
+    """The ways this engine can hand a GPU to a container; empty when it cannot."""
+    if facts is None or not facts.reachable:
+        return []
+    return [way for way, ok in (("nvidia runtime", "nvidia" in facts.runtimes),
+                                ("nvidia-container-runtime-hook", facts.gpu_hook),
+                                ("CDI spec for nvidia.com/gpu", facts.cdi_nvidia)) if ok]
 
 
 def wanted_images(ctx: Context) -> list[str]:
@@ -99,8 +117,7 @@ def check(ctx: Context, facts: DockerFacts | None, host_gpus: int) -> list[Resul
         if svc.gpu_policy == "none":
             continue
         name = f"docker.gpu.{svc.name}"
-        how = [w for w, ok in (("nvidia runtime", "nvidia" in facts.runtimes), ("nvidia-container-runtime-hook",
-               facts.gpu_hook), ("CDI spec for nvidia.com/gpu", facts.cdi_nvidia)) if ok]
+        how = gpu_paths(facts)
         if how:
             out.append(passed(name, f"the engine can hand GPUs to {svc.name} ({', '.join(how)})"))
         elif svc.gpu_policy == "optional" and not host_gpus:
@@ -134,3 +151,27 @@ def _image(ctx: Context, svc, facts: DockerFacts) -> Result:
         return passed(name, f"image {svc.image} is present")
     return warn(name, f"image {svc.image} is not on this machine: the run pulls it from its registry",
                 f"pull it now (`docker pull {svc.image}`) so the first start is not a long download")
+
+
+def check_image_locks(ctx: Context) -> list[Result]:
+    """Each image built with a torch variant needs that variant's lock: the Dockerfile COPYs it."""
+    from duplex.envs.lock import lock_path
+    out = []
+    for svc in ctx.services("container"):
+        variant = svc.build_args.get("TORCH")
+        spec = ctx.stack.envs.get(svc.env) if svc.env else None
+        if not svc.dockerfile or not variant or spec is None:
+            continue
+        lock = lock_path(ctx.root, svc.env, spec, variant)
+        rel = lock.relative_to(ctx.root) if lock.is_relative_to(ctx.root) else lock
+        name = f"docker.lock.{svc.name}"
+        if lock.is_file():
+            out.append(passed(name, f"{svc.name}'s image installs torch {variant} from {rel}"))
+            continue
+        have = sorted(p.name for p in lock.parent.glob("*.lock"))
+        out.append(fail(name, f"{svc.name}'s image needs torch {variant} (what fits this driver) but "
+                              f"{rel} does not exist (have: {', '.join(have) or 'none'})",
+                        f"`inv lock --env {svc.env} --torch {variant}` where download.pytorch.org is "
+                        f"reachable, and commit the lock; or set torch = \"cuXYZ\" on env {svc.env!r} "
+                        "to a variant that has a lock and that this driver runs"))
+    return out

@@ -64,15 +64,28 @@ def config_hash(svc: ServicePlan, image_id: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def ca_bundle() -> bytes:
-    """The CA bundle builds hand to pip behind a TLS-intercepting proxy (DUPLEX_CA_BUNDLE)."""
-    for var in ("DUPLEX_CA_BUNDLE", "SSL_CERT_FILE", "PIP_CERT"):
-        path = os.environ.get(var)
+PEM = b"-----BEGIN CERTIFICATE-----"
+
+
+def ca_bundle(environ: dict[str, str] | None = None) -> bytes:
+    """The CA bundle builds hand to pip behind a TLS-intercepting proxy: DUPLEX_CA_BUNDLE, else
+    SSL_CERT_FILE or PIP_CERT when they name a file, else none. DUPLEX_CA_BUNDLE is the user's
+    explicit choice, so a typo there is an error now rather than a TLS failure deep in a build."""
+    environ = os.environ if environ is None else environ
+    chosen = environ.get("DUPLEX_CA_BUNDLE")
+    if chosen:
+        fix = "point DUPLEX_CA_BUNDLE at a readable PEM bundle (your proxy's CA certificates), or unset it"
+        try:
+            data = Path(chosen).expanduser().read_bytes()
+        except OSError as exc:
+            raise RunError(f"DUPLEX_CA_BUNDLE={chosen} cannot be read: {exc.strerror or exc}", fix=fix) from None
+        if PEM not in data:
+            raise RunError(f"DUPLEX_CA_BUNDLE={chosen} holds no PEM certificate ({PEM.decode()} ...)", fix=fix)
+        return data
+    for var in ("SSL_CERT_FILE", "PIP_CERT"):
+        path = environ.get(var)
         if path and Path(path).is_file():
             return Path(path).read_bytes()
-    if os.environ.get("DUPLEX_CA_BUNDLE"):
-        raise RunError(f"DUPLEX_CA_BUNDLE={os.environ['DUPLEX_CA_BUNDLE']} is not a file",
-                       fix="point DUPLEX_CA_BUNDLE at a PEM bundle, or unset it")
     return b""
 
 

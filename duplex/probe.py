@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # Host variables the plan reads or passes through; nothing else of the host leaks into services.
-PASSTHROUGH = ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES")
+PASSTHROUGH = ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES",
+               "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")  # a collector's auth
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,18 @@ def hf_home(environ: dict[str, str]) -> str:
     return str(Path(xdg).expanduser() / "huggingface")
 
 
+def container_gpus(environ: dict[str, str], engine=None) -> bool:
+    """Whether Docker can hand GPUs to containers, as the engine says (its `nvidia` runtime, the
+    runtime hook, or an enabled CDI spec): never assumed from the host having one. `engine`: the
+    checks.docker facts when already gathered; else one short `docker info`."""
+    from checks.docker import gpu_paths, probe_docker  # lazy: the docker SDK only when asked
+    return bool(gpu_paths(engine if engine is not None else probe_docker(environ, [], "")))
+
+
 def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = None,
                   nvidia_runtime: bool | None = None) -> Machine:
-    """Read the host cheaply. GPU facts come from the NVML probe when not given."""
+    """Read the host cheaply. GPU facts come from the NVML probe when not given; whether containers
+    can get a GPU from the Docker engine, asked only when there is a GPU to hand them."""
     environ = dict(os.environ if environ is None else environ)
     torch = "cpu"
     if gpus is None:
@@ -52,9 +62,11 @@ def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = N
     if hub and Path(hub).expanduser().resolve() == (Path(home) / "hub").resolve():
         hub = None
     kept = {k: v for k, v in environ.items() if k in PASSTHROUGH or k.startswith("DUPLEX_")}
+    if nvidia_runtime is None:
+        nvidia_runtime = bool(gpus) and container_gpus(environ)
     return Machine(
         gpu_count=gpus,
-        nvidia_runtime=bool(gpus) if nvidia_runtime is None else nvidia_runtime,
+        nvidia_runtime=nvidia_runtime,
         hf_home=home,
         hf_hub_cache=str(Path(hub).expanduser()) if hub else None,
         torch=torch,

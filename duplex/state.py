@@ -12,6 +12,27 @@ def state_path(root: Path) -> Path:
     return root / ".duplex" / "run" / "state.json"
 
 
+def last_run_path(root: Path) -> Path:
+    """Which services the current (or last) run started, in start order: kept beside their logs,
+    because state.json empties as services stop and `inv logs` still wants the last run's logs."""
+    return root / ".duplex" / "logs" / "run.json"
+
+
+def write_last_run(root: Path, stack: str, order: list[str]) -> None:
+    path = last_run_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"stack": stack, "services": list(order)}, indent=2))
+    os.replace(tmp, path)
+
+
+def last_run(root: Path) -> list[str]:
+    try:
+        return list(json.loads(last_run_path(root).read_text())["services"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 class RunState:
     """Written after every start, atomically, so even a SIGKILLed run leaves a usable record."""
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from .errors import RunError
 from .handles import Handle, Runner
@@ -15,6 +16,58 @@ from .printer import Printer
 from .state import RunState
 
 TAIL = 15
+
+
+class Signalled(BaseException):
+    """SIGTERM while starting, raised in the main thread as Ctrl-C raises KeyboardInterrupt.
+
+    A BaseException for the same reason: no `except Exception` on the way may swallow it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class Interrupted(RunError):
+    """Start-up was cut short by Ctrl-C or SIGTERM; what had started is stopped again."""
+
+    def __init__(self, message: str, code: int):
+        super().__init__(message, fix="nothing is left running; `inv run` starts again")
+        self.exit_code = code
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """While starting, SIGTERM interrupts the main thread like Ctrl-C, so the start is unwound."""
+    if not _main_thread():  # signal handlers can only be set there
+        yield
+        return
+
+    def handler(signum, _frame):
+        raise Signalled(signum)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def shielded() -> Iterator[None]:
+    """While stopping, a second Ctrl-C or SIGTERM must not cut the stop short and leave orphans."""
+    if not _main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class Supervisor:
@@ -31,22 +84,35 @@ class Supervisor:
         self.healthy: dict[str, threading.Event] = {n: threading.Event() for n in plan.services}
         self.failure: RunError | None = None
         self.timings: dict[str, float] = {}
+        self.stopped: list[str] = []  # by down(), in the order they were stopped
         self.lock = threading.Lock()
 
     # -- start -----------------------------------------------------------------------------
     def up(self, progress: Callable[[str], None]) -> float:
-        """Prepare, start everything, wait until healthy. Returns seconds to all healthy."""
-        for mode, runner in self.runners.items():
-            services = [s for s in self.plan.services.values() if s.mode == mode]
-            if services:
-                runner.prepare(services, progress)
-        began = self.clock()
-        threads = [threading.Thread(target=self._bring_up, args=(n,), daemon=True)
-                   for n in self.plan.start_order]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        """Prepare, start everything, wait until healthy. Returns seconds to all healthy.
+
+        Ctrl-C or SIGTERM (under `signals_raise`) during a build or a health wait stops what has
+        started, after the start threads have seen the failure and returned, then re-raises."""
+        started: list[threading.Thread] = []
+        try:
+            for mode, runner in self.runners.items():
+                services = [s for s in self.plan.services.values() if s.mode == mode]
+                if services:
+                    runner.prepare(services, progress)
+            began = self.clock()
+            for name in self.plan.start_order:
+                thread = threading.Thread(target=self._bring_up, args=(name,), daemon=True)
+                thread.start()
+                started.append(thread)
+            for t in started:
+                t.join()
+        except BaseException:
+            with shielded():
+                self._fail(RunError("start-up interrupted"))
+                for t in started:  # each notices within a poll; a start in progress finishes first
+                    t.join()
+                self.down()
+            raise
         if self.failure:
             self.down()
             raise self.failure
@@ -68,7 +134,8 @@ class Supervisor:
             return
         with self.lock:
             self.handles[name] = handle
-        self.state.add({**handle.record(), "health": {"kind": svc.health.kind, "url": svc.health.url}})
+        self.state.add({**handle.record(), "health": {"kind": svc.health.kind, "url": svc.health.url,
+                                                   "ca": svc.health.ca}})
         self.printer.system(f"{name}: started ({svc.mode}, {handle.ident}); waiting for {svc.health.kind} health")
         outcome = wait_healthy(svc.health, lambda: handle.exit_code() is None and not self.failure)
         if outcome == "healthy":
@@ -116,7 +183,8 @@ class Supervisor:
             signalled.append(130)
         finally:
             signal.signal(signal.SIGTERM, previous)
-            self.down()
+            with shielded():
+                self.down()
         return signalled[0] if signalled else code
 
     # -- stop ------------------------------------------------------------------------------
@@ -129,6 +197,7 @@ class Supervisor:
             self.printer.system(f"{name}: stopping")
             handle.stop(self.grace)
             self.state.remove(name)
+            self.stopped.append(name)
 
 
 def _tail(handle: Handle) -> str:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -110,6 +112,30 @@ def wait_gone(pids, timeout: float = 15) -> list[int]:
     return [p for p in pids if pid_alive(p)]
 
 
+def lines_of(proc) -> queue.Queue:
+    """The process's output lines as they come, without blocking the test on a read."""
+    out: queue.Queue[str] = queue.Queue()
+
+    def read():
+        for line in proc.stdout:
+            out.put(line.rstrip("\n"))
+    threading.Thread(target=read, daemon=True).start()
+    return out
+
+
+def wait_for(out: queue.Queue, needle: str, seen: list[str], timeout: float = 20) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = out.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"{needle!r} not seen in:\n" + "\n".join(seen))
+
+
 def _toy_tree(root: Path) -> None:
     shutil.copytree(TOY, root)
     (root / "envs" / "web").mkdir(parents=True)
@@ -139,4 +165,4 @@ def toy(tmp_path, toy_env) -> Toy:
     t.inv("stop", "--all", timeout=60)
 
 
-__all__ = ["Toy", "free_port", "group_pids", "pid_alive", "wait_gone", "signal"]
+__all__ = ["Toy", "free_port", "group_pids", "lines_of", "pid_alive", "wait_for", "wait_gone", "signal"]

@@ -8,6 +8,8 @@ import time
 import docker
 import pytest
 
+from tests.run.conftest import lines_of, wait_for
+
 
 pytestmark = pytest.mark.docker
 
@@ -40,7 +42,22 @@ def test_container_run_builds_discovers_publishes_on_loopback_and_stops(engine, 
     assert web.exec_run(["python", "-c", "import os; print(os.access('/cache/huggingface', os.R_OK))"]
                         ).output.decode().strip() == "True"
     assert "Application startup complete" in toy.inv("logs", "web").stdout
+    every = toy.inv("logs").stdout.splitlines()  # detached: the engine keeps the logs, not the files
+    for name in ("api", "web"):
+        assert any(l.startswith(f"{name}    | ") and "Application startup complete" in l for l in every), every
+    follow = toy.popen("logs", "--follow", "--lines", "0")
+    out, seen = lines_of(follow), []
+    for n in range(100):  # until the follower reads: --lines 0 drops what came before it
+        toy.get("api", f"/version?m=ready{n}")
+        try:
+            assert wait_for(out, f"ready{n}", seen, timeout=0.5).startswith("api    | ")
+            break
+        except AssertionError:
+            continue
+    toy.get("web", "/version?m=from-web")
+    assert wait_for(out, "from-web", seen).startswith("web    | ")
     assert toy.inv("stop").returncode == 0
+    assert follow.wait(timeout=30) == 0  # the containers are gone: --follow ends
     assert labelled(engine, toy) == []
 
 
@@ -109,3 +126,49 @@ def test_missing_base_image_is_a_clear_error(toy):
     assert proc.returncode == 1
     assert "base image nope/python:0 is not on this machine" in proc.stderr
     assert "scripts/base-image.sh" in proc.stderr
+
+
+def test_sigterm_during_a_container_health_wait_removes_it(engine, toy):
+    toy.edit('TOY_NAME = "api"', 'TOY_NAME = "api"\nTOY_BOOT_DELAY = "60"')  # answers 503 for a minute
+    run = toy.popen("run", "--services", "api")
+    out, seen = lines_of(run), []
+    wait_for(out, "api: started (container", seen, timeout=600)
+    time.sleep(0.5)
+    assert len(labelled(engine, toy)) == 1
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 143, "\n".join(seen)
+    text = "\n".join(seen + list(out.queue))
+    assert "SIGTERM during start-up: stopped what had started (api)" in text and "Traceback" not in text
+    assert labelled(engine, toy) == []
+
+
+def test_sigterm_during_a_build_stops_it_and_starts_nothing(engine, toy):
+    marker = f"slow-step-{toy.ports['api']}"  # a fresh layer: never a cache hit
+    dockerfile = toy.root / "toy.Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace("COPY *.py /app/", f"RUN echo {marker} && sleep 60\nCOPY *.py /app/"))
+    run = toy.popen("run", "--services", "api")
+    out, seen = lines_of(run), []
+    wait_for(out, f"RUN echo {marker}", seen, timeout=600)
+    time.sleep(1)  # the step's container is running
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 143, "\n".join(seen)
+    text = "\n".join(seen + list(out.queue))
+    assert "SIGTERM during start-up: stopped what had started (nothing had started yet)" in text
+    assert labelled(engine, toy) == []
+    deadline = time.monotonic() + 20  # the engine cancels the build once its client is gone
+    while time.monotonic() < deadline and _step_containers(engine, marker):
+        time.sleep(0.5)
+    assert _step_containers(engine, marker) == []
+
+
+def _step_containers(engine, marker: str) -> list:
+    return [c for c in engine.containers.list(all=True) if marker in " ".join(c.attrs["Config"]["Cmd"] or [])]
+
+
+def test_ca_bundle_that_is_not_a_file_stops_the_run_before_any_build(engine, toy):
+    proc = toy.inv("run", "--services", "api", extra={"DUPLEX_CA_BUNDLE": str(toy.root / "typo.pem")})
+    assert proc.returncode == 1
+    assert f"DUPLEX_CA_BUNDLE={toy.root / 'typo.pem'} cannot be read: No such file or directory" in proc.stderr
+    assert "fix: point DUPLEX_CA_BUNDLE at a readable PEM bundle" in proc.stderr
+    assert "Traceback" not in proc.stderr and "building" not in proc.stdout
+    assert labelled(engine, toy) == []

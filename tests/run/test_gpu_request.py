@@ -1,0 +1,146 @@
+"""The GPU request follows what the Docker engine says, not what NVML says: `docker info` dicts as
+recorded from real engines, planning from Machine data (a GPU cannot exist here)."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+from checks import Context
+from checks import docker as docker_check
+from duplex.containers import run_kwargs
+from duplex.plan import plan
+from duplex.preflight import Probes, run_preflight
+from duplex.probe import Machine, probe_machine
+from duplex.run import plan_run
+from duplex.stack import load_stack
+
+# `docker info`, the keys that matter, as recorded: this machine's engine (Debian docker.io, no toolkit)...
+PLAIN = {"ServerVersion": "20.10.24+dfsg1", "DefaultRuntime": "runc", "CDISpecDirs": None,
+         "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "io.containerd.runtime.v1.linux": {"path": "runc"},
+                      "runc": {"path": "runc"}}}
+# ...an engine after `nvidia-ctk runtime configure --runtime=docker`...
+TOOLKIT = {"ServerVersion": "27.3.1", "DefaultRuntime": "runc", "CDISpecDirs": [],
+           "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "nvidia": {"path": "nvidia-container-runtime"},
+                        "runc": {"path": "runc"}}}
+# ...and one with CDI enabled (Docker 28 lists the spec directories only then).
+CDI_ON = {"ServerVersion": "28.0.4", "DefaultRuntime": "runc", "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
+          "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "runc": {"path": "runc"}}}
+LOCAL = "unix:///var/run/docker.sock"
+
+
+def no_hook(_name):
+    return None
+
+
+def test_gpu_paths_read_from_recorded_docker_info(tmp_path):
+    assert docker_check.gpu_paths(docker_check.facts_from_info(LOCAL, PLAIN, which=no_hook)) == []
+    assert docker_check.gpu_paths(docker_check.facts_from_info(LOCAL, TOOLKIT, which=no_hook)) == ["nvidia runtime"]
+    hook = docker_check.facts_from_info(LOCAL, PLAIN, which=lambda n: f"/usr/bin/{n}")
+    assert docker_check.gpu_paths(hook) == ["nvidia-container-runtime-hook"]
+    remote = docker_check.facts_from_info("tcp://gpu-box:2376", PLAIN, which=lambda n: f"/usr/bin/{n}")
+    assert docker_check.gpu_paths(remote) == []  # a hook on *this* host says nothing about a remote engine
+
+    spec = tmp_path / "cdi"
+    spec.mkdir()
+    (spec / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    enabled = docker_check.facts_from_info(LOCAL, {**CDI_ON, "CDISpecDirs": [str(spec)]}, which=no_hook)
+    assert docker_check.gpu_paths(enabled) == ["CDI spec for nvidia.com/gpu"]
+    off = docker_check.facts_from_info(LOCAL, TOOLKIT | {"Runtimes": PLAIN["Runtimes"]}, which=no_hook,
+                                       cdi=lambda dirs: True)  # spec files on disk, CDI off in the engine
+    assert docker_check.gpu_paths(off) == []
+    down = docker_check.DockerFacts(False, LOCAL, "not answering", "start Docker", runtimes=("nvidia",))
+    assert docker_check.gpu_paths(down) == []
+
+
+def test_a_host_gpu_alone_is_not_enough_the_real_engine_is_asked():
+    """NVML may see a GPU (given here as data), but this engine has no NVIDIA toolkit: no GPU request."""
+    environ = {k: v for k, v in os.environ.items() if k.startswith("DOCKER_") or k == "HOME"}
+    assert probe_machine(environ, gpus=1).nvidia_runtime is False
+    nowhere = probe_machine({**environ, "DOCKER_HOST": "unix:///tmp/no-docker-here.sock"}, gpus=1)
+    assert nowhere.nvidia_runtime is False  # an engine that does not answer hands out nothing
+
+
+STACK = """
+[stack]
+name = "gpus"
+
+[envs.small]
+
+[services.asr]
+env = "small"
+app = "app:app"
+port = 18611
+dockerfile = "asr.Dockerfile"
+gpu = "optional"
+
+[services.voice]
+env = "small"
+command = ["python", "-m", "voice", "--port", "{port}"]
+port = 18612
+modes = ["container"]
+dockerfile = "voice.Dockerfile"
+gpu = "required"
+"""
+
+
+def stack_at(tmp_path):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "stack.toml").write_text(textwrap.dedent(STACK))
+    return load_stack(tmp_path / "stack.toml")
+
+
+def planned(tmp_path, info: dict, gpus: int = 1, native: bool = False):
+    stack = stack_at(tmp_path)
+    asked = []
+
+    def engine_probe(environ, images, name, timeout=3.0):
+        asked.append((images, name))
+        return docker_check.facts_from_info(LOCAL, info, images={i: True for i in images}, which=no_hook)
+    machine = Machine(gpu_count=gpus, hf_home=str(tmp_path / "hf"))
+    the_plan, machine, engine = plan_run(stack, lambda m: plan(stack, m, native=native), {},
+                                         machine=machine, engine_probe=engine_probe)
+    return stack, the_plan, machine, engine, asked
+
+
+def test_gpu_requested_when_the_engine_has_the_nvidia_runtime(tmp_path):
+    _, the_plan, machine, engine, asked = planned(tmp_path, TOOLKIT)
+    assert len(asked) == 1 and asked[0][1] == "gpus"  # one engine probe for the whole run
+    assert machine.nvidia_runtime is True
+    for name in ("asr", "voice"):
+        svc = the_plan.services[name]
+        assert svc.gpu is True
+        assert run_kwargs(svc, "gpus", "net", "h")["device_requests"][0].capabilities == [["gpu"]]
+    assert not [w for w in the_plan.warnings if "CPU" in w]
+
+
+def test_without_the_runtime_optional_runs_on_cpu_with_a_warning_and_required_fails_preflight(tmp_path):
+    stack, the_plan, machine, engine, asked = planned(tmp_path, PLAIN)
+    assert len(asked) == 1 and machine.nvidia_runtime is False
+    asr, voice = the_plan.services["asr"], the_plan.services["voice"]
+    assert asr.gpu is False and voice.gpu is False
+    assert "device_requests" not in run_kwargs(asr, "gpus", "net", "h")
+    assert "asr: no GPU available to containers; it runs on the CPU" in the_plan.warnings
+    assert any(w.startswith("voice needs a GPU but Docker cannot hand one") for w in the_plan.warnings)
+
+    results = {r.name: r for r in docker_check.check(Context(stack, the_plan, {}), engine, host_gpus=1)}
+    assert results["docker.gpu.voice"].status == "fail" and "nvidia-ctk" in results["docker.gpu.voice"].fix
+    assert results["docker.gpu.asr"].status == "warn" and "runs on the CPU" in results["docker.gpu.asr"].detail
+
+    again = []  # `inv run` hands these facts to preflight: it must not ask the engine a second time
+    report = run_preflight(stack, the_plan, environ={"HF_HOME": str(tmp_path / "hf")}, for_run=True,
+                           probes=Probes(docker=lambda *a, **k: again.append(a) or engine))
+    assert len(again) == 1 and "docker.gpu.voice" in [r.name for r in report.failed]
+
+
+def test_engine_not_asked_without_a_host_gpu_or_without_gpu_containers(tmp_path):
+    _, the_plan, machine, engine, asked = planned(tmp_path / "a", TOOLKIT, gpus=0)
+    assert asked == [] and engine is None and not machine.nvidia_runtime
+    assert not any(s.gpu for s in the_plan.services.values())
+    quiet = STACK.replace('gpu = "optional"', 'gpu = "none"').replace('gpu = "required"', 'gpu = "none"')
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "stack.toml").write_text(quiet)
+    stack = load_stack(tmp_path / "b" / "stack.toml")
+    _, _, engine = plan_run(stack, lambda m: plan(stack, m), {}, machine=Machine(gpu_count=1),
+                            engine_probe=lambda *a: (_ for _ in ()).throw(AssertionError("asked")))
+    assert engine is None
