@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,9 @@ from .common import HEADER, PublishError, check_dns_names, check_publishable
 
 __all__ = ["PublishError", "PublishReport", "publish", "target_plan"]
 SECRET_PLACEHOLDER = "<from the deployment's secret store>"  # never a value: replaced by references
+TLS_WARNING = ("the stack has tls = true, but published services serve plain HTTP inside the "
+               "Compose host / cluster: terminate TLS at your ingress or reverse proxy "
+               "(docs/publish.md, 'TLS')")
 
 
 @dataclass
@@ -60,7 +64,29 @@ def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[s
         env[name] = SECRET_PLACEHOLDER
     machine = Machine(gpu_count=gpus, nvidia_runtime=gpus > 0, hf_home=CACHE_IN_CONTAINER,
                       hf_hub_cache=None, uid=1000, gid=1000, env=env)
-    return plan(stack, machine, native=False, services=services, pins=pins)
+    # Always plain HTTP: `inv run`'s TLS uses `inv certs`' local files, which no published
+    # deployment mounts (and a local CA is no production certificate).
+    result = plan(stack, machine, native=False, services=services, pins=pins, tls=False)
+    if stack.stack.tls:
+        result.warnings.append(TLS_WARNING)
+    _published_telemetry(stack, result)
+    return result
+
+
+def _published_telemetry(stack, result: Plan) -> None:
+    """Off: no OTEL_* at all, so a platform's own OpenTelemetry setup (an operator injecting the
+    variables) still applies. On: the stack's collector as written, not this host's view of it."""
+    endpoint = stack.stack.otlp_endpoint
+    for svc in result.services.values():
+        if result.telemetry is None:
+            for key in [k for k in svc.environment if k.startswith("OTEL_")]:
+                del svc.environment[key]
+        else:
+            svc.environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint.rstrip("/")
+    if result.telemetry and re.match(r"^https?://(127\.0\.0\.1|localhost)(?=[:/]|$)", endpoint):
+        result.warnings.append(f"telemetry: otlp_endpoint {endpoint} is loopback, which inside a published "
+                               "container is the container itself; set it to the collector's address as "
+                               "the cluster or Compose network sees it (e.g. http://otel-collector:4318)")
 
 
 def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True, bind: str = "127.0.0.1",
@@ -131,9 +157,9 @@ def _validate(staged: dict[Path, Path], out: Path, compose: bool, k8s: bool, rep
         base = staged[out / compose_mod.FILE]
         cpu = staged.get(out / compose_mod.CPU_FILE)
         try:
-            version = validate.validate_compose([base])
+            version = validate.validate_compose([base], names=[compose_mod.FILE])
             if cpu:
-                validate.validate_compose([base, cpu])
+                validate.validate_compose([base, cpu], names=[compose_mod.FILE, compose_mod.CPU_FILE])
             report.validated["compose"] = f"docker compose {version} config"
             say(f"compose: valid ({version})")
         except validate.ValidatorMissing as err:

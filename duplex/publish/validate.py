@@ -67,16 +67,18 @@ def _bundled_compose() -> str | None:
     return None
 
 
-def validate_compose(files: list[Path], *, env: dict[str, str] | None = None) -> str:
+def validate_compose(files: list[Path], *, env: dict[str, str] | None = None,
+                     names: list[str] | None = None) -> str:
     """`docker-compose -f A [-f B] config --quiet`: Compose v2 parses, interpolates and checks the
-    model exactly as `up` will. Returns the Compose version used."""
+    model exactly as `up` will. Returns the Compose version used. `names`: what to call the files
+    in a rejection (the final names of staged temporary files)."""
     argv = compose_command()
     cmd = [*argv, *(a for f in files for a in ("-f", str(f))), "config", "--quiet"]
     if env is None:  # check the file, not this shell: a stray DUPLEX_PORT_X=abc is not the file's fault
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUPLEX_PORT_")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     if proc.returncode != 0:
-        raise PublishError(f"Compose rejected {' + '.join(f.name for f in files)}: "
+        raise PublishError(f"Compose rejected {' + '.join(names or [f.name for f in files])}: "
                            f"{(proc.stderr or proc.stdout).strip()}",
                            fix="this is a duplex bug if stack.toml loads: please report it with the file")
     version = subprocess.run([*argv, "version", "--short"], capture_output=True, text=True, timeout=30)

@@ -48,15 +48,25 @@ def dump(docs: dict | list[dict], header: str = "") -> str:
     return header + body
 
 
-def stage(out: Path, files: dict[str, str]) -> dict[Path, Path]:
+class Staged(dict):
+    """{final: staged} plus the folders staging created (so a discard leaves no empty ones)."""
+
+    def __init__(self):
+        super().__init__()
+        self.created: list[Path] = []
+
+
+def stage(out: Path, files: dict[str, str]) -> Staged:
     """Write each `relative path -> text` beside its final place under a hidden temporary name
     (same folder: relative paths inside, such as a build context, read the same). Returns
     {final: staged}; `commit` moves them into place, `discard` removes them."""
-    staged: dict[Path, Path] = {}
+    staged = Staged()
     try:
         for rel, text in files.items():
             final = out / rel
+            missing = [d for d in (final.parent, *final.parent.parents) if not d.exists()]
             final.parent.mkdir(parents=True, exist_ok=True)
+            staged.created += missing
             fd, tmp = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=".tmp" + final.suffix,
                                        dir=final.parent)
             staged[final] = Path(tmp)
@@ -77,8 +87,14 @@ def commit(staged: dict[Path, Path]) -> list[Path]:
 
 
 def discard(staged: dict[Path, Path]) -> None:
+    """Remove the staged files and the folders staging created: a failed publish leaves nothing."""
     for tmp in staged.values():
         tmp.unlink(missing_ok=True)
+    for folder in sorted(getattr(staged, "created", []), key=lambda d: len(d.parts), reverse=True):
+        try:
+            folder.rmdir()  # only if empty: never a folder something else wrote into
+        except OSError:
+            pass
 
 
 def prune(out: Path, folders: list[str], keep: list[Path]) -> list[Path]:

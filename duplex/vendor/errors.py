@@ -21,6 +21,10 @@ class UnsafeArchiveError(VendorError, ValueError):
     """An archive member would land outside the extraction folder, or is a link or device file."""
 
 
+class UnsafeSourceError(VendorError, ValueError):
+    """A source folder (--from DIR, a git checkout) holds a link out of the tree or a special file."""
+
+
 class PatchError(VendorError):
     """A patch in third_party/patches/moshi no longer applies; ``hunk`` names where."""
 

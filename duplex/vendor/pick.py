@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ast
+import os
 import shutil
+import stat
 from pathlib import Path
 
-from .errors import UnknownReleaseError, VendorError
+from .errors import UnknownReleaseError, UnsafeSourceError, VendorError
 
 LICENCE_PREFIXES = ("license", "licence", "copying", "notice")
 JUNK = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".git")
@@ -62,8 +64,41 @@ def assemble(unpacked: Path, dest: Path, version: str, tag: str) -> list[str]:
         raise UnknownReleaseError(f"the release holds moshi {found}, not {version} (tag {tag})",
                                   fix=f"use `--tag v{found}`, or fetch the release that tag names")
     licences = find_licences(unpacked, package)
+    check_links(Path(unpacked), package, licences)  # before anything is copied
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copytree(package, dest / "moshi", ignore=JUNK, symlinks=True)
     for licence in licences:
         shutil.copy2(licence, dest / licence.name)
     return [p.name for p in licences]
+
+
+_REFUSED = ("nothing was vendored and third_party/moshi is unchanged; replace the link with the file it "
+            "points to (or remove it), or take the release from the package index (`--source pypi`)")
+
+
+def check_links(unpacked: Path, package: Path, licences: list[Path]) -> None:
+    """What extract.py refuses in an archive, for sources that arrive as a folder (--from DIR, a git
+    checkout): the package and licences must really lie in the source, every link in the package
+    (copied as a link) must stay inside the package, and no link may be absolute; no devices,
+    FIFOs or sockets (copying a FIFO would hang)."""
+    source = os.path.realpath(unpacked)
+    for top in (package, *licences):
+        _check(top, source, "the source", top.relative_to(unpacked).as_posix())
+    tree = os.path.realpath(package)
+    for dirpath, dirnames, filenames in os.walk(package):  # linked folders are not entered: checked here
+        for name in (*dirnames, *filenames):
+            path = Path(dirpath) / name
+            _check(path, tree, "the moshi package", path.relative_to(unpacked).as_posix())
+
+
+def _check(path: Path, inside: str, what: str, shown: str) -> None:
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        target = os.readlink(path)
+        if os.path.isabs(target):
+            raise UnsafeSourceError(f"link {shown} -> {target} is absolute", fix=_REFUSED)
+        real = os.path.realpath(path)  # the whole chain, as the OS will follow it
+        if real != inside and not real.startswith(inside.rstrip(os.sep) + os.sep):
+            raise UnsafeSourceError(f"link {shown} -> {target} points outside {what}", fix=_REFUSED)
+    elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise UnsafeSourceError(f"{shown} is a device, FIFO or socket, not a file", fix=_REFUSED)

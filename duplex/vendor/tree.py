@@ -38,6 +38,9 @@ def manifest(root: Path) -> dict[str, str]:
             if path.is_symlink():
                 out[rel] = "link:" + os.readlink(path)
                 continue
+            if not path.is_file():  # a FIFO or device: opening it could block; vendoring refuses it
+                out[rel] = "special:"
+                continue
             digest = file_sha256(path)
             out[rel] = ("x:" + digest) if os.access(path, os.X_OK) else digest
     return dict(sorted(out.items()))

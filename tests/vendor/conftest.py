@@ -38,6 +38,14 @@ def project(tmp_path) -> Path:
 
 
 @pytest.fixture
+def moshi_sdist(project) -> Path:
+    """The real moshi 0.2.13 sdist, the one the shipped tree was vendored from: from the shared
+    cache, else fetched once from the package index and checked against the hash it publishes."""
+    from duplex.vendor.sources import fetch_pypi
+    return fetch_pypi(project, "v0.2.13", lambda _line: None).path
+
+
+@pytest.fixture
 def bare_project(tmp_path) -> Path:
     """A project root with its own, empty cache (for fixture releases and fake indexes)."""
     root = tmp_path / "bare"
