@@ -1,12 +1,15 @@
 """How fast `inv setup` is: cold setup of one small env with uv vs virtualenv + pip, and a warm no-op.
 
 Usage: python benchmarks/setup_speed.py [--repeat 3] [--requirements "fastapi uvicorn"]
-Builds real venvs in a temporary project from one hash-pinned lock (locked once with uv).
+Builds real venvs in a temporary project from one hash-pinned lock (locked once with uv). The no-op is
+timed three ways: provision_env in-process, a bare Python process calling it, and the real whole-process
+`inv setup` (`python -m invoke setup`) against that project's stack file, beside `invoke --version`.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -26,13 +29,32 @@ class Spec:
     requirements: str | None = None
     torch: str = "none"
     fixes: list[str] = field(default_factory=list)
-    system: list[str] = field(default_factory=list)
+    system_libs: list[str] = field(default_factory=list)
 
 
 NOOP = ("import sys, time; t = time.perf_counter(); sys.path.insert(0, sys.argv[1]);"
         "from pathlib import Path; from duplex.envs import provision_env\n"
-        "class S: python='3.11'; requirements=None; torch='none'; fixes=[]; system=[]\n"
+        "class S: python='3.11'; requirements=None; torch='none'; fixes=[]; system_libs=[]\n"
         "r = provision_env(Path(sys.argv[2]), 'bench', S()); assert r.reused\n")
+
+
+STACK = """[envs.bench]
+python = "3.11"
+[services.api]
+env = "bench"
+command = ["python", "-c", "pass"]
+port = 9199
+modes = ["native"]
+"""
+
+
+def whole_process(cmd: list[str], env: dict[str, str], repeat: int) -> list[float]:
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        runs.append(time.perf_counter() - start)
+    return runs
 
 
 def main() -> None:
@@ -68,8 +90,15 @@ def main() -> None:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", NOOP, str(repo), str(root)], check=True)
             procs.append(time.perf_counter() - start)
-        print(f"warm (reuse) setup: {statistics.median(calls) * 1000:.1f} ms in-process, "
-              f"{statistics.median(procs):.2f} s as a whole new Python process")
+        print(f"no-op (reuse) setup: {statistics.median(calls) * 1000:.1f} ms in-process, "
+              f"{statistics.median(procs):.2f} s as a bare Python process calling it")
+        (root / "stack.toml").write_text(STACK)
+        env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml")}
+        invoke = [sys.executable, "-m", "invoke", "--search-root", str(repo)]
+        floor = whole_process([*invoke, "--version"], env, args.repeat)
+        setup = whole_process([*invoke, "setup"], env, args.repeat)
+        print(f"no-op `inv setup`, whole process: median {statistics.median(setup):.2f} s (runs: "
+              + ", ".join(f"{r:.2f}" for r in setup) + f"); `invoke --version` alone {statistics.median(floor):.2f} s")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
+                      field_validator)
 
-from .errors import StackError
+from .errors import EnvError, StackError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,6 +26,7 @@ TEMPLATE_FIELDS = ("host", "port", "url")
 REVISION = re.compile(r"\{revision:([^}]+)\}")  # a model's pinned commit, from models.lock
 REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12")
+COMMON_PYTHONS = (*SUPPORTED_PYTHONS, ">=3.10,<3.13")
 
 
 class _Strict(BaseModel):
@@ -35,6 +37,11 @@ class StackMeta(_Strict):
     name: str = Field(default="duplex", pattern=r"^[a-z0-9][a-z0-9_-]*$")
     base_image: str = "duplex/python:3.11-bookworm"
     on_crash: Literal["keep", "stop"] = "keep"  # what the others do when one service crashes
+    tls: bool = False  # serve https/wss with `inv certs`' files (remote browsers need it for the mic)
+    # Off by default: an exporter on a voice stack's audio event loop costs latency. "otlp" hands every
+    # service the standard OpenTelemetry variables, pointing at this OTLP/HTTP collector (host's view).
+    telemetry: Literal["off", "otlp"] = "off"
+    otlp_endpoint: str = Field(default="http://127.0.0.1:4318", pattern=r"^https?://[^/\s]+")
 
 
 class EnvSpec(_Strict):
@@ -42,7 +49,41 @@ class EnvSpec(_Strict):
     requirements: str | None = None  # default envs/<name>/requirements.in
     torch: str = "none"
     fixes: list[str] = []
-    system: list[str] = []
+    # `system` is accepted as its older name; given both, `system` is reported (see _describe)
+    system_libs: list[str] = Field(default=[], validation_alias=AliasChoices("system_libs", "system"))
+
+    @property
+    def system(self) -> list[str]:
+        """The older name of `system_libs`, for readers that still use it."""
+        return self.system_libs
+
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        # Checked at load, so `inv config` catches it too, not only `inv setup`.
+        if value in COMMON_PYTHONS:
+            return value  # no need to import packaging for the usual values
+        from .envs.interpreters import SUPPORTED_TEXT, admits_supported
+        try:
+            admitted = admits_supported(value) if value.strip() else None
+        except EnvError:  # not a version or range at all
+            admitted = None
+        if admitted is None:
+            raise ValueError("expected a version like '3.11' or a range like '>=3.10,<3.13'")
+        if not admitted:
+            raise ValueError(f"expected a version or range that admits a Python in {SUPPORTED_TEXT} "
+                             "(3.13 and later break the stack)")
+        return value
+
+    @field_validator("fixes")
+    @classmethod
+    def _fixes(cls, value: list[str]) -> list[str]:
+        from .envs.fixes import FIXES  # the registry setup runs them from
+        unknown = [name for name in value if name not in FIXES]
+        if unknown:
+            raise ValueError(f"unknown fix {', '.join(map(repr, unknown))}; expected names of known fixes "
+                             f"({', '.join(FIXES)})")
+        return value
 
     @field_validator("torch")
     @classmethod
@@ -183,6 +224,8 @@ def _quote_line(text: str, message: str) -> str:
 def _describe(err: dict) -> str:
     loc = _loc(err["loc"])
     kind = err["type"]
+    if kind == "extra_forbidden" and err["loc"][0] == "envs" and err["loc"][-1] == "system":
+        return f"{loc}: expected `system_libs` or its older name `system`, found both (keep `system_libs`)"
     if kind == "extra_forbidden":
         return f"{loc}: unknown key (check its spelling; see docs/stack.md)"
     if kind == "missing":

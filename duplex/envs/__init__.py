@@ -1,11 +1,21 @@
-"""Pinned virtualenvs for a stack's envs: `inv setup` (provision_env) and `inv lock` (lock_env)."""
+"""Pinned virtualenvs for a stack's envs: `inv setup` (provision_env) and `inv lock` (lock_env).
 
-from .layout import env_path
-from .lock import lock_path, lock_state, requirements_path
-from .provision import EnvResult, env_status, lock_env, provision_env, torch_choice
-from .secrets import write_secret
-from .torch import Gpu, TorchChoice, TorchProbe, choose, probe_nvml
+Names are imported on first use, so light readers (the stack loader checks fix names against
+`duplex.envs.fixes`) do not pay for the whole provisioning machinery.
+"""
 
-__all__ = ["EnvResult", "Gpu", "TorchChoice", "TorchProbe", "choose", "env_path", "env_status", "lock_env",
-           "lock_path", "lock_state", "probe_nvml", "provision_env", "requirements_path", "torch_choice",
-           "write_secret"]
+from importlib import import_module
+
+_WHERE = {
+    "env_path": "layout", "lock_path": "lock", "lock_state": "lock", "requirements_path": "lock",
+    "EnvResult": "provision", "env_status": "provision", "lock_env": "provision", "provision_env": "provision",
+    "torch_choice": "provision", "write_secret": "secrets", "Gpu": "torch", "TorchChoice": "torch",
+    "TorchProbe": "torch", "choose": "torch", "probe_nvml": "torch",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

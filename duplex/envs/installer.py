@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EnvError
+from .layout import os_problem, tool_os_error
 from .run import CommandFailed, run
 
 
@@ -79,17 +80,17 @@ def pick(name: str | None):
     return chosen
 
 
-def explain(err: CommandFailed, env: str, lock: Path, relock: str) -> EnvError:
+def explain(err: CommandFailed, env: str, lock: Path, relock: str, *, step: str, where: Path) -> EnvError:
     """Turn an installer failure into what happened and what to do."""
     text = err.output
     detail = str(err).split("\n", 1)[-1]
+    trouble = tool_os_error(text)  # disk full, read-only, permission denied: the tool's line says where
+    if trouble:
+        return os_problem(trouble[0], env, step, where, trouble[1])
     if "DO NOT MATCH THE HASHES" in text or "Hash mismatch" in text:
         return EnvError(f"env {env!r}: a downloaded file does not match the hash in {lock.name}\n{detail}",
                         fix=f"re-lock with `{relock}`; if it persists the index serves a changed or wrongly "
                             "hashed file (the PyTorch index has done so): pin another version of that package")
-    if "No space left on device" in text:
-        return EnvError(f"env {env!r}: the disk filled up during the install; the previous env is untouched",
-                        fix="free disk space (or point TMPDIR / the uv and pip caches elsewhere) and rerun")
     if "No matching distribution" in text or "not found in the package registry" in text \
             or "was not found in the provided package locations" in text:
         return EnvError(f"env {env!r}: a pinned package is missing from the index\n{detail}",

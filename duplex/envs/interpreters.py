@@ -51,9 +51,16 @@ def allows(spec: str, version: str) -> bool:
     return v in parse_range(spec) and v in SUPPORTED
 
 
+def admits_supported(spec: str) -> bool:
+    """Whether the range lets in any Python duplex supports (3.10-3.12); EnvError when it does not parse."""
+    wanted = parse_range(spec)
+    return any(v in wanted and v in SUPPORTED
+               for v in (Version(f"3.{minor}.{micro}") for minor in (10, 11, 12) for micro in range(100)))
+
+
 def check_range(spec: str, env: str) -> None:
     """Refuse a range that excludes every supported Python before looking for one."""
-    if not any(allows(spec, f"3.{minor}.{micro}") for minor in (10, 11, 12) for micro in range(40)):
+    if not admits_supported(spec):
         raise EnvError(f"env {env!r}: python = {spec!r} allows no Python that duplex supports ({SUPPORTED_TEXT})",
                        fix=f"set envs.{env}.python to a version in {SUPPORTED_TEXT}, e.g. \"3.11\", in stack.toml")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import time
@@ -94,3 +95,47 @@ def clean(root: Path, name: str) -> None:
 def _owner(build_name: str, name: str) -> bool:
     rest = build_name[len(name) + 1:]
     return rest[:1].isdigit() or rest.startswith("replaced-")
+
+
+# What tools (uv, virtualenv, pip) print for the file-system errors a user can act on.
+_TOOL_TEXT = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+              "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
+
+
+def tool_os_error(output: str) -> tuple[int, str] | None:
+    """(errno, the line that says it) when a tool failed on the file system, else None."""
+    for line in output.splitlines():
+        for text, code in _TOOL_TEXT.items():
+            if text in line:
+                return code, line.strip()[-300:]
+    return None
+
+
+def os_problem(code: int | None, env: str, step: str, where: Path | str, detail: str = "",
+               rerun: str = "", kept: str = "the previous env (if any)") -> EnvError:
+    """A file-system failure as what happened, where, and what to do; the live env was never touched."""
+    where = Path(where)
+    rerun = rerun or f"inv setup --env {env}"
+    folder = next((p for p in (where, *where.parents) if p.is_dir()), where)
+    head = f"env {env!r}: {step} failed at {where}"
+    tail = (f"\n    {detail}" if detail else "") + f"\n  {kept} is untouched"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return EnvError(f"{head}: no space left on the device{tail}",
+                        fix=f"free disk space there (`df -h {folder}`; a venv with torch needs several GB), "
+                            f"or set TMPDIR / UV_CACHE_DIR / PIP_CACHE_DIR to a larger disk, then rerun `{rerun}`")
+    if code == errno.EROFS:
+        return EnvError(f"{head}: the file system is read-only{tail}",
+                        fix=f"remount that file system read-write, or run duplex from a project on a writable disk, "
+                            f"then rerun `{rerun}`")
+    if code in (errno.EACCES, errno.EPERM):
+        return EnvError(f"{head}: permission denied{tail}",
+                        fix=f"make {folder} writable by you (`ls -ld {folder}`; a tree made by `sudo inv setup` "
+                            f"needs `sudo chown -R \"$USER\" {folder}`), then rerun `{rerun}`")
+    return EnvError(f"{head}: {os.strerror(code) if code else 'file-system error'}{tail}",
+                    fix=f"check {folder} (free space, permissions), then rerun `{rerun}`")
+
+
+def from_os_error(exc: OSError, env: str, step: str, default_where: Path, **how) -> EnvError:
+    """An OSError from our own file work (exc.filename says where when Python knows it)."""
+    return os_problem(exc.errno, env, step, exc.filename or default_where, **how)
+

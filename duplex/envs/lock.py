@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import re
 import sys
 from pathlib import Path
 
 from ..errors import EnvError
-from . import sources
+from . import layout, sources
 from .interpreters import allows
 from .run import CommandFailed, Progress, run
 
@@ -125,6 +127,8 @@ def lock_env(root: Path, name: str, spec, *, variant: str | None = None, progres
     progress(f"{name}: resolving {_rel(req, root)} for Python {python}"
              + (f", torch {variant}" if variant and variant != "none" else "") + " (uv pip compile)")
     try:
+        if lock.is_file():  # uv keeps the pins it finds in its output file: a new line changes only what it must
+            shutil.copyfile(lock, tmp)
         run(args, what=f"locking env {name!r}", cwd=root, env=environ, timeout=1800,
             fix=f"check the names and versions in {_rel(req, root)} and your network, then `{again}`")
         body = tmp.read_text(encoding="utf-8")
@@ -139,15 +143,23 @@ def lock_env(root: Path, name: str, spec, *, variant: str | None = None, progres
         tmp.write_text(header + body, encoding="utf-8")
         os.replace(tmp, lock)
     except CommandFailed as err:
-        raise _explain(err, name, again) from None
+        raise _explain(err, name, again, lock) from None
+    except OSError as exc:  # a read-only or full project: say where, keep the old lock
+        raise layout.from_os_error(exc, name, "writing the lock", tmp, rerun=again,
+                                   kept="the previous lock (if any)") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     progress(f"{name}: wrote {_rel(lock, root)} ({len(pins(lock.read_text(encoding='utf-8')))} packages)")
     return lock
 
 
-def _explain(err: CommandFailed, name: str, again: str) -> EnvError:
+def _explain(err: CommandFailed, name: str, again: str, where: Path) -> EnvError:
     text = err.output
+    trouble = layout.tool_os_error(text)  # uv could not write the lock: full or read-only disk
+    if trouble:
+        return layout.os_problem(trouble[0], name, "writing the lock", where, trouble[1], rerun=again,
+                                 kept="the previous lock (if any)")
     if "No solution found" in text or "not found in the package registry" in text:
         return EnvError(f"env {name!r}: the requirements cannot be resolved\n{str(err).split(chr(10), 1)[-1]}",
                         fix=f"fix the package name or version range named above, then `{again}`")

@@ -39,7 +39,8 @@ class EnvResult:
     def as_dict(self) -> dict:
         """The row `inv setup --json` prints."""
         return {"env": self.name, "python": self.python_version, "path": str(self.path),
-                "torch": self.torch_variant, "state": self.state, "installer": self.installer,
+                "torch": self.torch_variant, "torch_reason": self.torch_reason, "state": self.state,
+                "installer": self.installer,
                 "seconds": round(self.seconds, 3), "warnings": self.warnings, "fixes": self.fixes}
 
 
@@ -116,14 +117,19 @@ def provision_env(root: Path, name: str, spec, *, python: str | None = None, for
     old = stamp_mod.read(venv) if venv_python(venv).exists() else None
     reason = "--force" if force else stamp_mod.stale_reason(old, python_ok=python_ok, **want)
     if reason is None:
-        progress(f"{name}: up to date (Python {old.python_version}, torch {old.torch}), nothing to do")
+        why = old.torch_reason or choice.reason  # stamps before torch_reason: today's reason
+        torch_text = f"torch {old.torch}" + (f": {why}" if old.torch != "none" else "")
+        progress(f"{name}: up to date (Python {old.python_version}, {torch_text}), nothing to do")
         return EnvResult(name, venv, old.python_version, old.installer, old.torch, True,
-                         time.perf_counter() - started, [], choice.reason, list(old.fix_results))
+                         time.perf_counter() - started, [], why, list(old.fix_results))
     if old is not None or venv.exists():
         progress(f"{name}: rebuilding: {reason}")
-    with layout.locked(root, name):
-        layout.clean(root, name)  # builds a killed setup left behind
-        return _build(root, name, spec, lock, want, choice, python, installer, progress, started)
+    try:
+        with layout.locked(root, name):
+            layout.clean(root, name)  # builds a killed setup left behind
+            return _build(root, name, spec, lock, want, choice, python, installer, progress, started)
+    except OSError as exc:  # the env folder itself cannot be made or locked (read-only, full, not ours)
+        raise layout.from_os_error(exc, name, "preparing the env folder", layout.envs_dir(root)) from None
 
 
 def _build(root, name, spec, lock, want, choice, python, installer, progress, started) -> EnvResult:
@@ -134,29 +140,38 @@ def _build(root, name, spec, lock, want, choice, python, installer, progress, st
         progress(f"{name}: torch {choice.variant}: {choice.reason}")
     warnings = list(choice.warnings)
     pins = lock_mod.pins(lock.read_text(encoding="utf-8"))
-    warnings += system.check(list(_spec(spec, "system", []) or []), name, pins,
+    libs = _spec(spec, "system_libs", None) or _spec(spec, "system", [])  # `system`: the older name
+    warnings += system.check(list(libs or []), name, pins,
                              system.pypi_has_wheel(interp.path), progress)
     tool = pick(installer)
     build = layout.new_build(root, name)
     relock = f"inv lock --env {name}" + (f" --torch {choice.variant}" if choice.variant != "none" else "")
+    step = "creating the venv"
     try:
         progress(f"{name}: creating the venv ({tool.name})")
-        tool.create(interp.path, build)
-        progress(f"{name}: installing {len(pins)} pinned packages from {want['lock']} ({tool.name}, hashes required)")
         try:
+            tool.create(interp.path, build)
+            step = "installing the pinned packages"
+            progress(f"{name}: installing {len(pins)} pinned packages from {want['lock']} ({tool.name}, hashes required)")
             tool.install(build, lock, find_links=sources.find_links(), index=sources.torch_index(choice.variant))
         except CommandFailed as err:
-            raise explain(err, name, lock, relock) from None
+            raise explain(err, name, lock, relock, step=step, where=layout.builds_dir(root)) from None
         py = venv_python(build)
+        step = "applying the post-install fixes"
         results = fixes_mod.apply(py, want["fixes"], name, progress)
         req = lock_mod.requirements_path(root, name, spec)
         dists = lock_mod.wanted_names(req) if req.is_file() else []
         imports.check_imports(py, dists, name, lock_mod._rel(req, root), progress)
+        step = "writing the env stamp"
         stamp_mod.write(build, stamp_mod.Stamp(
             lock=want["lock"], lock_sha256=want["lock_sha256"], python=str(interp.path),
             python_version=interp.version, torch=choice.variant, fixes=want["fixes"], installer=tool.name,
-            fix_results=tuple(f"{r.name}: {r.message}" for r in results)))
+            fix_results=tuple(f"{r.name}: {r.message}" for r in results), torch_reason=choice.reason))
+        step = "swapping in the new env"
         layout.swap_in(root, name, build)
+    except OSError as exc:  # disk full, read-only, not ours: say so instead of a traceback
+        shutil.rmtree(build, ignore_errors=True)  # the previous env (if any) stays in place
+        raise layout.from_os_error(exc, name, step, build) from None
     except BaseException:
         shutil.rmtree(build, ignore_errors=True)  # the previous env (if any) stays in place
         raise

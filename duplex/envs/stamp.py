@@ -20,6 +20,7 @@ class Stamp:
     fixes: tuple[str, ...] = ()
     installer: str = ""
     fix_results: tuple[str, ...] = field(default=(), compare=False)
+    torch_reason: str = field(default="", compare=False)  # why that variant (driver, GPUs, or asked for)
 
 
 def read(venv: Path) -> Stamp | None:

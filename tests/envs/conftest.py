@@ -19,7 +19,7 @@ class Spec:
     requirements: str | None = None
     torch: str = "none"
     fixes: list[str] = field(default_factory=list)
-    system: list[str] = field(default_factory=list)
+    system_libs: list[str] = field(default_factory=list)
 
 
 def make_project(root: Path, name: str = "small", requirements: str = "six\nidna\n") -> Path:

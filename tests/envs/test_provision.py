@@ -138,3 +138,38 @@ def test_hf_token_goes_to_a_private_env_file(tmp_path):
     path = write_secret(tmp_path, "HF_TOKEN", "hf_secretvalue123")
     assert path.stat().st_mode & 0o777 == 0o600
     assert path.read_text() == "OTHER=1\nHF_TOKEN=hf_secretvalue123\n"
+
+
+def test_the_torch_choice_and_its_reason_are_recorded_in_the_stamp_and_shown_on_reuse(project, monkeypatch):
+    from duplex.envs import TorchProbe, lock_env
+    from duplex.envs.torch import Gpu
+    monkeypatch.setenv("DUPLEX_TORCH_INDEX", "none")  # the env has no torch; the variant still names the lock
+    blackwell = TorchProbe(cuda_driver=12080, driver_version="570.86.10", gpus=(Gpu("RTX 5090", (12, 0)),))
+    spec = Spec(torch="auto")
+    lock_env(project, "small", spec, probe=blackwell)
+    built = provision_env(project, "small", spec, probe=blackwell)
+    stamp = read(built.path)
+    assert stamp.torch == built.torch_variant == "cu128"
+    assert "RTX 5090 (sm_120)" in stamp.torch_reason and "CUDA 12.8" in stamp.torch_reason
+    assert built.as_dict()["torch_reason"] == stamp.torch_reason
+    # Reuse reports the reason recorded at build time, not one recomputed now.
+    path = built.path / ".duplex-stamp.json"
+    path.write_text(path.read_text().replace(stamp.torch_reason, "recorded at build time"))
+    lines: list[str] = []
+    again = provision_env(project, "small", spec, probe=blackwell, progress=lines.append)
+    assert again.reused and again.as_dict()["torch_reason"] == "recorded at build time"
+    assert lines == ["small: up to date (Python %s, torch cu128: recorded at build time), nothing to do"
+                     % again.python_version]
+
+
+def test_setup_json_rows_carry_the_torch_reason(project):
+    import json
+    from tests.conftest import run_inv
+    (project / "stack.toml").write_text('[envs.small]\n[services.api]\nenv = "small"\n'
+                                        'command = ["python", "-c", "pass"]\nport = 9199\nmodes = ["native"]\n')
+    stack = {"DUPLEX_STACK": str(project / "stack.toml")}
+    for state in ("built", "reused"):
+        proc = run_inv("setup", "--env", "small", "--json", env=stack, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        [row] = json.loads(proc.stdout)
+        assert row["state"] == state and row["torch"] == "none" and row["torch_reason"] == "no torch in this env"

@@ -2,16 +2,44 @@
 
 from __future__ import annotations
 
+import importlib
 import json
+import re
+import sys
 
 from tests.conftest import run_inv
 
 
+def listed_tasks(out: str) -> dict[str, str]:
+    """Task -> help, parsed from `inv --list` (invoke wraps long help onto indented lines)."""
+    tasks: dict[str, str] = {}
+    name = None
+    for line in out.splitlines():
+        if found := re.match(r"^  (\S+)(?:\s+(\S.*))?$", line):
+            name = found.group(1)
+            tasks[name] = found.group(2) or ""
+        elif name and line.startswith("   ") and line.strip():
+            tasks[name] += " " + line.strip()
+    return tasks
+
+
 def test_every_task_has_one_line_help():
-    out = run_inv("--list", check=True).stdout
-    for name in ("config", "setup", "lock", "prefetch", "preflight", "run", "status", "logs", "stop",
-                 "vendor-moshi"):
-        assert f"  {name} " in out, name
+    from invoke import Collection
+    from tests.conftest import ROOT
+    proc = run_inv("--list", check=True)
+    listed = listed_tasks(proc.stdout)
+    assert {"config", "setup", "lock", "prefetch", "preflight", "run", "status", "logs", "stop", "vendor-moshi",
+            "publish", "smoke", "certs"} <= set(listed), listed
+    sys.path.insert(0, str(ROOT))
+    try:
+        defined = Collection.from_module(importlib.import_module("tasks"))
+    finally:
+        sys.path.remove(str(ROOT))
+    assert set(listed) == set(defined.task_names), "a task is missing from `inv --list`"
+    for name, help_text in listed.items():
+        assert help_text.strip(), f"{name} has no help in `inv --list`"
+        doc = (defined[name].__doc__ or "").strip()
+        assert help_text.split() == doc.splitlines()[0].split(), f"{name}: the list shows more than its first line"
 
 
 def test_setup_json_builds_or_reuses_the_native_envs():

@@ -121,3 +121,61 @@ def test_bad_port_override(tmp_path):
     stack.write_text(GOOD)
     proc = run_inv("config", env={"DUPLEX_STACK": str(stack), "DUPLEX_PORT_API": "http"})
     assert_user_error(proc, "DUPLEX_PORT_API='http' is not a port number")
+
+
+def with_env(*lines: str) -> str:
+    return GOOD.replace("[envs.app]\n", "[envs.app]\n" + "".join(line + "\n" for line in lines))
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("3.13", "a version or range that admits a Python in 3.10-3.12"),
+    (">=3.13", "a version or range that admits a Python in 3.10-3.12"),
+    ("<3.10", "a version or range that admits a Python in 3.10-3.12"),
+    ("three", "a version like '3.11' or a range like '>=3.10,<3.13'"),
+    ("", "a version like '3.11' or a range like '>=3.10,<3.13'"),
+])
+def test_env_python_outside_3_10_to_3_12_is_rejected_at_load(tmp_path, value, expected):
+    proc = inv_config(tmp_path, with_env(f'python = "{value}"'))
+    assert_user_error(proc, "stack.toml", f"envs.app.python: expected {expected}", f"found {value!r}", "1 problem")
+
+
+@pytest.mark.parametrize("value", ["3.10", "3.12.4", ">=3.11", ">=3.12,<3.14", "~=3.11.0"])
+def test_env_python_that_admits_a_supported_version_loads(tmp_path, value):
+    proc = inv_config(tmp_path, with_env(f'python = "{value}"'))
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_setup_fails_on_a_bad_env_the_same_way_before_any_work(tmp_path):
+    stack = tmp_path / "stack.toml"
+    stack.write_text(with_env('python = "3.13"', 'fixes = ["nemo"]'))
+    proc = run_inv("setup", "--env", "app", env={"DUPLEX_STACK": str(stack)})
+    assert_user_error(proc, "envs.app.python: expected", "found '3.13'",
+                      "envs.app.fixes: unknown fix 'nemo'; expected names of known fixes (lhotse)", "2 problems")
+    assert not (tmp_path / ".duplex").exists()
+
+
+def test_unknown_fix_is_rejected_at_load_and_known_ones_load(tmp_path):
+    proc = inv_config(tmp_path, with_env('fixes = ["lhotse", "nemo", "sox"]'))
+    assert_user_error(proc, "envs.app.fixes: unknown fix 'nemo', 'sox'; expected names of known fixes (lhotse)",
+                      "found ['lhotse', 'nemo', 'sox']")
+    assert inv_config(tmp_path, with_env('fixes = ["lhotse"]')).returncode == 0
+
+
+def test_system_libs_is_the_name_and_system_its_older_alias(tmp_path):
+    from duplex.stack import load_stack
+    for key in ("system_libs", "system"):
+        proc = inv_config(tmp_path, with_env(f'{key} = ["opus"]'))
+        assert proc.returncode == 0, proc.stderr
+        env = load_stack(tmp_path / "stack.toml").envs["app"]
+        assert env.system_libs == env.system == ["opus"], key
+    proc = inv_config(tmp_path, with_env('system_libs = ["opus"]', 'system = ["opus"]'))
+    assert_user_error(proc, "envs.app.system: expected `system_libs` or its older name `system`, found both")
+    proc = inv_config(tmp_path, with_env('system_libs = "opus"'))
+    assert_user_error(proc, "envs.app.system_libs", "valid list", "'opus'")
+
+
+def test_the_shipped_stack_uses_system_libs():
+    from duplex.stack import load_stack
+    from tests.conftest import ROOT
+    assert load_stack(ROOT / "stack.toml").envs["moshi"].system_libs == ["opus"]
+    assert 'system_libs = ["opus"]' in (ROOT / "stack.toml").read_text()
