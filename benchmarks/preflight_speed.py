@@ -3,7 +3,9 @@
     python benchmarks/preflight_speed.py [--repeat 5]
 
 Cases: the shipped stack in container mode, in native mode, and with moshi named (a model to look up on a
-hub that does not answer: HF_ENDPOINT's default here has no DNS, plus a closed local port).
+hub that does not answer: HF_ENDPOINT's default here has no DNS, a closed local port, and a port that
+accepts and never answers, the worst case: it costs the hub timeout, DUPLEX_PREFLIGHT_TIMEOUT).
+Last, the real CLI as a user runs it (`python -m invoke preflight --json`) with that hanging hub.
 """
 
 from __future__ import annotations
@@ -42,9 +44,11 @@ print(f"{{time.perf_counter() - t:.3f}} {{report.exit_code}}")
 def _silent_port() -> int:
     """A port that accepts connections and never answers: the worst hub (a proxy that swallows requests)."""
     import socket
+    if hasattr(_silent_port, "sock"):
+        return _silent_port.sock.getsockname()[1]
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
+    sock.listen(256)
     _silent_port.sock = sock  # keep it open for the whole run
     return sock.getsockname()[1]
 
@@ -56,8 +60,7 @@ def in_process(repeat: int) -> None:
     from duplex.stack import load_stack
     stack = load_stack(ROOT / "stack.toml")
     print(f"in-process run_preflight, {repeat} runs each (median / max):")
-    cases = {**CASES, "moshi, hub accepts and never answers": dict(
-        native=False, services=["moshi"], environ={"HF_ENDPOINT": f"http://127.0.0.1:{_silent_port()}"})}
+    cases = {**CASES, "moshi, hub accepts and never answers": _hanging()}
     for label, case in cases.items():
         environ = {**os.environ, **case["environ"]}
         the_plan = plan(stack, probe_machine(environ), native=case["native"], services=case["services"])
@@ -71,9 +74,13 @@ def in_process(repeat: int) -> None:
               f"({len(report.results)} results)")
 
 
+def _hanging() -> dict:
+    return dict(native=False, services=["moshi"], environ={"HF_ENDPOINT": f"http://127.0.0.1:{_silent_port()}"})
+
+
 def fresh_process(repeat: int) -> None:
     print(f"fresh python process (imports + plan + preflight), {repeat} runs each (median / max):")
-    for label, case in CASES.items():
+    for label, case in {**CASES, "moshi, hub accepts and never answers": _hanging()}.items():
         code = FRESH.format(native=case["native"], services=case["services"])
         times = []
         for _ in range(repeat):
@@ -84,9 +91,25 @@ def fresh_process(repeat: int) -> None:
         print(f"  {label:<44} {statistics.median(times):6.3f} s / {max(times):6.3f} s")
 
 
+def real_cli(repeat: int) -> None:
+    """`inv preflight` end to end: invoke's start-up, tasks.py, .env, the checks, the JSON."""
+    print(f"`python -m invoke preflight --json --services moshi`, hub hanging, {repeat} runs (median / max):")
+    environ = {**os.environ, **_hanging()["environ"]}
+    times, codes = [], set()
+    for _ in range(repeat):
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "invoke", "preflight", "--json", "--services", "moshi"],
+                              cwd=ROOT, env=environ, capture_output=True, text=True, check=False, timeout=60)
+        times.append(time.perf_counter() - started)
+        codes.add(proc.returncode)
+    print(f"  {'inv preflight, hub accepts and never answers':<44} {statistics.median(times):6.3f} s / "
+          f"{max(times):6.3f} s   exit {sorted(codes)}")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     in_process(args.repeat)
     fresh_process(args.repeat)
+    real_cli(args.repeat)

@@ -125,8 +125,19 @@ def check_vram(ctx: Context, facts: NvmlFacts, models: dict[str, ModelFacts]) ->
         if need <= best.memory_free:
             out.append(passed(name, f"{text}; {where}"))
         else:
-            out.append(warn(name, f"{text}, more than the {where}",
-                            f"free GPU memory (`nvidia-smi` lists what holds it), use a bigger GPU, or offload "
-                            f"part of the model to the CPU: CPU_OFFLOAD = \"true\" in [services.{svc.name}.environment] "
-                            f"(moshi: --cpu-offload; slower, but it runs)"))
+            out.append(warn(name, f"{text}, more than the {where}", vram_fix(svc, need)))
     return out
+
+
+def vram_fix(svc, need: int) -> str:
+    """What really lowers a service's GPU memory: only options its server has (checked in its argparse)."""
+    fix = f"free GPU memory (`nvidia-smi` lists what holds it), or run on a GPU with {size_text(need)} free"
+    if any("personaplex" in m.lower() for m in svc.models):  # NVIDIA's moshi fork: it has the flag
+        return (fix + "; or let PersonaPlex's server keep part of the model in CPU memory: add "
+                "\"--cpu-offload\" to its command (slower, but it fits)")
+    if "moshi.server" in svc.command:  # the vendored Kyutai server: --hf-repo, no offload flag
+        return (fix + f"; or load Kyutai's 8-bit checkpoint (about half the memory, needs bitsandbytes, "
+                f"which the moshi env has): `--hf-repo kyutai/moshiko-pytorch-q8` in [services.{svc.name}] "
+                "command and that repo in its models. The vendored Kyutai server has no CPU offload "
+                "(--cpu-offload is a flag of NVIDIA PersonaPlex's server only)")
+    return fix + f"; or a smaller or quantised model in services.{svc.name}.models (and the server's command)"

@@ -37,16 +37,19 @@ class Answer:
 @dataclass
 class HubFacts:
     endpoint: str
-    token_source: str | None  # "HF_TOKEN", "token file /path"; never the token itself
+    token_source: str | None  # "HF_TOKEN", ".env (...)", "token file /path"; never the token itself
     whoami: Answer | None = None  # None when no token is set
     models: dict[str, Answer] = field(default_factory=dict)  # repo -> model info (gated flag, file sizes)
     access: dict[str, Answer] = field(default_factory=dict)  # repo -> auth-check (only with a token)
 
 
-def find_token(environ: dict[str, str]) -> tuple[str | None, str | None]:
-    """(token, where it came from) the way huggingface_hub looks: HF_TOKEN, then the saved token file."""
+def find_token(environ: dict[str, str], root: Path | None = None) -> tuple[str | None, str | None]:
+    """(token, where it came from) the way huggingface_hub looks: HF_TOKEN, then the saved token file.
+    tasks.py fills HF_TOKEN from <root>/.env when it is unset: that one is named as the .env token."""
     if environ.get("HF_TOKEN", "").strip():
-        return environ["HF_TOKEN"].strip(), "HF_TOKEN"
+        value = environ["HF_TOKEN"].strip()
+        from duplex.models.hub import DOTENV, dotenv_token
+        return value, DOTENV if root is not None and dotenv_token(root) == value else "HF_TOKEN"
     from duplex.probe import hf_home
     path = Path(environ.get("HF_TOKEN_PATH") or Path(hf_home(environ)) / "token").expanduser()
     try:
@@ -106,9 +109,9 @@ def _json(raw: bytes) -> dict | None:
 
 
 def gather(environ: dict[str, str], repos: list[str], *, timeout: float = TIMEOUT,
-           probe: HubProbe | None = None) -> HubFacts:
+           probe: HubProbe | None = None, root: Path | None = None) -> HubFacts:
     """Every hub call preflight needs, all at once (threads), each bounded by `timeout`."""
-    token, source = find_token(environ)
+    token, source = find_token(environ, root)
     endpoint = (environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
     hub = probe or HubProbe(endpoint, token, timeout)
     facts = HubFacts(hub.endpoint, source)

@@ -1,6 +1,7 @@
 """token: HF_TOKEN present when a model needs one, accepted by HF_ENDPOINT, with access to each gated model.
 
-The token itself never appears in a result: only where it came from (HF_TOKEN or the token file).
+The token itself never appears in a result: only where it came from (HF_TOKEN, the project's .env
+saved by `inv setup --hf-token`, or the token file of `hf auth login`), which chooses the advice.
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ def _gated(answer: Answer | None) -> bool | None:
 
 def _unreachable(facts: HubFacts, answer: Answer) -> str:
     return f"could not reach {facts.endpoint} ({answer.error or 'no answer'})"
+
+
+def _set_token(src: str | None) -> str:
+    """How to put a new token in place, where the current one lives (.env from `inv setup`, ...)."""
+    if src and src.startswith(".env"):
+        return "save it with `inv setup --hf-token hf_...` (it replaces the one in .env)"
+    if src and src.startswith("token file"):
+        return "run `hf auth login` with it (or `inv setup --hf-token hf_...`, used when HF_TOKEN is unset)"
+    if src == "HF_TOKEN":
+        return "`export HF_TOKEN=hf_...` (HF_TOKEN takes precedence over .env and `hf auth login`)"
+    return "save it with `inv setup --hf-token hf_...` (or `export HF_TOKEN=hf_...`)"
 
 
 NETWORK_FIX = ("check the network or proxy (HTTPS_PROXY, SSL_CERT_FILE), or set HF_ENDPOINT to a mirror; "
@@ -43,16 +55,16 @@ def _without_token(ctx: Context, facts: HubFacts, repos: list[str]) -> list[Resu
     unknown = [r for r in repos if _gated(facts.models.get(r)) is None]
     out: list[Result] = []
     if gated:
-        out.append(fail("token", f"HF_TOKEN is not set and {', '.join(gated)} "
+        out.append(fail("token", f"no token is set (HF_TOKEN, .env, `hf auth login`) and {', '.join(gated)} "
                                  f"{'is' if len(gated) == 1 else 'are'} gated (licence required)",
                         f"create a read token at {TOKENS_PAGE}, accept the licence at "
-                        f"{ctx.endpoint}/{gated[0].split('@')[0]}, then `export HF_TOKEN=hf_...` (or `hf auth login`)"))
+                        f"{ctx.endpoint}/{gated[0].split('@')[0]}, then {_set_token(None)}"))
     elif unknown:
         first = facts.models.get(unknown[0])
         why = _unreachable(facts, first) if first is None or not first.reached else f"HTTP {first.status}"
-        out.append(warn("token", f"HF_TOKEN is not set; cannot tell whether {', '.join(unknown)} needs one: {why}",
+        out.append(warn("token", f"no token is set; cannot tell whether {', '.join(unknown)} needs one: {why}",
                         NETWORK_FIX if first is None or not first.reached else
-                        f"check the model name; private models need `export HF_TOKEN=hf_...` ({TOKENS_PAGE})"))
+                        f"check the model name; a private model needs a token ({TOKENS_PAGE}): {_set_token(None)}"))
     else:
         out.append(passed("token", "no token set, and none is needed: every model is public"))
     for repo in repos:
@@ -68,11 +80,11 @@ def _model_without_token(ctx: Context, facts: HubFacts, repo: str) -> Result:
     if info.status == 200:
         if info.data and info.data.get("gated"):
             return fail(name, f"gated ({info.data['gated']} approval): downloading needs a token with access",
-                        f"accept the licence at {ctx.endpoint}/{repo.split('@')[0]}, then set HF_TOKEN")
+                        f"accept the licence at {ctx.endpoint}/{repo.split('@')[0]}, then {_set_token(None)}")
         return passed(name, "public model: no token needed")
     return fail(name, f"the hub answered {info.status} ({info.error or info.error_code}): not found, or private",
-                f"check the name in stack.toml ({_users(ctx, repo)}); a private model needs HF_TOKEN "
-                f"from an account with access")
+                f"check the name in stack.toml ({_users(ctx, repo)}); a private model needs a token "
+                f"from an account with access: {_set_token(None)}")
 
 
 def _with_token(ctx: Context, facts: HubFacts, repos: list[str]) -> list[Result]:
@@ -83,8 +95,7 @@ def _with_token(ctx: Context, facts: HubFacts, repos: list[str]) -> list[Result]
                [skip(f"token.{r}", "hub not reachable", "see the token result above") for r in repos]
     if who.status == 401:
         return [fail("token", f"the token from {src} was rejected by {facts.endpoint} (401: invalid or revoked)",
-                     f"create a new read token at {TOKENS_PAGE} and `export HF_TOKEN=hf_...`"
-                     + (" (HF_TOKEN takes precedence over `hf auth login`)" if src == "HF_TOKEN" else ""))] + \
+                     f"create a new read token at {TOKENS_PAGE} and {_set_token(src)}")] + \
                [skip(f"token.{r}", "the token was rejected", "fix the token first") for r in repos]
     if who.status != 200:
         return [warn("token", f"token from {src}: {facts.endpoint} answered whoami with HTTP {who.status} "

@@ -107,7 +107,7 @@ def run_preflight(stack, plan: Plan, *, environ: dict[str, str] | None = None, p
                 jobs[f"torch:{env}"] = lambda p=python_bin: probes.torch(p, driver=nvml.driver_version,
                                                                           memo=cache / "torch.json")
     if repos and not ctx.offline:
-        jobs["hub"] = lambda: probes.hub(environ, repos, timeout=net_timeout)
+        jobs["hub"] = lambda: probes.hub(environ, repos, timeout=net_timeout, root=root)
     if ctx.services("container"):
         jobs["docker"] = lambda: probes.docker(environ, docker.wanted_images(ctx), plan.stack, max(net_timeout, 1.0))
     for svc in ctx.services():
@@ -144,6 +144,7 @@ def run_preflight(stack, plan: Plan, *, environ: dict[str, str] | None = None, p
     results += ports.check(ctx, {s.port: ok(f"port:{s.port}") for s in ctx.services() if ok(f"port:{s.port}")},
                            docker_facts.own if docker_facts else {})
     results += docker.check(ctx, docker_facts, len(nvml.gpus))
+    results += docker.check_image_locks(ctx)
     results += opus.check(ctx, ok("libs", {}))
     results += _not_applicable(ctx, results)
     order = {g: i for i, g in enumerate(GROUPS)}

@@ -2,7 +2,8 @@
 
 from .errors import (CorruptFileError, DiskFullError, GatedModelError, HubUnreachableError, LockError,
                      ModelError, ModelNotFoundError, ModelRefError, TokenRejectedError)
-from .prefetch import ModelPlan, PrefetchReport, missing, pinned_revision, prefetch
+from .lock import pinned_revision
+from .prefetch import ModelPlan, PrefetchReport, missing, prefetch
 from .progress import NullProgress, RichProgress
 
 __all__ = ["prefetch", "pinned_revision", "missing", "PrefetchReport", "ModelPlan", "NullProgress",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 from ..errors import DuplexError
 
 
@@ -30,7 +32,8 @@ class HubUnreachableError(ModelError):
 
 
 class DiskFullError(ModelError):
-    """Not enough free space for what must be downloaded; refused before downloading anything."""
+    """Not enough free space: refused before the first byte, or the disk filled up during the
+    download (another writer, or filesystem overhead the up-front check cannot see)."""
 
 
 class CorruptFileError(ModelError):
@@ -39,3 +42,14 @@ class CorruptFileError(ModelError):
 
 class LockError(ModelError):
     """models.lock cannot be read."""
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """ENOSPC (or a quota: EDQUOT) anywhere in an exception's chain: libraries wrap OSErrors."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
-from .cache import digest_matches, discard
-from .errors import CorruptFileError
+from .cache import digest_matches, discard, repo_folder
+from .errors import CorruptFileError, DiskFullError
 from .hub import Hub, file_bar
 from .lock import FileEntry
-from .progress import Progress
+from .progress import Progress, human
 
 
 class _Stopped(BaseException):  # not an Exception: no handler on the way may swallow it
@@ -39,7 +41,11 @@ def fetch_files(hub: Hub, hub_cache: Path, jobs: list[tuple[str, str, FileEntry]
                 raise _Stopped()
             progress.advance(repo, entry, n)
 
-        path = hub.download(repo, commit, entry, hub_cache, bar=file_bar(on_bytes))
+        try:
+            path = hub.download(repo, commit, entry, hub_cache, bar=file_bar(on_bytes))
+        except DiskFullError as err:
+            got = set(done)
+            raise _filled(hub_cache, repo, entry, [j[2] for j in jobs if (j[0], j[2]) not in got]) from err
         if path.stat().st_size != entry.size or not digest_matches(path, entry):
             discard(hub_cache, repo, commit, entry)
             raise CorruptFileError(
@@ -67,3 +73,23 @@ def fetch_files(hub: Hub, hub_cache: Path, jobs: list[tuple[str, str, FileEntry]
         pool.shutdown(wait=True, cancel_futures=True)
         progress.finish()
     return done
+
+
+def _filled(hub_cache: Path, repo: str, entry: FileEntry, left: list[FileEntry]) -> DiskFullError:
+    """The disk filled up mid-download. huggingface_hub deletes its own temporary file; older
+    releases kept `<etag>.incomplete` to resume from, which would hold the space: drop it too."""
+    etag = entry.sha256 or entry.git_blob
+    if etag:
+        (repo_folder(hub_cache, repo) / "blobs" / f"{etag}.incomplete").unlink(missing_ok=True)
+    try:
+        free = f"{human(shutil.disk_usage(hub_cache).free)} free now"
+        block = os.statvfs(hub_cache).f_frsize or 4096
+    except OSError:
+        free, block = "free space unknown", 4096
+    need = sum(-(-f.size // block) * block for f in left)  # each file takes whole blocks on disk
+    return DiskFullError(
+        f"the disk filled up while downloading {repo}/{entry.path} ({human(entry.size)}) into "
+        f"{hub_cache} ({free}); the partial file was removed and models.lock is unchanged",
+        fix=f"free at least {human(need)} there (something else may be writing to that disk), or "
+            f"point HF_HOME (or HF_HUB_CACHE) at a larger disk; then rerun `inv prefetch`: the files "
+            f"already downloaded are kept")

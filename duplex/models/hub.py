@@ -1,23 +1,28 @@
 """The one module that talks to huggingface_hub: resolve, list, check access, download one file.
 
 Every hub failure leaves here as a ModelError that says what to do next. The token is never put
-into a message: huggingface_hub reads it (HF_TOKEN or the stored login) and only `token_present`
-travels with us, to choose the advice.
+into a message: huggingface_hub reads it (HF_TOKEN, which tasks.py fills from the project's .env,
+or the stored login) and only where it came from travels with us, to choose the advice.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import (GatedModelError, HubUnreachableError, ModelError, ModelNotFoundError,
-                     TokenRejectedError)
+from .errors import (DiskFullError, GatedModelError, HubUnreachableError, ModelError,
+                     ModelNotFoundError, TokenRejectedError, is_disk_full)
 from .lock import FileEntry, LockedModel
 from .refs import DEFAULT_REVISION, ModelRef
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+DISK_FIX = ("free space on the disk that holds the Hugging Face cache, or point HF_HOME (or "
+            "HF_HUB_CACHE) at a larger disk; then rerun `inv prefetch` (files already downloaded are kept)")
+DOTENV = ".env (saved by `inv setup --hf-token`)"
+LOGIN = "the stored login (`hf auth login`)"
 _NETWORK = {"ConnectError", "ConnectionError", "ConnectTimeout", "TimeoutException", "ReadTimeout",
             "NetworkError", "RemoteProtocolError", "ProxyError"}
 
@@ -28,10 +33,50 @@ def endpoint_from(environ: dict[str, str] | None = None) -> str:
     return (environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
+def dotenv_token(root: Path | str) -> str | None:
+    """HF_TOKEN as `inv setup --hf-token` saved it in <root>/.env (read the way tasks.py reads it)."""
+    try:
+        lines = (Path(root) / ".env").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    values = [line[9:].strip() for line in lines if line.startswith("HF_TOKEN=")]
+    return next((v for v in reversed(values) if v), None)
+
+
+def token_source(root: Path | str | None = None, environ: dict[str, str] | None = None) -> str | None:
+    """Where the token huggingface_hub will send comes from (never the token itself), or None.
+
+    tasks.py copies the .env token into HF_TOKEN when HF_TOKEN is unset, so an HF_TOKEN equal to
+    the .env one is taken as the .env one: the advice then names `inv setup --hf-token`."""
+    environ = os.environ if environ is None else environ
+    value = (environ.get("HF_TOKEN") or "").strip()
+    if value:
+        return DOTENV if root is not None and dotenv_token(root) == value else "HF_TOKEN"
+    from huggingface_hub import get_token
+    return LOGIN if get_token() else None
+
+
 @dataclass(frozen=True)
 class Hub:
     endpoint: str = DEFAULT_ENDPOINT
     token_present: bool = False
+    token_from: str | None = None  # token_source(); "HF_TOKEN" is assumed when only token_present
+
+    @property
+    def _source(self) -> str | None:
+        return self.token_from or ("HF_TOKEN" if self.token_present else None)
+
+    def _new_token(self) -> str:
+        """How to put a new read token in place, where the current one (if any) lives."""
+        tokens = f"{self.endpoint}/settings/tokens"
+        if self._source == DOTENV:
+            return (f"create a read token at {tokens} and save it with `inv setup --hf-token hf_...` "
+                    "(it replaces the one in .env)")
+        if self._source == LOGIN:
+            return f"create a read token at {tokens} and run `hf auth login` with it (or set HF_TOKEN)"
+        if self._source == "HF_TOKEN":
+            return f"create a read token at {tokens} and set HF_TOKEN to it (HF_TOKEN wins over .env)"
+        return f"create a read token at {tokens} and save it with `inv setup --hf-token hf_...` (or set HF_TOKEN)"
 
     def _api(self):
         from huggingface_hub import HfApi
@@ -75,6 +120,9 @@ class Hub:
         """One file into the cache at `commit`; huggingface_hub writes a temp file and renames it
         when whole, so an interruption never leaves a half file under the real name."""
         from huggingface_hub import hf_hub_download
+        # Its "Not enough free disk space" warning only repeats what prefetch checked up front, and
+        # a disk that fills up later ends as DiskFullError: keep the warning off the user's screen.
+        warnings.filterwarnings("ignore", message="Not enough free disk space", category=UserWarning)
         try:
             return Path(hf_hub_download(repo, entry.path, revision=commit, cache_dir=str(hub_cache),
                                         endpoint=self.endpoint, tqdm_class=bar or _silent()))
@@ -97,37 +145,43 @@ class Hub:
         from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
                                             RepositoryNotFoundError, RevisionNotFoundError)
         where = f"{self.endpoint}/{ref.repo}"
-        tokens = f"{self.endpoint}/settings/tokens"
         if isinstance(exc, ModelError):
             return exc
+        if is_disk_full(exc):  # a write into the cache, not the hub: huggingface_hub only warns ahead
+            return DiskFullError(f"{ref}: the disk filled up while writing to the Hugging Face cache",
+                                 fix=DISK_FIX)
         if isinstance(exc, OfflineModeIsEnabled):
             return HubUnreachableError(f"{ref}: HF_HUB_OFFLINE=1 is set, so the hub cannot be asked",
                                        fix="unset HF_HUB_OFFLINE for `inv prefetch` (servers keep it)")
+        src = self._source
         if isinstance(exc, GatedRepoError):
             fix = f"open {where} , log in and accept the licence (access may need the owner's approval)"
-            fix += ("; then rerun `inv prefetch` with HF_TOKEN set to a read token of that account"
-                    if self.token_present else
-                    f"; then create a read token at {tokens} and set HF_TOKEN to it")
-            return GatedModelError(f"{ref.repo} is gated: your account has not been granted access "
-                                   f"to it{'' if self.token_present else ' (and no HF_TOKEN is set)'}", fix=fix)
+            fix += (f"; then rerun `inv prefetch` (it sends the token from {src}: that token's account "
+                    f"must be the one granted access, else {self._new_token()})"
+                    if src else f"; then {self._new_token()}")
+            return GatedModelError(f"{ref.repo} is gated: your account has not been granted access to it"
+                                   + (f" (token from {src})" if src else
+                                      " (and no token is set: no HF_TOKEN, no .env token, no `hf auth login`)"),
+                                   fix=fix)
         if isinstance(exc, RevisionNotFoundError):
             return self._no_revision(ref)
         if isinstance(exc, HfHubHTTPError) and _status(exc) == 401 and _invalid_token(exc):
             return TokenRejectedError(
-                f"the hub at {self.endpoint} rejected the token (invalid, expired or revoked)",
-                fix=f"create a read token at {tokens} and set HF_TOKEN to it (or run `hf auth login`); "
-                    "the cached models are not used in its place")
+                f"the hub at {self.endpoint} rejected the token from {src or 'HF_TOKEN'} "
+                "(invalid, expired or revoked)",
+                fix=f"{self._new_token()}; the cached models are not used in its place")
         if isinstance(exc, RepositoryNotFoundError):
             if ref.revision != DEFAULT_REVISION and self._exists(ref.repo):
                 return self._no_revision(ref)
             fix = ("check the name (ORG/NAME, as on the model page); "
-                   + ("if it is private, make sure your token's account can read it"
-                      if self.token_present else f"if it is private, set HF_TOKEN (tokens: {tokens})"))
+                   + (f"if it is private, make sure the account of the token from {src} can read it"
+                      if src else f"if it is private, {self._new_token()}"))
             return ModelNotFoundError(f"{ref.repo}: no such model on {self.endpoint}", fix=fix)
         if isinstance(exc, HfHubHTTPError) and _status(exc) == 403:
-            return TokenRejectedError(f"{ref.repo}: the hub refused access with this token (403)",
-                                      fix=f"give the token read access to {ref.repo} (fine-grained tokens) "
-                                          f"or create a read token at {tokens}")
+            return TokenRejectedError(f"{ref.repo}: the hub refused access with the token from "
+                                      f"{src or 'HF_TOKEN'} (403)",
+                                      fix=f"give that token read access to {ref.repo} (fine-grained tokens), "
+                                          f"or {self._new_token()}")
         if isinstance(exc, HfHubHTTPError) and (_status(exc) or 0) >= 500 or _is_network(exc):
             what = f"answered {_status(exc)}" if isinstance(exc, HfHubHTTPError) else "did not answer"
             return HubUnreachableError(f"the hub at {self.endpoint} {what} ({type(exc).__name__})",

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LockError
+from .refs import parse_ref
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -81,8 +82,11 @@ def write_lock(root: Path | str, lock: Lock) -> Path:
     """Write atomically (temp file + rename): a crash never leaves half a lock."""
     path = lock_path(root)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(render_lock(lock), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(render_lock(lock), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed write (a full disk): no stray temp file
     return path
 
 
@@ -107,3 +111,12 @@ def render_lock(lock: Lock) -> str:
 
 def _s(text: str) -> str:
     return json.dumps(text)  # a JSON string is a valid TOML basic string (\uXXXX escapes included)
+
+
+def pinned_revision(root: Path | str, repo: str) -> str | None:
+    """The commit to start a server with (with HF_HUB_OFFLINE=1), or None when not pinned yet."""
+    ref = parse_ref(repo)
+    if ref.is_commit:
+        return ref.revision
+    locked = read_lock(root).get(ref.repo)
+    return locked.commit if locked and locked.revision == ref.revision else None

@@ -10,14 +10,16 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from .cache import cached_ref, check_snapshot, hub_cache_dir, link_blob, snapshot_dir, write_ref
-from .errors import CorruptFileError, DiskFullError, HubUnreachableError
+from .errors import CorruptFileError, DiskFullError, HubUnreachableError, is_disk_full
 from .fetch import fetch_files
-from .hub import Hub, endpoint_from
+from .hub import DISK_FIX, Hub, endpoint_from, token_source
+
 from .lock import FileEntry, Lock, LockedModel, lock_path, read_lock, render_lock, write_lock
 from .progress import NullProgress, Progress, human
 from .refs import ModelRef, parse_ref, parse_refs
@@ -84,7 +86,9 @@ def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_p
     progress = progress or NullProgress()
     cache = hub_cache_dir(hf_home, hub_cache)
     lock = read_lock(root)
-    hub = hub or Hub(endpoint or endpoint_from(), token_present)
+    if hub is None:  # huggingface_hub sends whatever token it finds: name that one in the advice
+        source = token_source(root) or ("HF_TOKEN" if token_present else None)
+        hub = Hub(endpoint or endpoint_from(), source is not None, source)
     refs = parse_refs(repos)
 
     # 1. Plan: from the lock when pinned (no network), else resolve on the hub.
@@ -134,9 +138,10 @@ def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_p
         return report
 
     # 4. Link what other commits already brought, download the rest; 5. verify; record the pins.
-    for plan in ordered:
-        for entry in plan.link:
-            link_blob(cache, plan.repo, plan.commit, entry)
+    with _disk_guard(cache):
+        for plan in ordered:
+            for entry in plan.link:
+                link_blob(cache, plan.repo, plan.commit, entry)
     jobs = [(p.repo, p.commit, f) for p in ordered for f in p.fetch]
     if jobs:
         fetch_files(hub, cache, jobs, progress, max_workers=max_workers)
@@ -144,7 +149,8 @@ def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_p
     for plan in ordered:
         model = models[plan.repo]
         if plan.source == "hub" and not parse_ref(f"{plan.repo}@{plan.revision}").is_commit:
-            write_ref(cache, plan.repo, plan.revision, plan.commit)
+            with _disk_guard(cache):
+                write_ref(cache, plan.repo, plan.revision, plan.commit)
         if plan.fetch or plan.source == "hub":  # links alone need no hub
             hub.seal(plan.repo, plan.commit, cache)
         state = check_snapshot(cache, model)
@@ -157,10 +163,22 @@ def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_p
         plan.snapshot = str(state.path)
         lock.models[plan.repo] = model
     if render_lock(lock) != _current_text(root):
-        write_lock(root, lock)
+        with _disk_guard(lock_path(root)):
+            write_lock(root, lock)
     report.notes = list(getattr(progress, "notes", []))
     report.seconds = clock() - started
     return report
+
+
+@contextmanager
+def _disk_guard(where: Path):
+    """Our own writes (links, refs, the lock) on a full disk end as DiskFullError, not an OSError."""
+    try:
+        yield
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise DiskFullError(f"the disk filled up while writing to {where}", fix=DISK_FIX) from exc
 
 
 def _plan(cache: Path, model: LockedModel, source: str, verify: bool) -> ModelPlan:
@@ -194,15 +212,6 @@ def _offline_hint(cache: Path, lock: Lock, refs: list[ModelRef]) -> str:
             hints.append(f"the cache has {ref.repo} at {commit[:12]} from an earlier download, "
                          "but it is not pinned in models.lock")
     return "".join(f"; {h}" for h in hints)
-
-
-def pinned_revision(root: Path | str, repo: str) -> str | None:
-    """The commit to start a server with (with HF_HUB_OFFLINE=1), or None when not pinned yet."""
-    ref = parse_ref(repo)
-    if ref.is_commit:
-        return ref.revision
-    locked = read_lock(root).get(ref.repo)
-    return locked.commit if locked and locked.revision == ref.revision else None
 
 
 def missing(root: Path | str, repos: list[str], hf_home: str | Path,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pynvml
 
 from checks import gpu
@@ -10,16 +12,40 @@ from duplex.gpu import GIB, NvmlFacts, gpu_count, nvidia_pci_devices, probe_nvml
 
 from .conftest import NO_GPU, RecordedNvml, by_name, make, nvml_fixture
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def test_the_real_probe_says_there_is_no_nvidia_driver_here():
+
+def _libnvidia_ml_loads() -> bool:
+    """Whether the NVIDIA driver's NVML library is on this machine (what pynvml loads on Linux)."""
+    import ctypes
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def test_the_real_probe_tells_the_truth_about_this_machine(tmp_path):
+    """No skip: without the driver's library the probe names it; with it, the probe lists GPUs."""
     facts = probe_nvml_facts({})
-    assert not facts.ok and facts.gpus == () and facts.driver_version is None
-    assert facts.error_code == pynvml.NVML_ERROR_LIBRARY_NOT_FOUND
-    assert facts.error == "NVML Shared Library Not Found"
-    assert facts.nvidia_pci_devices == nvidia_pci_devices() == 0  # the real /sys: no NVIDIA controller
-    assert gpu_count() == 0
-    what, fix = gpu.explain(facts)
-    assert "no NVIDIA GPU or driver" in what and "NVIDIA GPU" in fix
+    assert facts.nvidia_pci_devices == nvidia_pci_devices()  # the real /sys
+    if not _libnvidia_ml_loads():
+        assert not facts.ok and facts.gpus == () and facts.driver_version is None
+        assert facts.error_code == pynvml.NVML_ERROR_LIBRARY_NOT_FOUND
+        assert facts.error == "NVML Shared Library Not Found"
+        assert gpu_count() == 0
+        what, fix = gpu.explain(facts)
+        if facts.nvidia_pci_devices:  # a card on the bus, no driver
+            assert "not installed" in what and "install the NVIDIA driver" in fix
+        else:
+            assert "no NVIDIA GPU or driver" in what and "NVIDIA GPU" in fix
+    else:  # a GPU host: the driver answers, and its GPUs come back with real figures
+        assert facts.ok and facts.error_code is None, facts.error
+        assert facts.driver_version and (facts.cuda_driver or 0) >= 10000
+        assert facts.gpus and gpu_count() == len(facts.gpus)
+        assert all(g.name and g.sm >= 30 and 0 < g.memory_free <= g.memory_total for g in facts.gpus)
+        ctx = make(tmp_path, native=True, api_gpu="required")[2]
+        assert gpu.check_driver(ctx, facts).status in ("pass", "warn")  # never "no driver"
 
 
 def test_recorded_h100_replayed_through_the_probe(tmp_path):
@@ -122,7 +148,40 @@ def test_vram_fit_from_model_sizes(tmp_path):
     assert fits[0].status == "pass" and "19.2 GiB" in fits[0].detail and "H100" in fits[0].detail
     tight = gpu.check_vram(ctx, busy, {"org/big": ModelFacts("org/big", True, 17 * GIB, 16 * GIB, "cache")})
     assert tight[0].status == "warn" and "GPU 1" in tight[0].detail  # the GPU with the most free memory
-    assert "CPU_OFFLOAD" in tight[0].fix and "cpu-offload" in tight[0].fix
+    assert "GPU with 19.2 GiB free" in tight[0].fix and "smaller or quantised model" in tight[0].fix
+    assert "offload" not in tight[0].fix.lower()  # `python -m voice` has no such option
     unknown = gpu.check_vram(ctx, h100, {"org/big": ModelFacts("org/big", False)})
     assert unknown[0].status == "warn" and "size unknown" in unknown[0].detail
     assert gpu.check_vram(ctx, NO_GPU, {})[0].status == "skip"
+
+
+def _server_flags(path: Path) -> set[str]:
+    """The options a server's argparse really defines (read from its source, not imported: no torch)."""
+    import ast
+    flags = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_argument":
+            flags |= {a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("--")}
+    return flags
+
+
+def test_vram_fix_for_moshi_names_only_options_the_vendored_server_has(tmp_path):
+    """The shipped stack's moshi service on a busy GPU: the advice must work when followed."""
+    text = (ROOT / "stack.toml").read_text()
+    _, _, ctx = make(tmp_path, text=text, services=["moshi"], gpus=2)
+    busy = nvml_fixture("nvml_two_gpus_busy")
+    facts = {"kyutai/moshiko-pytorch-bf16": ModelFacts("kyutai/moshiko-pytorch-bf16", True, 16 * GIB, 16 * GIB, "cache")}
+    fix = gpu.check_vram(ctx, busy, facts)[0].fix
+    flags = _server_flags(ROOT / "third_party" / "moshi" / "moshi" / "server.py")
+    assert "--hf-repo" in flags and "--cpu-offload" not in flags  # what the vendored Kyutai server takes
+    assert "`--hf-repo kyutai/moshiko-pytorch-q8`" in fix and "[services.moshi]" in fix
+    assert "has no CPU offload" in fix and "--cpu-offload is a flag of NVIDIA PersonaPlex's server only" in fix
+    assert "CPU_OFFLOAD" not in fix  # nothing reads such a variable
+
+
+def test_vram_fix_for_personaplex_offers_its_cpu_offload(tmp_path):
+    _, _, ctx = make(tmp_path, services=["voice"], voice_gpu="required", voice_models='["nvidia/personaplex-7b-v1"]')
+    busy = nvml_fixture("nvml_two_gpus_busy")
+    facts = {"nvidia/personaplex-7b-v1": ModelFacts("nvidia/personaplex-7b-v1", True, 16 * GIB, 16 * GIB, "cache")}
+    result = gpu.check_vram(ctx, busy, facts)[0]
+    assert result.status == "warn" and "PersonaPlex's server" in result.fix and '"--cpu-offload"' in result.fix

@@ -63,10 +63,26 @@ def test_rejected_token_fails_and_is_never_printed(hub_server, tmp_path):
     assert BAD not in text and GOOD not in text
 
 
+def test_a_token_saved_by_setup_in_dotenv_is_named_in_the_advice(hub_server, tmp_path):
+    """tasks.py loads .env's HF_TOKEN into the environment; the fix must point back at .env."""
+    from duplex.envs import write_secret
+    hub_server.add_model("org/public")
+    _, _, ctx = make(tmp_path, environ={"HF_ENDPOINT": hub_server.url, "HF_TOKEN": BAD}, api_models='["org/public"]')
+    write_secret(ctx.root, "HF_TOKEN", BAD)  # what `inv setup --hf-token` writes
+    results = by_name(token.check(ctx, hub.gather(ctx.environ, ["org/public"], timeout=2, root=ctx.root)))
+    assert "token from .env (saved by `inv setup --hf-token`) was rejected" in results["token"].detail
+    assert "`inv setup --hf-token hf_...` (it replaces the one in .env)" in results["token"].fix
+    exported = by_name(token.check(ctx, hub.gather({**ctx.environ, "HF_TOKEN": BAD + "x"}, ["org/public"],
+                                                   timeout=2, root=ctx.root)))
+    assert "token from HF_TOKEN was rejected" in exported["token"].detail  # exported: not the .env one
+    assert "export HF_TOKEN=hf_..." in exported["token"].fix
+
+
 def test_no_token_with_a_gated_model_fails_and_says_where_to_get_one(hub_server, tmp_path):
     _, _, results = setup(hub_server, tmp_path, {})
     assert results["token"].status == "fail" and "org/gated" in results["token"].detail
     assert "HF_TOKEN" in results["token"].fix and "huggingface.co/settings/tokens" in results["token"].fix
+    assert "inv setup --hf-token" in results["token"].fix
     assert results["token.org/public"].status == "pass"
     assert all(not had_auth for _, had_auth in hub_server.seen)  # nothing sent without a token
 

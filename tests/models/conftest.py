@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +82,30 @@ def project(tmp_path) -> Path:
     root = tmp_path / "project"
     root.mkdir()
     return root
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real small filesystem (tmpfs, `small_disk("64k")`): writes past its size fail with ENOSPC.
+    Needs root (mount); unmounted at teardown."""
+    mounted: list[Path] = []
+
+    def mount(size: str) -> Path:
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+                       check=True, capture_output=True)
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounted):
+        subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """A second writer: take all but `leave` bytes of the disk's free space."""
+    filler = disk / "filler.bin"
+    with open(filler, "ab") as out:
+        os.posix_fallocate(out.fileno(), 0, max(0, shutil.disk_usage(disk).free - leave))
+    return filler

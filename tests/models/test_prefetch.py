@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from duplex.models import (DiskFullError, GatedModelError, HubUnreachableError, ModelNotFoundError,
-                           TokenRejectedError, missing, pinned_revision, prefetch)
+                           NullProgress, TokenRejectedError, missing, pinned_revision, prefetch)
 from duplex.models.cache import repo_folder, snapshot_dir
 from duplex.models.lock import FileEntry, Lock, LockedModel, read_lock, write_lock
-from tests.models.conftest import TINY
+from tests.models.conftest import TINY, fill
 from tests.support.hub import GATED, GOOD_TOKEN, FakeHub, Mirror
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +59,43 @@ def test_disk_full_is_refused_before_downloading(hub, project, tmp_path):
     assert "2.1 MB to download, 1.0 MB free" in str(err.value)
     assert "HF_HOME" in err.value.fix
     assert not list((home / "hub").glob("*/blobs/*")) and not (project / "models.lock").exists()
+
+
+def test_disk_filling_up_during_the_download(hub, project, small_disk):
+    """A real 80 MB filesystem: the up-front check passes (60 MB to fetch), then a second writer
+    takes the space while big.bin downloads. The kernel's ENOSPC must end as DiskFullError, with
+    no half file in the cache and models.lock as it was."""
+    disk = small_disk("80m")
+    home = disk / "hf"
+    _run(project, [TINY], home, hub.endpoint)  # 2 MB: fits, and pins something to keep
+    lock_before = (project / "models.lock").read_text()
+
+    class SecondWriter(NullProgress):
+        filler = None
+
+        def advance(self, repo, entry, n):
+            if entry.path == "big.bin" and self.filler is None:
+                self.filler = fill(disk, leave=1 << 20)  # 1 MB left, 59 MB of big.bin to go
+
+    writer = SecondWriter()
+    with pytest.raises(DiskFullError) as err:
+        _run(project, ["acme/chunky"], home, hub.endpoint, progress=writer)
+    assert writer.filler is not None  # the download really was under way
+    text = err.value.render()
+    assert "filled up while downloading acme/chunky/big.bin (62.9 MB)" in text
+    assert "partial file was removed" in text and "free at least 62.9 MB" in err.value.fix
+    assert "HF_HOME" in err.value.fix and "Traceback" not in text
+    assert not list(home.rglob("*.incomplete"))  # no half file, under any name
+    blobs = repo_folder(home / "hub", "acme/chunky") / "blobs"
+    assert all(b.stat().st_size < 1 << 20 for b in blobs.iterdir())
+    assert not (snapshot_dir(home / "hub", "acme/chunky", hub.chunky) / "big.bin").exists()
+    assert (project / "models.lock").read_text() == lock_before
+    assert missing(project, ["acme/chunky", TINY], home) == ["acme/chunky"]
+
+    writer.filler.unlink()  # space freed: the re-run completes from a consistent cache
+    again = _run(project, ["acme/chunky"], home, hub.endpoint)
+    assert "big.bin" in [f.path for f in again.models[0].fetch]
+    assert missing(project, ["acme/chunky", TINY], home) == []
 
 
 def test_verify_finds_damage_that_sizes_miss(hub, project, tmp_path):
@@ -137,9 +174,9 @@ def test_gated_without_token(project, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with FakeHub() as fake, pytest.raises(GatedModelError) as err:
         _run(project, [GATED], tmp_path / "hf", fake.endpoint)
-    assert "no HF_TOKEN is set" in str(err.value)
+    assert "no token is set: no HF_TOKEN, no .env token, no `hf auth login`" in str(err.value)
     assert f"{fake.endpoint}/{GATED}" in err.value.fix and "accept the licence" in err.value.fix
-    assert f"{fake.endpoint}/settings/tokens" in err.value.fix
+    assert f"{fake.endpoint}/settings/tokens" in err.value.fix and "inv setup --hf-token" in err.value.fix
 
 
 def test_gated_with_a_token_that_lacks_the_licence(project, tmp_path, monkeypatch):
@@ -147,6 +184,7 @@ def test_gated_with_a_token_that_lacks_the_licence(project, tmp_path, monkeypatc
     with FakeHub() as fake, pytest.raises(GatedModelError) as err:
         _run(project, [GATED], tmp_path / "hf", fake.endpoint)
     assert "not been granted access" in str(err.value) and "accept the licence" in err.value.fix
+    assert "(token from HF_TOKEN)" in str(err.value)  # set in the environment, not saved in .env
     assert GOOD_TOKEN not in err.value.render()
 
 
