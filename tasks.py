@@ -6,6 +6,7 @@ Run `inv --list` for the tasks and `inv --help TASK` for each one's flags.
 from __future__ import annotations
 
 import functools
+import re
 
 from invoke import Exit, task
 
@@ -45,29 +46,39 @@ def _names(services: str | None) -> list[str] | None:
 
 def _pins(stack) -> dict[str, str]:
     """Each model's pinned commit from models.lock (written by `inv prefetch`)."""
-    from duplex.models import pinned_revision
+    from duplex.models.lock import pinned_revision  # light: no download machinery
     repos = {m for s in stack.services.values() for m in s.models}
     return {r: c for r in repos if (c := pinned_revision(stack.root, r))}
 
 
-def _plan(native: bool, services: str | None):
+def _plan(native: bool, services: str | None, otlp: str | None = None):
     from duplex.plan import plan
     from duplex.probe import probe_machine
     from duplex.stack import load_stack
     stack = load_stack()
-    return plan(stack, probe_machine(), native=native, services=_names(services), pins=_pins(stack))
+    return plan(stack, probe_machine(), native=native, services=_names(services), pins=_pins(stack),
+                otlp=_otlp(otlp))
+
+
+def _otlp(url: str | None) -> str | None:
+    """`--otlp URL`: the collector every service exports traces to (OTLP over HTTP)."""
+    if url is not None and not re.match(r"^https?://[^/\s]+", url):
+        raise Exit(f"duplex: --otlp {url!r} is not a collector URL: give the OTLP/HTTP endpoint, "
+                   "e.g. --otlp http://127.0.0.1:4318", code=2)
+    return url
 
 
 @task(help={
     "native": "plan native processes where the stack allows (development mode)",
     "services": "comma-separated services to include (plus what they require)",
     "json": "print the plan as JSON for scripts and CI",
+    "otlp": "plan with OpenTelemetry export to this OTLP/HTTP collector URL",
 })
 @_cli
-def config(c, native=False, services=None, json=False):
+def config(c, native=False, services=None, json=False, otlp=None):
     """Show the resolved plan: what runs where, with which ports, variables and start order."""
     from duplex import report
-    the_plan = _plan(native, services)
+    the_plan = _plan(native, services, otlp)
     if json:
         report.print_json(report.plan_dict(the_plan))
     else:
@@ -133,21 +144,35 @@ def lock(c, env=None, torch=None):
     "services": "comma-separated services to run (plus what they require)",
     "detach": "start, wait until healthy, print the endpoints and return",
     "skip_preflight": "skip the port, GPU and model-cache checks before starting",
+    "smoke": "once everything is healthy, run `inv smoke` (a detached run exits 1 when a check fails)",
+    "debug": "comma-separated native services to start under debugpy (prints how to attach)",
+    "debug_wait": "with --debug: start those services only once a debugger attaches",
+    "tls": "serve https/wss with the certificates of `inv certs` (default: the stack's tls)",
+    "otlp": "export OpenTelemetry traces to this OTLP/HTTP collector URL (default: the stack's telemetry)",
 })
 @_cli
-def run(c, native=False, services=None, detach=False, skip_preflight=False):
+def run(c, native=False, services=None, detach=False, skip_preflight=False, smoke=False, debug=None,
+        debug_wait=False, tls=False, otlp=None):
     """Run the stack: every service in a container, or natively with --native."""
     from duplex.plan import plan
-    from duplex.probe import probe_machine
-    from duplex.run import up
+    from duplex.run import plan_run, up
     from duplex.stack import load_stack
     stack = load_stack()
-    machine = probe_machine()
-    the_plan = plan(stack, machine, native=native, services=_names(services), pins=_pins(stack))
+    # the Docker engine is asked once whether containers can get a GPU; preflight reuses the answer
+    the_plan, machine, engine = plan_run(stack, lambda m: plan(
+        stack, m, native=native, services=_names(services), pins=_pins(stack),
+        tls=True if tls else None, otlp=_otlp(otlp)))
+    if any(s.health.ca for s in the_plan.services.values()):
+        from duplex.certs import stack_cert_dir
+        if not (stack_cert_dir(stack.root, stack.name) / "cert.pem").exists():
+            raise Exit("duplex: tls is on but there are no certificates yet: run `inv certs` first", code=1)
+    if debug:
+        _debug(stack, the_plan, _names(debug), debug_wait)
     if not skip_preflight:
-        _preflight_or_exit(stack, the_plan)
+        _preflight_or_exit(stack, the_plan, engine)
     code = up(the_plan, machine, on_crash=stack.stack.on_crash, detach=detach,
-              env_state=lambda env: _env_state(stack, env))
+              env_state=lambda env: _env_state(stack, env),
+              on_healthy=(lambda: _smoke_once(stack, machine, the_plan)) if smoke else None)
     if code:
         raise Exit(code=code)
 
@@ -170,6 +195,11 @@ def prefetch(c, services=None, repo=None, revision=None, dry_run=False, update=F
     from duplex.models import RichProgress, prefetch as fetch
     from duplex.probe import probe_machine
     from duplex.stack import load_stack
+    if revision and not repo:  # the stack's models carry their own revisions (ORG/NAME@REV in stack.toml)
+        raise Exit("duplex: --revision needs --repo ORG/NAME; to pin a stack model, write it as "
+                   "ORG/NAME@REV in stack.toml", code=2)
+    if repo and services:
+        raise Exit("duplex: give either --repo or --services, not both", code=2)
     stack = load_stack()
     if repo:
         repos = [f"{repo}@{revision}" if revision else repo]
@@ -211,10 +241,12 @@ def preflight(c, native=False, services=None, json=False):
         raise Exit(code=result.exit_code)
 
 
-def _preflight_or_exit(stack, the_plan) -> None:
-    """What would make `inv run` fail, caught before anything is built or started."""
-    from duplex.preflight import run_preflight
-    result = run_preflight(stack, the_plan, for_run=True)
+def _preflight_or_exit(stack, the_plan, engine=None) -> None:
+    """What would make `inv run` fail, caught before anything is built or started.
+    `engine`: Docker facts already gathered for this plan, reused rather than asked again."""
+    from duplex.preflight import Probes, run_preflight
+    probes = Probes(docker=lambda *_args, **_kw: engine) if engine is not None else None
+    result = run_preflight(stack, the_plan, for_run=True, probes=probes)
     if result.failed:
         lines = [f"  - {r.name}: {r.detail}\n    fix: {r.fix}" for r in result.failed]
         raise Exit("duplex: cannot start the stack, preflight found:\n" + "\n".join(lines)
@@ -320,12 +352,134 @@ def status(c, json=False):
               f"{'healthy' if r['healthy'] else 'unhealthy':<9} {r['url'] or '-':<24} {r['id']}")
 
 
-@task(help={"service": "the service whose log to show", "follow": "keep printing new lines",
-            "lines": "how many past lines to show"})
+def _optional_positionals(**optional: str) -> None:
+    """invoke has no optional positional arguments and `inv logs [SERVICE]` wants one: just before
+    invoke checks that every positional was given, give the optional one (task=arg) an empty value."""
+    from invoke.parser.parser import ParseMachine
+    original = getattr(ParseMachine, "complete_context", None)
+    if original is None:  # another invoke: SERVICE is then required, nothing else changes
+        return
+
+    def complete_context(self) -> None:
+        for arg in (self.context.positional_args if self.context else []):
+            if arg.value is None and arg.name == optional.get(self.context.name):
+                arg.set_value("", cast=False)
+        original(self)
+    ParseMachine.complete_context = complete_context
+
+
+_optional_positionals(logs="service")
+
+
+@task(positional=["service"],
+      help={"service": "the service whose log to show (default: every service of the current or last run)",
+            "follow": "keep printing new lines until the run ends (Ctrl-C to stop watching)",
+            "lines": "how many past lines to show per service"})
 @_cli
-def logs(c, service, follow=False, lines=200):
-    """Show a service's log (kept per service in .duplex/logs)."""
-    from duplex.run import logs as stack_logs
+def logs(c, service=None, follow=False, lines=200):  # service "" (not given): every service
+    """Show the logs of the current or last run, with the run's name prefixes (kept in .duplex/logs)."""
+    from duplex.printer import Printer
+    from duplex.run import log_names, logs as stack_logs
     from duplex.stack import find_stack
-    for line in stack_logs(find_stack().resolve().parent, service, follow=follow, lines=lines):
-        print(line, flush=True)
+    root = find_stack().resolve().parent
+    printer = Printer(["duplex", *log_names(root)]) if not service else None
+    for name, line in stack_logs(root, service, follow=follow, lines=lines):
+        if printer:
+            printer.line(name, line)
+        else:
+            print(line, flush=True)
+
+
+def _smoke_once(stack, machine, the_plan) -> int:
+    """`inv run --smoke`: one smoke pass once everything is healthy; its exit code."""
+    from duplex.smoke import plan_targets
+    result = _smoke_report(stack, machine, plan_targets(the_plan))
+    say = _say("smoke")
+    for line in result.lines():
+        say(line)
+    return result.exit_code
+
+
+def _smoke_report(stack, machine, targets, services=None, timeout=30.0):
+    from duplex.certs import ca_path
+    from duplex.smoke import gpu_check, smoke as run_smoke
+    ca = ca_path(stack.root)
+    image = machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image)
+    return run_smoke(targets, services=services, timeout=timeout, gpu=gpu_check(machine.nvidia_runtime, image),
+                     ca=ca if ca.exists() else None)
+
+
+@task(help={
+    "services": "comma-separated services to check (default: every running one; `gpu` = the GPU container check)",
+    "timeout": "seconds each check may take",
+    "json": "print the report as JSON for scripts and CI",
+})
+@_cli
+def smoke(c, services=None, timeout=30.0, json=False):
+    """Speak to each running service once (transcribe, page, handshake, nvidia-smi) and time it."""
+    from duplex import report
+    from duplex.plan import plan
+    from duplex.probe import probe_machine
+    from duplex.smoke import targets_at
+    from duplex.stack import load_stack
+    from duplex.state import read_state
+    stack = load_stack()
+    machine = probe_machine()
+    native = read_state(stack.root).get("mode") == "native"
+    targets = targets_at(stack.root, plan(stack, machine, native=native, pins=_pins(stack)))
+    if not targets:
+        raise Exit("duplex: nothing is running to smoke (`inv run --detach` or `inv run --native --detach` first)",
+                   code=1)
+    result = _smoke_report(stack, machine, targets, _names(services), float(timeout))
+    if json:
+        report.print_json(result.as_dict())
+    else:
+        print("\n".join(result.lines()))
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
+
+
+@task(help={
+    "name": "another host name or IP the stack is reached by (repeat for more)",
+    "force": "reissue the server certificate even when it is still good (the CA is kept)",
+    "json": "print the files and names as JSON",
+}, iterable=["name"])
+@_cli
+def certs(c, name=None, force=False, json=False):
+    """Make a local CA and this stack's TLS certificate, for https/wss when the browser is remote."""
+    from duplex import report
+    from duplex.certs import make_certs, trust_instructions
+    from duplex.stack import load_stack
+    stack = load_stack()
+    # Service names and host.docker.internal: containers and native services reach each other by them.
+    made = make_certs(stack.root, stack.name, [*(name or []), *stack.services, "host.docker.internal"],
+                      force=force)
+    if json:
+        report.print_json(made.as_dict())
+        return
+    print(f"{'made' if made.made else 'kept'} {made.cert} (valid until {made.not_after[:10]}), key {made.key}")
+    print(f"  names: {', '.join(made.dns + made.ips)}")
+    print("  serve it: `inv run --tls`, or tls = true under [stack] in stack.toml")
+    print("\n".join(trust_instructions(made.ca, stack.name)))
+
+
+def _debug(stack, the_plan, names: list[str], wait: bool) -> None:
+    """Wrap the named native services with debugpy and write VS Code attach configurations."""
+    from duplex.debug import (LaunchJsonError, attach_config, debug_service, debugpy_dir, free_ports,
+                              how_to_attach, write_launch_json)
+    from duplex.native import venv_python
+    unknown = [n for n in names if n not in the_plan.services]
+    if unknown:
+        raise Exit(f"duplex: --debug {', '.join(unknown)}: not in this run "
+                   f"(running: {', '.join(the_plan.services)})", code=2)
+    say = _say("debug")
+    ports = free_ports(len(names))
+    for name, port in zip(names, ports):
+        svc = the_plan.services[name]
+        the_plan.services[name] = debug_service(svc, port, wait, debugpy_dir(stack.root, venv_python(stack.root, svc.env)))
+        say(how_to_attach(name, port, wait))
+    try:
+        path = write_launch_json(stack.root, [attach_config(n, p) for n, p in zip(names, ports)])
+        say(f"VS Code: attach configurations in {path}")
+    except LaunchJsonError as err:
+        say(f"[yellow]warning:[/] {err.render()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -15,21 +16,23 @@ POLL = 0.05  # tight: users hate Compose's 30 s default interval
 def probe_once(health: Health, timeout: float = 2.0) -> bool:
     if health.kind == "none" or health.url is None:
         return True
+    context = ssl.create_default_context(cafile=health.ca) if health.ca else None
     if health.kind == "websocket":
-        return _websocket(health.url, timeout)
+        return _websocket(health.url, timeout, context)
     try:
-        with urllib.request.urlopen(health.url, timeout=timeout) as resp:
+        with urllib.request.urlopen(health.url, timeout=timeout, context=context) as resp:
             return 200 <= resp.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
 
-def _websocket(url: str, timeout: float) -> bool:
+def _websocket(url: str, timeout: float, context=None) -> bool:
     """moshi sends a single 0x00 byte once it is ready to talk; only that counts as healthy."""
     from websockets.exceptions import WebSocketException
     from websockets.sync.client import connect
     try:
-        with connect(url, open_timeout=timeout, close_timeout=0.5) as ws:
+        with connect(url, open_timeout=timeout, close_timeout=0.5,
+                     **({"ssl": context} if context and url.startswith("wss:") else {})) as ws:
             first = ws.recv(timeout=timeout)
     except (OSError, TimeoutError, WebSocketException):
         return False

@@ -6,6 +6,7 @@ container runs behaving the same.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import warm
@@ -16,6 +17,10 @@ from .stack import REVISION, TEMPLATE, Stack
 LOOPBACK = "127.0.0.1"
 HOST_FROM_CONTAINER = "host.docker.internal"  # mapped to the host gateway by the container runner
 CACHE_IN_CONTAINER = "/cache/huggingface"
+CERTS_IN_CONTAINER = "/certs"  # `inv certs`' stack folder: cert.pem, key.pem, bundle.pem
+# Command services whose TLS switch is not uvicorn's, named by module path: the extra arguments.
+TLS_ARGS = {"moshi.server": ["--ssl", "{certs}"]}  # moshi wants a folder with cert.pem and key.pem
+OTLP_SECRETS = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
 LABEL = "dev.duplex"
 
@@ -32,6 +37,7 @@ class Health:
     kind: str  # "http" | "websocket" | "none"
     url: str | None  # as reached from the host (where duplex runs)
     timeout: float
+    ca: str | None = None  # with tls: the local CA that verifies https/wss health URLs
 
 
 @dataclass
@@ -70,6 +76,7 @@ class Plan:
     waves: list[list[str]]  # services in one wave start in parallel
     warnings: list[str]
     left_out: dict[str, str]  # services of the stack not in this run, and why
+    telemetry: str | None = None  # the OTLP collector every service exports to (host's view), or off
 
     def masked_env(self, name: str) -> dict[str, str]:
         svc = self.services[name]
@@ -77,8 +84,13 @@ class Plan:
 
 
 def plan(stack: Stack, machine: Machine, *, native: bool = False,
-         services: list[str] | None = None, pins: dict[str, str] | None = None) -> Plan:
-    """`pins`: each model repo's pinned commit (models.lock), for `{revision:ORG/NAME}` templates."""
+         services: list[str] | None = None, pins: dict[str, str] | None = None,
+         tls: bool | None = None, otlp: str | None = None) -> Plan:
+    """`pins`: each model repo's pinned commit (models.lock), for `{revision:ORG/NAME}` templates.
+    `tls`: serve https/wss with `inv certs`' files (default: the stack's `tls`).
+    `otlp`: a collector URL turns telemetry on (default: the stack's `telemetry`)."""
+    tls = stack.stack.tls if tls is None else tls
+    otlp = otlp or (stack.stack.otlp_endpoint if stack.stack.telemetry == "otlp" else None)
     warnings: list[str] = []
     chosen, left_out = _select(stack, machine, services, warnings)
     modes = {name: _mode(stack, name, native, warnings) for name in chosen}
@@ -93,11 +105,13 @@ def plan(stack: Stack, machine: Machine, *, native: bool = False,
     result: dict[str, ServicePlan] = {}
     for name in chosen:
         result[name] = _service(stack, machine, name, modes, ports, chosen, name in exposed, warnings,
-                                pins or {})
+                                pins or {}, tls)
+        result[name].environment.update(telemetry_env(otlp, stack.name, name, modes[name], machine.env))
+        result[name].secrets |= {k for k in result[name].environment if k in OTLP_SECRETS}
     waves = _waves({n: [d for d in result[n].depends_on] for n in result})
     return Plan(stack=stack.name, root=str(stack.root), native=native, services=result,
                 start_order=[n for wave in waves for n in wave], waves=waves,
-                warnings=warnings, left_out=left_out)
+                warnings=warnings, left_out=left_out, telemetry=otlp)
 
 
 def _select(stack: Stack, machine: Machine, requested: list[str] | None,
@@ -179,9 +193,13 @@ def address(target: str, consumer_mode: str, modes: dict[str, str], ports: dict[
 
 
 def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], ports: dict[str, int],
-             chosen: list[str], exposed: bool, warnings: list[str], pins: dict[str, str]) -> ServicePlan:
+             chosen: list[str], exposed: bool, warnings: list[str], pins: dict[str, str],
+             tls: bool = False) -> ServicePlan:
     spec = stack.services[name]
     mode = modes[name]
+    scheme = "https" if tls else "http"
+    certs_host = f"{stack.root}/.duplex/certs/{stack.name}"  # path arithmetic only: `inv certs` makes it
+    certs = certs_host if mode == "native" else CERTS_IN_CONTAINER
     container_ports = {n: stack.services[n].port for n in chosen}
     port = ports[name]
     if mode == "native":
@@ -203,6 +221,10 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         if machine.hf_hub_cache:
             env["HF_HUB_CACHE"] = CACHE_IN_CONTAINER + "/hub"
             mounts.append(Mount(machine.hf_hub_cache, CACHE_IN_CONTAINER + "/hub"))
+    if tls:  # every service serves TLS; clients trust the local CA on top of the system roots
+        env["SSL_CERT_FILE"] = f"{certs}/bundle.pem"
+        if mode == "container":
+            mounts.append(Mount(certs_host, CERTS_IN_CONTAINER, read_only=True))
     for var in ("HF_ENDPOINT", "HF_HUB_OFFLINE"):
         if var in machine.env:
             env[var] = machine.env[var]
@@ -220,7 +242,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
     deps = {d: req for d, req in spec.dependencies.items() if d in chosen}
     for dep in deps:
         host, dport = address(dep, mode, modes, ports, container_ports)
-        env[f"services__{dep}__http__0"] = f"http://{host}:{dport}"
+        env[f"services__{dep}__{scheme}__0"] = f"{scheme}://{host}:{dport}"
     for key, value in spec.environment.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         refs = {ref for ref, _ in TEMPLATE.findall(text)}
@@ -234,7 +256,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
                             f"(run `inv prefetch --services {name}`)")
             continue
         text = REVISION.sub(lambda m: pins[m.group(1).split("@")[0]], text)
-        env[key] = _fill(text, mode, modes, ports, container_ports)
+        env[key] = _fill(text, mode, modes, ports, container_ports, tls)
         if any(word in key.upper() for word in SECRET_WORDS):
             secrets.add(key)
     gpu = False
@@ -244,7 +266,13 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
             warnings.append(f"{name}: no GPU available to containers; it runs on the CPU")
     if spec.gpu == "required" and machine.gpu_count == 0:
         warnings.append(f"{name} needs a GPU and none was found: preflight will fail it")
-    health = _health(spec.health, port, spec.start_timeout)
+    elif spec.gpu == "required" and mode == "container" and not gpu:
+        warnings.append(f"{name} needs a GPU but Docker cannot hand one to containers (no NVIDIA "
+                        "container runtime): preflight will fail it")
+    health = _health(spec.health, port, spec.start_timeout, tls, f"{certs_host}/bundle.pem")
+    if tls and mode == "native" and spec.app and spec.reload == "warm":
+        warnings.append(f"{name}: warm reload does not serve TLS yet; with tls on it restarts on each "
+                        "edit (uvicorn --reload)")
     image, dockerfile, build_args = None, None, {}
     if mode == "container":
         if spec.dockerfile:
@@ -260,8 +288,8 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
             image = spec.image
     return ServicePlan(
         name=name, mode=mode, env=spec.env, port=port, container_port=spec.port, bind=bind,
-        url=f"http://{LOOPBACK}:{port}",
-        command=_command(spec, mode, bind, listen_port, stack),
+        url=f"{scheme}://{LOOPBACK}:{port}",
+        command=_command(spec, mode, bind, listen_port, stack, certs if tls else None),
         environment=env, secrets={s for s in secrets if s in env}, depends_on=deps, health=health,
         image=image, dockerfile=dockerfile, build_args=build_args, mounts=mounts, gpu=gpu, gpu_policy=spec.gpu,
         watch=_watch(spec) if mode == "native" else [], persistent=spec.persistent,
@@ -270,33 +298,61 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
     )
 
 
-def _fill(text: str, mode: str, modes, ports, container_ports) -> str:
+def telemetry_env(otlp: str | None, stack: str, name: str, mode: str, host_env: dict[str, str]) -> dict[str, str]:
+    """The standard OpenTelemetry variables, so instrumented servers export without code changes."""
+    if otlp is None:  # off means off, even with OTEL_* variables in the user's shell
+        return {"OTEL_SDK_DISABLED": "true"}
+    if mode == "container":  # the collector on the host's loopback is the host gateway from a container
+        otlp = re.sub(r"^(https?://)(127\.0\.0\.1|localhost)(?=[:/]|$)", rf"\g<1>{HOST_FROM_CONTAINER}", otlp)
+    env = {"OTEL_SDK_DISABLED": "false", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.rstrip("/"),
+           "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": name,
+           "OTEL_RESOURCE_ATTRIBUTES": f"service.namespace={stack},duplex.mode={mode}",
+           "OTEL_TRACES_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none"}
+    for key in OTLP_SECRETS:  # a collector's auth headers: passed through, always masked
+        if key in host_env:
+            env[key] = host_env[key]
+    return env
+
+
+def _fill(text: str, mode: str, modes, ports, container_ports, tls: bool = False) -> str:
     def one(match) -> str:
         ref, fld = match.group(1), match.group(2)
         host, port = address(ref, mode, modes, ports, container_ports)
-        return {"host": host, "port": str(port), "url": f"http://{host}:{port}"}[fld]
-    return TEMPLATE.sub(one, text)
+        return {"host": host, "port": str(port), "url": f"{'https' if tls else 'http'}://{host}:{port}"}[fld]
+    filled = TEMPLATE.sub(one, text)
+    if tls and TEMPLATE.search(text):  # "ws://{moshi.host}:..." points at a service that now serves TLS
+        for plain, secure in (("ws://", "wss://"), ("http://", "https://")):
+            if filled.startswith(plain):
+                filled = secure + filled[len(plain):]
+    return filled
 
 
-def _health(spec: str | None, port: int, timeout: float) -> Health:
+def _health(spec: str | None, port: int, timeout: float, tls: bool = False, ca: str | None = None) -> Health:
+    s = "s" if tls else ""
+    ca = ca if tls else None
     if spec is None:
         return Health("none", None, timeout)
     if spec.startswith("ws:"):
-        return Health("websocket", f"ws://{LOOPBACK}:{port}{spec[3:]}", timeout)
-    return Health("http", f"http://{LOOPBACK}:{port}{spec}", timeout)
+        return Health("websocket", f"ws{s}://{LOOPBACK}:{port}{spec[3:]}", timeout, ca)
+    return Health("http", f"http{s}://{LOOPBACK}:{port}{spec}", timeout, ca)
 
 
-def _command(spec, mode: str, bind: str, port: int, stack: Stack) -> list[str]:
-    if spec.app and mode == "native" and spec.reload == "warm":
+def _command(spec, mode: str, bind: str, port: int, stack: Stack, certs: str | None = None) -> list[str]:
+    """`certs`: with tls, the folder holding cert.pem and key.pem as this service sees it."""
+    ssl = ["--ssl-certfile", f"{certs}/cert.pem", "--ssl-keyfile", f"{certs}/key.pem"] if certs else []
+    if spec.app and mode == "native" and spec.reload == "warm" and not certs:  # warm runner: no TLS yet
         return warm.command(spec.app, bind, port, _watch(spec), spec.preload)
     if spec.app:
-        argv = ["python", "-m", "uvicorn", spec.app, "--host", bind, "--port", str(port)]
+        argv = ["python", "-m", "uvicorn", spec.app, "--host", bind, "--port", str(port), *ssl]
         if mode == "native":
             argv.append("--reload")
             for folder in _watch(spec):
                 argv += ["--reload-dir", folder]
         return argv
-    return [part.replace("{port}", str(port)).replace("{host}", bind) for part in spec.command]
+    argv = [part.replace("{port}", str(port)).replace("{host}", bind) for part in spec.command]
+    if certs and len(argv) > 2 and argv[1] == "-m" and argv[2] in TLS_ARGS:
+        argv += [a.replace("{certs}", certs) for a in TLS_ARGS[argv[2]]]
+    return argv
 
 
 def _watch(spec) -> list[str]:

@@ -43,6 +43,7 @@ def plan_dict(plan: Plan) -> dict:
         "waves": plan.waves,
         "left_out": plan.left_out,
         "warnings": plan.warnings,
+        "telemetry": {"exporter": "otlp", "endpoint": plan.telemetry} if plan.telemetry else {"exporter": "off"},
     }
 
 
@@ -75,6 +76,7 @@ def print_plan(plan: Plan) -> None:
             for key, value in env.items():
                 out.print(f"  {key}={value}")
     out.print("start order: " + " → ".join(" + ".join(w) for w in plan.waves))
+    out.print(f"telemetry: OTLP to {plan.telemetry}" if plan.telemetry else "telemetry: off")
     for name, why in plan.left_out.items():
         out.print(f"[dim]left out: {name} ({why})[/]")
     for warning in plan.warnings:

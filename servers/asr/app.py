@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
+from .. import telemetry
 from . import audio, loaders
 from .backends import Backend, BackendFailure, BackendUnavailable, make_backend
 from .metrics import Metrics
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="duplex ASR server", lifespan=lifespan)
     app.state.model = state
+    telemetry.instrument(app)  # request spans, only when OTEL_* says so
 
     @app.get("/health")
     async def health() -> JSONResponse:

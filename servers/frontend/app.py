@@ -15,6 +15,7 @@ from fastapi import FastAPI, File, UploadFile, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from .. import telemetry
 from . import asr_proxy, moshi_relay
 from .config import Endpoints, endpoints_from_env
 
@@ -29,10 +30,12 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         async with httpx.AsyncClient() as client:
+            telemetry.instrument_client(client)  # the asr call joins the page request's trace
             app.state.http = client
             yield
 
     app = FastAPI(title="duplex frontend", lifespan=lifespan)
+    telemetry.instrument(app)  # request spans, only when OTEL_* says so
     app.state.endpoints = endpoints
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

@@ -1,0 +1,245 @@
+"""`inv certs`: a local CA and per-stack server certificates, so browsers give remote pages the mic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import DuplexError
+
+CA_DAYS = 3650
+CERT_DAYS = 825  # the longest validity Apple platforms accept for a TLS server certificate
+RENEW_BEFORE = dt.timedelta(days=30)
+
+
+class CertError(DuplexError):
+    """Certificates cannot be made or read."""
+
+
+def certs_dir(root: Path) -> Path:
+    return root / ".duplex" / "certs"
+
+
+def stack_cert_dir(root: Path, stack: str) -> Path:
+    """The folder moshi's `--ssl` expects: `cert.pem` and `key.pem` side by side (+ `bundle.pem`:
+    the system roots plus the local CA, for services that call a TLS service: SSL_CERT_FILE)."""
+    return certs_dir(root) / stack
+
+
+def ca_path(root: Path) -> Path:
+    return certs_dir(root) / "ca" / "ca.pem"
+
+
+@dataclass
+class CertSet:
+    ca: Path
+    cert: Path
+    key: Path
+    folder: Path
+    dns: list[str]
+    ips: list[str]
+    not_after: str
+    made: list[str] = field(default_factory=list)  # "ca", "cert": what this call created
+
+    def as_dict(self) -> dict:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
+
+
+def machine_names(extra: list[str] = (), *, hostname: Callable[[], str] = socket.gethostname,
+                  outbound_ip: Callable[[], str | None] | None = None) -> tuple[list[str], list[str]]:
+    """DNS names and IPs the stack is reached by: loopback, this machine's names and LAN IP, extras."""
+    dns, ips = ["localhost"], ["127.0.0.1", "::1"]
+    host = hostname()
+    candidates = [host, socket.getfqdn(host) if host else "", *extra]
+    lan = (outbound_ip or _outbound_ip)()
+    if lan:
+        candidates.append(lan)
+    for name in candidates:
+        name = name.strip().lower().rstrip(".")
+        if not name:
+            continue
+        try:
+            ip = str(ipaddress.ip_address(name.strip("[]")))
+            if ip not in ips:
+                ips.append(ip)
+        except ValueError:
+            if name not in dns:
+                dns.append(name)
+    return dns, ips
+
+
+def _outbound_ip() -> str | None:
+    """The address this machine's default route uses (a UDP 'connect' sends nothing)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed, never sent to
+            ip = sock.getsockname()[0]
+        return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+    except OSError:
+        return None
+
+
+def make_certs(root: Path, stack: str, extra: list[str] = (), *, force: bool = False,
+               now: dt.datetime | None = None, names: tuple[list[str], list[str]] | None = None) -> CertSet:
+    """Reuse the CA (users trust it once); (re)issue the stack's cert when names, CA or dates changed."""
+    from cryptography import x509
+    now = now or dt.datetime.now(dt.timezone.utc)
+    dns, ips = names or machine_names(list(extra))
+    ca_dir, folder = certs_dir(root) / "ca", stack_cert_dir(root, stack)
+    for d in (certs_dir(root), ca_dir, folder):
+        d.mkdir(parents=True, exist_ok=True)
+        os.chmod(d, 0o700)
+    made: list[str] = []
+    ca_cert_file, ca_key_file = ca_dir / "ca.pem", ca_dir / "ca-key.pem"
+    if not (ca_cert_file.exists() and ca_key_file.exists()):
+        ca_key, ca_cert = _new_ca(stack, now)
+        _write(ca_key_file, _key_pem(ca_key), private=True)
+        _write(ca_cert_file, _cert_pem(ca_cert))
+        made.append("ca")
+    ca_cert, ca_key = _load(ca_cert_file, ca_key_file)
+    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
+    why = "forced" if force else _stale(cert_file, key_file, ca_cert, dns, ips, now)
+    if why:
+        key, cert = _new_server_cert(ca_cert, ca_key, stack, dns, ips, now)
+        _write(key_file, _key_pem(key), private=True)
+        _write(cert_file, _cert_pem(cert) + _cert_pem(ca_cert))  # full chain: leaf, then CA
+        made.append("cert")
+    _write(folder / "bundle.pem", _system_roots() + _cert_pem(ca_cert))  # SSL_CERT_FILE for clients
+    leaf = x509.load_pem_x509_certificate(cert_file.read_bytes())
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return CertSet(ca=ca_cert_file, cert=cert_file, key=key_file, folder=folder,
+                   dns=san.get_values_for_type(x509.DNSName),
+                   ips=[str(i) for i in san.get_values_for_type(x509.IPAddress)],
+                   not_after=leaf.not_valid_after_utc.isoformat(), made=made)
+
+
+def _stale(cert_file: Path, key_file: Path, ca_cert, dns: list[str], ips: list[str], now) -> str | None:
+    from cryptography import x509
+    if not (cert_file.exists() and key_file.exists()):
+        return "missing"
+    try:
+        leaf = x509.load_pem_x509_certificate(cert_file.read_bytes())
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return "unreadable"
+    have = set(san.get_values_for_type(x509.DNSName)) | {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    if not set(dns) | {str(ipaddress.ip_address(i)) for i in ips} <= have:
+        return "new names"
+    if leaf.issuer != ca_cert.subject:
+        return "another CA"
+    if leaf.not_valid_after_utc - now < RENEW_BEFORE:
+        return "expiring"
+    return None
+
+
+def _name(common: str):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "duplex local development"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def _new_ca(stack: str, now):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = _name(f"duplex local CA ({socket.gethostname()})")
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=CA_DAYS))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False,
+                                         encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256()))
+    return key, cert
+
+
+def _new_server_cert(ca_cert, ca_key, stack: str, dns: list[str], ips: list[str], now):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt = [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips]
+    ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    cert = (x509.CertificateBuilder().subject_name(_name(f"{stack} ({dns[0]})")).issuer_name(ca_cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_encipherment=False, key_cert_sign=False,
+                                         content_commitment=False, data_encipherment=False,
+                                         key_agreement=False, crl_sign=False, encipher_only=False,
+                                         decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return key, cert
+
+
+def _load(cert_file: Path, key_file: Path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    try:
+        return (x509.load_pem_x509_certificate(cert_file.read_bytes()),
+                serialization.load_pem_private_key(key_file.read_bytes(), password=None))
+    except (ValueError, TypeError) as exc:
+        raise CertError(f"the local CA in {cert_file.parent} cannot be read ({exc})",
+                        fix=f"remove {cert_file.parent} and run `inv certs` again (then trust the new CA)") from exc
+
+
+def _system_roots() -> bytes:
+    """The roots this machine trusts (proxy CAs included), so a client given bundle.pem loses none."""
+    import ssl
+    for path in (os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().cafile):
+        if path and Path(path).is_file():
+            data = Path(path).read_bytes()
+            return data if data.endswith(b"\n") else data + b"\n"
+    return b""
+
+
+def _key_pem(key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _cert_pem(cert) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    """Atomically; a private key is created 0600 from the start, never readable by others."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+
+
+def trust_instructions(ca: Path, stack: str) -> list[str]:
+    """How to trust the CA where the browser runs (your laptop, not only the GPU box)."""
+    return [
+        f"Trust {ca} on each machine whose browser opens the stack (copy it there first):",
+        f"  Debian/Ubuntu: sudo cp {ca} /usr/local/share/ca-certificates/duplex-{stack}.crt && sudo update-ca-certificates",
+        f"  Fedora/RHEL:   sudo cp {ca} /etc/pki/ca-trust/source/anchors/duplex-{stack}.pem && sudo update-ca-trust",
+        f"  macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}",
+        f"  Windows:       certutil -user -addstore Root {ca.name}   (PowerShell, in the folder you copied it to)",
+        f"  Chrome/Chromium on Linux (own NSS store): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n duplex-{stack} -i {ca}",
+        "  Firefox: Settings > Privacy & Security > Certificates > View Certificates > Authorities > Import"
+        " (tick 'trust this CA to identify websites'), or set security.enterprise_roots.enabled = true",
+        "  Python clients: SSL_CERT_FILE or ssl.create_default_context(cafile=...) with that file",
+        f"Keep {ca.parent / 'ca-key.pem'} private: whoever holds it can impersonate any site to these machines.",
+    ]

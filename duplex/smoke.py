@@ -1,0 +1,264 @@
+"""Smoke checks: speak to each running service once (transcribe, page, handshake) and time it."""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .health import probe_once
+from .plan import Health, Plan
+
+SAMPLE = Path(__file__).parent / "data" / "hello.wav"  # flite awb, 16 kHz mono, 1.8 s
+EXPECTED = "hello world this is a test"
+MAX_WER = 0.34  # two words in six may go wrong: pocketsphinx on CPU is not whisper
+# duplex names servers only by module path: the check follows the app a service runs.
+ASR_APP = "servers.asr.app:app"
+FRONTEND_APP = "servers.frontend.app:app"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One service to smoke: where it answers and which app it runs (from the plan's command)."""
+
+    name: str
+    mode: str
+    url: str
+    health: Health
+    app: str | None = None
+    state: str = "running"  # from `inv status`; anything else fails without being spoken to
+
+
+@dataclass
+class SmokeResult:
+    name: str
+    check: str
+    status: str  # "pass" | "fail" | "skip"
+    seconds: float
+    reason: str
+    detail: dict = field(default_factory=dict)
+
+
+@dataclass
+class SmokeReport:
+    results: list[SmokeResult]
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status == "fail" for r in self.results)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "results": [asdict(r) for r in self.results]}
+
+    def lines(self) -> list[str]:
+        out = [f"{r.status.upper():<4} {r.name:<10} {r.check:<11} {r.seconds:6.2f}s  {r.reason}"
+               for r in self.results]
+        passed = sum(r.status == "pass" for r in self.results)
+        failed = sum(r.status == "fail" for r in self.results)
+        out.append(f"smoke: {passed} passed, {failed} failed, {len(self.results) - passed - failed} skipped")
+        return out
+
+
+def app_of(command: list[str]) -> str | None:
+    """The ASGI app a command serves: `-m uvicorn MODULE:APP ...` or the warm runner's `--app`."""
+    for i, part in enumerate(command):
+        if part == "--app" and i + 1 < len(command):
+            return command[i + 1]
+    if "uvicorn" in command:
+        for part in command[command.index("uvicorn") + 1:]:
+            if not part.startswith("-"):
+                return part if ":" in part else None
+    return None
+
+
+def plan_targets(plan: Plan) -> list[Target]:
+    """Every service of a plan, as just started (`inv run --smoke`)."""
+    return [Target(s.name, s.mode, s.url, s.health, app_of(s.command))
+            for s in (plan.services[n] for n in plan.start_order)]
+
+
+def running_targets(plan: Plan, rows: list[dict], records: dict[str, dict]) -> list[Target]:
+    """What `inv status` shows (rows) with the URLs it was started on (state records)."""
+    targets = []
+    for row in rows:
+        record = records.get(row["name"], {})
+        svc = plan.services.get(row["name"])
+        raw = record.get("health") or ({"kind": svc.health.kind, "url": svc.health.url} if svc else None)
+        ca = {"ca": raw["ca"]} if raw and raw.get("ca") else {}  # recorded by tls runs
+        health = Health(raw["kind"], raw["url"], 5.0, **ca) if raw else Health("none", None, 5.0)
+        url = row.get("url") or record.get("url") or (svc.url if svc else "")
+        targets.append(Target(row["name"], row["mode"], url, health,
+                              app_of(svc.command) if svc else None, row.get("state", "running")))
+    return targets
+
+
+def targets_at(root: Path, plan: Plan) -> list[Target]:
+    """The services a run of this stack (at `root`) left running or crashed, as `inv status` sees them."""
+    from .run import status
+    from .state import read_state
+    return running_targets(plan, status(root), read_state(root)["services"])
+
+
+def smoke(what: Plan | list[Target], *, sample: Path = SAMPLE, expected: str = EXPECTED,
+          timeout: float = 30.0, services: list[str] | None = None,
+          gpu: Callable[[], SmokeResult] | None = None, ca: Path | None = None) -> SmokeReport:
+    """Run each target's check in parallel; `gpu` (see `gpu_check`) adds the GPU container row."""
+    targets = plan_targets(what) if isinstance(what, Plan) else list(what)
+    if services:
+        missing = [n for n in services if n != "gpu" and n not in {t.name for t in targets}]
+        targets = [t for t in targets if t.name in services]
+        targets += [Target(n, "-", "", Health("none", None, 0), state="not running") for n in missing]
+    context = ssl.create_default_context(cafile=str(ca)) if ca else None
+    jobs: list[Callable[[], SmokeResult]] = [
+        (lambda t=t: _timed(t, sample, expected, timeout, context)) for t in targets]
+    if gpu is not None and (not services or "gpu" in services):
+        jobs.append(gpu)
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        return SmokeReport(list(pool.map(lambda job: job(), jobs)))
+
+
+def _timed(target: Target, sample: Path, expected: str, timeout: float, context) -> SmokeResult:
+    started = time.monotonic()
+    check, status, reason, detail = _check(target, sample, expected, timeout, context)
+    return SmokeResult(target.name, check, status, round(time.monotonic() - started, 3), reason, detail)
+
+
+def _check(t: Target, sample: Path, expected: str, timeout: float, context):
+    if t.state != "running":
+        return "state", "fail", f"{t.name} is {t.state} (`inv status`; `inv logs {t.name}` says why)", {}
+    try:
+        if t.app == ASR_APP:
+            return ("transcribe", *_asr(t.url, sample, expected, timeout, context))
+        if t.app == FRONTEND_APP:
+            return ("page", *_frontend(t.url, timeout, context))
+    except Problem as exc:
+        hint = f" (is {t.name} up? `inv status`, `inv logs {t.name}`)" if str(exc).startswith("cannot") else ""
+        return exc.check, "fail", str(exc) + hint, {}
+    kind = "handshake" if t.health.kind == "websocket" else "health"
+    if t.health.kind == "none":
+        return kind, "skip", "no health check declared and no smoke check for its app", {}
+    if probe_once(t.health, timeout=timeout):
+        good = "WebSocket handshake done, ready byte 0x00 received" if kind == "handshake" else "answered 2xx"
+        return kind, "pass", f"{t.health.url}: {good}", {}
+    return kind, "fail", f"{t.health.url} did not answer healthy within {timeout:g}s", {}
+
+
+class Problem(Exception):
+    def __init__(self, check: str, message: str):
+        super().__init__(message)
+        self.check = check
+
+
+def _fetch(url: str, check: str, timeout: float, context, data: bytes | None = None,
+           headers: dict | None = None) -> tuple[int, str, bytes]:
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as resp:
+            return resp.status, resp.headers.get("content-type", ""), resp.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        raise Problem(check, f"{request.get_method()} {url} answered {exc.code}: {_said(body)}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise Problem(check, f"cannot reach {url}: {getattr(exc, 'reason', exc)}") from exc
+
+
+def _said(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+        return " ".join(str(data.get(k)) for k in ("error", "detail") if data.get(k)) or body[:200].decode()
+    except (ValueError, AttributeError):
+        return body[:200].decode("utf-8", "replace")
+
+
+def _asr(url: str, sample: Path, expected: str, timeout: float, context):
+    boundary = uuid.uuid4().hex
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{sample.name}\"\r\n"
+            f"Content-Type: audio/wav\r\n\r\n").encode() + sample.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    _, _, raw = _fetch(f"{url}/transcribe", "transcribe", timeout, context, data=body,
+                       headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    answer = json.loads(raw)
+    text = answer.get("text", "")
+    wer = word_error_rate(expected, text)
+    detail = {"text": text, "expected": expected, "wer": round(wer, 3), "backend": answer.get("backend"),
+              "processing_s": answer.get("processing_s")}
+    verdict = "pass" if wer <= MAX_WER else "fail"
+    return verdict, f"heard {text!r} (WER {wer:.2f}, bound {MAX_WER}) from {answer.get('backend')}", detail
+
+
+def _frontend(url: str, timeout: float, context):
+    status, kind, page = _fetch(f"{url}/", "page", timeout, context)
+    if "text/html" not in kind or b"<html" not in page[:2000].lower():
+        raise Problem("page", f"GET {url}/ gave {kind or 'no content-type'}, not an HTML page")
+    _, _, raw = _fetch(f"{url}/api/config", "config", timeout, context)
+    try:
+        config = json.loads(raw)
+    except ValueError as exc:
+        raise Problem("config", f"GET {url}/api/config is not JSON: {raw[:120]!r}") from exc
+    if not isinstance(config, dict) or "asr_url" not in config:
+        raise Problem("config", f"GET {url}/api/config lacks asr_url: {config!r}")
+    return "pass", f"/ is HTML ({len(page)} bytes), /api/config names asr_url={config['asr_url']}", config
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """(substitutions + deletions + insertions) / reference words (word-level Levenshtein)."""
+    ref, hyp = words(reference), words(hypothesis)
+    if not ref:
+        return float(bool(hyp))
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1] / len(ref)
+
+
+def gpu_check(nvidia_runtime: bool, image: str, connect: Callable | None = None,
+              timeout: float = 60.0) -> Callable[[], SmokeResult]:
+    """`nvidia-smi` in a container given every GPU; the NVIDIA runtime mounts the tool in."""
+    def run() -> SmokeResult:
+        started = time.monotonic()
+
+        def result(status: str, reason: str, detail: dict | None = None) -> SmokeResult:
+            return SmokeResult("gpu", "nvidia-smi", status, round(time.monotonic() - started, 3), reason,
+                               detail or {})
+        if not nvidia_runtime:
+            return result("skip", "no NVIDIA container runtime here (no GPU seen by NVML, or Docker "
+                                  "without nvidia-container-toolkit): nothing to hand a GPU to")
+        from .errors import EngineError
+        try:
+            from docker.errors import DockerException
+            from docker.types import DeviceRequest
+            client = (connect or _default_connect)()
+            out = client.containers.run(
+                image, ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])],
+                environment={"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}, remove=True, stderr=True)
+        except EngineError as exc:
+            return result("fail", str(exc))
+        except DockerException as exc:
+            return result("fail", f"nvidia-smi in {image} failed: {str(exc)[:300]}")
+        gpus = [line.strip() for line in out.decode("utf-8", "replace").splitlines() if line.strip()]
+        return result("pass", f"{len(gpus)} GPU(s) in a container from {image}: " + "; ".join(gpus),
+                      {"gpus": gpus, "image": image})
+    return run
+
+
+def _default_connect():
+    from .containers import connect
+    return connect()
