@@ -212,7 +212,8 @@ def _frontend(url: str, timeout: float, context):
 
 
 def words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
+    """Lower-case words, punctuation dropped ("Hello, world." -> ["hello", "world"])."""
+    return re.findall(r"[a-z0-9']+", text.lower().replace("’", "'"))
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 from pathlib import Path
+
+from duplex.smoke import word_error_rate, words  # noqa: F401 - one scorer for tests and `inv smoke`
 
 # flite's 16 kHz voices: pocketsphinx and whisper transcribe "awb" word for word (the default 8 kHz
 # "kal" voice comes out far worse through pocketsphinx).
@@ -59,19 +60,3 @@ def concatenate(parts: list[Path], dst: Path, gap_s: float = 1.0) -> Path:
     return dst
 
 
-def words(text: str) -> list[str]:
-    """Lower-case words, punctuation dropped ("Hello, world." -> ["hello", "world"])."""
-    return re.findall(r"[a-z0-9']+", text.lower().replace("’", "'"))
-
-
-def word_error_rate(reference: str, hypothesis: str) -> float:
-    """(substitutions + deletions + insertions) / reference words, by word-level Levenshtein."""
-    ref, hyp = words(reference), words(hypothesis)
-    if not ref:
-        return float(bool(hyp))
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / len(ref)
