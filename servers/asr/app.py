@@ -54,7 +54,8 @@ class ModelState:
             "status": self.status, "ready": self.status == "ready", "error": self.error,
             "backend": b.name if b else (s.backend if s else None),
             "model": b.model if b else None, "model_path": b.model_path if b else None,
-            "device": s.device if s else None, "workers": s.workers if s else None,
+            "device": b.settings.device if b else (s.device if s else None),  # auto, once resolved
+            "workers": s.workers if s else None,
             "max_seconds": s.max_seconds if s else None, "max_bytes": s.max_bytes if s else None,
             "load_s": self.load_s,
         }

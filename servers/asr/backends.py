@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from concurrent.futures import Executor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -56,7 +57,7 @@ class PocketsphinxBackend(Backend):
     chunk_s = 20.0  # longer audio is cut at pauses; the pieces decode on all workers at once
 
     def __init__(self, settings: Settings):
-        super().__init__(settings)
+        super().__init__(dataclasses.replace(settings, device="cpu"))  # CPU only, whatever ASR_DEVICE says
         self.model = settings.model or "en-us (built-in)"
         self.options: dict = {}
         self._restarting = asyncio.Lock()
@@ -118,9 +119,12 @@ class WhisperBackend(Backend):
             raise BackendUnavailable(f"faster-whisper is not installed in this env ({exc}); "
                                      "run `inv setup`") from exc
         s = self.settings
-        if s.device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        cuda = ctranslate2.get_cuda_device_count() > 0
+        if s.device == "cuda" and not cuda:
             raise BackendUnavailable("ASR_DEVICE=cuda but CTranslate2 sees no CUDA device "
                                      f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+        if s.device == "auto":  # a container given a GPU uses it; a laptop runs on the CPU
+            s = self.settings = dataclasses.replace(s, device=loaders.whisper_device(s))
         root = resolve_model(s.model_spec, s.model_revision)
         if find_file(root, "model.bin") is None:
             raise ModelMissing(f"{root} holds no model.bin: the whisper backend needs a "
@@ -155,6 +159,9 @@ class NemoBackend(Backend):
         except ImportError as exc:
             raise BackendUnavailable(NEMO_MISSING.format(exc=exc)) from exc
         s = self.settings
+        if s.device == "auto":
+            import torch
+            s = self.settings = dataclasses.replace(s, device="cuda" if torch.cuda.is_available() else "cpu")
         root = resolve_model(s.model_spec, s.model_revision)
         checkpoint = find_file(root, "*.nemo")
         if checkpoint is None:

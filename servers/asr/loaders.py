@@ -41,14 +41,23 @@ def whisper_model(settings: Settings, model_path: str):
     if key in _preloaded:
         return _preloaded[key]
     from faster_whisper import WhisperModel
-    compute, threads = key[3], key[4]
-    return WhisperModel(model_path, device=settings.device, compute_type=compute,
+    device, compute, threads = key[2], key[3], key[4]
+    return WhisperModel(model_path, device=device, compute_type=compute,
                         cpu_threads=threads, num_workers=settings.workers)
 
 
+def whisper_device(settings: Settings) -> str:
+    """ASR_DEVICE with `auto` resolved: cuda when CTranslate2 sees a CUDA device, else cpu."""
+    if settings.device != "auto":
+        return settings.device
+    import ctranslate2
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
 def _whisper_key(s: Settings, model_path: str) -> tuple:
-    compute = s.compute_type or ("float16" if s.device == "cuda" else "int8")
-    return ("whisper", model_path, s.device, compute, max(1, (os.cpu_count() or 1) // s.workers),
+    device = whisper_device(s)  # the same key whether or not `auto` was resolved already
+    compute = s.compute_type or ("float16" if device == "cuda" else "int8")
+    return ("whisper", model_path, device, compute, max(1, (os.cpu_count() or 1) // s.workers),
             s.workers)
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 BACKENDS = ("pocketsphinx", "whisper", "nemo")
-DEVICES = ("cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda")  # auto: cuda when the backend sees a CUDA device, else cpu
 
 # What each backend loads when ASR_MODEL is unset.
 DEFAULT_MODELS = {
@@ -26,7 +26,7 @@ class Settings:
     backend: str = "pocketsphinx"
     model: str = ""              # HF repo id ORG/NAME, a local path, or "" for the backend default
     model_revision: str | None = None
-    device: str = "cpu"
+    device: str = "auto"
     compute_type: str = ""       # whisper: "" picks int8 on CPU, float16 on CUDA
     language: str | None = None  # whisper / nemo language hint; None lets whisper detect it
     workers: int = 1
@@ -60,7 +60,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     backend = env.get("ASR_BACKEND", "").strip().lower() or "pocketsphinx"
     if backend not in BACKENDS:
         raise SettingsError(f"ASR_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
-    device = env.get("ASR_DEVICE", "").strip().lower() or "cpu"
+    device = env.get("ASR_DEVICE", "").strip().lower() or "auto"
     if device not in DEVICES:
         raise SettingsError(f"ASR_DEVICE={device!r} is not one of {', '.join(DEVICES)}")
     default_workers = min(2, os.cpu_count() or 1)

@@ -62,7 +62,7 @@ def test_settings_from_env_defaults_and_refusals():
 
     s = settings_from_env({})
     assert (s.backend, s.model_spec, s.device, s.max_seconds, s.max_bytes) == \
-        ("pocketsphinx", "", "cpu", 600.0, 50 * 1024 * 1024)
+        ("pocketsphinx", "", "auto", 600.0, 50 * 1024 * 1024)
     assert s.workers == min(2, os.cpu_count() or 1)
     w = settings_from_env({"ASR_BACKEND": "Whisper", "ASR_MODEL_REVISION": "v1", "ASR_WORKERS": "3"})
     assert (w.backend, w.model_spec, w.model_revision, w.workers) == \
@@ -249,9 +249,13 @@ def whisper(asr_python):
         yield server
 
 
-def test_whisper_transcribes_from_a_model_dir(whisper, speech):
+def test_whisper_transcribes_from_a_model_dir(whisper, speech, asr_python):
     health = whisper.health().json()
     assert health["backend"] == "whisper" and health["model_path"] == str(whisper_base_dir())
+    # ASR_DEVICE=auto (the default) is what CTranslate2 in the env sees: cpu here, cuda on a GPU box.
+    cuda = subprocess.run([str(asr_python), "-c", "import ctranslate2; print(ctranslate2.get_cuda_device_count())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert health["device"] == ("cuda" if int(cuda) else "cpu")
     assert health["max_seconds"] == 600 and health["max_bytes"] == 50 * 1024 * 1024  # the defaults
     for key, text in (("phrase0", PHRASES[0]), ("mp3", PHRASES[0]), ("8k-stereo", PHRASES[1])):
         body = transcript(whisper, speech[key])
