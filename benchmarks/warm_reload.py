@@ -35,10 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from duplex.health import wait_healthy  # noqa: E402
-from duplex.native import argv, process_env, stop_group, venv_python  # noqa: E402
+from duplex.native import process_env, stop_group, venv_python  # noqa: E402
 from duplex.plan import plan  # noqa: E402
 from duplex.probe import probe_machine  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
+from duplex.warm import RUNNER  # noqa: E402
 from tests.support.stackcopy import copy_stack  # noqa: E402
 from tests.support.whisper_model import whisper_base_dir  # noqa: E402
 
@@ -83,9 +84,9 @@ def health():
     return {"ok": True, "weights_gib": W.nbytes / 2**30}
 '''
 
-MODELS = {  # model -> (service, its app module's file, its preload)
-    "whisper": ("asr", "servers/asr/app.py", "servers.asr.loaders:preload"),
-    "synthetic-1g": ("synth", "synth/app.py", "synth.model:preload"),
+MODELS = {  # model -> (service, its app, its app module's file, its preload)
+    "whisper": ("asr", "servers.asr.app:app", "servers/asr/app.py", "servers.asr.loaders:preload"),
+    "synthetic-1g": ("synth", "synth.app:app", "synth/app.py", "synth.model:preload"),
 }
 
 
@@ -166,9 +167,14 @@ def measure(port: int, edits: Edits, rounds: int) -> tuple[list[float], int]:
     return times, stale
 
 
-def plain_uvicorn(root: Path, svc, edits: Edits, rounds: int):
+def plain_uvicorn(root: Path, svc, app: str, edits: Edits, rounds: int):
+    """The baseline: uvicorn's own reloader, the command written out here (not the plan's, which
+    depends on the service's reload mode); only the environment variables come from the plan."""
     python = venv_python(root, svc.env)
-    proc = subprocess.Popen(argv(svc, python), cwd=root, env=process_env(svc, python),
+    cmd = [str(python), "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(svc.port), "--reload"]
+    for folder in svc.watch:
+        cmd += ["--reload-dir", folder]
+    proc = subprocess.Popen(cmd, cwd=root, env=process_env(svc, python),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         wait_healthy(svc.health, lambda: proc.poll() is None)
@@ -229,12 +235,13 @@ def main() -> None:
     parser.add_argument("--models", default="whisper,synthetic-1g")
     parser.add_argument("--gib", type=float, default=1.0, help="size of the synthetic model's weights")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]  # 2 shared cores: say how busy the machine was
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = prepare(Path(tmp), args.gib)
         stack_file = root / "stack.toml"
         for model in args.models.split(","):
-            service, app_file, preload = MODELS[model]
+            service, app, app_file, preload = MODELS[model]
             env = {**os.environ, "DUPLEX_STACK": str(stack_file), f"DUPLEX_PORT_{service.upper()}": str(PORT)}
             os.environ.update({k: v for k, v in env.items() if k.startswith("DUPLEX_")})
             edits = Edits(root / app_file)
@@ -242,21 +249,28 @@ def main() -> None:
             set_reload(stack_file, service, "restart", preload)
             svc = plan(load_stack(stack_file), probe_machine(gpus=0), native=True,
                        services=[service]).services[service]
-            results["uvicorn"] = plain_uvicorn(root, svc, edits, args.rounds)
+            if "--reload" not in svc.command:  # the labels must not lie: the plan runs uvicorn --reload
+                raise SystemExit(f"reload = 'restart' planned {svc.command}")
+            results["uvicorn"] = plain_uvicorn(root, svc, app, edits, args.rounds)
             results["restart"] = under_duplex(root, env, service, edits, args.rounds)
             set_reload(stack_file, service, "warm", preload)
+            warm_cmd = plan(load_stack(stack_file), probe_machine(gpus=0), native=True,
+                            services=[service]).services[service].command
+            if str(RUNNER) not in warm_cmd:
+                raise SystemExit(f"reload = 'warm' planned {warm_cmd}")
             results["warm"] = under_duplex(root, env, service, edits, args.rounds)
             edits.restore()
             for key in [k for k in os.environ if k.startswith("DUPLEX_")]:
                 del os.environ[key]
-            rows.append((model, {k: (statistics.median(t), s) for k, (t, s) in results.items()}))
+            rows.append((model, {k: (statistics.median(t), s, max(t)) for k, (t, s) in results.items()}))
     label = {"whisper": "faster-whisper base", "synthetic-1g": f"synthetic {args.gib:g} GiB"}
-    print(f"edit -> changed answer served with the model ready, median of {args.rounds} edits (seconds); stale answers in ()")
-    print(f"{'model':<22} {'uvicorn --reload':>17} {'duplex restart':>15} {'duplex warm':>12} {'speed-up':>9}")
+    print(f"edit -> changed answer served with the model ready, median of {args.rounds} edits (seconds); "
+          f"stale answers in (); load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end")
+    print(f"{'model':<22} {'uvicorn --reload':>17} {'duplex restart':>15} {'duplex warm':>12} {'speed-up':>9} {'warm max':>9}")
     for model, r in rows:
         cell = lambda k: f"{r[k][0]:.3f} ({r[k][1]})"  # noqa: E731
         print(f"{label[model]:<22} {cell('uvicorn'):>17} {cell('restart'):>15} {cell('warm'):>12} "
-              f"{r['uvicorn'][0] / r['warm'][0]:>8.1f}x")
+              f"{r['uvicorn'][0] / r['warm'][0]:>8.1f}x {r['warm'][2]:>9.3f}")
     print("targets: warm < 0.3 s median whatever the model size; >= 5x uvicorn --reload on 1 GiB; 0 stale")
 
 

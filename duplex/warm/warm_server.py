@@ -30,7 +30,13 @@ def serve(args) -> int:
     server: uvicorn.Server | None = None
 
     def restart() -> None:
-        server.should_exit = True
+        # Stop accepting first (new connections wait in the supervisor's backlog for the fresh
+        # process), then give connections this process already accepted a moment to send their
+        # request and get a 503: uvicorn's shutdown closes a connection with no request yet
+        # unanswered, which a client sees as a reset, not as "retry".
+        for listener in server.servers:
+            listener.close()
+        asyncio.get_running_loop().create_task(_exit_when_answered(server))
 
     dispatcher = Dispatcher(args.app, args.preload, Modules(root), on_restart=restart, drain=args.drain)
     config = uvicorn.Config(dispatcher, lifespan="on", timeout_graceful_shutdown=args.grace,
@@ -46,6 +52,17 @@ def serve(args) -> int:
         if dispatcher.release is not None:
             dispatcher.release()
     return RESTART if dispatcher.restarting else 0
+
+
+async def _exit_when_answered(server, patience: float = 0.25) -> None:
+    """Exit once every accepted connection has a request (answered 503) or after `patience`
+    seconds (an idle keep-alive connection may never send one; closing it is allowed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while loop.time() < deadline and any(getattr(conn, "cycle", None) is None
+                                         for conn in server.server_state.connections):
+        await asyncio.sleep(0.005)
+    server.should_exit = True
 
 
 def _control(fd: int, dispatcher: Dispatcher) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -122,7 +125,8 @@ def test_an_edit_to_the_preload_restarts_fully_and_says_so(synth):
     # and the fresh process reloads warm again
     second = run.get("/answer").json
     run.edit("synth/app.py", '"answer": "v1"', '"answer": "v3"')
-    run.expect("/answer", lambda a: a.json["answer"] == "v3" and a.json["pid"] == second["pid"])
+    run.expect("/answer", lambda a: a.status == 200 and a.json["answer"] == "v3" and a.json["pid"] == second["pid"],
+               before=lambda a: a.status == 200 and a.json["answer"] == "v1" and a.json["pid"] == second["pid"])
     assert run.refused == 0  # the supervisor held the socket through the restart
 
 
@@ -131,7 +135,7 @@ def test_an_edit_that_fails_in_place_falls_back_to_a_restart(synth):
     first = run.get("/answer").json
     run.edit("synth/app.py", 'GREETING = "hello"', 'GREETING = UNDEFINED_NAME')
     run.expect("/answer", lambda a: a.status == 500 and "NameError" in a.text,
-               before=lambda a: a.status == 200 and a.json["answer"] == "v1")
+               before=lambda a: a.status == 200 and a.json["greeting"] == "hello")
     out = run.output()
     assert "the re-import failed (NameError: name 'UNDEFINED_NAME' is not defined); restarting fully" in out
     assert "the app failed to import" in out  # the fresh process showed the same error: a real one
@@ -142,7 +146,48 @@ def test_an_edit_that_fails_in_place_falls_back_to_a_restart(synth):
     assert run.output().count("restarting fully") == 1  # the fix itself was warm
 
 
+def test_full_restarts_under_load_never_reset_a_connection(synth):
+    # clients keep asking while the preload's file changes: the old process stops accepting and
+    # answers what it accepted (503), the rest waits in the backlog; a reset would be a lost request
+    run, stop, problems, seen = synth, threading.Event(), [], set()
+
+    def client():
+        while not stop.is_set():
+            try:
+                answer = run.get("/answer")
+                assert answer.status in (200, 503), answer.status
+                if answer.status == 200:
+                    seen.add(answer.json["pid"])
+            except (OSError, AssertionError) as exc:
+                problems.append(repr(exc))
+    clients = [threading.Thread(target=client) for _ in range(4)]
+    for thread in clients:
+        thread.start()
+    try:
+        for i in range(4):
+            pids = set(seen)
+            run.edit("synth/model.py", "WEIGHTS = None", f"WEIGHTS = None\nEDIT_{i} = {i}")
+            deadline = time.monotonic() + 30
+            while not seen - pids:  # served by a fresh process
+                assert time.monotonic() < deadline, run.output()
+                time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join()
+    assert problems == []
+    assert len(loads(run)) == 5 and len(seen) == 5
+
+
 def test_stop_leaves_no_process(synth):
     pids = synth.pids()
     assert len(pids) >= 2  # supervisor and server
     assert synth.stop() == []
+
+
+def test_the_check_fails_on_an_answer_that_is_neither_old_nor_new(synth):
+    # the checker itself: /answer still says v1, and this `before` does not accept v1 (as if the
+    # edit had already been served once), so the first answer must fail the test
+    with pytest.raises(AssertionError, match="unexpected answer 200"):
+        synth.expect("/answer", lambda a: a.json["answer"] == "v2", before=lambda a: a.json["answer"] == "v0",
+                     timeout=5)
