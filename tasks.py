@@ -56,7 +56,8 @@ def _plan(native: bool, services: str | None, otlp: str | None = None):
     from duplex.probe import probe_machine
     from duplex.stack import load_stack
     stack = load_stack()
-    return plan(stack, probe_machine(), native=native, services=_names(services), pins=_pins(stack),
+    return plan(stack, probe_machine(keep=stack.secret_names), native=native, services=_names(services),
+                pins=_pins(stack),
                 otlp=_otlp(otlp))
 
 
@@ -424,7 +425,7 @@ def smoke(c, services=None, timeout=30.0, json=False):
     from duplex.stack import load_stack
     from duplex.state import read_state
     stack = load_stack()
-    machine = probe_machine()
+    machine = probe_machine(keep=stack.secret_names)
     native = read_state(stack.root).get("mode") == "native"
     targets = targets_at(stack.root, plan(stack, machine, native=native, pins=_pins(stack)))
     if not targets:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 # Host variables the plan reads or passes through; nothing else of the host leaks into services.
 PASSTHROUGH = ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES",
@@ -42,7 +43,7 @@ def container_gpus(environ: dict[str, str], engine=None) -> bool:
 
 
 def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = None,
-                  nvidia_runtime: bool | None = None) -> Machine:
+                  nvidia_runtime: bool | None = None, keep: Iterable[str] = ()) -> Machine:
     """Read the host cheaply. GPU facts come from the NVML probe when not given; whether containers
     can get a GPU from the Docker engine, asked only when there is a GPU to hand them."""
     environ = dict(os.environ if environ is None else environ)
@@ -61,7 +62,8 @@ def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = N
     hub = environ.get("HF_HUB_CACHE")
     if hub and Path(hub).expanduser().resolve() == (Path(home) / "hub").resolve():
         hub = None
-    kept = {k: v for k, v in environ.items() if k in PASSTHROUGH or k.startswith("DUPLEX_")}
+    keep = set(keep)  # the stack's `secrets`: host variables its services are handed
+    kept = {k: v for k, v in environ.items() if k in PASSTHROUGH or k in keep or k.startswith("DUPLEX_")}
     if nvidia_runtime is None:
         nvidia_runtime = bool(gpus) and container_gpus(environ)
     return Machine(

@@ -72,7 +72,8 @@ def plan_run(stack, make_plan: Callable[[Machine], Plan], environ: dict[str, str
     import dataclasses
     import os
     environ = dict(os.environ if environ is None else environ)
-    machine = machine or probe_machine(environ, nvidia_runtime=False)  # the engine is asked below
+    machine = machine or probe_machine(environ, nvidia_runtime=False,  # the engine is asked below
+                                       keep=stack.secret_names)
     the_plan = make_plan(machine)
     wants = any(s.mode == "container" and s.gpu_policy != "none" for s in the_plan.services.values())
     if not (wants and machine.gpu_count):

@@ -158,6 +158,11 @@ class Stack(_Strict):
     def name(self) -> str:
         return self.stack.name
 
+    @property
+    def secret_names(self) -> set[str]:
+        """Host variables some service declares in `secrets`: passed through, always masked."""
+        return {name for svc in self.services.values() for name in svc.secrets}
+
     def requirements(self, env: str) -> Path:
         spec = self.envs[env]
         return self.root / (spec.requirements or f"envs/{env}/requirements.in")

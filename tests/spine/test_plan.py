@@ -252,3 +252,20 @@ def test_moshi_image_gets_the_torch_build_that_fits_the_driver(stack):
     assert "TORCH" not in plan(stack, box).services["asr"].build_args  # torch = "none"
     assert moshi.environment["HF_HUB_OFFLINE"] == "1"  # weights come from the prefetched cache
     assert moshi.command[-2:] == ["--hf-repo", "kyutai/moshiko-pytorch-bf16"]
+
+
+def test_declared_secrets_reach_the_service_masked_and_nothing_else_does(tmp_path):
+    text = (ROOT / "stack.toml").read_text().replace('gpu = "optional"', 'gpu = "optional"\nsecrets = ["ASR_API_KEY"]', 1)
+    (tmp_path / "stack.toml").write_text(text)
+    for item in ("envs", "servers", "dockerfiles"):
+        (tmp_path / item).symlink_to(ROOT / item)
+    env = {"DUPLEX_STACK": str(tmp_path / "stack.toml"), "ASR_API_KEY": "sk-do-not-print",
+           "UNRELATED_KEY": "nope"}
+    for flags in ((), ("--native",)):
+        proc = run_inv("config", "--json", "--services", "asr", *flags, env=env, check=True)
+        assert "sk-do-not-print" not in proc.stdout + proc.stderr
+        (asr,) = json.loads(proc.stdout)["services"]
+        assert asr["env"]["ASR_API_KEY"] == "***" and "UNRELATED_KEY" not in asr["env"]
+    stack = load_stack(tmp_path / "stack.toml")
+    the_plan = plan(stack, probe_machine(env, gpus=0, keep=stack.secret_names))
+    assert the_plan.services["asr"].environment["ASR_API_KEY"] == "sk-do-not-print"  # the value reaches the container

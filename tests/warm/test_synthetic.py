@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 
-import numpy as np
 import pytest
 
 APP = '''"""A toy service around a synthetic model, for warm reload tests."""
@@ -63,7 +63,8 @@ def synth(tmp_path, asr_python, warm_runs):
     (pkg / "app.py").write_text(APP)
     (pkg / "model.py").write_text(MODEL)
     (pkg / "helper.py").write_text('def word():\n    return "alpha"\n')
-    np.save(tmp_path / "weights.npy", np.arange(1000, dtype=np.int64))
+    subprocess.run([str(asr_python), "-c", "import sys, numpy as np; np.save(sys.argv[1], np.arange(1000, dtype=np.int64))",
+                    str(tmp_path / "weights.npy")], check=True)  # numpy lives in the env, not the test runner
     env = {"SYNTH_WEIGHTS": str(tmp_path / "weights.npy"), "SYNTH_LOADS": str(tmp_path / "loads")}
     run = warm_runs(asr_python, tmp_path, "synth.app:app", ["synth"], "synth.model:preload", env=env)
     run.wait_up()
