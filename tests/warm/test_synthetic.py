@@ -165,6 +165,10 @@ def test_full_restarts_under_load_never_reset_a_connection(synth):
     for thread in clients:
         thread.start()
     try:
+        deadline = time.monotonic() + 30
+        while not seen:  # the first process has answered: the snapshot below must hold it
+            assert time.monotonic() < deadline and not problems, (problems, run.output())
+            time.sleep(0.05)
         for i in range(4):
             pids = set(seen)
             run.edit("synth/model.py", "WEIGHTS = None", f"WEIGHTS = None\nEDIT_{i} = {i}")
@@ -177,7 +181,7 @@ def test_full_restarts_under_load_never_reset_a_connection(synth):
         for thread in clients:
             thread.join()
     assert problems == []
-    assert len(loads(run)) == 5 and len(seen) == 5
+    assert len(loads(run)) == 5 and len(seen) == 5, (loads(run), seen, run.output()[-3000:])
 
 
 def test_stop_leaves_no_process(synth):
