@@ -87,6 +87,16 @@ def _outbound_ip() -> str | None:
 def make_certs(root: Path, stack: str, extra: list[str] = (), *, force: bool = False,
                now: dt.datetime | None = None, names: tuple[list[str], list[str]] | None = None) -> CertSet:
     """Reuse the CA (users trust it once); (re)issue the stack's cert when names, CA or dates changed."""
+    try:
+        return _make_certs(root, stack, extra, force=force, now=now, names=names)
+    except OSError as exc:  # a read-only or full disk, a folder owned by someone else
+        raise CertError(f"cannot write the certificates under {certs_dir(root)} ({exc.strerror or exc}: "
+                        f"{exc.filename or ''})",
+                        fix="make that folder writable by you (or free space), then `inv certs` again; "
+                            "files already there are kept") from exc
+
+
+def _make_certs(root: Path, stack: str, extra, *, force: bool, now, names) -> CertSet:
     from cryptography import x509
     now = now or dt.datetime.now(dt.timezone.utc)
     dns, ips = names or machine_names(list(extra))
@@ -243,3 +253,26 @@ def trust_instructions(ca: Path, stack: str) -> list[str]:
         "  Python clients: SSL_CERT_FILE or ssl.create_default_context(cafile=...) with that file",
         f"Keep {ca.parent / 'ca-key.pem'} private: whoever holds it can impersonate any site to these machines.",
     ]
+
+
+CERT_FILES = ("cert.pem", "key.pem", "bundle.pem")
+
+
+def for_container(folder: Path | str, uid: int, gid: int) -> Path:
+    """The cert folder a container running as uid:gid can read. The key is 0600 and owned by the
+    host user; when that is root and the container is not (the images run as the host's UID, or
+    1000 for root), hand the container a copy owned by its own user, still 0600."""
+    folder = Path(folder)
+    if os.geteuid() != 0 or uid == 0:
+        return folder  # the container runs as the files' owner (or as root): they are readable
+    copy = folder.parent / f".{folder.name}-uid{uid}"
+    try:
+        copy.mkdir(mode=0o700, exist_ok=True)
+        os.chown(copy, uid, gid)
+        for name in CERT_FILES:
+            _write(copy / name, (folder / name).read_bytes(), private=True)
+            os.chown(copy / name, uid, gid)
+    except OSError as exc:
+        raise CertError(f"cannot stage the certificates in {folder} for the container user {uid}:{gid} "
+                        f"({exc})", fix="run `inv certs` again (it remakes missing files), then `inv run --tls`") from exc
+    return copy

@@ -245,12 +245,25 @@ class ContainerRunner:
                 return ContainerHandle(svc, old, log, None if self.detach else sink, reused=True)
             old.remove(force=True)
         log.write_text("")
+        kwargs = run_kwargs(svc, self.stack, self.network, digest)
+        _readable_certs(svc, kwargs)
         try:
-            container = client.containers.run(**run_kwargs(svc, self.stack, self.network, digest))
+            container = client.containers.run(**kwargs)
         except APIError as exc:
             raise RunError(f"{svc.name}: the engine refused to start the container ({_short(exc)})",
                            fix=_run_fix(exc, svc)) from exc
         return ContainerHandle(svc, container, log, None if self.detach else sink, reused=False)
+
+
+def _readable_certs(svc: ServicePlan, kwargs: dict) -> None:
+    """tls: mount a copy of the cert folder the container's user can read (see certs.for_container)."""
+    from .certs import for_container
+    from .plan import CERTS_IN_CONTAINER
+    for mount in svc.mounts:
+        if mount.target == CERTS_IN_CONTAINER:
+            uid, gid = int(svc.build_args.get("UID", 1000)), int(svc.build_args.get("GID", 1000))
+            staged = str(for_container(mount.source, uid, gid))
+            kwargs["volumes"][staged] = kwargs["volumes"].pop(mount.source)
 
 
 def _run_fix(exc, svc: ServicePlan) -> str:

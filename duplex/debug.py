@@ -71,8 +71,12 @@ def debugpy_dir(root: Path, python: Path, *, run: Callable = subprocess.run) -> 
     """
     if not python.exists():
         raise DebugError(f"no venv interpreter at {python}", fix=f"inv setup --env {python.parent.parent.name}")
-    tag = run([str(python), "-c", "import sys, sysconfig; print(sys.implementation.cache_tag + '-' "
-               "+ sysconfig.get_platform())"], capture_output=True, text=True, check=True).stdout.strip()
+    asked = run([str(python), "-c", "import sys, sysconfig; print(sys.implementation.cache_tag + '-' "
+                 "+ sysconfig.get_platform())"], capture_output=True, text=True)
+    if asked.returncode != 0:
+        raise DebugError(f"the env's interpreter {python} does not run: {asked.stderr.strip()[-300:]}",
+                         fix=f"inv setup --env {python.parent.parent.name} --force")
+    tag = asked.stdout.strip()
     folder = root / ".duplex" / "tools" / f"debugpy-{DEBUGPY}-{tag}"
     if (folder / "debugpy" / "__init__.py").exists():
         return folder

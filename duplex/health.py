@@ -16,7 +16,10 @@ POLL = 0.05  # tight: users hate Compose's 30 s default interval
 def probe_once(health: Health, timeout: float = 2.0) -> bool:
     if health.kind == "none" or health.url is None:
         return True
-    context = ssl.create_default_context(cafile=health.ca) if health.ca else None
+    try:
+        context = ssl.create_default_context(cafile=health.ca) if health.ca else None
+    except (OSError, ssl.SSLError):  # the local CA went missing or broke: unhealthy, never a crash
+        return False
     if health.kind == "websocket":
         return _websocket(health.url, timeout, context)
     try:

@@ -47,6 +47,18 @@ def argv(service: ServicePlan, python: Path) -> list[str]:
     return cmd
 
 
+def _default_signals() -> None:  # pragma: no cover - runs in the child
+    """An ignored SIGINT/SIGTERM survives exec: a service started while duplex shields a stop (or
+    from a shell that ignores Ctrl-C) would ignore `inv stop`. Give it the default actions back."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def _attached_child() -> None:  # pragma: no cover - runs in the child
+    _default_signals()
+    _die_with_parent()
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: the child gets SIGTERM if duplex dies, even by SIGKILL (no orphans)."""
     try:
@@ -189,7 +201,8 @@ class NativeRunner:
                 subprocess.Popen, argv(service, python), cwd=self.root, env=process_env(service, python),
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop reaches uvicorn's reload worker
-                preexec_fn=None if self.detach or sys.platform != "linux" else _die_with_parent,
+                preexec_fn=None if os.name != "posix" else (
+                    _attached_child if not self.detach and sys.platform == "linux" else _default_signals),
             ).result()
         except OSError as exc:
             raise RunError(f"{service.name}: cannot start {service.command[0]}: {exc.strerror}",

@@ -50,17 +50,21 @@ def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = F
             for name in plan.start_order:
                 printer.system(f"  {name:<10} {plan.services[name].url}")
             checked = on_healthy() if on_healthy else 0
+            if detach:
+                printer.system("detached: `inv status`, `inv logs [NAME] --follow`, `inv stop`")
+                return checked
+            printer.system("press Ctrl-C to stop everything")
+            return sup.watch()  # installs its own SIGTERM handler: no gap in which a signal orphans
     except (KeyboardInterrupt, Signalled) as exc:
         with shielded():
             sup.down()  # a no-op when sup.up already unwound; not when the smoke pass was cut short
         how, code = ("SIGTERM", 143) if isinstance(exc, Signalled) else ("Ctrl-C", 130)
         stopped = ", ".join(sup.stopped) if sup.stopped else "nothing had started yet"
         raise Interrupted(f"{how} during start-up: stopped what had started ({stopped})", code) from None
-    if detach:
-        printer.system("detached: `inv status`, `inv logs [NAME] --follow`, `inv stop`")
-        return checked
-    printer.system("press Ctrl-C to stop everything")
-    return sup.watch()
+    except BaseException:  # anything else while starting: leave nothing running, then report it
+        with shielded():
+            sup.down()
+        raise
 
 
 def plan_run(stack, make_plan: Callable[[Machine], Plan], environ: dict[str, str] | None = None,

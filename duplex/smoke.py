@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .errors import DuplexError
 from .health import probe_once
 from .plan import Health, Plan
 
@@ -120,7 +121,11 @@ def smoke(what: Plan | list[Target], *, sample: Path = SAMPLE, expected: str = E
         missing = [n for n in services if n != "gpu" and n not in {t.name for t in targets}]
         targets = [t for t in targets if t.name in services]
         targets += [Target(n, "-", "", Health("none", None, 0), state="not running") for n in missing]
-    context = ssl.create_default_context(cafile=str(ca)) if ca else None
+    try:
+        context = ssl.create_default_context(cafile=str(ca)) if ca else None
+    except (OSError, ssl.SSLError) as exc:
+        raise SmokeError(f"the local CA {ca} cannot be read ({exc})",
+                         fix="run `inv certs` again (it remakes a missing or broken CA file)") from exc
     jobs: list[Callable[[], SmokeResult]] = [
         (lambda t=t: _timed(t, sample, expected, timeout, context)) for t in targets]
     if gpu is not None and (not services or "gpu" in services):
@@ -146,6 +151,8 @@ def _check(t: Target, sample: Path, expected: str, timeout: float, context):
     except Problem as exc:
         hint = f" (is {t.name} up? `inv status`, `inv logs {t.name}`)" if str(exc).startswith("cannot") else ""
         return exc.check, "fail", str(exc) + hint, {}
+    except Exception as exc:  # an answer of the wrong shape (not JSON, a list...): a failed check, not a crash
+        return "answer", "fail", f"{t.url} answered something unexpected ({type(exc).__name__}: {exc})", {}
     kind = "handshake" if t.health.kind == "websocket" else "health"
     if t.health.kind == "none":
         return kind, "skip", "no health check declared and no smoke check for its app", {}
@@ -153,6 +160,10 @@ def _check(t: Target, sample: Path, expected: str, timeout: float, context):
         good = "WebSocket handshake done, ready byte 0x00 received" if kind == "handshake" else "answered 2xx"
         return kind, "pass", f"{t.health.url}: {good}", {}
     return kind, "fail", f"{t.health.url} did not answer healthy within {timeout:g}s", {}
+
+
+class SmokeError(DuplexError):
+    """The smoke checks cannot run at all."""
 
 
 class Problem(Exception):

@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from .errors import RunError
+from .errors import DuplexError, RunError
 from .handles import Handle, Runner
 from .health import wait_healthy
 from .plan import Plan
@@ -119,6 +119,15 @@ class Supervisor:
         return self.clock() - began
 
     def _bring_up(self, name: str) -> None:
+        try:
+            self._start_one(name)
+        except DuplexError as err:  # e.g. the certificates cannot be staged: its own message and fix
+            self._fail(err)
+        except Exception as exc:  # a bug in a runner: fail the run with what happened, never hang dependents
+            self._fail(RunError(f"{name}: could not be started ({type(exc).__name__}: {exc})",
+                                fix=f"`inv logs {name}`; if it persists, report this message"))
+
+    def _start_one(self, name: str) -> None:
         svc = self.plan.services[name]
         for dep in svc.depends_on:  # optional ones too, when they are part of the run
             while not self.healthy[dep].wait(0.1):
@@ -151,7 +160,7 @@ class Supervisor:
             msg = f"{name} did not become healthy within {svc.health.timeout:.0f}s ({svc.health.url})"
         self._fail(RunError(msg + _tail(handle), fix=f"read the log above; `inv logs {name}` keeps it"))
 
-    def _fail(self, err: RunError) -> None:
+    def _fail(self, err: DuplexError) -> None:
         with self.lock:
             if self.failure is None:
                 self.failure = err

@@ -13,6 +13,8 @@ import os
 from typing import Mapping
 
 log = logging.getLogger("uvicorn.error").getChild("telemetry")
+PACKAGES = ("Add opentelemetry-sdk, opentelemetry-exporter-otlp-proto-http, opentelemetry-instrumentation-fastapi "
+            "(and -httpx for clients) to the env's requirements.in, then `inv lock` and `inv setup`")
 UNTRACED = "health,metrics"  # polled every 50 ms by health waits and scrapers: noise, not requests
 
 
@@ -30,7 +32,11 @@ def instrument(app) -> bool:
     provider = _provider()
     if provider is None:
         return False
-    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    try:
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    except ImportError as exc:
+        log.warning("telemetry is on but %s; no request spans. %s", exc, PACKAGES)
+        return False
     # One span per request: the per-chunk `http send/receive` spans cost time and say little here.
     FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=UNTRACED,
                                        exclude_spans=["receive", "send"])
@@ -40,9 +46,14 @@ def instrument(app) -> bool:
 def instrument_client(client) -> None:
     """Trace an httpx client's calls and pass the trace on (W3C traceparent) to the next service."""
     provider = _provider()
-    if provider is not None:
+    if provider is None:
+        return
+    try:
         from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
+    except ImportError as exc:
+        log.warning("telemetry is on but %s; outgoing calls are not traced. %s", exc, PACKAGES)
+        return
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=provider)
 
 
 def _provider():
@@ -54,8 +65,8 @@ def _provider():
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as exc:  # an env locked without it: say so once, serve anyway
-        log.warning("telemetry is on but OpenTelemetry is not installed in this env (%s): no spans. "
-                    "Add opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http to its requirements", exc)
+        log.warning("telemetry is on but OpenTelemetry is not installed in this env (%s): no spans. %s",
+                    exc, PACKAGES)
         return None
     current = trace.get_tracer_provider()
     if isinstance(current, TracerProvider):  # once per process: the warm reloader re-imports this module

@@ -11,6 +11,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
+
 from duplex.plan import CERTS_IN_CONTAINER, plan
 from duplex.probe import Machine
 from duplex.smoke import SAMPLE
@@ -81,3 +83,25 @@ def test_inv_run_tls_serves_verified_https_and_the_frontend_reaches_asr_over_it(
         assert {r["name"]: r["healthy"] for r in rows} == {"asr": True, "frontend": True}
     finally:
         _inv(root, env, "stop", "--all", timeout=120)
+
+
+@pytest.mark.docker
+def test_inv_run_tls_in_a_container_serves_verified_https(tmp_path):
+    """Container mode: the cert folder is mounted at /certs and readable by the image's non-root user."""
+    root = copy_stack(tmp_path / "stack", "tlsbox")
+    port = free_port()
+    env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"), "DUPLEX_PORT_ASR": str(port)}
+    made = _inv(root, env, "certs", "--json")
+    assert made.returncode == 0, made.stderr
+    ca = json.loads(made.stdout)["ca"]
+    key = root / ".duplex" / "certs" / "tlsbox" / "key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    try:
+        up = _inv(root, env, "run", "--tls", "--services", "asr", "--detach", "--skip-preflight", timeout=900)
+        assert up.returncode == 0, up.stdout + up.stderr
+        context = ssl.create_default_context(cafile=ca)
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/health", context=context, timeout=10) as resp:
+            assert json.loads(resp.read())["backend"] == "pocketsphinx"
+    finally:
+        _inv(root, env, "stop", "--all", timeout=120)
+    assert key.stat().st_mode & 0o777 == 0o600  # the host's own key is left as it was

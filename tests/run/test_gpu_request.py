@@ -54,9 +54,12 @@ def test_gpu_paths_read_from_recorded_docker_info(tmp_path):
 
 
 def test_a_host_gpu_alone_is_not_enough_the_real_engine_is_asked():
-    """NVML may see a GPU (given here as data), but this engine has no NVIDIA toolkit: no GPU request."""
+    """NVML may see a GPU (given here as data): the answer is the real engine's, whatever it has."""
     environ = {k: v for k, v in os.environ.items() if k.startswith("DOCKER_") or k == "HOME"}
-    assert probe_machine(environ, gpus=1).nvidia_runtime is False
+    engine = docker_check.probe_docker(environ, [], "gpus")
+    assert engine.reachable  # CI starts one
+    expected = bool(docker_check.gpu_paths(engine))  # False here (no NVIDIA toolkit); True on a GPU host with one
+    assert probe_machine(environ, gpus=1).nvidia_runtime is expected
     nowhere = probe_machine({**environ, "DOCKER_HOST": "unix:///tmp/no-docker-here.sock"}, gpus=1)
     assert nowhere.nvidia_runtime is False  # an engine that does not answer hands out nothing
 
