@@ -24,6 +24,7 @@ class DockerFacts:
     gpu_hook: bool = False  # nvidia-container-runtime-hook next to a local engine: `--gpus` works
     cdi_nvidia: bool = False  # a CDI spec that names nvidia.com/gpu
     images: dict[str, bool] = field(default_factory=dict)  # image -> present
+    image_users: dict[str, str] = field(default_factory=dict)  # present image -> its USER ("" = root)
     own: dict[str, str] = field(default_factory=dict)  # service -> running container of this stack
 
 
@@ -54,10 +55,10 @@ def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout
     try:
         from docker.errors import DockerException, ImageNotFound
         info = client.info()
-        present = {}
+        present, users = {}, {}
         for image in images:
             try:
-                client.images.get(image)
+                users[image] = (client.images.get(image).attrs.get("Config") or {}).get("User") or ""
                 present[image] = True
             except ImageNotFound:
                 present[image] = False
@@ -68,11 +69,13 @@ def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout
                            "restart the Docker engine")
     finally:
         client.close()
-    return facts_from_info(host, info, images=present, own={k: v for k, v in own.items() if k})
+    return facts_from_info(host, info, images=present, own={k: v for k, v in own.items() if k},
+                           image_users=users)
 
 
 def facts_from_info(host: str, info: dict, *, images: dict[str, bool] | None = None,
-                    own: dict[str, str] | None = None, which=shutil.which, cdi=_cdi) -> DockerFacts:
+                    own: dict[str, str] | None = None, which=shutil.which, cdi=_cdi,
+                    image_users: dict[str, str] | None = None) -> DockerFacts:
     """What `docker info` says about GPUs, plus what lies beside a local engine (the hook, CDI specs).
 
     The engine lists CDISpecDirs only while CDI is enabled (an empty list means it is off), so
@@ -82,7 +85,7 @@ def facts_from_info(host: str, info: dict, *, images: dict[str, bool] | None = N
     return DockerFacts(True, host, version=info.get("ServerVersion"), runtimes=tuple(info.get("Runtimes") or ()),
                        gpu_hook=local and bool(which("nvidia-container-runtime-hook")),
                        cdi_nvidia=local and bool(cdi_dirs) and cdi(cdi_dirs), images=dict(images or {}),
-                       own=dict(own or {}))
+                       own=dict(own or {}), image_users=dict(image_users or {}))
 
 
 def gpu_paths(facts: DockerFacts | None) -> list[str]:
@@ -148,7 +151,12 @@ def _image(ctx: Context, svc, facts: DockerFacts) -> Result:
             return warn(name, detail + "; it can be built here", fix)
         return fail(name, detail, fix)
     if facts.images.get(svc.image):
-        return passed(name, f"image {svc.image} is present")
+        user = facts.image_users.get(svc.image, "")
+        if user.split(":")[0] in ("", "root", "0"):  # duplex's own images run as the host's UID; a pulled one as its USER
+            return warn(name, f"image {svc.image} is present but runs as root (its USER is {user or 'unset'})",
+                        f"give {svc.name} a `dockerfile` that starts FROM {svc.image} and ends with `USER 1000` "
+                        "(or the image's own unprivileged user), so a compromised service is not root")
+        return passed(name, f"image {svc.image} is present (runs as user {user})")
     return warn(name, f"image {svc.image} is not on this machine: the run pulls it from its registry",
                 f"pull it now (`docker pull {svc.image}`) so the first start is not a long download")
 

@@ -84,3 +84,40 @@ def test_cdi_spec_files_are_read(tmp_path):
 def test_native_mode_without_containers_skips_docker(tmp_path):
     _, _, ctx = make(tmp_path, native=True, services=["api"])
     assert docker.check(ctx, None, 0)[0].status == "skip"
+
+
+def test_a_prebuilt_image_that_runs_as_root_is_named(tmp_path):
+    """duplex's Dockerfiles run as the host's UID; an `image =` runs as its own USER: root warns."""
+    import io
+
+    import docker as sdk
+    client = sdk.from_env()
+    user_image = "duplex-test/as-user:1"
+    client.images.build(fileobj=io.BytesIO(f"FROM {BASE}\nUSER 1000:1000\n".encode()), tag=user_image, rm=True)
+    text = """
+    [stack]
+    name = "pf"
+
+    [services.root]
+    image = "{root}"
+    command = ["sleep", "60"]
+    modes = ["container"]
+    port = 18450
+
+    [services.user]
+    image = "{user}"
+    command = ["sleep", "60"]
+    modes = ["container"]
+    port = 18451
+    """.replace("{root}", BASE).replace("{user}", user_image)
+    try:
+        _, _, ctx = make(tmp_path, environ=engine_env(), text=text)
+        facts = docker.probe_docker(ctx.environ, docker.wanted_images(ctx), "pf")
+        assert facts.image_users == {BASE: "", user_image: "1000:1000"}
+        results = by_name(docker.check(ctx, facts, host_gpus=0))
+        root, user = results["docker.image.root"], results["docker.image.user"]
+        assert root.status == "warn" and "runs as root" in root.detail and "USER 1000" in root.fix
+        assert user.status == "pass" and "1000:1000" in user.detail
+    finally:
+        client.images.remove(user_image, force=True)
+        client.close()
