@@ -30,14 +30,13 @@ def _cli(fn):
 def _load_token() -> None:
     """HF_TOKEN from the environment, else from the project's .env (`inv setup --hf-token`)."""
     import os
+    from duplex.envs.secrets import read_secret
     from duplex.stack import find_stack
     if os.environ.get("HF_TOKEN"):
         return
-    dotenv = find_stack().resolve().parent / ".env"
-    if dotenv.is_file():
-        for line in dotenv.read_text(encoding="utf-8").splitlines():
-            if line.startswith("HF_TOKEN=") and line[9:].strip():
-                os.environ["HF_TOKEN"] = line[9:].strip()
+    token = read_secret(find_stack().resolve().parent, "HF_TOKEN")
+    if token:
+        os.environ["HF_TOKEN"] = token
 
 
 def _names(services: str | None) -> list[str] | None:

@@ -48,8 +48,8 @@ def find_token(environ: dict[str, str], root: Path | None = None) -> tuple[str |
     tasks.py fills HF_TOKEN from <root>/.env when it is unset: that one is named as the .env token."""
     if environ.get("HF_TOKEN", "").strip():
         value = environ["HF_TOKEN"].strip()
-        from duplex.models.hub import DOTENV, dotenv_token
-        return value, DOTENV if root is not None and dotenv_token(root) == value else "HF_TOKEN"
+        from duplex.envs.secrets import hf_token_origin
+        return value, hf_token_origin(root, value)
     from duplex.probe import hf_home
     path = Path(environ.get("HF_TOKEN_PATH") or Path(hf_home(environ)) / "token").expanduser()
     try:

@@ -1,4 +1,4 @@
-"""Write secrets (the Hugging Face token) to the project's .env, readable only by the user."""
+"""Secrets (the Hugging Face token) in the project's .env: written readable only by the user, read back."""
 
 from __future__ import annotations
 
@@ -18,3 +18,22 @@ def write_secret(root: Path, key: str, value: str) -> Path:
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path
+
+
+DOTENV = ".env (saved by `inv setup --hf-token`)"  # where a token came from, as advice names it
+
+
+def read_secret(root: Path | str, key: str) -> str | None:
+    """The last non-empty KEY=value in <root>/.env (what write_secret keeps), or None."""
+    try:
+        lines = (Path(root) / ".env").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    values = [line[len(key) + 1:].strip() for line in lines if line.startswith(f"{key}=")]
+    return next((v for v in reversed(values) if v), None)
+
+
+def hf_token_origin(root: Path | str | None, value: str) -> str:
+    """Where an HF_TOKEN value came from: tasks.py copies the .env token into an unset HF_TOKEN, so
+    one equal to the .env token is named as the .env one (the advice then says `inv setup --hf-token`)."""
+    return DOTENV if root is not None and read_secret(root, "HF_TOKEN") == value else "HF_TOKEN"

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from ..envs.secrets import DOTENV, hf_token_origin
 from .errors import (DiskFullError, GatedModelError, HubUnreachableError, ModelError,
                      ModelNotFoundError, TokenRejectedError, is_disk_full)
 from .lock import FileEntry, LockedModel
@@ -21,7 +22,6 @@ from .refs import DEFAULT_REVISION, ModelRef
 DEFAULT_ENDPOINT = "https://huggingface.co"
 DISK_FIX = ("free space on the disk that holds the Hugging Face cache, or point HF_HOME (or "
             "HF_HUB_CACHE) at a larger disk; then rerun `inv prefetch` (files already downloaded are kept)")
-DOTENV = ".env (saved by `inv setup --hf-token`)"
 LOGIN = "the stored login (`hf auth login`)"
 _NETWORK = {"ConnectError", "ConnectionError", "ConnectTimeout", "TimeoutException", "ReadTimeout",
             "NetworkError", "RemoteProtocolError", "ProxyError"}
@@ -33,16 +33,6 @@ def endpoint_from(environ: dict[str, str] | None = None) -> str:
     return (environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
-def dotenv_token(root: Path | str) -> str | None:
-    """HF_TOKEN as `inv setup --hf-token` saved it in <root>/.env (read the way tasks.py reads it)."""
-    try:
-        lines = (Path(root) / ".env").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    values = [line[9:].strip() for line in lines if line.startswith("HF_TOKEN=")]
-    return next((v for v in reversed(values) if v), None)
-
-
 def token_source(root: Path | str | None = None, environ: dict[str, str] | None = None) -> str | None:
     """Where the token huggingface_hub will send comes from (never the token itself), or None.
 
@@ -51,7 +41,7 @@ def token_source(root: Path | str | None = None, environ: dict[str, str] | None 
     environ = os.environ if environ is None else environ
     value = (environ.get("HF_TOKEN") or "").strip()
     if value:
-        return DOTENV if root is not None and dotenv_token(root) == value else "HF_TOKEN"
+        return hf_token_origin(root, value)
     from huggingface_hub import get_token
     return LOGIN if get_token() else None
 
