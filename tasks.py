@@ -163,11 +163,8 @@ def run(c, native=False, services=None, detach=False, skip_preflight=False, smok
         stack, m, native=native, services=_names(services), pins=_pins(stack),
         tls=True if tls else None, otlp=_otlp(otlp)))
     if any(s.url.startswith("https://") for s in the_plan.services.values()):
-        from duplex.certs import CERT_FILES, stack_cert_dir
-        folder = stack_cert_dir(stack.root, stack.name)
-        if not all((folder / name).is_file() for name in CERT_FILES):
-            raise Exit(f"duplex: tls is on but {folder} lacks {', '.join(n for n in CERT_FILES if not (folder / n).is_file())}:"
-                       " run `inv certs` first", code=1)
+        from duplex.certs import require_certs
+        require_certs(stack.root, stack.name)
     if debug:
         _debug(stack, the_plan, _names(debug), debug_wait)
     if not skip_preflight:

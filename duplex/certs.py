@@ -258,6 +258,15 @@ def trust_instructions(ca: Path, stack: str) -> list[str]:
 CERT_FILES = ("cert.pem", "key.pem", "bundle.pem")
 
 
+def require_certs(root: Path, stack: str) -> Path:
+    """The stack's cert folder, or CertError naming what `inv certs` has not made yet."""
+    folder = stack_cert_dir(root, stack)
+    missing = [name for name in CERT_FILES if not (folder / name).is_file()]
+    if missing:
+        raise CertError(f"tls is on but {folder} lacks {', '.join(missing)}", fix="run `inv certs` first")
+    return folder
+
+
 def for_container(folder: Path | str, uid: int, gid: int) -> Path:
     """The cert folder a container running as uid:gid can read. The key is 0600 and owned by the
     host user; when that is root and the container is not (the images run as the host's UID, or

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import warm
+from .certs import stack_cert_dir
 from .errors import PlanError
 from .probe import Machine
 from .stack import REVISION, TEMPLATE, Stack
@@ -198,7 +199,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
     spec = stack.services[name]
     mode = modes[name]
     scheme = "https" if tls else "http"
-    certs_host = f"{stack.root}/.duplex/certs/{stack.name}"  # path arithmetic only: `inv certs` makes it
+    certs_host = str(stack_cert_dir(stack.root, stack.name))  # path arithmetic only: `inv certs` makes it
     certs = certs_host if mode == "native" else CERTS_IN_CONTAINER
     container_ports = {n: stack.services[n].port for n in chosen}
     port = ports[name]
