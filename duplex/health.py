@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 import time
 import urllib.error
@@ -13,11 +14,18 @@ from .plan import Health
 POLL = 0.05  # tight: users hate Compose's 30 s default interval
 
 
+@functools.lru_cache(maxsize=8)
+def client_context(ca: str) -> ssl.SSLContext:
+    """A TLS client context trusting `ca` (bundle.pem: the system roots plus the local CA). Built
+    once per file, not on every 50 ms health poll; a failure is not cached, so a fixed file works."""
+    return ssl.create_default_context(cafile=ca)
+
+
 def probe_once(health: Health, timeout: float = 2.0) -> bool:
     if health.kind == "none" or health.url is None:
         return True
     try:
-        context = ssl.create_default_context(cafile=health.ca) if health.ca else None
+        context = client_context(health.ca) if health.ca else None
     except (OSError, ssl.SSLError):  # the local CA went missing or broke: unhealthy, never a crash
         return False
     if health.kind == "websocket":

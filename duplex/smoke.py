@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import DuplexError
-from .health import probe_once
+from .health import client_context, probe_once
 from .plan import Health, Plan
 
 SAMPLE = Path(__file__).parent / "data" / "hello.wav"  # flite awb, 16 kHz mono, 1.8 s
@@ -122,7 +122,7 @@ def smoke(what: Plan | list[Target], *, sample: Path = SAMPLE, expected: str = E
         targets = [t for t in targets if t.name in services]
         targets += [Target(n, "-", "", Health("none", None, 0), state="not running") for n in missing]
     try:
-        context = ssl.create_default_context(cafile=str(ca)) if ca else None
+        context = client_context(str(ca)) if ca else None
     except (OSError, ssl.SSLError) as exc:
         raise SmokeError(f"the local CA {ca} cannot be read ({exc})",
                          fix="run `inv certs` again (it remakes a missing or broken CA file)") from exc
