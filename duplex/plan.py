@@ -21,6 +21,7 @@ CACHE_IN_CONTAINER = "/cache/huggingface"
 CERTS_IN_CONTAINER = "/certs"  # `inv certs`' stack folder: cert.pem, key.pem, bundle.pem
 # Command services whose TLS switch is not uvicorn's, named by module path: the extra arguments.
 TLS_ARGS = {"moshi.server": ["--ssl", "{certs}"]}  # moshi wants a folder with cert.pem and key.pem
+LOOPBACK_URL = re.compile(r"^(https?://)(127\.0\.0\.1|localhost)(?=[:/]|$)")  # this host's loopback, as a URL
 OTLP_SECRETS = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
 LABEL = "dev.duplex"
@@ -304,7 +305,7 @@ def telemetry_env(otlp: str | None, stack: str, name: str, mode: str, host_env: 
     if otlp is None:  # off means off, even with OTEL_* variables in the user's shell
         return {"OTEL_SDK_DISABLED": "true"}
     if mode == "container":  # the collector on the host's loopback is the host gateway from a container
-        otlp = re.sub(r"^(https?://)(127\.0\.0\.1|localhost)(?=[:/]|$)", rf"\g<1>{HOST_FROM_CONTAINER}", otlp)
+        otlp = LOOPBACK_URL.sub(rf"\g<1>{HOST_FROM_CONTAINER}", otlp)
     env = {"OTEL_SDK_DISABLED": "false", "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.rstrip("/"),
            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": name,
            "OTEL_RESOURCE_ATTRIBUTES": f"service.namespace={stack},duplex.mode={mode}",

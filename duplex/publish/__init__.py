@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Callable
 
 import yaml
 
-from ..plan import CACHE_IN_CONTAINER, Plan, plan
+from ..plan import CACHE_IN_CONTAINER, LOOPBACK_URL, Plan, plan
 from ..probe import Machine
 from ..stack import Stack
 from . import compose as compose_mod
@@ -83,7 +82,7 @@ def _published_telemetry(stack, result: Plan) -> None:
                 del svc.environment[key]
         else:
             svc.environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint.rstrip("/")
-    if result.telemetry and re.match(r"^https?://(127\.0\.0\.1|localhost)(?=[:/]|$)", endpoint):
+    if result.telemetry and LOOPBACK_URL.match(endpoint):
         result.warnings.append(f"telemetry: otlp_endpoint {endpoint} is loopback, which inside a published "
                                "container is the container itself; set it to the collector's address as "
                                "the cluster or Compose network sees it (e.g. http://otel-collector:4318)")
