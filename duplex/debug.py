@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
+from .envs.installer import uv_command
 from .errors import DuplexError
 from .launch_json import PREFIX, LaunchJsonError, write_launch_json
 from .plan import ServicePlan
@@ -82,8 +83,8 @@ def debugpy_dir(root: Path, python: Path, *, run: Callable = subprocess.run) -> 
         return folder
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    uv = shutil.which("uv")
-    argv = ([uv, "pip", "install", "--quiet", "--target", str(tmp), "--python", str(python)] if uv else
+    uv = uv_command()
+    argv = ([*uv, "pip", "install", "--quiet", "--target", str(tmp), "--python", str(python)] if uv else
             [str(python), "-m", "pip", "install", "--quiet", "--target", str(tmp)])
     done = run([*argv, f"debugpy=={DEBUGPY}"], capture_output=True, text=True)
     if done.returncode != 0:

@@ -17,15 +17,24 @@ def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def uv_command() -> list[str] | None:
+    """uv as duplex's own dependency (`python -m uv`, found whether or not the venv is on PATH),
+    else a uv on PATH; None when there is neither."""
+    if importlib.util.find_spec("uv"):
+        return [sys.executable, "-m", "uv"]
+    found = shutil.which("uv")
+    return [found] if found else None
+
+
 class Uv:
     name = "uv"
 
     @staticmethod
     def available() -> bool:
-        return importlib.util.find_spec("uv") is not None or shutil.which("uv") is not None
+        return uv_command() is not None
 
     def _uv(self) -> list[str]:
-        return [sys.executable, "-m", "uv"] if importlib.util.find_spec("uv") else [shutil.which("uv") or "uv"]
+        return uv_command() or ["uv"]
 
     def create(self, interpreter: Path, target: Path) -> None:
         run([*self._uv(), "venv", "--quiet", "--seed", "--python", interpreter, target],

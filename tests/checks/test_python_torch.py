@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ import pytest
 from checks import python, torch
 from checks.torch import TorchFacts
 from duplex.envs import lock_env, provision_env
+
+from tests.support.tools import tool
 
 from .conftest import NO_GPU, by_name, make, nvml_fixture
 
@@ -82,7 +83,7 @@ def test_env_built_for_real_then_made_stale(tmp_path):
 def torch_python(tmp_path_factory) -> Path:
     """A venv with the local torch 2.13.0 CPU wheel (pip's find-links /opt/wheels)."""
     venv = tmp_path_factory.mktemp("torchenv") / "venv"
-    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    uv = tool("uv")
     subprocess.run([uv, "venv", "-q", "-p", "3.11", str(venv)], check=True)
     subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin/python"), "--find-links", "/opt/wheels",
                     "torch==2.13.0"], check=True)

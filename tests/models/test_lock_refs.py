@@ -8,6 +8,7 @@ from duplex.models import LockError, ModelRefError
 from duplex.models.cache import check_snapshot, git_blob_id, snapshot_dir
 from duplex.models.lock import FileEntry, Lock, LockedModel, read_lock, render_lock, write_lock
 from duplex.models.refs import parse_ref, parse_refs
+from tests.support.tools import tool
 
 SHA = "c" * 40
 
@@ -66,5 +67,5 @@ def test_git_blob_id_matches_git(tmp_path):
     import subprocess
     path = tmp_path / "f"
     path.write_bytes(b"hello\n")
-    out = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
+    out = subprocess.run([tool("git"), "hash-object", str(path)], capture_output=True, text=True, check=True)
     assert git_blob_id(path) == out.stdout.strip()

@@ -19,6 +19,7 @@ from tests.publish.conftest import copy_default
 from tests.run.conftest import free_port
 from tests.run.test_parity import post_file
 from tests.support.speech import PHRASES, synthesize, word_error_rate
+from tests.support.tools import tool
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 def leftovers(project: str) -> dict[str, list[str]]:
     found = {}
     for kind in ("ps -a", "volume ls", "network ls"):
-        out = subprocess.run(["docker", *kind.split(), "-q", "--filter", f"label=com.docker.compose.project={project}"],
+        out = subprocess.run([tool("docker"), *kind.split(), "-q", "--filter", f"label=com.docker.compose.project={project}"],
                              capture_output=True, text=True, check=True).stdout.split()
         found[kind.split()[0]] = out
     return found
@@ -62,7 +63,7 @@ def test_published_compose_file_runs_the_cpu_services(tmp_path):
         user = subprocess.run([*compose, "exec", "-T", "asr", "sh", "-c", "id -u; touch /cache/huggingface/w && echo ok"],
                               cwd=cwd, env=env, capture_output=True, text=True)
         assert user.stdout.split() == ["1000", "ok"], user.stderr  # non-root, cache volume writable
-        ports_seen = subprocess.run(["docker", "port", f"{project}-asr-1"], capture_output=True, text=True).stdout
+        ports_seen = subprocess.run([tool("docker"), "port", f"{project}-asr-1"], capture_output=True, text=True).stdout
         assert f"127.0.0.1:{ports['asr']}" in ports_seen and "0.0.0.0" not in ports_seen
     finally:
         down = subprocess.run([*compose, "down", "-v", "--remove-orphans"], cwd=cwd, env=env,

@@ -14,6 +14,7 @@ import pytest
 from duplex.publish import PublishError, publish, target_plan
 from duplex.publish.common import http_check, websocket_check
 from duplex.publish.validate import ValidatorMissing, compose_command, validate_compose, validate_manifests
+from tests.support.tools import tool
 
 
 def compose_config(out: Path, *files: str) -> dict:
@@ -74,7 +75,7 @@ def test_the_real_binary_is_used_because_the_wrapper_hides_failures(tmp_path):
         compose_command()[0].endswith("compose/docker-compose")
     broken = tmp_path / "compose.yaml"
     broken.write_text("services:\n  a:\n    image: x\n    depends_on: [b]\n")
-    wrapped = subprocess.run(["docker-compose", "-f", str(broken), "config", "--quiet"], capture_output=True)
+    wrapped = subprocess.run([tool("docker-compose"), "-f", str(broken), "config", "--quiet"], capture_output=True)
     assert b"undefined service" in wrapped.stderr
     direct = subprocess.run([*compose_command(), "-f", str(broken), "config", "--quiet"], capture_output=True)
     assert direct.returncode != 0

@@ -16,6 +16,7 @@ import pytest
 from tests.support.asr_server import asr_server
 from tests.support.envs import ensure_env
 from tests.support.speech import PHRASES, concatenate, convert, synthesize, word_error_rate
+from tests.support.tools import tool
 from tests.support.whisper_model import whisper_base_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,7 +170,7 @@ def test_bad_audio_is_refused_and_the_server_stays_up(sphinx, speech, tmp_path, 
     path = tmp_path / f"{case}.bin"
     if data == "too-long":  # silence just past the limit
         path = tmp_path / "long-silence.wav"
-        subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-b", "16", str(path),
+        subprocess.run([tool("sox"), "-n", "-r", "8000", "-c", "1", "-b", "16", str(path),
                         "trim", "0", str(MAX_SECONDS + 5)], check=True)
     else:
         path.write_bytes(data(speech) if callable(data) else data)

@@ -22,6 +22,7 @@ from servers.frontend.config import endpoints_from_env
 from tests.support.browser import chromium, wait_for
 from tests.support.envs import ensure_env
 from tests.support.speech import synthesize
+from tests.support.tools import tool
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTDATA = ROOT / ".duplex" / "testdata"
@@ -313,11 +314,11 @@ def test_container_image_serves_the_frontend():
         bundle = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
         ca.write_bytes(bundle.read_bytes() if bundle.exists() else b"")
     tag = "duplex/frontend:test"
-    build = subprocess.run(["docker", "build", "-q", "-f", "dockerfiles/frontend.Dockerfile", "-t", tag, "."],
+    build = subprocess.run([tool("docker"), "build", "-q", "-f", "dockerfiles/frontend.Dockerfile", "-t", tag, "."],
                            cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert build.returncode == 0, build.stderr
     port, name = free_port(), f"duplex-frontend-test-{os.getpid()}"
-    run = subprocess.run(["docker", "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8010",
+    run = subprocess.run([tool("docker"), "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8010",
                           "-e", "MOSHI_WS_URL=ws://moshi:8998/api/chat", tag], capture_output=True, text=True, check=False)
     assert run.returncode == 0, run.stderr
     try:
@@ -326,10 +327,10 @@ def test_container_image_serves_the_frontend():
         assert httpx.get(f"{base}/api/config").json()["moshi_ws_url"] == "ws://moshi:8998/api/chat"
         assert "Transcribe" in httpx.get(f"{base}/").text
         assert httpx.post(f"{base}/api/transcribe", files={"file": ("a.wav", b"x")}).status_code == 503
-        user = subprocess.run(["docker", "exec", name, "id", "-un"], capture_output=True, text=True, check=False).stdout.strip()
+        user = subprocess.run([tool("docker"), "exec", name, "id", "-un"], capture_output=True, text=True, check=False).stdout.strip()
         assert user == "duplex"
     finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run([tool("docker"), "rm", "-f", name], capture_output=True, check=False)
 
 
 def _answers(url: str) -> bool:

@@ -13,6 +13,8 @@ from typing import TypeVar
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from tests.support.tools import tool
+
 T = TypeVar("T")
 
 CHROMIUM_FLAGS = (
@@ -22,20 +24,12 @@ CHROMIUM_FLAGS = (
 )
 
 
-def _find(*names: str) -> str:
-    for name in names:
-        found = shutil.which(name)
-        if found:
-            return found
-    raise FileNotFoundError(f"none of {names} on PATH: apt-get install -y chromium chromium-driver")
-
-
 @contextmanager
 def chromium(fake_microphone: Path | None = None) -> Iterator[webdriver.Chrome]:
     """Start headless Chromium; with ``fake_microphone`` (a WAV) getUserMedia plays that file once."""
     profile = tempfile.mkdtemp(prefix="duplex-chromium-")
     options = webdriver.ChromeOptions()
-    options.binary_location = _find("chromium", "chromium-browser", "google-chrome")
+    options.binary_location = tool("chromium", "chromium-browser", "google-chrome")
     for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     if fake_microphone is not None:
@@ -43,7 +37,7 @@ def chromium(fake_microphone: Path | None = None) -> Iterator[webdriver.Chrome]:
         options.add_argument("--use-fake-device-for-media-stream")
         options.add_argument(f"--use-file-for-fake-audio-capture={fake_microphone}%noloop")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(_find("chromedriver")))
+    driver = webdriver.Chrome(options=options, service=Service(tool("chromedriver")))
     try:
         yield driver
     finally:

@@ -13,11 +13,12 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.tools import tool
 
 LFS_THRESHOLD = 1 << 20  # files from this size on are stored as LFS objects, as the hub does
 GIT_ENV = {"GIT_AUTHOR_NAME": "duplex tests", "GIT_AUTHOR_EMAIL": "tests@duplex.invalid",
@@ -32,7 +33,7 @@ def free_port() -> int:
 
 def _git(repo: Path, *args: str) -> str:
     env = {**os.environ, **GIT_ENV}
-    out = subprocess.run(["git", "-C", str(repo), *args], env=env, check=True,
+    out = subprocess.run([tool("git"), "-C", str(repo), *args], env=env, check=True,
                          capture_output=True, text=True)
     return out.stdout.strip()
 
@@ -110,9 +111,7 @@ class Mirror:
         return self.repos[name]
 
     def start(self, timeout: float = 30.0) -> "Mirror":
-        olah = shutil.which("olah-cli") or str(Path(sys.executable).parent / "olah-cli")
-        if not Path(olah).exists():
-            raise RuntimeError("olah is not installed: pip install olah (tests/support/hub.py needs it)")
+        olah = tool("olah-cli")
         self.port = self.port or free_port()
         config = self.base / "olah.toml"
         config.write_text(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 from duplex.smoke import word_error_rate, words  # noqa: F401 - one scorer for tests and `inv smoke`
+from tests.support.tools import tool
 
 # flite's 16 kHz voices: pocketsphinx and whisper transcribe "awb" word for word (the default 8 kHz
 # "kal" voice comes out far worse through pocketsphinx).
@@ -17,20 +17,12 @@ PHRASES = (
     "the weather today is sunny and warm",
     "open the door and close the window",
 )
-APT = {"flite": "flite", "sox": "sox"}
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"`{name}` is not installed: apt-get install -y {APT[name]} libsox-fmt-mp3")
-    return path
 
 
 def synthesize(text: str, path: Path, voice: str = VOICE) -> Path:
     """Speak `text` with flite into a WAV file (16 kHz mono for the 16 kHz voices)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([_tool("flite"), "-voice", voice, "-t", text, "-o", str(path)], check=True)
+    subprocess.run([tool("flite"), "-voice", voice, "-t", text, "-o", str(path)], check=True)
     return path
 
 
@@ -44,7 +36,7 @@ def convert(src: Path, dst: Path, rate: int | None = None, channels: int | None 
         effects += ["channels", str(channels)]
     if rate:
         effects += ["rate", str(rate)]
-    proc = subprocess.run([_tool("sox"), str(src), str(dst), *effects], capture_output=True, text=True)
+    proc = subprocess.run([tool("sox"), str(src), str(dst), *effects], capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"sox {src.name} -> {dst.name} failed: {proc.stderr.strip()} "
                            "(MP3 needs: apt-get install -y libsox-fmt-mp3)")
@@ -56,7 +48,7 @@ def concatenate(parts: list[Path], dst: Path, gap_s: float = 1.0) -> Path:
     args = []
     for part in parts:
         args += [str(part), "|sox -n -r 16000 -c 1 -b 16 -t wav - trim 0 %g" % gap_s]
-    subprocess.run([_tool("sox"), *args, str(dst)], check=True, capture_output=True)
+    subprocess.run([tool("sox"), *args, str(dst)], check=True, capture_output=True)
     return dst
 
 

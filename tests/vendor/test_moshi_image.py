@@ -23,6 +23,7 @@ import pytest
 from duplex.envs.sources import find_links
 from duplex.vendor import TARGET, check, vendor
 from duplex.vendor.record import read
+from tests.support.tools import tool
 
 from .conftest import REPO, SHARED_CACHE
 
@@ -66,7 +67,7 @@ def image(tmp_path_factory) -> str:
     wheelhouse(LOCK, build / "wheels")
     (ctx / ".dockerignore").write_text(".duplex\n!.duplex/build/ca.pem\n!.duplex/build/wheels\n")
     started = time.monotonic()
-    proc = subprocess.run(["docker", "build", "-q", "-f", "dockerfiles/moshi.Dockerfile",
+    proc = subprocess.run([tool("docker"), "build", "-q", "-f", "dockerfiles/moshi.Dockerfile",
                            "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", "TORCH_INDEX=",
                            "-t", IMAGE, "."], cwd=ctx, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -75,7 +76,7 @@ def image(tmp_path_factory) -> str:
 
 
 def _run(image, *args, env=(), volumes=(), timeout=300):
-    cmd = ["docker", "run", "--rm", "--network", "none"]
+    cmd = [tool("docker"), "run", "--rm", "--network", "none"]
     for item in env:
         cmd += ["-e", item]
     for item in volumes:

@@ -8,6 +8,7 @@ import pytest
 
 from duplex.vendor import TARGET, PatchError, check, vendor
 from duplex.vendor.record import read
+from tests.support.tools import tool
 
 from .conftest import live_tree, make_sdist
 
@@ -79,7 +80,7 @@ def test_a_patch_made_with_git_diff_in_the_repo(bare_project, tmp_path):
     """The documented workflow: edit the vendored tree, `git diff` it into the queue, re-vendor."""
     sdist = make_sdist(tmp_path / "moshi-0.2.13.tar.gz", "0.2.13")
     vendor(bare_project, "v0.2.13", from_path=sdist)
-    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    git = [tool("git"), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], cwd=bare_project, check=True)
     subprocess.run([*git, "add", "third_party"], cwd=bare_project, check=True)
     server = bare_project / TARGET / "moshi" / "server.py"

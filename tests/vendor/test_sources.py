@@ -10,6 +10,7 @@ import pytest
 from duplex.vendor import TARGET, HashMismatchError, UnknownReleaseError, VendorError, check, vendor
 from duplex.vendor.index import parse_filename, version_of
 from duplex.vendor.record import read
+from tests.support.tools import tool
 
 from .conftest import live_tree, make_sdist, make_wheel, sha256
 
@@ -68,7 +69,7 @@ def test_from_refuses_a_release_of_another_version(bare_project, tmp_path):
 
 
 def _git(cwd, *args):
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main",
+    return subprocess.run([tool("git"), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "init.defaultBranch=main",
                            *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
