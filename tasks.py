@@ -1,12 +1,13 @@
 """duplex tasks: the CLI. Thin on purpose: parse flags, call the duplex library, render.
 
-Run `inv --list` for the tasks and `inv --help TASK` for each one's flags.
+Run `inv --list` for the tasks and `inv --help TASK` for each one's flags. Everything a task
+decides lives in the library (`duplex.project.Project` is where each task starts); this file turns
+flags into calls, results into output, and errors into a message and an exit code.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 
 from invoke import Exit, task
 
@@ -18,7 +19,6 @@ def _cli(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            _load_token()
             return fn(*args, **kwargs)
         except DuplexError as err:
             raise Exit(f"duplex: {err.render()}", code=err.exit_code) from None
@@ -27,45 +27,29 @@ def _cli(fn):
     return wrapper
 
 
-def _load_token() -> None:
-    """HF_TOKEN from the environment, else from the project's .env (`inv setup --hf-token`)."""
-    import os
-    from duplex.envs.secrets import read_secret
-    from duplex.stack import find_stack
-    if os.environ.get("HF_TOKEN"):
-        return
-    token = read_secret(find_stack().resolve().parent, "HF_TOKEN")
-    if token:
-        os.environ["HF_TOKEN"] = token
+def _usage(message: str) -> Exit:
+    return Exit(f"duplex: {message}", code=2)
 
 
 def _names(services: str | None) -> list[str] | None:
     return [s.strip() for s in services.split(",") if s.strip()] if services else None
 
 
-def _pins(stack) -> dict[str, str]:
-    """Each model's pinned commit from models.lock (written by `inv prefetch`)."""
-    from duplex.models.lock import pinned_revision  # light: no download machinery
-    repos = {m for s in stack.services.values() for m in s.models}
-    return {r: c for r in repos if (c := pinned_revision(stack.root, r))}
-
-
-def _plan(native: bool, services: str | None, otlp: str | None = None):
-    from duplex.plan import plan
-    from duplex.probe import probe_machine
-    from duplex.stack import load_stack
-    stack = load_stack()
-    return plan(stack, probe_machine(keep=stack.secret_names), native=native, services=_names(services),
-                pins=_pins(stack),
-                otlp=_otlp(otlp))
-
-
 def _otlp(url: str | None) -> str | None:
     """`--otlp URL`: the collector every service exports traces to (OTLP over HTTP)."""
-    if url is not None and not re.match(r"^https?://[^/\s]+", url):
-        raise Exit(f"duplex: --otlp {url!r} is not a collector URL: give the OTLP/HTTP endpoint, "
-                   "e.g. --otlp http://127.0.0.1:4318", code=2)
+    from duplex.stack import URL
+    if url is not None and not URL.match(url):
+        raise _usage(f"--otlp {url!r} is not a collector URL: give the OTLP/HTTP endpoint, "
+                     "e.g. --otlp http://127.0.0.1:4318")
     return url
+
+
+def _show(json: bool, data, render, code: int = 0) -> None:
+    """JSON for scripts or `render()` for people; then a non-zero `code` becomes the exit status."""
+    from duplex import report
+    report.print_json(data) if json else render()
+    if code:
+        raise Exit(code=code)
 
 
 @task(help={
@@ -78,17 +62,9 @@ def _otlp(url: str | None) -> str | None:
 def config(c, native=False, services=None, json=False, otlp=None):
     """Show the resolved plan: what runs where, with which ports, variables and start order."""
     from duplex import report
-    the_plan = _plan(native, services, otlp)
-    if json:
-        report.print_json(report.plan_dict(the_plan))
-    else:
-        report.print_plan(the_plan)
-
-
-def _say(prefix: str):
-    from duplex import report
-    out = report.console(stderr=True)
-    return lambda line: out.print(f"[dim]{prefix}[/] {line}")
+    from duplex.project import Project
+    the_plan = Project.load().plan(native=native, services=_names(services), otlp=_otlp(otlp))
+    _show(json, report.plan_dict(the_plan), lambda: report.print_plan(the_plan))
 
 
 @task(help={
@@ -107,21 +83,17 @@ def setup(c, env=None, all=False, python=None, force=False, installer=None, torc
     """Create or update the pinned venvs: right interpreter, torch for the driver, fixes applied."""
     from duplex import report
     from duplex.envs import provision_env, write_secret
-    from duplex.stack import load_stack, selected_envs
-    stack = load_stack()
+    from duplex.project import Project
+    from duplex.stack import selected_envs
+    stack = Project.load().stack
+    say = report.say("setup")
     if hf_token:
-        path = write_secret(stack.root, "HF_TOKEN", hf_token)
-        _say("setup")(f"HF_TOKEN saved to {path} (readable only by you)")
-    names = selected_envs(stack, env, everything=all)
-    say = _say("setup")
+        say(f"HF_TOKEN saved to {write_secret(stack.root, 'HF_TOKEN', hf_token)} (readable only by you)")
     results = [provision_env(stack.root, name, stack.envs[name], python=python, force=force,
-                             installer=installer, torch=torch, progress=say) for name in names]
-    if json:
-        report.print_json([r.as_dict() for r in results])
-        return
-    for r in results:
-        for warning in r.warnings:
-            say(f"[yellow]warning:[/] {r.name}: {warning}")
+                             installer=installer, torch=torch, progress=say)
+               for name in selected_envs(stack, env, everything=all)]
+    _show(json, [r.as_dict() for r in results],
+             lambda: [say(f"[yellow]warning:[/] {r.name}: {w}") for r in results for w in r.warnings])
 
 
 @task(help={"env": "only this env (default: every env with a requirements file)",
@@ -129,12 +101,13 @@ def setup(c, env=None, all=False, python=None, force=False, installer=None, torc
 @_cli
 def lock(c, env=None, torch=None):
     """Resolve envs/NAME/requirements.in into a hash-pinned lock that setup installs from."""
+    from duplex import report
     from duplex.envs import lock_env
-    from duplex.stack import load_stack, selected_envs
-    stack = load_stack()
-    say = _say("lock")
-    names = selected_envs(stack, env, everything=True)
-    for name in names:
+    from duplex.project import Project
+    from duplex.stack import selected_envs
+    stack = Project.load().stack
+    say = report.say("lock")
+    for name in selected_envs(stack, env, everything=True):
         path = lock_env(stack.root, name, stack.envs[name], torch=torch, progress=say)
         say(f"{name}: wrote {path.relative_to(stack.root)}")
 
@@ -154,30 +127,17 @@ def lock(c, env=None, torch=None):
 def run(c, native=False, services=None, detach=False, skip_preflight=False, smoke=False, debug=None,
         debug_wait=False, tls=False, otlp=None):
     """Run the stack: every service in a container, or natively with --native."""
-    from duplex.plan import plan
-    from duplex.run import plan_run, up
-    from duplex.stack import load_stack
-    stack = load_stack()
-    # the Docker engine is asked once whether containers can get a GPU; preflight reuses the answer
-    the_plan, machine, engine = plan_run(stack, lambda m: plan(
-        stack, m, native=native, services=_names(services), pins=_pins(stack),
-        tls=True if tls else None, otlp=_otlp(otlp)))
-    if any(s.url.startswith("https://") for s in the_plan.services.values()):
-        from duplex.certs import require_certs
-        require_certs(stack.root, stack.name)
-    if debug:
-        _debug(stack, the_plan, _names(debug), debug_wait)
-    if not skip_preflight:
-        _preflight_or_exit(stack, the_plan, engine)
-    code = up(the_plan, machine, on_crash=stack.stack.on_crash, detach=detach,
-              env_state=lambda env: _env_state(stack, env),
-              on_healthy=(lambda: _smoke_once(stack, machine, the_plan)) if smoke else None)
+    from duplex import report
+    from duplex.start import run_project
+    code = run_project(native=native, services=_names(services), detach=detach, preflight=not skip_preflight,
+                       debug=_names(debug), debug_wait=debug_wait, tls=True if tls else None, otlp=_otlp(otlp),
+                       smoke=smoke, say=report.say)
     if code:
         raise Exit(code=code)
 
 
 @task(help={
-    "services": "only the models of these services (default: every service's models)",
+    "services": "only the models of these services and what they require (default: every service's)",
     "repo": "one ad-hoc repo ORG/NAME instead of the stack's models (like `hf download`)",
     "revision": "with --repo: a branch, tag or commit",
     "dry_run": "show what would be downloaded, and how big, without downloading",
@@ -189,33 +149,21 @@ def run(c, native=False, services=None, detach=False, skip_preflight=False, smok
 def prefetch(c, services=None, repo=None, revision=None, dry_run=False, update=False, verify=False,
              json=False):
     """Download the stack's Hugging Face models once into the shared cache, pinned in models.lock."""
-    import os
     from duplex import report
-    from duplex.models import RichProgress, prefetch as fetch
-    from duplex.probe import probe_machine
-    from duplex.stack import load_stack
+    from duplex.models import RichProgress, prefetch_project
+    from duplex.project import Project
     if revision and not repo:  # the stack's models carry their own revisions (ORG/NAME@REV in stack.toml)
-        raise Exit("duplex: --revision needs --repo ORG/NAME; to pin a stack model, write it as "
-                   "ORG/NAME@REV in stack.toml", code=2)
+        raise _usage("--revision needs --repo ORG/NAME; to pin a stack model, write it as "
+                     "ORG/NAME@REV in stack.toml")
     if repo and services:
-        raise Exit("duplex: give either --repo or --services, not both", code=2)
-    stack = load_stack()
-    if repo:
-        repos = [f"{repo}@{revision}" if revision else repo]
-    else:
-        chosen = _names(services) or list(stack.services)
-        unknown = [n for n in chosen if n not in stack.services]
-        if unknown:
-            raise Exit(f"duplex: unknown service: {', '.join(unknown)} (choose from: {', '.join(stack.services)})", 1)
-        repos = list(dict.fromkeys(m for n in chosen for m in stack.services[n].models))
+        raise _usage("give either --repo or --services, not both")
+    project = Project.load()
+    repos = [f"{repo}@{revision}" if revision else repo] if repo else project.model_repos(_names(services))
     if not repos:
         print("no models to fetch: the chosen services declare none (`models = [...]` in stack.toml)")
         return
-    machine = probe_machine(gpus=0)
-    result = fetch(stack.root, repos, hf_home=machine.hf_home, hub_cache=machine.hf_hub_cache,
-                   token_present=bool(os.environ.get("HF_TOKEN")),
-                   progress=None if json else RichProgress(), dry_run=dry_run, update=update,
-                   verify=verify)
+    result = prefetch_project(project, repos, progress=None if json else RichProgress(), dry_run=dry_run,
+                              update=update, verify=verify)
     if json:
         report.print_json(result.to_json())
 
@@ -228,28 +176,12 @@ def prefetch(c, services=None, repo=None, revision=None, dry_run=False, update=F
 @_cli
 def preflight(c, native=False, services=None, json=False):
     """Check GPU, driver, token, licence, disk, ports, Docker and envs in seconds, each with its fix."""
-    from duplex.preflight import print_report, run_preflight
-    from duplex.stack import load_stack
-    stack = load_stack()
-    result = run_preflight(stack, _plan(native, services))
-    if json:
-        print(result.to_json())
-    else:
-        print_report(result)
-    if result.exit_code:
-        raise Exit(code=result.exit_code)
-
-
-def _preflight_or_exit(stack, the_plan, engine=None) -> None:
-    """What would make `inv run` fail, caught before anything is built or started.
-    `engine`: Docker facts already gathered for this plan, reused rather than asked again."""
-    from duplex.preflight import Probes, run_preflight
-    probes = Probes(docker=lambda *_args, **_kw: engine) if engine is not None else None
-    result = run_preflight(stack, the_plan, for_run=True, probes=probes)
-    if result.failed:
-        lines = [f"  - {r.name}: {r.detail}\n    fix: {r.fix}" for r in result.failed]
-        raise Exit("duplex: cannot start the stack, preflight found:\n" + "\n".join(lines)
-                   + "\n(`inv preflight` shows every check; --skip-preflight starts anyway)", code=1)
+    from duplex import report
+    from duplex.preflight import run_preflight
+    from duplex.project import Project
+    project = Project.load()
+    result = run_preflight(project.stack, project.plan(native=native, services=_names(services)))
+    _show(json, result.as_list(), lambda: report.print_preflight(result), result.exit_code)
 
 
 @task(help={
@@ -268,11 +200,11 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
                  dry_run=False, allow_moved_tag=False, json=False):
     """Vendor moshi's source into third_party/moshi at a pinned release; --check, --rollback, --dry-run."""
     from duplex import report, vendor
-    from duplex.stack import find_stack
-    root = find_stack().resolve().parent
+    from duplex.project import project_root
     if sum(map(bool, (tag, check, rollback))) != 1:
-        raise Exit("duplex: give exactly one of --tag vX.Y.Z, --check or --rollback", code=2)
-    progress = (lambda _: None) if json else _say("vendor")
+        raise _usage("give exactly one of --tag vX.Y.Z, --check or --rollback")
+    root = project_root()
+    progress = (lambda _: None) if json else report.say("vendor")
     if check:
         result = vendor.check(root)
     elif rollback:
@@ -280,12 +212,7 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     else:
         result = vendor.vendor(root, tag, source=source, url=url, from_path=from_, dry_run=dry_run,
                                allow_moved_tag=allow_moved_tag, progress=progress)
-    if json:
-        report.print_json(result.to_dict())
-    else:
-        print(result.summary())
-    if check and result.exit_code:
-        raise Exit(code=result.exit_code)
+    _show(json, result.to_dict(), lambda: print(result.summary()), result.exit_code if check else 0)
 
 
 @task(help={
@@ -301,35 +228,22 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
 def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.0.0.1", registry=None,
             json=False):
     """Write the stack as a Compose file and Kubernetes manifests, validated with the real tools."""
-    from pathlib import Path
     from duplex import report
-    from duplex.publish import publish as write_out, target_plan
-    from duplex.stack import load_stack
-    stack = load_stack()
-    both = not (compose or k8s)
-    folder = Path(out) if Path(out).is_absolute() else stack.root / out
-    result = write_out(target_plan(stack, services=_names(services), pins=_pins(stack)), out=folder,
-                       compose=compose or both, k8s=k8s or both, bind=bind, registry=registry,
-                       progress=None if json else _say("publish"), stack_file=stack.path.name)
-    if json:
-        report.print_json(result.to_dict())
-    else:
-        print(result.summary())
-
-
-def _env_state(stack, env: str) -> str:
-    from duplex.envs import env_status
-    return env_status(stack.root, env, stack.envs[env]) if env in stack.envs else "ok"
+    from duplex.project import Project
+    from duplex.publish import publish_project
+    result = publish_project(Project.load(), out=out, compose=compose, k8s=k8s, services=_names(services),
+                             bind=bind, registry=registry, progress=None if json else report.say("publish"))
+    _show(json, result.to_dict(), lambda: print(result.summary()))
 
 
 @task(help={"services": "comma-separated services to stop (default: all)",
             "all": "also remove persistent containers kept warm between runs"})
 @_cli
 def stop(c, services=None, all=False):
-    """Stop what is running (also what a killed run left behind)."""
-    from duplex.run import stop as stop_stack
-    from duplex.stack import find_stack
-    stopped = stop_stack(find_stack().resolve().parent, services=_names(services), everything=all)
+    """Stop what is running (also what a killed run left behind), dependents first."""
+    from duplex.control import stop as stop_stack
+    from duplex.project import project_root
+    stopped = stop_stack(project_root(), services=_names(services), everything=all, say=print)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
@@ -338,74 +252,24 @@ def stop(c, services=None, all=False):
 def status(c, json=False):
     """Show each service's mode, state, health, url and pid or container."""
     from duplex import report
-    from duplex.run import status as stack_status
-    from duplex.stack import find_stack
-    rows = stack_status(find_stack().resolve().parent)
-    if json:
-        report.print_json(rows)
-        return
-    if not rows:
-        print("nothing is running (start with `inv run` or `inv run --native`)")
-    for r in rows:
-        print(f"{r['name']:<10} {r['mode']:<9} {r['state']:<8} "
-              f"{'healthy' if r['healthy'] else 'unhealthy':<9} {r['url'] or '-':<24} {r['id']}")
+    from duplex.control import status as stack_status
+    from duplex.project import project_root
+    rows = stack_status(project_root())
+    _show(json, rows, lambda: report.print_status(rows))
 
 
-def _optional_positionals(**optional: str) -> None:
-    """invoke has no optional positional arguments and `inv logs [SERVICE]` wants one: just before
-    invoke checks that every positional was given, give the optional one (task=arg) an empty value."""
-    from invoke.parser.parser import ParseMachine
-    original = getattr(ParseMachine, "complete_context", None)
-    if original is None:  # another invoke: SERVICE is then required, nothing else changes
-        return
-
-    def complete_context(self) -> None:
-        for arg in (self.context.positional_args if self.context else []):
-            if arg.value is None and arg.name == optional.get(self.context.name):
-                arg.set_value("", cast=False)
-        original(self)
-    ParseMachine.complete_context = complete_context
-
-
-_optional_positionals(logs="service")
-
-
-@task(positional=["service"],
-      help={"service": "the service whose log to show (default: every service of the current or last run)",
+@task(help={"service": "only this service's log, plain (default: every service of the current or last run, prefixed)",
             "follow": "keep printing new lines until the run ends (Ctrl-C to stop watching)",
             "lines": "how many past lines to show per service"})
 @_cli
-def logs(c, service=None, follow=False, lines=200):  # service "" (not given): every service
+def logs(c, service=None, follow=False, lines=200):
     """Show the logs of the current or last run, with the run's name prefixes (kept in .duplex/logs)."""
-    from duplex.printer import Printer
-    from duplex.run import log_names, logs as stack_logs
-    from duplex.stack import find_stack
-    root = find_stack().resolve().parent
-    printer = Printer(["duplex", *log_names(root)]) if not service else None
-    for name, line in stack_logs(root, service, follow=follow, lines=lines):
-        if printer:
-            printer.line(name, line)
-        else:
-            print(line, flush=True)
-
-
-def _smoke_once(stack, machine, the_plan) -> int:
-    """`inv run --smoke`: one smoke pass once everything is healthy; its exit code."""
-    from duplex.smoke import plan_targets
-    result = _smoke_report(stack, machine, plan_targets(the_plan))
-    say = _say("smoke")
-    for line in result.lines():
-        say(line)
-    return result.exit_code
-
-
-def _smoke_report(stack, machine, targets, services=None, timeout=30.0):
-    from duplex.certs import ca_path
-    from duplex.smoke import gpu_check, smoke as run_smoke
-    ca = ca_path(stack.root)
-    image = machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image)
-    return run_smoke(targets, services=services, timeout=timeout, gpu=gpu_check(machine.nvidia_runtime, image),
-                     ca=ca if ca.exists() else None)
+    from duplex import report
+    from duplex.logs import log_names, logs as stack_logs
+    from duplex.project import project_root
+    root = project_root()
+    report.print_log_lines(stack_logs(root, service, follow=follow, lines=lines),
+                           prefixes=None if service else log_names(root))
 
 
 @task(help={
@@ -416,26 +280,9 @@ def _smoke_report(stack, machine, targets, services=None, timeout=30.0):
 @_cli
 def smoke(c, services=None, timeout=30.0, json=False):
     """Speak to each running service once (transcribe, page, handshake, nvidia-smi) and time it."""
-    from duplex import report
-    from duplex.plan import plan
-    from duplex.probe import probe_machine
-    from duplex.smoke import targets_at
-    from duplex.stack import load_stack
-    from duplex.state import read_state
-    stack = load_stack()
-    machine = probe_machine(keep=stack.secret_names)
-    native = read_state(stack.root).get("mode") == "native"
-    targets = targets_at(stack.root, plan(stack, machine, native=native, pins=_pins(stack)))
-    if not targets:
-        raise Exit("duplex: nothing is running to smoke (`inv run --detach` or `inv run --native --detach` first)",
-                   code=1)
-    result = _smoke_report(stack, machine, targets, _names(services), float(timeout))
-    if json:
-        report.print_json(result.as_dict())
-    else:
-        print("\n".join(result.lines()))
-    if result.exit_code:
-        raise Exit(code=result.exit_code)
+    from duplex.smoke import smoke_running
+    result = smoke_running(services=_names(services), timeout=float(timeout))
+    _show(json, result.as_dict(), lambda: print("\n".join(result.lines())), result.exit_code)
 
 
 @task(help={
@@ -447,38 +294,7 @@ def smoke(c, services=None, timeout=30.0, json=False):
 def certs(c, name=None, force=False, json=False):
     """Make a local CA and this stack's TLS certificate, for https/wss when the browser is remote."""
     from duplex import report
-    from duplex.certs import make_certs, trust_instructions
-    from duplex.stack import load_stack
-    stack = load_stack()
-    # Service names and host.docker.internal: containers and native services reach each other by them.
-    made = make_certs(stack.root, stack.name, [*(name or []), *stack.services, "host.docker.internal"],
-                      force=force)
-    if json:
-        report.print_json(made.as_dict())
-        return
-    print(f"{'made' if made.made else 'kept'} {made.cert} (valid until {made.not_after[:10]}), key {made.key}")
-    print(f"  names: {', '.join(made.dns + made.ips)}")
-    print("  serve it: `inv run --tls`, or tls = true under [stack] in stack.toml")
-    print("\n".join(trust_instructions(made.ca, stack.name)))
-
-
-def _debug(stack, the_plan, names: list[str], wait: bool) -> None:
-    """Wrap the named native services with debugpy and write VS Code attach configurations."""
-    from duplex.debug import (LaunchJsonError, attach_config, debug_service, debugpy_dir, free_ports,
-                              how_to_attach, write_launch_json)
-    from duplex.native import venv_python
-    unknown = [n for n in names if n not in the_plan.services]
-    if unknown:
-        raise Exit(f"duplex: --debug {', '.join(unknown)}: not in this run "
-                   f"(running: {', '.join(the_plan.services)})", code=2)
-    say = _say("debug")
-    ports = free_ports(len(names))
-    for name, port in zip(names, ports):
-        svc = the_plan.services[name]
-        the_plan.services[name] = debug_service(svc, port, wait, debugpy_dir(stack.root, venv_python(stack.root, svc.env)))
-        say(how_to_attach(name, port, wait))
-    try:
-        path = write_launch_json(stack.root, [attach_config(n, p) for n, p in zip(names, ports)])
-        say(f"VS Code: attach configurations in {path}")
-    except LaunchJsonError as err:
-        say(f"[yellow]warning:[/] {err.render()}")
+    from duplex.certs import make_stack_certs
+    from duplex.project import Project
+    made = make_stack_certs(Project.load().stack, name or [], force=force)
+    _show(json, made.as_dict(), lambda: report.print_certs(made))

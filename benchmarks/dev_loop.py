@@ -27,8 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -37,11 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 from duplex.containers import ContainerRunner  # noqa: E402
 from duplex.health import wait_healthy  # noqa: E402
-from duplex.native import process_env, stop_group, venv_python  # noqa: E402
+from duplex.native import process_env, stop_group  # noqa: E402
+from duplex.layout import Layout  # noqa: E402
 from duplex.plan import plan  # noqa: E402
 from duplex.probe import probe_machine  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
 from duplex.warm import RUNNER  # noqa: E402
+from tests.support.net import http_answer  # noqa: E402
 from tests.support.stackcopy import copy_stack  # noqa: E402
 
 WHISPER_REPO = "Systran/faster-whisper-base"
@@ -49,16 +49,6 @@ INV = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
 PORT = 18711
 APP, WATCH, PRELOAD = "servers.asr.app:app", "servers/asr", "servers.asr.loaders:preload"
 MODES = ("uvicorn --reload", "duplex restart", "duplex warm", "duplex container")
-
-
-def fetch(url: str) -> tuple[int, str] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status, resp.read().decode().strip('"')
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return None
 
 
 class Source:
@@ -77,11 +67,11 @@ class Source:
 def wait_token(port: int, token: str, timeout: float = 120) -> float:
     """Seconds until the new answer is served and /health is 200 (the model loaded)."""
     began = time.perf_counter()
-    while fetch(f"http://127.0.0.1:{port}/__bench") != (200, token):
+    while http_answer(f"http://127.0.0.1:{port}/__bench", timeout=2) != (200, token):
         if time.perf_counter() - began > timeout:
             raise SystemExit(f"the edit was not served within {timeout}s")
         time.sleep(0.005)
-    while (fetch(f"http://127.0.0.1:{port}/health") or (0,))[0] != 200:
+    while (http_answer(f"http://127.0.0.1:{port}/health", timeout=2) or (0,))[0] != 200:
         time.sleep(0.005)
     return time.perf_counter() - began
 
@@ -97,7 +87,7 @@ def edits(port: int, source: Source, rounds: int) -> list[float]:
 def plain_uvicorn(root: Path, svc, source: Source, rounds: int) -> list[float]:
     """The baseline: uvicorn's own reloader, the command written out here; only the service's
     environment variables (backend, model, cache) come from the plan."""
-    python = venv_python(root, svc.env)
+    python = Layout(root).env_python(svc.env)
     cmd = [str(python), "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(PORT),
            "--reload", "--reload-dir", WATCH]
     proc = subprocess.Popen(cmd, cwd=root, env=process_env(svc, python),

@@ -25,15 +25,14 @@ sys.path.insert(0, str(ROOT))
 from duplex.publish import publish, target_plan  # noqa: E402
 from duplex.publish.validate import compose_command  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
+from tests.support.timing import timed  # noqa: E402
 
 
-def timed(fn, repeat: int) -> tuple[float, float, object]:
-    runs, result = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        runs.append(time.perf_counter() - t)
-    return statistics.median(runs), min(runs), result
+def median_min(fn, repeat: int) -> tuple[float, float, object]:
+    """The median and min seconds of `repeat` calls of `fn`, and what the last call returned."""
+    results = []
+    runs = timed(lambda: results.append(fn()), repeat)
+    return statistics.median(runs), min(runs), results[-1]
 
 
 def main() -> None:
@@ -52,7 +51,7 @@ def main() -> None:
         }
         print(f"stack {stack.name!r}: {', '.join(stack.services)}; median of {args.repeat} (min)")
         for name, fn in cases.items():
-            median, low, report = timed(fn, args.repeat)
+            median, low, report = median_min(fn, args.repeat)
             print(f"  {name:<42} {median * 1000:8.1f} ms ({low * 1000:.1f})  {report.seconds}")
     fresh = subprocess.run([sys.executable, "-c", "import time; t = time.perf_counter(); "
                             "from duplex.stack import load_stack; from duplex.publish import publish, target_plan; "

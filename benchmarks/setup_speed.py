@@ -15,21 +15,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from duplex.envs import lock_env, provision_env  # noqa: E402
+from tests.support.envs import Spec  # noqa: E402
+from tests.support.timing import timed  # noqa: E402
 
-
-@dataclass
-class Spec:
-    python: str = "3.11"
-    requirements: str | None = None
-    torch: str = "none"
-    fixes: list[str] = field(default_factory=list)
-    system_libs: list[str] = field(default_factory=list)
+SPEC = Spec(python="3.11")
 
 
 NOOP = ("import sys, time; t = time.perf_counter(); sys.path.insert(0, sys.argv[1]);"
@@ -49,12 +43,8 @@ modes = ["native"]
 
 
 def whole_process(cmd: list[str], env: dict[str, str], repeat: int) -> list[float]:
-    runs = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        runs.append(time.perf_counter() - start)
-    return runs
+    return timed(lambda: subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL), repeat)
 
 
 def main() -> None:
@@ -67,16 +57,16 @@ def main() -> None:
         root = Path(tmp)
         (root / "envs/bench").mkdir(parents=True)
         (root / "envs/bench/requirements.in").write_text("\n".join(args.requirements.split()) + "\n")
-        lock = lock_env(root, "bench", Spec())
+        lock = lock_env(root, "bench", SPEC)
         packages = sum(1 for line in lock.read_text().splitlines() if "==" in line)
         print(f"env: {args.requirements} -> {packages} pinned packages, Python 3.11, {args.repeat} runs each")
         cold = {}
         for installer in ("uv", "pip"):
-            provision_env(root, "bench", Spec(), installer=installer, force=True)  # warm the download caches
+            provision_env(root, "bench", SPEC, installer=installer, force=True)  # warm the download caches
             runs = []
             for _ in range(args.repeat):
                 start = time.perf_counter()
-                provision_env(root, "bench", Spec(), installer=installer, force=True)
+                provision_env(root, "bench", SPEC, installer=installer, force=True)
                 runs.append(time.perf_counter() - start)
             cold[installer] = statistics.median(runs)
             print(f"cold setup, {installer:<3}: median {cold[installer]:.2f} s  (runs: "
@@ -85,7 +75,7 @@ def main() -> None:
         calls, procs = [], []
         for _ in range(args.repeat):
             start = time.perf_counter()
-            assert provision_env(root, "bench", Spec()).reused
+            assert provision_env(root, "bench", SPEC).reused
             calls.append(time.perf_counter() - start)
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", NOOP, str(repo), str(root)], check=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,13 +28,8 @@ from duplex.probe import probe_machine  # noqa: E402
 from duplex.smoke import gpu_check, smoke, targets_at  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
 from tests.support.envs import ensure_env  # noqa: E402
+from tests.support.net import free_port  # noqa: E402
 from tests.support.stackcopy import copy_stack  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def med(xs: list[float]) -> str:

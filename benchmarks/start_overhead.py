@@ -21,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from duplex.native import argv, process_env, stop_group, venv_python  # noqa: E402
+from duplex.native import argv, process_env, stop_group  # noqa: E402
+from duplex.layout import Layout  # noqa: E402
 from duplex.plan import plan  # noqa: E402
 from duplex.probe import probe_machine  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
@@ -36,7 +37,7 @@ def healthy(url: str) -> bool:
 
 
 def own_start(svc, root: Path) -> float:
-    python = venv_python(root, svc.env)
+    python = Layout(root).env_python(svc.env)
     began = time.perf_counter()
     proc = subprocess.Popen(argv(svc, python), cwd=root, env=process_env(svc, python),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -26,15 +26,7 @@ from duplex.smoke import SAMPLE  # noqa: E402
 from tests.support.asr_server import asr_server  # noqa: E402
 from tests.support.envs import ensure_env  # noqa: E402
 from tests.support.otlp import Collector  # noqa: E402
-
-
-def timed(fn, repeat: int) -> list[float]:
-    out = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return out
+from tests.support.timing import timed  # noqa: E402
 
 
 def measure(python: Path, env: dict, repeat: int) -> dict[str, list[float]]:

@@ -12,21 +12,12 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from duplex.vendor import check, rollback, vendor  # noqa: E402
-
-
-def timed(fn, rounds: int) -> list[float]:
-    out = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - started)
-    return out
+from tests.support.timing import timed  # noqa: E402
 
 
 def main() -> None:

@@ -26,8 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -35,11 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from duplex.health import wait_healthy  # noqa: E402
-from duplex.native import process_env, stop_group, venv_python  # noqa: E402
+from duplex.native import process_env, stop_group  # noqa: E402
+from duplex.layout import Layout  # noqa: E402
 from duplex.plan import plan  # noqa: E402
 from duplex.probe import probe_machine  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
 from duplex.warm import RUNNER  # noqa: E402
+from tests.support.net import http_answer  # noqa: E402
 from tests.support.stackcopy import copy_stack  # noqa: E402
 from tests.support.whisper_model import whisper_base_dir  # noqa: E402
 
@@ -90,16 +90,6 @@ MODELS = {  # model -> (service, its app, its app module's file, its preload)
 }
 
 
-def fetch(url: str) -> tuple[int, str] | None:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read().decode().strip('"')
-    except urllib.error.HTTPError as exc:
-        return exc.code, ""
-    except OSError:
-        return None
-
-
 class Edits:
     """Appends a bench block to the app module; each edit changes it one way, with a fresh token."""
 
@@ -142,12 +132,12 @@ def served(port: int, path: str, token: str, old: str | None, timeout: float = 1
     url = f"http://127.0.0.1:{port}{path}"
     began, stale = time.perf_counter(), 0
     while True:
-        answer = fetch(url)
+        answer = http_answer(url)
         if answer == (200, token):
-            while (fetch(f"http://127.0.0.1:{port}/health") or (0,))[0] != 200:
+            while (http_answer(f"http://127.0.0.1:{port}/health") or (0,))[0] != 200:
                 time.sleep(0.005)
             took = time.perf_counter() - began
-            stale += sum(fetch(url) != (200, token) for _ in range(AFTER))
+            stale += sum(http_answer(url) != (200, token) for _ in range(AFTER))
             return took, stale
         if answer is not None and answer[0] != 503:
             expected_before = (404, "") if old is None else (200, old)
@@ -170,7 +160,7 @@ def measure(port: int, edits: Edits, rounds: int) -> tuple[list[float], int]:
 def plain_uvicorn(root: Path, svc, app: str, edits: Edits, rounds: int):
     """The baseline: uvicorn's own reloader, the command written out here (not the plan's, which
     depends on the service's reload mode); only the environment variables come from the plan."""
-    python = venv_python(root, svc.env)
+    python = Layout(root).env_python(svc.env)
     cmd = [str(python), "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(svc.port), "--reload"]
     for folder in svc.watch:
         cmd += ["--reload-dir", folder]
@@ -218,7 +208,7 @@ def prepare(base: Path, gib: float) -> Path:
     (root / "synth" / "model.py").write_text(SYNTH_MODEL)
     (root / "synth" / "app.py").write_text(SYNTH_APP)
     weights = base / "weights.npy"
-    synthetic_weights(venv_python(root, "asr"), weights, gib)
+    synthetic_weights(Layout(root).env_python("asr"), weights, gib)
     stack_file = root / "stack.toml"
     text = stack_file.read_text().replace(
         'ASR_BACKEND = "pocketsphinx"',

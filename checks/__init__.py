@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from duplex.machine import hf_offline
+
 STATUSES = ("pass", "warn", "fail", "skip")
 
 
@@ -80,7 +82,7 @@ class Context:
 
     @property
     def offline(self) -> bool:
-        return self.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        return hf_offline(self.environ)
 
     @property
     def endpoint(self) -> str:

@@ -46,8 +46,8 @@ def check(ctx: Context, disk: DiskFacts, models: dict[str, ModelFacts]) -> Resul
         return passed("disk", f"nothing to download; {free}")
     unknown = [m.repo for m in missing if m.download_bytes is None]
     needed = sum(m.download_bytes or 0 for m in missing)
-    move = (f"free space on that disk, or point the cache at a bigger one (export HF_HOME=/big/disk/huggingface, "
-            f"or HF_HUB_CACHE), then rerun")
+    move = ("free space on that disk, or point the cache at a bigger one (export HF_HOME=/big/disk/huggingface, "
+            "or HF_HUB_CACHE), then rerun")
     if needed > disk.free:
         return fail("disk", f"models not yet cached need {size_text(needed)}; only {free}", move)
     if unknown:

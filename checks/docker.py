@@ -1,110 +1,18 @@
-"""docker: the engine answers, it can hand GPUs to containers when one needs them, and the images exist."""
+"""docker: the engine answers, it can hand GPUs to containers when one needs them, and the images exist.
+
+The facts come from duplex.engine (probed once, before the checks run); this module only judges them."""
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
-from pathlib import Path
+
+from duplex.engine import DockerFacts, gpu_paths
 
 from . import Context, Result, fail, passed, skip, warn
 
 NO_DRIVER = 'could not select device driver "" with capabilities: [[gpu]]'
 TOOLKIT_FIX = ("install the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker && "
                "sudo systemctl restart docker` (or a CDI spec: `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)")
-
-
-@dataclass(frozen=True)
-class DockerFacts:
-    reachable: bool
-    host: str
-    error: str | None = None
-    fix: str | None = None
-    version: str | None = None
-    runtimes: tuple[str, ...] = ()
-    gpu_hook: bool = False  # nvidia-container-runtime-hook next to a local engine: `--gpus` works
-    cdi_nvidia: bool = False  # a CDI spec that names nvidia.com/gpu
-    images: dict[str, bool] = field(default_factory=dict)  # image -> present
-    image_users: dict[str, str] = field(default_factory=dict)  # present image -> its USER ("" = root)
-    own: dict[str, str] = field(default_factory=dict)  # service -> running container of this stack
-
-
-def _cdi(dirs) -> bool:
-    for folder in dirs:
-        for spec in sorted(Path(folder).glob("*")) if Path(folder).is_dir() else ():
-            try:
-                if "nvidia.com/gpu" in spec.read_text(errors="replace")[:200_000]:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
-def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout: float = 3.0) -> DockerFacts:
-    """Ping the engine DOCKER_HOST names (or the default socket) with a short timeout; read what checks need."""
-    from duplex.containers import connect
-    from duplex.errors import EngineError
-    host = environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-
-    def factory():
-        import docker
-        return docker.from_env(timeout=timeout, environment=environ)
-    try:
-        client = connect(factory)
-    except EngineError as err:
-        return DockerFacts(False, host, str(err), err.fix)
-    try:
-        from docker.errors import DockerException, ImageNotFound
-        info = client.info()
-        present, users = {}, {}
-        for image in images:
-            try:
-                users[image] = (client.images.get(image).attrs.get("Config") or {}).get("User") or ""
-                present[image] = True
-            except ImageNotFound:
-                present[image] = False
-        own = {c.labels.get("dev.duplex.service"): c.name for c in
-               client.containers.list(filters={"label": f"dev.duplex.stack={stack}", "status": "running"})}
-    except DockerException as exc:
-        return DockerFacts(False, host, f"the engine at {host} answered a ping but then failed: {exc}",
-                           "restart the Docker engine")
-    finally:
-        client.close()
-    return facts_from_info(host, info, images=present, own={k: v for k, v in own.items() if k},
-                           image_users=users)
-
-
-def facts_from_info(host: str, info: dict, *, images: dict[str, bool] | None = None,
-                    own: dict[str, str] | None = None, which=shutil.which, cdi=_cdi,
-                    image_users: dict[str, str] | None = None) -> DockerFacts:
-    """What `docker info` says about GPUs, plus what lies beside a local engine (the hook, CDI specs).
-
-    The engine lists CDISpecDirs only while CDI is enabled (an empty list means it is off), so
-    spec files on disk count only then; the hook and the files are only ours to see for a local engine."""
-    local = host.startswith("unix://")
-    cdi_dirs = tuple(info.get("CDISpecDirs") or ())
-    return DockerFacts(True, host, version=info.get("ServerVersion"), runtimes=tuple(info.get("Runtimes") or ()),
-                       gpu_hook=local and bool(which("nvidia-container-runtime-hook")),
-                       cdi_nvidia=local and bool(cdi_dirs) and cdi(cdi_dirs), images=dict(images or {}),
-                       own=dict(own or {}), image_users=dict(image_users or {}))
-
-
-def gpu_paths(facts: DockerFacts | None) -> list[str]:
-    """The ways this engine can hand a GPU to a container; empty when it cannot."""
-    if facts is None or not facts.reachable:
-        return []
-    return [way for way, ok in (("nvidia runtime", "nvidia" in facts.runtimes),
-                                ("nvidia-container-runtime-hook", facts.gpu_hook),
-                                ("CDI spec for nvidia.com/gpu", facts.cdi_nvidia)) if ok]
-
-
-def wanted_images(ctx: Context) -> list[str]:
-    """The base image of each Dockerfile build, or the prebuilt image, for each container service."""
-    out = []
-    for svc in ctx.services("container"):
-        image = svc.build_args.get("BASE_IMAGE") if svc.dockerfile else svc.image
-        if image and image not in out:
-            out.append(image)
-    return out
 
 
 def check(ctx: Context, facts: DockerFacts | None, host_gpus: int) -> list[Result]:
@@ -144,8 +52,8 @@ def _image(ctx: Context, svc, facts: DockerFacts) -> Result:
             return passed(name, f"base image {base} is present; {svc.dockerfile} builds from it")
         script = ctx.root / "scripts" / "base-image.sh"
         buildable = script.is_file() and bool(shutil.which("debootstrap"))
-        fix = (f"build it: `sudo bash scripts/base-image.sh` (about a minute), or set DUPLEX_BASE_IMAGE "
-               f"to an image you have")
+        fix = ("build it: `sudo bash scripts/base-image.sh` (about a minute), or set DUPLEX_BASE_IMAGE "
+               "to an image you have")
         detail = f"base image {base} is not on this machine ({svc.dockerfile} starts FROM it)"
         if buildable and not ctx.for_run:
             return warn(name, detail + "; it can be built here", fix)

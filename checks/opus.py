@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from duplex.envs.system import find, install_hint, lib, package_manager
+from duplex.layout import Layout
 
 from . import Context, Result, fail, passed
 
@@ -39,7 +40,7 @@ def check(ctx: Context, found: dict[str, str | None], manager: str | None = None
         if found.get(name):
             out.append(passed(result, f"lib{name} found ({found[name]}) for env {env}"))
             continue
-        bundler = bundled_in(ctx.root / ".duplex" / "envs" / env, name)
+        bundler = bundled_in(Layout(ctx.root).env(env), name)
         if bundler:
             out.append(passed(result, f"lib{name} is not installed system-wide, but {bundler}'s wheel in env "
                                       f"{env} bundles it"))

@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from duplex.plan import port_variable
+
 from . import Context, Result, fail, passed
 
 LISTEN = "0A"
@@ -95,7 +97,7 @@ def check(ctx: Context, facts: dict[int, PortFacts], own: dict[str, str] | None 
                                         f"{own[svc.name]}, which the run reuses"))
             continue
         who = "; ".join(fact.holders) if fact.holders else "a process this user cannot see (try `sudo ss -ltnp`)"
-        var = "DUPLEX_PORT_" + svc.name.upper().replace("-", "_")
+        var = port_variable(svc.name)
         hint = ""
         if any(h.startswith("docker-proxy") for h in fact.holders):
             hint = f"a container publishes it (`docker ps --filter publish={svc.port}`); "

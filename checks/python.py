@@ -5,7 +5,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from duplex.envs.interpreters import SUPPORTED_TEXT, Interpreter, allows, candidates, install_hint, probe
+from duplex.envs.interpreters import Interpreter, candidates, install_hint, probe
+from duplex.envs.pythons import SUPPORTED_TEXT, allows
+from duplex.layout import Layout
 
 from . import Context, Result, fail, passed
 
@@ -59,7 +61,7 @@ def check_envs(ctx: Context, states: dict[str, str | Exception]) -> list[Result]
     for env in ctx.native_envs():
         name = f"python.{env}.env"
         state = states.get(env, "missing")
-        where = f".duplex/envs/{env}"
+        where = Layout(ctx.root).env(env).relative_to(ctx.root)
         if isinstance(state, Exception):
             out.append(fail(name, f"cannot tell whether {where} is up to date: {state}",
                             getattr(state, "fix", None) or f"inv setup --env {env}"))

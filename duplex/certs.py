@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import DuplexError
+from .layout import Layout
 
 CA_DAYS = 3650
 CERT_DAYS = 825  # the longest validity Apple platforms accept for a TLS server certificate
@@ -19,20 +20,6 @@ RENEW_BEFORE = dt.timedelta(days=30)
 
 class CertError(DuplexError):
     """Certificates cannot be made or read."""
-
-
-def certs_dir(root: Path) -> Path:
-    return root / ".duplex" / "certs"
-
-
-def stack_cert_dir(root: Path, stack: str) -> Path:
-    """The folder moshi's `--ssl` expects: `cert.pem` and `key.pem` side by side (+ `bundle.pem`:
-    the system roots plus the local CA, for services that call a TLS service: SSL_CERT_FILE)."""
-    return certs_dir(root) / stack
-
-
-def ca_path(root: Path) -> Path:
-    return certs_dir(root) / "ca" / "ca.pem"
 
 
 @dataclass
@@ -90,18 +77,24 @@ def make_certs(root: Path, stack: str, extra: list[str] = (), *, force: bool = F
     try:
         return _make_certs(root, stack, extra, force=force, now=now, names=names)
     except OSError as exc:  # a read-only or full disk, a folder owned by someone else
-        raise CertError(f"cannot write the certificates under {certs_dir(root)} ({exc.strerror or exc}: "
+        raise CertError(f"cannot write the certificates under {Layout(root).certs} ({exc.strerror or exc}: "
                         f"{exc.filename or ''})",
                         fix="make that folder writable by you (or free space), then `inv certs` again; "
                             "files already there are kept") from exc
+
+
+def make_stack_certs(stack, extra: list[str], *, force: bool = False) -> CertSet:
+    """`inv certs`: the stack's certificate, also for its service names and host.docker.internal,
+    by which containers and native services reach each other."""
+    return make_certs(stack.root, stack.name, [*extra, *stack.services, "host.docker.internal"], force=force)
 
 
 def _make_certs(root: Path, stack: str, extra, *, force: bool, now, names) -> CertSet:
     from cryptography import x509
     now = now or dt.datetime.now(dt.timezone.utc)
     dns, ips = names or machine_names(list(extra))
-    ca_dir, folder = certs_dir(root) / "ca", stack_cert_dir(root, stack)
-    for d in (certs_dir(root), ca_dir, folder):
+    ca_dir, folder = Layout(root).certs / "ca", Layout(root).stack_certs(stack)
+    for d in (Layout(root).certs, ca_dir, folder):
         d.mkdir(parents=True, exist_ok=True)
         os.chmod(d, 0o700)
     made: list[str] = []
@@ -260,7 +253,7 @@ CERT_FILES = ("cert.pem", "key.pem", "bundle.pem")
 
 def require_certs(root: Path, stack: str) -> Path:
     """The stack's cert folder, or CertError naming what `inv certs` has not made yet."""
-    folder = stack_cert_dir(root, stack)
+    folder = Layout(root).stack_certs(stack)
     missing = [name for name in CERT_FILES if not (folder / name).is_file()]
     if missing:
         raise CertError(f"tls is on but {folder} lacks {', '.join(missing)}", fix="run `inv certs` first")

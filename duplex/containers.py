@@ -10,28 +10,14 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from .errors import EngineError, RunError
+from .engine import connect, short_error
+from .errors import RunError
 from .handles import LineSink
-from .native import log_path
-from .plan import LABEL, ServicePlan
+from .layout import Layout
+from .plan import LABEL, ServicePlan, port_variable
 
 CONFIG_LABEL = f"{LABEL}.config"
 PERSISTENT_LABEL = f"{LABEL}.persistent"
-
-
-def connect(factory: Callable | None = None):
-    """A docker client that answered a ping, or an EngineError that says how to get one."""
-    import docker  # lazy: the docker SDK is only loaded for container runs
-    from docker.errors import DockerException
-    try:
-        client = (factory or docker.from_env)()
-        client.ping()
-        return client
-    except DockerException as exc:
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-        raise EngineError(f"the Docker engine at {where} is not answering ({_short(exc)})",
-                          fix="start Docker (`sudo systemctl start docker`, or `bash scripts/docker-engine.sh`), "
-                              "set DOCKER_HOST, or run natively with `inv run --native`") from exc
 
 
 def container_name(stack: str, service: str) -> str:
@@ -87,6 +73,44 @@ def ca_bundle(environ: dict[str, str] | None = None) -> bytes:
         if path and Path(path).is_file():
             return Path(path).read_bytes()
     return b""
+
+
+def stage_build_ca(root: Path, *, keep: bool = False) -> Path:
+    """Write the CA bundle the Dockerfiles COPY (`.duplex/build/ca.pem`, maybe empty) into the
+    build context; `keep`: leave one that is already there (Compose builds of a published stack)."""
+    path = Layout(root).build_ca
+    if not (keep and path.exists()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(ca_bundle())
+    return path
+
+
+def list_containers(root: Path, client=None, *, everything: bool = True) -> list:
+    """The containers runs of the stack at `root` made (running or not); `everything=False` leaves
+    out the persistent ones kept warm between runs."""
+    client = client or connect()
+    found = client.containers.list(all=True, filters={"label": f"{LABEL}.root={root}"})
+    return found if everything else [c for c in found if c.labels.get(PERSISTENT_LABEL) != "true"]
+
+
+def find_container(ident: str, client=None):
+    """A container by id or name, or None when the engine no longer has it."""
+    from docker.errors import NotFound
+    try:
+        return (client or connect()).containers.get(ident)
+    except NotFound:
+        return None
+
+
+def remove_container(container, grace: float) -> None:
+    """Stop (SIGTERM, then SIGKILL after `grace`) and remove, whatever its state."""
+    from docker.errors import NotFound
+    try:
+        if container.status == "running":
+            container.stop(timeout=int(grace))
+        container.remove(force=True)
+    except NotFound:
+        pass
 
 
 class ContainerHandle:
@@ -190,9 +214,7 @@ class ContainerRunner:
                 self.image_ids[svc.name] = self.pull(svc, progress)
 
     def build(self, svc: ServicePlan, progress: Callable[[str], None]) -> str:
-        build_dir = self.root / ".duplex" / "build"
-        build_dir.mkdir(parents=True, exist_ok=True)
-        (build_dir / "ca.pem").write_bytes(ca_bundle())
+        stage_build_ca(self.root)
         progress(f"{svc.name}: building {svc.image} from {svc.dockerfile}")
         log: list[str] = []
         image_id = None
@@ -225,7 +247,7 @@ class ContainerRunner:
         try:
             return self.client.images.pull(svc.image).id
         except DockerException as exc:
-            raise RunError(f"{svc.name}: cannot pull {svc.image} ({_short(exc)})",
+            raise RunError(f"{svc.name}: cannot pull {svc.image} ({short_error(exc)})",
                            fix="check the image name and your registry login, or give a `dockerfile`") from exc
 
     def start(self, svc: ServicePlan, sink: LineSink | None) -> ContainerHandle:
@@ -233,7 +255,7 @@ class ContainerRunner:
         client = self.client
         digest = config_hash(svc, self.image_ids.get(svc.name, ""))
         name = container_name(self.stack, svc.name)
-        log = log_path(self.root, svc.name)
+        log = Layout(self.root).log(svc.name)
         log.parent.mkdir(parents=True, exist_ok=True)
         try:
             old = client.containers.get(name)
@@ -250,7 +272,7 @@ class ContainerRunner:
         try:
             container = client.containers.run(**kwargs)
         except APIError as exc:
-            raise RunError(f"{svc.name}: the engine refused to start the container ({_short(exc)})",
+            raise RunError(f"{svc.name}: the engine refused to start the container ({short_error(exc)})",
                            fix=_run_fix(exc, svc)) from exc
         return ContainerHandle(svc, container, log, None if self.detach else sink, reused=False)
 
@@ -269,12 +291,7 @@ def _readable_certs(svc: ServicePlan, kwargs: dict) -> None:
 def _run_fix(exc, svc: ServicePlan) -> str:
     text = str(exc)
     if "port is already allocated" in text or "address already in use" in text:
-        return f"free port {svc.port} or set DUPLEX_PORT_{svc.name.upper()} to another"
+        return f"free port {svc.port} or set {port_variable(svc.name)} to another"
     if "could not select device driver" in text:
         return "install the NVIDIA Container Toolkit, or run this service on the CPU (gpu = \"optional\")"
     return "see the engine's message above"
-
-
-def _short(exc: Exception) -> str:
-    text = str(getattr(exc, "explanation", None) or exc)
-    return text.splitlines()[0][:300] if text else type(exc).__name__

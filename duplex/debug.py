@@ -13,7 +13,8 @@ from typing import Callable
 from .envs.installer import uv_command
 from .errors import DuplexError
 from .launch_json import PREFIX, LaunchJsonError, write_launch_json
-from .plan import ServicePlan
+from .layout import Layout
+from .plan import Plan, ServicePlan
 
 DEBUGPY = "1.8.22"  # pinned: the debug adapter and the editor's client speak the same protocol
 FIRST_PORT = 5678  # debugpy's customary port; services get 5678, 5679, ... (stable across runs)
@@ -78,7 +79,7 @@ def debugpy_dir(root: Path, python: Path, *, run: Callable = subprocess.run) -> 
         raise DebugError(f"the env's interpreter {python} does not run: {asked.stderr.strip()[-300:]}",
                          fix=f"inv setup --env {python.parent.parent.name} --force")
     tag = asked.stdout.strip()
-    folder = root / ".duplex" / "tools" / f"debugpy-{DEBUGPY}-{tag}"
+    folder = Layout(root).tools / f"debugpy-{DEBUGPY}-{tag}"
     if (folder / "debugpy" / "__init__.py").exists():
         return folder
     tmp = folder.with_name(folder.name + ".partial")
@@ -123,3 +124,25 @@ def how_to_attach(service: str, port: int, wait: bool) -> str:
 
 __all__ = ["DebugError", "LaunchJsonError", "PREFIX", "attach_config", "debug_command", "debug_service", "debugpy_dir", "free_ports",
            "how_to_attach", "write_launch_json"]
+
+
+def debug_plan(plan: Plan, names: list[str], wait: bool, say: Callable[[str], None]) -> Plan:
+    """`inv run --debug a,b`: a new plan in which those native services start under debugpy (each on
+    its own port, with attach instructions said and VS Code configurations merged into launch.json)."""
+    unknown = [n for n in names if n not in plan.services]
+    if unknown:
+        raise DebugError(f"--debug {', '.join(unknown)}: not in this run (running: {', '.join(plan.services)})",
+                         fix="name services of this run, e.g. --debug " + next(iter(plan.services), "asr"))
+    root = Path(plan.root)
+    ports = free_ports(len(names))
+    services = dict(plan.services)
+    for name, port in zip(names, ports):
+        svc = services[name]
+        services[name] = debug_service(svc, port, wait, debugpy_dir(root, Layout(root).env_python(svc.env)))
+        say(how_to_attach(name, port, wait))
+    try:
+        path = write_launch_json(root, [attach_config(n, p) for n, p in zip(names, ports)])
+        say(f"VS Code: attach configurations in {path}")
+    except LaunchJsonError as err:
+        say(f"warning: {err.render()}")
+    return dataclasses.replace(plan, services=services)

@@ -1,7 +1,8 @@
-"""NVML probe (nvidia-ml-py, imported as pynvml): the only place that talks to the driver.
+"""The GPU model and its one reader, NVML (nvidia-ml-py, imported as pynvml).
 
 `probe_nvml_facts` turns whatever NVML says — or how it fails — into plain data (`NvmlFacts`) that
-checks and planning read; recorded facts (tests/checks/fixtures) stand in for a GPU machine.
+checks, planning and the torch choice read; recorded facts (tests/checks/fixtures) stand in for a
+GPU machine.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ class GpuInfo:
     index: int
     name: str
     capability: tuple[int, int]  # (9, 0) for an H100
-    memory_total: int  # bytes
-    memory_free: int  # bytes
+    memory_total: int = 0  # bytes
+    memory_free: int = 0  # bytes
 
     @property
     def sm(self) -> int:
@@ -48,12 +49,6 @@ class NvmlFacts:
     def cuda_text(self) -> str:
         value = self.cuda_driver
         return f"{value // 1000}.{value % 1000 // 10}" if value else "unknown"
-
-    def to_torch_probe(self):
-        """The same facts in the shape the env provisioner's torch choice reads."""
-        from .envs.torch import Gpu, TorchProbe
-        return TorchProbe(self.cuda_driver, self.driver_version,
-                          tuple(Gpu(g.name, tuple(g.capability)) for g in self.gpus))
 
     def to_dict(self) -> dict:
         return asdict(self)

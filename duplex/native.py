@@ -14,19 +14,11 @@ from typing import Callable
 
 from .errors import EnvError, RunError
 from .handles import LineSink
+from .layout import Layout
+from .machine import PASSTHROUGH
 from .plan import ServicePlan
-from .probe import PASSTHROUGH
 
 PR_SET_PDEATHSIG = 1
-
-
-def venv_python(root: Path, env: str) -> Path:
-    folder = root / ".duplex" / "envs" / env
-    return folder / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-
-
-def log_path(root: Path, name: str) -> Path:
-    return root / ".duplex" / "logs" / f"{name}.log"
 
 
 def process_env(service: ServicePlan, python: Path) -> dict[str, str]:
@@ -178,7 +170,7 @@ class NativeRunner:
         self._forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duplex-forker")
 
     def prepare(self, services: list[ServicePlan], progress: Callable[[str], None]) -> None:
-        missing = [s for s in services if not venv_python(self.root, s.env).exists()]
+        missing = [s for s in services if not Layout(self.root).env_python(s.env).exists()]
         if missing:
             names = sorted({s.env for s in missing})
             raise EnvError(f"no venv for env{'s' if len(names) > 1 else ''} {', '.join(names)} "
@@ -191,8 +183,8 @@ class NativeRunner:
                                fix=" && ".join(f"inv setup --env {e}" for e in sorted(stale)))
 
     def start(self, service: ServicePlan, sink: LineSink | None) -> NativeProcess:
-        python = venv_python(self.root, service.env)
-        log = log_path(self.root, service.name)
+        python = Layout(self.root).env_python(service.env)
+        log = Layout(self.root).log(service.name)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
         out = open(log, "ab") if self.detach else subprocess.PIPE

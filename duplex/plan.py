@@ -6,13 +6,14 @@ container runs behaving the same.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 
 from . import warm
-from .certs import stack_cert_dir
 from .errors import PlanError
-from .probe import Machine
+from .layout import Layout
+from .machine import Machine
 from .stack import REVISION, TEMPLATE, Stack
 
 LOOPBACK = "127.0.0.1"
@@ -42,7 +43,7 @@ class Health:
     ca: str | None = None  # with tls: the local CA that verifies https/wss health URLs
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServicePlan:
     name: str
     mode: str  # "native" | "container"
@@ -68,7 +69,7 @@ class ServicePlan:
     models: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
     stack: str
     root: str
@@ -106,10 +107,10 @@ def plan(stack: Stack, machine: Machine, *, native: bool = False,
                         f"so containers reach it at {HOST_FROM_CONTAINER}")
     result: dict[str, ServicePlan] = {}
     for name in chosen:
-        result[name] = _service(stack, machine, name, modes, ports, chosen, name in exposed, warnings,
-                                pins or {}, tls)
-        result[name].environment.update(telemetry_env(otlp, stack.name, name, modes[name], machine.env))
-        result[name].secrets |= {k for k in result[name].environment if k in OTLP_SECRETS}
+        svc = _service(stack, machine, name, modes, ports, chosen, name in exposed, warnings, pins or {}, tls)
+        environment = {**svc.environment, **telemetry_env(otlp, stack.name, name, modes[name], machine.env)}
+        result[name] = dataclasses.replace(svc, environment=environment,
+                                           secrets=svc.secrets | {k for k in environment if k in OTLP_SECRETS})
     waves = _waves({n: [d for d in result[n].depends_on] for n in result})
     return Plan(stack=stack.name, root=str(stack.root), native=native, services=result,
                 start_order=[n for wave in waves for n in wave], waves=waves,
@@ -121,11 +122,7 @@ def _select(stack: Stack, machine: Machine, requested: list[str] | None,
     """Requested services plus everything they require; by default every service that can run."""
     left_out: dict[str, str] = {}
     if requested:
-        unknown = [n for n in requested if n not in stack.services]
-        if unknown:
-            raise PlanError(f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
-                            fix=f"choose from: {', '.join(stack.services)}")
-        wanted = list(dict.fromkeys(requested))
+        wanted = known_services(stack, requested)
     else:
         wanted = []
         for name, svc in stack.services.items():
@@ -135,23 +132,38 @@ def _select(stack: Stack, machine: Machine, requested: list[str] | None,
                                 f"(run it on a GPU machine, or name it with --services to insist)")
             else:
                 wanted.append(name)
-    chosen: list[str] = []
-
-    def add(name: str) -> None:
-        if name in chosen:
-            return
-        chosen.append(name)
-        for dep, required in stack.services[name].dependencies.items():
-            if required:
-                add(dep)
-                left_out.pop(dep, None)
-
-    for name in wanted:
-        add(name)
+    chosen = with_requirements(stack, wanted)
+    for name in chosen:
+        left_out.pop(name, None)  # a GPU service another one requires is in after all
     for name in stack.services:
         if name not in chosen and name not in left_out:
             left_out[name] = "not selected"
-    return [n for n in stack.services if n in chosen], left_out
+    return chosen, left_out
+
+
+def known_services(stack: Stack, names: list[str]) -> list[str]:
+    """The names, once each, or a PlanError naming the ones the stack does not define."""
+    unknown = [n for n in names if n not in stack.services]
+    if unknown:
+        raise PlanError(f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+                        fix=f"choose from: {', '.join(stack.services)}")
+    return list(dict.fromkeys(names))
+
+
+def with_requirements(stack: Stack, names: list[str]) -> list[str]:
+    """The services plus every service they require (`required = false` ones are not pulled in),
+    in the stack file's order."""
+    chosen: set[str] = set()
+
+    def add(name: str) -> None:
+        if name not in chosen:
+            chosen.add(name)
+            for dep, required in stack.services[name].dependencies.items():
+                if required:
+                    add(dep)
+    for name in names:
+        add(name)
+    return [n for n in stack.services if n in chosen]
 
 
 def _mode(stack: Stack, name: str, native: bool, warnings: list[str]) -> str:
@@ -165,10 +177,20 @@ def _mode(stack: Stack, name: str, native: bool, warnings: list[str]) -> str:
     return "native"
 
 
+def base_image(stack: Stack, machine: Machine) -> str:
+    """The image service Dockerfiles build FROM: DUPLEX_BASE_IMAGE, else the stack's `base_image`."""
+    return machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image)
+
+
+def port_variable(service: str) -> str:
+    """The host variable that moves a service to another port: DUPLEX_PORT_MY_SVC for `my-svc`."""
+    return "DUPLEX_PORT_" + service.upper().replace("-", "_")
+
+
 def _ports(stack: Stack, chosen: list[str], machine: Machine) -> dict[str, int]:
     ports: dict[str, int] = {}
     for name in chosen:
-        var = "DUPLEX_PORT_" + name.upper().replace("-", "_")
+        var = port_variable(name)
         raw = machine.env.get(var)
         if raw is None:
             ports[name] = stack.services[name].port
@@ -200,7 +222,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
     spec = stack.services[name]
     mode = modes[name]
     scheme = "https" if tls else "http"
-    certs_host = str(stack_cert_dir(stack.root, stack.name))  # path arithmetic only: `inv certs` makes it
+    certs_host = str(Layout(stack.root).stack_certs(stack.name))  # path arithmetic only: `inv certs` makes it
     certs = certs_host if mode == "native" else CERTS_IN_CONTAINER
     container_ports = {n: stack.services[n].port for n in chosen}
     port = ports[name]
@@ -280,7 +302,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         if spec.dockerfile:
             dockerfile = spec.dockerfile
             image = f"duplex-{stack.name}-{name}:dev"
-            build_args = {"BASE_IMAGE": machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image),
+            build_args = {"BASE_IMAGE": base_image(stack, machine),
                           # the host user, so the bind-mounted cache is readable; never root
                           "UID": str(machine.uid or 1000), "GID": str(machine.gid or 1000)}
             torch = stack.envs[spec.env].torch if spec.env in stack.envs else "none"

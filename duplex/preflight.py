@@ -16,8 +16,10 @@ from typing import Callable
 from checks import Context, Result, skip, warn
 from checks import disk, docker, gpu, hub, models, opus, ports, python, token, torch
 
+from .engine import probe_docker, wanted_images
+from .errors import RunError
 from .gpu import NvmlFacts, probe_nvml_facts
-from .native import venv_python
+from .layout import Layout
 from .plan import Plan
 
 GROUPS = ("python", "gpu", "token", "models", "disk", "ports", "docker", "opus")
@@ -33,7 +35,7 @@ class Probes:
     env_state: Callable = python.probe_env
     torch: Callable = torch.probe_torch
     hub: Callable = hub.gather
-    docker: Callable = docker.probe_docker
+    docker: Callable = probe_docker
     port: Callable = ports.probe_port
     disk: Callable = disk.probe_disk
     libs: Callable = opus.probe_libs
@@ -91,7 +93,7 @@ def run_preflight(stack, plan: Plan, *, environ: dict[str, str] | None = None, p
     probes = probes or Probes()
     ctx = Context(stack, plan, environ, for_run)
     root = ctx.root
-    cache = root / ".duplex" / "cache"
+    cache = Layout(root).cache
     net_timeout = timeout or hub.env_timeout(environ)
     nvml = probes.nvml(environ)  # milliseconds; env states and torch need it
     envs = ctx.native_envs()
@@ -99,17 +101,16 @@ def run_preflight(stack, plan: Plan, *, environ: dict[str, str] | None = None, p
     jobs: dict[str, Callable] = {}
     if envs:
         jobs["interpreters"] = lambda: probes.interpreters(environ)
-        torch_probe = nvml.to_torch_probe()
         for env in envs:
-            jobs[f"env:{env}"] = lambda env=env: probes.env_state(root, env, stack.envs[env], torch_probe)
-            python_bin = venv_python(root, env)
+            jobs[f"env:{env}"] = lambda env=env: probes.env_state(root, env, stack.envs[env], nvml)
+            python_bin = Layout(root).env_python(env)
             if getattr(stack.envs[env], "torch", "none") != "none" and python_bin.exists():
                 jobs[f"torch:{env}"] = lambda p=python_bin: probes.torch(p, driver=nvml.driver_version,
                                                                           memo=cache / "torch.json")
     if repos and not ctx.offline:
         jobs["hub"] = lambda: probes.hub(environ, repos, timeout=net_timeout, root=root)
     if ctx.services("container"):
-        jobs["docker"] = lambda: probes.docker(environ, docker.wanted_images(ctx), plan.stack, max(net_timeout, 1.0))
+        jobs["docker"] = lambda: probes.docker(environ, wanted_images(plan), plan.stack, max(net_timeout, 1.0))
     for svc in ctx.services():
         jobs[f"port:{svc.port}"] = lambda p=svc.port: probes.port(p)
     jobs["disk"] = lambda: probes.disk(models.hub_cache(environ))
@@ -163,37 +164,12 @@ def _not_applicable(ctx: Context, results: list[Result]) -> list[Result]:
     return [skip(g, text) for g, text in why.items() if g not in seen]
 
 
-STYLE = {"pass": ("[green]ok[/]", "green"), "warn": ("[yellow]warn[/]", "yellow"),
-         "fail": ("[bold red]FAIL[/]", "red"), "skip": ("[dim]skip[/]", "dim")}
+def require_ready(report: Report) -> None:
+    """What `inv run` does with a preflight: stop before anything is built or started when a check failed."""
+    if report.failed:
+        lines = [f"  - {r.name}: {r.detail}\n    fix: {r.fix}" for r in report.failed]
+        raise RunError("cannot start the stack, preflight found:\n" + "\n".join(lines),
+                       fix="`inv preflight` shows every check; --skip-preflight starts anyway")
 
 
-def print_report(report: Report, out=None) -> None:
-    """A rich table grouped by concern, with the fix column, and a one-line summary."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from .report import console
-    out = out or console()
-    table = Table(title=f"preflight ({report.mode} mode: {', '.join(report.services) or 'no services'})",
-                  show_lines=False, expand=False)
-    for col, kw in (("", {"no_wrap": True}), ("check", {"no_wrap": True}), ("detail", {"ratio": 3}),
-                    ("fix", {"ratio": 2})):
-        table.add_column(col, **kw)
-    group = None
-    for r in report.results:
-        if group is not None and r.group != group:
-            table.add_section()
-        group = r.group
-        badge, colour = STYLE[r.status]
-        fix = escape(r.fix or "")
-        table.add_row(badge, escape(r.name), escape(r.detail),
-                      f"[{colour}]{fix}[/]" if r.status != "skip" else f"[dim]{fix}[/]")
-    out.print(table)
-    c = report.counts()
-    verdict = "[bold red]preflight failed[/]" if report.failed else "[green]preflight passed[/]"
-    warnings = f"{c['warn']} warning" + ("" if c["warn"] == 1 else "s")
-    out.print(f"{verdict}: {c['pass']} ok, {warnings}, {c['fail']} failed, {c['skip']} skipped "
-              f"in {report.seconds:.2f} s")
-
-
-__all__ = ["Probes", "Report", "print_report", "run_preflight"]
+__all__ = ["Probes", "Report", "require_ready", "run_preflight"]

@@ -81,3 +81,69 @@ def print_plan(plan: Plan) -> None:
         out.print(f"[dim]left out: {name} ({why})[/]")
     for warning in plan.warnings:
         out.print(f"[yellow]warning:[/] {warning}")
+
+
+def say(prefix: str):
+    """A progress sink for library calls: dim-prefixed lines on stderr (stdout stays for results)."""
+    out = console(stderr=True)
+    return lambda line: out.print(f"[dim]{prefix}[/] {line}")
+
+
+def print_status(rows: list[dict]) -> None:
+    """`inv status`: one line per service of the run."""
+    if not rows:
+        print("nothing is running (start with `inv run` or `inv run --native`)")
+    for r in rows:
+        print(f"{r['name']:<10} {r['mode']:<9} {r['state']:<8} "
+              f"{'healthy' if r['healthy'] else 'unhealthy':<9} {r['url'] or '-':<24} {r['id']}")
+
+
+STYLE = {"pass": ("[green]ok[/]", "green"), "warn": ("[yellow]warn[/]", "yellow"),
+         "fail": ("[bold red]FAIL[/]", "red"), "skip": ("[dim]skip[/]", "dim")}
+
+
+def print_preflight(report, out=None) -> None:
+    """A rich table grouped by concern, with the fix column, and a one-line summary."""
+    from rich.markup import escape
+    from rich.table import Table
+    out = out or console()
+    table = Table(title=f"preflight ({report.mode} mode: {', '.join(report.services) or 'no services'})",
+                  show_lines=False, expand=False)
+    for col, kw in (("", {"no_wrap": True}), ("check", {"no_wrap": True}), ("detail", {"ratio": 3}),
+                    ("fix", {"ratio": 2})):
+        table.add_column(col, **kw)
+    group = None
+    for r in report.results:
+        if group is not None and r.group != group:
+            table.add_section()
+        group = r.group
+        badge, colour = STYLE[r.status]
+        fix = escape(r.fix or "")
+        table.add_row(badge, escape(r.name), escape(r.detail),
+                      f"[{colour}]{fix}[/]" if r.status != "skip" else f"[dim]{fix}[/]")
+    out.print(table)
+    c = report.counts()
+    verdict = "[bold red]preflight failed[/]" if report.failed else "[green]preflight passed[/]"
+    warnings = f"{c['warn']} warning" + ("" if c["warn"] == 1 else "s")
+    out.print(f"{verdict}: {c['pass']} ok, {warnings}, {c['fail']} failed, {c['skip']} skipped "
+              f"in {report.seconds:.2f} s")
+
+
+def print_log_lines(lines, prefixes: list[str] | None) -> None:
+    """`inv logs`: (service, line) pairs, prefixed like the run when `prefixes` (the run's services,
+    in its colour order) are given, else plain."""
+    from .printer import Printer
+    printer = Printer(["duplex", *prefixes]) if prefixes is not None else None
+    for name, line in lines:
+        if printer:
+            printer.line(name, line)
+        else:
+            print(line, flush=True)
+
+
+def print_certs(made) -> None:
+    from .certs import trust_instructions
+    print(f"{'made' if made.made else 'kept'} {made.cert} (valid until {made.not_after[:10]}), key {made.key}")
+    print(f"  names: {', '.join(made.dns + made.ips)}")
+    print("  serve it: `inv run --tls`, or tls = true under [stack] in stack.toml")
+    print("\n".join(trust_instructions(made.ca, made.folder.name)))

@@ -107,7 +107,7 @@ def running_targets(plan: Plan, rows: list[dict], records: dict[str, dict]) -> l
 
 def targets_at(root: Path, plan: Plan) -> list[Target]:
     """The services a run of this stack (at `root`) left running or crashed, as `inv status` sees them."""
-    from .run import status
+    from .control import status
     from .state import read_state
     return running_targets(plan, status(root), read_state(root)["services"])
 
@@ -272,5 +272,31 @@ def gpu_check(nvidia_runtime: bool, image: str, connect: Callable | None = None,
 
 
 def _default_connect():
-    from .containers import connect
+    from .engine import connect
     return connect()
+
+
+def smoke_project(stack, machine, targets: list[Target], *, services: list[str] | None = None,
+                  timeout: float = 30.0) -> SmokeReport:
+    """`inv smoke` for a project: its targets, the GPU container check from the stack's base image,
+    and https health verified with the project's local CA when `inv certs` made one."""
+    from .layout import Layout
+    from .plan import base_image
+    ca = Layout(stack.root).ca
+    return smoke(targets, services=services, timeout=timeout,
+                 gpu=gpu_check(machine.nvidia_runtime, base_image(stack, machine)),
+                 ca=ca if ca.exists() else None)
+
+
+def smoke_running(*, services: list[str] | None = None, timeout: float = 30.0) -> SmokeReport:
+    """`inv smoke`: the services the project's current run left running (or crashed), checked once."""
+    from .project import Project
+    from .state import read_state
+    project = Project.load()
+    machine = project.machine()
+    native = read_state(project.root).get("mode") == "native"
+    targets = targets_at(project.root, project.plan(machine, native=native))
+    if not targets:
+        raise SmokeError("nothing is running to smoke",
+                         fix="`inv run --detach` or `inv run --native --detach` first")
+    return smoke_project(project.stack, machine, targets, services=services, timeout=timeout)

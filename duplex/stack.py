@@ -24,6 +24,7 @@ MODES = ("native", "container")
 TEMPLATE = re.compile(r"\{([A-Za-z0-9_-]+)\.([A-Za-z_]+)\}")
 TEMPLATE_FIELDS = ("host", "port", "url")
 REVISION = re.compile(r"\{revision:([^}]+)\}")  # a model's pinned commit, from models.lock
+URL = re.compile(r"^https?://[^/\s]+")  # an http(s) endpoint such as an OTLP collector
 REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12")
 COMMON_PYTHONS = (*SUPPORTED_PYTHONS, ">=3.10,<3.13")
@@ -41,7 +42,7 @@ class StackMeta(_Strict):
     # Off by default: an exporter on a voice stack's audio event loop costs latency. "otlp" hands every
     # service the standard OpenTelemetry variables, pointing at this OTLP/HTTP collector (host's view).
     telemetry: Literal["off", "otlp"] = "off"
-    otlp_endpoint: str = Field(default="http://127.0.0.1:4318", pattern=r"^https?://[^/\s]+")
+    otlp_endpoint: str = Field(default="http://127.0.0.1:4318", pattern=URL.pattern)
 
 
 class EnvSpec(_Strict):
@@ -63,7 +64,7 @@ class EnvSpec(_Strict):
         # Checked at load, so `inv config` catches it too, not only `inv setup`.
         if value in COMMON_PYTHONS:
             return value  # no need to import packaging for the usual values
-        from .envs.interpreters import SUPPORTED_TEXT, admits_supported
+        from .envs.pythons import SUPPORTED_TEXT, admits_supported
         try:
             admitted = admits_supported(value) if value.strip() else None
         except EnvError:  # not a version or range at all

@@ -7,19 +7,11 @@ import os
 import threading
 from pathlib import Path
 
-
-def state_path(root: Path) -> Path:
-    return root / ".duplex" / "run" / "state.json"
-
-
-def last_run_path(root: Path) -> Path:
-    """Which services the current (or last) run started, in start order: kept beside their logs,
-    because state.json empties as services stop and `inv logs` still wants the last run's logs."""
-    return root / ".duplex" / "logs" / "run.json"
+from .layout import Layout
 
 
 def write_last_run(root: Path, stack: str, order: list[str]) -> None:
-    path = last_run_path(root)
+    path = Layout(root).last_run
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"stack": stack, "services": list(order)}, indent=2))
@@ -28,7 +20,7 @@ def write_last_run(root: Path, stack: str, order: list[str]) -> None:
 
 def last_run(root: Path) -> list[str]:
     try:
-        return list(json.loads(last_run_path(root).read_text())["services"])
+        return list(json.loads(Layout(root).last_run.read_text())["services"])
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -37,7 +29,7 @@ class RunState:
     """Written after every start, atomically, so even a SIGKILLed run leaves a usable record."""
 
     def __init__(self, root: Path, stack: str, mode: str):
-        self.path = state_path(root)
+        self.path = Layout(root).state
         self.data = {"stack": stack, "mode": mode, "supervisor_pid": os.getpid(), "services": {}}
         self.lock = threading.Lock()
 
@@ -60,13 +52,13 @@ class RunState:
 
 def read_state(root: Path) -> dict:
     try:
-        return json.loads(state_path(root).read_text())
+        return json.loads(Layout(root).state.read_text())
     except (OSError, ValueError):
         return {"services": {}}
 
 
 def write_state(root: Path, data: dict) -> None:
-    path = state_path(root)
+    path = Layout(root).state
     if not data.get("services"):
         path.unlink(missing_ok=True)
         return

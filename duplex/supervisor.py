@@ -114,7 +114,8 @@ class Supervisor:
                 self.down()
             raise
         if self.failure:
-            self.down()
+            with shielded():  # an impatient Ctrl-C must not orphan the rest nor replace the error
+                self.down()
             raise self.failure
         return self.clock() - began
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from packaging.version import Version
 
 from ..errors import EnvError
-from .run import Progress, run
+from .commands import Progress, run
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import EnvError
-from .run import Progress, run
+from .commands import Progress, run
 
 # Import names whose distribution is called something else.
 DISTS = {"yaml": "PyYAML", "cv2": "opencv-python", "PIL": "Pillow", "sklearn": "scikit-learn",

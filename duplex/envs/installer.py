@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import shutil
 import sys
 from pathlib import Path
 
 from ..errors import EnvError
+from ..layout import python_in
 from .layout import os_problem, tool_os_error
-from .run import CommandFailed, run
-
-
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+from .commands import CommandFailed, run
 
 
 def uv_command() -> list[str] | None:
@@ -41,7 +37,7 @@ class Uv:
             what=f"creating a venv with uv at {target}")
 
     def install(self, target: Path, lock: Path, *, find_links: list[str], index: str | None) -> None:
-        args = [*self._uv(), "pip", "install", "--require-hashes", "--python", venv_python(target), "-r", lock]
+        args = [*self._uv(), "pip", "install", "--require-hashes", "--python", python_in(target), "-r", lock]
         for link in find_links:
             args += ["--find-links", link]
         if index:
@@ -65,7 +61,7 @@ class Pip:
                 fix="install the venv module for that Python (Debian: `sudo apt-get install python3.X-venv`)")
 
     def install(self, target: Path, lock: Path, *, find_links: list[str], index: str | None) -> None:
-        args = [venv_python(target), "-m", "pip", "install", "--require-hashes", "--no-input",
+        args = [python_in(target), "-m", "pip", "install", "--require-hashes", "--no-input",
                 "--disable-pip-version-check", "-r", lock]
         for link in find_links:
             args += ["--find-links", link]

@@ -10,17 +10,18 @@ import time
 from pathlib import Path
 
 from ..errors import EnvError
+from ..layout import Layout
 
 TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# duplex env builds; safe to delete\n"
 
 
 def envs_dir(root: Path) -> Path:
-    return Path(root) / ".duplex" / "envs"
+    return Layout(root).envs
 
 
 def env_path(root: Path, name: str) -> Path:
     """The venv of an env: `.duplex/envs/<name>` (its bin/python is what native runs use)."""
-    return envs_dir(root) / name
+    return Layout(root).env(name)
 
 
 def builds_dir(root: Path) -> Path:

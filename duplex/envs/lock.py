@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ..errors import EnvError
 from . import layout, sources
-from .interpreters import allows
-from .run import CommandFailed, Progress, run
+from .pythons import allows
+from .commands import CommandFailed, Progress, run
 
 MARK = "# duplex: requirements.in sha256="
 DEFAULT_PYTHON = "3.11"  # what the contract locks for (and the images run)

@@ -11,10 +11,13 @@ from pathlib import Path
 from ..errors import EnvError
 from . import fixes as fixes_mod
 from . import imports, layout, lock as lock_mod, sources, stamp as stamp_mod, system
-from .installer import explain, pick, venv_python
-from .interpreters import allows, discover, parse_range
-from .run import CommandFailed, Progress
-from .torch import TorchChoice, TorchProbe, choose, probe_nvml
+from ..layout import python_in
+from .installer import explain, pick
+from .interpreters import discover
+from .pythons import allows, parse_range
+from .commands import CommandFailed, Progress
+from ..gpu import NvmlFacts, probe_nvml_facts
+from .torch import TorchChoice, choose
 
 env_path = layout.env_path
 
@@ -48,10 +51,10 @@ def _spec(spec, attr, default):
     return getattr(spec, attr, default) if spec is not None else default
 
 
-def torch_choice(root: Path, name: str, spec, *, torch: str | None = None, probe: TorchProbe | None = None) -> TorchChoice:
+def torch_choice(root: Path, name: str, spec, *, torch: str | None = None, probe: NvmlFacts | None = None) -> TorchChoice:
     mode = torch or _spec(spec, "torch", "none")
     if mode == "auto" and probe is None:
-        probe = probe_nvml()
+        probe = probe_nvml_facts()
     req = lock_mod.requirements_path(root, name, spec)
     pinned = None
     if mode not in ("none", "cpu") and req.is_file():
@@ -88,11 +91,11 @@ def _wanted(root: Path, name: str, spec, choice: TorchChoice) -> tuple[Path, dic
     return lock, want
 
 
-def env_status(root: Path, name: str, spec, *, probe: TorchProbe | None = None, torch: str | None = None) -> str:
+def env_status(root: Path, name: str, spec, *, probe: NvmlFacts | None = None, torch: str | None = None) -> str:
     """'missing', 'ok' or 'stale: why' for an env, without building anything."""
     root = Path(root)
     venv = layout.env_path(root, name)
-    if not venv_python(venv).exists():
+    if not python_in(venv).exists():
         return "missing"
     try:
         choice = torch_choice(root, name, spec, torch=torch, probe=probe)
@@ -104,7 +107,7 @@ def env_status(root: Path, name: str, spec, *, probe: TorchProbe | None = None, 
 
 
 def provision_env(root: Path, name: str, spec, *, python: str | None = None, force: bool = False,
-                  installer: str | None = None, probe: TorchProbe | None = None, torch: str | None = None,
+                  installer: str | None = None, probe: NvmlFacts | None = None, torch: str | None = None,
                   progress: Progress = lambda _: None) -> EnvResult:
     """Make env `name` match its lock, interpreter, torch variant and fixes; reuse it when it already does."""
     started = time.perf_counter()
@@ -114,7 +117,7 @@ def provision_env(root: Path, name: str, spec, *, python: str | None = None, for
     lock, want = _wanted(root, name, spec, choice)
     fixes_mod.check_names(want["fixes"], name)
     python_ok = _python_ok(spec, python)
-    old = stamp_mod.read(venv) if venv_python(venv).exists() else None
+    old = stamp_mod.read(venv) if python_in(venv).exists() else None
     reason = "--force" if force else stamp_mod.stale_reason(old, python_ok=python_ok, **want)
     if reason is None:
         why = old.torch_reason or choice.reason  # stamps before torch_reason: today's reason
@@ -156,7 +159,7 @@ def _build(root, name, spec, lock, want, choice, python, installer, progress, st
             tool.install(build, lock, find_links=sources.find_links(), index=sources.torch_index(choice.variant))
         except CommandFailed as err:
             raise explain(err, name, lock, relock, step=step, where=layout.builds_dir(root)) from None
-        py = venv_python(build)
+        py = python_in(build)
         step = "applying the post-install fixes"
         results = fixes_mod.apply(py, want["fixes"], name, progress)
         req = lock_mod.requirements_path(root, name, spec)
@@ -182,7 +185,7 @@ def _build(root, name, spec, lock, want, choice, python, installer, progress, st
                      seconds, warnings, choice.reason, [f"{r.name}: {r.message}" for r in results])
 
 
-def lock_env(root: Path, name: str, spec, *, torch: str | None = None, probe: TorchProbe | None = None,
+def lock_env(root: Path, name: str, spec, *, torch: str | None = None, probe: NvmlFacts | None = None,
              progress: Progress = lambda _: None) -> Path:
     """`inv lock` for one env: its lock for the torch variant this machine (or --torch) gets."""
     choice = torch_choice(Path(root), name, spec, torch=torch, probe=probe)

@@ -37,3 +37,12 @@ def hf_token_origin(root: Path | str | None, value: str) -> str:
     """Where an HF_TOKEN value came from: tasks.py copies the .env token into an unset HF_TOKEN, so
     one equal to the .env token is named as the .env one (the advice then says `inv setup --hf-token`)."""
     return DOTENV if root is not None and read_secret(root, "HF_TOKEN") == value else "HF_TOKEN"
+
+
+def load_hf_token(root: Path | str, environ=None) -> None:
+    """HF_TOKEN from the environment, else the one `inv setup --hf-token` saved in <root>/.env."""
+    environ = os.environ if environ is None else environ
+    if not environ.get("HF_TOKEN"):
+        token = read_secret(root, "HF_TOKEN")
+        if token:
+            environ["HF_TOKEN"] = token

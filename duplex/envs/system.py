@@ -7,14 +7,13 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EnvError
-from .run import Progress
+from .commands import Progress
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Which PyTorch build an env gets: pure choice from driver and GPU facts, plus the NVML probe."""
+"""Which PyTorch build an env gets: a pure choice from the driver and GPU facts NVML gave (duplex.gpu)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import EnvError
+from ..gpu import GpuInfo, NvmlFacts
 
 INDEX = "https://download.pytorch.org/whl/{variant}"
 
@@ -41,25 +42,6 @@ RELEASES = {
 
 
 @dataclass(frozen=True)
-class Gpu:
-    name: str
-    capability: tuple[int, int]  # (8, 6) for an RTX 3090
-
-    @property
-    def sm(self) -> int:
-        return self.capability[0] * 10 + self.capability[1]
-
-
-@dataclass(frozen=True)
-class TorchProbe:
-    """What NVML says: the driver's CUDA version (12040 = 12.4), its version string, the visible GPUs."""
-
-    cuda_driver: int | None = None
-    driver_version: str | None = None
-    gpus: tuple[Gpu, ...] = ()
-
-
-@dataclass(frozen=True)
 class TorchChoice:
     variant: str  # "cpu", "cu128", ... or "none" (no torch in this env)
     reason: str
@@ -77,18 +59,18 @@ def offered(torch_version: str | None) -> tuple[str, ...]:
     return RELEASES.get(key, RELEASES[max(RELEASES)] if key > max(RELEASES) else ())
 
 
-def runs_on(variant: Variant, gpu: Gpu) -> bool:
+def runs_on(variant: Variant, gpu: GpuInfo) -> bool:
     """SASS for sm_XY runs on sm_XZ with Z >= Y (same major): sm_80 kernels serve an sm_89 card."""
     return any(sm // 10 == gpu.sm // 10 and sm <= gpu.sm for sm in variant.sm)
 
 
-def _driver_major(probe: TorchProbe) -> int | None:
+def _driver_major(probe: NvmlFacts) -> int | None:
     if probe.cuda_driver:
         return probe.cuda_driver // 1000
     return None
 
 
-def problems(variant: Variant, probe: TorchProbe) -> list[str]:
+def problems(variant: Variant, probe: NvmlFacts) -> list[str]:
     """Why a variant cannot run here (empty when it can)."""
     out = []
     major = _driver_major(probe)
@@ -102,11 +84,11 @@ def problems(variant: Variant, probe: TorchProbe) -> list[str]:
     return out
 
 
-def choose(mode: str, probe: TorchProbe | None, torch_version: str | None = None) -> TorchChoice:
+def choose(mode: str, probe: NvmlFacts | None, torch_version: str | None = None) -> TorchChoice:
     """The variant for ``torch = mode`` ('none', 'cpu', 'auto' or 'cuXXX') on this machine."""
     if mode in ("none", "cpu"):
         return TorchChoice(mode, "no torch in this env" if mode == "none" else "torch = \"cpu\" was asked for")
-    probe = probe or TorchProbe()
+    probe = probe or NvmlFacts()
     if mode != "auto":
         if mode not in VARIANTS:
             raise EnvError(f"torch = {mode!r} is not a PyTorch variant duplex knows ({', '.join(VARIANTS)})",
@@ -135,7 +117,7 @@ def choose(mode: str, probe: TorchProbe | None, torch_version: str | None = None
                    fix=_refusal_fix(names, probe))
 
 
-def _refusal_fix(names: tuple[str, ...], probe: TorchProbe) -> str:
+def _refusal_fix(names: tuple[str, ...], probe: NvmlFacts) -> str:
     major = _driver_major(probe) or 0
     newest = max((VARIANTS[n] for n in names), key=lambda v: v.cuda)
     if major < newest.cuda[0]:
@@ -147,9 +129,3 @@ def _refusal_fix(names: tuple[str, ...], probe: TorchProbe) -> str:
 
 def _cuda_text(value: int | None) -> str:
     return f"{value // 1000}.{value % 1000 // 10}" if value else "unknown"
-
-
-def probe_nvml(environ: dict[str, str] | None = None) -> TorchProbe:
-    """Read the driver and the visible GPUs through NVML; an empty probe when there is none."""
-    from ..gpu import probe_nvml_facts  # the one NVML reader (honours CUDA_VISIBLE_DEVICES)
-    return probe_nvml_facts(environ).to_torch_probe()

@@ -3,9 +3,10 @@
 from .errors import (CorruptFileError, DiskFullError, GatedModelError, HubUnreachableError, LockError,
                      ModelError, ModelNotFoundError, ModelRefError, TokenRejectedError)
 from .lock import pinned_revision
-from .prefetch import ModelPlan, PrefetchReport, missing, prefetch
+from .prefetch import missing, prefetch, prefetch_project
 from .progress import NullProgress, RichProgress
+from .report import ModelPlan, PrefetchReport
 
-__all__ = ["prefetch", "pinned_revision", "missing", "PrefetchReport", "ModelPlan", "NullProgress",
+__all__ = ["prefetch", "prefetch_project", "pinned_revision", "missing", "PrefetchReport", "ModelPlan", "NullProgress",
            "RichProgress", "ModelError", "ModelRefError", "ModelNotFoundError", "GatedModelError",
            "TokenRejectedError", "HubUnreachableError", "DiskFullError", "CorruptFileError", "LockError"]

@@ -74,7 +74,7 @@ def read_lock(root: Path | str) -> Lock:
             models[repo] = LockedModel(repo, entry["revision"], entry["commit"], files)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LockError(f"{path}: malformed entry ({exc!r})",
-                        fix=f"restore it from git or delete it and run inv prefetch") from exc
+                        fix="restore it from git or delete it and run inv prefetch") from exc
     return Lock(models)
 
 

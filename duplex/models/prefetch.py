@@ -11,63 +11,18 @@ import os
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..machine import hf_offline
 from .cache import cached_ref, check_snapshot, hub_cache_dir, link_blob, snapshot_dir, write_ref
 from .errors import CorruptFileError, DiskFullError, HubUnreachableError, is_disk_full
 from .fetch import fetch_files
 from .hub import DISK_FIX, Hub, endpoint_from, token_source
-
-from .lock import FileEntry, Lock, LockedModel, lock_path, read_lock, render_lock, write_lock
+from .lock import Lock, LockedModel, lock_path, read_lock, render_lock, write_lock
 from .progress import NullProgress, Progress, human
 from .refs import ModelRef, parse_ref, parse_refs
-
-
-@dataclass
-class ModelPlan:
-    repo: str
-    revision: str
-    commit: str
-    size: int
-    files: int
-    fetch: list[FileEntry]  # to download: missing from the cache, or damaged
-    link: list[FileEntry]  # missing from this snapshot, but the content is cached (another commit)
-    damaged: list[str]  # paths whose size (or hash, with verify) did not match the lock
-    source: str  # "lock": pinned earlier, no network needed; "hub": resolved in this run
-    status: str = "planned"  # planned | cached | linked | downloaded | repaired
-    snapshot: str = ""
-
-    @property
-    def fetch_bytes(self) -> int:
-        return sum(f.size for f in self.fetch)
-
-
-@dataclass
-class PrefetchReport:
-    models: list[ModelPlan]
-    hub_cache: str
-    lock: str
-    endpoint: str
-    dry_run: bool
-    network: bool  # whether the hub was asked anything
-    seconds: float
-    downloaded_bytes: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    def to_json(self) -> dict:
-        """A JSON-ready dict (for `inv prefetch --json`)."""
-        data = asdict(self)
-        for model, plan in zip(data["models"], self.models):
-            model["fetch"] = [f.path for f in plan.fetch]
-            model["link"] = [f.path for f in plan.link]
-            model["fetch_bytes"] = plan.fetch_bytes
-        return data
-
-
-def _offline_env() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+from .report import ModelPlan, PrefetchReport
 
 
 def _free_bytes(path: Path) -> int:
@@ -103,7 +58,7 @@ def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_p
         else:
             unresolved.append(ref)
     need_hub = bool(unresolved) or any(p.fetch for p in plans.values())
-    if need_hub and _offline_env():
+    if need_hub and hf_offline(os.environ):
         raise HubUnreachableError("HF_HUB_OFFLINE=1 is set, and "
                                   + _needs(unresolved, plans) + " need the hub",
                                   fix="unset HF_HUB_OFFLINE for `inv prefetch` (servers keep it)"
@@ -226,3 +181,11 @@ def missing(root: Path | str, repos: list[str], hf_home: str | Path,
         if not (locked and locked.revision == ref.revision and check_snapshot(cache, locked).complete):
             out.append(text)
     return out
+
+
+def prefetch_project(project, repos: list[str], **options) -> PrefetchReport:
+    """`inv prefetch` for a project: into the shared cache this machine's HF_HOME / HF_HUB_CACHE
+    name (no GPU probe needed), with the token the project loaded. `options`: prefetch's."""
+    machine = project.machine(gpus=0)
+    return prefetch(project.root, repos, hf_home=machine.hf_home, hub_cache=machine.hf_hub_cache,
+                    token_present=bool(os.environ.get("HF_TOKEN")), **options)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from .lock import FileEntry
-    from .prefetch import ModelPlan
+    from .report import ModelPlan
 
 
 class Progress(Protocol):

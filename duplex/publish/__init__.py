@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import time
@@ -12,7 +13,7 @@ from typing import Callable
 import yaml
 
 from ..plan import CACHE_IN_CONTAINER, LOOPBACK_URL, Plan, plan
-from ..probe import Machine
+from ..machine import Machine
 from ..stack import Stack
 from . import compose as compose_mod
 from . import kubernetes as k8s_mod
@@ -65,27 +66,35 @@ def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[s
                       hf_hub_cache=None, uid=1000, gid=1000, env=env)
     # Always plain HTTP: `inv run`'s TLS uses `inv certs`' local files, which no published
     # deployment mounts (and a local CA is no production certificate).
-    result = plan(stack, machine, native=False, services=services, pins=pins, tls=False)
-    if stack.stack.tls:
-        result.warnings.append(TLS_WARNING)
-    _published_telemetry(stack, result)
-    return result
+    local = plan(stack, machine, native=False, services=services, pins=pins, tls=False)
+    warnings = [*local.warnings, *([TLS_WARNING] if stack.stack.tls else [])]
+    endpoint = stack.stack.otlp_endpoint
+    if local.telemetry and LOOPBACK_URL.match(endpoint):
+        warnings.append(f"telemetry: otlp_endpoint {endpoint} is loopback, which inside a published "
+                        "container is the container itself; set it to the collector's address as "
+                        "the cluster or Compose network sees it (e.g. http://otel-collector:4318)")
+    published = {name: dataclasses.replace(svc, environment=_published_telemetry(local.telemetry, endpoint,
+                                                                                 svc.environment))
+                 for name, svc in local.services.items()}
+    return dataclasses.replace(local, services=published, warnings=warnings)
 
 
-def _published_telemetry(stack, result: Plan) -> None:
+def _published_telemetry(telemetry: str | None, endpoint: str, environment: dict[str, str]) -> dict[str, str]:
     """Off: no OTEL_* at all, so a platform's own OpenTelemetry setup (an operator injecting the
     variables) still applies. On: the stack's collector as written, not this host's view of it."""
-    endpoint = stack.stack.otlp_endpoint
-    for svc in result.services.values():
-        if result.telemetry is None:
-            for key in [k for k in svc.environment if k.startswith("OTEL_")]:
-                del svc.environment[key]
-        else:
-            svc.environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint.rstrip("/")
-    if result.telemetry and LOOPBACK_URL.match(endpoint):
-        result.warnings.append(f"telemetry: otlp_endpoint {endpoint} is loopback, which inside a published "
-                               "container is the container itself; set it to the collector's address as "
-                               "the cluster or Compose network sees it (e.g. http://otel-collector:4318)")
+    if telemetry is None:
+        return {k: v for k, v in environment.items() if not k.startswith("OTEL_")}
+    return {**environment, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint.rstrip("/")}
+
+
+def publish_project(project, *, out: str | Path = "deploy", compose: bool = False, k8s: bool = False,
+                    services: list[str] | None = None, **options) -> PublishReport:
+    """`inv publish` for a project: its production plan, written under `out` (relative to the stack
+    file's folder), Compose and Kubernetes both unless one is asked for. `options`: publish's."""
+    both = not (compose or k8s)
+    folder = Path(out) if Path(out).is_absolute() else project.root / out
+    return publish(target_plan(project.stack, services=services, pins=project.pins()), out=folder,
+                   compose=compose or both, k8s=k8s or both, stack_file=project.stack.path.name, **options)
 
 
 def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True, bind: str = "127.0.0.1",
@@ -186,8 +195,5 @@ def _check_bind(bind: str) -> None:
 
 def _ensure_ca_file(root: Path) -> None:
     """The Dockerfiles COPY .duplex/build/ca.pem (maybe empty): Compose builds need it present."""
-    from ..containers import ca_bundle
-    path = root / ".duplex" / "build" / "ca.pem"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(ca_bundle())
+    from ..containers import stage_build_ca
+    stage_build_ca(root, keep=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan
+from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan, port_variable
 from .common import (CACHE_VOLUME, PublishError, health_path, http_check, image_name, labels,
                      secret_keys, user_ids, websocket_check)
 
@@ -54,7 +54,7 @@ def _service(plan: Plan, svc: ServicePlan, context: str, bind: str, registry: st
     secrets = set(secret_keys(svc))
     out["environment"] = {k: (f"${{{k}:-}}" if k in secrets else _escape(v))
                           for k, v in sorted(svc.environment.items())}
-    var = "DUPLEX_PORT_" + svc.name.upper().replace("-", "_")
+    var = port_variable(svc.name)
     host = f"${{{var}:-{svc.port}}}:{svc.container_port}"
     ip = f"[{bind}]" if ":" in bind else bind  # an IPv6 address in brackets
     out["ports"] = [host if bind == "0.0.0.0" else f"{ip}:{host}"]

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..layout import Layout
 from . import index
 from .errors import HashMismatchError, UnknownReleaseError, VendorError
 from .tree import file_sha256, manifest, tree_hash
 
 Progress = Callable[[str], None]
-CACHE = Path(".duplex") / "cache" / "vendor"
 CACHEDIR_TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# duplex download cache; safe to delete\n"
 
 
@@ -38,7 +38,7 @@ class Fetched:
 
 
 def cache_dir(root: Path) -> Path:
-    path = Path(root) / CACHE
+    path = Layout(root).cache / "vendor"
     path.mkdir(parents=True, exist_ok=True)
     tag = path.parent / "CACHEDIR.TAG"
     if not tag.exists():

@@ -19,15 +19,15 @@ import shutil
 import signal
 from pathlib import Path
 
+from ..layout import Layout
 from .errors import VendorError
 from .tree import RECORD
 
-STATE = Path(".duplex") / "vendor"
 JOURNAL = "journal.json"
 
 
 def state_dir(root: Path) -> Path:
-    path = Path(root) / STATE
+    path = Layout(root).vendor
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -1,15 +1,16 @@
 """Warm reload: edits re-import the app inside a process that keeps its models (docs/warm-reload.md).
 
-The reloader itself (runner.py and its warm_*.py siblings) runs inside the service's venv, which has
-no duplex: it is a standalone script (stdlib, uvicorn, watchfiles when present) started by file
-path. This module is the duplex side: where that script is and how the plan calls it (pure).
+The reloader itself lives in `standalone/` (runner.py and its warm_*.py siblings): scripts that run
+inside the service's venv, which has no duplex (stdlib, uvicorn, watchfiles when present), started
+by file path, not modules of this package (that folder has no __init__.py; its README says why).
+This module is the duplex side: where that script is and how the plan calls it (pure).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-RUNNER = Path(__file__).resolve().with_name("runner.py")
+RUNNER = Path(__file__).resolve().parent / "standalone" / "runner.py"
 
 
 def command(app: str, host: str, port: int, watch: list[str], preload: str | None = None) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,52 +11,18 @@ import pytest
 from checks import Context
 from duplex.gpu import NvmlFacts
 from duplex.plan import plan
-from duplex.probe import Machine
+from duplex.machine import Machine
 from duplex.stack import load_stack
+from tests.support.stacks import write_stack
 
 from .hubserver import HubServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 NO_GPU = NvmlFacts(error_code=12, error="NVML Shared Library Not Found")
 
-STACK = """
-[stack]
-name = "pf"
-
-[envs.small]
-python = ">=3.10,<3.13"
-
-[services.api]
-env = "small"
-app = "app:app"
-port = {api_port}
-dockerfile = "api.Dockerfile"
-gpu = "{api_gpu}"
-models = {api_models}
-
-[services.voice]
-env = "small"
-command = ["python", "-m", "voice", "--port", "{{port}}"]
-port = {voice_port}
-modes = ["container"]
-dockerfile = "voice.Dockerfile"
-gpu = "{voice_gpu}"
-models = {voice_models}
-persistent = true
-"""
-
 
 def nvml_fixture(name: str) -> NvmlFacts:
     return NvmlFacts.from_dict(json.loads((FIXTURES / f"{name}.json").read_text()))
-
-
-def write_stack(folder: Path, text: str | None = None, **values) -> Path:
-    defaults = dict(api_port=18400, voice_port=18401, api_gpu="none", voice_gpu="none",
-                    api_models="[]", voice_models="[]")
-    defaults.update(values)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "stack.toml").write_text(textwrap.dedent(text) if text else STACK.format(**defaults))
-    return folder / "stack.toml"
 
 
 def make(folder: Path, *, native: bool = False, services=None, gpus: int = 0, environ=None,

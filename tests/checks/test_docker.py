@@ -9,6 +9,7 @@ import time
 import pytest
 
 from checks import docker
+from duplex import engine
 
 from .conftest import by_name, make
 
@@ -24,7 +25,7 @@ def engine_env(**extra) -> dict:
 
 def test_the_running_engine_answers_and_the_base_image_is_there(tmp_path):
     _, _, ctx = make(tmp_path, environ=engine_env())
-    facts = docker.probe_docker(ctx.environ, docker.wanted_images(ctx), "pf")
+    facts = engine.probe_docker(ctx.environ, engine.wanted_images(ctx.plan), "pf")
     assert facts.reachable and facts.version and "runc" in facts.runtimes
     assert facts.images == {BASE: True}
     results = by_name(docker.check(ctx, facts, host_gpus=0))
@@ -40,7 +41,7 @@ def test_docker_host_pointing_nowhere_fails_fast_with_a_fix(tmp_path, monkeypatc
         monkeypatch.setenv("DOCKER_HOST", host)
         _, _, ctx = make(tmp_path / port.__str__(), environ={"DOCKER_HOST": host})
         started = time.perf_counter()
-        facts = docker.probe_docker(ctx.environ, [BASE], "pf", timeout=2)
+        facts = engine.probe_docker(ctx.environ, [BASE], "pf", timeout=2)
         assert time.perf_counter() - started < 3
         assert not facts.reachable and host in facts.error
         result = docker.check(ctx, facts, host_gpus=0)[0]
@@ -50,8 +51,8 @@ def test_docker_host_pointing_nowhere_fails_fast_with_a_fix(tmp_path, monkeypatc
 
 def test_missing_base_image_is_named_with_the_script_that_builds_it(tmp_path):
     _, _, ctx = make(tmp_path, environ={**engine_env(), "DUPLEX_BASE_IMAGE": "duplex/nothing:0"})
-    assert docker.wanted_images(ctx) == ["duplex/nothing:0"]
-    facts = docker.probe_docker(ctx.environ, docker.wanted_images(ctx), "pf")
+    assert engine.wanted_images(ctx.plan) == ["duplex/nothing:0"]
+    facts = engine.probe_docker(ctx.environ, engine.wanted_images(ctx.plan), "pf")
     result = by_name(docker.check(ctx, facts, 0))["docker.image.api"]
     assert result.status in ("warn", "fail") and "duplex/nothing:0" in result.detail
     assert "scripts/base-image.sh" in result.fix and "DUPLEX_BASE_IMAGE" in result.fix
@@ -63,22 +64,22 @@ def test_missing_base_image_is_named_with_the_script_that_builds_it(tmp_path):
 def test_gpu_container_without_nvidia_runtime_names_the_error_users_would_meet(tmp_path):
     _, _, ctx = make(tmp_path, environ=engine_env(), services=["api", "voice"], api_gpu="optional",
                      voice_gpu="required")
-    facts = docker.probe_docker(ctx.environ, docker.wanted_images(ctx), "pf")
+    facts = engine.probe_docker(ctx.environ, engine.wanted_images(ctx.plan), "pf")
     assert "nvidia" not in facts.runtimes and not facts.gpu_hook  # this engine has no NVIDIA toolkit
     results = by_name(docker.check(ctx, facts, host_gpus=1))
     voice = results["docker.gpu.voice"]
     assert voice.status == "fail" and 'could not select device driver "" with capabilities: [[gpu]]' in voice.detail
     assert "nvidia-ctk runtime configure" in voice.fix and "cdi generate" in voice.fix
     assert results["docker.gpu.api"].status == "warn"
-    with_runtime = docker.DockerFacts(True, "unix:///x", version="27", runtimes=("runc", "nvidia"), images={BASE: True})
+    with_runtime = engine.DockerFacts(True, "unix:///x", version="27", runtimes=("runc", "nvidia"), images={BASE: True})
     assert by_name(docker.check(ctx, with_runtime, 1))["docker.gpu.voice"].status == "pass"
-    with_cdi = docker.DockerFacts(True, "unix:///x", version="27", cdi_nvidia=True, images={BASE: True})
+    with_cdi = engine.DockerFacts(True, "unix:///x", version="27", cdi_nvidia=True, images={BASE: True})
     assert "CDI" in by_name(docker.check(ctx, with_cdi, 1))["docker.gpu.voice"].detail
 
 
 def test_cdi_spec_files_are_read(tmp_path):
     (tmp_path / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
-    assert docker._cdi([str(tmp_path)]) and not docker._cdi([str(tmp_path / "none")])
+    assert engine._cdi([str(tmp_path)]) and not engine._cdi([str(tmp_path / "none")])
 
 
 def test_native_mode_without_containers_skips_docker(tmp_path):
@@ -112,7 +113,7 @@ def test_a_prebuilt_image_that_runs_as_root_is_named(tmp_path):
     """.replace("{root}", BASE).replace("{user}", user_image)
     try:
         _, _, ctx = make(tmp_path, environ=engine_env(), text=text)
-        facts = docker.probe_docker(ctx.environ, docker.wanted_images(ctx), "pf")
+        facts = engine.probe_docker(ctx.environ, engine.wanted_images(ctx.plan), "pf")
         assert facts.image_users == {BASE: "", user_image: "1000:1000"}
         results = by_name(docker.check(ctx, facts, host_gpus=0))
         root, user = results["docker.image.root"], results["docker.image.user"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from checks import Context
 from checks.docker import check_image_locks
 from duplex.plan import plan
-from duplex.probe import Machine
+from duplex.machine import Machine
 from duplex.stack import load_stack
 from tests.conftest import ROOT
 

@@ -9,14 +9,9 @@ import sys
 import time
 
 from checks import ports
+from tests.support.net import free_port
 
 from .conftest import by_name, make
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_free_ports_pass(tmp_path):

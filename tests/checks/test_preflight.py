@@ -15,6 +15,7 @@ from checks import STATUSES, Result
 from duplex.plan import plan
 from duplex.preflight import Probes, run_preflight
 from duplex.probe import probe_machine
+from duplex.report import print_preflight
 from duplex.stack import load_stack
 
 from .conftest import make, nvml_fixture
@@ -110,7 +111,7 @@ def test_rendering_shows_every_row_and_the_summary(tmp_path):
     stack, the_plan, ctx = make(tmp_path, native=True, services=["api"])
     report = run_preflight(stack, the_plan, environ=ctx.environ)
     out = Console(record=True, width=200)
-    pf.print_report(report, out)
+    print_preflight(report, out)
     text = out.export_text()
     assert all(r.name in text for r in report.results)
     assert "preflight" in text and f"{report.counts()['fail']} failed" in text
@@ -118,6 +119,6 @@ def test_rendering_shows_every_row_and_the_summary(tmp_path):
     from checks import fail
     report.results.append(fail("docker.gpu.x", gpu_text, "[install] the toolkit"))
     out = Console(record=True, width=300)
-    pf.print_report(report, out)
+    print_preflight(report, out)
     text = out.export_text()
     assert gpu_text in text and "[install] the toolkit" in text  # rich markup does not eat them

@@ -62,7 +62,7 @@ def test_env_built_for_real_then_made_stale(tmp_path):
     (root / "envs" / "small").mkdir(parents=True)
     (root / "envs" / "small" / "requirements.in").write_text("six\n")
     stack, _, ctx = make(root, native=True, text=stack_text())
-    h100 = nvml_fixture("nvml_h100_driver550").to_torch_probe()
+    h100 = nvml_fixture("nvml_h100_driver550")
 
     def state():
         return python.probe_env(root, "small", stack.envs["small"], h100)

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from duplex.certs import ca_path, machine_names, make_certs, trust_instructions
-from tests.run.conftest import free_port
+from duplex.certs import machine_names, make_certs, trust_instructions
+from duplex.layout import Layout
+from tests.support.net import free_port
 from tests.support.envs import ROOT, ensure_env
 
 NAMES = (["localhost", "devbox.lan"], ["127.0.0.1", "::1", "10.1.2.3"])
@@ -34,17 +35,17 @@ def test_makes_a_ca_and_a_cert_with_private_keys_0600_and_reuses_them(tmp_path):
     assert first.made == ["ca", "cert"]
     assert first.folder == tmp_path / ".duplex" / "certs" / "demo"  # moshi --ssl DIR
     assert {p.name for p in first.folder.iterdir()} == {"cert.pem", "key.pem", "bundle.pem"}
-    assert ca_path(tmp_path).read_bytes() in (first.folder / "bundle.pem").read_bytes()
+    assert Layout(tmp_path).ca.read_bytes() in (first.folder / "bundle.pem").read_bytes()
     for key in (first.key, tmp_path / ".duplex" / "certs" / "ca" / "ca-key.pem"):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert stat.S_IMODE(first.folder.stat().st_mode) == 0o700
     assert set(first.dns) == {"localhost", "devbox.lan"} and "10.1.2.3" in first.ips
     assert make_certs(tmp_path, "demo", names=NAMES).made == []  # nothing changed: reused
     # A new name reissues the server cert under the same CA (users trust the CA once).
-    ca_before = ca_path(tmp_path).read_bytes()
+    ca_before = Layout(tmp_path).ca.read_bytes()
     more = make_certs(tmp_path, "demo", names=(NAMES[0] + ["gpu.example.org"], NAMES[1]))
     assert more.made == ["cert"] and "gpu.example.org" in more.dns
-    assert ca_path(tmp_path).read_bytes() == ca_before
+    assert Layout(tmp_path).ca.read_bytes() == ca_before
     # Close to expiry: reissued.
     later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=820)
     assert make_certs(tmp_path, "demo", names=NAMES, now=later).made == ["cert"]

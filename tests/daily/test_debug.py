@@ -17,7 +17,7 @@ from duplex.native import NativeRunner
 from duplex.plan import Health, ServicePlan
 from tests.daily.dap import DapSession
 from tests.support.envs import ensure_env
-from tests.run.conftest import free_port
+from tests.support.net import free_port
 
 APP = '''from fastapi import FastAPI
 app = FastAPI()

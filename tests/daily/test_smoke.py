@@ -18,7 +18,8 @@ from duplex.smoke import (ASR_APP, EXPECTED, SAMPLE, SmokeReport, SmokeResult, T
                           smoke, targets_at, word_error_rate)
 from duplex.stack import load_stack
 from duplex.state import read_state
-from tests.run.conftest import free_port, wait_gone
+from tests.run.conftest import wait_gone
+from tests.support.net import free_port
 from tests.support.asr_server import asr_server
 from tests.support.envs import ROOT, ensure_env
 from tests.support.stackcopy import copy_stack

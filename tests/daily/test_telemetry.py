@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from duplex.plan import HOST_FROM_CONTAINER, plan
-from duplex.probe import Machine
+from duplex.machine import Machine
 from duplex.smoke import SAMPLE
 from duplex.stack import load_stack
 from servers import telemetry
-from tests.run.conftest import free_port
+from tests.support.net import free_port
 from tests.run.test_parity import post_file
 from tests.support.asr_server import asr_server
 from tests.support.envs import ROOT, ensure_env

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from duplex.plan import CERTS_IN_CONTAINER, plan
-from duplex.probe import Machine
+from duplex.machine import Machine
 from duplex.smoke import SAMPLE
 from duplex.stack import load_stack
 from tests.conftest import ROOT
-from tests.run.conftest import free_port
+from tests.support.net import free_port
 from tests.support.stackcopy import copy_stack
 
 GPU_BOX = Machine(gpu_count=1, nvidia_runtime=True, hf_home="/data/hf")

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from duplex.envs import lock_env
-
-
-@dataclass
-class Spec:
-    """The attributes duplex.stack.EnvSpec has; the env code reads only these."""
-
-    python: str = ">=3.10,<3.13"
-    requirements: str | None = None
-    torch: str = "none"
-    fixes: list[str] = field(default_factory=list)
-    system_libs: list[str] = field(default_factory=list)
+from tests.support.envs import Spec
 
 
 def make_project(root: Path, name: str = "small", requirements: str = "six\nidna\n") -> Path:

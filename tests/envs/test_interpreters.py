@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from duplex.envs.interpreters import candidates, check_range, discover, parse_range, probe
+from duplex.envs.interpreters import candidates, check_range, discover, probe
+from duplex.envs.pythons import parse_range
 from duplex.errors import EnvError
 
 PYENV = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"

@@ -11,7 +11,7 @@ from duplex.envs import lock_env, lock_path, lock_state
 from duplex.envs.lock import locked_python, pins, unhashed
 from duplex.errors import EnvError
 
-from .conftest import Spec, make_project
+from .conftest import Spec
 
 
 def test_lock_pins_every_package_with_hashes(locked_small):

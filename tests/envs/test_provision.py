@@ -141,10 +141,10 @@ def test_hf_token_goes_to_a_private_env_file(tmp_path):
 
 
 def test_the_torch_choice_and_its_reason_are_recorded_in_the_stamp_and_shown_on_reuse(project, monkeypatch):
-    from duplex.envs import TorchProbe, lock_env
-    from duplex.envs.torch import Gpu
+    from duplex.envs import lock_env
+    from duplex.gpu import GpuInfo, NvmlFacts
     monkeypatch.setenv("DUPLEX_TORCH_INDEX", "none")  # the env has no torch; the variant still names the lock
-    blackwell = TorchProbe(cuda_driver=12080, driver_version="570.86.10", gpus=(Gpu("RTX 5090", (12, 0)),))
+    blackwell = NvmlFacts(cuda_driver=12080, driver_version="570.86.10", gpus=(GpuInfo(0, "RTX 5090", (12, 0)),))
     spec = Spec(torch="auto")
     lock_env(project, "small", spec, probe=blackwell)
     built = provision_env(project, "small", spec, probe=blackwell)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from duplex.envs.run import mask
+from duplex.envs.commands import mask
 from duplex.envs.system import check, find, install_hint, package_manager, pypi_has_wheel, why_needed
 from duplex.errors import EnvError
 

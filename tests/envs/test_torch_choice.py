@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from duplex.envs.torch import Gpu, TorchProbe, choose, offered, probe_nvml
+from duplex.envs.torch import choose, offered
+from duplex.gpu import GpuInfo, NvmlFacts, probe_nvml_facts
 from duplex.errors import EnvError
 
-A100, RTX3090, L4 = Gpu("A100", (8, 0)), Gpu("RTX 3090", (8, 6)), Gpu("L4", (8, 9))
-H100, B200, RTX5090 = Gpu("H100", (9, 0)), Gpu("B200", (10, 0)), Gpu("RTX 5090", (12, 0))
-GTX1080, K80 = Gpu("GTX 1080", (6, 1)), Gpu("K80", (3, 7))
+A100, RTX3090, L4 = GpuInfo(0, "A100", (8, 0)), GpuInfo(0, "RTX 3090", (8, 6)), GpuInfo(0, "L4", (8, 9))
+H100, B200, RTX5090 = GpuInfo(0, "H100", (9, 0)), GpuInfo(0, "B200", (10, 0)), GpuInfo(0, "RTX 5090", (12, 0))
+GTX1080, K80 = GpuInfo(0, "GTX 1080", (6, 1)), GpuInfo(0, "K80", (3, 7))
 
 
-def probe(cuda: int, *gpus: Gpu) -> TorchProbe:
-    return TorchProbe(cuda_driver=cuda, driver_version="x", gpus=gpus or (RTX3090,))
+def probe(cuda: int, *gpus: GpuInfo) -> NvmlFacts:
+    return NvmlFacts(cuda_driver=cuda, driver_version="x", gpus=gpus or (RTX3090,))
 
 
 @pytest.mark.parametrize("torch_version,cuda,want", [
@@ -30,13 +31,13 @@ def test_newest_variant_the_driver_runs(torch_version, cuda, want):
 
 def test_no_driver_or_no_gpu_means_cpu():
     assert choose("auto", None).variant == "cpu"
-    assert choose("auto", TorchProbe()).variant == "cpu"
-    assert choose("auto", TorchProbe(cuda_driver=12040, gpus=())).variant == "cpu"
-    assert "no NVIDIA driver" in choose("auto", TorchProbe()).reason
+    assert choose("auto", NvmlFacts()).variant == "cpu"
+    assert choose("auto", NvmlFacts(cuda_driver=12040, gpus=())).variant == "cpu"
+    assert "no NVIDIA driver" in choose("auto", NvmlFacts()).reason
 
 
 def test_this_machine_has_no_gpu_so_auto_is_cpu():
-    assert choose("auto", probe_nvml()).variant == "cpu"
+    assert choose("auto", probe_nvml_facts()).variant == "cpu"
 
 
 def test_cuda_11_driver_cannot_run_any_variant_of_a_new_torch():

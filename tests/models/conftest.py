@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from duplex.models import prefetch
-from tests.support.hub import Mirror, free_port
+from tests.support.hub import Mirror
+from tests.support.net import free_port
 from tests.support.whisper_model import whisper_base_dir
 
 WHISPER = "Systran/faster-whisper-base"

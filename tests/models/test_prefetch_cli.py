@@ -12,20 +12,7 @@ from duplex.envs import write_secret
 from tests.conftest import run_inv
 from tests.models.conftest import TINY
 from tests.support.hub import GATED, GOOD_TOKEN, FakeHub
-
-STACK = """[stack]
-name = "pf"
-
-[envs.small]
-python = ">=3.10,<3.13"
-
-[services.api]
-env = "small"
-app = "app:app"
-port = 18080
-dockerfile = "api.Dockerfile"
-models = ["acme/tiny"]
-"""
+from tests.support.stacks import write_stack
 
 
 @pytest.fixture
@@ -35,8 +22,7 @@ def cli(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     root = tmp_path / "project"
-    root.mkdir()
-    (root / "stack.toml").write_text(STACK)
+    write_stack(root, api_port=18080, api_models=f'["{TINY}"]')
 
     def run(*args: str, endpoint: str, hf_home=None, env: dict | None = None):
         proc = run_inv("prefetch", *args, cwd=root, env={

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from duplex.stack import load_stack
 from tests.conftest import ROOT
+from tests.support.stacks import write_stack
 
 # Optional dependency, a container-only GPU service, an image-only service, a secret, a `$`.
 SMALL = """
@@ -57,12 +57,6 @@ depends_on = { api = {}, gpu-worker = { required = false }, cache = { required =
 API_URL = "{api.url}"
 WORKER_WS = "ws://{gpu-worker.host}:{gpu-worker.port}/stream"
 """
-
-
-def write_stack(folder: Path, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "stack.toml").write_text(textwrap.dedent(text))
-    return folder / "stack.toml"
 
 
 @pytest.fixture

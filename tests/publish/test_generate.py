@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from duplex.probe import Machine
+from duplex.machine import Machine
 from duplex.plan import plan
 from duplex.publish import PublishError, target_plan
 from duplex.publish.compose import CPU_FILE, FILE, INIT, Reset, compose_files

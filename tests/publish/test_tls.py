@@ -37,6 +37,6 @@ def test_plain_stack_has_no_tls_warning(default_stack, tmp_path):
 
 
 def _machine():
-    from duplex.probe import Machine
+    from duplex.machine import Machine
     return Machine(gpu_count=1, nvidia_runtime=True, hf_home="/cache/huggingface", hf_hub_cache=None,
                    uid=1000, gid=1000, env={})

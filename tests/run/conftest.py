@@ -7,7 +7,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,14 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.support.net import free_port
 
 TOY = Path(__file__).parent / "toy"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Toy:

@@ -41,7 +41,7 @@ def test_container_run_builds_discovers_publishes_on_loopback_and_stops(engine, 
     assert "/cache/huggingface" in mounts
     assert web.exec_run(["python", "-c", "import os; print(os.access('/cache/huggingface', os.R_OK))"]
                         ).output.decode().strip() == "True"
-    assert "Application startup complete" in toy.inv("logs", "web").stdout
+    assert "Application startup complete" in toy.inv("logs", "--service", "web").stdout
     every = toy.inv("logs").stdout.splitlines()  # detached: the engine keeps the logs, not the files
     for name in ("api", "web"):
         assert any(l.startswith(f"{name}    | ") and "Application startup complete" in l for l in every), every

@@ -8,11 +8,13 @@ import textwrap
 
 from checks import Context
 from checks import docker as docker_check
+from duplex import engine as docker_engine
 from duplex.containers import run_kwargs
 from duplex.plan import plan
 from duplex.preflight import Probes, run_preflight
-from duplex.probe import Machine, probe_machine
-from duplex.run import plan_run
+from duplex.machine import Machine
+from duplex.probe import probe_machine
+from duplex.start import plan_run
 from duplex.stack import load_stack
 
 # `docker info`, the keys that matter, as recorded: this machine's engine (Debian docker.io, no toolkit)...
@@ -34,31 +36,31 @@ def no_hook(_name):
 
 
 def test_gpu_paths_read_from_recorded_docker_info(tmp_path):
-    assert docker_check.gpu_paths(docker_check.facts_from_info(LOCAL, PLAIN, which=no_hook)) == []
-    assert docker_check.gpu_paths(docker_check.facts_from_info(LOCAL, TOOLKIT, which=no_hook)) == ["nvidia runtime"]
-    hook = docker_check.facts_from_info(LOCAL, PLAIN, which=lambda n: f"/usr/bin/{n}")
-    assert docker_check.gpu_paths(hook) == ["nvidia-container-runtime-hook"]
-    remote = docker_check.facts_from_info("tcp://gpu-box:2376", PLAIN, which=lambda n: f"/usr/bin/{n}")
-    assert docker_check.gpu_paths(remote) == []  # a hook on *this* host says nothing about a remote engine
+    assert docker_engine.gpu_paths(docker_engine.facts_from_info(LOCAL, PLAIN, which=no_hook)) == []
+    assert docker_engine.gpu_paths(docker_engine.facts_from_info(LOCAL, TOOLKIT, which=no_hook)) == ["nvidia runtime"]
+    hook = docker_engine.facts_from_info(LOCAL, PLAIN, which=lambda n: f"/usr/bin/{n}")
+    assert docker_engine.gpu_paths(hook) == ["nvidia-container-runtime-hook"]
+    remote = docker_engine.facts_from_info("tcp://gpu-box:2376", PLAIN, which=lambda n: f"/usr/bin/{n}")
+    assert docker_engine.gpu_paths(remote) == []  # a hook on *this* host says nothing about a remote engine
 
     spec = tmp_path / "cdi"
     spec.mkdir()
     (spec / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
-    enabled = docker_check.facts_from_info(LOCAL, {**CDI_ON, "CDISpecDirs": [str(spec)]}, which=no_hook)
-    assert docker_check.gpu_paths(enabled) == ["CDI spec for nvidia.com/gpu"]
-    off = docker_check.facts_from_info(LOCAL, TOOLKIT | {"Runtimes": PLAIN["Runtimes"]}, which=no_hook,
+    enabled = docker_engine.facts_from_info(LOCAL, {**CDI_ON, "CDISpecDirs": [str(spec)]}, which=no_hook)
+    assert docker_engine.gpu_paths(enabled) == ["CDI spec for nvidia.com/gpu"]
+    off = docker_engine.facts_from_info(LOCAL, TOOLKIT | {"Runtimes": PLAIN["Runtimes"]}, which=no_hook,
                                        cdi=lambda dirs: True)  # spec files on disk, CDI off in the engine
-    assert docker_check.gpu_paths(off) == []
-    down = docker_check.DockerFacts(False, LOCAL, "not answering", "start Docker", runtimes=("nvidia",))
-    assert docker_check.gpu_paths(down) == []
+    assert docker_engine.gpu_paths(off) == []
+    down = docker_engine.DockerFacts(False, LOCAL, "not answering", "start Docker", runtimes=("nvidia",))
+    assert docker_engine.gpu_paths(down) == []
 
 
 def test_a_host_gpu_alone_is_not_enough_the_real_engine_is_asked():
     """NVML may see a GPU (given here as data): the answer is the real engine's, whatever it has."""
     environ = {k: v for k, v in os.environ.items() if k.startswith("DOCKER_") or k == "HOME"}
-    engine = docker_check.probe_docker(environ, [], "gpus")
+    engine = docker_engine.probe_docker(environ, [], "gpus")
     assert engine.reachable  # CI starts one
-    expected = bool(docker_check.gpu_paths(engine))  # False here (no NVIDIA toolkit); True on a GPU host with one
+    expected = bool(docker_engine.gpu_paths(engine))  # False here (no NVIDIA toolkit); True on a GPU host with one
     assert probe_machine(environ, gpus=1).nvidia_runtime is expected
     nowhere = probe_machine({**environ, "DOCKER_HOST": "unix:///tmp/no-docker-here.sock"}, gpus=1)
     assert nowhere.nvidia_runtime is False  # an engine that does not answer hands out nothing
@@ -99,7 +101,7 @@ def planned(tmp_path, info: dict, gpus: int = 1, native: bool = False):
 
     def engine_probe(environ, images, name, timeout=3.0):
         asked.append((images, name))
-        return docker_check.facts_from_info(LOCAL, info, images={i: True for i in images}, which=no_hook)
+        return docker_engine.facts_from_info(LOCAL, info, images={i: True for i in images}, which=no_hook)
     machine = Machine(gpu_count=gpus, hf_home=str(tmp_path / "hf"))
     the_plan, machine, engine = plan_run(stack, lambda m: plan(stack, m, native=native), {},
                                          machine=machine, engine_probe=engine_probe)

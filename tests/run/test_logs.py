@@ -25,7 +25,7 @@ def test_logs_shows_every_service_of_the_run_prefixed_and_follows_them_interleav
     assert text.index(api[0]) < text.index(web[0])  # start order, as the run printed them
     assert len(text) == len(api) + len(web)
 
-    one = toy.inv("logs", "api").stdout  # one service: its plain lines, as in the file
+    one = toy.inv("logs", "--service", "api").stdout  # one service: its plain lines, as in the file
     assert "Application startup complete" in one and "| " not in one
 
     follow = toy.popen("logs", "--follow", "--lines", "0")
@@ -48,7 +48,7 @@ def test_logs_shows_every_service_of_the_run_prefixed_and_follows_them_interleav
 
     after = toy.inv("logs", "--lines", "500")  # the last run's logs outlive it
     assert after.returncode == 0 and "gamma" in after.stdout and "beta" in after.stdout
-    single = toy.popen("logs", "web", "--follow")
+    single = toy.popen("logs", "--service", "web", "--follow")
     assert single.wait(timeout=15) == 0 and "beta" in single.stdout.read()
 
 
@@ -57,5 +57,5 @@ def test_logs_before_any_run_says_how_to_start_one(toy):
     assert proc.returncode == 1
     assert "no run of this stack has left logs" in proc.stderr and "inv run" in proc.stderr
     assert "Traceback" not in proc.stderr
-    unknown = toy.inv("logs", "nope")
+    unknown = toy.inv("logs", "--service", "nope")
     assert unknown.returncode == 1 and "no logs for 'nope'" in unknown.stderr

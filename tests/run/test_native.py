@@ -32,13 +32,15 @@ def test_detach_discovery_status_logs_and_stop(toy):
     assert [(r["name"], r["mode"], r["state"], r["healthy"], r["url"]) for r in rows] == [
         ("api", "native", "running", True, toy.url("api")),
         ("web", "native", "running", True, toy.url("web"))]
-    assert "Application startup complete" in toy.inv("logs", "api").stdout
+    assert "Application startup complete" in toy.inv("logs", "--service", "api").stdout
 
     pids = all_pids(native_pgids(toy))
     assert len(pids) >= 4  # a reloader and a server process each
     assert toy.inv("run", "--native", "--services", "web").returncode != 0  # already running
     stop = toy.inv("stop")
     assert stop.returncode == 0 and "api" in stop.stdout and "web" in stop.stdout
+    assert stop.stdout.index("web: stopping") < stop.stdout.index("api: stopping")  # dependents first
+    assert stop.stdout.strip().endswith("stopped: web, api")
     assert wait_gone(pids, timeout=5) == []
     assert json.loads(toy.inv("status", "--json").stdout) == []
 
@@ -112,7 +114,7 @@ def test_port_taken_is_refused_before_anything_starts(toy):
         proc = toy.inv("run", "--native", "--services", "web")
     assert proc.returncode == 1
     assert f"ports.api: {toy.ports['api']} on 127.0.0.1 is in use" in proc.stderr
-    assert f"DUPLEX_PORT_API" in proc.stderr
+    assert "DUPLEX_PORT_API" in proc.stderr
     assert toy.state()["services"] == {}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.run.conftest import free_port
+from tests.support.net import free_port
 from tests.support.stackcopy import copy_stack
 from tests.support.speech import PHRASES, synthesize, word_error_rate
 

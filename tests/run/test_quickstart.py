@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.conftest import ROOT
-from tests.run.conftest import free_port
+from tests.support.net import free_port
 from tests.support.stackcopy import copy_stack
 
 

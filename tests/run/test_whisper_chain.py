@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from tests.run.conftest import free_port
+from tests.support.net import free_port
 from tests.run.test_parity import post_file
 from tests.support.hub import Mirror
 from tests.support.speech import PHRASES, synthesize, word_error_rate

@@ -21,6 +21,7 @@ import websockets
 from servers.frontend.config import endpoints_from_env
 from tests.support.browser import chromium, wait_for
 from tests.support.envs import ensure_env
+from tests.support.net import free_port, stop_process, wait_answer
 from tests.support.speech import synthesize
 from tests.support.tools import tool
 
@@ -30,12 +31,6 @@ PHRASE = "hello world this is a test"
 
 
 # -- real processes ---------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @contextmanager
 def serve(python: Path, args: list[str], env: dict[str, str], health: str | None, name: str):
@@ -47,26 +42,12 @@ def serve(python: Path, args: list[str], env: dict[str, str], health: str | None
     proc = subprocess.Popen([str(python), *args], cwd=ROOT, env={**clean, **env},
                             stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while health:
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{Path(log.name).read_text()}")
-            try:
-                if httpx.get(health, timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name} not healthy at {health}:\n{Path(log.name).read_text()}")
-            time.sleep(0.1)
+        if health:
+            wait_answer(proc, health, name, time.monotonic() + 60, Path(log.name).read_text,
+                        ready=lambda answer: answer.status_code == 200, timeout=1)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 10)
         log.close()
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from duplex.errors import PlanError
 from duplex.plan import plan
-from duplex.probe import Machine, probe_machine
+from duplex.machine import Machine
+from duplex.probe import probe_machine
 from duplex.stack import Stack, load_stack
 from tests.conftest import ROOT, run_inv
 
@@ -39,7 +40,7 @@ def test_native_runs_what_may_run_natively_and_keeps_moshi_in_a_container(stack)
     assert front.command[:4] == ["python", "-m", "uvicorn", "servers.frontend.app:app"]
     assert "--reload" in front.command and front.watch == ["servers/frontend"]
     # the shipped asr opts into warm reload: its model survives code edits
-    assert asr.command[1].endswith("duplex/warm/runner.py") and asr.watch == ["servers/asr"]
+    assert asr.command[1].endswith("duplex/warm/standalone/runner.py") and asr.watch == ["servers/asr"]
     assert asr.command[asr.command.index("--preload") + 1] == "servers.asr.loaders:preload"
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import time
 from contextlib import contextmanager
@@ -12,14 +11,10 @@ from typing import Iterator
 
 import httpx
 
+from tests.support.net import free_port, stop_process, wait_answer
+
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / ".duplex" / "testdata" / "logs"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class AsrServer:
@@ -78,24 +73,9 @@ def asr_server(python: Path, env: dict[str, str], name: str = "asr", ready: bool
     server = AsrServer(proc, f"http://127.0.0.1:{port}", log)
     try:
         deadline = time.monotonic() + timeout
-        while True:  # until the port answers
-            if proc.poll() is not None:
-                raise AssertionError(f"{name} exited with {proc.returncode}:\n{server.output()}")
-            try:
-                server.first_health = server.health()
-                break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name} did not answer after {timeout:.0f} s:\n{server.output()}")
-            time.sleep(0.05)
+        server.first_health = wait_answer(proc, f"{server.url}/health", name, deadline, server.output, poll=0.05)
         if ready:
             server.wait_ready(max(1.0, deadline - time.monotonic()))
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)

@@ -11,24 +11,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.net import free_port, stop_process, wait_answer
 from tests.support.tools import tool
 
 LFS_THRESHOLD = 1 << 20  # files from this size on are stored as LFS objects, as the hub does
 GIT_ENV = {"GIT_AUTHOR_NAME": "duplex tests", "GIT_AUTHOR_EMAIL": "tests@duplex.invalid",
            "GIT_COMMITTER_NAME": "duplex tests", "GIT_COMMITTER_EMAIL": "tests@duplex.invalid"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -127,28 +120,17 @@ class Mirror:
         self.proc = subprocess.Popen([olah, "-c", str(config)], cwd=self.base, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"olah exited ({self.proc.returncode}):\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.endpoint + "/api/whoami-v2", timeout=1):
-                    return self
-            except OSError as exc:
-                if getattr(exc, "code", None):  # an HTTP answer, any status: it is serving
-                    return self
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"olah did not answer on {self.endpoint} within {timeout}s:\n{self.log_tail()}")
+        try:  # an HTTP answer, any status: it is serving
+            wait_answer(self.proc, self.endpoint + "/api/whoami-v2", "olah", time.monotonic() + timeout,
+                        self.log_tail, poll=0.2, timeout=1)
+        except AssertionError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc:
+            stop_process(self.proc, 10)
         self.proc = None
 
     def log_tail(self, lines: int = 30) -> str:

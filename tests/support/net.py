@@ -50,7 +50,7 @@ def wait_answer(proc: subprocess.Popen, url: str, name: str, deadline: float, ou
         time.sleep(poll)
 
 
-def stop(proc: subprocess.Popen, grace: float = 10) -> None:
+def stop_process(proc: subprocess.Popen, grace: float = 10) -> None:
     """SIGTERM `proc`; SIGKILL it if it is still there after `grace` seconds; reap it."""
     if proc.poll() is not None:
         return

@@ -6,7 +6,7 @@ import pytest
 
 from duplex.errors import StackError
 from duplex.plan import plan
-from duplex.probe import Machine
+from duplex.machine import Machine
 from duplex.stack import load_stack
 from duplex.warm import RUNNER
 

@@ -19,10 +19,10 @@ def test_inv_run_native_serves_edits_warm_and_stop_leaves_nothing(toy):
     app.write_text(app.read_text().replace('VERSION = "v1"', 'VERSION = "v2"'))
     while (answer := toy.get("api", "/version")) != {"version": "v2"}:
         assert answer == {"version": "v1"}, answer  # until the edit is served, only the old answer
-        assert time.monotonic() - began < 30, toy.inv("logs", "api").stdout
+        assert time.monotonic() - began < 30, toy.inv("logs", "--service", "api").stdout
         time.sleep(0.02)
     assert [toy.get("api", "/version") for _ in range(5)] == [{"version": "v2"}] * 5  # never stale again
-    logs = toy.inv("logs", "api").stdout
+    logs = toy.inv("logs", "--service", "api").stdout
     assert "Warm reload: app.py changed; re-imported app:app" in logs
     pgid = toy.state()["services"]["api"]["pid"]
     pids = group_pids(pgid)

@@ -1,0 +1,138 @@
+"""The Docker engine: a client that answered, and what the engine offers (GPU paths, images).
+
+Facts are gathered once (`probe_docker`, one short `docker info` and image lookups) and handed on
+as plain data: preflight's docker checks judge them, `inv run` decides from them whether containers
+may request a GPU. The docker SDK is imported only when the engine is asked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .errors import EngineError
+
+
+def connect(factory: Callable | None = None):
+    """A docker client that answered a ping, or an EngineError that says how to get one."""
+    import docker  # lazy: the docker SDK is only loaded for container runs
+    from docker.errors import DockerException
+    try:
+        client = (factory or docker.from_env)()
+        client.ping()
+        return client
+    except DockerException as exc:
+        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        raise EngineError(f"the Docker engine at {where} is not answering ({short_error(exc)})",
+                          fix="start Docker (`sudo systemctl start docker`, or `bash scripts/docker-engine.sh`), "
+                              "set DOCKER_HOST, or run natively with `inv run --native`") from exc
+
+
+@dataclass(frozen=True)
+class DockerFacts:
+    reachable: bool
+    host: str
+    error: str | None = None
+    fix: str | None = None
+    version: str | None = None
+    runtimes: tuple[str, ...] = ()
+    gpu_hook: bool = False  # nvidia-container-runtime-hook next to a local engine: `--gpus` works
+    cdi_nvidia: bool = False  # a CDI spec that names nvidia.com/gpu
+    images: dict[str, bool] = field(default_factory=dict)  # image -> present
+    image_users: dict[str, str] = field(default_factory=dict)  # present image -> its USER ("" = root)
+    own: dict[str, str] = field(default_factory=dict)  # service -> running container of this stack
+
+
+def _cdi(dirs) -> bool:
+    for folder in dirs:
+        for spec in sorted(Path(folder).glob("*")) if Path(folder).is_dir() else ():
+            try:
+                if "nvidia.com/gpu" in spec.read_text(errors="replace")[:200_000]:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout: float = 3.0) -> DockerFacts:
+    """Ping the engine DOCKER_HOST names (or the default socket) with a short timeout; read what checks need."""
+    host = environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+
+    def factory():
+        import docker
+        return docker.from_env(timeout=timeout, environment=environ)
+    try:
+        client = connect(factory)
+    except EngineError as err:
+        return DockerFacts(False, host, str(err), err.fix)
+    try:
+        from docker.errors import DockerException, ImageNotFound
+        info = client.info()
+        present, users = {}, {}
+        for image in images:
+            try:
+                users[image] = (client.images.get(image).attrs.get("Config") or {}).get("User") or ""
+                present[image] = True
+            except ImageNotFound:
+                present[image] = False
+        own = {c.labels.get("dev.duplex.service"): c.name for c in
+               client.containers.list(filters={"label": f"dev.duplex.stack={stack}", "status": "running"})}
+    except DockerException as exc:
+        return DockerFacts(False, host, f"the engine at {host} answered a ping but then failed: {exc}",
+                           "restart the Docker engine")
+    finally:
+        client.close()
+    return facts_from_info(host, info, images=present, own={k: v for k, v in own.items() if k},
+                           image_users=users)
+
+
+def facts_from_info(host: str, info: dict, *, images: dict[str, bool] | None = None,
+                    own: dict[str, str] | None = None, which=shutil.which, cdi=_cdi,
+                    image_users: dict[str, str] | None = None) -> DockerFacts:
+    """What `docker info` says about GPUs, plus what lies beside a local engine (the hook, CDI specs).
+
+    The engine lists CDISpecDirs only while CDI is enabled (an empty list means it is off), so
+    spec files on disk count only then; the hook and the files are only ours to see for a local engine."""
+    local = host.startswith("unix://")
+    cdi_dirs = tuple(info.get("CDISpecDirs") or ())
+    return DockerFacts(True, host, version=info.get("ServerVersion"), runtimes=tuple(info.get("Runtimes") or ()),
+                       gpu_hook=local and bool(which("nvidia-container-runtime-hook")),
+                       cdi_nvidia=local and bool(cdi_dirs) and cdi(cdi_dirs), images=dict(images or {}),
+                       own=dict(own or {}), image_users=dict(image_users or {}))
+
+
+def gpu_paths(facts: DockerFacts | None) -> list[str]:
+    """The ways this engine can hand a GPU to a container; empty when it cannot."""
+    if facts is None or not facts.reachable:
+        return []
+    return [way for way, ok in (("nvidia runtime", "nvidia" in facts.runtimes),
+                                ("nvidia-container-runtime-hook", facts.gpu_hook),
+                                ("CDI spec for nvidia.com/gpu", facts.cdi_nvidia)) if ok]
+
+
+def container_gpus(environ: dict[str, str], engine: DockerFacts | None = None) -> bool:
+    """Whether Docker can hand GPUs to containers, as the engine says (its `nvidia` runtime, the
+    runtime hook, or an enabled CDI spec): never assumed from the host having one. `engine`: the
+    facts when already gathered; else one short `docker info`."""
+    return bool(gpu_paths(engine if engine is not None else probe_docker(environ, [], "")))
+
+
+def wanted_images(plan) -> list[str]:
+    """The base image of each Dockerfile build, or the prebuilt image, of a plan's container
+    services, in start order."""
+    out = []
+    for svc in (plan.services[name] for name in plan.start_order):
+        if svc.mode != "container":
+            continue
+        image = svc.build_args.get("BASE_IMAGE") if svc.dockerfile else svc.image
+        if image and image not in out:
+            out.append(image)
+    return out
+
+
+def short_error(exc: Exception) -> str:
+    text = str(getattr(exc, "explanation", None) or exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -1,0 +1,96 @@
+"""Every path duplex keeps under a project's `.duplex/` folder, named in one place.
+
+Pure: it names paths and creates nothing. What lives there: envs (the services' venvs), logs and
+the last run's service list, run state, certificates, the image build context's extras (the CA
+bundle, a wheelhouse), tools fetched on demand (debugpy), caches and vendoring snapshots.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def python_in(venv: Path) -> Path:
+    """A venv's interpreter, on every platform."""
+    return Path(venv) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def base(self) -> Path:
+        return self.root / ".duplex"
+
+    # -- envs: `.duplex/envs/<name>` is what native runs use (see duplex.envs.layout) ----------
+    @property
+    def envs(self) -> Path:
+        return self.base / "envs"
+
+    def env(self, name: str) -> Path:
+        return self.envs / name
+
+    def env_python(self, name: str) -> Path:
+        return python_in(self.env(name))
+
+    # -- a run ---------------------------------------------------------------------------
+    @property
+    def logs(self) -> Path:
+        return self.base / "logs"
+
+    def log(self, service: str) -> Path:
+        return self.logs / f"{service}.log"
+
+    @property
+    def last_run(self) -> Path:
+        """The current (or last) run's services in start order: beside their logs, because the
+        run state empties as services stop and `inv logs` still wants the last run's logs."""
+        return self.logs / "run.json"
+
+    @property
+    def state(self) -> Path:
+        return self.base / "run" / "state.json"
+
+    # -- certificates (`inv certs`) ---------------------------------------------------------
+    @property
+    def certs(self) -> Path:
+        return self.base / "certs"
+
+    def stack_certs(self, stack: str) -> Path:
+        """The folder moshi's `--ssl` expects: `cert.pem` and `key.pem` side by side (+ `bundle.pem`:
+        the system roots plus the local CA, for services that call a TLS service: SSL_CERT_FILE)."""
+        return self.certs / stack
+
+    @property
+    def ca(self) -> Path:
+        return self.certs / "ca" / "ca.pem"
+
+    # -- image builds: extras the Dockerfiles COPY from the build context --------------------
+    @property
+    def build(self) -> Path:
+        return self.base / "build"
+
+    @property
+    def build_ca(self) -> Path:
+        """The CA bundle pip uses inside image builds (maybe empty: the Dockerfiles COPY it always)."""
+        return self.build / "ca.pem"
+
+    # -- tools, caches, vendoring ------------------------------------------------------------
+    @property
+    def tools(self) -> Path:
+        return self.base / "tools"
+
+    @property
+    def cache(self) -> Path:
+        return self.base / "cache"
+
+    @property
+    def vendor(self) -> Path:
+        """Snapshots `inv vendor-moshi --rollback` restores."""
+        return self.base / "vendor"

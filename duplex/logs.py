@@ -1,0 +1,140 @@
+"""`inv logs`: the current or last run's log lines, past and followed, one service or all of them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from queue import Queue
+from typing import Callable, Iterator
+
+from .control import alive, engine_answers
+from .errors import RunError
+from .layout import Layout
+from .state import last_run, read_state
+
+
+def log_names(root: Path) -> list[str]:
+    """The services of the current or last run, in start order (the order the run's colours follow)."""
+    return last_run(root) or sorted(read_state(root)["services"])
+
+
+def logs(root: Path, service: str | None = None, *, follow: bool = False,
+         lines: int = 200) -> Iterator[tuple[str, str]]:
+    """(service, line) pairs from one service's log, or from every service of the current or last run.
+
+    The past (`lines` per service) comes service by service in start order: the files carry no
+    timestamps to interleave it by. With `follow`, new lines of all of them then come as they
+    arrive, until none of them is running any more (or Ctrl-C)."""
+    layout = Layout(root)
+    records = read_state(root)["services"]
+    names = [service] if service else log_names(root)
+    if not names:
+        raise RunError(f"no run of this stack has left logs in {layout.logs}",
+                       fix="start one with `inv run` or `inv run --native`")
+    if service and not records.get(service) and not layout.log(service).exists():
+        raise RunError(f"no logs for {service!r} in {layout.logs}",
+                       fix="`inv status` lists what runs; `inv logs` shows every service of the last run")
+    sources = {n: _source(root, n, records.get(n), lines, follow) for n in names}
+    for name, source in sources.items():  # the past, one service after the other
+        for line in source:
+            if line is _PAST_END:
+                break
+            yield name, line
+    if not follow:
+        return
+    if len(sources) == 1:
+        (name, source), = sources.items()
+        for line in source:
+            yield name, line
+        return
+    queue: Queue = Queue()
+
+    def pump(name: str, source: Iterator) -> None:
+        try:
+            for line in source:
+                queue.put((name, line))
+        finally:
+            queue.put((name, _PAST_END))  # this source is done
+    for item in sources.items():
+        threading.Thread(target=pump, args=item, daemon=True).start()
+    running = len(sources)
+    while running:
+        name, line = queue.get()
+        if line is _PAST_END:
+            running -= 1
+        else:
+            yield name, line
+
+
+_PAST_END = object()  # a source's marker between its past lines and the ones it follows
+
+
+def _source(root: Path, name: str, record: dict | None, lines: int, follow: bool) -> Iterator:
+    """One service's lines: from the engine while its container exists (a detached container's
+    log file stays empty), else from its log file."""
+    if record and record.get("mode") == "container" and engine_answers():
+        from .containers import find_container
+        container = find_container(record["container"])
+        if container is not None:
+            return _container_lines(container, lines, follow)
+    running = (lambda: alive(record)) if record and record.get("mode") == "native" else (lambda: False)
+    return _file_lines(Layout(root).log(name), lines, follow, running)
+
+
+def _file_lines(path: Path, lines: int, follow: bool, alive: Callable[[], bool]) -> Iterator:
+    """The file's last lines, then (follow) what is appended, read through the same handle so no
+    line is lost or doubled in between; stops once the process is gone and the file is drained."""
+    try:
+        fh = open(path, "rb")
+    except OSError:
+        yield _PAST_END
+        return
+    with fh:
+        start = max(0, fh.seek(0, 2) - 64 * 1024)
+        fh.seek(start)
+        text = fh.read()
+        if start:
+            text = text.partition(b"\n")[2]  # we landed inside a line: drop its end
+        complete, _, partial = text.rpartition(b"\n")
+        past = complete.decode("utf-8", errors="replace").splitlines()
+        if not follow and partial:
+            past.append(partial.decode("utf-8", errors="replace"))
+        yield from past[-lines:] if lines > 0 else []
+        yield _PAST_END
+        if not follow:
+            return
+        buf = partial
+        idle_since = time.monotonic()
+        while True:
+            chunk = fh.read()
+            if chunk:
+                buf += chunk
+                *done, buf = buf.split(b"\n")
+                for raw in done:
+                    yield raw.decode("utf-8", errors="replace")
+                idle_since = time.monotonic()
+                continue
+            if time.monotonic() - idle_since > 0.5 and not alive():
+                if buf:
+                    yield buf.decode("utf-8", errors="replace")
+                return
+            time.sleep(0.1)
+
+
+def _container_lines(container, lines: int, follow: bool) -> Iterator:
+    """The engine's log of a container: the past up to now, then (follow) from now on."""
+    now = time.time()
+    past = container.logs(tail=lines, until=now) if follow else container.logs(tail=lines)
+    yield from past.decode("utf-8", errors="replace").splitlines()
+    yield _PAST_END
+    if not follow:
+        return
+    buf = b""
+    for chunk in container.logs(stream=True, follow=True, since=now):  # ends when the container stops
+        buf += chunk
+        *done, buf = buf.split(b"\n")
+        for raw in done:
+            yield raw.decode("utf-8", errors="replace")
+    if buf:
+        yield buf.decode("utf-8", errors="replace")

@@ -1,0 +1,61 @@
+"""What every task starts from, in one place: the project's stack and root, its token, the models'
+pinned commits, the machine's facts and the plan made from them.
+
+A task (or a test, or a future dashboard) calls `Project.load()` and asks it for a plan instead
+of assembling the pieces again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .machine import Machine
+from .plan import Plan, known_services, plan, with_requirements
+from .stack import Stack, find_stack, load_stack
+
+
+def project_root() -> Path:
+    """The folder of the stack file (`DUPLEX_STACK`, else stack.toml here or above): where the
+    project's `.duplex/` state lives, for tasks that need no more than that (stop, status, logs)."""
+    return find_stack().resolve().parent
+
+
+@dataclass(frozen=True)
+class Project:
+    stack: Stack
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> "Project":
+        """Load and validate the stack, and put the project's saved Hugging Face token (`inv setup
+        --hf-token`) into HF_TOKEN when the environment has none, for the hub client and services."""
+        from .envs.secrets import load_hf_token
+        stack = load_stack(path)
+        load_hf_token(stack.root)
+        return cls(stack)
+
+    @property
+    def root(self) -> Path:
+        return self.stack.root
+
+    def pins(self) -> dict[str, str]:
+        """Each model's pinned commit from models.lock (written by `inv prefetch`)."""
+        from .models.lock import pinned_revision  # light: no download machinery
+        repos = {m for s in self.stack.services.values() for m in s.models}
+        return {r: c for r in repos if (c := pinned_revision(self.root, r))}
+
+    def machine(self, **facts) -> Machine:
+        """This host's facts (`facts`: probe_machine's overrides, e.g. gpus=0 to skip NVML)."""
+        from .probe import probe_machine
+        return probe_machine(keep=self.stack.secret_names, **facts)
+
+    def plan(self, machine: Machine | None = None, *, native: bool = False, services: list[str] | None = None,
+             tls: bool | None = None, otlp: str | None = None) -> Plan:
+        return plan(self.stack, machine or self.machine(), native=native, services=services, pins=self.pins(),
+                    tls=tls, otlp=otlp)
+
+    def model_repos(self, services: list[str] | None = None) -> list[str]:
+        """The hub repos of these services and what they require (default: every service's), once each."""
+        names = with_requirements(self.stack, known_services(self.stack, services)) if services \
+            else list(self.stack.services)
+        return list(dict.fromkeys(m for n in names for m in self.stack.services[n].models))

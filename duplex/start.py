@@ -1,0 +1,136 @@
+"""Starting a run (`inv run`): gather the machine's facts, plan, start every service under the
+supervisor, then watch it in the foreground or leave it detached."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Callable
+
+from .control import alive
+from .engine import container_gpus, probe_docker, wanted_images
+from .errors import RunError
+from .machine import Machine
+from .native import NativeRunner
+from .plan import Plan
+from .printer import Printer
+from .probe import probe_machine
+from .state import RunState, read_state, write_last_run
+from .supervisor import Interrupted, Signalled, Supervisor, shielded, signals_raise
+
+
+def run_project(*, native: bool = False, services: list[str] | None = None, detach: bool = False,
+                preflight: bool = True, debug: list[str] | None = None, debug_wait: bool = False,
+                tls: bool | None = None, otlp: str | None = None, smoke: bool = False,
+                say: Callable[[str], Callable[[str], None]] = lambda _prefix: (lambda _line: None)) -> int:
+    """`inv run`: load the project, plan (asking the Docker engine at most once), check, start, and
+    watch or detach. Returns the run's exit code. `say(prefix)` gives a sink for progress lines."""
+    from .project import Project
+    project = Project.load()
+    stack = project.stack
+    # the Docker engine is asked once whether containers can get a GPU; preflight reuses the answer
+    the_plan, machine, engine = plan_run(stack, lambda m: project.plan(
+        m, native=native, services=services, tls=tls, otlp=otlp))
+    if any(s.url.startswith("https://") for s in the_plan.services.values()):
+        from .certs import require_certs
+        require_certs(stack.root, stack.name)
+    if debug:
+        from .debug import debug_plan
+        the_plan = debug_plan(the_plan, debug, debug_wait, say("debug"))
+    if preflight:
+        from .preflight import Probes, require_ready, run_preflight
+        probes = Probes(docker=lambda *_args, **_kw: engine) if engine is not None else None
+        require_ready(run_preflight(stack, the_plan, for_run=True, probes=probes))
+
+    def smoke_once() -> int:
+        from .smoke import plan_targets, smoke_project
+        result = smoke_project(stack, machine, plan_targets(the_plan))
+        for line in result.lines():
+            say("smoke")(line)
+        return result.exit_code
+
+    def env_state(env: str) -> str:
+        from .envs import env_status
+        return env_status(stack.root, env, stack.envs[env]) if env in stack.envs else "ok"
+    return up(the_plan, machine, on_crash=stack.stack.on_crash, detach=detach, env_state=env_state,
+              on_healthy=smoke_once if smoke else None)
+
+
+def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = False,
+       out=None, progress: Callable[[str], None] | None = None,
+       env_state: Callable[[str], str] | None = None,
+       on_healthy: Callable[[], int] | None = None) -> int:
+    """`on_healthy`: run once every service is healthy (`inv run --smoke`); a detached run returns
+    its exit code, an attached run keeps going whatever it says."""
+    root = Path(plan.root)
+    printer = Printer(["duplex", *plan.start_order], out=out)
+    progress = progress or printer.system
+    active = [r for r in read_state(root)["services"].values() if alive(r)]
+    if active:
+        raise RunError(f"a run of this stack is already going ({', '.join(r['name'] for r in active)})",
+                       fix="`inv status` to see it, `inv stop` to end it")
+    runners = {"native": NativeRunner(root, detach=detach, env_state=env_state)}
+    if any(s.mode == "container" for s in plan.services.values()):
+        from .containers import ContainerRunner  # lazy: docker SDK only when a container runs
+        runners["container"] = ContainerRunner(root, plan.stack, detach=detach)
+    for warning in plan.warnings:
+        printer.system(f"warning: {warning}")
+    state = RunState(root, plan.stack, "native" if plan.native else "container")
+    write_last_run(root, plan.stack, plan.start_order)  # `inv logs` shows these, in this order
+    sup = Supervisor(plan, runners, printer, state, on_crash=on_crash)
+    try:
+        with signals_raise():  # until watch() takes over, SIGTERM unwinds the start like Ctrl-C
+            took = sup.up(progress)
+            slowest = max(sup.timings.values(), default=0.0)
+            printer.system(f"all {len(plan.services)} services healthy in {took:.2f}s "
+                           f"(start overhead {max(0.0, took - _critical_path(plan, sup.timings)):.2f}s; "
+                           f"slowest service {slowest:.2f}s)")
+            for name in plan.start_order:
+                printer.system(f"  {name:<10} {plan.services[name].url}")
+            checked = on_healthy() if on_healthy else 0
+            if detach:
+                printer.system("detached: `inv status`, `inv logs [NAME] --follow`, `inv stop`")
+                return checked
+            printer.system("press Ctrl-C to stop everything")
+            return sup.watch()  # installs its own SIGTERM handler: no gap in which a signal orphans
+    except (KeyboardInterrupt, Signalled) as exc:
+        with shielded():
+            sup.down()  # a no-op when sup.up already unwound; not when the smoke pass was cut short
+        how, code = ("SIGTERM", 143) if isinstance(exc, Signalled) else ("Ctrl-C", 130)
+        stopped = ", ".join(sup.stopped) if sup.stopped else "nothing had started yet"
+        raise Interrupted(f"{how} during start-up: stopped what had started ({stopped})", code) from None
+    except BaseException:  # anything else while starting: leave nothing running, then report it
+        with shielded():
+            sup.down()
+        raise
+
+
+def plan_run(stack, make_plan: Callable[[Machine], Plan], environ: dict[str, str] | None = None,
+             *, machine: Machine | None = None, engine_probe: Callable | None = None):
+    """(plan, machine, engine facts or None) for `inv run`. The Docker engine is asked at most once,
+    and only when a container of the plan may want a GPU and the host has one; the plan is then
+    made again with its answer, so a GPU is requested only when containers can get one. Preflight
+    reuses the facts returned (same services, same images) instead of asking again."""
+    environ = dict(os.environ if environ is None else environ)
+    machine = machine or probe_machine(environ, nvidia_runtime=False,  # the engine is asked below
+                                       keep=stack.secret_names)
+    the_plan = make_plan(machine)
+    wants = any(s.mode == "container" and s.gpu_policy != "none" for s in the_plan.services.values())
+    if not (wants and machine.gpu_count):
+        return the_plan, machine, None
+    engine = (engine_probe or probe_docker)(environ, wanted_images(the_plan), the_plan.stack)
+    machine = dataclasses.replace(machine, nvidia_runtime=container_gpus(environ, engine))
+    return make_plan(machine), machine, engine
+
+
+def _critical_path(plan: Plan, timings: dict[str, float]) -> float:
+    """The longest chain of own start times along dependencies: what no orchestrator can beat."""
+    memo: dict[str, float] = {}
+
+    def longest(name: str) -> float:
+        if name not in memo:
+            deps = plan.services[name].depends_on
+            memo[name] = timings.get(name, 0.0) + max((longest(d) for d in deps), default=0.0)
+        return memo[name]
+    return max((longest(n) for n in plan.services), default=0.0)

@@ -1,0 +1,212 @@
+"""The layers hold: no import circles, `checks/` above the library, a plan that imports no I/O.
+
+docs/architecture.md says what may import what; these tests are how it stays true.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+# Scripts run by file path inside a service's venv, not modules of the package (see their README).
+STANDALONE = ROOT / "duplex" / "warm" / "standalone"
+PREFLIGHT_RUNNER = "duplex.preflight"  # the one library module that runs the checks
+# Modules that do I/O (processes, sockets, HTTP, the engine, NVML, the hub, TLS, threads).
+IO_MODULES = {"docker", "subprocess", "socket", "pynvml", "httpx", "urllib.request", "requests", "ssl",
+              "http.client", "asyncio", "huggingface_hub", "websockets", "threading", "selectors",
+              "concurrent.futures", "shutil", "tempfile", "cryptography"}
+
+
+def modules() -> dict[str, tuple[Path, list[str]]]:
+    """Module name -> (file, package parts) for duplex/, checks/ and tasks.py."""
+    found = {}
+    files = [*(ROOT / "duplex").rglob("*.py"), *(ROOT / "checks").rglob("*.py"), ROOT / "tasks.py"]
+    for path in files:
+        if STANDALONE in path.parents:
+            continue
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+            package = parts
+        else:
+            package = parts[:-1]
+        found[".".join(parts)] = (path, package)
+    return found
+
+
+def imported(path: Path, package: list[str], *, module_level: bool = False) -> set[tuple[str, str | None]]:
+    """(module, name) for every import in a file: `import a.b` -> ("a.b", None), `from a import b` ->
+    ("a", "b"), relative ones made absolute. All of them (inside functions and TYPE_CHECKING too),
+    or with `module_level` only what importing the file runs."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    if module_level:
+        nodes = [n for n in tree.body if not (isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test))]
+        nodes = [sub for n in nodes for sub in ast.walk(n)
+                 if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+    else:
+        nodes = list(ast.walk(tree))
+    found: set[tuple[str, str | None]] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package[:len(package) - node.level + 1]
+                base = ".".join([*anchor, *([node.module] if node.module else [])])
+            found.update((base, alias.name) for alias in node.names)
+    return found
+
+
+def graph(*, module_level: bool = False) -> dict[str, set[str]]:
+    """Edges between our own modules: `from pkg import mod` is an edge to pkg.mod when that is a
+    module, else to pkg; any other name resolves to the longest of our modules it starts with."""
+    mods = modules()
+
+    def own(name: str) -> str | None:
+        while name and name not in mods:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    def target(module: str, name: str | None) -> str | None:
+        return own(f"{module}.{name}") if name and f"{module}.{name}" in mods else own(module)
+    return {me: {t for m, n in imported(path, package, module_level=module_level)
+                 if (t := target(m, n)) and t != me}
+            for me, (path, package) in mods.items()}
+
+
+def io_imports(path: Path, package: list[str]) -> list[str]:
+    found = imported(path, package, module_level=True)
+    names = {m for m, _ in found} | {f"{m}.{n}" for m, n in found if n}
+    return sorted(n for n in names if n in IO_MODULES or n.split(".")[0] in IO_MODULES)
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles_in_duplex_checks_and_tasks():
+    edges = graph()
+    assert "duplex.plan" in edges and "checks.docker" in edges and "tasks" in edges  # the walk sees them
+    assert cycles(edges) == []
+
+
+def test_checks_sit_above_the_library():
+    edges = graph()
+    below = {m: sorted(d for d in deps if d.split(".")[0] == "checks")
+             for m, deps in edges.items() if m.split(".")[0] == "duplex" and m != PREFLIGHT_RUNNER}
+    assert {m: d for m, d in below.items() if d} == {}
+
+
+def test_the_library_never_imports_tasks():
+    assert [m for m, deps in graph().items() if "tasks" in deps and m != "tasks"] == []
+
+
+def closure(start: str, edges: dict[str, set[str]]) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(edges.get(name, ()))
+    return seen
+
+
+def test_the_plan_and_everything_it_imports_names_no_io_module():
+    """Statically: nothing that importing the plan runs (module-level imports, followed through our
+    own modules) names an I/O module. The certs module (socket) once came in this way."""
+    mods, edges = modules(), graph(module_level=True)
+    reached = closure("duplex.plan", edges)
+    assert {"duplex.plan", "duplex.stack", "duplex.machine", "duplex.layout"} <= reached
+    offenders = {name: bad for name in sorted(reached) if (bad := io_imports(*mods[name]))}
+    assert offenders == {}
+
+
+def test_the_io_finder_sees_an_io_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("import os\nfrom subprocess import run\n\ndef f():\n    import socket\n")
+    assert io_imports(bad, ["duplex"]) == ["subprocess", "subprocess.run"]
+
+
+def test_importing_the_plan_loads_no_io_module():
+    """At run time, in a fresh interpreter. pydantic (the stack model) loads importlib.metadata on its
+    first validation, which pulls in socket, shutil, tempfile and threading through the email
+    package: those are measured as what the plan adds on top of pydantic; the rest must not be
+    loaded at all."""
+    probe = ("import sys, json, pydantic\n"
+             "class M(pydantic.BaseModel):\n    x: int = 0\n"
+             "M(x=1)\n"  # the first validation loads pydantic's plugins: importlib.metadata and the rest
+             "base = set(sys.modules)\n"
+             "import duplex.plan\n"
+             "print(json.dumps({'all': sorted(sys.modules), 'added': sorted(set(sys.modules) - base)}))")
+    out = json.loads(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True,
+                                    check=True).stdout)
+    never = {"docker", "subprocess", "pynvml", "httpx", "urllib.request", "requests", "ssl", "http.client",
+             "asyncio", "huggingface_hub", "websockets", "cryptography", "concurrent.futures"}
+    assert sorted(never & set(out["all"])) == []
+    assert sorted(IO_MODULES & set(out["added"])) == []
+    assert "duplex.plan" in out["added"] and "duplex.stack" in out["added"]
+
+
+def test_plans_are_frozen():
+    import dataclasses
+
+    from duplex.plan import Plan, ServicePlan
+    assert Plan.__dataclass_params__.frozen and ServicePlan.__dataclass_params__.frozen
+    assert all(dataclasses.is_dataclass(c) for c in (Plan, ServicePlan))
+
+
+def test_making_a_plan_loads_no_io_module():
+    """Planning itself (both modes) loads nothing new once the stack is loaded."""
+    probe = ("import sys, json\n"
+             "from duplex.stack import load_stack\n"
+             "from duplex.machine import Machine\n"
+             "from duplex.plan import plan\n"
+             "stack = load_stack()\n"
+             "base = set(sys.modules)\n"
+             "plan(stack, Machine()); plan(stack, Machine(gpu_count=1, nvidia_runtime=True), native=True)\n"
+             "print(json.dumps(sorted(set(sys.modules) - base)))")
+    environ = {k: v for k, v in os.environ.items() if k != "DUPLEX_STACK"}  # the repo's own stack.toml
+    added = json.loads(subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=environ, capture_output=True,
+                                      text=True, check=True).stdout)
+    assert added == []
