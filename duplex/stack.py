@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Literal, Union
 
 from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
-                      field_validator)
+                      field_validator, model_validator)
 
 from .errors import EnvError, StackError
+from .textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,17 +27,63 @@ TEMPLATE_FIELDS = ("host", "port", "url")
 REVISION = re.compile(r"\{revision:([^}]+)\}")  # a model's pinned commit, from models.lock
 URL = re.compile(r"^https?://[^/\s]+")  # an http(s) endpoint such as an OTLP collector
 REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+# The one rule for the names duplex turns into paths, container, network and image names, Kubernetes
+# objects and DNS hosts (stack, env and service names, and the names flags take): an RFC 1035 label.
+NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+NAME_RULE = "lower-case letters, digits and '-', starting with a letter, at most 63 characters"
+# Environment variable names (a service's `environment` keys and `secrets`): what every shell,
+# Compose and Kubernetes accept.
+VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+VARIABLE_RULE = "letters, digits and '_', not starting with a digit"
+# A Docker image reference: [registry[:port]/]path[:tag][@digest], path components lower case.
+IMAGE = re.compile(r"^(?:[a-zA-Z0-9.-]+(?::\d+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
+                   r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
+MAX_START_TIMEOUT = 24 * 3600.0  # a day: more is a typo, and publish turns it into probe thresholds
 SUPPORTED_PYTHONS = ("3.10", "3.11", "3.12")
 COMMON_PYTHONS = (*SUPPORTED_PYTHONS, ">=3.10,<3.13")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: `port = true` is not port 1 and `start_timeout = "5"` is not 5 seconds
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def name_error(name: str) -> str | None:
+    """Why `name` breaks the one naming rule, or None when it keeps it."""
+    if NAME.match(name):
+        return None
+    return f"expected {NAME_RULE}"
+
+
+def _names(kind: str):
+    """A `before` validator for a table whose keys are names: each must keep the rule."""
+    def check(cls, value):
+        if isinstance(value, dict):
+            bad = [k for k in value if not isinstance(k, str) or not NAME.match(k)]
+            if bad:
+                raise ValueError(f"expected {kind} names of {NAME_RULE} (a name becomes a folder, "
+                                 f"a container and a DNS name), found {', '.join(map(repr, bad))}")
+        return value
+    return check
+
+
+def _no_nul(value, where: str = ""):
+    """Refuse NUL anywhere in the file's strings: no process argument or variable can carry one."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError(f"{where or 'a key'}: expected text without NUL characters (no process argument "
+                         f"or variable can carry one), found {_shown(value)}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _no_nul(key, where)
+            _no_nul(item, f"{where}.{key}" if where else str(key))
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _no_nul(item, f"{where}[{i}]")
 
 
 class StackMeta(_Strict):
-    name: str = Field(default="duplex", pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    base_image: str = "duplex/python:3.11-bookworm"
+    name: str = Field(default="duplex", pattern=NAME.pattern)
+    base_image: str = Field(default="duplex/python:3.11-bookworm", pattern=IMAGE.pattern)
     on_crash: Literal["keep", "stop"] = "keep"  # what the others do when one service crashes
     tls: bool = False  # serve https/wss with `inv certs`' files (remote browsers need it for the mic)
     # Off by default: an exporter on a voice stack's audio event loop costs latency. "otlp" hands every
@@ -52,6 +99,19 @@ class EnvSpec(_Strict):
     fixes: list[str] = []
     # `system` is accepted as its older name; given both, `system` is reported (see _describe)
     system_libs: list[str] = Field(default=[], validation_alias=AliasChoices("system_libs", "system"))
+
+    @field_validator("system_libs")
+    @classmethod
+    def _libs(cls, value: list[str]) -> list[str]:
+        for lib in value:
+            if not re.fullmatch(r"[A-Za-z0-9][\w.+-]*", lib):
+                raise ValueError(f"expected library names like 'opus', found {lib!r}")
+        return value
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: str | None) -> str | None:
+        return value if value is None else _inside("a requirements file", value)
 
     @property
     def system(self) -> list[str]:
@@ -104,10 +164,11 @@ class ServiceSpec(_Strict):
     command: list[str] | None = None
     port: int = Field(ge=1, le=65535)
     health: str | None = None  # "/health" (HTTP GET) or "ws:/api/chat" (WebSocket handshake)
-    start_timeout: float = Field(default=120.0, gt=0)  # warm-up allowance before unhealthy
+    # warm-up allowance before unhealthy; finite and at most a day (publish writes it into probes)
+    start_timeout: float = Field(default=120.0, gt=0, le=MAX_START_TIMEOUT, allow_inf_nan=False)
     modes: list[Literal["native", "container"]] = ["native", "container"]
     dockerfile: str | None = None
-    image: str | None = None
+    image: str | None = Field(default=None, pattern=IMAGE.pattern)
     gpu: Literal["none", "optional", "required"] = "none"
     models: list[str] = []
     depends_on: Union[list[str], dict[str, Dependency]] = []
@@ -117,6 +178,43 @@ class ServiceSpec(_Strict):
     reload: Literal["restart", "warm"] = "restart"  # native: restart the process, or re-import warm
     preload: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")  # warm: load models once
     persistent: bool = False
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not value[0].strip()):
+            raise ValueError(f"expected the program and its arguments, the program first, found {value!r}")
+        return value
+
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict) -> dict:
+        bad = [k for k in value if not VARIABLE.match(k)]
+        if bad:
+            raise ValueError(f"expected variable names of {VARIABLE_RULE}, found {', '.join(map(repr, bad))}")
+        return value
+
+    @field_validator("secrets")
+    @classmethod
+    def _secrets(cls, value: list[str]) -> list[str]:
+        bad = [k for k in value if not VARIABLE.match(k)]
+        if bad:
+            raise ValueError(f"expected names of host variables ({VARIABLE_RULE}), "
+                             f"found {', '.join(map(repr, bad))}")
+        return value
+
+    @field_validator("dockerfile")
+    @classmethod
+    def _dockerfile(cls, value: str | None) -> str | None:
+        return value if value is None else _inside("a Dockerfile", value)
+
+    @field_validator("depends_on")
+    @classmethod
+    def _depends_on(cls, value):
+        for name in value:
+            if not NAME.match(name):
+                raise ValueError(f"expected service names ({NAME_RULE}), found {name!r}")
+        return value
 
     @field_validator("health")
     @classmethod
@@ -146,6 +244,15 @@ class Stack(_Strict):
     envs: dict[str, EnvSpec] = {}
     services: dict[str, ServiceSpec]
     _path: Path = PrivateAttr(default=Path(STACK_FILE))
+
+    _env_names = field_validator("envs", mode="before")(classmethod(_names("env")))
+    _service_names = field_validator("services", mode="before")(classmethod(_names("service")))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _strings(cls, data):
+        _no_nul(data)
+        return data
 
     @property
     def path(self) -> Path:
@@ -195,12 +302,15 @@ def find_stack(start: Path | None = None) -> Path:
 def load_stack(path: Path | None = None) -> Stack:
     path = Path(path) if path else find_stack()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path, limit=2**20, what="stack file")
     except FileNotFoundError:
         raise StackError(path, ["file not found"],
                          fix="run duplex from your project root, or point DUPLEX_STACK at your stack.toml") from None
+    except TextFileError as err:
+        raise StackError(path, [err.problem], fix=err.fix) from None
     except OSError as exc:
-        raise StackError(path, [f"cannot read: {exc.strerror}"]) from exc
+        raise StackError(path, [f"cannot read: {exc.strerror}"],
+                         fix="check the path and its permissions (`ls -l` it)") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -214,8 +324,31 @@ def load_stack(path: Path | None = None) -> Stack:
     problems = check_references(stack)
     if problems:
         raise StackError(path, problems, fix="see docs/stack.md for how services refer to each other")
+    problems = check_paths(stack, path.resolve().parent)
+    if problems:
+        raise StackError(path, problems, fix="create them, or fix the paths (relative to the stack file's folder)")
     stack._path = path
     return stack
+
+
+def _inside(what: str, value: str) -> str:
+    """A path in the stack file: relative to its folder and inside it (locks and builds are written
+    beside these, and the image build context is the project folder)."""
+    parts = Path(value).parts
+    if not value.strip() or Path(value).is_absolute() or ".." in parts:
+        raise ValueError(f"expected {what} inside the project, as a path relative to the stack file's "
+                         f"folder, found {value!r}")
+    return value
+
+
+def check_paths(stack: Stack, root: Path) -> list[str]:
+    """Paths the stack names that must already exist: what `--reload` watches."""
+    problems = []
+    for name, svc in stack.services.items():
+        for i, folder in enumerate(svc.watch or []):
+            if not (root / folder).exists():
+                problems.append(f"services.{name}.watch[{i}]: {folder!r} does not exist under {root}")
+    return problems
 
 
 def _quote_line(text: str, message: str) -> str:
@@ -237,7 +370,24 @@ def _describe(err: dict) -> str:
     if kind == "missing":
         return f"{loc}: required key is missing"
     msg = err["msg"].removeprefix("Value error, ")
-    return f"{loc}: {msg[0].lower() + msg[1:]}, found {err['input']!r}"
+    msg = msg[0].lower() + msg[1:]
+    if not loc:  # a check over the whole file: its message names the key
+        return msg
+    if "found " in msg:  # our own validators say what they found (a key, not the whole table)
+        return f"{loc}: {msg}"
+    if kind == "string_pattern_mismatch":
+        msg = f"expected {PATTERNS.get(err.get('ctx', {}).get('pattern'), 'another form')}"
+    return f"{loc}: {msg}, found {_shown(err['input'])}"
+
+
+PATTERNS = {NAME.pattern: NAME_RULE, IMAGE.pattern: "an image reference such as 'org/name:tag'",
+            URL.pattern: "an http(s) URL such as 'http://127.0.0.1:4318'",
+            r"^[\w.]+:[\w.]+$": "'module:attr', e.g. 'servers.asr.app:app'"}
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _loc(parts: tuple) -> str:
