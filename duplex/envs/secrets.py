@@ -1,36 +1,115 @@
-"""Secrets (the Hugging Face token) in the project's .env: written readable only by the user, read back."""
+"""Secrets (the Hugging Face token) in the project's .env, read and written as dotenv and Compose do.
+
+`.env` files are written by many tools (`HF_TOKEN="hf_..."`, `export HF_TOKEN=...`, comments after
+values), so they are parsed by python-dotenv, the parser those tools follow, not by hand. Writing
+keeps every other line as it was, replaces every line that sets the key (with or without `export`),
+and goes through a 0600 temporary file renamed into place: the token is never readable by others,
+never half written, and never printed.
+"""
 
 from __future__ import annotations
 
+import errno
+import io
 import os
+import re
 from pathlib import Path
+
+from ..errors import DuplexError
+from ..textfile import read_text
+
+DOTENV = ".env (saved by `inv setup --hf-token`)"  # where a token came from, as advice names it
+_PLAIN = re.compile(r"^[A-Za-z0-9_./:@+-]*$")  # written unquoted; anything else is quoted
+
+
+def dotenv_path(root: Path | str) -> Path:
+    return Path(root) / ".env"
+
+
+def secret_problem(value: str) -> str | None:
+    """Why `value` cannot be a secret in .env (and in a request header), or None."""
+    if not value.strip():
+        return "it is empty"
+    if value != value.strip():
+        return "it starts or ends with white space (a copy-and-paste slip?)"
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        return f"it holds a control character ({bad!r}): a newline would write another line into .env"
+    return None
+
+
+def read_env(root: Path | str) -> dict[str, str]:
+    """Every KEY=value of <root>/.env as dotenv reads it (quotes removed, `export` allowed, comments
+    dropped; no `${VAR}` expansion: a secret is taken literally). Empty when there is no .env."""
+    from dotenv import dotenv_values
+    try:
+        text = read_text(dotenv_path(root), limit=2**20, what=".env file")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise DuplexError(f"{dotenv_path(root)}: cannot read it ({exc.strerror})",
+                          fix="check its permissions (`ls -l .env`), or remove it") from None
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items()
+            if v is not None}
+
+
+def read_secret(root: Path | str, key: str) -> str | None:
+    """The value KEY has in <root>/.env, or None when it is unset or empty."""
+    value = (read_env(root).get(key) or "").strip()
+    return value or None
 
 
 def write_secret(root: Path, key: str, value: str) -> Path:
     """Set KEY=value in <root>/.env with mode 0600, keeping other lines; the value is never printed."""
-    path = Path(root) / ".env"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    lines = [line for line in lines if not line.startswith(f"{key}=")] + [f"{key}={value}"]
-    tmp = path.with_name(f".env.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    from dotenv.parser import parse_stream
+    why = secret_problem(value)
+    if why:
+        raise DuplexError(f"refusing to save {key}: {why}", fix=f"pass the {key} value exactly as issued")
+    path = dotenv_path(root)
+    try:
+        old = read_text(path, limit=2**20, what=".env file")
+    except FileNotFoundError:
+        old = ""
+    line = f"{key}={_quoted(value)}\n"
+    out, placed = [], False
+    for binding in parse_stream(io.StringIO(old)):
+        if binding.key == key:  # `KEY=`, `export KEY=`, quoted or not: all replaced by one line
+            if not placed:
+                out.append(line)
+                placed = True
+            continue
+        text = binding.original.string
+        out.append(text if text.endswith("\n") else text + "\n")
+    if not placed:
+        out.append(line)
+    _replace(path, "".join(out))
     return path
 
 
-DOTENV = ".env (saved by `inv setup --hf-token`)"  # where a token came from, as advice names it
+def _quoted(value: str) -> str:
+    if _PLAIN.match(value):
+        return value
+    if "'" not in value:
+        return f"'{value}'"  # literal in dotenv and Compose
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def read_secret(root: Path | str, key: str) -> str | None:
-    """The last non-empty KEY=value in <root>/.env (what write_secret keeps), or None."""
+def _replace(path: Path, text: str) -> None:
+    """Write a 0600 temporary file beside `path`, flush it to disk, rename it over `path`."""
+    tmp = path.with_name(f".env.{os.getpid()}.{os.urandom(3).hex()}.tmp")
     try:
-        lines = (Path(root) / ".env").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    values = [line[len(key) + 1:].strip() for line in lines if line.startswith(f"{key}=")]
-    return next((v for v in reversed(values) if v), None)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)  # whatever the umask
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise DuplexError(f"cannot write {path} ({exc.strerror or exc}); it is unchanged",
+                          fix="free disk space there" if full else "make the project folder writable by you") from None
 
 
 def hf_token_origin(root: Path | str | None, value: str) -> str:

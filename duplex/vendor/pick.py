@@ -97,8 +97,17 @@ def _check(path: Path, inside: str, what: str, shown: str) -> None:
         target = os.readlink(path)
         if os.path.isabs(target):
             raise UnsafeSourceError(f"link {shown} -> {target} is absolute", fix=_REFUSED)
-        real = os.path.realpath(path)  # the whole chain, as the OS will follow it
+        try:
+            real = os.path.realpath(path, strict=True)  # the whole chain, as the OS will follow it
+        except (OSError, RuntimeError):  # ELOOP or a missing target: nothing a copy can keep
+            raise UnsafeSourceError(f"link {shown} -> {target} does not resolve (a loop of links, or "
+                                    "its target is missing)", fix=_REFUSED) from None
         if real != inside and not real.startswith(inside.rstrip(os.sep) + os.sep):
             raise UnsafeSourceError(f"link {shown} -> {target} points outside {what}", fix=_REFUSED)
+        here = os.path.realpath(path.parent)
+        if os.path.isdir(real) and (here == real or here.startswith(real.rstrip(os.sep) + os.sep)):
+            # a folder link to a folder that holds it: every tree walk that follows links loops
+            raise UnsafeSourceError(f"link {shown} -> {target} makes a loop (it points at a folder "
+                                    "that contains it)", fix=_REFUSED)
     elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise UnsafeSourceError(f"{shown} is a device, FIFO or socket, not a file", fix=_REFUSED)

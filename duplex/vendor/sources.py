@@ -207,7 +207,14 @@ def _git(args: list[str], what: str) -> str:
 
 def fetch_local(path: Path, tag: str) -> Fetched:
     """An sdist / wheel / zip file or an unpacked folder on this machine (air-gapped updates)."""
-    path = Path(path).expanduser().resolve()
+    try:
+        path = Path(os.path.realpath(Path(path).expanduser(), strict=True))
+    except FileNotFoundError:
+        path = Path(path).expanduser().absolute()  # reported below as no such file or folder
+    except (OSError, RuntimeError) as exc:  # a loop of links (ELOOP), a folder we may not enter
+        raise VendorError(f"--from {path}: cannot be followed ({getattr(exc, 'strerror', None) or exc})",
+                          fix="point --from at the moshi sdist, wheel or unpacked folder itself, "
+                              "not at a loop of links") from None
     version = index.version_of(tag)
     if path.is_dir():
         return Fetched(path, "local", path.as_uri(), tag, version, None, "none",

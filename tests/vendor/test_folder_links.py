@@ -27,6 +27,11 @@ CASES = {  # link (relative to the source folder) -> target, words in the refusa
     "outside-the-package": ("moshi/readme.md", "../README.md", "link moshi/readme.md -> ../README.md points outside the moshi package"),
     "folder-out": ("moshi/models/up", "../../..", "link moshi/models/up -> ../../.. points outside"),
     "licence-out": ("LICENSE", "../../secret.txt", "link LICENSE -> ../../secret.txt points outside the source"),
+    # loops (issue 18): a link to itself, and a folder link to a folder that holds it
+    "self-loop": ("moshi/self.py", "self.py", "link moshi/self.py -> self.py does not resolve (a loop of links"),
+    "dangling": ("moshi/gone.py", "nowhere.py", "link moshi/gone.py -> nowhere.py does not resolve"),
+    "ancestor": ("moshi/models/up", "..", "link moshi/models/up -> .. makes a loop"),
+    "itself": ("moshi/models/here", ".", "link moshi/models/here -> . makes a loop"),
 }
 
 
@@ -56,10 +61,28 @@ def test_a_chain_of_links_is_judged_where_it_really_ends(vendored, tmp_path):
     """Each link alone looks inside; followed together they leave the package."""
     project, before = vendored
     src = folder(tmp_path)
-    os.symlink("..", src / "moshi" / "models" / "up")  # -> moshi/ itself: fine
+    os.symlink("..", src / "moshi" / "models" / "up")  # -> moshi/ itself (a loop, refused too, but later)
     os.symlink("models/up/..", src / "moshi" / "esc")  # reads as moshi/models, really the source top
     with pytest.raises(UnsafeSourceError, match="link moshi/esc -> models/up/.. points outside"):
         vendor(project, "v0.2.13", from_path=src)
+    assert live_tree(project) == before
+
+
+def test_a_loop_of_two_links_and_a_from_path_that_loops_are_refused(vendored, tmp_path):
+    from tests.conftest import run_inv
+    project, before = vendored
+    src = folder(tmp_path)
+    os.symlink("b.py", src / "moshi" / "a.py")
+    os.symlink("a.py", src / "moshi" / "b.py")
+    with pytest.raises(UnsafeSourceError, match="does not resolve"):
+        vendor(project, "v0.2.13", from_path=src)
+    assert live_tree(project) == before
+    os.symlink("loop-b", tmp_path / "loop-a")
+    os.symlink("loop-a", tmp_path / "loop-b")
+    proc = run_inv("vendor-moshi", "--tag", "v0.2.13", "--from", str(tmp_path / "loop-a"),
+                   env={"DUPLEX_STACK": str(project / "stack.toml")})
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "loop-a: cannot be followed" in proc.stderr and "loop of links" in proc.stderr
     assert live_tree(project) == before
 
 
