@@ -15,24 +15,94 @@ from duplex.errors import DuplexError
 
 
 def _cli(fn):
-    """Turn duplex errors into a clear message and an exit code: never a traceback for users."""
+    """The CLI's boundary: every output passes duplex.redact (no secret in any line, whatever a
+    server answered), duplex errors become a clear message and an exit code, never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import sys
+        from duplex.redact import Redactor, RedactingStream
+        redactor = Redactor(_root_or_none())
+        redactor.add(kwargs.get("hf_token"))  # `inv setup --hf-token`: not in .env yet
+        streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = RedactingStream(sys.stdout, redactor), RedactingStream(sys.stderr, redactor)
         try:
             return fn(*args, **kwargs)
         except DuplexError as err:
-            raise Exit(f"duplex: {err.render()}", code=err.exit_code) from None
+            raise Exit(f"duplex: {redactor(err.render())}", code=err.exit_code) from None
         except KeyboardInterrupt:
             raise Exit("duplex: interrupted", code=130) from None
+        except Exit:
+            raise
+        except Exception:  # a bug: its traceback for the report, with any secret in it masked
+            import traceback
+            traceback.print_exc()
+            raise Exit(code=1) from None
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            sys.stdout, sys.stderr = streams
     return wrapper
+
+
+def _root_or_none():
+    try:
+        from duplex.project import project_root
+        return project_root()
+    except Exception:  # noqa: BLE001 - no project yet: only the environment's secrets are known
+        return None
 
 
 def _usage(message: str) -> Exit:
     return Exit(f"duplex: {message}", code=2)
 
 
-def _names(services: str | None) -> list[str] | None:
-    return [s.strip() for s in services.split(",") if s.strip()] if services else None
+def _names(value: str | None, flag: str = "--services") -> list[str] | None:
+    """A comma-separated list of service names: None when the flag was not given; every name must
+    keep the stack file's naming rule (`--services ''` is a mistake, not 'every service')."""
+    if value is None:
+        return None
+    from duplex.stack import NAME_RULE, name_error
+    names = [s.strip() for s in value.split(",") if s.strip()]
+    if not names:
+        raise _usage(f"{flag} needs at least one service name, e.g. {flag} asr,frontend "
+                     f"(leave the flag out for every service)")
+    bad = [n for n in names if name_error(n)]
+    if bad:
+        raise _usage(f"{flag} {', '.join(map(repr, bad))}: service names are {NAME_RULE}")
+    return list(dict.fromkeys(names))
+
+
+def _name(value: str | None, flag: str, what: str = "service") -> str | None:
+    """One name (`--service`, `--env`): the stack file's naming rule, or a usage error."""
+    if value is None:
+        return None
+    from duplex.stack import NAME_RULE, name_error
+    if name_error(value):
+        raise _usage(f"{flag} {value!r}: {what} names are {NAME_RULE}")
+    return value
+
+
+def _number(value, flag: str, *, default, kind=int, low=0, high=None):
+    """An integer or seconds flag: a usage error for 'many', a negative, inf or an absurd value."""
+    import math
+    if value is None:
+        return default
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise _usage(f"{flag} {value!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(number) or number < low or high is not None and number > high:
+        limits = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise _usage(f"{flag} {value!r} is out of range: give {limits}")
+    return number
+
+
+def _choice(value: str | None, flag: str, choices: tuple[str, ...], pattern: str | None = None) -> str | None:
+    import re
+    if value is None or value in choices or (pattern and re.fullmatch(pattern, value)):
+        return value
+    raise _usage(f"{flag} {value!r}: expected one of {', '.join(choices)}"
+                 + (" or cuXXX (e.g. cu128)" if pattern else ""))
 
 
 def _otlp(url: str | None) -> str | None:
@@ -83,8 +153,15 @@ def setup(c, env=None, all=False, python=None, force=False, installer=None, torc
     """Create or update the pinned venvs: right interpreter, torch for the driver, fixes applied."""
     from duplex import report
     from duplex.envs import provision_env, write_secret
+    from duplex.envs.secrets import secret_problem
     from duplex.project import Project
     from duplex.stack import selected_envs
+    env = _name(env, "--env", "env")
+    installer = _choice(installer, "--installer", ("uv", "pip"))
+    torch = _choice(torch, "--torch", ("auto", "cpu", "none"), r"cu\d{3}")
+    python = _python(python)
+    if hf_token is not None and secret_problem(hf_token):
+        raise _usage(f"--hf-token: {secret_problem(hf_token)}; pass the token exactly as issued")
     stack = Project.load().stack
     say = report.say("setup")
     if hf_token:
@@ -96,6 +173,20 @@ def setup(c, env=None, all=False, python=None, force=False, installer=None, torc
              lambda: [say(f"[yellow]warning:[/] {r.name}: {w}") for r in results for w in r.warnings])
 
 
+def _python(value: str | None) -> str | None:
+    """`--python`: a version like 3.11 or the path of an interpreter that is there."""
+    import shutil
+    from pathlib import Path
+    from duplex.envs.pythons import VERSION_ONLY
+    if value is None or VERSION_ONLY.match(value):
+        return value
+    if ("/" in value or value.startswith(".")) and Path(value).expanduser().is_file() or \
+            "/" not in value and shutil.which(value):
+        return value
+    raise _usage(f"--python {value!r} is neither a version like 3.11 nor an interpreter on this machine "
+                 "(a path, or a name on PATH such as python3.11)")
+
+
 @task(help={"env": "only this env (default: every env with a requirements file)",
             "torch": "lock for this torch variant (cpu or cuXXX) instead of this machine's"})
 @_cli
@@ -105,6 +196,8 @@ def lock(c, env=None, torch=None):
     from duplex.envs import lock_env
     from duplex.project import Project
     from duplex.stack import selected_envs
+    env = _name(env, "--env", "env")
+    torch = _choice(torch, "--torch", ("auto", "cpu", "none"), r"cu\d{3}")
     stack = Project.load().stack
     say = report.say("lock")
     for name in selected_envs(stack, env, everything=True):
@@ -130,7 +223,7 @@ def run(c, native=False, services=None, detach=False, skip_preflight=False, smok
     from duplex import report
     from duplex.start import run_project
     code = run_project(native=native, services=_names(services), detach=detach, preflight=not skip_preflight,
-                       debug=_names(debug), debug_wait=debug_wait, tls=True if tls else None, otlp=_otlp(otlp),
+                       debug=_names(debug, "--debug"), debug_wait=debug_wait, tls=True if tls else None, otlp=_otlp(otlp),
                        smoke=smoke, say=report.say)
     if code:
         raise Exit(code=code)
@@ -152,13 +245,18 @@ def prefetch(c, services=None, repo=None, revision=None, dry_run=False, update=F
     from duplex import report
     from duplex.models import RichProgress, prefetch_project
     from duplex.project import Project
-    if revision and not repo:  # the stack's models carry their own revisions (ORG/NAME@REV in stack.toml)
+    from duplex.stack import REPO
+    if revision is not None and repo is None:  # the stack's models carry their own revisions (ORG/NAME@REV)
         raise _usage("--revision needs --repo ORG/NAME; to pin a stack model, write it as "
                      "ORG/NAME@REV in stack.toml")
-    if repo and services:
+    if repo is not None and services is not None:
         raise _usage("give either --repo or --services, not both")
+    if repo is not None and not REPO.match(f"{repo}@{revision}" if revision is not None else repo):
+        raise _usage(f"--repo {repo!r}" + (f" --revision {revision!r}" if revision is not None else "")
+                     + ": expected ORG/NAME (and a branch, tag or commit), e.g. --repo Systran/faster-whisper-base")
     project = Project.load()
-    repos = [f"{repo}@{revision}" if revision else repo] if repo else project.model_repos(_names(services))
+    repos = [f"{repo}@{revision}" if revision else repo] if repo is not None \
+        else project.model_repos(_names(services))
     if not repos:
         print("no models to fetch: the chosen services declare none (`models = [...]` in stack.toml)")
         return
@@ -201,8 +299,11 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     """Vendor moshi's source into third_party/moshi at a pinned release; --check, --rollback, --dry-run."""
     from duplex import report, vendor
     from duplex.project import project_root
-    if sum(map(bool, (tag, check, rollback))) != 1:
+    if sum(map(bool, (tag is not None, check, rollback))) != 1:
         raise _usage("give exactly one of --tag vX.Y.Z, --check or --rollback")
+    source = _choice(source, "--source", ("pypi", "git"))
+    if from_ is not None and not from_.strip():
+        raise _usage("--from needs the path of a moshi sdist, wheel or unpacked folder")
     root = project_root()
     progress = (lambda _: None) if json else report.say("vendor")
     if check:
@@ -231,9 +332,20 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
     from duplex import report
     from duplex.project import Project
     from duplex.publish import publish_project
+    if not out.strip():
+        raise _usage("--out needs a folder, e.g. --out deploy")
+    _registry(registry)
     result = publish_project(Project.load(), out=out, compose=compose, k8s=k8s, services=_names(services),
                              bind=bind, registry=registry, progress=None if json else report.say("publish"))
     _show(json, result.to_dict(), lambda: print(result.summary()))
+
+
+def _registry(value: str | None) -> None:
+    import re
+    if value is not None and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*",
+                                             value.rstrip("/")):
+        raise _usage(f"--registry {value!r} is not a registry prefix like ghcr.io/team or 127.0.0.1:5000/team "
+                     "(lower case, no scheme)")
 
 
 @task(help={"services": "comma-separated services to stop (default: all)",
@@ -243,8 +355,18 @@ def stop(c, services=None, all=False):
     """Stop what is running (also what a killed run left behind), dependents first."""
     from duplex.control import stop as stop_stack
     from duplex.project import project_root
-    stopped = stop_stack(project_root(), services=_names(services), everything=all, say=print)
+    stopped = stop_stack(project_root(), services=_names(services), everything=all, say=print,
+                         known=_stack_services)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def _stack_services() -> set[str]:
+    """The stack's service names, when its file loads (`inv stop` works without one too)."""
+    try:
+        from duplex.stack import load_stack
+        return set(load_stack().services)
+    except DuplexError:
+        return set()
 
 
 @task(help={"json": "print a JSON list for scripts"})
@@ -260,13 +382,15 @@ def status(c, json=False):
 
 @task(help={"service": "only this service's log, plain (default: every service of the current or last run, prefixed)",
             "follow": "keep printing new lines until the run ends (Ctrl-C to stop watching)",
-            "lines": "how many past lines to show per service"})
+            "lines": "how many past lines to show per service (default 200)"})
 @_cli
-def logs(c, service=None, follow=False, lines=200):
+def logs(c, service=None, follow=False, lines=None):
     """Show the logs of the current or last run, with the run's name prefixes (kept in .duplex/logs)."""
     from duplex import report
     from duplex.logs import log_names, logs as stack_logs
     from duplex.project import project_root
+    service = _name(service, "--service")
+    lines = _number(lines, "--lines", default=200, high=1_000_000)
     root = project_root()
     report.print_log_lines(stack_logs(root, service, follow=follow, lines=lines),
                            prefixes=None if service else log_names(root))
@@ -274,14 +398,15 @@ def logs(c, service=None, follow=False, lines=200):
 
 @task(help={
     "services": "comma-separated services to check (default: every running one; `gpu` = the GPU container check)",
-    "timeout": "seconds each check may take",
+    "timeout": "seconds each check may take (default 30)",
     "json": "print the report as JSON for scripts and CI",
 })
 @_cli
-def smoke(c, services=None, timeout=30.0, json=False):
+def smoke(c, services=None, timeout=None, json=False):
     """Speak to each running service once (transcribe, page, handshake, nvidia-smi) and time it."""
     from duplex.smoke import smoke_running
-    result = smoke_running(services=_names(services), timeout=float(timeout))
+    timeout = _number(timeout, "--timeout", default=30.0, kind=float, low=0.1, high=3600)
+    result = smoke_running(services=_names(services), timeout=timeout)
     _show(json, result.as_dict(), lambda: print("\n".join(result.lines())), result.exit_code)
 
 
@@ -296,5 +421,9 @@ def certs(c, name=None, force=False, json=False):
     from duplex import report
     from duplex.certs import make_stack_certs
     from duplex.project import Project
+    from duplex.certs import host_problem
+    for host in name or []:
+        if host_problem(host):
+            raise _usage(f"--name {host!r}: {host_problem(host)}")
     made = make_stack_certs(Project.load().stack, name or [], force=force)
     _show(json, made.as_dict(), lambda: report.print_certs(made))

@@ -1,24 +1,56 @@
 """Inspecting and stopping a run (`inv status`, `inv stop`), also one whose `inv` was killed:
-native services by the process groups the run state records, containers by the engine's labels."""
+native services by the process groups the run state records, containers by the engine's labels.
+
+What the run state says is always checked against what is really there (a pid that is another
+process now, a container removed behind duplex's back, an engine restarted): a stale record never
+blocks a run, never hides from `inv stop`, and `inv stop` clears it.
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Callable
 
+from .errors import PlanError
 from .health import probe_once
 from .native import group_alive, start_time, stop_group
 from .plan import LABEL, Health
-from .state import last_run, read_state, write_state
+from .state import last_run, last_waves, read_state, write_state
 
 
-def alive(record: dict) -> bool:
-    """Whether a service the run state records still runs (a native pid must still be the same
-    process: same start time); containers are checked against the engine by status/stop."""
+def alive(record: dict, containers: dict | None = None) -> bool:
+    """Whether a service the run state records still runs: a native pid must still be the same
+    process (same start time); a container must still exist in the engine and run (`containers`:
+    the engine's containers of this project by id, when already listed; else the engine is asked)."""
     if record.get("mode") == "native":
         pid = record.get("pid")
-        return bool(pid) and group_alive(pid) and start_time(pid) == record.get("start_time")
-    return True
+        return isinstance(pid, int) and pid > 0 and group_alive(pid) and \
+            start_time(pid) == record.get("start_time")
+    if record.get("mode") == "container":
+        ident = record.get("container")
+        if not ident:
+            return False
+        if containers is None:
+            containers = engine_containers_by_id(record.get("root"))
+        container = containers.get(ident) if containers is not None else None
+        return container is not None and container.status in ("created", "running", "restarting")
+    return False
+
+
+def engine_containers_by_id(root=None) -> dict | None:
+    """Every duplex container the engine has (of the project at `root` when given), by full id;
+    None when the engine does not answer (then no container of ours can be running through it)."""
+    if not engine_answers():
+        return None
+    from .engine import connect
+    client = connect()
+    try:
+        filters = {"label": f"{LABEL}.root={root}"} if root else {"label": f"{LABEL}.service"}
+        return {c.id: c for c in client.containers.list(all=True, filters=filters)}
+    finally:
+        client.close()
 
 
 def engine_answers() -> bool:
@@ -31,6 +63,20 @@ def engine_answers() -> bool:
         return False
 
 
+def live_records(root: Path, state: dict | None = None) -> tuple[dict, list[str]]:
+    """(the records that are still there, the names of stale ones), asking the engine at most once
+    and only when the state records a container."""
+    state = read_state(root) if state is None else state
+    records = state["services"]
+    containers = None
+    if any(r.get("mode") == "container" for r in records.values()):
+        containers = engine_containers_by_id(root) or {}
+    live, stale = {}, []
+    for name, record in records.items():
+        (live.__setitem__(name, record) if alive(record, containers) else stale.append(name))
+    return live, stale
+
+
 def stop_order(root: Path, names: list[str]) -> list[str]:
     """Dependents first: the reverse of the last run's start order (names it never started last)."""
     order = last_run(root)
@@ -38,38 +84,110 @@ def stop_order(root: Path, names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: -rank.get(n, -1))
 
 
+def stop_waves(root: Path, names: list[str]) -> list[list[str]]:
+    """`stop_order` in waves: the last run's start waves reversed (a wave stops together), names
+    it did not start first, each alone."""
+    waves = [[n for n in wave if n in names] for wave in reversed(last_waves(root))]
+    placed = {n for wave in waves for n in wave}
+    return [[n] for n in stop_order(root, [n for n in names if n not in placed])] + [w for w in waves if w]
+
+
+class _ContainerLookup(threading.Thread):
+    """The engine's containers of this project, looked up in the background: importing the docker
+    SDK and asking the engine takes longer than stopping native services, which need neither."""
+
+    def __init__(self, root: Path, everything: bool, needed: bool):
+        super().__init__(daemon=True)
+        self.root, self.everything, self.needed = root, everything, needed
+        self.found: dict = {}
+
+    def run(self) -> None:
+        try:
+            if self.needed or engine_answers():
+                from .containers import list_containers
+                self.found = {c.labels.get(f"{LABEL}.service", c.name): c
+                              for c in list_containers(self.root, everything=self.everything)}
+        except Exception:  # noqa: BLE001 - no engine: no container of ours can run through it
+            self.found = {}
+
+    def result(self) -> dict:
+        self.join()
+        return self.found
+
+
 def stop(root: Path, *, services: list[str] | None = None, everything: bool = False,
-         grace: float = 10.0, say: Callable[[str], None] = lambda _line: None) -> list[str]:
-    """Stop what a run (even a killed one) left, dependents first; returns the services stopped."""
+         grace: float = 10.0, say: Callable[[str], None] = lambda _line: None,
+         known: Callable[[], set[str]] | None = None) -> list[str]:
+    """Stop what a run (even a killed one) left, dependents first; returns the services stopped.
+
+    The last run's start waves, reversed: the services of one wave stop together. Records whose
+    process or container is gone are cleared and said. `services`: only these; a name neither the
+    stack (`known()`), the state, the last run nor the engine knows is an error."""
     state = read_state(root)
+    records = state["services"]
+    lookup = _ContainerLookup(root, everything, any(r.get("mode") == "container" for r in records.values()))
+    lookup.start()
+    if services:
+        names = set(records) | set(last_run(root)) | (known() if known else set())
+        if not set(services) <= names:
+            names |= set(lookup.result())
+        unknown = [s for s in services if s not in names]
+        if unknown:
+            raise PlanError(f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+                            fix=f"choose from: {', '.join(sorted(names)) or '(no services)'}")
     wanted = (lambda name: not services or name in services)
-    containers = {}
-    if any(r.get("mode") == "container" for r in state["services"].values()) or engine_answers():
-        from .containers import list_containers
-        containers = {c.labels.get(f"{LABEL}.service", c.name): c
-                      for c in list_containers(root, everything=everything)}
     stopped: list[str] = []
-    for name in stop_order(root, list(dict.fromkeys([*state["services"], *containers]))):
-        if not wanted(name):
-            continue
-        record = state["services"].get(name, {})
+    done: set[str] = set()
+    lock = threading.Lock()
+
+    def one(name: str, containers: dict | None) -> None:
+        record = records.get(name, {})
         if record.get("mode") == "native":
             if alive(record):
                 say(f"{name}: stopping pid {record['pid']}")
-                stop_group(record["pid"], grace)
-                stopped.append(name)
-            del state["services"][name]
-        elif name in containers:
+                began = time.monotonic()
+                how = stop_group(record["pid"], grace, on_slow=lambda s: say(
+                    f"{name}: still stopping after {s:.0f}s (a graceful drain; SIGKILL after {grace:.0f}s)"))
+                if how == "killed" or time.monotonic() - began >= 1.0:
+                    say(f"{name}: {'killed' if how == 'killed' else 'stopped'} after "
+                        f"{time.monotonic() - began:.1f}s")
+                with lock:
+                    stopped.append(name)
+            else:
+                say(f"{name}: cleared its record (pid {record.get('pid')} is no longer running)")
+        elif containers and name in containers:
             from .containers import remove_container
             say(f"{name}: stopping container {containers[name].short_id}")
             remove_container(containers[name], grace)
-            stopped.append(name)
-            state["services"].pop(name, None)
+            with lock:
+                stopped.append(name)
+        elif name in records:
+            say(f"{name}: cleared its record (its container is gone: removed or pruned outside duplex, "
+                "or the engine was restarted)")
+        with lock:
+            records.pop(name, None)
+            done.add(name)
+
+    def wave(names: list[str]) -> None:
+        # natives need no engine: only a wave with another service waits for the container lookup
+        containers = lookup.result() if any(records.get(n, {}).get("mode") != "native" for n in names) else None
+        threads = [threading.Thread(target=one, args=(n, containers), daemon=True) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for names in stop_waves(root, [n for n in records if wanted(n)]):
+        wave(names)
+    rest = [n for n in lookup.result() if wanted(n) and n not in done]  # left by runs the state lost
+    for names in stop_waves(root, rest):
+        wave(names)
     write_state(root, state)
     return stopped
 
 
 def status(root: Path) -> list[dict]:
+    """One row per service of the run that is there; records whose process or container is gone
+    are left out (`inv stop` clears them)."""
     state = read_state(root)
     rows: list[dict] = []
     containers = {}
@@ -77,20 +195,21 @@ def status(root: Path) -> list[dict]:
         from .containers import list_containers
         containers = {c.labels.get(f"{LABEL}.service"): c for c in list_containers(root)}
     for name, record in state["services"].items():
-        if record.get("mode") == "native":
+        if record.get("mode") == "native" and isinstance(record.get("pid"), int):
             running = alive(record)
-            rows.append(_row(record, "running" if running else "exited", running, f"pid {record['pid']}"))
+            rows.append(_row({**record, "name": name}, "running" if running else "exited", running,
+                             f"pid {record['pid']}"))
     for name, container in containers.items():
         record = state["services"].get(name) or {"name": name, "mode": "container",
                                                   "url": None, "health": None}
         running = container.status == "running"
-        rows.append(_row(record, container.status, running, container.short_id))
+        rows.append(_row({**record, "name": name}, container.status, running, container.short_id))
     return sorted(rows, key=lambda r: r["name"])
 
 
 def _row(record: dict, state: str, running: bool, ident: str) -> dict:
     health = record.get("health")
-    healthy = bool(running and health and probe_once(Health(health["kind"], health["url"], 1.0,
-                                                            health.get("ca")), 1.0))
-    return {"name": record["name"], "mode": record["mode"], "state": state, "healthy": healthy,
+    healthy = bool(running and isinstance(health, dict) and health.get("url") and probe_once(
+        Health(health.get("kind", "http"), health["url"], 1.0, health.get("ca")), 1.0))
+    return {"name": record["name"], "mode": record.get("mode", "?"), "state": state, "healthy": healthy,
             "url": record.get("url"), "id": ident}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -68,28 +69,105 @@ def start_time(pid: int) -> str | None:
         return None
 
 
+class LogFile:
+    """A service's log file that never stops the service: a line that cannot be written (a full or
+    read-only disk, a deleted folder) is dropped and said once through `say`; writing is tried
+    again every `retry` seconds, and when it works again the count of lost lines is said too."""
+
+    def __init__(self, path: Path, say: Callable[[str], None], retry: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.path = path
+        self.say = say
+        self.retry = retry
+        self.clock = clock
+        self.handle = None
+        self.lost = 0
+        self.failed_at: float | None = None
+        self._open()
+
+    def _open(self) -> None:
+        try:
+            self.handle = open(self.path, "a", encoding="utf-8", errors="replace")
+        except OSError as exc:
+            self._failed(exc)
+
+    def write(self, line: str) -> None:
+        if self.handle is None:
+            if self.failed_at is not None and self.clock() - self.failed_at < self.retry:
+                self.lost += 1
+                return
+            self._open()
+            if self.handle is None:
+                self.lost += 1
+                return
+        try:
+            self.handle.write(line + "\n")
+            self.handle.flush()
+        except (OSError, ValueError) as exc:
+            self.lost += 1
+            self._failed(exc)
+            return
+        if self.failed_at is not None:
+            self.say(f"{self.path.name} is being written again ({self.lost} lines were not saved)")
+            self.failed_at, self.lost = None, 0
+
+    def _failed(self, exc: Exception) -> None:
+        if self.handle is not None:
+            try:
+                self.handle.close()
+            except (OSError, ValueError):
+                pass  # its buffer could not be written either: those lines are lost
+            self.handle = None
+        first = self.failed_at is None
+        self.failed_at = self.clock()
+        if first:
+            why = "the disk is full" if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) \
+                else getattr(exc, "strerror", None) or str(exc)
+            self.say(f"its log {self.path} cannot be written ({why}): the service keeps running and its "
+                     "lines are shown here, but not saved until the file can be written again")
+
+    def close(self) -> None:
+        if self.handle is not None:
+            try:
+                self.handle.close()
+            except (OSError, ValueError):
+                pass
+            self.handle = None
+
+
 class NativeProcess:
-    def __init__(self, service: ServicePlan, proc: subprocess.Popen, log: Path, sink: LineSink | None):
+    def __init__(self, service: ServicePlan, proc: subprocess.Popen, log: Path, sink: LineSink | None,
+                 redact: Callable[[str], str] = lambda line: line):
         self.name = service.name
         self.url = service.url
         self.proc = proc
         self.log = log
         self.ident = f"pid {proc.pid}"
         self.lines: deque[str] = deque(maxlen=200)
+        self.redact = redact
         self.reader = None
         if proc.stdout is not None:
             self.reader = threading.Thread(target=self._pump, args=(sink,), daemon=True)
             self.reader.start()
 
     def _pump(self, sink: LineSink | None) -> None:
-        with open(self.log, "a", encoding="utf-8", errors="replace") as out:
+        """Read the service's output to its end, whatever happens to the log file or the sink: a
+        service whose pipe nobody reads blocks once the pipe's buffer (64 KiB) is full."""
+        def say(text: str) -> None:
+            _deliver(sink, "duplex", f"{self.name}: {text}")
+        out = LogFile(self.log, say)
+        broken_sink = False
+        try:
             for raw in self.proc.stdout:
-                line = raw.decode("utf-8", errors="replace").rstrip("\n")
+                line = self.redact(raw.decode("utf-8", errors="replace").rstrip("\n"))
                 self.lines.append(line)
-                out.write(line + "\n")
-                out.flush()
-                if sink:
-                    sink(self.name, line)
+                out.write(line)
+                if sink and not broken_sink:
+                    broken_sink = not _deliver(sink, self.name, line)
+        except (OSError, ValueError):
+            pass  # the pipe itself broke: the process is gone, its exit is reported by exit_code()
+        finally:
+            out.close()
 
     def exit_code(self) -> int | None:
         return self.proc.poll()
@@ -109,41 +187,90 @@ class NativeProcess:
                 "start_time": start_time(self.proc.pid), "url": self.url, "log": str(self.log)}
 
 
-def stop_group(pgid: int, grace: float, waiter: Callable[[float], object] | None = None) -> None:
-    """SIGTERM the process group, SIGKILL what is left after `grace` seconds."""
+def _deliver(sink: LineSink | None, name: str, line: str) -> bool:
+    """Hand a line to the sink (the terminal); False when it cannot take lines any more (a closed
+    or full stdout), so the caller stops trying but keeps reading the service's output."""
+    if sink is None:
+        return True
+    try:
+        sink(name, line)
+        return True
+    except (OSError, ValueError):
+        return False
+
+
+POLL = 0.02  # how often a stop looks whether the group is gone: stopping is prompt, not polled slowly
+
+
+def stop_group(pgid: int, grace: float, waiter: Callable[[float], object] | None = None,
+               on_slow: Callable[[float], None] | None = None, slow_after: float = 1.0) -> str:
+    """SIGTERM the process group, SIGKILL what is left after `grace` seconds. Returns "gone" (it
+    was already), "stopped" or "killed". `on_slow(seconds)` is called once when the group is still
+    draining after `slow_after` seconds, so a graceful drain is reported rather than silent."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
+        return "gone"
+    began = time.monotonic()
+    deadline = began + grace
+    told = False
+    reaped = waiter is None  # our own child must be waited for, or it stays a zombie of ours
     while time.monotonic() < deadline:
-        if waiter is not None:
+        if not reaped:
             try:
-                waiter(timeout=0.05)
+                waiter(timeout=POLL)
+                reaped = True
             except subprocess.TimeoutExpired:
-                continue
+                pass
+        else:
+            time.sleep(POLL)
         if not group_alive(pgid):
-            return
-        time.sleep(0.05)
+            return "stopped"
+        if not told and on_slow is not None and time.monotonic() - began >= slow_after:
+            told = True
+            on_slow(time.monotonic() - began)
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
+        return "stopped"
     if waiter is not None:
         try:
             waiter(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+    return "killed"
 
 
 def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs. Zombies do not count: an exited member whose
+    parent is gone waits for init to reap it, which on some machines takes seconds."""
     try:
         os.killpg(pgid, 0)
-        return True
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    members = _group_members(pgid)
+    return True if members is None else any(state != "Z" for state in members)
+
+
+def _group_members(pgid: int) -> list[str] | None:
+    """The states of the group's processes from /proc (None where there is no /proc)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    states = []
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            states.append(fields[0].decode())
+    return states
 
 
 def tail_file(path: Path, lines: int) -> list[str]:
@@ -185,9 +312,17 @@ class NativeRunner:
     def start(self, service: ServicePlan, sink: LineSink | None) -> NativeProcess:
         python = Layout(self.root).env_python(service.env)
         log = Layout(self.root).log(service.name)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text("")
-        out = open(log, "ab") if self.detach else subprocess.PIPE
+        out = subprocess.PIPE
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("")
+            if self.detach:  # no duplex left to read a pipe: the service writes its log itself
+                out = open(log, "ab")
+        except OSError as exc:
+            if self.detach:  # a full disk must not keep the service from serving: its output is dropped
+                out = subprocess.DEVNULL
+                _deliver(sink, "duplex", f"{service.name}: its log {log} cannot be written "
+                                         f"({exc.strerror}): a detached run drops its output")
         try:
             proc = self._forker.submit(
                 subprocess.Popen, argv(service, python), cwd=self.root, env=process_env(service, python),
@@ -200,6 +335,13 @@ class NativeRunner:
             raise RunError(f"{service.name}: cannot start {service.command[0]}: {exc.strerror}",
                            fix=f"inv setup --env {service.env} --force") from exc
         finally:
-            if self.detach:
+            if self.detach and out not in (subprocess.PIPE, subprocess.DEVNULL):
                 out.close()
-        return NativeProcess(service, proc, log, None if self.detach else sink)
+        return NativeProcess(service, proc, log, None if self.detach else sink, redact=secret_masker(service))
+
+
+def secret_masker(service: ServicePlan) -> Callable[[str], str]:
+    """Masks the service's own secrets (and URL credentials, bearer tokens) in its log lines."""
+    from .redact import redact
+    values = {v for k, v in service.environment.items() if k in service.secrets and len(v) >= 6}
+    return lambda line: redact(line, values)

@@ -29,8 +29,10 @@ class Project:
     def load(cls, path: Path | None = None) -> "Project":
         """Load and validate the stack, and put the project's saved Hugging Face token (`inv setup
         --hf-token`) into HF_TOKEN when the environment has none, for the hub client and services."""
+        from . import redact
         from .envs.secrets import load_hf_token
         stack = load_stack(path)
+        redact.declare(stack.secret_names)  # their values never reach an output
         load_hf_token(stack.root)
         return cls(stack)
 

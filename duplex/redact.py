@@ -24,6 +24,12 @@ BEARER = re.compile(r"(?i)\b(bearer\s+|basic\s+|(?:access_|api_|auth_)?token=|ap
                     r"(?!\*\*\*)([^\s&\"',;]{4,})")
 HF_TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
 MIN_LENGTH = 6  # shorter values are not replaced literally (they would mangle ordinary words)
+_DECLARED: set[str] = set()  # the loaded stack's `secrets` names (Project.load declares them)
+
+
+def declare(names: Iterable[str]) -> None:
+    """Host variables the stack declares as `secrets`: their values are hidden too, whatever their names."""
+    _DECLARED.update(names)
 
 
 def strip_url(url: str) -> str:
@@ -101,7 +107,7 @@ class Redactor:
         self.extra.update(v for v in values if v and len(v) >= MIN_LENGTH)
 
     def values(self) -> set[str]:
-        return self._files | self.extra | secret_values_env(os.environ, self.names)
+        return self._files | self.extra | secret_values_env(os.environ, self.names | _DECLARED)
 
     def __call__(self, text: str) -> str:
         return redact(text, self.values())

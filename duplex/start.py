@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .control import alive
+from .control import live_records
 from .engine import container_gpus, probe_docker, wanted_images
 from .errors import RunError
 from .machine import Machine
@@ -66,18 +66,23 @@ def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = F
     root = Path(plan.root)
     printer = Printer(["duplex", *plan.start_order], out=out)
     progress = progress or printer.system
-    active = [r for r in read_state(root)["services"].values() if alive(r)]
+    state_now = read_state(root)
+    active, stale = live_records(root, state_now)  # checked against the processes and the engine
     if active:
-        raise RunError(f"a run of this stack is already going ({', '.join(r['name'] for r in active)})",
+        raise RunError(f"a run of this stack is already going ({', '.join(active)})",
                        fix="`inv status` to see it, `inv stop` to end it")
+    if stale:
+        progress(f"cleared the records of {', '.join(stale)}: no longer running (a killed run, or "
+                 "containers removed outside duplex)")
     runners = {"native": NativeRunner(root, detach=detach, env_state=env_state)}
     if any(s.mode == "container" for s in plan.services.values()):
         from .containers import ContainerRunner  # lazy: docker SDK only when a container runs
         runners["container"] = ContainerRunner(root, plan.stack, detach=detach)
     for warning in plan.warnings:
         printer.system(f"warning: {warning}")
-    state = RunState(root, plan.stack, "native" if plan.native else "container")
-    write_last_run(root, plan.stack, plan.start_order)  # `inv logs` shows these, in this order
+    state = RunState(root, plan.stack, "native" if plan.native else "container", warn=printer.system)
+    state.begin()  # before anything starts: a run `inv stop` could not find must never begin
+    write_last_run(root, plan.stack, plan.start_order, plan.waves)  # `inv logs` shows these, in this order
     sup = Supervisor(plan, runners, printer, state, on_crash=on_crash)
     try:
         with signals_raise():  # until watch() takes over, SIGTERM unwinds the start like Ctrl-C

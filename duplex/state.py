@@ -1,37 +1,105 @@
-"""The run's state file: what was started, so `inv status`/`inv stop` work after duplex is gone."""
+"""The run's state file: what was started, so `inv status`/`inv stop` work after duplex is gone.
+
+Every write is atomic or does not happen: a uniquely named temporary file beside the target,
+flushed to disk, then renamed over it. On a full (or read-only) disk the temporary file is removed
+and the previous file stays whole; the caller decides whether that is fatal (before a run starts:
+yes, a detached run nobody can find again is worse than no run) or a warning (while it runs).
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
 from pathlib import Path
+from typing import Callable
 
+from .errors import RunError
 from .layout import Layout
 
 
-def write_last_run(root: Path, stack: str, order: list[str]) -> None:
-    path = Layout(root).last_run
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"stack": stack, "services": list(order)}, indent=2))
-    os.replace(tmp, path)
+class StateWriteError(RunError):
+    """The run state could not be written (full or read-only disk); the previous file is intact."""
+
+
+def write_json(path: Path, data) -> None:
+    """`data` as JSON at `path`, atomically; StateWriteError (nothing half-written left) when it cannot."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(data, indent=2))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise StateWriteError(f"cannot write {path}: {_why(exc)}; the previous file (if any) is intact",
+                              fix=_fix(exc, path)) from None
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "the disk is full"
+    if exc.errno == errno.EROFS:
+        return "the file system is read-only"
+    return exc.strerror or str(exc)
+
+
+def _fix(exc: OSError, path: Path) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"free space on the disk that holds {path.parent} (`df -h {path.parent}`), then run again"
+    return f"make {path.parent} writable by you, then run again"
+
+
+def write_last_run(root: Path, stack: str, order: list[str], waves: list[list[str]] | None = None) -> None:
+    write_json(Layout(root).last_run, {"stack": stack, "services": list(order),
+                                       "waves": [list(w) for w in waves or [[n] for n in order]]})
+
+
+def _last(root: Path) -> dict:
+    try:
+        data = json.loads(Layout(root).last_run.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def last_run(root: Path) -> list[str]:
-    try:
-        return list(json.loads(Layout(root).last_run.read_text())["services"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
+    names = _last(root).get("services")
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def last_waves(root: Path) -> list[list[str]]:
+    """The last run's start waves (services in one wave started together), or one per service."""
+    waves = _last(root).get("waves")
+    if isinstance(waves, list) and all(isinstance(w, list) for w in waves):
+        return [[n for n in w if isinstance(n, str)] for w in waves]
+    return [[n] for n in last_run(root)]
 
 
 class RunState:
-    """Written after every start, atomically, so even a SIGKILLed run leaves a usable record."""
+    """Written after every start and stop, atomically, so even a SIGKILLed run leaves a usable record.
 
-    def __init__(self, root: Path, stack: str, mode: str):
+    `begin()` must succeed before anything starts; later writes that fail are reported once through
+    `warn` and retried with the next change (the file on disk stays the last whole version)."""
+
+    def __init__(self, root: Path, stack: str, mode: str, warn: Callable[[str], None] | None = None):
         self.path = Layout(root).state
         self.data = {"stack": stack, "mode": mode, "supervisor_pid": os.getpid(), "services": {}}
         self.lock = threading.Lock()
+        self.warn = warn or (lambda _line: None)
+        self.failing = False
+
+    def begin(self) -> None:
+        """The first write: a StateWriteError here means nothing may start."""
+        with self.lock:
+            write_json(self.path, self.data)
 
     def add(self, record: dict) -> None:
         with self.lock:
@@ -44,17 +112,31 @@ class RunState:
             self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
-        os.replace(tmp, self.path)
+        try:
+            if self.data["services"]:
+                write_json(self.path, self.data)
+            else:
+                self.path.unlink(missing_ok=True)
+        except (StateWriteError, OSError) as err:
+            if not self.failing:
+                self.failing = True
+                self.warn(f"warning: {err}; `inv status` and `inv stop` from elsewhere may miss this "
+                          "run's latest changes (Ctrl-C here still stops everything)")
+            return
+        if self.failing:
+            self.failing = False
+            self.warn(f"the run state is saved again in {self.path}")
 
 
 def read_state(root: Path) -> dict:
     try:
-        return json.loads(Layout(root).state.read_text())
+        data = json.loads(Layout(root).state.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"services": {}}
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        return {"services": {}}
+    data["services"] = {k: v for k, v in data["services"].items() if isinstance(v, dict)}
+    return data
 
 
 def write_state(root: Path, data: dict) -> None:
@@ -62,6 +144,4 @@ def write_state(root: Path, data: dict) -> None:
     if not data.get("services"):
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_json(path, data)
