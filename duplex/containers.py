@@ -115,6 +115,7 @@ def remove_container(container, grace: float) -> None:
 
 class ContainerHandle:
     def __init__(self, svc: ServicePlan, container, log: Path, sink: LineSink | None, reused: bool):
+        self.service = svc
         self.name = svc.name
         self.url = svc.url
         self.persistent = svc.persistent
@@ -128,21 +129,26 @@ class ContainerHandle:
             self.reader.start()
 
     def _pump(self, sink: LineSink) -> None:
+        """Follow the engine's log to its end, whatever happens to the log file or the terminal."""
         from docker.errors import DockerException
-        buf = b""
+        from .native import LogFile, _deliver, secret_masker
+        out = LogFile(self.log, lambda text: _deliver(sink, "duplex", f"{self.name}: {text}"))
+        redact = secret_masker(self.service)
+        buf, broken_sink = b"", False
         try:
-            with open(self.log, "a", encoding="utf-8", errors="replace") as out:
-                for chunk in self.container.logs(stream=True, follow=True):
-                    buf += chunk
-                    while b"\n" in buf:
-                        raw, buf = buf.split(b"\n", 1)
-                        line = raw.decode("utf-8", errors="replace")
-                        self.lines.append(line)
-                        out.write(line + "\n")
-                        out.flush()
-                        sink(self.name, line)
+            for chunk in self.container.logs(stream=True, follow=True):
+                buf += chunk
+                while b"\n" in buf:
+                    raw, buf = buf.split(b"\n", 1)
+                    line = redact(raw.decode("utf-8", errors="replace"))
+                    self.lines.append(line)
+                    out.write(line)
+                    if not broken_sink:
+                        broken_sink = not _deliver(sink, self.name, line)
         except (DockerException, OSError, ValueError):
             pass  # the container went away; its exit is reported by exit_code()
+        finally:
+            out.close()
 
     def exit_code(self) -> int | None:
         from docker.errors import NotFound
@@ -196,6 +202,8 @@ class ContainerRunner:
     def prepare(self, services: list[ServicePlan], progress: Callable[[str], None]) -> None:
         from docker.errors import ImageNotFound
         client = self.client
+        for svc in services:  # before any build: never touch another checkout's containers
+            self._ours_or_absent(svc)
         if not client.networks.list(names=[self.network]):
             client.networks.create(self.network, labels={f"{LABEL}.stack": self.stack})
         for svc in services:
@@ -257,24 +265,51 @@ class ContainerRunner:
         name = container_name(self.stack, svc.name)
         log = Layout(self.root).log(svc.name)
         log.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            old = client.containers.get(name)
-        except NotFound:
-            old = None
+        old = self._ours_or_absent(svc)
         if old is not None:
             same = old.labels.get(CONFIG_LABEL) == digest and old.status == "running"
             if svc.persistent and same:
                 return ContainerHandle(svc, old, log, None if self.detach else sink, reused=True)
             old.remove(force=True)
-        log.write_text("")
+        try:
+            log.write_text("")
+        except OSError:
+            pass  # a full disk: the handle's log pump says so once and the service still runs
         kwargs = run_kwargs(svc, self.stack, self.network, digest)
         _readable_certs(svc, kwargs)
-        try:
-            container = client.containers.run(**kwargs)
+        kwargs.pop("detach", None)
+        container = None
+        try:  # create, then start: a start the engine refuses (a busy port) must leave nothing behind
+            container = client.containers.create(**kwargs)
+            container.start()
         except APIError as exc:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except (APIError, NotFound):
+                    pass
             raise RunError(f"{svc.name}: the engine refused to start the container ({short_error(exc)})",
                            fix=_run_fix(exc, svc)) from exc
         return ContainerHandle(svc, container, log, None if self.detach else sink, reused=False)
+
+    def _ours_or_absent(self, svc: ServicePlan):
+        """The container named for this service when it is this checkout's (or None when there is
+        none); a RunError when another checkout of a stack with the same name owns it."""
+        from docker.errors import NotFound
+        name = container_name(self.stack, svc.name)
+        try:
+            found = self.client.containers.get(name)
+        except NotFound:
+            return None
+        owner = found.labels.get(f"{LABEL}.root")
+        if owner != str(self.root):
+            where = f"the checkout at {owner}" if owner else "something other than duplex"
+            raise RunError(f"{svc.name}: the container {name} belongs to {where}, not to this one "
+                           f"({self.root}); both use the stack name {self.stack!r}",
+                           fix=(f"stop it there (`cd {owner} && inv stop --all`), " if owner else "")
+                               + f"or remove it (`docker rm -f {name}`), or give this checkout its own "
+                                 "[stack] name in stack.toml (then containers, network and images are apart)")
+        return found
 
 
 def _readable_certs(svc: ServicePlan, kwargs: dict) -> None:

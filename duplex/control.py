@@ -17,7 +17,7 @@ from .errors import PlanError
 from .health import probe_once
 from .native import group_alive, start_time, stop_group
 from .plan import LABEL, Health
-from .state import last_run, last_waves, read_state, write_state
+from .state import StateWriteError, last_run, last_waves, read_state, write_state
 
 
 def alive(record: dict, containers: dict | None = None) -> bool:
@@ -84,10 +84,13 @@ def stop_order(root: Path, names: list[str]) -> list[str]:
     return sorted(names, key=lambda n: -rank.get(n, -1))
 
 
-def stop_waves(root: Path, names: list[str]) -> list[list[str]]:
-    """`stop_order` in waves: the last run's start waves reversed (a wave stops together), names
-    it did not start first, each alone."""
-    waves = [[n for n in wave if n in names] for wave in reversed(last_waves(root))]
+def stop_waves(root: Path, names: list[str], state: dict | None = None) -> list[list[str]]:
+    """`stop_order` in waves: the run's start waves (the state's, else the last run's) reversed (a
+    wave stops together), names it did not start first, each alone."""
+    recorded = (state or {}).get("waves")
+    if not (isinstance(recorded, list) and recorded and all(isinstance(w, list) for w in recorded)):
+        recorded = last_waves(root)
+    waves = [[n for n in wave if n in names] for wave in reversed(recorded)]
     placed = {n for wave in waves for n in wave}
     return [[n] for n in stop_order(root, [n for n in names if n not in placed])] + [w for w in waves if w]
 
@@ -176,12 +179,15 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
             t.start()
         for t in threads:
             t.join()
-    for names in stop_waves(root, [n for n in records if wanted(n)]):
+    for names in stop_waves(root, [n for n in records if wanted(n)], state):
         wave(names)
     rest = [n for n in lookup.result() if wanted(n) and n not in done]  # left by runs the state lost
     for names in stop_waves(root, rest):
         wave(names)
-    write_state(root, state)
+    try:
+        write_state(root, state)
+    except StateWriteError as err:  # what it records is stale now, and stale records never block
+        say(f"warning: {err}")
     return stopped
 
 

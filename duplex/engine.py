@@ -57,8 +57,11 @@ def _cdi(dirs) -> bool:
     return False
 
 
-def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout: float = 3.0) -> DockerFacts:
-    """Ping the engine DOCKER_HOST names (or the default socket) with a short timeout; read what checks need."""
+def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout: float = 3.0,
+                 root: str | None = None) -> DockerFacts:
+    """Ping the engine DOCKER_HOST names (or the default socket) with a short timeout; read what checks need.
+    `root`: only this checkout's containers count as the stack's own (another checkout of the same
+    stack name is not ours to reuse)."""
     host = environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
     def factory():
@@ -78,8 +81,9 @@ def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout
                 present[image] = True
             except ImageNotFound:
                 present[image] = False
+        labels = [f"dev.duplex.stack={stack}"] + ([f"dev.duplex.root={root}"] if root else [])
         own = {c.labels.get("dev.duplex.service"): c.name for c in
-               client.containers.list(filters={"label": f"dev.duplex.stack={stack}", "status": "running"})}
+               client.containers.list(filters={"label": labels, "status": "running"})}
     except DockerException as exc:
         return DockerFacts(False, host, f"the engine at {host} answered a ping but then failed: {exc}",
                            "restart the Docker engine")

@@ -110,7 +110,8 @@ def run_preflight(stack, plan: Plan, *, environ: dict[str, str] | None = None, p
     if repos and not ctx.offline:
         jobs["hub"] = lambda: probes.hub(environ, repos, timeout=net_timeout, root=root)
     if ctx.services("container"):
-        jobs["docker"] = lambda: probes.docker(environ, wanted_images(plan), plan.stack, max(net_timeout, 1.0))
+        jobs["docker"] = lambda: probes.docker(environ, wanted_images(plan), plan.stack, max(net_timeout, 1.0),
+                                               root=plan.root)
     for svc in ctx.services():
         jobs[f"port:{svc.port}"] = lambda p=svc.port: probes.port(p)
     jobs["disk"] = lambda: probes.disk(models.hub_cache(environ))

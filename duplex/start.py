@@ -16,7 +16,7 @@ from .native import NativeRunner
 from .plan import Plan
 from .printer import Printer
 from .probe import probe_machine
-from .state import RunState, read_state, write_last_run
+from .state import RunState, StateWriteError, read_state, write_last_run
 from .supervisor import Interrupted, Signalled, Supervisor, shielded, signals_raise
 
 
@@ -80,9 +80,13 @@ def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = F
         runners["container"] = ContainerRunner(root, plan.stack, detach=detach)
     for warning in plan.warnings:
         printer.system(f"warning: {warning}")
-    state = RunState(root, plan.stack, "native" if plan.native else "container", warn=printer.system)
+    state = RunState(root, plan.stack, "native" if plan.native else "container", warn=printer.system,
+                     waves=plan.waves)
     state.begin()  # before anything starts: a run `inv stop` could not find must never begin
-    write_last_run(root, plan.stack, plan.start_order, plan.waves)  # `inv logs` shows these, in this order
+    try:
+        write_last_run(root, plan.stack, plan.start_order, plan.waves)  # `inv logs` shows these, in this order
+    except StateWriteError as err:  # only `inv logs` needs it: the run itself goes on
+        printer.system(f"warning: {err}; `inv logs` will show the previous run's services")
     sup = Supervisor(plan, runners, printer, state, on_crash=on_crash)
     try:
         with signals_raise():  # until watch() takes over, SIGTERM unwinds the start like Ctrl-C

@@ -89,9 +89,11 @@ class RunState:
     `begin()` must succeed before anything starts; later writes that fail are reported once through
     `warn` and retried with the next change (the file on disk stays the last whole version)."""
 
-    def __init__(self, root: Path, stack: str, mode: str, warn: Callable[[str], None] | None = None):
+    def __init__(self, root: Path, stack: str, mode: str, warn: Callable[[str], None] | None = None,
+                 waves: list[list[str]] | None = None):
         self.path = Layout(root).state
-        self.data = {"stack": stack, "mode": mode, "supervisor_pid": os.getpid(), "services": {}}
+        self.data = {"stack": stack, "mode": mode, "supervisor_pid": os.getpid(), "services": {},
+                     "waves": [list(w) for w in waves or []]}  # `inv stop`'s order: dependents first
         self.lock = threading.Lock()
         self.warn = warn or (lambda _line: None)
         self.failing = False

@@ -5,7 +5,6 @@ Real file systems: a small tmpfs mounted over the project's env folder (root onl
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from duplex.envs import env_path, env_status, lock_env, provision_env
 from duplex.errors import EnvError
 from tests.conftest import run_inv
+from tests.support.disk import fill, tmpfs
 
 from .conftest import Spec
 from .test_provision import works
@@ -26,27 +26,6 @@ command = ["python", "-c", "pass"]
 port = 9199
 modes = ["native"]
 """
-
-
-@contextlib.contextmanager
-def tmpfs(where: Path, size: str):
-    where.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        if subprocess.run(["umount", str(where)]).returncode:
-            subprocess.run(["umount", "-l", str(where)], check=True)  # busy: detach it anyway
-
-
-def fill(folder: Path) -> Path:
-    """Write zeros until the file system is full."""
-    filler = folder / "filler"
-    with contextlib.suppress(OSError), open(filler, "wb") as out:
-        while True:
-            out.write(b"\0" * (1 << 20))
-            out.flush()
-    return filler
 
 
 def setup_cli(project: Path, *args: str):

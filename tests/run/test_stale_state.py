@@ -1,0 +1,100 @@
+"""State that `inv stop` cannot clear (issue 18, family 2), against the real Docker engine: what
+duplex records is checked against what is really there, a stale record never blocks, a failed
+start leaves nothing, and a run never touches another checkout's containers."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import time
+
+import docker
+import pytest
+
+from tests.run.conftest import Toy
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def engine():
+    client = docker.from_env()
+    client.ping()  # no engine: this fails, it does not skip
+    return client
+
+
+def labelled(engine, toy):
+    return engine.containers.list(all=True, filters={"label": f"dev.duplex.root={toy.root}"})
+
+
+def test_a_container_removed_behind_duplex_s_back_never_blocks_the_next_run(engine, toy):
+    first = toy.inv("run", "--detach", "--services", "api", timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (container,) = labelled(engine, toy)
+    container.remove(force=True)  # `docker rm -f`, a prune, an engine restart
+    assert json.loads(toy.inv("status", "--json").stdout) == []
+    again = toy.inv("run", "--detach", "--services", "api", timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr  # was: "a run of this stack is already going"
+    assert "cleared the records of api" in again.stdout
+    assert toy.get("api", "/health")["status"] == "ok"
+    labelled(engine, toy)[0].remove(force=True)
+    stop = toy.inv("stop")
+    assert stop.returncode == 0, stop.stderr
+    assert "api: cleared its record (its container is gone" in stop.stdout
+    assert stop.stdout.strip().endswith("nothing was running")
+    assert toy.state()["services"] == {}
+
+
+def test_a_container_start_the_engine_refuses_leaves_no_container(engine, toy):
+    with socket.socket() as busy:  # the port is taken after preflight would have looked
+        busy.bind(("127.0.0.1", toy.ports["api"]))
+        busy.listen()
+        proc = toy.inv("run", "--detach", "--skip-preflight", "--services", "api", timeout=600)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "the engine refused to start the container" in proc.stderr and "Traceback" not in proc.stderr
+    assert f"DUPLEX_PORT_API" in proc.stderr  # the fix names the variable that moves it
+    assert labelled(engine, toy) == []  # was: a created container left behind
+    assert toy.state()["services"] == {}
+
+
+def test_another_checkout_with_the_same_stack_name_is_never_touched(engine, toy, tmp_path, toy_env):
+    first = toy.inv("run", "--detach", "--services", "api", timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (theirs,) = labelled(engine, toy)
+    other_root = tmp_path / "worktree-b"
+    shutil.copytree(toy.root, other_root, symlinks=True, ignore=shutil.ignore_patterns("run", "logs"))
+    other = Toy(other_root)  # same [stack] name "toy", other ports, another checkout
+    try:
+        proc = other.inv("run", "--detach", "--services", "api", timeout=600)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"the container duplex-toy-api belongs to the checkout at {toy.root}" in proc.stderr
+        assert f"cd {toy.root} && inv stop --all" in proc.stderr and "[stack] name" in proc.stderr
+        theirs.reload()
+        assert theirs.status == "running" and [c.id for c in labelled(engine, toy)] == [theirs.id]
+        stop = other.inv("stop", "--all")
+        assert stop.returncode == 0 and "nothing was running" in stop.stdout
+        theirs.reload()
+        assert theirs.status == "running"  # the other checkout's `inv stop --all` left it alone
+    finally:
+        other.inv("stop", "--all")
+
+
+def test_a_killed_native_run_leaves_records_that_stop_clears_and_run_ignores(toy):
+    run = toy.popen("run", "--native", "--services", "api")
+    toy.wait_healthy("api", proc=run)
+    time.sleep(0.3)
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # PR_SET_PDEATHSIG takes the service down with duplex
+        try:
+            toy.get("api", "/health")
+            time.sleep(0.1)
+        except OSError:
+            break
+    assert "api" in toy.state()["services"]  # the record of a run nobody stopped
+    again = toy.inv("run", "--native", "--detach", "--services", "api")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert toy.inv("stop").returncode == 0
