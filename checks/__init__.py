@@ -86,4 +86,6 @@ class Context:
 
     @property
     def endpoint(self) -> str:
-        return (self.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+        """The hub as results name it: a `user:password@` inside HF_ENDPOINT is masked."""
+        from duplex.redact import strip_url
+        return strip_url((self.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"))

@@ -68,7 +68,11 @@ class HubProbe:
     """GET requests against one endpoint with one token; every failure is an Answer, never an exception."""
 
     def __init__(self, endpoint: str, token: str | None = None, timeout: float = TIMEOUT):
-        self.endpoint = endpoint.rstrip("/")
+        from duplex.redact import strip_url, url_secrets
+        endpoint = endpoint.rstrip("/")
+        self.login = next(iter(url_secrets(endpoint)), None)  # user:password from HF_ENDPOINT
+        self.url = endpoint if self.login is None else endpoint.replace(f"{self.login}@", "", 1)
+        self.endpoint = strip_url(endpoint)  # what results name: never the credentials
         self.token = token
         self.timeout = timeout
 
@@ -76,17 +80,28 @@ class HubProbe:
         headers = {"User-Agent": "duplex-preflight", "Accept": "application/json"}
         if auth and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(self.endpoint + path, headers=headers)
+        elif self.login:  # a mirror behind basic auth: the credentials go in the header, not the URL
+            import base64
+            headers["Authorization"] = "Basic " + base64.b64encode(self.login.encode()).decode()
+        request = urllib.request.Request(self.url + path, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                 return Answer(resp.status, _json(resp.read()))
         except urllib.error.HTTPError as exc:
             body = _json(exc.read()) or {}
-            return Answer(exc.code, body, body.get("error") or exc.reason, exc.headers.get("X-Error-Code"))
+            error = body.get("error") if isinstance(body.get("error"), str) else None
+            return Answer(exc.code, body, self._clean(error or exc.reason), exc.headers.get("X-Error-Code"))
         except (urllib.error.URLError, socket.timeout, TimeoutError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             return Answer(None, None, "timed out" if isinstance(reason, (socket.timeout, TimeoutError))
-                          else str(reason))
+                          else self._clean(str(reason)))
+
+    def _clean(self, text: str | None) -> str | None:
+        """A hub's or proxy's words, which may echo the request: never with our token or login in them."""
+        from duplex.redact import redact
+        if text is None:
+            return None
+        return redact(str(text)[:300], [v for v in (self.token, self.login) if v])
 
     def whoami(self) -> Answer:
         return self.get("/api/whoami-v2")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import subprocess
@@ -312,21 +313,19 @@ class NativeRunner:
     def start(self, service: ServicePlan, sink: LineSink | None) -> NativeProcess:
         python = Layout(self.root).env_python(service.env)
         log = Layout(self.root).log(service.name)
-        out = subprocess.PIPE
         try:
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text("")
-            if self.detach:  # no duplex left to read a pipe: the service writes its log itself
-                out = open(log, "ab")
-        except OSError as exc:
-            if self.detach:  # a full disk must not keep the service from serving: its output is dropped
-                out = subprocess.DEVNULL
-                _deliver(sink, "duplex", f"{service.name}: its log {log} cannot be written "
-                                         f"({exc.strerror}): a detached run drops its output")
+        except OSError:
+            pass  # a full or read-only disk: the pump says so (attached) or drops the lines (detached)
+        env, cmd = process_env(service, python), argv(service, python)
+        if self.detach:  # no duplex left to read a pipe: duplex/logpump.py starts the service and reads it
+            env["DUPLEX_LOG_MASK"] = json.dumps(sorted(_secret_values(service)))
+            cmd = [sys.executable, "-I", str(Path(__file__).with_name("logpump.py")), str(log), "--", *cmd]
         try:
             proc = self._forker.submit(
-                subprocess.Popen, argv(service, python), cwd=self.root, env=process_env(service, python),
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                subprocess.Popen, cmd, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if self.detach else subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop reaches uvicorn's reload worker
                 preexec_fn=None if os.name != "posix" else (
                     _attached_child if not self.detach and sys.platform == "linux" else _default_signals),
@@ -334,14 +333,15 @@ class NativeRunner:
         except OSError as exc:
             raise RunError(f"{service.name}: cannot start {service.command[0]}: {exc.strerror}",
                            fix=f"inv setup --env {service.env} --force") from exc
-        finally:
-            if self.detach and out not in (subprocess.PIPE, subprocess.DEVNULL):
-                out.close()
         return NativeProcess(service, proc, log, None if self.detach else sink, redact=secret_masker(service))
+
+
+def _secret_values(service: ServicePlan) -> set[str]:
+    return {v for k, v in service.environment.items() if k in service.secrets and len(v) >= 6}
 
 
 def secret_masker(service: ServicePlan) -> Callable[[str], str]:
     """Masks the service's own secrets (and URL credentials, bearer tokens) in its log lines."""
     from .redact import redact
-    values = {v for k, v in service.environment.items() if k in service.secrets and len(v) >= 6}
+    values = _secret_values(service)
     return lambda line: redact(line, values)

@@ -14,6 +14,7 @@ from . import warm
 from .errors import PlanError
 from .layout import Layout
 from .machine import Machine
+from .redact import URL_CREDENTIALS
 from .stack import REVISION, TEMPLATE, Stack
 
 LOOPBACK = "127.0.0.1"
@@ -82,8 +83,11 @@ class Plan:
     telemetry: str | None = None  # the OTLP collector every service exports to (host's view), or off
 
     def masked_env(self, name: str) -> dict[str, str]:
+        """The service's variables as `inv config` shows them: secrets as ***, and any URL's
+        `user:password@` (HF_ENDPOINT, a database URL) as `***@`."""
         svc = self.services[name]
-        return {k: ("***" if k in svc.secrets else v) for k, v in sorted(svc.environment.items())}
+        return {k: ("***" if k in svc.secrets else URL_CREDENTIALS.sub(r"\g<1>***@", v))
+                for k, v in sorted(svc.environment.items())}
 
 
 def plan(stack: Stack, machine: Machine, *, native: bool = False,

@@ -58,7 +58,7 @@ class Hub:
 
     def _new_token(self) -> str:
         """How to put a new read token in place, where the current one (if any) lives."""
-        tokens = f"{self.endpoint}/settings/tokens"
+        tokens = f"{self.shown}/settings/tokens"
         if self._source == DOTENV:
             return (f"create a read token at {tokens} and save it with `inv setup --hf-token hf_...` "
                     "(it replaces the one in .env)")
@@ -67,6 +67,12 @@ class Hub:
         if self._source == "HF_TOKEN":
             return f"create a read token at {tokens} and set HF_TOKEN to it (HF_TOKEN wins over .env)"
         return f"create a read token at {tokens} and save it with `inv setup --hf-token hf_...` (or set HF_TOKEN)"
+
+    @property
+    def shown(self) -> str:
+        """The endpoint as messages name it: any `user:password@` in HF_ENDPOINT masked."""
+        from ..redact import strip_url
+        return strip_url(self.endpoint)
 
     def _api(self):
         from huggingface_hub import HfApi
@@ -134,7 +140,7 @@ class Hub:
         """Turn a huggingface_hub / HTTP failure into the error that says what to do."""
         from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
                                             RepositoryNotFoundError, RevisionNotFoundError)
-        where = f"{self.endpoint}/{ref.repo}"
+        where = f"{self.shown}/{ref.repo}"
         if isinstance(exc, ModelError):
             return exc
         if is_disk_full(exc):  # a write into the cache, not the hub: huggingface_hub only warns ahead
@@ -157,7 +163,7 @@ class Hub:
             return self._no_revision(ref)
         if isinstance(exc, HfHubHTTPError) and _status(exc) == 401 and _invalid_token(exc):
             return TokenRejectedError(
-                f"the hub at {self.endpoint} rejected the token from {src or 'HF_TOKEN'} "
+                f"the hub at {self.shown} rejected the token from {src or 'HF_TOKEN'} "
                 "(invalid, expired or revoked)",
                 fix=f"{self._new_token()}; the cached models are not used in its place")
         if isinstance(exc, RepositoryNotFoundError):
@@ -166,7 +172,7 @@ class Hub:
             fix = ("check the name (ORG/NAME, as on the model page); "
                    + (f"if it is private, make sure the account of the token from {src} can read it"
                       if src else f"if it is private, {self._new_token()}"))
-            return ModelNotFoundError(f"{ref.repo}: no such model on {self.endpoint}", fix=fix)
+            return ModelNotFoundError(f"{ref.repo}: no such model on {self.shown}", fix=fix)
         if isinstance(exc, HfHubHTTPError) and _status(exc) == 403:
             return TokenRejectedError(f"{ref.repo}: the hub refused access with the token from "
                                       f"{src or 'HF_TOKEN'} (403)",
@@ -174,13 +180,14 @@ class Hub:
                                           f"or {self._new_token()}")
         if isinstance(exc, HfHubHTTPError) and (_status(exc) or 0) >= 500 or _is_network(exc):
             what = f"answered {_status(exc)}" if isinstance(exc, HfHubHTTPError) else "did not answer"
-            return HubUnreachableError(f"the hub at {self.endpoint} {what} ({type(exc).__name__})",
+            return HubUnreachableError(f"the hub at {self.shown} {what} ({type(exc).__name__})",
                                        fix="check the network or HF_ENDPOINT, then rerun `inv prefetch`")
-        return ModelError(f"{ref}: {type(exc).__name__}: {_first_line(exc)}")
+        from ..redact import redact
+        return ModelError(f"{ref}: {type(exc).__name__}: {redact(_first_line(exc))}")
 
     def _no_revision(self, ref: ModelRef) -> ModelNotFoundError:
-        return ModelNotFoundError(f"{ref.repo} has no revision {ref.revision!r} on {self.endpoint}",
-                                  fix=f"use a branch, tag or commit listed at {self.endpoint}/{ref.repo}/tree/main")
+        return ModelNotFoundError(f"{ref.repo} has no revision {ref.revision!r} on {self.shown}",
+                                  fix=f"use a branch, tag or commit listed at {self.shown}/{ref.repo}/tree/main")
 
     def _exists(self, repo: str) -> bool:
         try:

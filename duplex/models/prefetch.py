@@ -70,7 +70,7 @@ def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_p
         # 2. Access: token and licence, for every model something must be fetched for.
         for ref in refs:
             if plans[ref.repo].fetch and not hub.check_access(ref):
-                progress.note(f"{hub.endpoint} has no auth-check API (a mirror): access to "
+                progress.note(f"{hub.shown} has no auth-check API (a mirror): access to "
                               f"{ref.repo} is taken from its listing")
     except HubUnreachableError as err:
         err.fix = (err.fix or "") + _offline_hint(cache, lock, refs)
@@ -86,7 +86,7 @@ def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_p
                             f"{human(free)} free at {cache}",
                             fix=f"free at least {human(need - free)} there, or point HF_HOME (or "
                                 "HF_HUB_CACHE) at a larger disk")
-    report = PrefetchReport(ordered, str(cache), str(lock_path(root)), hub.endpoint, dry_run,
+    report = PrefetchReport(ordered, str(cache), str(lock_path(root)), hub.shown, dry_run,
                             network=need_hub, seconds=0.0)
     if dry_run:
         report.seconds = clock() - started

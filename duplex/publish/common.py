@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import DuplexError
-from ..plan import LABEL, SECRET_WORDS, Plan, ServicePlan
+from ..plan import LABEL, SECRET_WORDS, URL_CREDENTIALS, Plan, ServicePlan
 from ..stack import NAME
 
 CACHE_VOLUME = "model-cache"  # the shared Hugging Face cache, mounted at /cache/huggingface
@@ -48,8 +48,9 @@ def image_name(svc: ServicePlan, registry: str | None) -> str:
 
 def secret_keys(svc: ServicePlan) -> list[str]:
     """Environment keys that must be references, never values."""
-    return sorted(k for k in svc.environment
-                  if k in svc.secrets or any(w in k.upper() for w in SECRET_WORDS))
+    return sorted(k for k, v in svc.environment.items()
+                  if k in svc.secrets or any(w in k.upper() for w in SECRET_WORDS)
+                  or URL_CREDENTIALS.search(v))  # a URL with user:password@ is a secret too
 
 
 def user_ids(svc: ServicePlan) -> tuple[int, int] | None:

@@ -109,11 +109,26 @@ def test_a_state_disk_that_fills_during_the_run_is_said_once_and_stop_still_work
 def test_a_detached_run_on_a_full_log_disk_still_serves_and_stops(toy):
     logs = toy.root / ".duplex" / "logs"
     with tmpfs(logs, "64k"):
-        fill(logs)
+        filler = fill(logs)
         proc = toy.inv("run", "--native", "--detach", "--services", "api")
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "Traceback" not in proc.stdout + proc.stderr
-        assert "a detached run drops its output" in proc.stdout or "warning: cannot write" in proc.stdout
-        assert serve_many(toy, "api", 200) == 200
+        assert "warning: cannot write" in proc.stdout and "run.json: the disk is full" in proc.stdout
+        assert serve_many(toy, "api", 300) == 300  # its log pump reads on and drops what it cannot write
+        filler.unlink()
+        deadline = time.monotonic() + 15
+        log = logs / "api.log"
+        while time.monotonic() < deadline and "lines of this log were not saved" not in _text(log):
+            serve_many(toy, "api", 5)
+            time.sleep(0.5)
+        assert "lines of this log were not saved" in _text(log)  # writing resumed, and the gap is said
+        assert f"m={MARK}" in _text(log)
         stop = toy.inv("stop")
         assert stop.returncode == 0 and "stopped: api" in stop.stdout, stop.stdout + stop.stderr
+
+
+def _text(path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
