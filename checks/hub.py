@@ -52,9 +52,10 @@ def find_token(environ: dict[str, str], root: Path | None = None) -> tuple[str |
         return value, hf_token_origin(root, value)
     from duplex.probe import hf_home
     path = Path(environ.get("HF_TOKEN_PATH") or Path(hf_home(environ)) / "token").expanduser()
+    from duplex.textfile import TextFileError, read_text
     try:
-        token = path.read_text(encoding="utf-8").strip()
-    except OSError:
+        token = read_text(path, limit=64 * 1024, what="token file").strip()
+    except (OSError, TextFileError):  # missing, or not a token file at all (HF_TOKEN_PATH=/dev/zero)
         return None, None
     return (token, f"token file {path}") if token else (None, None)
 

@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from .textfile import read_text
+
 from .errors import DuplexError
 
 PREFIX = "duplex: "
@@ -141,7 +143,7 @@ def _verify(before: dict, after: dict, entries: list[dict]) -> None:
 def write_launch_json(root: Path, entries: list[dict]) -> Path:
     """Merge `entries` (named "duplex: <service>") into ROOT/.vscode/launch.json, atomically."""
     path = root / ".vscode" / "launch.json"
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    text = read_text(path, what="VS Code launch.json") if path.exists() else ""
     new = merge(text, entries)
     if new != text:
         path.parent.mkdir(parents=True, exist_ok=True)

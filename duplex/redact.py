@@ -70,8 +70,9 @@ def secret_values(environ: dict[str, str] | None = None, root: Path | str | None
             pass
     token_file = environ.get("HF_TOKEN_PATH") or _hf_token_file(environ)
     try:
-        found.add(Path(token_file).expanduser().read_text(encoding="utf-8", errors="replace").strip())
-    except OSError:
+        from .textfile import read_text
+        found.add(read_text(Path(token_file).expanduser(), limit=64 * 1024).strip())
+    except Exception:  # noqa: BLE001 - missing or not a token file: nothing to hide from it
         pass
     return {v for v in found if len(v) >= MIN_LENGTH}
 

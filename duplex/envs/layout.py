@@ -43,18 +43,23 @@ def new_build(root: Path, name: str) -> Path:
 
 
 @contextlib.contextmanager
-def locked(root: Path, name: str):
-    """One setup per env at a time (a second waits); released when the process dies, even by SIGKILL."""
+def locked(root: Path, name: str, *, wait: bool = True):
+    """One setup per env at a time (a second waits); released when the process dies, even by SIGKILL.
+    `wait=False`: yields False at once when another setup holds it (True when this one does)."""
     prepare(root)
     with open(envs_dir(root) / f".{name}.lock", "a+") as handle:
         try:
             import fcntl
         except ImportError:  # Windows: no advisory lock; builds still never collide (unique names)
-            yield
+            yield wait
             return
-        fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from ..errors import EnvError
+from ..textfile import read_text
 from . import layout, sources
 from .pythons import allows
 from .commands import CommandFailed, Progress, run
@@ -43,7 +44,7 @@ def lock_python(spec) -> str:
 def locked_python(lock: Path) -> str | None:
     """The --python-version a lock was compiled for, from its header."""
     try:
-        head = lock.read_text(encoding="utf-8")[:2000]
+        head = read_text(lock, what="lock file")[:2000]
     except OSError:
         return None
     found = re.search(r"--python-version[ =](\d+\.\d+)", head)
@@ -77,7 +78,7 @@ def unhashed(text: str) -> list[str]:
 
 def wanted_names(req: Path) -> list[str]:
     names = []
-    for line in logical_lines(req.read_text(encoding="utf-8")):
+    for line in logical_lines(read_text(req, what="requirements file")):
         line = line.split("#")[0].strip()
         found = re.match(r"([A-Za-z0-9][\w.-]*)", line)
         if found and not line.startswith("-"):
@@ -92,7 +93,7 @@ def lock_state(root: Path, name: str, spec, variant: str | None = None) -> str:
         return "missing"
     if not req.is_file():
         return "ok"
-    text = lock.read_text(encoding="utf-8")
+    text = read_text(lock, what="lock file")
     mark = next((line for line in text.splitlines() if line.startswith(MARK)), None)
     if mark:
         if mark[len(MARK):].strip() != _sha256(req):
@@ -150,7 +151,7 @@ def lock_env(root: Path, name: str, spec, *, variant: str | None = None, progres
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-    progress(f"{name}: wrote {_rel(lock, root)} ({len(pins(lock.read_text(encoding='utf-8')))} packages)")
+    progress(f"{name}: wrote {_rel(lock, root)} ({len(pins(read_text(lock, what='lock file')))} packages)")
     return lock
 
 

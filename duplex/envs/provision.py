@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EnvError
+from ..textfile import read_text
 from . import fixes as fixes_mod
 from . import imports, layout, lock as lock_mod, sources, stamp as stamp_mod, system
 from ..layout import python_in
-from .installer import explain, pick
-from .interpreters import discover
-from .pythons import allows, parse_range
+from .installer import INSTALLERS, explain, pick
+from .interpreters import discover, install_hint, probe
+from .pythons import VERSION_ONLY, allows, parse_range
 from .commands import CommandFailed, Progress
 from ..gpu import NvmlFacts, probe_nvml_facts
 from .torch import TorchChoice, choose
@@ -58,22 +59,37 @@ def torch_choice(root: Path, name: str, spec, *, torch: str | None = None, probe
     req = lock_mod.requirements_path(root, name, spec)
     pinned = None
     if mode not in ("none", "cpu") and req.is_file():
-        for line in lock_mod.logical_lines(req.read_text(encoding="utf-8")):
+        for line in lock_mod.logical_lines(read_text(req, what="requirements file")):
             if line.replace(" ", "").startswith("torch=="):
                 pinned = line.replace(" ", "")[len("torch=="):].split("+")[0].split(";")[0]
     return choose(mode, probe, pinned)
 
 
-def _python_ok(spec, python: str | None):
+def _python_ok(spec, python: str | None, exact: str | None = None):
+    """Whether a built env's Python is what is asked for: the env's range, `--python 3.11`, or
+    `exact` (the version of the interpreter `--python /path` names)."""
     rng = _spec(spec, "python", ">=3.10,<3.13")
 
     def ok(version: str) -> bool:
         if not allows(rng, version):
             return False
+        if exact:
+            return version == exact
         if python and python[:1].isdigit():
             return version in parse_range(python)
         return True
     return ok
+
+
+def _asked_python(python: str | None) -> str | None:
+    """`--python PATH`: the version of that interpreter (probed once), or an EnvError when it is not
+    one; None for no --python or a version (those are checked against the range as they are)."""
+    if not python or VERSION_ONLY.match(python):
+        return None
+    found = probe(shutil.which(python) or python, "--python")
+    if found is None:
+        raise EnvError(f"--python {python}: not a working Python interpreter", fix=install_hint())
+    return found.version
 
 
 def _wanted(root: Path, name: str, spec, choice: TorchChoice) -> tuple[Path, dict]:
@@ -113,13 +129,20 @@ def provision_env(root: Path, name: str, spec, *, python: str | None = None, for
     started = time.perf_counter()
     root = Path(root)
     venv = layout.env_path(root, name)
+    # What was asked is checked before anything else, so a mistake is refused even when the env
+    # is up to date (it was silently ignored without --force): installer, torch, interpreter.
+    if installer is not None:
+        pick(installer)
     choice = torch_choice(root, name, spec, torch=torch, probe=probe)
     lock, want = _wanted(root, name, spec, choice)
     fixes_mod.check_names(want["fixes"], name)
-    python_ok = _python_ok(spec, python)
+    python_ok = _python_ok(spec, python, _asked_python(python))
     old = stamp_mod.read(venv) if python_in(venv).exists() else None
     reason = "--force" if force else stamp_mod.stale_reason(old, python_ok=python_ok, **want)
+    if reason is None and installer is not None and INSTALLERS[installer].name != old.installer:
+        reason = f"built with {old.installer}, --installer {installer} asked"
     if reason is None:
+        _clean_if_idle(root, name)  # the partial builds a killed setup left: the docs promise it
         why = old.torch_reason or choice.reason  # stamps before torch_reason: today's reason
         torch_text = f"torch {old.torch}" + (f": {why}" if old.torch != "none" else "")
         progress(f"{name}: up to date (Python {old.python_version}, {torch_text}), nothing to do")
@@ -135,6 +158,16 @@ def provision_env(root: Path, name: str, spec, *, python: str | None = None, for
         raise layout.from_os_error(exc, name, "preparing the env folder", layout.envs_dir(root)) from None
 
 
+def _clean_if_idle(root: Path, name: str) -> None:
+    """Remove this env's leftover builds unless another setup of it is running right now."""
+    try:
+        with layout.locked(root, name, wait=False) as held:
+            if held:
+                layout.clean(root, name)
+    except OSError:
+        pass  # a read-only or full disk: nothing to clean there, and reuse must still work
+
+
 def _build(root, name, spec, lock, want, choice, python, installer, progress, started) -> EnvResult:
     interp = discover(_spec(spec, "python", ">=3.10,<3.13"), name, python=python,
                       prefer=lock_mod.locked_python(lock) or lock_mod.lock_python(spec))
@@ -142,7 +175,7 @@ def _build(root, name, spec, lock, want, choice, python, installer, progress, st
     if choice.variant != "none":
         progress(f"{name}: torch {choice.variant}: {choice.reason}")
     warnings = list(choice.warnings)
-    pins = lock_mod.pins(lock.read_text(encoding="utf-8"))
+    pins = lock_mod.pins(read_text(lock, what="lock file"))
     libs = _spec(spec, "system_libs", None) or _spec(spec, "system", [])  # `system`: the older name
     warnings += system.check(list(libs or []), name, pins,
                              system.pypi_has_wheel(interp.path), progress)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import LockError
+from ..textfile import TextFileError, read_text
 from .refs import parse_ref
 
 if sys.version_info >= (3, 11):
@@ -60,10 +61,10 @@ def lock_path(root: Path | str) -> Path:
 def read_lock(root: Path | str) -> Lock:
     path = lock_path(root)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text(path, what="model lock"))
     except FileNotFoundError:
         return Lock()
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, TextFileError, tomllib.TOMLDecodeError) as exc:
         raise LockError(f"{path}: cannot read the model lock: {exc}",
                         fix=f"restore it from git (git checkout -- {LOCK_FILE}) or delete it and run inv prefetch") from exc
     try:

@@ -12,6 +12,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 from .errors import VendorError
+from ..textfile import TextFileError, read_text
 from .tree import RECORD
 
 HEADER = ("# Written by `inv vendor-moshi`; do not edit by hand.\n"
@@ -53,8 +54,8 @@ def read(tree: Path) -> tuple[dict, dict[str, str]] | None:
     if not path.is_file():
         return None
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        data = tomllib.loads(read_text(path, what="MOSHI_VERSION record"))
+    except (tomllib.TOMLDecodeError, TextFileError, OSError) as exc:
         raise VendorError(f"{path}: unreadable ({exc})",
                           fix="restore it from git (`git checkout -- third_party/moshi/MOSHI_VERSION`) "
                               "or vendor again with `inv vendor-moshi --tag vX.Y.Z`") from exc
