@@ -115,6 +115,7 @@ def lock_env(root: Path, name: str, spec, *, variant: str | None = None, progres
     if not req.is_file():
         raise EnvError(f"env {name!r}: {_rel(req, root)} does not exist",
                        fix=f"create it with one requirement per line, then run `inv lock --env {name}`")
+    read_text(req, what="requirements file")  # UTF-8 text, or one clear line before uv runs
     python = lock_python(spec)
     tmp = lock.with_name(f".{lock.name}.{os.getpid()}.tmp")
     again = f"inv lock --env {name}" + (f" --torch {variant}" if variant and variant != "none" else "")
