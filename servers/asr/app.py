@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
-from .. import telemetry
+from .. import errors, telemetry
 from . import audio, loaders
 from .backends import Backend, BackendFailure, BackendUnavailable, make_backend
 from .metrics import Metrics
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.backend.close()
 
     app = FastAPI(title="duplex ASR server", lifespan=lifespan)
+    errors.install(app)  # FastAPI's own 404/405/422/500 answers in the documented shape too
     app.state.model = state
     telemetry.instrument(app)  # request spans, only when OTEL_* says so
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
-
 import httpx
-from fastapi import FastAPI, File, UploadFile, WebSocket
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
 
-from .. import telemetry
+from .. import errors, telemetry
+from ..errors import error_response
 from . import asr_proxy, moshi_relay
 from .config import Endpoints, endpoints_from_env
 
@@ -35,6 +35,7 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="duplex frontend", lifespan=lifespan)
+    errors.install(app)  # FastAPI's own 404/405/422/500 answers in the documented shape too
     telemetry.instrument(app)  # request spans, only when OTEL_* says so
     app.state.endpoints = endpoints
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -48,18 +49,18 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
         return {**endpoints.as_dict(), "moshi_relay_path": "/api/chat" if endpoints.moshi_ws_url else None}
 
     @app.post("/api/transcribe")
-    async def transcribe(file: Annotated[UploadFile, File()]):
-        content = await file.read(MAX_UPLOAD_BYTES + 1)
+    async def transcribe(request: Request):
+        """The multipart field `file`, forwarded to ASR; every refusal in the documented shape."""
+        upload = await _read_upload(request)
+        if isinstance(upload, JSONResponse):
+            return upload
+        filename, content, content_type = upload
         if len(content) > MAX_UPLOAD_BYTES:
-            return JSONResponse(
-                {"error": "too_large", "detail": f"Audio files up to {MAX_UPLOAD_BYTES // 2**20} MiB only."}, 413
-            )
+            return error_response(413, "too_large", f"Audio files up to {MAX_UPLOAD_BYTES // 2**20} MiB only.")
         if not content:
-            return JSONResponse({"error": "empty", "detail": "The uploaded file is empty."}, 400)
+            return error_response(400, "empty", "The uploaded file is empty.")
         try:
-            return await asr_proxy.transcribe(
-                app.state.http, endpoints.asr_url, file.filename, content, file.content_type
-            )
+            return await asr_proxy.transcribe(app.state.http, endpoints.asr_url, filename, content, content_type)
         except asr_proxy.ProxyError as err:
             return JSONResponse(err.body, err.status)
 
@@ -76,6 +77,27 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
         return FileResponse(STATIC / "chat.html")
 
     return app
+
+
+async def _read_upload(request: Request):
+    """(filename, bytes, content type) of the multipart field `file`, or the error answer: a request
+    that is not a multipart upload, or has no `file` in it, is refused as the ASR server refuses it."""
+    kind = request.headers.get("content-type", "")
+    if not kind.startswith("multipart/form-data"):
+        return error_response(400, "bad_request", "expected a multipart/form-data upload with a `file` field "
+                                                  f"(curl -F file=@speech.wav ...), got {kind or 'no content-type'!r}")
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except Exception as exc:  # broken framing, too many parts
+        return error_response(400, "bad_request", f"expected a multipart/form-data upload with a `file` field: {exc}")
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            return error_response(400, "missing_file", "the multipart form has no `file` field holding the audio "
+                                                       "(curl -F file=@speech.wav ...)")
+        return upload.filename, await upload.read(MAX_UPLOAD_BYTES + 1), upload.content_type
+    finally:
+        await form.close()
 
 
 app = create_app()

@@ -319,3 +319,40 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# -- one error shape (issue 18, family 7) -------------------------------------------------------
+
+BAD_REQUESTS = [  # (method, path, request keywords, status, error code)
+    ("POST", "/api/transcribe", {}, 400, "bad_request"),  # no body at all
+    ("POST", "/api/transcribe", {"json": {"file": "a.wav"}}, 400, "bad_request"),  # not multipart
+    ("POST", "/api/transcribe", {"data": {"audio": "x"}, "files": {"other": ("a.wav", b"RIFF")}}, 400, "missing_file"),
+    ("POST", "/api/transcribe", {"content": b"--xyz\r\nbroken", "headers": {
+        "content-type": "multipart/form-data; boundary=xyz"}}, 400, "missing_file"),  # cut-off framing: no file
+    ("POST", "/api/transcribe", {"content": b"garbage", "headers": {
+        "content-type": "multipart/form-data"}}, 400, "bad_request"),  # no boundary: not parseable
+    ("POST", "/api/transcribe", {"files": {"file": ("a.wav", b"")}}, 400, "empty"),
+    ("GET", "/api/transcribe", {}, 405, "method_not_allowed"),
+    ("GET", "/no/such/page", {}, 404, "not_found"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), BAD_REQUESTS)
+def test_every_refusal_of_the_frontend_has_the_documented_shape(start_frontend, method, path, kwargs, status, code):
+    base = start_frontend(ASR_URL=f"http://127.0.0.1:{free_port()}")
+    answer = httpx.request(method, base + path, timeout=10, **kwargs)
+    assert answer.status_code == status, answer.text  # was: FastAPI's 422 {"detail": [...]}
+    body = answer.json()
+    assert set(body) == {"error", "detail"} and body["error"] == code and isinstance(body["detail"], str), body
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), [
+    ("POST", "/transcribe", {"json": {}}, 400, "bad_request"),
+    ("POST", "/transcribe", {"files": {"other": ("a.wav", b"RIFF")}}, 400, "missing_file"),
+    ("GET", "/transcribe", {}, 405, "method_not_allowed"),
+    ("GET", "/nope", {}, 404, "not_found"),
+])
+def test_the_asr_server_answers_in_the_same_shape(asr_url, method, path, kwargs, status, code):
+    answer = httpx.request(method, asr_url + path, timeout=10, **kwargs)
+    assert answer.status_code == status, answer.text
+    assert set(answer.json()) == {"error", "detail"} and answer.json()["error"] == code, answer.text
