@@ -114,6 +114,8 @@ class _ContainerLookup(threading.Thread):
             self.found = {}
 
     def result(self) -> dict:
+        if not self.is_alive() and self.ident is None:
+            self.start()
         self.join()
         return self.found
 
@@ -128,8 +130,10 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
     stack (`known()`), the state, the last run nor the engine knows is an error."""
     state = read_state(root)
     records = state["services"]
-    lookup = _ContainerLookup(root, everything, any(r.get("mode") == "container" for r in records.values()))
-    lookup.start()
+    recorded = any(r.get("mode") == "container" for r in records.values())
+    lookup = _ContainerLookup(root, everything, recorded)
+    if recorded or not records:  # else: after the native services, so importing docker never slows them
+        lookup.start()
     if services:
         names = set(records) | set(last_run(root)) | (known() if known else set())
         if not set(services) <= names:
