@@ -84,8 +84,8 @@ class HubProbe:
         elif self.login:  # a mirror behind basic auth: the credentials go in the header, not the URL
             import base64
             headers["Authorization"] = "Basic " + base64.b64encode(self.login.encode()).decode()
-        request = urllib.request.Request(self.url + path, headers=headers)
         try:
+            request = urllib.request.Request(self.url + path, headers=headers)
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:
                 return Answer(resp.status, _json(resp.read()))
         except urllib.error.HTTPError as exc:
@@ -128,7 +128,8 @@ def gather(environ: dict[str, str], repos: list[str], *, timeout: float = TIMEOU
            probe: HubProbe | None = None, root: Path | None = None) -> HubFacts:
     """Every hub call preflight needs, all at once (threads), each bounded by `timeout`."""
     token, source = find_token(environ, root)
-    endpoint = (environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
+    from duplex.machine import hf_endpoint
+    endpoint = hf_endpoint(environ)
     hub = probe or HubProbe(endpoint, token, timeout)
     facts = HubFacts(hub.endpoint, source)
     jobs: list[tuple[dict | None, str, object]] = [(facts.models, r, lambda r=r: hub.model_info(r)) for r in repos]
@@ -156,10 +157,9 @@ def gather(environ: dict[str, str], repos: list[str], *, timeout: float = TIMEOU
 
 
 def env_timeout(environ: dict[str, str]) -> float:
-    try:
-        return float(environ.get("DUPLEX_PREFLIGHT_TIMEOUT", TIMEOUT))
-    except ValueError:
-        return TIMEOUT
+    """DUPLEX_PREFLIGHT_TIMEOUT, checked: finite seconds up to a minute (or the default)."""
+    from duplex.machine import seconds_from
+    return seconds_from(environ, "DUPLEX_PREFLIGHT_TIMEOUT", TIMEOUT, high=60.0)
 
 
 __all__ = ["Answer", "HubFacts", "HubProbe", "find_token", "gather", "split_repo", "env_timeout"]

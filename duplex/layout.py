@@ -17,6 +17,15 @@ def python_in(venv: Path) -> Path:
     return Path(venv) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def _part(name: str) -> str:
+    """A service, env or stack name as one path component: never a way out of `.duplex/`. The
+    stack file and the flags keep names to one rule already; this guards every other way in
+    (a hand-edited run state, a library caller)."""
+    if not name or "/" in name or "\\" in name or name.startswith(".") or "\x00" in name:
+        raise ValueError(f"{name!r} cannot name a file under .duplex/")
+    return name
+
+
 @dataclass(frozen=True)
 class Layout:
     root: Path
@@ -34,7 +43,7 @@ class Layout:
         return self.base / "envs"
 
     def env(self, name: str) -> Path:
-        return self.envs / name
+        return self.envs / _part(name)
 
     def env_python(self, name: str) -> Path:
         return python_in(self.env(name))
@@ -45,7 +54,7 @@ class Layout:
         return self.base / "logs"
 
     def log(self, service: str) -> Path:
-        return self.logs / f"{service}.log"
+        return self.logs / f"{_part(service)}.log"
 
     @property
     def last_run(self) -> Path:
@@ -65,7 +74,7 @@ class Layout:
     def stack_certs(self, stack: str) -> Path:
         """The folder moshi's `--ssl` expects: `cert.pem` and `key.pem` side by side (+ `bundle.pem`:
         the system roots plus the local CA, for services that call a TLS service: SSL_CERT_FILE)."""
-        return self.certs / stack
+        return self.certs / _part(stack)
 
     @property
     def ca(self) -> Path:

@@ -5,8 +5,14 @@ Pure: no probing happens here, so the plan can import it (tests build Machines b
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .errors import DuplexError
+
+DEFAULT_HUB = "https://huggingface.co"
 
 # Host variables the plan reads or passes through; nothing else of the host leaks into services.
 PASSTHROUGH = ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES",
@@ -38,3 +44,33 @@ def hf_home(environ: dict[str, str]) -> str:
 def hf_offline(environ: dict[str, str]) -> bool:
     """HF_HUB_OFFLINE as huggingface_hub reads it (1/ON/YES/TRUE, any case)."""
     return environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hf_endpoint(environ: dict[str, str]) -> str:
+    """HF_ENDPOINT (a mirror) or the public hub, checked where it enters: an http(s) URL, or an
+    error that says so (not a traceback from deep inside a download, nor "could not reach garbage")."""
+    value = (environ.get("HF_ENDPOINT") or "").strip()
+    if not value:
+        return DEFAULT_HUB
+    if not re.match(r"^https?://[^/\s]+", value) or any(c.isspace() or ord(c) < 32 for c in value):
+        shown = re.sub(r"(://)[^/\s@]*@", r"\1***@", value)  # as duplex.redact.strip_url (which imports us)
+        raise DuplexError(f"HF_ENDPOINT={shown!r} is not an http(s) URL",
+                          fix="set it to your mirror's address, e.g. HF_ENDPOINT=http://127.0.0.1:8090, "
+                              "or unset it for huggingface.co")
+    return value.rstrip("/")
+
+
+def seconds_from(environ: dict[str, str], name: str, default: float, high: float = 600.0) -> float:
+    """A number of seconds from a variable such as DUPLEX_PREFLIGHT_TIMEOUT: finite, positive and
+    at most `high`, or an error naming the variable (inf once reached the Docker client as a time)."""
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= high):
+        raise DuplexError(f"{name}={raw!r} is not a number of seconds from 0 to {high:g}",
+                          fix=f"set it to e.g. {name}={default:g}, or unset it")
+    return value

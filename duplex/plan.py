@@ -15,7 +15,7 @@ from .errors import PlanError
 from .layout import Layout
 from .machine import Machine
 from .redact import URL_CREDENTIALS
-from .stack import REVISION, TEMPLATE, Stack
+from .stack import IMAGE, REVISION, TEMPLATE, Stack
 
 LOOPBACK = "127.0.0.1"
 HOST_FROM_CONTAINER = "host.docker.internal"  # mapped to the host gateway by the container runner
@@ -183,7 +183,11 @@ def _mode(stack: Stack, name: str, native: bool, warnings: list[str]) -> str:
 
 def base_image(stack: Stack, machine: Machine) -> str:
     """The image service Dockerfiles build FROM: DUPLEX_BASE_IMAGE, else the stack's `base_image`."""
-    return machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image)
+    chosen = machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image)
+    if not IMAGE.match(chosen):
+        raise PlanError(f"DUPLEX_BASE_IMAGE={chosen!r} is not an image reference",
+                        fix="set it to an image such as duplex/python:3.11-bookworm, or unset it")
+    return chosen
 
 
 def port_variable(service: str) -> str:

@@ -6,13 +6,14 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from .machine import PASSTHROUGH, Machine, hf_home
+from .machine import PASSTHROUGH, Machine, hf_endpoint, hf_home
 
 def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = None,
                   nvidia_runtime: bool | None = None, keep: Iterable[str] = ()) -> Machine:
     """Read the host cheaply. GPU facts come from the NVML probe when not given; whether containers
     can get a GPU from the Docker engine, asked only when there is a GPU to hand them."""
     environ = dict(os.environ if environ is None else environ)
+    hf_endpoint(environ)  # checked where it enters: services get it as it is
     torch = "cpu"
     if gpus is None:
         from .gpu import probe_nvml_facts  # lazy: NVML is only loaded when asked

@@ -70,16 +70,22 @@ def _last(root: Path) -> dict:
         return {}
 
 
+def _named(name) -> bool:
+    """A service name as the stack file allows it: what a hand-edited state file says is not trusted."""
+    from .stack import NAME
+    return isinstance(name, str) and bool(NAME.match(name))
+
+
 def last_run(root: Path) -> list[str]:
     names = _last(root).get("services")
-    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+    return [n for n in names if _named(n)] if isinstance(names, list) else []
 
 
 def last_waves(root: Path) -> list[list[str]]:
     """The last run's start waves (services in one wave started together), or one per service."""
     waves = _last(root).get("waves")
     if isinstance(waves, list) and all(isinstance(w, list) for w in waves):
-        return [[n for n in w if isinstance(n, str)] for w in waves]
+        return [[n for n in w if _named(n)] for w in waves]
     return [[n] for n in last_run(root)]
 
 
@@ -137,7 +143,7 @@ def read_state(root: Path) -> dict:
         return {"services": {}}
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         return {"services": {}}
-    data["services"] = {k: v for k, v in data["services"].items() if isinstance(v, dict)}
+    data["services"] = {k: v for k, v in data["services"].items() if _named(k) and isinstance(v, dict)}
     return data
 
 

@@ -29,8 +29,8 @@ _NETWORK = {"ConnectError", "ConnectionError", "ConnectTimeout", "TimeoutExcepti
 
 def endpoint_from(environ: dict[str, str] | None = None) -> str:
     """HF_ENDPOINT (a mirror) or the public hub; read at call time, not at import."""
-    environ = os.environ if environ is None else environ
-    return (environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    from ..machine import hf_endpoint
+    return hf_endpoint(os.environ if environ is None else environ)
 
 
 def token_source(root: Path | str | None = None, environ: dict[str, str] | None = None) -> str | None:

@@ -187,3 +187,18 @@ def test_stop_refuses_a_service_nobody_knows(tmp_path):
 def test_stop_works_even_when_the_stack_file_is_broken(tmp_path):
     proc = inv_in(tmp_path, "stop", text="[services\n")
     assert proc.returncode == 0 and "nothing was running" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(("variable", "value", "task", "words"), [
+    ("DUPLEX_PREFLIGHT_TIMEOUT", "inf", ("preflight",), "DUPLEX_PREFLIGHT_TIMEOUT='inf' is not a number of seconds"),
+    ("DUPLEX_PREFLIGHT_TIMEOUT", "-1", ("preflight",), "DUPLEX_PREFLIGHT_TIMEOUT='-1' is not a number of seconds"),
+    ("HF_ENDPOINT", "garbage", ("preflight",), "HF_ENDPOINT='garbage' is not an http(s) URL"),
+    ("HF_ENDPOINT", "garbage", ("prefetch", "--repo", "org/name"), "HF_ENDPOINT='garbage' is not an http(s) URL"),
+    ("HF_ENDPOINT", "ftp://u:pw@mirror", ("config",), "HF_ENDPOINT='ftp://***@mirror' is not an http(s) URL"),
+    ("DUPLEX_BASE_IMAGE", "Not An Image", ("config",), "DUPLEX_BASE_IMAGE='Not An Image' is not an image reference"),
+    ("DUPLEX_PORT_API", "http", ("config",), "DUPLEX_PORT_API='http' is not a port number"),
+])
+def test_the_variables_duplex_reads_are_checked_where_they_enter(tmp_path, variable, value, task, words):
+    proc = inv_in(tmp_path, *task, text=GOOD + 'models = ["org/name"]\n', env={variable: value})
+    refused(proc, 1, f"duplex: {words}")
+    assert "pw" not in proc.stdout + proc.stderr
