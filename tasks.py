@@ -33,8 +33,12 @@ def _cli(fn):
             raise Exit("duplex: interrupted", code=130) from None
         except Exit:
             raise
-        except Exception:  # a bug: its traceback for the report, with any secret in it masked
-            import traceback
+        except Exception as exc:
+            from duplex.errors import disk_error
+            err = disk_error(exc)  # a full or read-only disk wherever it struck: one line, not a traceback
+            if err is not None:
+                raise Exit(f"duplex: {redactor(err.render())}", code=1) from None
+            import traceback  # a bug: its traceback for the report, with any secret in it masked
             traceback.print_exc()
             raise Exit(code=1) from None
         finally:

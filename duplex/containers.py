@@ -80,8 +80,15 @@ def stage_build_ca(root: Path, *, keep: bool = False) -> Path:
     build context; `keep`: leave one that is already there (Compose builds of a published stack)."""
     path = Layout(root).build_ca
     if not (keep and path.exists()):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(ca_bundle())
+        data = ca_bundle()
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:  # atomically: a full disk must not leave a cut-off bundle for the next build
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
     return path
 
 

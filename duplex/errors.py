@@ -41,3 +41,31 @@ class RunError(DuplexError):
 
 class EngineError(DuplexError):
     """The Docker engine is unreachable or refused a request."""
+
+
+class DiskError(DuplexError):
+    """A write the disk refused (full, over quota, read-only, not ours), wherever it happened."""
+
+
+def disk_error(exc: BaseException | None) -> DiskError | None:
+    """The file-system failure behind an exception (its chain included), as one clear line with
+    the fix, or None when it is not one. The CLI's last resort: setup, prefetch and the run state
+    say more where they know the step."""
+    import errno
+    import os
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            where = exc.filename or "a file"
+            folder = os.path.dirname(str(where)) or "."
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return DiskError(f"cannot write {where}: the disk is full; nothing half-written was kept",
+                                 fix=f"free space on the disk that holds {folder} (`df -h {folder}`), then run again")
+            if exc.errno == errno.EROFS:
+                return DiskError(f"cannot write {where}: the file system is read-only",
+                                 fix="remount it read-write, or work from a project on a writable disk")
+            return DiskError(f"cannot write {where}: permission denied",
+                             fix=f"make {folder} writable by you (`ls -ld {folder}`), then run again")
+        exc = exc.__cause__ or exc.__context__
+    return None

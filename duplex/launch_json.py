@@ -148,6 +148,10 @@ def write_launch_json(root: Path, entries: list[dict]) -> Path:
     if new != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name("launch.json.duplex-tmp")
-        tmp.write_text(new, encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(new, encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:  # a full disk: the old launch.json stays whole, no temp file is left
+            tmp.unlink(missing_ok=True)
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
     return path

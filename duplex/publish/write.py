@@ -61,6 +61,7 @@ def stage(out: Path, files: dict[str, str]) -> Staged:
     (same folder: relative paths inside, such as a build context, read the same). Returns
     {final: staged}; `commit` moves them into place, `discard` removes them."""
     staged = Staged()
+    final = out
     try:
         for rel, text in files.items():
             final = out / rel
@@ -73,6 +74,11 @@ def stage(out: Path, files: dict[str, str]) -> Staged:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
             os.chmod(tmp, 0o644)
+    except OSError as exc:
+        discard(staged)
+        if exc.filename is None:  # a write on a full disk names no file: say which one
+            raise OSError(exc.errno, exc.strerror, str(final)) from exc
+        raise
     except BaseException:
         discard(staged)
         raise

@@ -10,6 +10,7 @@ import signal
 import time
 
 import httpx
+import pytest
 
 from tests.run.conftest import group_pids, lines_of, wait_for, wait_gone
 from tests.support.disk import fill, tmpfs
@@ -132,3 +133,30 @@ def _text(path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+def test_publish_on_a_full_disk_is_one_line_and_leaves_nothing(toy, tmp_path):
+    out = tmp_path / "out"
+    with tmpfs(out, "64k"):
+        fill(out)
+        proc = toy.inv("publish", "--compose", "--services", "web", "--out", str(out / "deploy"), timeout=300)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert f"duplex: cannot write {out}/deploy/compose.yaml: the disk is full" in proc.stderr
+        assert "fix: free space on the disk that holds" in proc.stderr
+        assert sorted(p.name for p in out.iterdir()) == ["filler"]  # no half-written file, no folder
+
+
+@pytest.mark.docker
+def test_a_container_run_whose_build_folder_is_full_starts_nothing(toy):
+    import docker
+    build = toy.root / ".duplex" / "build"
+    with tmpfs(build, "64k"):
+        fill(build)
+        proc = toy.inv("run", "--detach", "--services", "api", timeout=600)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "Traceback" not in proc.stderr and "the disk is full" in proc.stderr, proc.stderr
+        assert "ca.pem" in proc.stderr
+    client = docker.from_env()
+    assert client.containers.list(all=True, filters={"label": f"dev.duplex.root={toy.root}"}) == []
+    assert toy.state()["services"] == {}
