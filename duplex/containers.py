@@ -269,9 +269,7 @@ class ContainerRunner:
         from docker.errors import APIError, NotFound
         client = self.client
         digest = config_hash(svc, self.image_ids.get(svc.name, ""))
-        name = container_name(self.stack, svc.name)
         log = Layout(self.root).log(svc.name)
-        log.parent.mkdir(parents=True, exist_ok=True)
         old = self._ours_or_absent(svc)
         if old is not None:
             same = old.labels.get(CONFIG_LABEL) == digest and old.status == "running"
@@ -279,6 +277,7 @@ class ContainerRunner:
                 return ContainerHandle(svc, old, log, None if self.detach else sink, reused=True)
             old.remove(force=True)
         try:
+            log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text("")
         except OSError:
             pass  # a full disk: the handle's log pump says so once and the service still runs

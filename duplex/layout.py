@@ -66,6 +66,11 @@ class Layout:
     def state(self) -> Path:
         return self.base / "run" / "state.json"
 
+    @property
+    def run_lock(self) -> Path:
+        """Held by the `inv run` that is starting (or, attached, running) the stack."""
+        return self.base / "run" / "lock"
+
     # -- certificates (`inv certs`) ---------------------------------------------------------
     @property
     def certs(self) -> Path:

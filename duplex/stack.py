@@ -26,7 +26,9 @@ TEMPLATE = re.compile(r"\{([A-Za-z0-9_-]+)\.([A-Za-z_]+)\}")
 TEMPLATE_FIELDS = ("host", "port", "url")
 REVISION = re.compile(r"\{revision:([^}]+)\}")  # a model's pinned commit, from models.lock
 URL = re.compile(r"^https?://[^/\s]+")  # an http(s) endpoint such as an OTLP collector
-REPO = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+# ORG/NAME[@REVISION]; no `..` anywhere (the revision names a file under the cache's refs/), kept
+# equal to duplex.models.refs._REF
+REPO = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]*/[A-Za-z0-9_][\w.-]*(@\w[\w./-]*)?$")
 # The one rule for the names duplex turns into paths, container, network and image names, Kubernetes
 # objects and DNS hosts (stack, env and service names, and the names flags take): an RFC 1035 label.
 NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -16,7 +16,7 @@ from .native import NativeRunner
 from .plan import Plan
 from .printer import Printer
 from .probe import probe_machine
-from .state import RunState, StateWriteError, read_state, write_last_run
+from .state import RunLock, RunState, StateWriteError, read_state, write_last_run
 from .supervisor import Interrupted, Signalled, Supervisor, shielded, signals_raise
 
 
@@ -64,6 +64,20 @@ def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = F
     """`on_healthy`: run once every service is healthy (`inv run --smoke`); a detached run returns
     its exit code, an attached run keeps going whatever it says."""
     root = Path(plan.root)
+    lock = RunLock(root)
+    holder = lock.acquire()
+    if holder is not None:
+        raise RunError(f"another `inv run` of this stack is starting or running{f' (pid {holder})' if holder else ''}",
+                       fix="wait for it, or `inv status` / `inv stop`")
+    try:
+        return _up(plan, machine, root, on_crash=on_crash, detach=detach, out=out, progress=progress,
+                   env_state=env_state, on_healthy=on_healthy)
+    finally:
+        lock.release()
+
+
+def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, progress, env_state,
+        on_healthy) -> int:
     printer = Printer(["duplex", *plan.start_order], out=out)
     progress = progress or printer.system
     state_now = read_state(root)

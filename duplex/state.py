@@ -89,6 +89,46 @@ def last_waves(root: Path) -> list[list[str]]:
     return [[n] for n in last_run(root)]
 
 
+class RunLock:
+    """One `inv run` of a stack at a time: two started together would both pass the "already going"
+    check and then overwrite each other's state. An advisory lock (released when the process dies,
+    even by SIGKILL; never inherited by the services: Python opens files close-on-exec)."""
+
+    def __init__(self, root: Path):
+        self.path = Layout(root).run_lock
+        self.handle = None
+
+    def acquire(self) -> int | None:
+        """None when held now; else the pid of the run that holds it (0 when unknown)."""
+        try:
+            import fcntl
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = open(self.path, "a+")
+        except (ImportError, OSError):  # no flock (Windows) or no room for the file: the state check remains
+            return None
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.handle.seek(0)
+            holder = self.handle.read().strip()
+            self.handle.close()
+            self.handle = None
+            return int(holder) if holder.isdigit() else 0
+        try:
+            self.handle.seek(0)
+            self.handle.truncate()
+            self.handle.write(str(os.getpid()))
+            self.handle.flush()
+        except OSError:
+            pass
+        return None
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing releases the lock
+            self.handle = None
+
+
 class RunState:
     """Written after every start and stop, atomically, so even a SIGKILLed run leaves a usable record.
 
