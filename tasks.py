@@ -306,6 +306,8 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     if sum(map(bool, (tag is not None, check, rollback))) != 1:
         raise _usage("give exactly one of --tag vX.Y.Z, --check or --rollback")
     source = _choice(source, "--source", ("pypi", "git"))
+    if url is not None and (not url.strip() or url.startswith("-") or url.lower().startswith("ext::")):
+        raise _usage(f"--url {url!r} is not a git repository URL (e.g. https://github.com/kyutai-labs/moshi)")
     if from_ is not None and not from_.strip():
         raise _usage("--from needs the path of a moshi sdist, wheel or unpacked folder")
     root = project_root()

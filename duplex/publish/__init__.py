@@ -93,6 +93,9 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
     file's folder), Compose and Kubernetes both unless one is asked for. `options`: publish's."""
     both = not (compose or k8s)
     folder = Path(out) if Path(out).is_absolute() else project.root / out
+    if folder.exists() and not folder.is_dir():
+        raise PublishError(f"--out {out}: {folder} is a file, not a folder",
+                           fix="give a folder for the published files, e.g. --out deploy")
     return publish(target_plan(project.stack, services=services, pins=project.pins()), out=folder,
                    compose=compose or both, k8s=k8s or both, stack_file=project.stack.path.name, **options)
 

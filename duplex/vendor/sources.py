@@ -173,7 +173,7 @@ def fetch_git(root: Path, url: str, tag: str, work: Path, progress: Progress) ->
         raise UnknownReleaseError(f"{url} has no tag {tag!r} (nor moshi-v{version})",
                                   fix=f"pick one of its tags: {', '.join(near) or '(none)'}")
     progress(f"cloning {url} at {name} ({refs[name][:12]})")
-    _git(["clone", "--quiet", "--depth", "1", "--branch", name, url, str(work)], "cloning " + url)
+    _git(["clone", "--quiet", "--depth", "1", "--branch", name, "--", url, str(work)], "cloning " + url)
     head = _git(["-C", str(work), "rev-parse", "HEAD"], "reading the clone's commit").strip()
     if head != refs[name]:
         raise HashMismatchError(f"{url}: tag {name} moved while cloning ({refs[name][:12]} -> {head[:12]})",
@@ -184,7 +184,7 @@ def fetch_git(root: Path, url: str, tag: str, work: Path, progress: Progress) ->
 def remote_tags(url: str) -> dict[str, str]:
     """tag -> commit (annotated tags peeled) from `git ls-remote --tags`."""
     out: dict[str, str] = {}
-    for line in _git(["ls-remote", "--tags", url], f"listing the tags of {url}").splitlines():
+    for line in _git(["ls-remote", "--tags", "--", url], f"listing the tags of {url}").splitlines():
         sha, _, ref = line.partition("\t")
         name = ref.removeprefix("refs/tags/")
         if name.endswith("^{}"):
@@ -197,7 +197,9 @@ def remote_tags(url: str) -> dict[str, str]:
 def _git(args: list[str], what: str) -> str:
     if not shutil.which("git"):
         raise VendorError("git is not installed", fix="install git, or use the index (`--source pypi`)")
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    # `--` before every URL (one starting with '-' is no option); only the ordinary transports
+    # (never ext::, which runs a command named in the URL)
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_ALLOW_PROTOCOL": "file:git:http:https:ssh"}
     proc = subprocess.run(["git", *args], capture_output=True, text=True, env=env, timeout=600)
     if proc.returncode:
         raise VendorError(f"{what} failed: {proc.stderr.strip()}",

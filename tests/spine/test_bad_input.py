@@ -162,11 +162,22 @@ def test_other_files_the_user_edits_are_one_clear_line_too(tmp_path, name, data,
     (("lock", "--env", "../app"), "--env '../app': env names are"),
     (("vendor-moshi", "--tag", "v0.2.13", "--source", "svn"), "--source 'svn': expected one of pypi, git"),
     (("vendor-moshi", "--tag", "v0.2.13", "--from", ""), "--from needs the path"),
+    (("vendor-moshi", "--tag", "v0.2.13", "--source", "git", "--url", "--upload-pack=touch /tmp/x"),
+     "--url '--upload-pack=touch /tmp/x' is not a git repository URL"),
+    (("vendor-moshi", "--tag", "v0.2.13", "--source", "git", "--url", "ext::sh -c id"),
+     "--url 'ext::sh -c id' is not a git repository URL"),
     (("config", "--otlp", "collector"), "--otlp 'collector' is not a collector URL"),
 ])
 def test_every_flag_is_validated_with_a_usage_error(tmp_path, args, words):
     proc = inv_in(tmp_path, *args)
     refused(proc, 2, f"duplex: {words}")
+
+
+def test_publish_out_naming_a_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine\n")
+    proc = inv_in(tmp_path, "publish", "--compose", "--out", "notes.txt")
+    refused(proc, 1, "--out notes.txt:", "is a file, not a folder")
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
 
 
 def test_logs_never_reads_a_file_outside_the_project_s_logs(tmp_path):
