@@ -128,6 +128,7 @@ class ContainerHandle:
         self.persistent = svc.persistent
         self.container = container
         self.ident = f"container {container.short_id}" + (" reused" if reused else "")
+        self.proven = reused  # a persistent container is kept warm only once it has been healthy
         self.lines: deque[str] = deque(maxlen=200)
         self.log = log
         self.reader = None
@@ -166,10 +167,15 @@ class ContainerHandle:
         state = self.container.attrs["State"]
         return None if state["Status"] in ("created", "running", "restarting") else state["ExitCode"]
 
+    def healthy(self) -> None:
+        """The supervisor saw it healthy: a persistent container is worth keeping warm now."""
+        self.proven = True
+
     def stop(self, grace: float, force: bool = False) -> None:
         from docker.errors import NotFound
-        if self.persistent and not force:
+        if self.persistent and self.proven and not force:
             return  # kept warm for the next run; `inv stop --all` removes it
+        # (one that never became healthy is a failed start: it leaves nothing behind)
         try:
             self.container.stop(timeout=int(grace))
             self.container.remove(force=True)

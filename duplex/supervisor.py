@@ -149,6 +149,7 @@ class Supervisor:
         self.printer.system(f"{name}: started ({svc.mode}, {handle.ident}); waiting for {svc.health.kind} health")
         outcome = wait_healthy(svc.health, lambda: handle.exit_code() is None and not self.failure)
         if outcome == "healthy":
+            getattr(handle, "healthy", lambda: None)()  # e.g. a persistent container: keep it warm now
             self.timings[name] = self.clock() - began
             self.printer.system(f"{name}: healthy at {svc.url} after {self.timings[name]:.2f}s")
             self.healthy[name].set()

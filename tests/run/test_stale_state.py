@@ -77,3 +77,12 @@ def test_another_checkout_with_the_same_stack_name_is_never_touched(engine, toy,
         assert theirs.status == "running"  # the other checkout's `inv stop --all` left it alone
     finally:
         other.inv("stop", "--all")
+
+
+def test_a_persistent_container_that_never_became_healthy_is_not_kept(engine, toy):
+    toy.edit('start_timeout = 20\ndockerfile = "toy.Dockerfile"\n[services.api.environment]\nTOY_NAME = "api"',
+             'start_timeout = 3\npersistent = true\ndockerfile = "toy.Dockerfile"\n[services.api.environment]\n'
+             'TOY_NAME = "api"\nTOY_BOOT_DELAY = "600"')
+    proc = toy.inv("run", "--detach", "--services", "api", timeout=600)
+    assert proc.returncode == 1 and "did not become healthy within 3s" in proc.stderr, proc.stdout + proc.stderr
+    assert labelled(engine, toy) == []  # was: kept "warm" although it never served
