@@ -107,8 +107,14 @@ class Redactor:
     def add(self, *values: str | None) -> None:
         self.extra.update(v for v in values if v and len(v) >= MIN_LENGTH)
 
-    def values(self) -> set[str]:
-        return self._files | self.extra | secret_values_env(os.environ, self.names | _DECLARED)
+    def values(self) -> list[str]:
+        """Longest first; recomputed only when the environment, the declared names or the extra
+        values change (every printed line passes here: a chatty service must not pay for it)."""
+        key = (len(os.environ), os.environ.get("HF_TOKEN"), len(_DECLARED), len(self.extra))
+        if getattr(self, "_key", None) != key:
+            found = self._files | self.extra | secret_values_env(os.environ, self.names | _DECLARED)
+            self._key, self._values = key, sorted(found, key=len, reverse=True)
+        return self._values
 
     def __call__(self, text: str) -> str:
         return redact(text, self.values())

@@ -51,7 +51,7 @@ def test_warm_does_not_touch_containers_or_the_restart_default(tmp_path):
 @pytest.mark.parametrize("extra, problem", [
     ('reload = "hot"', "services.asr.reload: input should be 'restart' or 'warm', found 'hot'"),
     ('preload = "servers.asr.loaders:preload"', "services.asr.preload: only used with reload = 'warm'"),
-    ('reload = "warm"\npreload = "no colon"', "services.asr.preload: string should match pattern"),
+    ('reload = "warm"\npreload = "no colon"', "services.asr.preload: expected 'module:attr'"),
 ])
 def test_bad_reload_settings_are_named(tmp_path, extra, problem):
     with pytest.raises(StackError) as err:
