@@ -11,6 +11,7 @@ import functools
 
 from invoke import Exit, task
 
+from duplex import flags
 from duplex.errors import DuplexError
 
 
@@ -60,64 +61,6 @@ def _usage(message: str) -> Exit:
     return Exit(f"duplex: {message}", code=2)
 
 
-def _names(value: str | None, flag: str = "--services") -> list[str] | None:
-    """A comma-separated list of service names: None when the flag was not given; every name must
-    keep the stack file's naming rule (`--services ''` is a mistake, not 'every service')."""
-    if value is None:
-        return None
-    from duplex.stack import NAME_RULE, name_error
-    names = [s.strip() for s in value.split(",") if s.strip()]
-    if not names:
-        raise _usage(f"{flag} needs at least one service name, e.g. {flag} asr,frontend "
-                     f"(leave the flag out for every service)")
-    bad = [n for n in names if name_error(n)]
-    if bad:
-        raise _usage(f"{flag} {', '.join(map(repr, bad))}: service names are {NAME_RULE}")
-    return list(dict.fromkeys(names))
-
-
-def _name(value: str | None, flag: str, what: str = "service") -> str | None:
-    """One name (`--service`, `--env`): the stack file's naming rule, or a usage error."""
-    if value is None:
-        return None
-    from duplex.stack import NAME_RULE, name_error
-    if name_error(value):
-        raise _usage(f"{flag} {value!r}: {what} names are {NAME_RULE}")
-    return value
-
-
-def _number(value, flag: str, *, default, kind=int, low=0, high=None):
-    """An integer or seconds flag: a usage error for 'many', a negative, inf or an absurd value."""
-    import math
-    if value is None:
-        return default
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise _usage(f"{flag} {value!r} is not {'a whole number' if kind is int else 'a number'}") from None
-    if kind is float and not math.isfinite(number) or number < low or high is not None and number > high:
-        limits = f"from {low} to {high}" if high is not None else f"at least {low}"
-        raise _usage(f"{flag} {value!r} is out of range: give {limits}")
-    return number
-
-
-def _choice(value: str | None, flag: str, choices: tuple[str, ...], pattern: str | None = None) -> str | None:
-    import re
-    if value is None or value in choices or (pattern and re.fullmatch(pattern, value)):
-        return value
-    raise _usage(f"{flag} {value!r}: expected one of {', '.join(choices)}"
-                 + (" or cuXXX (e.g. cu128)" if pattern else ""))
-
-
-def _otlp(url: str | None) -> str | None:
-    """`--otlp URL`: the collector every service exports traces to (OTLP over HTTP)."""
-    from duplex.stack import URL
-    if url is not None and not URL.match(url):
-        raise _usage(f"--otlp {url!r} is not a collector URL: give the OTLP/HTTP endpoint, "
-                     "e.g. --otlp http://127.0.0.1:4318")
-    return url
-
-
 def _show(json: bool, data, render, code: int = 0) -> None:
     """JSON for scripts or `render()` for people; then a non-zero `code` becomes the exit status."""
     from duplex import report
@@ -137,7 +80,7 @@ def config(c, native=False, services=None, json=False, otlp=None):
     """Show the resolved plan: what runs where, with which ports, variables and start order."""
     from duplex import report
     from duplex.project import Project
-    the_plan = Project.load().plan(native=native, services=_names(services), otlp=_otlp(otlp))
+    the_plan = Project.load().plan(native=native, services=flags.names(services), otlp=flags.otlp(otlp))
     _show(json, report.plan_dict(the_plan), lambda: report.print_plan(the_plan))
 
 
@@ -157,15 +100,10 @@ def setup(c, env=None, all=False, python=None, force=False, installer=None, torc
     """Create or update the pinned venvs: right interpreter, torch for the driver, fixes applied."""
     from duplex import report
     from duplex.envs import provision_env, write_secret
-    from duplex.envs.secrets import secret_problem
     from duplex.project import Project
     from duplex.stack import selected_envs
-    env = _name(env, "--env", "env")
-    installer = _choice(installer, "--installer", ("uv", "pip"))
-    torch = _choice(torch, "--torch", ("auto", "cpu", "none"), r"cu\d{3}")
-    python = _python(python)
-    if hf_token is not None and secret_problem(hf_token):
-        raise _usage(f"--hf-token: {secret_problem(hf_token)}; pass the token exactly as issued")
+    env, installer = flags.name(env, "--env", "env"), flags.choice(installer, "--installer", ("uv", "pip"))
+    torch, python, hf_token = flags.torch(torch), flags.python(python), flags.hf_token(hf_token)
     stack = Project.load().stack
     say = report.say("setup")
     if hf_token:
@@ -177,20 +115,6 @@ def setup(c, env=None, all=False, python=None, force=False, installer=None, torc
              lambda: [say(f"[yellow]warning:[/] {r.name}: {w}") for r in results for w in r.warnings])
 
 
-def _python(value: str | None) -> str | None:
-    """`--python`: a version like 3.11 or the path of an interpreter that is there."""
-    import shutil
-    from pathlib import Path
-    from duplex.envs.pythons import VERSION_ONLY
-    if value is None or VERSION_ONLY.match(value):
-        return value
-    if ("/" in value or value.startswith(".")) and Path(value).expanduser().is_file() or \
-            "/" not in value and shutil.which(value):
-        return value
-    raise _usage(f"--python {value!r} is neither a version like 3.11 nor an interpreter on this machine "
-                 "(a path, or a name on PATH such as python3.11)")
-
-
 @task(help={"env": "only this env (default: every env with a requirements file)",
             "torch": "lock for this torch variant (cpu or cuXXX) instead of this machine's"})
 @_cli
@@ -200,8 +124,7 @@ def lock(c, env=None, torch=None):
     from duplex.envs import lock_env
     from duplex.project import Project
     from duplex.stack import selected_envs
-    env = _name(env, "--env", "env")
-    torch = _choice(torch, "--torch", ("auto", "cpu", "none"), r"cu\d{3}")
+    env, torch = flags.name(env, "--env", "env"), flags.torch(torch)
     stack = Project.load().stack
     say = report.say("lock")
     for name in selected_envs(stack, env, everything=True):
@@ -226,9 +149,9 @@ def run(c, native=False, services=None, detach=False, skip_preflight=False, smok
     """Run the stack: every service in a container, or natively with --native."""
     from duplex import report
     from duplex.start import run_project
-    code = run_project(native=native, services=_names(services), detach=detach, preflight=not skip_preflight,
-                       debug=_names(debug, "--debug"), debug_wait=debug_wait, tls=True if tls else None, otlp=_otlp(otlp),
-                       smoke=smoke, say=report.say)
+    code = run_project(native=native, services=flags.names(services), detach=detach, preflight=not skip_preflight,
+                       debug=flags.names(debug, "--debug"), debug_wait=debug_wait, tls=True if tls else None,
+                       otlp=flags.otlp(otlp), smoke=smoke, say=report.say)
     if code:
         raise Exit(code=code)
 
@@ -249,18 +172,9 @@ def prefetch(c, services=None, repo=None, revision=None, dry_run=False, update=F
     from duplex import report
     from duplex.models import RichProgress, prefetch_project
     from duplex.project import Project
-    from duplex.stack import REPO
-    if revision is not None and repo is None:  # the stack's models carry their own revisions (ORG/NAME@REV)
-        raise _usage("--revision needs --repo ORG/NAME; to pin a stack model, write it as "
-                     "ORG/NAME@REV in stack.toml")
-    if repo is not None and services is not None:
-        raise _usage("give either --repo or --services, not both")
-    if repo is not None and not REPO.match(f"{repo}@{revision}" if revision is not None else repo):
-        raise _usage(f"--repo {repo!r}" + (f" --revision {revision!r}" if revision is not None else "")
-                     + ": expected ORG/NAME (and a branch, tag or commit), e.g. --repo Systran/faster-whisper-base")
+    ref = flags.repos(repo, revision, services)
     project = Project.load()
-    repos = [f"{repo}@{revision}" if revision else repo] if repo is not None \
-        else project.model_repos(_names(services))
+    repos = [ref] if ref is not None else project.model_repos(flags.names(services))
     if not repos:
         print("no models to fetch: the chosen services declare none (`models = [...]` in stack.toml)")
         return
@@ -282,7 +196,7 @@ def preflight(c, native=False, services=None, json=False):
     from duplex.preflight import run_preflight
     from duplex.project import Project
     project = Project.load()
-    result = run_preflight(project.stack, project.plan(native=native, services=_names(services)))
+    result = run_preflight(project.stack, project.plan(native=native, services=flags.names(services)))
     _show(json, result.as_list(), lambda: report.print_preflight(result), result.exit_code)
 
 
@@ -305,11 +219,8 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     from duplex.project import project_root
     if sum(map(bool, (tag is not None, check, rollback))) != 1:
         raise _usage("give exactly one of --tag vX.Y.Z, --check or --rollback")
-    source = _choice(source, "--source", ("pypi", "git"))
-    if url is not None and (not url.strip() or url.startswith("-") or url.lower().startswith("ext::")):
-        raise _usage(f"--url {url!r} is not a git repository URL (e.g. https://github.com/kyutai-labs/moshi)")
-    if from_ is not None and not from_.strip():
-        raise _usage("--from needs the path of a moshi sdist, wheel or unpacked folder")
+    source, url = flags.choice(source, "--source", ("pypi", "git")), flags.git_url(url)
+    from_ = flags.path(from_, "--from", "the path of a moshi sdist, wheel or unpacked folder")
     root = project_root()
     progress = (lambda _: None) if json else report.say("vendor")
     if check:
@@ -338,20 +249,10 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
     from duplex import report
     from duplex.project import Project
     from duplex.publish import publish_project
-    if not out.strip():
-        raise _usage("--out needs a folder, e.g. --out deploy")
-    _registry(registry)
-    result = publish_project(Project.load(), out=out, compose=compose, k8s=k8s, services=_names(services),
-                             bind=bind, registry=registry, progress=None if json else report.say("publish"))
+    flags.path(out, "--out", "a folder, e.g. --out deploy")
+    result = publish_project(Project.load(), out=out, compose=compose, k8s=k8s, services=flags.names(services),
+                             bind=bind, registry=flags.registry(registry), progress=None if json else report.say("publish"))
     _show(json, result.to_dict(), lambda: print(result.summary()))
-
-
-def _registry(value: str | None) -> None:
-    import re
-    if value is not None and not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*",
-                                             value.rstrip("/")):
-        raise _usage(f"--registry {value!r} is not a registry prefix like ghcr.io/team or 127.0.0.1:5000/team "
-                     "(lower case, no scheme)")
 
 
 @task(help={"services": "comma-separated services to stop (default: all)",
@@ -361,7 +262,7 @@ def stop(c, services=None, all=False):
     """Stop what is running (also what a killed run left behind), dependents first."""
     from duplex.control import stop as stop_stack
     from duplex.project import project_root
-    stopped = stop_stack(project_root(), services=_names(services), everything=all, say=print,
+    stopped = stop_stack(project_root(), services=flags.names(services), everything=all, say=print,
                          known=_stack_services)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
@@ -395,8 +296,8 @@ def logs(c, service=None, follow=False, lines=None):
     from duplex import report
     from duplex.logs import log_names, logs as stack_logs
     from duplex.project import project_root
-    service = _name(service, "--service")
-    lines = _number(lines, "--lines", default=200, high=1_000_000)
+    service = flags.name(service, "--service")
+    lines = flags.number(lines, "--lines", default=200, high=1_000_000)
     root = project_root()
     report.print_log_lines(stack_logs(root, service, follow=follow, lines=lines),
                            prefixes=None if service else log_names(root))
@@ -411,8 +312,8 @@ def logs(c, service=None, follow=False, lines=None):
 def smoke(c, services=None, timeout=None, json=False):
     """Speak to each running service once (transcribe, page, handshake, nvidia-smi) and time it."""
     from duplex.smoke import smoke_running
-    timeout = _number(timeout, "--timeout", default=30.0, kind=float, low=0.1, high=3600)
-    result = smoke_running(services=_names(services), timeout=timeout)
+    timeout = flags.number(timeout, "--timeout", default=30.0, kind=float, low=0.1, high=3600)
+    result = smoke_running(services=flags.names(services), timeout=timeout)
     _show(json, result.as_dict(), lambda: print("\n".join(result.lines())), result.exit_code)
 
 
@@ -427,9 +328,5 @@ def certs(c, name=None, force=False, json=False):
     from duplex import report
     from duplex.certs import make_stack_certs
     from duplex.project import Project
-    from duplex.certs import host_problem
-    for host in name or []:
-        if host_problem(host):
-            raise _usage(f"--name {host!r}: {host_problem(host)}")
-    made = make_stack_certs(Project.load().stack, name or [], force=force)
+    made = make_stack_certs(Project.load().stack, flags.hosts(name or []), force=force)
     _show(json, made.as_dict(), lambda: report.print_certs(made))

@@ -1,0 +1,146 @@
+"""Every CLI flag's value checked where it enters: a mistake is a UsageError (exit 2) that says
+what was expected, never a traceback from invoke nor a value silently taken to mean something else
+(`--services ''` is not "every service", `--repo ''` is not "every model")."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+from .errors import DuplexError
+
+# The stack's rules are imported where used: `inv --list` must not load pydantic.
+
+TORCH = ("auto", "cpu", "none")  # or cuXXX
+
+
+class UsageError(DuplexError):
+    """A flag's value is not one the task can take."""
+
+    exit_code = 2
+
+
+def names(value: str | None, flag: str = "--services") -> list[str] | None:
+    """A comma-separated list of service names (once each), or None when the flag was not given."""
+    from .stack import NAME_RULE, name_error
+    if value is None:
+        return None
+    found = [s.strip() for s in value.split(",") if s.strip()]
+    if not found:
+        raise UsageError(f"{flag} needs at least one service name, e.g. {flag} asr,frontend "
+                         "(leave the flag out for every service)")
+    bad = [n for n in found if name_error(n)]
+    if bad:
+        raise UsageError(f"{flag} {', '.join(map(repr, bad))}: service names are {NAME_RULE}")
+    return list(dict.fromkeys(found))
+
+
+def name(value: str | None, flag: str, what: str = "service") -> str | None:
+    """One name (`--service`, `--env`), by the stack file's rule: it becomes a path under .duplex/."""
+    from .stack import NAME_RULE, name_error
+    if value is not None and name_error(value):
+        raise UsageError(f"{flag} {value!r}: {what} names are {NAME_RULE}")
+    return value
+
+
+def number(value, flag: str, *, default, kind=int, low=0, high=None):
+    """A whole number or seconds: not 'many', not negative, not inf, not absurd."""
+    if value is None:
+        return default
+    try:
+        found = kind(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} {value!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    if (kind is float and not math.isfinite(found)) or found < low or (high is not None and found > high):
+        limits = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise UsageError(f"{flag} {value!r} is out of range: give {limits}")
+    return found
+
+
+def choice(value: str | None, flag: str, choices: tuple[str, ...], pattern: str | None = None,
+           also: str = "") -> str | None:
+    if value is None or value in choices or (pattern and re.fullmatch(pattern, value)):
+        return value
+    raise UsageError(f"{flag} {value!r}: expected one of {', '.join(choices)}{also}")
+
+
+def torch(value: str | None) -> str | None:
+    return choice(value, "--torch", TORCH, r"cu\d{3}", " or cuXXX (e.g. cu128)")
+
+
+def otlp(url: str | None) -> str | None:
+    """`--otlp URL`: the collector every service exports traces to (OTLP over HTTP)."""
+    from .stack import URL
+    if url is not None and not URL.match(url):
+        raise UsageError(f"--otlp {url!r} is not a collector URL: give the OTLP/HTTP endpoint, "
+                         "e.g. --otlp http://127.0.0.1:4318")
+    return url
+
+
+def python(value: str | None) -> str | None:
+    """`--python`: a version like 3.11, or an interpreter that is there (a path or a name on PATH)."""
+    from .envs.pythons import VERSION_ONLY
+    if value is None or VERSION_ONLY.match(value):
+        return value
+    if ("/" in value or value.startswith(".")) and Path(value).expanduser().is_file():
+        return value
+    if "/" not in value and shutil.which(value):
+        return value
+    raise UsageError(f"--python {value!r} is neither a version like 3.11 nor an interpreter on this machine "
+                     "(a path, or a name on PATH such as python3.11)")
+
+
+def hf_token(value: str | None) -> str | None:
+    from .envs.secrets import secret_problem
+    if value is not None and secret_problem(value):
+        raise UsageError(f"--hf-token: {secret_problem(value)}; pass the token exactly as issued")
+    return value
+
+
+def repos(repo: str | None, revision: str | None, services: str | None) -> str | None:
+    """`prefetch --repo ORG/NAME [--revision REV]` as one reference, or None for the stack's models."""
+    if revision is not None and repo is None:  # the stack's models carry their own revisions
+        raise UsageError("--revision needs --repo ORG/NAME; to pin a stack model, write it as "
+                         "ORG/NAME@REV in stack.toml")
+    if repo is not None and services is not None:
+        raise UsageError("give either --repo or --services, not both")
+    if repo is None:
+        return None
+    from .stack import REPO
+    ref = f"{repo}@{revision}" if revision is not None else repo
+    if not REPO.match(ref):
+        raise UsageError(f"--repo {repo!r}" + (f" --revision {revision!r}" if revision is not None else "")
+                         + ": expected ORG/NAME (and a branch, tag or commit), e.g. --repo Systran/faster-whisper-base")
+    return ref
+
+
+def registry(value: str | None) -> str | None:
+    pattern = r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
+    if value is not None and not re.fullmatch(pattern, value.rstrip("/")):
+        raise UsageError(f"--registry {value!r} is not a registry prefix like ghcr.io/team or "
+                         "127.0.0.1:5000/team (lower case, no scheme)")
+    return value
+
+
+def git_url(value: str | None) -> str | None:
+    """A URL git may clone: one starting with '-' would be an option, `ext::` runs a command."""
+    if value is not None and (not value.strip() or value.startswith("-") or value.lower().startswith("ext::")):
+        raise UsageError(f"--url {value!r} is not a git repository URL (e.g. https://github.com/kyutai-labs/moshi)")
+    return value
+
+
+def path(value: str | None, flag: str, what: str) -> str | None:
+    if value is not None and not value.strip():
+        raise UsageError(f"{flag} needs {what}")
+    return value
+
+
+def hosts(values: list[str]) -> list[str]:
+    """`certs --name`: host names or addresses the local CA may sign (never a wildcard)."""
+    from .certs import host_problem
+    for host in values:
+        if host_problem(host):
+            raise UsageError(f"--name {host!r}: {host_problem(host)}")
+    return values
