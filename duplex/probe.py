@@ -31,8 +31,10 @@ def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = N
     keep = set(keep)  # the stack's `secrets`: host variables its services are handed
     kept = {k: v for k, v in environ.items() if k in PASSTHROUGH or k in keep or k.startswith("DUPLEX_")}
     if nvidia_runtime is None:
-        from .engine import container_gpus  # lazy: the docker SDK only when there is a GPU to hand out
-        nvidia_runtime = bool(gpus) and container_gpus(environ)
+        nvidia_runtime = False
+        if gpus:
+            from .engine import container_gpus  # lazy: the engine is asked only when there is a GPU to hand out
+            nvidia_runtime = container_gpus(environ)
     return Machine(
         gpu_count=gpus,
         nvidia_runtime=nvidia_runtime,
