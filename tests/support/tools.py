@@ -28,6 +28,7 @@ PROVIDED_BY = {
     "chromium": "apt-get install chromium",
     "chromedriver": "apt-get install chromium-driver",
     "git": "apt-get install git",
+    "gcc": "apt-get install gcc",
     "debootstrap": "apt-get install debootstrap",
 }
 
