@@ -29,6 +29,26 @@ TOOLKIT = {"ServerVersion": "27.3.1", "DefaultRuntime": "runc", "CDISpecDirs": [
 CDI_ON = {"ServerVersion": "28.0.4", "DefaultRuntime": "runc", "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
           "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "runc": {"path": "runc"}}}
 LOCAL = "unix:///var/run/docker.sock"
+# What `nvidia-ctk cdi generate` writes (trimmed): one device per GPU index, MIG device and `all`.
+CDI_SPEC = """cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: "0"
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+- name: "0:1"
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia-caps/nvidia-cap21
+- name: all
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+containerEdits:
+  env:
+  - NVIDIA_VISIBLE_DEVICES=void
+"""
 
 
 def no_hook(_name):
@@ -45,9 +65,14 @@ def test_gpu_paths_read_from_recorded_docker_info(tmp_path):
 
     spec = tmp_path / "cdi"
     spec.mkdir()
-    (spec / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    (spec / "empty.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    enabled = docker_engine.facts_from_info(LOCAL, {**CDI_ON, "CDISpecDirs": [str(spec)]}, which=no_hook)
+    assert docker_engine.gpu_paths(enabled) == []  # a spec that defines no device hands out nothing
+    (spec / "nvidia.yaml").write_text(CDI_SPEC)
     enabled = docker_engine.facts_from_info(LOCAL, {**CDI_ON, "CDISpecDirs": [str(spec)]}, which=no_hook)
     assert docker_engine.gpu_paths(enabled) == ["CDI spec for nvidia.com/gpu"]
+    assert enabled.cdi_devices == ("nvidia.com/gpu=0", "nvidia.com/gpu=0:1", "nvidia.com/gpu=all")
+    assert docker_engine.gpu_request(enabled) == "cdi"
     off = docker_engine.facts_from_info(LOCAL, TOOLKIT | {"Runtimes": PLAIN["Runtimes"]}, which=no_hook,
                                        cdi=lambda dirs: True)  # spec files on disk, CDI off in the engine
     assert docker_engine.gpu_paths(off) == []
