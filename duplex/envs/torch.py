@@ -170,8 +170,8 @@ def choose(mode: str, probe: NvmlFacts | None, torch_version: str | None = None,
     if not probe.cuda_driver or not probe.gpus:
         why = "no NVIDIA driver or GPU was found (NVML), so the CPU build"
         warnings = ()
-        if probe.nvidia_pci_devices and not probe.ok:
-            warnings = (f"an NVIDIA GPU is on the PCI bus but NVML failed ({probe.error}): the CPU build for now; "
+        if not probe.ok and (probe.nvidia_pci_devices or probe.error_code not in (None, 12)):
+            warnings = (f"an NVIDIA driver or GPU is there but NVML failed ({probe.error}): the CPU build for now; "
                         f"once `nvidia-smi` works, `inv setup --env {wanted.env}` picks a CUDA build",)
         return TorchChoice("cpu", why, warnings)
     for variant, version in sorted(wanted.locked.items(), key=lambda kv: VARIANTS.get(kv[0], Variant("", (0, 0), "", ())).cuda,
