@@ -7,8 +7,11 @@ OCI spec and adds the hook as a prestart hook, which runc runs. The stand-in hoo
 it was handed (the hook's arguments and the container's NVIDIA_* variables) and lets the container
 start: the real engine, the real request, the real hook call; no GPU.
 
-The engine has its own data root, exec root, pid file and socket, and `--bridge=none` so it never
-touches the shared engine's docker0; it is stopped (SIGTERM, then SIGKILL) when the fixture ends.
+The engine has its own data root, exec root, pid file and socket, and a default bridge of its own
+that the fixture creates (`--bridge=dxgpuNNNN`). Not `--bridge=none`: a dockerd started with it
+deletes the host's `docker0` (moby's removeDefaultBridgeInterface), the shared engine's bridge, and
+every later container start there fails with "could not find bridge docker0". It is stopped
+(SIGTERM, then SIGKILL) and its bridge deleted when the fixture ends.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class GpuEngine:
         self.log = folder / "hook.log"
         self.sock = Path(f"/tmp/duplex-gpu-{os.getpid()}.sock")
         self.host = f"unix://{self.sock}"
+        self.bridge = f"dxgpu{os.getpid() % 10000}"  # an interface name: 15 characters at most
         self.proc: subprocess.Popen | None = None
 
     def start(self, base_image: str) -> "GpuEngine":
@@ -50,9 +54,13 @@ class GpuEngine:
         self.log.write_text("")
         env = {**os.environ, "PATH": f"{self.bin}:/usr/sbin:/usr/bin:/sbin:/bin"}
         exec_root = self.exec_root = Path(f"/tmp/dxgpu-{os.getpid()}")
+        ip = tool("ip")
+        subprocess.run([ip, "link", "add", self.bridge, "type", "bridge"], check=True)
+        subprocess.run([ip, "addr", "add", f"10.213.{os.getpid() % 250}.1/24", "dev", self.bridge], check=True)
+        subprocess.run([ip, "link", "set", self.bridge, "up"], check=True)
         self.proc = subprocess.Popen(
             [tool("dockerd"), "--data-root", str(self.folder / "data"), "--exec-root", str(exec_root),
-             "--pidfile", str(self.folder / "dockerd.pid"), "--host", self.host, "--bridge=none",
+             "--pidfile", str(self.folder / "dockerd.pid"), "--host", self.host, f"--bridge={self.bridge}",
              "--iptables=false", "--ip-masq=false"],
             env=env, stdout=open(self.folder / "dockerd.log", "w"), stderr=subprocess.STDOUT,
             start_new_session=True)
@@ -78,6 +86,7 @@ class GpuEngine:
 
     def stop(self) -> None:
         if self.proc is None:
+            subprocess.run([tool("ip"), "link", "delete", self.bridge], check=False, capture_output=True)
             return
         os.kill(self.proc.pid, signal.SIGTERM)
         try:
@@ -86,4 +95,5 @@ class GpuEngine:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
         subprocess.run(["rm", "-rf", str(self.folder / "data"), str(self.exec_root)], check=False)
+        subprocess.run([tool("ip"), "link", "delete", self.bridge], check=False, capture_output=True)
         self.sock.unlink(missing_ok=True)

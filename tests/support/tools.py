@@ -22,6 +22,7 @@ PROVIDED_BY = {
     "uv": "pip install -e . (duplex depends on uv)",
     "inv": "pip install -e . (duplex depends on invoke)",
     "docker": "apt-get install docker.io",
+    "ip": "iproute2 (every Debian system)",
     "dockerd": "apt-get install docker.io",
     "flite": "apt-get install flite",
     "espeak-ng": "apt-get install espeak-ng",
