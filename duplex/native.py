@@ -173,8 +173,16 @@ class NativeProcess:
     def exit_code(self) -> int | None:
         return self.proc.poll()
 
+    def terminate(self) -> None:
+        """SIGTERM now (the supervisor signals a whole stop wave first, then waits for each)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.signalled = True
+        except ProcessLookupError:
+            pass
+
     def stop(self, grace: float) -> None:
-        stop_group(self.proc.pid, grace, waiter=self.proc.wait)
+        stop_group(self.proc.pid, grace, waiter=self.proc.wait, signalled=getattr(self, "signalled", False))
         if self.reader:
             self.reader.join(timeout=2)
 
@@ -204,12 +212,14 @@ POLL = 0.02  # how often a stop looks whether the group is gone: stopping is pro
 
 
 def stop_group(pgid: int, grace: float, waiter: Callable[[float], object] | None = None,
-               on_slow: Callable[[float], None] | None = None, slow_after: float = 1.0) -> str:
+               on_slow: Callable[[float], None] | None = None, slow_after: float = 1.0,
+               signalled: bool = False) -> str:
     """SIGTERM the process group, SIGKILL what is left after `grace` seconds. Returns "gone" (it
     was already), "stopped" or "killed". `on_slow(seconds)` is called once when the group is still
-    draining after `slow_after` seconds, so a graceful drain is reported rather than silent."""
+    draining after `slow_after` seconds, so a graceful drain is reported rather than silent.
+    `signalled`: SIGTERM was sent already (never twice: a second one means "hurry" to some servers)."""
     try:
-        os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, 0 if signalled else signal.SIGTERM)
     except ProcessLookupError:
         return "gone"
     began = time.monotonic()

@@ -92,6 +92,10 @@ class StackMeta(_Strict):
     # service the standard OpenTelemetry variables, pointing at this OTLP/HTTP collector (host's view).
     telemetry: Literal["off", "otlp"] = "off"
     otlp_endpoint: str = Field(default="http://127.0.0.1:4318", pattern=URL.pattern)
+    # The torch build `inv publish` gives GPU images (the cluster has no GPU to probe from here):
+    # a variant such as "cu126", or unset for the one that runs on the widest range of datacenter
+    # GPUs and drivers (duplex/data/torch-builds.toml, [publish]). `inv publish --torch` overrides it.
+    publish_torch: str | None = Field(default=None, pattern=r"^(cpu|cu\d{3})$")
 
 
 class EnvSpec(_Strict):
@@ -384,7 +388,8 @@ def _describe(err: dict) -> str:
 
 PATTERNS = {NAME.pattern: NAME_RULE, IMAGE.pattern: "an image reference such as 'org/name:tag'",
             URL.pattern: "an http(s) URL such as 'http://127.0.0.1:4318'",
-            r"^[\w.]+:[\w.]+$": "'module:attr', e.g. 'servers.asr.app:app'"}
+            r"^[\w.]+:[\w.]+$": "'module:attr', e.g. 'servers.asr.app:app'",
+            r"^(cpu|cu\d{3})$": "'cpu' or 'cuXXX', e.g. 'cu126'"}
 
 
 def _shown(value) -> str:
