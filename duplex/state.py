@@ -103,29 +103,29 @@ class RunLock:
         try:
             import fcntl
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = open(self.path, "a+")
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         except (ImportError, OSError):  # no flock (Windows) or no room for the file: the state check remains
             return None
         try:
-            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            self.handle.seek(0)
-            holder = self.handle.read().strip()
-            self.handle.close()
-            self.handle = None
+            try:
+                holder = os.read(fd, 32).decode(errors="replace").strip()
+            except OSError:
+                holder = ""
+            os.close(fd)
             return int(holder) if holder.isdigit() else 0
-        try:
-            self.handle.seek(0)
-            self.handle.truncate()
-            self.handle.write(str(os.getpid()))
-            self.handle.flush()
+        self.handle = fd
+        try:  # who holds it, for the message a second run gives (unbuffered: nothing left to flush)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
         except OSError:
-            pass
+            pass  # a full disk: the lock holds all the same
         return None
 
     def release(self) -> None:
         if self.handle is not None:
-            self.handle.close()  # closing releases the lock
+            os.close(self.handle)  # closing releases the lock
             self.handle = None
 
 
