@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import PlanError
-from .health import probe_once
 from .native import group_alive, start_time, stop_group
-from .plan import LABEL, Health
 from .state import StateWriteError, last_run, last_waves, read_state, write_state
 
 
@@ -45,6 +43,7 @@ def engine_containers_by_id(root=None) -> dict | None:
     if not engine_answers():
         return None
     from .engine import connect
+    from .plan import LABEL
     client = connect()
     try:
         filters = {"label": f"{LABEL}.root={root}"} if root else {"label": f"{LABEL}.service"}
@@ -108,6 +107,7 @@ class _ContainerLookup(threading.Thread):
         try:
             if self.needed or engine_answers():
                 from .containers import list_containers
+                from .plan import LABEL
                 self.found = {c.labels.get(f"{LABEL}.service", c.name): c
                               for c in list_containers(self.root, everything=self.everything)}
         except Exception:  # noqa: BLE001 - no engine: no container of ours can run through it
@@ -203,6 +203,7 @@ def status(root: Path) -> list[dict]:
     containers = {}
     if engine_answers():
         from .containers import list_containers
+        from .plan import LABEL
         containers = {c.labels.get(f"{LABEL}.service"): c for c in list_containers(root)}
     for name, record in state["services"].items():
         if record.get("mode") == "native" and isinstance(record.get("pid"), int):
@@ -218,6 +219,8 @@ def status(root: Path) -> list[dict]:
 
 
 def _row(record: dict, state: str, running: bool, ident: str) -> dict:
+    from .health import probe_once
+    from .plan import Health
     health = record.get("health")
     healthy = bool(running and isinstance(health, dict) and health.get("url") and probe_once(
         Health(health.get("kind", "http"), health["url"], 1.0, health.get("ca")), 1.0))

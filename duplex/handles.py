@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
-from .plan import ServicePlan
+if TYPE_CHECKING:
+    from .plan import ServicePlan
 
 LineSink = Callable[[str, str], None]  # (service name, log line)
 
@@ -19,7 +20,9 @@ class Handle(Protocol):
         """None while running, else the exit status."""
 
     def stop(self, grace: float) -> None:
-        """SIGTERM, then SIGKILL after `grace` seconds; remove what was started."""
+        """SIGTERM, then SIGKILL after `grace` seconds; remove what was started. A handle may also
+        have `terminate()` (SIGTERM now): the supervisor then signals a whole stop wave before it
+        waits for each, so the wave drains together."""
 
     def tail(self, lines: int) -> list[str]:
         """The last log lines, for crash reports."""

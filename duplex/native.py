@@ -12,13 +12,15 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .errors import EnvError, RunError
 from .handles import LineSink
 from .layout import Layout
 from .machine import PASSTHROUGH
-from .plan import ServicePlan
+
+if TYPE_CHECKING:  # `inv stop` and `inv status` use this module without loading the plan (pydantic)
+    from .plan import ServicePlan
 
 PR_SET_PDEATHSIG = 1
 

@@ -12,6 +12,7 @@ from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, V
                       field_validator, model_validator)
 
 from .errors import EnvError, StackError
+from .layout import NAME, NAME_RULE
 from .textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):
@@ -29,10 +30,7 @@ URL = re.compile(r"^https?://[^/\s]+")  # an http(s) endpoint such as an OTLP co
 # ORG/NAME[@REVISION]; no `..` anywhere (the revision names a file under the cache's refs/), kept
 # equal to duplex.models.refs._REF
 REPO = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]*/[A-Za-z0-9_][\w.-]*(@\w[\w./-]*)?$")
-# The one rule for the names duplex turns into paths, container, network and image names, Kubernetes
-# objects and DNS hosts (stack, env and service names, and the names flags take): an RFC 1035 label.
-NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-NAME_RULE = "lower-case letters, digits and '-', starting with a letter, at most 63 characters"
+# NAME, NAME_RULE: the one naming rule (duplex.layout: names become paths under .duplex/)
 # Environment variable names (a service's `environment` keys and `secrets`): what every shell,
 # Compose and Kubernetes accept.
 VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
