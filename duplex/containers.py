@@ -154,7 +154,8 @@ class ContainerHandle:
     def _pump(self, sink: LineSink) -> None:
         """Follow the engine's log to its end, whatever happens to the log file or the terminal."""
         from docker.errors import DockerException
-        from .native import LogFile, _deliver, secret_masker
+        from .logfile import LogFile, _deliver
+        from .native import secret_masker
         out = LogFile(self.log, lambda text: _deliver(sink, "duplex", f"{self.name}: {text}"))
         redact = secret_masker(self.service)
         buf, broken_sink = b"", False

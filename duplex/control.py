@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import PlanError
-from .native import group_alive, start_time, stop_group
+from .processes import group_alive, start_time, stop_group
 from .state import StateWriteError, last_run, last_waves, read_state, write_state
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -17,9 +15,11 @@ from typing import TYPE_CHECKING, Callable
 from .errors import EnvError, RunError
 from .handles import LineSink
 from .layout import Layout
+from .logfile import LogFile, _deliver
 from .machine import PASSTHROUGH
+from .processes import start_time, stop_group  # stop_group: the benchmarks import it from here too
 
-if TYPE_CHECKING:  # `inv stop` and `inv status` use this module without loading the plan (pydantic)
+if TYPE_CHECKING:  # only a type here: importing the runner loads no plan (pydantic)
     from .plan import ServicePlan
 
 PR_SET_PDEATHSIG = 1
@@ -62,80 +62,6 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
-
-
-def start_time(pid: int) -> str | None:
-    """The kernel's start time of a pid, so a recycled pid is never mistaken for ours."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-class LogFile:
-    """A service's log file that never stops the service: a line that cannot be written (a full or
-    read-only disk, a deleted folder) is dropped and said once through `say`; writing is tried
-    again every `retry` seconds, and when it works again the count of lost lines is said too."""
-
-    def __init__(self, path: Path, say: Callable[[str], None], retry: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
-        self.path = path
-        self.say = say
-        self.retry = retry
-        self.clock = clock
-        self.handle = None
-        self.lost = 0
-        self.failed_at: float | None = None
-        self._open()
-
-    def _open(self) -> None:
-        try:
-            self.handle = open(self.path, "a", encoding="utf-8", errors="replace")
-        except OSError as exc:
-            self._failed(exc)
-
-    def write(self, line: str) -> None:
-        if self.handle is None:
-            if self.failed_at is not None and self.clock() - self.failed_at < self.retry:
-                self.lost += 1
-                return
-            self._open()
-            if self.handle is None:
-                self.lost += 1
-                return
-        try:
-            self.handle.write(line + "\n")
-            self.handle.flush()
-        except (OSError, ValueError) as exc:
-            self.lost += 1
-            self._failed(exc)
-            return
-        if self.failed_at is not None:
-            self.say(f"{self.path.name} is being written again ({self.lost} lines were not saved)")
-            self.failed_at, self.lost = None, 0
-
-    def _failed(self, exc: Exception) -> None:
-        if self.handle is not None:
-            try:
-                self.handle.close()
-            except (OSError, ValueError):
-                pass  # its buffer could not be written either: those lines are lost
-            self.handle = None
-        first = self.failed_at is None
-        self.failed_at = self.clock()
-        if first:
-            why = "the disk is full" if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT) \
-                else getattr(exc, "strerror", None) or str(exc)
-            self.say(f"its log {self.path} cannot be written ({why}): the service keeps running and its "
-                     "lines are shown here, but not saved until the file can be written again")
-
-    def close(self) -> None:
-        if self.handle is not None:
-            try:
-                self.handle.close()
-            except (OSError, ValueError):
-                pass
-            self.handle = None
 
 
 class NativeProcess:
@@ -196,94 +122,6 @@ class NativeProcess:
     def record(self) -> dict:
         return {"name": self.name, "mode": "native", "pid": self.proc.pid,
                 "start_time": start_time(self.proc.pid), "url": self.url, "log": str(self.log)}
-
-
-def _deliver(sink: LineSink | None, name: str, line: str) -> bool:
-    """Hand a line to the sink (the terminal); False when it cannot take lines any more (a closed
-    or full stdout), so the caller stops trying but keeps reading the service's output."""
-    if sink is None:
-        return True
-    try:
-        sink(name, line)
-        return True
-    except (OSError, ValueError):
-        return False
-
-
-POLL = 0.02  # how often a stop looks whether the group is gone: stopping is prompt, not polled slowly
-
-
-def stop_group(pgid: int, grace: float, waiter: Callable[[float], object] | None = None,
-               on_slow: Callable[[float], None] | None = None, slow_after: float = 1.0,
-               signalled: bool = False) -> str:
-    """SIGTERM the process group, SIGKILL what is left after `grace` seconds. Returns "gone" (it
-    was already), "stopped" or "killed". `on_slow(seconds)` is called once when the group is still
-    draining after `slow_after` seconds, so a graceful drain is reported rather than silent.
-    `signalled`: SIGTERM was sent already (never twice: a second one means "hurry" to some servers)."""
-    try:
-        os.killpg(pgid, 0 if signalled else signal.SIGTERM)
-    except ProcessLookupError:
-        return "gone"
-    began = time.monotonic()
-    deadline = began + grace
-    told = False
-    reaped = waiter is None  # our own child must be waited for, or it stays a zombie of ours
-    while time.monotonic() < deadline:
-        if not reaped:
-            try:
-                waiter(timeout=POLL)
-                reaped = True
-            except subprocess.TimeoutExpired:
-                pass
-        else:
-            time.sleep(POLL)
-        if not group_alive(pgid):
-            return "stopped"
-        if not told and on_slow is not None and time.monotonic() - began >= slow_after:
-            told = True
-            on_slow(time.monotonic() - began)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return "stopped"
-    if waiter is not None:
-        try:
-            waiter(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-    return "killed"
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs. Zombies do not count: an exited member whose
-    parent is gone waits for init to reap it, which on some machines takes seconds."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    members = _group_members(pgid)
-    return True if members is None else any(state != "Z" for state in members)
-
-
-def _group_members(pgid: int) -> list[str] | None:
-    """The states of the group's processes from /proc (None where there is no /proc)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    states = []
-    for entry in os.scandir(proc):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                fields = fh.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 2 and int(fields[2]) == pgid:
-            states.append(fields[0].decode())
-    return states
 
 
 def tail_file(path: Path, lines: int) -> list[str]:
