@@ -90,7 +90,8 @@ def status(root: Path) -> list[dict]:
 
 def _row(record: dict, state: str, running: bool, ident: str) -> dict:
     health = record.get("health")
+    # "alive": a running moshi in a conversation is healthy (duplex.wscheck says why)
     healthy = bool(running and health and probe_once(Health(health["kind"], health["url"], 1.0,
-                                                            health.get("ca")), 1.0))
+                                                            health.get("ca")), 1.0, phase="alive"))
     return {"name": record["name"], "mode": record["mode"], "state": state, "healthy": healthy,
             "url": record.get("url"), "id": ident}
