@@ -65,6 +65,11 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
             remove_container(containers[name], grace)
             stopped.append(name)
             state["services"].pop(name, None)
+        elif record.get("mode") == "container" and record.get("persistent"):
+            # kept warm (persistent = true) for the next run to reuse: no longer part of this run,
+            # so the next `inv run` is not refused as "already going"
+            say(f"{name}: kept warm (persistent); `inv stop --all` stops it")
+            state["services"].pop(name, None)
     write_state(root, state)
     return stopped
 
@@ -90,8 +95,10 @@ def status(root: Path) -> list[dict]:
 
 def _row(record: dict, state: str, running: bool, ident: str) -> dict:
     health = record.get("health")
-    # "alive": a running moshi in a conversation is healthy (duplex.wscheck says why)
-    healthy = bool(running and health and probe_once(Health(health["kind"], health["url"], 1.0,
-                                                            health.get("ca")), 1.0, phase="alive"))
+    # "alive": a running moshi in a conversation is healthy (duplex.wscheck says why); its event loop
+    # answers between frames, which on a loaded CPU can take longer than an idle HTTP server
+    wait = 3.0 if health and health["kind"] == "websocket" else 1.0
+    healthy = bool(running and health and probe_once(Health(health["kind"], health["url"], wait,
+                                                            health.get("ca")), wait, phase="alive"))
     return {"name": record["name"], "mode": record["mode"], "state": state, "healthy": healthy,
             "url": record.get("url"), "id": ident}
