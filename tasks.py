@@ -222,17 +222,19 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     "services": "comma-separated services to publish (plus what they require)",
     "bind": "host address Compose publishes ports on: 127.0.0.1 (default) or 0.0.0.0",
     "registry": "image registry prefix for built images, e.g. ghcr.io/team (what a cluster pulls)",
+    "torch": "torch build for GPU images: cu126, cu130 ... (default: [stack] publish_torch, else the widest)",
     "json": "print the report as JSON",
 })
 @_cli
 def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.0.0.1", registry=None,
-            json=False):
+            torch=None, json=False):
     """Write the stack as a Compose file and Kubernetes manifests, validated with the real tools."""
     from duplex import report
     from duplex.project import Project
     from duplex.publish import publish_project
     result = publish_project(Project.load(), out=out, compose=compose, k8s=k8s, services=_names(services),
-                             bind=bind, registry=registry, progress=None if json else report.say("publish"))
+                             bind=bind, registry=registry, torch=torch,
+                             progress=None if json else report.say("publish"))
     _show(json, result.to_dict(), lambda: print(result.summary()))
 
 

@@ -29,7 +29,9 @@ def check(ctx: Context, facts: DockerFacts | None, host_gpus: int) -> list[Resul
             continue
         name = f"docker.gpu.{svc.name}"
         how = gpu_paths(facts)
-        if how:
+        if how and svc.gpu:
+            out.append(_request(name, svc, facts, how))
+        elif how:
             out.append(passed(name, f"the engine can hand GPUs to {svc.name} ({', '.join(how)})"))
         elif svc.gpu_policy == "optional" and not host_gpus:
             out.append(skip(name, f"no GPU on this host: {svc.name}'s container runs on the CPU",
@@ -41,6 +43,43 @@ def check(ctx: Context, facts: DockerFacts | None, host_gpus: int) -> list[Resul
                        else warn(name, detail + "; it runs on the CPU instead", TOOLKIT_FIX))
     for svc in containers:
         out.append(_image(ctx, svc, facts))
+    return out
+
+
+def _request(name: str, svc, facts: DockerFacts, how: list[str]) -> Result:
+    """What the runner will send (duplex.containers.gpu_device_request) against what the engine has."""
+    devices = ", ".join(svc.gpu_devices) if svc.gpu_devices else "every GPU"
+    if svc.gpu_request == "cdi":
+        wanted = [f"nvidia.com/gpu={d}" for d in svc.gpu_devices or ["all"]]
+        missing = [w for w in wanted if w not in facts.cdi_devices]
+        if missing:
+            return fail(name, f"{svc.name} will be started with the CDI device {', '.join(missing)}, which the "
+                              f"engine's CDI specs do not define (they have: {', '.join(facts.cdi_devices) or 'none'})",
+                        "regenerate the spec after a GPU or MIG change: `sudo nvidia-ctk cdi generate "
+                        "--output=/etc/cdi/nvidia.yaml` (then `nvidia-ctk cdi list` shows the names)")
+        return passed(name, f"{svc.name} gets {', '.join(wanted)} through CDI (the engine has no NVIDIA runtime hook)")
+    if "nvidia runtime" not in how and "nvidia-container-runtime-hook" not in how:
+        return fail(name, f"{svc.name} would request a GPU from the NVIDIA device driver, which this engine lacks "
+                          f"(it has: {', '.join(how)}): `{NO_DRIVER}`", TOOLKIT_FIX)
+    return passed(name, f"the engine can hand {svc.name} its GPU ({devices}) through {', '.join(how)}")
+
+
+def check_torch_builds(ctx: Context) -> list[Result]:
+    """A GPU-required service must not be built with CPU torch: it would pass every other check and
+    crash at start (or run a 7B model on the CPU). Says why no CUDA build was chosen."""
+    out = []
+    for svc in ctx.services("container"):
+        if not svc.dockerfile or svc.gpu_policy != "required" or svc.build_args.get("TORCH") != "cpu":
+            continue
+        note = svc.torch_note or ""
+        why, _, fix = note.partition(" (fix: ")
+        spec = ctx.stack.envs.get(svc.env) if svc.env else None
+        if getattr(spec, "torch", "auto") == "cpu":
+            why, fix = f"env {svc.env!r} has torch = \"cpu\"", f"set envs.{svc.env}.torch = \"auto\" in stack.toml)"
+        elif not why:
+            why, fix = "no NVIDIA driver or GPU was found", "see gpu.driver)"
+        out.append(fail(f"docker.torch.{svc.name}", f"{svc.name} needs a GPU (gpu = \"required\") but its image "
+                                                    f"would install CPU torch: {why}", fix.rstrip(")") or "see gpu.driver"))
     return out
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from duplex.gpu import GIB, NvmlFacts
+from duplex.gpu import GIB, GpuInfo, NvmlFacts
+from duplex.vram import need
 
 from . import Context, Result, fail, passed, skip, warn
 from .models import ModelFacts, size_text
 
-OVERHEAD = 1.2  # weights x 1.2: activations, KV cache and the CUDA context on top of the weights
 CUDA12_DRIVER = "525.60.13"  # the oldest Linux driver PyTorch's CUDA 12 wheels run on
 
 NVML_FIXES = {
@@ -46,8 +46,11 @@ def explain(facts: NvmlFacts) -> tuple[str, str]:
 
 
 def _gpus_text(facts: NvmlFacts) -> str:
-    return "; ".join(f"GPU {g.index}: {g.name}, sm_{g.sm}, {g.memory_free / GIB:.1f} of {g.memory_total / GIB:.1f} "
-                     f"GiB free" for g in facts.gpus)
+    def memory(g: GpuInfo) -> str:
+        if g.memory_free is None or g.memory_total is None:
+            return "memory not reported"
+        return f"{g.memory_free / GIB:.1f} of {g.memory_total / GIB:.1f} GiB free"
+    return "; ".join(f"{g.label}: {g.name}, sm_{g.sm}, {memory(g)}" for g in facts.gpus)
 
 
 def _need(ctx: Context) -> str:
@@ -68,7 +71,7 @@ def check_driver(ctx: Context, facts: NvmlFacts) -> Result:
     head = f"driver {facts.driver_version} (CUDA {facts.cuda_text})"
     if not facts.gpus:
         hidden = f"CUDA_VISIBLE_DEVICES={facts.visible!r} hides every GPU" if facts.visible is not None else \
-            "NVML lists no GPU"
+            "NVML lists no GPU CUDA can use" + (f" ({'; '.join(facts.notes)})" if facts.notes else "")
         result = fail if need == "required" else warn if need == "optional" else skip
         return result("gpu.driver", f"{head}; {hidden}",
                       "unset or correct CUDA_VISIBLE_DEVICES" if facts.visible is not None else "run `nvidia-smi`")
@@ -77,6 +80,9 @@ def check_driver(ctx: Context, facts: NvmlFacts) -> Result:
                                   f"{CUDA12_DRIVER}); {_gpus_text(facts)}",
                     "update the NVIDIA driver (550 or newer is a safe choice), then reboot; until then only "
                     "cu118 torch builds run (set torch = \"cu118\" with a torch release that ships it)")
+    if facts.notes and need != "none":
+        return warn("gpu.driver", f"{head}; {_gpus_text(facts)}; but: {'; '.join(facts.notes)}",
+                    "run `nvidia-smi -q` for the GPU named; a call NVML does not support leaves only that figure unknown")
     return passed("gpu.driver", f"{head}; {_gpus_text(facts)}")
 
 
@@ -103,29 +109,59 @@ def check_services(ctx: Context, facts: NvmlFacts) -> list[Result]:
     return out
 
 
+def placed_device(svc, facts: NvmlFacts) -> GpuInfo | None:
+    """The device a service runs on: its placement (a container's device id, a native process's
+    CUDA_VISIBLE_DEVICES), else the first device CUDA lists, the one a server that takes every GPU
+    (moshi) uses."""
+    if not facts.gpus:
+        return None
+    if svc.gpu_devices:
+        found = [g for g in facts.gpus if g.device_id == svc.gpu_devices[0]]
+    else:
+        uuid = svc.environment.get("CUDA_VISIBLE_DEVICES", "") if svc.mode == "native" else ""
+        found = [g for g in facts.gpus if uuid and g.uuid and g.uuid.startswith(uuid.split(",")[0])]
+    return found[0] if found else facts.gpus[0]
+
+
 def check_vram(ctx: Context, facts: NvmlFacts, models: dict[str, ModelFacts]) -> list[Result]:
-    """A service's models against the most free memory on one GPU (weights x 1.2)."""
-    out = []
+    """Each GPU service's models against the free memory of the device it is placed on, summed with
+    every other service of the run placed there (published figures where upstream states them,
+    else weights x 1.2)."""
+    rows = []
     for svc in ctx.services():
         if svc.gpu_policy == "none" or not svc.models:
             continue
+        weights = {r: (models[r].weights_bytes if r in models else None) for r in svc.models}
+        rows.append((svc, need(svc.models, weights), placed_device(svc, facts)))
+    on: dict[GpuInfo, list] = {}
+    for svc, est, device in rows:
+        if device is not None and est.bytes is not None:
+            on.setdefault(device, []).append((svc.name, est.bytes))
+    out = []
+    for svc, est, device in rows:
         name = f"gpu.vram.{svc.name}"
-        if not facts.gpus:
+        if device is None:
             out.append(skip(name, "no GPU to fit the model into", "see gpu.driver"))
             continue
-        sizes = [models.get(r).weights_bytes if models.get(r) else None for r in svc.models]
-        if any(s is None for s in sizes):
-            out.append(warn(name, f"cannot estimate the GPU memory {svc.name} needs: model size unknown",
+        if est.bytes is None:
+            out.append(warn(name, f"cannot estimate the GPU memory {svc.name} needs: model size unknown ({est.how})",
                             "rerun where the hub is reachable or after `inv prefetch` (sizes are remembered)"))
             continue
-        need = int(sum(sizes) * OVERHEAD)
-        best = max(facts.gpus, key=lambda g: g.memory_free)
-        text = f"needs ~{size_text(need)} (weights {size_text(sum(sizes))} x {OVERHEAD})"
-        where = f"{size_text(best.memory_free)} free on GPU {best.index} ({best.name})"
-        if need <= best.memory_free:
-            out.append(passed(name, f"{text}; {where}"))
+        text = f"needs ~{size_text(est.bytes)} ({est.how})"
+        where = f"{device.label} ({device.name})"
+        if device.memory_free is None:
+            out.append(skip(name, f"{text}; {where} does not report its memory ({device.problem or 'NVML'}): "
+                                  "unified memory is shared with the system", "watch `free -h` and `nvidia-smi` while it loads"))
+            continue
+        sharing = on.get(device, [])
+        total = sum(b for _, b in sharing)
+        others = [f"{n} ~{size_text(b)}" for n, b in sharing if n != svc.name]
+        together = f"; with {', '.join(others)} on the same device: {size_text(total)}" if others else ""
+        free = f"{size_text(device.memory_free)} free on {where}"
+        if total <= device.memory_free:
+            out.append(passed(name, f"{text}{together}; {free}"))
         else:
-            out.append(warn(name, f"{text}, more than the {where}", vram_fix(svc, need)))
+            out.append(warn(name, f"{text}{together}, more than the {free}", vram_fix(svc, total)))
     return out
 
 

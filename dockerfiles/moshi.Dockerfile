@@ -18,8 +18,11 @@ ARG TORCH_INDEX=https://download.pytorch.org/whl/${TORCH}
 # pattern, so a missing .duplex/build/wheels/ is simply skipped.
 COPY .duplex/build/ca.pem .duplex/build/wheel[s] /tmp/build/
 COPY envs/moshi/requirements.${TORCH}.lock /tmp/requirements.lock
+# A lock whose torch has no +cuXYZ tag was resolved from PyPI (requirements.cu130.lock): its hashes are
+# PyPI's files, and `torch==2.13.0` would also match the variant index's 2.13.0+cu130: no index then.
 RUN set -eu; \
     if [ -s /tmp/build/ca.pem ]; then export PIP_CERT=/tmp/build/ca.pem; fi; \
+    if ! grep -q '^torch==[^ ]*+' /tmp/requirements.lock; then TORCH_INDEX=""; fi; \
     python3 -m venv /opt/venv; \
     /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --require-hashes \
         --find-links /tmp/build ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \

@@ -39,14 +39,29 @@ def run_kwargs(svc: ServicePlan, stack: str, network: str, config_hash: str) -> 
         extra_hosts={"host.docker.internal": "host-gateway"},  # a native dependency, from inside
     )
     if svc.gpu:
-        kwargs["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+        kwargs["device_requests"] = [gpu_device_request(svc)]
     return kwargs
+
+
+def gpu_device_request(svc: ServicePlan):
+    """The engine's GPU request for the plan's placement. "nvidia": the engine's NVIDIA device driver
+    (registered when NVIDIA's runtime hook is on the engine's PATH) with the placed device ids, or
+    every GPU; "cdi": the CDI device names (`nvidia.com/gpu=0`, `=0:1` for MIG, `=all`), for engines
+    that have CDI specs but no NVIDIA runtime hook (the nvidia form fails there with
+    `could not select device driver`)."""
+    from docker.types import DeviceRequest
+    if svc.gpu_request == "cdi":
+        return DeviceRequest(driver="cdi", device_ids=[f"nvidia.com/gpu={d}" for d in svc.gpu_devices or ["all"]])
+    if svc.gpu_devices:
+        return DeviceRequest(device_ids=list(svc.gpu_devices), capabilities=[["gpu"]])
+    return DeviceRequest(count=-1, capabilities=[["gpu"]])
 
 
 def config_hash(svc: ServicePlan, image_id: str) -> str:
     """Same image and configuration: a persistent container may be reused as it is."""
     blob = json.dumps({"image": image_id, "cmd": svc.command, "env": svc.environment,
-                       "port": svc.port, "mounts": [m.__dict__ for m in svc.mounts], "gpu": svc.gpu},
+                       "port": svc.port, "mounts": [m.__dict__ for m in svc.mounts], "gpu": svc.gpu,
+                       "gpu_devices": svc.gpu_devices, "gpu_request": svc.gpu_request},
                       sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -40,21 +40,31 @@ class DockerFacts:
     version: str | None = None
     runtimes: tuple[str, ...] = ()
     gpu_hook: bool = False  # nvidia-container-runtime-hook next to a local engine: `--gpus` works
-    cdi_nvidia: bool = False  # a CDI spec that names nvidia.com/gpu
+    cdi_nvidia: bool = False  # a CDI spec that names nvidia.com/gpu, and CDI is on in the engine
+    cdi_devices: tuple[str, ...] = ()  # the devices those specs define: "nvidia.com/gpu=0", "nvidia.com/gpu=all"
     images: dict[str, bool] = field(default_factory=dict)  # image -> present
     image_users: dict[str, str] = field(default_factory=dict)  # present image -> its USER ("" = root)
     own: dict[str, str] = field(default_factory=dict)  # service -> running container of this stack
 
 
 def _cdi(dirs) -> bool:
+    return bool(cdi_devices(dirs))
+
+
+def cdi_devices(dirs) -> list[str]:
+    """The nvidia.com/gpu devices the CDI spec files (YAML or JSON) in these folders define."""
+    import yaml
+    found = []
     for folder in dirs:
         for spec in sorted(Path(folder).glob("*")) if Path(folder).is_dir() else ():
             try:
-                if "nvidia.com/gpu" in spec.read_text(errors="replace")[:200_000]:
-                    return True
-            except OSError:
+                doc = yaml.safe_load(spec.read_text(errors="replace")[:2_000_000])
+            except (OSError, yaml.YAMLError):
                 continue
-    return False
+            if isinstance(doc, dict) and doc.get("kind") == "nvidia.com/gpu":
+                found += [f"nvidia.com/gpu={d['name']}" for d in doc.get("devices") or ()
+                          if isinstance(d, dict) and "name" in d]
+    return found
 
 
 def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout: float = 3.0) -> DockerFacts:
@@ -98,9 +108,11 @@ def facts_from_info(host: str, info: dict, *, images: dict[str, bool] | None = N
     spec files on disk count only then; the hook and the files are only ours to see for a local engine."""
     local = host.startswith("unix://")
     cdi_dirs = tuple(info.get("CDISpecDirs") or ())
+    devices = tuple(cdi_devices(cdi_dirs)) if local and cdi_dirs and cdi is _cdi else ()
     return DockerFacts(True, host, version=info.get("ServerVersion"), runtimes=tuple(info.get("Runtimes") or ()),
                        gpu_hook=local and bool(which("nvidia-container-runtime-hook")),
-                       cdi_nvidia=local and bool(cdi_dirs) and cdi(cdi_dirs), images=dict(images or {}),
+                       cdi_nvidia=local and bool(cdi_dirs) and cdi(cdi_dirs), cdi_devices=devices,
+                       images=dict(images or {}),
                        own=dict(own or {}), image_users=dict(image_users or {}))
 
 
@@ -111,6 +123,19 @@ def gpu_paths(facts: DockerFacts | None) -> list[str]:
     return [way for way, ok in (("nvidia runtime", "nvidia" in facts.runtimes),
                                 ("nvidia-container-runtime-hook", facts.gpu_hook),
                                 ("CDI spec for nvidia.com/gpu", facts.cdi_nvidia)) if ok]
+
+
+def gpu_request(facts: DockerFacts | None) -> str | None:
+    """The form of GPU request this engine takes: "nvidia" (its NVIDIA device driver, registered when
+    NVIDIA's runtime hook is there: `--gpus`), "cdi" (CDI specs only: `--device nvidia.com/gpu=0`),
+    or None when it cannot hand out a GPU at all."""
+    if facts is None or not facts.reachable:
+        return None
+    if "nvidia" in facts.runtimes or facts.gpu_hook:
+        return "nvidia"
+    if facts.cdi_nvidia:
+        return "cdi"
+    return None
 
 
 def container_gpus(environ: dict[str, str], engine: DockerFacts | None = None) -> bool:

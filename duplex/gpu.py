@@ -18,20 +18,41 @@ GIB = 1024 ** 3
 
 @dataclass(frozen=True)
 class GpuInfo:
-    index: int
+    """One CUDA device: a whole GPU, or one MIG instance of a GPU in MIG mode (CUDA sees each
+    instance as a device of its own, never the parent)."""
+
+    index: int  # NVML's index of the GPU (its parent's for a MIG instance): PCI bus order
     name: str
-    capability: tuple[int, int]  # (9, 0) for an H100
-    memory_total: int = 0  # bytes
-    memory_free: int = 0  # bytes
+    capability: tuple[int, int]  # (9, 0) for an H100; (0, 0) when NVML would not say
+    memory_total: int | None = 0  # bytes; None when NVML does not report it (unified-memory parts)
+    memory_free: int | None = 0  # bytes; None when unknown
+    uuid: str | None = None  # GPU-... for a GPU, MIG-... for a MIG instance
+    mig: int | None = None  # the instance's MIG device index on GPU `index`; None for a whole GPU
+    problem: str | None = None  # a device call that failed, in NVML's words
 
     @property
     def sm(self) -> int:
         return self.capability[0] * 10 + self.capability[1]
 
+    @property
+    def device_id(self) -> str:
+        """How the NVIDIA container toolkit and CDI specs name it: "1", or "0:2" for MIG device 2 of GPU 0."""
+        return str(self.index) if self.mig is None else f"{self.index}:{self.mig}"
+
+    @property
+    def cuda_id(self) -> str:
+        """What CUDA_VISIBLE_DEVICES takes for it regardless of CUDA_DEVICE_ORDER: its UUID (else the index)."""
+        return self.uuid or self.device_id
+
+    @property
+    def label(self) -> str:
+        return f"GPU {self.index}" + (f" MIG {self.mig}" if self.mig is not None else "")
+
 
 @dataclass(frozen=True)
 class NvmlFacts:
-    """What NVML said: driver, CUDA driver version (12040 = 12.4), visible GPUs; or why it could not."""
+    """What NVML said: driver, CUDA driver version (12040 = 12.4), the GPUs CUDA will see (after
+    CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER, as CUDA reads them); or why it could not."""
 
     driver_version: str | None = None
     cuda_driver: int | None = None
@@ -40,6 +61,8 @@ class NvmlFacts:
     error: str | None = None  # NVML's own words, or why pynvml could not be used
     nvidia_pci_devices: int = 0  # NVIDIA display/3D controllers the kernel lists in /sys
     visible: str | None = None  # CUDA_VISIBLE_DEVICES as it was
+    hidden: int = 0  # devices NVML lists that CUDA_VISIBLE_DEVICES hides
+    notes: tuple[str, ...] = ()  # per-GPU trouble that did not stop the probe (a failed call, MIG without instances)
 
     @property
     def ok(self) -> bool:
@@ -57,7 +80,7 @@ class NvmlFacts:
     def from_dict(cls, data: dict) -> "NvmlFacts":
         gpus = tuple(GpuInfo(**{**g, "capability": tuple(g["capability"])}) for g in data.get("gpus", ()))
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # "_recorded" notes and such
-        return cls(**{**known, "gpus": gpus})
+        return cls(**{**known, "gpus": gpus, "notes": tuple(data.get("notes", ()))})
 
 
 def nvidia_pci_devices(sysfs: str | os.PathLike = "/sys") -> int:
@@ -80,7 +103,9 @@ def _text(value) -> str:
 
 def probe_nvml_facts(environ: dict[str, str] | None = None, *, nvml=None,
                      sysfs: str | os.PathLike = "/sys") -> NvmlFacts:
-    """Ask NVML once; every failure becomes data (error_code + NVML's message), never an exception."""
+    """Ask NVML once; every failure becomes data (error_code + NVML's message), never an exception.
+    A failing call on one GPU (memory info is NOT_SUPPORTED on some unified-memory parts) is noted
+    on that GPU and the probe goes on; only init, the driver version and the device count are fatal."""
     environ = dict(os.environ if environ is None else environ)
     visible = environ.get("CUDA_VISIBLE_DEVICES")
     pci = nvidia_pci_devices(sysfs)
@@ -94,16 +119,11 @@ def probe_nvml_facts(environ: dict[str, str] | None = None, *, nvml=None,
     except nvml.NVMLError as exc:
         return NvmlFacts(error_code=getattr(exc, "value", None), error=str(exc), nvidia_pci_devices=pci,
                          visible=visible)
+    notes: list[str] = []
     try:
         driver = _text(nvml.nvmlSystemGetDriverVersion())
         cuda = nvml.nvmlSystemGetCudaDriverVersion_v2()
-        gpus = []
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            gpus.append(GpuInfo(index, _text(nvml.nvmlDeviceGetName(handle)),
-                                tuple(nvml.nvmlDeviceGetCudaComputeCapability(handle)),
-                                int(memory.total), int(memory.free)))
+        devices = [d for index in range(nvml.nvmlDeviceGetCount()) for d in _devices(nvml, index, notes)]
     except nvml.NVMLError as exc:
         return NvmlFacts(error_code=getattr(exc, "value", None), error=str(exc), nvidia_pci_devices=pci,
                          visible=visible)
@@ -112,10 +132,99 @@ def probe_nvml_facts(environ: dict[str, str] | None = None, *, nvml=None,
             nvml.nvmlShutdown()
         except nvml.NVMLError:
             pass
-    if visible is not None and re.fullmatch(r"[\d,\s]*", visible):
-        keep = [int(i) for i in visible.split(",") if i.strip()]
-        gpus = [gpus[i] for i in keep if i < len(gpus)]
-    return NvmlFacts(driver, cuda, tuple(gpus), nvidia_pci_devices=pci, visible=visible)
+    ordered = cuda_order(devices, environ.get("CUDA_DEVICE_ORDER"))
+    seen = cuda_visible(ordered, visible)
+    return NvmlFacts(driver, cuda, tuple(seen), nvidia_pci_devices=pci, visible=visible,
+                     hidden=len(ordered) - len(seen), notes=tuple(notes))
+
+
+def _devices(nvml, index: int, notes: list[str]) -> list[GpuInfo]:
+    """GPU `index` as CUDA devices: itself, or its MIG instances when MIG mode is on."""
+    try:
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+    except nvml.NVMLError as exc:
+        notes.append(f"GPU {index}: left out, NVML cannot open it ({exc})")
+        return []
+    gpu = _device(nvml, handle, index, None)
+    try:
+        mig_on = nvml.nvmlDeviceGetMigMode(handle)[0] == 1
+    except nvml.NVMLError:  # NOT_SUPPORTED (no MIG on this GPU) or an old driver without the call
+        mig_on = False
+    if not mig_on:
+        if gpu.problem:
+            notes.append(f"{gpu.label} ({gpu.name}): {gpu.problem}")
+        return [gpu]
+    instances = []
+    try:
+        slots = nvml.nvmlDeviceGetMaxMigDeviceCount(handle)
+    except nvml.NVMLError as exc:
+        notes.append(f"GPU {index} ({gpu.name}): MIG mode is on but its instances cannot be listed ({exc})")
+        return []
+    for slot in range(slots):
+        try:
+            child = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, slot)
+        except nvml.NVMLError:  # NOT_FOUND: an empty slot
+            continue
+        instance = _device(nvml, child, index, slot, parent=gpu)
+        if instance.problem:
+            notes.append(f"{instance.label} ({instance.name}): {instance.problem}")
+        instances.append(instance)
+    if not instances:
+        notes.append(f"GPU {index} ({gpu.name}) is in MIG mode with no MIG instances: CUDA cannot use it "
+                     "until instances are created (`sudo nvidia-smi mig -cgi ... -C`) or MIG is turned off "
+                     f"(`sudo nvidia-smi -i {index} -mig 0`)")
+    return instances
+
+
+def _device(nvml, handle, index: int, mig: int | None, parent: GpuInfo | None = None) -> GpuInfo:
+    problems = []
+
+    def ask(what: str, call, fallback):
+        try:
+            return call(handle)
+        except nvml.NVMLError as exc:
+            problems.append(f"{what}: {exc}")
+            return fallback
+    name = _text(ask("name", nvml.nvmlDeviceGetName, parent.name if parent else f"GPU {index}"))
+    capability = tuple(ask("compute capability", nvml.nvmlDeviceGetCudaComputeCapability,
+                           parent.capability if parent else (0, 0)))
+    uuid = ask("UUID", nvml.nvmlDeviceGetUUID, None)
+    memory = ask("memory info", nvml.nvmlDeviceGetMemoryInfo, None)
+    total, free = (int(memory.total), int(memory.free)) if memory is not None else (None, None)
+    return GpuInfo(index, name, capability, total, free, _text(uuid) if uuid else None, mig,
+                   "; ".join(problems) or None)
+
+
+def cuda_order(devices: list[GpuInfo], order: str | None) -> list[GpuInfo]:
+    """The order CUDA numbers devices in. NVML lists GPUs by PCI bus id, which is CUDA's order with
+    CUDA_DEVICE_ORDER=PCI_BUS_ID. CUDA's default, FASTEST_FIRST, is an undocumented heuristic: here
+    the newest compute capability first, then the most memory, ties (identical GPUs) in PCI order;
+    on a mixed host that is an approximation, which is why duplex hands services UUIDs, never indices."""
+    if (order or "").strip().upper() == "PCI_BUS_ID":
+        return list(devices)
+    return sorted(devices, key=lambda g: (-g.sm, -(g.memory_total or 0)))
+
+
+def cuda_visible(devices: list[GpuInfo], visible: str | None) -> list[GpuInfo]:
+    """CUDA_VISIBLE_DEVICES as CUDA reads it: indices into CUDA's order, GPU-/MIG- UUIDs (a unique
+    prefix is enough), in the order given; the first entry that names no device (-1, an index out of
+    range, an unknown or ambiguous UUID) ends the list. Unset: every device; empty: none."""
+    if visible is None:
+        return list(devices)
+    out: list[GpuInfo] = []
+    for token in (t.strip() for t in visible.split(",")):
+        if re.fullmatch(r"[+-]?\d+", token):
+            number = int(token)
+            found = [devices[number]] if 0 <= number < len(devices) else []
+        elif token.startswith(("GPU-", "MIG-")):
+            found = [d for d in devices if d.uuid and d.uuid.startswith(token)]
+        else:
+            found = []
+        if len(found) != 1:
+            break
+        if found[0] not in out:
+            out.append(found[0])
+    return out
 
 
 def gpu_count() -> int:

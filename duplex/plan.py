@@ -15,6 +15,7 @@ from .errors import PlanError
 from .layout import Layout
 from .machine import Machine
 from .stack import REVISION, TEMPLATE, Stack
+from .vram import Need, place
 
 LOOPBACK = "127.0.0.1"
 HOST_FROM_CONTAINER = "host.docker.internal"  # mapped to the host gateway by the container runner
@@ -63,6 +64,11 @@ class ServicePlan:
     mounts: list[Mount] = field(default_factory=list)
     gpu: bool = False  # request GPUs from the container runtime
     gpu_policy: str = "none"  # the stack's none | optional | required
+    gpu_request: str = "nvidia"  # the engine's form: "nvidia" (device driver) or "cdi" (nvidia.com/gpu=ID)
+    gpu_devices: list[str] = field(default_factory=list)  # placement: ["1"], ["0:2"] (MIG); empty = every GPU
+    gpu_placement: str | None = None  # placement in words: "GPU 1 (NVIDIA L40S): ~24.0 GB of 44.3 GiB free ..."
+    gpu_need: int | None = None  # the GPU memory the service needs, bytes (duplex.vram), when known
+    torch_note: str | None = None  # why its env's torch = "auto" is the build it is (or why none fits)
     watch: list[str] = field(default_factory=list)
     persistent: bool = False
     labels: dict[str, str] = field(default_factory=dict)
@@ -88,8 +94,9 @@ class Plan:
 
 def plan(stack: Stack, machine: Machine, *, native: bool = False,
          services: list[str] | None = None, pins: dict[str, str] | None = None,
-         tls: bool | None = None, otlp: str | None = None) -> Plan:
+         tls: bool | None = None, otlp: str | None = None, needs: dict[str, Need] | None = None) -> Plan:
     """`pins`: each model repo's pinned commit (models.lock), for `{revision:ORG/NAME}` templates.
+    `needs`: each GPU service's GPU memory need (duplex.vram), for placing it on a GPU.
     `tls`: serve https/wss with `inv certs`' files (default: the stack's `tls`).
     `otlp`: a collector URL turns telemetry on (default: the stack's `telemetry`)."""
     tls = stack.stack.tls if tls is None else tls
@@ -111,10 +118,37 @@ def plan(stack: Stack, machine: Machine, *, native: bool = False,
         environment = {**svc.environment, **telemetry_env(otlp, stack.name, name, modes[name], machine.env)}
         result[name] = dataclasses.replace(svc, environment=environment,
                                            secrets=svc.secrets | {k for k in environment if k in OTLP_SECRETS})
+    result = _placed(result, machine, needs or {})
     waves = _waves({n: [d for d in result[n].depends_on] for n in result})
     return Plan(stack=stack.name, root=str(stack.root), native=native, services=result,
                 start_order=[n for wave in waves for n in wave], waves=waves,
                 warnings=warnings, left_out=left_out, telemetry=otlp)
+
+
+def _placed(services: dict[str, ServicePlan], machine: Machine, needs: dict[str, Need]) -> dict[str, ServicePlan]:
+    """Put each service that will use a GPU on one device (duplex.vram.place): a container is given
+    that device only, a native process sees only it (CUDA_VISIBLE_DEVICES=its UUID, whatever
+    CUDA_DEVICE_ORDER says). Without NVML's device list (a hand-built Machine) nothing is placed."""
+    users = [n for n, s in services.items() if (s.gpu if s.mode == "container" else s.gpu_policy != "none")]
+    if not machine.gpus or not users:
+        return services
+    wanted = {n: (needs[n].bytes if n in needs else None) for n in users}
+    placed = place(wanted, machine.gpus)
+    out = dict(services)
+    for name, gpu in placed.items():
+        svc = services[name]
+        room = gpu.memory_free if gpu.memory_free is not None else gpu.memory_total
+        need = needs.get(name)
+        words = (f"{gpu.label} ({gpu.name}" + (f", {gpu.uuid}" if gpu.uuid else "") + ")"
+                 + (f": needs ~{need.bytes / 1024 ** 3:.1f} GiB" if need and need.bytes else "")
+                 + (f", {room / 1024 ** 3:.1f} GiB free" if room is not None else ", free memory unknown"))
+        changes: dict = {"gpu_need": need.bytes if need else None, "gpu_placement": words}
+        if svc.mode == "container":
+            changes["gpu_devices"] = [gpu.device_id]
+        else:
+            changes["environment"] = {**svc.environment, "CUDA_VISIBLE_DEVICES": gpu.cuda_id}
+        out[name] = dataclasses.replace(svc, **changes)
+    return out
 
 
 def _select(stack: Stack, machine: Machine, requested: list[str] | None,
@@ -307,7 +341,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
                           "UID": str(machine.uid or 1000), "GID": str(machine.gid or 1000)}
             torch = stack.envs[spec.env].torch if spec.env in stack.envs else "none"
             if torch != "none":  # the image gets the same torch build a native env would
-                build_args["TORCH"] = machine.torch if torch == "auto" else torch
+                build_args["TORCH"] = machine.torch_for(spec.env) if torch == "auto" else torch
         else:
             image = spec.image
     return ServicePlan(
@@ -316,6 +350,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         command=_command(spec, mode, bind, listen_port, stack, certs if tls else None),
         environment=env, secrets={s for s in secrets if s in env}, depends_on=deps, health=health,
         image=image, dockerfile=dockerfile, build_args=build_args, mounts=mounts, gpu=gpu, gpu_policy=spec.gpu,
+        gpu_request=machine.gpu_request, torch_note=machine.torch_notes.get(spec.env or ""),
         watch=_watch(spec) if mode == "native" else [], persistent=spec.persistent,
         labels={f"{LABEL}.stack": stack.name, f"{LABEL}.service": name, f"{LABEL}.root": str(stack.root)},
         models=list(spec.models),

@@ -146,6 +146,7 @@ def run_preflight(stack, plan: Plan, *, environ: dict[str, str] | None = None, p
                            docker_facts.own if docker_facts else {})
     results += docker.check(ctx, docker_facts, len(nvml.gpus))
     results += docker.check_image_locks(ctx)
+    results += docker.check_torch_builds(ctx)
     results += opus.check(ctx, ok("libs", {}))
     results += _not_applicable(ctx, results)
     order = {g: i for i, g in enumerate(GROUPS)}

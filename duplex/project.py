@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .machine import Machine
+from .vram import Need
 from .plan import Plan, known_services, plan, with_requirements
 from .stack import Stack, find_stack, load_stack
 
@@ -47,12 +48,38 @@ class Project:
     def machine(self, **facts) -> Machine:
         """This host's facts (`facts`: probe_machine's overrides, e.g. gpus=0 to skip NVML)."""
         from .probe import probe_machine
-        return probe_machine(keep=self.stack.secret_names, **facts)
+        return probe_machine(keep=self.stack.secret_names, stack=self.stack, **facts)
 
     def plan(self, machine: Machine | None = None, *, native: bool = False, services: list[str] | None = None,
              tls: bool | None = None, otlp: str | None = None) -> Plan:
         return plan(self.stack, machine or self.machine(), native=native, services=services, pins=self.pins(),
-                    tls=tls, otlp=otlp)
+                    tls=tls, otlp=otlp, needs=self.gpu_needs())
+
+    def gpu_needs(self) -> dict[str, "Need"]:
+        """Each GPU service's GPU memory need (duplex.vram): published figures, else the weights its
+        models have in models.lock (written by `inv prefetch`) or in preflight's size memo, x 1.2."""
+        import json
+        from .layout import Layout
+        from .models.lock import read_lock
+        from .vram import is_weights, need
+        try:
+            lock = read_lock(self.root)
+        except Exception:  # noqa: BLE001 - a broken models.lock is prefetch's to report; sizes then come from the memo
+            lock = None
+        try:
+            memo = json.loads((Layout(self.root).cache / "model-sizes.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            memo = {}
+        weights: dict[str, int | None] = {}
+        for svc in self.stack.services.values():
+            for repo in svc.models:
+                locked = lock.get(repo.split("@")[0]) if lock else None
+                if locked is not None:
+                    weights[repo] = sum(f.size for f in locked.files if is_weights(f.path)) or None
+                elif isinstance(memo.get(repo), dict):
+                    weights[repo] = memo[repo].get("weights_bytes")
+        return {name: need(svc.models, weights) for name, svc in self.stack.services.items()
+                if svc.gpu != "none" and svc.models}
 
     def model_repos(self, services: list[str] | None = None) -> list[str]:
         """The hub repos of these services and what they require (default: every service's), once each."""

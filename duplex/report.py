@@ -31,6 +31,12 @@ def plan_dict(plan: Plan) -> dict:
                 "mounts": [{"source": m.source, "target": m.target, "read_only": m.read_only}
                            for m in s.mounts],
                 "gpu": s.gpu,
+                "gpu_request": s.gpu_request if s.gpu else None,
+                "gpu_devices": s.gpu_devices,
+                "gpu_placement": s.gpu_placement,
+                "gpu_need_bytes": s.gpu_need,
+                "torch": s.build_args.get("TORCH"),
+                "torch_reason": s.torch_note,
                 "health": {"kind": s.health.kind, "url": s.health.url, "timeout": s.health.timeout},
                 "watch": s.watch,
                 "persistent": s.persistent,
@@ -45,6 +51,17 @@ def plan_dict(plan: Plan) -> dict:
         "warnings": plan.warnings,
         "telemetry": {"exporter": "otlp", "endpoint": plan.telemetry} if plan.telemetry else {"exporter": "off"},
     }
+
+
+def _gpu_cell(s) -> str:
+    if s.gpu_devices:
+        ids = ", ".join(s.gpu_devices)
+        return f"nvidia.com/gpu={ids}" if s.gpu_request == "cdi" else f"device {ids}"
+    if s.gpu:
+        return "all (CDI)" if s.gpu_request == "cdi" else "all"
+    if s.mode == "native" and "CUDA_VISIBLE_DEVICES" in s.environment and s.gpu_placement:
+        return s.gpu_placement.split(" (")[0]
+    return "-"
 
 
 def print_json(data) -> None:
@@ -67,8 +84,14 @@ def print_plan(plan: Plan) -> None:
         s = plan.services[name]
         runs = " ".join(s.command) if s.mode == "native" else f"{s.image}"
         deps = ", ".join(d if r else f"{d} (optional)" for d, r in s.depends_on.items()) or "-"
-        table.add_row(name, s.mode, s.url, runs, deps, "yes" if s.gpu else "-")
+        table.add_row(name, s.mode, s.url, runs, deps, _gpu_cell(s))
     out.print(table)
+    for name in plan.start_order:
+        s = plan.services[name]
+        if s.gpu_placement:
+            out.print(f"[bold]{name}[/] GPU: {s.gpu_placement}")
+        if s.build_args.get("TORCH") and s.torch_note:
+            out.print(f"[bold]{name}[/] torch {s.build_args['TORCH']}: {s.torch_note}")
     for name in plan.start_order:
         env = plan.masked_env(name)
         if env:

@@ -43,6 +43,10 @@ class StackMeta(_Strict):
     # service the standard OpenTelemetry variables, pointing at this OTLP/HTTP collector (host's view).
     telemetry: Literal["off", "otlp"] = "off"
     otlp_endpoint: str = Field(default="http://127.0.0.1:4318", pattern=URL.pattern)
+    # The torch build `inv publish` gives GPU images (the cluster has no GPU to probe from here):
+    # a variant such as "cu126", or unset for the one that runs on the widest range of datacenter
+    # GPUs and drivers (duplex/data/torch-builds.toml, [publish]). `inv publish --torch` overrides it.
+    publish_torch: str | None = Field(default=None, pattern=r"^(cpu|cu\d{3})$")
 
 
 class EnvSpec(_Strict):

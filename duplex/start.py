@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 from .control import alive
-from .engine import container_gpus, probe_docker, wanted_images
+from .engine import gpu_request, probe_docker, wanted_images
 from .errors import RunError
 from .machine import Machine
 from .native import NativeRunner
@@ -114,13 +114,14 @@ def plan_run(stack, make_plan: Callable[[Machine], Plan], environ: dict[str, str
     reuses the facts returned (same services, same images) instead of asking again."""
     environ = dict(os.environ if environ is None else environ)
     machine = machine or probe_machine(environ, nvidia_runtime=False,  # the engine is asked below
-                                       keep=stack.secret_names)
+                                       keep=stack.secret_names, stack=stack)
     the_plan = make_plan(machine)
     wants = any(s.mode == "container" and s.gpu_policy != "none" for s in the_plan.services.values())
     if not (wants and machine.gpu_count):
         return the_plan, machine, None
     engine = (engine_probe or probe_docker)(environ, wanted_images(the_plan), the_plan.stack)
-    machine = dataclasses.replace(machine, nvidia_runtime=container_gpus(environ, engine))
+    form = gpu_request(engine)
+    machine = dataclasses.replace(machine, nvidia_runtime=form is not None, gpu_request=form or "nvidia")
     return make_plan(machine), machine, engine
 
 

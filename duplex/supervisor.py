@@ -86,6 +86,8 @@ class Supervisor:
         self.timings: dict[str, float] = {}
         self.stopped: list[str] = []  # by down(), in the order they were stopped
         self.lock = threading.Lock()
+        self.starting = 0  # runner.start calls under way whose handle is not registered yet
+        self.idle = threading.Condition(self.lock)  # notified when `starting` drops
 
     # -- start -----------------------------------------------------------------------------
     def up(self, progress: Callable[[str], None]) -> float:
@@ -111,6 +113,10 @@ class Supervisor:
                 self._fail(RunError("start-up interrupted"))
                 for t in started:  # each notices within a poll; a start in progress finishes first
                     t.join()
+                with self.idle:  # not only join: after a join cut short by Ctrl-C, CPython < 3.13 takes a
+                    # running thread for finished (gh-90882), and a thread started just before the
+                    # signal may be missing from `started`; a start under way would be orphaned
+                    self.idle.wait_for(lambda: self.starting == 0)
                 self.down()
             raise
         if self.failure:
@@ -134,18 +140,25 @@ class Supervisor:
             while not self.healthy[dep].wait(0.1):
                 if self.failure:
                     return
-        if self.failure:
-            return
-        began = self.clock()
+        with self.lock:  # a start begins only while the run stands, and counts until registered
+            if self.failure:
+                return
+            self.starting += 1
         try:
-            handle = self.runners[svc.mode].start(svc, self.printer.line)
-        except RunError as err:
-            self._fail(err)
-            return
-        with self.lock:
-            self.handles[name] = handle
-        self.state.add({**handle.record(), "health": {"kind": svc.health.kind, "url": svc.health.url,
-                                                   "ca": svc.health.ca}})
+            began = self.clock()
+            try:
+                handle = self.runners[svc.mode].start(svc, self.printer.line)
+            except RunError as err:
+                self._fail(err)
+                return
+            with self.lock:
+                self.handles[name] = handle
+            self.state.add({**handle.record(), "health": {"kind": svc.health.kind, "url": svc.health.url,
+                                                       "ca": svc.health.ca}})
+        finally:
+            with self.idle:
+                self.starting -= 1
+                self.idle.notify_all()
         self.printer.system(f"{name}: started ({svc.mode}, {handle.ident}); waiting for {svc.health.kind} health")
         outcome = wait_healthy(svc.health, lambda: handle.exit_code() is None and not self.failure)
         if outcome == "healthy":
@@ -158,7 +171,7 @@ class Supervisor:
         if outcome == "exited":
             msg = f"{name} exited with code {handle.exit_code()} before it became healthy"
         else:
-            msg = f"{name} did not become healthy within {svc.health.timeout:.0f}s ({svc.health.url})"
+            msg = f"{name} did not become healthy within {svc.health.timeout:g}s ({svc.health.url})"
         self._fail(RunError(msg + _tail(handle), fix=f"read the log above; `inv logs {name}` keeps it"))
 
     def _fail(self, err: DuplexError) -> None:
@@ -205,7 +218,12 @@ class Supervisor:
             if handle is None:
                 continue
             self.printer.system(f"{name}: stopping")
-            handle.stop(self.grace)
+            try:
+                handle.stop(self.grace)
+            except Exception as exc:  # noqa: BLE001 - one service that will not stop must not keep the others running
+                self.printer.system(f"{name}: could not be stopped ({type(exc).__name__}: {exc}); "
+                                    "`inv stop` tries again")
+                continue  # its record stays, so `inv stop` still finds it
             self.state.remove(name)
             self.stopped.append(name)
 

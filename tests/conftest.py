@@ -27,3 +27,10 @@ def run_inv(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: floa
     if check and proc.returncode != 0:
         raise AssertionError(f"inv {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def fake_nvml(tmp_path_factory) -> Path:
+    """The stand-in libnvidia-ml.so.1, built once per test session (tests/support/fakenvml.py)."""
+    from tests.support import fakenvml
+    return fakenvml.build(tmp_path_factory.mktemp("fakenvml"))

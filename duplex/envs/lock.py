@@ -107,8 +107,10 @@ def lock_state(root: Path, name: str, spec, variant: str | None = None) -> str:
 
 
 def lock_env(root: Path, name: str, spec, *, variant: str | None = None, progress: Progress = lambda _: None,
-             environ: dict[str, str] | None = None) -> Path:
-    """Resolve the env's requirements.in into a hash-pinned lock with uv; replace the lock only on success."""
+             environ: dict[str, str] | None = None, constraint: str | None = None) -> Path:
+    """Resolve the env's requirements.in into a hash-pinned lock with uv; replace the lock only on success,
+    and only when the torch it holds is the build asked for (`verify_torch`). `constraint`: a line such
+    as `torch==2.11.*` the resolution must also satisfy (the torch choice narrowing the range)."""
     root = Path(root)
     req, lock = requirements_path(root, name, spec), lock_path(root, name, spec, variant)
     if not req.is_file():
@@ -121,6 +123,9 @@ def lock_env(root: Path, name: str, spec, *, variant: str | None = None, progres
             "--python-version", python, _rel(req, root), "-o", _rel(tmp, root)]
     for link in sources.find_links(environ):
         args += ["--find-links", link]
+    limits = lock.with_name(f".{lock.name}.{os.getpid()}.constraints")
+    if constraint:
+        args += ["--constraint", _rel(limits, root)]
     index = sources.torch_index(variant, environ)
     if index:
         args += ["--extra-index-url", index, "--index-strategy", "unsafe-best-match"]
@@ -129,6 +134,8 @@ def lock_env(root: Path, name: str, spec, *, variant: str | None = None, progres
     try:
         if lock.is_file():  # uv keeps the pins it finds in its output file: a new line changes only what it must
             shutil.copyfile(lock, tmp)
+        if constraint:
+            limits.write_text(constraint + "\n", encoding="utf-8")
         run(args, what=f"locking env {name!r}", cwd=root, env=environ, timeout=1800,
             fix=f"check the names and versions in {_rel(req, root)} and your network, then `{again}`")
         body = tmp.read_text(encoding="utf-8")
@@ -137,6 +144,7 @@ def lock_env(root: Path, name: str, spec, *, variant: str | None = None, progres
             raise EnvError(f"the index gave no hashes for {', '.join(missing)}; a lock without hashes "
                            "cannot be installed with hashes required",
                            fix=f"pin versions whose files the index hashes (the PyTorch index has lacked some), then `{again}`")
+        verify_torch(body, variant, name, again, index)
         header = (f"# Hash-pinned lock for env {name!r}" + (f", torch {variant}" if variant and variant != 'none' else "")
                   + f". Made by `{again}` (uv pip compile --generate-hashes --python-version {python}).\n"
                   f"{MARK}{_sha256(req)}\n")
@@ -150,8 +158,43 @@ def lock_env(root: Path, name: str, spec, *, variant: str | None = None, progres
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
+            limits.unlink(missing_ok=True)
     progress(f"{name}: wrote {_rel(lock, root)} ({len(pins(lock.read_text(encoding='utf-8')))} packages)")
     return lock
+
+
+def torch_build(text: str) -> tuple[str | None, str | None]:
+    """(torch version, the build it is) in a lock: the local tag (`2.13.0+cu126` -> cu126, `+cpu`),
+    else, for an untagged torch, the CUDA runtime its nvidia-* dependencies pin (PyPI's builds:
+    `nvidia-cuda-runtime-cu12==12.6.77` -> cu126), else cpu (no CUDA libraries at all)."""
+    pinned = pins(text)
+    version = pinned.get("torch")
+    if version is None:
+        return None, None
+    if "+" in version:
+        return version, version.split("+", 1)[1]
+    for package, pin in pinned.items():
+        if re.fullmatch(r"nvidia-cuda-runtime(-cu\d+)?", package):
+            major, minor = pin.split(".")[:2]
+            return version, f"cu{major}{minor}"
+    return version, "cpu"
+
+
+def verify_torch(text: str, variant: str | None, name: str, again: str, index: str | None = None) -> None:
+    """The lock must hold the torch build asked for: with `--index-strategy unsafe-best-match` a
+    newer torch on PyPI (a CUDA 13 build since 2.11) or a local wheel can win over the chosen index."""
+    if not variant or variant == "none":
+        return
+    version, build = torch_build(text)
+    if version is None or build == variant:
+        return
+    source = ("PyPI's plain torch, a " + build + " build" if "+" not in version and build != "cpu"
+              else f"the {build} build")
+    raise EnvError(f"env {name!r}: the resolver took torch {version} ({source}) for the {variant} lock"
+                   + (f": another source beat {index}" if index else ""),
+                   fix=f"pin torch to a release {index or 'your index'} serves as {variant} in "
+                       f"envs/{name}/requirements.in (e.g. `torch==X.Y.Z`), or lock for the build that was "
+                       f"found: `inv lock --env {name} --torch {build}`; then `{again}`")
 
 
 def _explain(err: CommandFailed, name: str, again: str, where: Path) -> EnvError:

@@ -17,7 +17,7 @@ from .interpreters import discover
 from .pythons import allows, parse_range
 from .commands import CommandFailed, Progress
 from ..gpu import NvmlFacts, probe_nvml_facts
-from .torch import TorchChoice, choose
+from .torch import TorchChoice, TorchWanted, choose
 
 env_path = layout.env_path
 
@@ -55,13 +55,32 @@ def torch_choice(root: Path, name: str, spec, *, torch: str | None = None, probe
     mode = torch or _spec(spec, "torch", "none")
     if mode == "auto" and probe is None:
         probe = probe_nvml_facts()
+    wanted = torch_wanted(root, name, spec) if mode not in ("none", "cpu") else TorchWanted(env=name)
+    return choose(mode, probe, wanted=wanted)
+
+
+def torch_wanted(root: Path, name: str, spec) -> TorchWanted:
+    """What env `name` asks of torch: requirements.in's pin or range, and each variant lock's pin."""
+    from packaging.requirements import InvalidRequirement, Requirement
     req = lock_mod.requirements_path(root, name, spec)
-    pinned = None
-    if mode not in ("none", "cpu") and req.is_file():
+    pin = allowed = None
+    if req.is_file():
         for line in lock_mod.logical_lines(req.read_text(encoding="utf-8")):
-            if line.replace(" ", "").startswith("torch=="):
-                pinned = line.replace(" ", "")[len("torch=="):].split("+")[0].split(";")[0]
-    return choose(mode, probe, pinned)
+            try:
+                parsed = Requirement(line.split(" #")[0].strip())
+            except InvalidRequirement:
+                continue
+            if parsed.name.lower() == "torch":
+                allowed = str(parsed.specifier) or None
+                exact = [s.version for s in parsed.specifier if s.operator in ("==", "===") and "*" not in s.version]
+                pin = exact[0].split("+")[0] if exact else None
+    locked = {}
+    for lock in req.parent.glob(f"{req.stem}.*.lock") if req.parent.is_dir() else ():
+        variant = lock.name[len(req.stem) + 1:-len(".lock")]
+        version = lock_mod.pins(lock.read_text(encoding="utf-8")).get("torch")
+        if version and variant != "cpu":
+            locked[variant] = version.split("+")[0]
+    return TorchWanted(pin=pin, allowed=allowed, locked=locked, env=name)
 
 
 def _python_ok(spec, python: str | None):
@@ -193,4 +212,5 @@ def lock_env(root: Path, name: str, spec, *, torch: str | None = None, probe: Nv
     choice = torch_choice(Path(root), name, spec, torch=torch, probe=probe)
     if choice.variant != "none":
         progress(f"{name}: torch {choice.variant}: {choice.reason}")
-    return lock_mod.lock_env(Path(root), name, spec, variant=choice.variant, progress=progress)
+    return lock_mod.lock_env(Path(root), name, spec, variant=choice.variant, progress=progress,
+                             constraint=choice.constraint)

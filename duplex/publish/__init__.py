@@ -52,22 +52,55 @@ class PublishReport:
         return "\n".join(lines)
 
 
+def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
+    """(env -> variant, env -> why) for the published images of `torch = "auto"` envs. Publishing has
+    no GPU to probe: the user's variant (`--torch`, else [stack] publish_torch), else the build of the
+    release the env will install that runs on the widest range of current datacenter GPUs and drivers.
+    `cpu` for an env a gpu = "required" service builds from is refused."""
+    from ..envs.provision import torch_wanted
+    from ..envs.torch import RELEASES, _allows, release_of, widest
+    chosen = torch or stack.stack.publish_torch
+    variants, notes = {}, {}
+    for name, spec in stack.envs.items():
+        if spec.torch != "auto":
+            continue
+        if chosen == "cpu":
+            needy = [s for s, svc in stack.services.items() if svc.env == name and svc.gpu == "required"]
+            if needy:
+                raise PublishError(f"torch cpu for env {name!r}, which {', '.join(needy)} (gpu = \"required\") "
+                                   "is built from: the image would start on a GPU node with CPU torch",
+                                   fix="publish with a CUDA build (`inv publish --torch cu126`), or leave the "
+                                       "service out with --services")
+        if chosen:
+            variants[name], notes[name] = chosen, ("--torch " if torch else "[stack] publish_torch = ") + chosen
+            continue
+        wanted = torch_wanted(stack.root, name, spec)
+        release = wanted.pin or next((f"{r[0]}.{r[1]}" for r in sorted(RELEASES, reverse=True)
+                                      if _allows(wanted.allowed, r)), None)
+        variants[name], why = widest(release if release_of(release) in RELEASES else None)
+        notes[name] = f"the published build that runs on the widest range of datacenter GPUs and drivers: {why}"
+    return variants, notes
+
+
 def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[str, str] | None = None,
-                environ: dict[str, str] | None = None, gpus: int = 1) -> Plan:
+                environ: dict[str, str] | None = None, gpus: int = 1, torch: str | None = None) -> Plan:
     """A container plan for the production host, not this one: it has `gpus` GPUs (so GPU services
     are kept even when this machine has none), the model cache lives in a volume, the services run
     as the Dockerfiles' uid 1000, and secrets are placeholders the writers turn into references.
-    From `environ` only DUPLEX_BASE_IMAGE and DUPLEX_PORT_* are read."""
+    From `environ` only DUPLEX_BASE_IMAGE and DUPLEX_PORT_* are read. `torch`: the build GPU images
+    get (see `publish_torch`)."""
     environ = dict(os.environ if environ is None else environ)
     env = {k: v for k, v in environ.items() if k == "DUPLEX_BASE_IMAGE" or k.startswith("DUPLEX_PORT_")}
     for name in {"HF_TOKEN", *(s for svc in stack.services.values() for s in svc.secrets)}:
         env[name] = SECRET_PLACEHOLDER
+    variants, notes = publish_torch(stack, torch)
     machine = Machine(gpu_count=gpus, nvidia_runtime=gpus > 0, hf_home=CACHE_IN_CONTAINER,
-                      hf_hub_cache=None, uid=1000, gid=1000, env=env)
+                      hf_hub_cache=None, uid=1000, gid=1000, env=env, torch_envs=variants, torch_notes=notes)
     # Always plain HTTP: `inv run`'s TLS uses `inv certs`' local files, which no published
     # deployment mounts (and a local CA is no production certificate).
     local = plan(stack, machine, native=False, services=services, pins=pins, tls=False)
     warnings = [*local.warnings, *([TLS_WARNING] if stack.stack.tls else [])]
+    warnings += _lock_warnings(stack, local)
     endpoint = stack.stack.otlp_endpoint
     if local.telemetry and LOOPBACK_URL.match(endpoint):
         warnings.append(f"telemetry: otlp_endpoint {endpoint} is loopback, which inside a published "
@@ -77,6 +110,25 @@ def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[s
                                                                                  svc.environment))
                  for name, svc in local.services.items()}
     return dataclasses.replace(local, services=published, warnings=warnings)
+
+
+def _lock_warnings(stack: Stack, the_plan: Plan) -> list[str]:
+    """An image built with a torch variant COPYs that variant's lock: say when it is not there yet."""
+    from ..envs.lock import lock_path
+    out = []
+    for name, svc in the_plan.services.items():
+        variant = svc.build_args.get("TORCH")
+        if not variant or not svc.env or svc.env not in stack.envs:
+            continue
+        lock = lock_path(stack.root, svc.env, stack.envs[svc.env], variant)
+        why = f" ({svc.torch_note})" if svc.torch_note else ""
+        if lock.is_file():
+            out.append(f"{name}: image built with torch {variant}{why}")
+        else:
+            out.append(f"{name}: image built with torch {variant}{why}, but {lock.relative_to(stack.root)} does "
+                       f"not exist yet: `inv lock --env {svc.env} --torch {variant}` where download.pytorch.org "
+                       "is reachable, and commit it")
+    return out
 
 
 def _published_telemetry(telemetry: str | None, endpoint: str, environment: dict[str, str]) -> dict[str, str]:
@@ -93,7 +145,8 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
     file's folder), Compose and Kubernetes both unless one is asked for. `options`: publish's."""
     both = not (compose or k8s)
     folder = Path(out) if Path(out).is_absolute() else project.root / out
-    return publish(target_plan(project.stack, services=services, pins=project.pins()), out=folder,
+    torch = options.pop("torch", None)
+    return publish(target_plan(project.stack, services=services, pins=project.pins(), torch=torch), out=folder,
                    compose=compose or both, k8s=k8s or both, stack_file=project.stack.path.name, **options)
 
 

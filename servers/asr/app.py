@@ -61,7 +61,13 @@ class ModelState:
             "workers": s.workers if s else None,
             "max_seconds": s.max_seconds if s else None, "max_bytes": s.max_bytes if s else None,
             "load_s": self.load_s,
+            "device_warning": _device_warning(),
         }
+
+
+def _device_warning() -> str | None:
+    from . import loaders
+    return loaders.cuda_warning
 
 
 def error_response(status: int, code: str, detail: str) -> JSONResponse:

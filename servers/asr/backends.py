@@ -125,6 +125,11 @@ class WhisperBackend(Backend):
         if s.device == "cuda" and not cuda:
             raise BackendUnavailable("ASR_DEVICE=cuda but CTranslate2 sees no CUDA device "
                                      f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+        if s.device == "cuda":  # asked for explicitly: missing libraries are an error now, not at the first request
+            from . import cudalibs
+            missing, _ = cudalibs.ensure()
+            if missing:
+                raise BackendUnavailable(f"ASR_DEVICE=cuda but {cudalibs.missing_text(missing)}; {cudalibs.FIX}")
         if s.device == "auto":  # a container given a GPU uses it; a laptop runs on the CPU
             s = self.settings = dataclasses.replace(s, device=loaders.whisper_device(s))
         root = resolve_model(s.model_spec, s.model_revision)

@@ -46,12 +46,29 @@ def whisper_model(settings: Settings, model_path: str):
                         cpu_threads=threads, num_workers=settings.workers)
 
 
-def whisper_device(settings: Settings) -> str:
-    """ASR_DEVICE with `auto` resolved: cuda when CTranslate2 sees a CUDA device, else cpu."""
+cuda_warning: str | None = None  # why `auto` chose the CPU on a machine with a GPU (shown by /health)
+
+
+def whisper_device(settings: Settings, *, cuda_devices=None, libs=None) -> str:
+    """ASR_DEVICE with `auto` resolved: cuda when CTranslate2 sees a CUDA device and the cuBLAS and
+    cuDNN it loads are there (servers/asr/cudalibs.py), else cpu (with a warning when a GPU was
+    there but the libraries were not). `cuda_devices`, `libs`: stand-ins for tests."""
+    global cuda_warning
     if settings.device != "auto":
         return settings.device
-    import ctranslate2
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+    if cuda_devices is None:
+        import ctranslate2
+        cuda_devices = ctranslate2.get_cuda_device_count
+    if cuda_devices() <= 0:
+        return "cpu"
+    from . import cudalibs
+    missing, _found = (libs or cudalibs.ensure)()
+    if missing:
+        cuda_warning = (f"a CUDA device is visible but {cudalibs.missing_text(missing)}: transcribing on the CPU; "
+                        f"for the GPU, {cudalibs.FIX.split(', or set')[0]}")
+        log.warning("asr: %s", cuda_warning)
+        return "cpu"
+    return "cuda"
 
 
 def _whisper_key(s: Settings, model_path: str) -> tuple:

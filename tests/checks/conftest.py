@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -13,16 +11,29 @@ from duplex.gpu import NvmlFacts
 from duplex.plan import plan
 from duplex.machine import Machine
 from duplex.stack import load_stack
+from tests.support import fakenvml
 from tests.support.stacks import write_stack
 
 from .hubserver import HubServer
 
-FIXTURES = Path(__file__).parent / "fixtures"
 NO_GPU = NvmlFacts(error_code=12, error="NVML Shared Library Not Found")
+_LIB: list[Path] = []  # the stand-in libnvidia-ml, set by the autouse fixture below
+_SERVED: dict[tuple, NvmlFacts] = {}
 
 
-def nvml_fixture(name: str) -> NvmlFacts:
-    return NvmlFacts.from_dict(json.loads((FIXTURES / f"{name}.json").read_text()))
+@pytest.fixture(autouse=True)
+def _nvml_library(fake_nvml):
+    _LIB[:] = [fake_nvml]
+
+
+def nvml_fixture(name: str, environ: dict[str, str] | None = None) -> NvmlFacts:
+    """What duplex's real NVML probe reports for a simulated host (tests/support/gpu_hosts/NAME.json),
+    served by the stand-in libnvidia-ml through nvidia-ml-py. Once per host and environment."""
+    name = name.removeprefix("nvml_")
+    key = (name, tuple(sorted((environ or {}).items())))
+    if key not in _SERVED:
+        _SERVED[key] = fakenvml.probe(_LIB[0], name, _LIB[0] / "served", environ)
+    return _SERVED[key]
 
 
 def make(folder: Path, *, native: bool = False, services=None, gpus: int = 0, environ=None,
@@ -38,55 +49,6 @@ def make(folder: Path, *, native: bool = False, services=None, gpus: int = 0, en
 
 def by_name(results) -> dict:
     return {r.name: r for r in results}
-
-
-@dataclass(frozen=True)
-class _Memory:  # the shape of pynvml's c_nvmlMemory_t
-    total: int
-    free: int
-    used: int = 0
-
-
-@dataclass
-class RecordedNvml:
-    """Stands in for the pynvml module, replaying recorded facts (a GPU cannot exist here)."""
-
-    facts: NvmlFacts
-    init_error: int | None = None  # an NVML error code nvmlInit raises (real pynvml exception classes)
-    calls: list[str] = field(default_factory=list)
-
-    def __post_init__(self):
-        import pynvml
-        self.NVMLError = pynvml.NVMLError
-
-    def nvmlInit(self):
-        self.calls.append("init")
-        if self.init_error is not None:
-            raise self.NVMLError(self.init_error)
-
-    def nvmlShutdown(self):
-        self.calls.append("shutdown")
-
-    def nvmlSystemGetDriverVersion(self):
-        return self.facts.driver_version
-
-    def nvmlSystemGetCudaDriverVersion_v2(self):
-        return self.facts.cuda_driver
-
-    def nvmlDeviceGetCount(self):
-        return len(self.facts.gpus)
-
-    def nvmlDeviceGetHandleByIndex(self, index):
-        return self.facts.gpus[index]
-
-    def nvmlDeviceGetName(self, handle):
-        return handle.name.encode()  # older nvidia-ml-py returned bytes
-
-    def nvmlDeviceGetCudaComputeCapability(self, handle):
-        return handle.capability
-
-    def nvmlDeviceGetMemoryInfo(self, handle):
-        return _Memory(handle.memory_total, handle.memory_free, handle.memory_total - handle.memory_free)
 
 
 @pytest.fixture

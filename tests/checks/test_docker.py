@@ -78,7 +78,7 @@ def test_gpu_container_without_nvidia_runtime_names_the_error_users_would_meet(t
 
 
 def test_cdi_spec_files_are_read(tmp_path):
-    (tmp_path / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    (tmp_path / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices:\n- name: \"0\"\n")
     assert engine._cdi([str(tmp_path)]) and not engine._cdi([str(tmp_path / "none")])
 
 

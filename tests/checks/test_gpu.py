@@ -10,7 +10,9 @@ from checks import gpu
 from checks.models import ModelFacts
 from duplex.gpu import GIB, NvmlFacts, gpu_count, nvidia_pci_devices, probe_nvml_facts
 
-from .conftest import NO_GPU, RecordedNvml, by_name, make, nvml_fixture
+from tests.support import fakenvml
+
+from .conftest import NO_GPU, by_name, make, nvml_fixture
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,28 +50,74 @@ def test_the_real_probe_tells_the_truth_about_this_machine(tmp_path):
         assert gpu.check_driver(ctx, facts).status in ("pass", "warn")  # never "no driver"
 
 
-def test_recorded_h100_replayed_through_the_probe(tmp_path):
-    recorded = nvml_fixture("nvml_h100_driver550")
-    fake = RecordedNvml(recorded)
-    facts = probe_nvml_facts({}, nvml=fake, sysfs=tmp_path)
+def test_h100_served_by_the_stand_in_library_through_the_real_binding(fake_nvml, tmp_path):
+    facts = fakenvml.probe(fake_nvml, "h100_driver550", tmp_path)
     assert facts.driver_version == "550.54.15" and facts.cuda_driver == 12040 and facts.cuda_text == "12.4"
     assert [(g.name, g.capability, g.sm) for g in facts.gpus] == [("NVIDIA H100 80GB HBM3", (9, 0), 90)]
-    assert facts.gpus[0].memory_free == 84986691584
-    assert fake.calls == ["init", "shutdown"]
+    assert facts.gpus[0].memory_free == 84986691584 and facts.gpus[0].uuid.startswith("GPU-5e3c7a58")
+    assert facts.nvidia_pci_devices == 1 and facts.notes == ()
 
 
-def test_cuda_visible_devices_filters_gpus():
-    fake = RecordedNvml(nvml_fixture("nvml_two_gpus_busy"))
-    facts = probe_nvml_facts({"CUDA_VISIBLE_DEVICES": "1"}, nvml=fake)
-    assert [g.index for g in facts.gpus] == [1]
-    hidden = probe_nvml_facts({"CUDA_VISIBLE_DEVICES": ""}, nvml=fake)
-    assert hidden.ok and hidden.gpus == ()
+def test_cuda_visible_devices_means_what_cuda_makes_of_it(fake_nvml, tmp_path):
+    """Indices, GPU-/MIG- UUIDs (unique prefixes), -1 and an unknown entry end the list (CUDA's rule)."""
+    def seen(value, host="two_gpus_busy", **more):
+        env = {"CUDA_VISIBLE_DEVICES": value, **more} if value is not None else more
+        return [g.label for g in fakenvml.probe(fake_nvml, host, tmp_path, env).gpus]
+    assert seen(None) == ["GPU 0", "GPU 1"]
+    assert seen("1") == ["GPU 1"] and seen("1,0") == ["GPU 1", "GPU 0"]
+    assert seen("") == [] and seen("-1") == [] and seen("0,-1,1") == ["GPU 0"] and seen("5,0") == []
+    assert seen("GPU-4d6f8b0c-2e3a-4f5b-9c7d-0e1f3a5b7c09") == ["GPU 1"]
+    assert seen("GPU-4d6f") == ["GPU 1"] and seen("GPU-") == []  # a prefix must be unique
+    assert seen("GPU-0000dead") == []
+    assert seen("MIG-5b7d", "a100_mig") == ["GPU 0 MIG 1"]
+    assert seen("2,0", "a100_mig") == ["GPU 0 MIG 2", "GPU 0 MIG 0"]
+    hidden = fakenvml.probe(fake_nvml, "two_gpus_busy", tmp_path, {"CUDA_VISIBLE_DEVICES": "-1"})
+    assert hidden.ok and hidden.gpus == () and hidden.hidden == 2
 
 
-def test_nvml_errors_become_data_with_pynvmls_own_exception_classes(tmp_path):
-    for code, words in ((18, "version mismatch"), (12, "Library Not Found"), (9, "Driver Not Loaded")):
-        facts = probe_nvml_facts({}, nvml=RecordedNvml(NvmlFacts(), init_error=code), sysfs=tmp_path)
+def test_cuda_device_order_is_honoured(fake_nvml, tmp_path):
+    mixed = {"driver_version": "550.54.15", "cuda_driver": 12040, "gpus": [
+        {"name": "Tesla T4", "capability": [7, 5], "memory_total": 15 * GIB, "memory_free": 15 * GIB, "uuid": "GPU-aaaa"},
+        {"name": "NVIDIA H100", "capability": [9, 0], "memory_total": 80 * GIB, "memory_free": 80 * GIB, "uuid": "GPU-bbbb"}]}
+    fastest = fakenvml.probe(fake_nvml, mixed, tmp_path, {"CUDA_VISIBLE_DEVICES": "0"})
+    assert [g.name for g in fastest.gpus] == ["NVIDIA H100"]  # CUDA's default order: fastest first
+    pci = fakenvml.probe(fake_nvml, mixed, tmp_path, {"CUDA_VISIBLE_DEVICES": "0", "CUDA_DEVICE_ORDER": "PCI_BUS_ID"})
+    assert [g.name for g in pci.gpus] == ["Tesla T4"]  # NVML's order is PCI bus order
+
+
+def test_one_failing_device_call_does_not_abort_the_probe(fake_nvml, tmp_path):
+    facts = fakenvml.probe(fake_nvml, "gb10_memory_not_supported", tmp_path)
+    assert facts.ok and len(facts.gpus) == 1
+    gb10 = facts.gpus[0]
+    assert gb10.name == "NVIDIA GB10" and gb10.sm == 121 and gb10.memory_free is None
+    assert gb10.problem == "memory info: Not Supported" and "Not Supported" in facts.notes[0]
+    two = {**fakenvml.host("two_gpus_busy"), "fail": [{"call": "nvmlDeviceGetName", "device": 0, "code": 15}]}
+    facts = fakenvml.probe(fake_nvml, two, tmp_path)
+    assert [g.name for g in facts.gpus] == ["GPU 0", "NVIDIA GeForce RTX 4090"]
+    assert facts.gpus[0].problem == "name: GPU is lost" and facts.gpus[1].problem is None
+    lost = {**fakenvml.host("two_gpus_busy"), "fail": [{"call": "nvmlDeviceGetHandleByIndex_v2", "device": 0, "code": 15}]}
+    facts = fakenvml.probe(fake_nvml, lost, tmp_path)
+    assert [g.label for g in facts.gpus] == ["GPU 1"] and "GPU 0: left out" in facts.notes[0]
+    old = {**fakenvml.host("h100_driver550"), "fail": [{"call": "nvmlDeviceGetMigMode", "code": 13}]}
+    assert len(fakenvml.probe(fake_nvml, old, tmp_path).gpus) == 1  # FunctionNotFound: no MIG, not a failure
+
+
+def test_mig_instances_are_the_devices(fake_nvml, tmp_path):
+    facts = fakenvml.probe(fake_nvml, "a100_mig", tmp_path)
+    assert [(g.device_id, g.name.split()[-1], g.uuid[:8]) for g in facts.gpus] == [
+        ("0:0", "3g.40gb", "MIG-4a6c"), ("0:1", "2g.20gb", "MIG-5b7d"), ("0:2", "1g.10gb", "MIG-6c8e")]
+    assert facts.gpus[0].memory_total == 40192 * 1024 ** 2 and facts.gpus[0].sm == 80
+    empty = fakenvml.host("a100_mig")
+    empty = {**empty, "gpus": [{**empty["gpus"][0], "instances": []}]}
+    facts = fakenvml.probe(fake_nvml, empty, tmp_path)
+    assert facts.gpus == () and "MIG mode with no MIG instances" in facts.notes[0]
+
+
+def test_nvml_init_errors_become_data_with_pynvmls_own_exception_classes(fake_nvml, tmp_path):
+    for host, code, words in (("version_mismatch", 18, "version mismatch"), ("driver_not_loaded", 9, "Driver Not Loaded")):
+        facts = fakenvml.probe(fake_nvml, host, tmp_path)
         assert facts.error_code == code and words.lower() in facts.error.lower()
+        assert facts.nvidia_pci_devices == 1
 
 
 def test_nvidia_card_on_pci_bus_is_seen_from_sysfs(tmp_path):
@@ -146,7 +194,9 @@ def test_vram_fit_from_model_sizes(tmp_path):
     fits = gpu.check_vram(ctx, h100, {"org/big": ModelFacts("org/big", True, 17 * GIB, 16 * GIB, "cache")})
     assert fits[0].status == "pass" and "19.2 GiB" in fits[0].detail and "H100" in fits[0].detail
     tight = gpu.check_vram(ctx, busy, {"org/big": ModelFacts("org/big", True, 17 * GIB, 16 * GIB, "cache")})
-    assert tight[0].status == "warn" and "GPU 1" in tight[0].detail  # the GPU with the most free memory
+    # Not placed (a Machine without NVML's device list): the container gets every GPU and uses the
+    # first, so GPU 0 is what must hold it, not the GPU with the most free memory.
+    assert tight[0].status == "warn" and "2.0 GiB free on GPU 0" in tight[0].detail
     assert "GPU with 19.2 GiB free" in tight[0].fix and "smaller or quantised model" in tight[0].fix
     assert "offload" not in tight[0].fix.lower()  # `python -m voice` has no such option
     unknown = gpu.check_vram(ctx, h100, {"org/big": ModelFacts("org/big", False)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from duplex.envs.torch import choose, offered
+from duplex.envs.torch import TorchWanted, choose, offered
 from duplex.gpu import GpuInfo, NvmlFacts, probe_nvml_facts
 from duplex.errors import EnvError
 
@@ -23,7 +23,10 @@ def probe(cuda: int, *gpus: GpuInfo) -> NvmlFacts:
     ("2.6.0", 11080, "cu118"), ("2.6.0", 12020, "cu126"),
     ("2.7.1", 11080, "cu118"), ("2.7.1", 12020, "cu128"), ("2.7.1", 13000, "cu128"),
     ("2.8.0", 12040, "cu129"), ("2.9.0", 12080, "cu128"), ("2.9.0", 13000, "cu130"),
-    ("2.13.0", 12090, "cu128"), ("2.13.0", 13010, "cu130"), (None, 12040, "cu128"),
+    # the releases after 2.9, as published (the table once assumed they published what 2.9 did)
+    ("2.11.0", 12040, "cu128"), ("2.12.0", 12040, "cu126"), ("2.12.0", 13020, "cu132"),
+    ("2.13.0", 12090, "cu126"), ("2.13.0", 13010, "cu130"), ("2.14.0", 12080, "cu126"),
+    ("2.15.0", 13000, "cu132"), (None, 12040, "cu126"),
 ])
 def test_newest_variant_the_driver_runs(torch_version, cuda, want):
     assert choose("auto", probe(cuda), torch_version).variant == want
@@ -44,7 +47,8 @@ def test_cuda_11_driver_cannot_run_any_variant_of_a_new_torch():
     with pytest.raises(EnvError) as err:
         choose("auto", probe(11080), "2.9.0")
     assert "cu126 needs CUDA 12.x (driver >= 525.60.13)" in str(err.value)
-    assert "update the NVIDIA driver" in err.value.fix and "cpu" in err.value.fix
+    assert "update the NVIDIA driver to >= 525.60.13 (torch 2.9 cu126)" in err.value.fix
+    assert "allow torch 2.7 (cu118" in err.value.fix and "torch = \"cpu\"" in err.value.fix
 
 
 def test_blackwell_needs_cu128_or_newer():
@@ -80,3 +84,63 @@ def test_overrides_and_bad_names():
     with pytest.raises(EnvError, match="not a PyTorch variant"):
         choose("cu999", None)
     assert offered("2.6.0") == ("cu118", "cu124", "cu126")
+
+
+H100_550 = NvmlFacts(driver_version="550.54.15", cuda_driver=12040, gpus=(H100,))
+
+
+def test_the_table_is_one_data_file_with_its_sources():
+    from duplex.envs.torch import TABLE, table
+    text = TABLE.read_text()
+    assert "Sources:" in text and "download.pytorch.org" in text
+    t = table()
+    assert t.releases[(2, 12)] == ("cu126", "cu130", "cu132") and t.releases[(2, 13)] == ("cu126", "cu130")
+    assert t.releases[(2, 15)] == ("cu130", "cu132") and t.pypi[(2, 14)] == "cu132"
+    assert all(v in t.variants for names in t.releases.values() for v in names)
+
+
+def test_h100_on_driver_550_gets_cu126_from_the_range_never_cu128():
+    chosen = choose("auto", H100_550, wanted=TorchWanted(allowed=">=2.2.0,<2.14", env="moshi"))
+    assert (chosen.variant, chosen.release, chosen.constraint) == ("cu126", "2.13", "torch==2.13.*")
+    assert "narrowed" not in chosen.reason  # 2.13 is the newest release the range allows
+    assert choose("auto", H100_550, wanted=TorchWanted(allowed="<2.15")).variant == "cu126"  # 2.14: cu126 legacy
+    with pytest.raises(EnvError) as err:
+        choose("auto", H100_550, wanted=TorchWanted(allowed=">=2.15", env="moshi"))
+    assert "driver to >= 580.65.06 (torch 2.15" in err.value.fix and "allow torch 2.14 (cu126" in err.value.fix
+
+
+def test_the_range_is_narrowed_when_it_must_be_and_the_reason_says_so():
+    blackwell = NvmlFacts(driver_version="575.57.08", cuda_driver=12090, gpus=(RTX5090,))
+    chosen = choose("auto", blackwell, wanted=TorchWanted(allowed=">=2.2.0,<2.14"))
+    assert (chosen.variant, chosen.release, chosen.constraint) == ("cu128", "2.11", "torch==2.11.*")
+    assert "narrowed to 2.11.*" in chosen.reason and "cu126 wheels carry no kernels" in chosen.reason
+    t4 = NvmlFacts(driver_version="470.82.01", cuda_driver=11040, gpus=(GpuInfo(0, "Tesla T4", (7, 5)),))
+    assert choose("auto", t4, wanted=TorchWanted(allowed=">=2.2.0,<2.14")).release == "2.7"  # cu118
+    open_top = choose("auto", H100_550, wanted=TorchWanted(allowed=">=2.2"))
+    assert open_top.release == "2.14" and "narrowed to 2.14.*" in open_top.reason  # 2.15: CUDA 13 only
+    pinned_open = choose("auto", NvmlFacts(driver_version="580.65.06", cuda_driver=13000, gpus=(H100,)),
+                         wanted=TorchWanted(allowed=">=2.2"))
+    assert pinned_open.release == "2.15" and "not in duplex's table" in pinned_open.reason
+
+
+def test_the_locks_pin_decides_and_an_unknown_release_is_refused_naming_the_lock_command():
+    chosen = choose("auto", H100_550, wanted=TorchWanted(allowed="<2.14", locked={"cu126": "2.12.1"}))
+    assert chosen.variant == "cu126" and chosen.release == "2.12" and "lock pins torch 2.12.1" in chosen.reason
+    with pytest.raises(EnvError) as err:
+        choose("auto", H100_550, wanted=TorchWanted(locked={"cu126": "2.16.0"}, env="moshi"))
+    assert "torch 2.16.0" in str(err.value) and "does not know" in str(err.value)
+    assert "inv lock --env moshi --torch cu126" in err.value.fix
+    with pytest.raises(EnvError, match="torch 2.16.0"):
+        choose("auto", H100_550, "2.16.0")
+    trusted = choose("cu130", H100_550, wanted=TorchWanted(pin="2.16.0"))  # the user's word: kept, flagged
+    assert trusted.variant == "cu130" and "your word" in trusted.warnings[0]
+    forced = choose("cu128", H100_550, wanted=TorchWanted(allowed=">=2.2,<2.14"))
+    assert forced.release == "2.11" and forced.constraint == "torch==2.11.*"
+
+
+def test_publish_default_is_the_widest_published_build():
+    from duplex.envs.torch import widest
+    assert widest("2.13")[0] == "cu126"  # cu130 needs driver 580: most datacenter drivers are older
+    assert "not on sm_100" in widest("2.13")[1]
+    assert widest("2.11")[0] == "cu128"  # CUDA 12 drivers and Blackwell both
+    assert widest("2.15")[0] == "cu130"

@@ -29,6 +29,26 @@ TOOLKIT = {"ServerVersion": "27.3.1", "DefaultRuntime": "runc", "CDISpecDirs": [
 CDI_ON = {"ServerVersion": "28.0.4", "DefaultRuntime": "runc", "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"],
           "Runtimes": {"io.containerd.runc.v2": {"path": "runc"}, "runc": {"path": "runc"}}}
 LOCAL = "unix:///var/run/docker.sock"
+# What `nvidia-ctk cdi generate` writes (trimmed): one device per GPU index, MIG device and `all`.
+CDI_SPEC = """cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: "0"
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+- name: "0:1"
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia-caps/nvidia-cap21
+- name: all
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+containerEdits:
+  env:
+  - NVIDIA_VISIBLE_DEVICES=void
+"""
 
 
 def no_hook(_name):
@@ -45,9 +65,14 @@ def test_gpu_paths_read_from_recorded_docker_info(tmp_path):
 
     spec = tmp_path / "cdi"
     spec.mkdir()
-    (spec / "nvidia.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    (spec / "empty.yaml").write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\ndevices: []\n")
+    enabled = docker_engine.facts_from_info(LOCAL, {**CDI_ON, "CDISpecDirs": [str(spec)]}, which=no_hook)
+    assert docker_engine.gpu_paths(enabled) == []  # a spec that defines no device hands out nothing
+    (spec / "nvidia.yaml").write_text(CDI_SPEC)
     enabled = docker_engine.facts_from_info(LOCAL, {**CDI_ON, "CDISpecDirs": [str(spec)]}, which=no_hook)
     assert docker_engine.gpu_paths(enabled) == ["CDI spec for nvidia.com/gpu"]
+    assert enabled.cdi_devices == ("nvidia.com/gpu=0", "nvidia.com/gpu=0:1", "nvidia.com/gpu=all")
+    assert docker_engine.gpu_request(enabled) == "cdi"
     off = docker_engine.facts_from_info(LOCAL, TOOLKIT | {"Runtimes": PLAIN["Runtimes"]}, which=no_hook,
                                        cdi=lambda dirs: True)  # spec files on disk, CDI off in the engine
     assert docker_engine.gpu_paths(off) == []
@@ -149,3 +174,64 @@ def test_engine_not_asked_without_a_host_gpu_or_without_gpu_containers(tmp_path)
     _, _, engine = plan_run(stack, lambda m: plan(stack, m), {}, machine=Machine(gpu_count=1),
                             engine_probe=lambda *a: (_ for _ in ()).throw(AssertionError("asked")))
     assert engine is None
+
+
+def test_a_cdi_only_engine_gets_the_cdi_form_and_preflight_checks_the_same_names(tmp_path):
+    """Docker 25+ with CDI on and `nvidia-ctk cdi generate` specs, but no NVIDIA runtime hook: the
+    `--gpus` form (count=-1, [["gpu"]]) fails there with `could not select device driver`."""
+    from duplex.gpu import GpuInfo
+    spec = tmp_path / "cdi"
+    spec.mkdir()
+    (spec / "nvidia.yaml").write_text(CDI_SPEC)
+    info = {**CDI_ON, "CDISpecDirs": [str(spec)]}
+    stack = stack_at(tmp_path / "p")
+    engine = docker_engine.facts_from_info(LOCAL, info, images={}, which=no_hook)
+    assert docker_engine.gpu_request(engine) == "cdi"
+    a100 = (GpuInfo(0, "A100 MIG 3g.40gb", (8, 0), 40 * 2 ** 30, 40 * 2 ** 30, "MIG-aaaa", mig=1),)
+    the_plan, machine, _ = plan_run(stack, lambda m: plan(stack, m), {},
+                                    machine=Machine(gpu_count=1, gpus=a100, hf_home=str(tmp_path / "hf")),
+                                    engine_probe=lambda *a, **k: engine)
+    voice = the_plan.services["voice"]
+    assert machine.gpu_request == "cdi" and voice.gpu and voice.gpu_devices == ["0:1"]
+    request = run_kwargs(voice, "gpus", "net", "h")["device_requests"][0]
+    assert request.driver == "cdi" and request.device_ids == ["nvidia.com/gpu=0:1"]
+    results = {r.name: r for r in docker_check.check(Context(stack, the_plan, {}), engine, host_gpus=1)}
+    assert results["docker.gpu.voice"].status == "pass" and "nvidia.com/gpu=0:1" in results["docker.gpu.voice"].detail
+    (spec / "nvidia.yaml").write_text(CDI_SPEC.replace('"0:1"', '"0:2"'))  # the spec predates a MIG change
+    stale = docker_engine.facts_from_info(LOCAL, info, images={}, which=no_hook)
+    results = {r.name: r for r in docker_check.check(Context(stack, the_plan, {}), stale, host_gpus=1)}
+    assert results["docker.gpu.voice"].status == "fail" and "nvidia-ctk cdi generate" in results["docker.gpu.voice"].fix
+    assert "nvidia.com/gpu=0:1" in results["docker.gpu.voice"].detail
+
+
+def test_the_engine_here_has_no_cdi_and_says_so():
+    """Debian's docker.io 20.10 (this machine's engine) predates CDI (Docker 25): `docker info` lists no
+    CDISpecDirs, so duplex never sends the CDI form to it."""
+    environ = {k: v for k, v in os.environ.items() if k.startswith("DOCKER_") or k == "HOME"}
+    engine = docker_engine.probe_docker(environ, [], "gpus")
+    if engine.version and int(engine.version.split(".")[0]) < 25:
+        assert not engine.cdi_nvidia and docker_engine.gpu_request(engine) != "cdi"
+
+
+def test_a_gpu_required_image_with_cpu_torch_fails_preflight_with_the_reason(tmp_path):
+    """T4 on driver 470 with a torch range that starts at 2.8: no build fits, so the image would get
+    CPU torch; before, `docker.lock.moshi` passed (\"installs torch cpu\") and moshi crashed at start."""
+    text = STACK.replace('[envs.small]', '[envs.small]\ntorch = "auto"')
+    (tmp_path / "envs" / "small").mkdir(parents=True)
+    (tmp_path / "envs" / "small" / "requirements.in").write_text("torch>=2.8,<2.14\n")
+    (tmp_path / "stack.toml").write_text(textwrap.dedent(text))
+    stack = load_stack(tmp_path / "stack.toml")
+    from duplex.gpu import GpuInfo, NvmlFacts
+    from duplex.probe import torch_choices
+    t4 = NvmlFacts(driver_version="470.82.01", cuda_driver=11040, gpus=(GpuInfo(0, "Tesla T4", (7, 5)),))
+    variants, notes = torch_choices(stack, t4)
+    assert variants == {"small": "cpu"} and "no torch build fits" in notes["small"]
+    machine = Machine(gpu_count=1, nvidia_runtime=True, torch_envs=variants, torch_notes=notes,
+                      hf_home=str(tmp_path / "hf"))
+    the_plan = plan(stack, machine)
+    assert the_plan.services["voice"].build_args["TORCH"] == "cpu"
+    results = {r.name: r for r in docker_check.check_torch_builds(Context(stack, the_plan, {}))}
+    bad = results["docker.torch.voice"]
+    assert bad.status == "fail" and "would install CPU torch" in bad.detail and "470.82.01" in bad.detail
+    assert "driver to >= 525.60.13" in bad.fix and "allow torch 2.7 (cu118" in bad.fix
+    assert "docker.torch.asr" not in results  # gpu = "optional": the CPU is an answer there

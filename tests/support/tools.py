@@ -22,12 +22,15 @@ PROVIDED_BY = {
     "uv": "pip install -e . (duplex depends on uv)",
     "inv": "pip install -e . (duplex depends on invoke)",
     "docker": "apt-get install docker.io",
+    "ip": "iproute2 (every Debian system)",
+    "dockerd": "apt-get install docker.io",
     "flite": "apt-get install flite",
     "espeak-ng": "apt-get install espeak-ng",
     "sox": "apt-get install sox libsox-fmt-mp3",
     "chromium": "apt-get install chromium",
     "chromedriver": "apt-get install chromium-driver",
     "git": "apt-get install git",
+    "gcc": "apt-get install gcc",
     "debootstrap": "apt-get install debootstrap",
 }
 
