@@ -16,8 +16,10 @@ ARG TORCH=cpu
 ARG TORCH_INDEX=https://download.pytorch.org/whl/${TORCH}
 COPY .duplex/build/ca.pem .duplex/build/wheel[s] /tmp/build/
 COPY envs/asr-nemo/requirements.${TORCH}.lock /tmp/requirements.lock
+# As in moshi.Dockerfile: a lock whose torch has no +tag was resolved from PyPI: no variant index then.
 RUN set -eu; \
     if [ -s /tmp/build/ca.pem ]; then export PIP_CERT=/tmp/build/ca.pem; fi; \
+    if ! grep -q '^torch==[^ ]*+' /tmp/requirements.lock; then TORCH_INDEX=""; fi; \
     python3 -m venv /opt/venv; \
     /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --require-hashes \
         --find-links /tmp/build ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \
