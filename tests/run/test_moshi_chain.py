@@ -191,7 +191,7 @@ def test_moshi_converses_through_the_frontend_in_containers(chain, speech):
                                 "--once", "/tmp/duplex-ready", "--timeout", "4"],
                                capture_output=True, text=True, timeout=60)
         assert check.returncode == 0 and "alive" in check.stdout, check.stdout + check.stderr
-        smoke = chain.inv("smoke", "--services", "moshi", "--json", timeout=120)
+        smoke = chain.inv("smoke", "--services", "moshi", "--timeout", "8", "--json", timeout=120)
         assert smoke.returncode == 0 and "busy" in smoke.stdout, smoke.stdout + smoke.stderr
         # The first tab leaves: the second one gets moshi next.
         browser.switch_to.window(first)
