@@ -49,10 +49,17 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER duplex
 EXPOSE 8998
-# Healthy only when moshi answers the WebSocket handshake on /api/chat with its 0x00 byte (the
-# weights are loaded); a 7B model takes minutes, hence the start period.
-HEALTHCHECK --interval=15s --timeout=5s --start-period=900s --retries=3 \
-    CMD ["python", "-c", "import asyncio, aiohttp\nasync def main():\n    async with aiohttp.ClientSession() as s, s.ws_connect('http://127.0.0.1:8998/api/chat', ssl=False) as ws:\n        m = await ws.receive(timeout=4)\n        assert m.data == b'\\x00', m\nasyncio.run(main())"]
+# Health (duplex/wscheck.py, the same check duplex, Compose and Kubernetes run): the real WebSocket
+# handshake on /api/chat until moshi sends its ready byte 0x00 once (weights loaded; a 7B model takes
+# minutes, hence the start period), then any HTTP answer: moshi serves one conversation at a time,
+# and a handshake every 15 s would wait on that conversation and flip a busy server to unhealthy.
+# Port and TLS follow the server's own --port and --ssl, so `--ssl /certs` needs no other check.
+COPY duplex/wscheck.py /opt/duplex/wscheck.py
+HEALTHCHECK --interval=15s --timeout=6s --start-period=900s --retries=3 \
+    CMD ["python", "/opt/duplex/wscheck.py", "--path", "/api/chat", "--tls-flag", "--ssl", \
+         "--once", "/tmp/duplex-ready", "--timeout", "4"]
 # Source last: a re-vendored moshi rebuilds only this layer.
 COPY third_party/moshi /opt/moshi
-CMD ["python", "-m", "moshi.server", "--host", "0.0.0.0", "--port", "8998"]
+# --static none: duplex serves its own web frontend. Without it moshi downloads Kyutai's web client
+# (kyutai/moshi-artifacts) after loading its weights, which an offline start (HF_HUB_OFFLINE=1) cannot.
+CMD ["python", "-m", "moshi.server", "--host", "0.0.0.0", "--port", "8998", "--static", "none"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import threading
 from collections import deque
 from pathlib import Path
@@ -26,7 +27,7 @@ def container_name(stack: str, service: str) -> str:
 
 def run_kwargs(svc: ServicePlan, stack: str, network: str, config_hash: str) -> dict:
     """Pure translation from a service plan to `containers.run` keyword arguments."""
-    from docker.types import DeviceRequest, EndpointConfig
+    from docker.types import EndpointConfig
     kwargs = dict(
         image=svc.image, command=svc.command, name=container_name(stack, svc.name), detach=True,
         environment=dict(svc.environment),
@@ -105,6 +106,32 @@ def stage_build_ca(root: Path, *, keep: bool = False) -> Path:
             tmp.unlink(missing_ok=True)
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
     return path
+
+
+def stage_wheels(root: Path, svc: ServicePlan) -> dict[str, str]:
+    """For an image with a torch build (`TORCH` build arg): link into `.duplex/build/wheels` the
+    wheels of pip's find-links whose hash the env's lock pins (the Dockerfiles COPY the folder and
+    pip finds them first). When those hold every locally-labelled build the lock pins (`+cpu`), the
+    image needs no PyTorch index: the returned build args say so (TORCH_INDEX empty), as `inv setup`
+    skips it for the same lock. Other images: nothing staged, no change."""
+    from .envs import sources
+    folder = Layout(root).build_wheels
+    shutil.rmtree(folder, ignore_errors=True)
+    torch = svc.build_args.get("TORCH")
+    lock = Path(root) / "envs" / (svc.env or "") / f"requirements.{torch}.lock"
+    if not torch or not lock.is_file():
+        return {}
+    text = lock.read_text(encoding="utf-8")
+    links = sources.find_links()
+    wheels = sources.wheels_for(text, links)
+    if wheels:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, path in wheels.items():
+            try:
+                os.link(path, folder / name)  # same disk: no copy of a large wheel
+            except OSError:
+                shutil.copy2(path, folder / name)
+    return {} if sources.index_needed(text, links) else {"TORCH_INDEX": ""}
 
 
 def list_containers(root: Path, client=None, *, everything: bool = True) -> list:
@@ -269,11 +296,12 @@ class ContainerRunner:
 
     def build(self, svc: ServicePlan, progress: Callable[[str], None]) -> str:
         stage_build_ca(self.root)
+        build_args = {**svc.build_args, **stage_wheels(self.root, svc)}
         progress(f"{svc.name}: building {svc.image} from {svc.dockerfile}")
         log: list[str] = []
         image_id = None
         for chunk in self.client.api.build(
-                path=str(self.root), dockerfile=svc.dockerfile, tag=svc.image, buildargs=svc.build_args,
+                path=str(self.root), dockerfile=svc.dockerfile, tag=svc.image, buildargs=build_args,
                 rm=True, forcerm=True, decode=True, network_mode=self.build_network,
                 labels={f"{LABEL}.stack": self.stack, f"{LABEL}.service": svc.name}):
             if "stream" in chunk:

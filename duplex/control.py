@@ -168,6 +168,10 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
             remove_container(containers[name], grace)
             with lock:
                 stopped.append(name)
+        elif record.get("mode") == "container" and record.get("persistent") and not everything:
+            # kept warm (persistent = true) for the next run to reuse: no longer part of this run,
+            # so the next `inv run` is not refused as "already going"
+            say(f"{name}: kept warm (persistent); `inv stop --all` stops it")
         elif name in records:
             say(f"{name}: cleared its record (its container is gone: removed or pruned outside duplex, "
                 "or the engine was restarted)")
@@ -222,7 +226,10 @@ def _row(record: dict, state: str, running: bool, ident: str) -> dict:
     from .health import probe_once
     from .plan import Health
     health = record.get("health")
+    # "alive": a running moshi in a conversation is healthy (duplex.wscheck says why); its event loop
+    # answers between frames, which on a loaded CPU can take longer than an idle HTTP server
+    wait = 3.0 if isinstance(health, dict) and health.get("kind") == "websocket" else 1.0
     healthy = bool(running and isinstance(health, dict) and health.get("url") and probe_once(
-        Health(health.get("kind", "http"), health["url"], 1.0, health.get("ca")), 1.0))
+        Health(health.get("kind", "http"), health["url"], wait, health.get("ca")), wait, phase="alive"))
     return {"name": record["name"], "mode": record.get("mode", "?"), "state": state, "healthy": healthy,
             "url": record.get("url"), "id": ident}

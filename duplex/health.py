@@ -1,4 +1,5 @@
-"""Health probes: an HTTP GET, or a real WebSocket handshake for streaming services (moshi)."""
+"""Health probes: an HTTP GET, or for streaming services (moshi) the two phases of duplex.wscheck:
+the real WebSocket handshake until ready, then an HTTP answer that never takes the conversation."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
+from . import wscheck
 from .plan import Health
 
 POLL = 0.05  # tight: users hate Compose's 30 s default interval
@@ -21,7 +23,9 @@ def client_context(ca: str) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca)
 
 
-def probe_once(health: Health, timeout: float = 2.0) -> bool:
+def probe_once(health: Health, timeout: float = 2.0, *, phase: str = "ready") -> bool:
+    """`phase`: "ready" (start-up: a WebSocket service must hand out its ready byte) or "alive"
+    (afterwards, `inv status`: it must answer at all; a conversation may hold the session)."""
     if health.kind == "none" or health.url is None:
         return True
     try:
@@ -29,7 +33,7 @@ def probe_once(health: Health, timeout: float = 2.0) -> bool:
     except (OSError, ssl.SSLError):  # the local CA went missing or broke: unhealthy, never a crash
         return False
     if health.kind == "websocket":
-        return _websocket(health.url, timeout, context)
+        return websocket_problem(health.url, timeout, context, phase) is None
     try:
         with urllib.request.urlopen(health.url, timeout=timeout, context=context) as resp:
             return 200 <= resp.status < 300
@@ -37,17 +41,11 @@ def probe_once(health: Health, timeout: float = 2.0) -> bool:
         return False
 
 
-def _websocket(url: str, timeout: float, context=None) -> bool:
-    """moshi sends a single 0x00 byte once it is ready to talk; only that counts as healthy."""
-    from websockets.exceptions import WebSocketException
-    from websockets.sync.client import connect
-    try:
-        with connect(url, open_timeout=timeout, close_timeout=0.5,
-                     **({"ssl": context} if context and url.startswith("wss:") else {})) as ws:
-            first = ws.recv(timeout=timeout)
-    except (OSError, TimeoutError, WebSocketException):
-        return False
-    return isinstance(first, bytes) and first[:1] == b"\x00"
+def websocket_problem(url: str, timeout: float, context=None, phase: str = "ready") -> str | None:
+    """None when healthy in that phase, else what was wrong (duplex.wscheck, as every check runs it)."""
+    if context is None and url.startswith("wss:"):
+        context = ssl.create_default_context()
+    return (wscheck.handshake if phase == "ready" else wscheck.alive)(url, timeout, context)
 
 
 def wait_healthy(health: Health, alive: Callable[[], bool], *, timeout: float | None = None,

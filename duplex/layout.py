@@ -103,6 +103,11 @@ class Layout:
         """The CA bundle pip uses inside image builds (maybe empty: the Dockerfiles COPY it always)."""
         return self.build / "ca.pem"
 
+    @property
+    def build_wheels(self) -> Path:
+        """The wheelhouse torch images install from when the host holds the locked build."""
+        return self.build / "wheels"
+
     # -- tools, caches, vendoring ------------------------------------------------------------
     @property
     def tools(self) -> Path:

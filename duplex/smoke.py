@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import DuplexError
-from .health import client_context, probe_once
+from .health import client_context, probe_once, websocket_problem
 from .plan import Health, Plan
 
 SAMPLE = Path(__file__).parent / "data" / "hello.wav"  # flite awb, 16 kHz mono, 1.8 s
@@ -156,9 +156,16 @@ def _check(t: Target, sample: Path, expected: str, timeout: float, context):
     kind = "handshake" if t.health.kind == "websocket" else "health"
     if t.health.kind == "none":
         return kind, "skip", "no health check declared and no smoke check for its app", {}
+    if kind == "handshake":  # the real handshake; a moshi busy with a conversation is told apart
+        problem = websocket_problem(t.health.url, timeout, context)
+        if problem is None:
+            return kind, "pass", f"{t.health.url}: WebSocket handshake done, ready byte 0x00 received", {}
+        if problem.startswith("upgraded") and websocket_problem(t.health.url, timeout, context, "alive") is None:
+            return kind, "pass", (f"{t.health.url}: upgraded and answering, but busy: moshi serves one "
+                                  "conversation at a time and one is running"), {"busy": True}
+        return kind, "fail", f"{t.health.url}: {problem}", {}
     if probe_once(t.health, timeout=timeout):
-        good = "WebSocket handshake done, ready byte 0x00 received" if kind == "handshake" else "answered 2xx"
-        return kind, "pass", f"{t.health.url}: {good}", {}
+        return kind, "pass", f"{t.health.url}: answered 2xx", {}
     return kind, "fail", f"{t.health.url} did not answer healthy within {timeout:g}s", {}
 
 

@@ -208,7 +208,9 @@ def _build(root, name, spec, lock, want, choice, python, installer, progress, st
             tool.create(interp.path, build)
             step = "installing the pinned packages"
             progress(f"{name}: installing {len(pins)} pinned packages from {want['lock']} ({tool.name}, hashes required)")
-            tool.install(build, lock, find_links=sources.find_links(), index=sources.torch_index(choice.variant))
+            links = sources.find_links()  # the torch index only when the wheelhouse lacks the locked build
+            index = sources.torch_index(choice.variant) if sources.index_needed(lock.read_text(encoding="utf-8"), links) else None
+            tool.install(build, lock, find_links=links, index=index)
         except CommandFailed as err:
             raise explain(err, name, lock, relock, step=step, where=layout.builds_dir(root)) from None
         py = python_in(build)

@@ -74,24 +74,28 @@ def http_check(port: int, path: str, timeout: int) -> str:
             f"urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout={timeout})")
 
 
-def websocket_check(port: int, path: str, timeout: int) -> str:
-    """A real WebSocket handshake with the standard library; healthy only when the first frame is
-    the single byte 0x00 (moshi sends it once its weights are loaded), as `inv run` checks."""
-    return "\n".join([
-        "import base64, os, socket",
-        f"s = socket.create_connection(('127.0.0.1', {port}), timeout={timeout})",
-        f"s.sendall(('GET {path} HTTP/1.1\\r\\nHost: 127.0.0.1:{port}\\r\\nUpgrade: websocket\\r\\n'",
-        "          'Connection: Upgrade\\r\\nSec-WebSocket-Version: 13\\r\\nSec-WebSocket-Key: '",
-        "          + base64.b64encode(os.urandom(16)).decode() + '\\r\\n\\r\\n').encode())",
-        "b = b''",
-        "while b'\\r\\n\\r\\n' not in b or len(b.split(b'\\r\\n\\r\\n', 1)[1]) < 3:",
-        "    c = s.recv(4096)",
-        "    if not c: raise SystemExit('closed early: %r' % b[:80])",
-        "    b += c",
-        "head, frame = b.split(b'\\r\\n\\r\\n', 1)",
-        "assert head.split()[1] == b'101', head[:80]",
-        "assert frame[0] & 15 == 2 and frame[1] & 127 == 1 and frame[2] == 0, frame[:3]",
-    ])
+MARKER = "/tmp/duplex-ready"  # inside the container: the handshake already passed for this PID 1
+
+
+def websocket_check(port: int, path: str, timeout: int, *, tls: bool = False, phase: str = "ready",
+                    once: str | None = None) -> list[str]:
+    """The command of a moshi-style check: duplex.wscheck's own source run with `python -c`, so a
+    published image needs nothing of duplex. `phase` "ready" is the real handshake (the first frame
+    must be the byte 0x00: weights loaded), "alive" any HTTP answer (never the conversation lock);
+    `once` (Compose, one command for both) runs the handshake until it passed once, then "alive"."""
+    argv = ["python", "-c", wscheck_source(), "--port", str(port), "--path", path,
+            "--timeout", str(timeout), "--tls" if tls else "--no-tls"]
+    return argv + (["--once", once] if once else ["--phase", phase])
+
+
+def wscheck_source() -> str:
+    """duplex/wscheck.py without its docstring (the check is the same file everywhere)."""
+    from pathlib import Path
+
+    from .. import wscheck
+    text = Path(wscheck.__file__).read_text(encoding="utf-8")
+    head, _, rest = text.partition('"""\n\nfrom __future__')
+    return "# duplex.wscheck: WebSocket ready byte until ready, then any HTTP answer\nfrom __future__" + rest
 
 
 def health_path(svc: ServicePlan) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan, port_variable
-from .common import (CACHE_VOLUME, PublishError, health_path, http_check, image_name, labels,
+from .common import (CACHE_VOLUME, MARKER, PublishError, health_path, http_check, image_name, labels,
                      secret_keys, user_ids, websocket_check)
 
 INIT = "model-cache-init"  # one-shot: hands the fresh named volume to the non-root user
@@ -84,8 +84,11 @@ def _healthcheck(svc: ServicePlan) -> dict | None:
     path = health_path(svc)
     if path is None:
         return None
-    script = (websocket_check if svc.health.kind == "websocket" else http_check)(svc.container_port, path, 3)
-    return {"test": ["CMD", "python", "-c", _escape(script)], "interval": f"{INTERVAL}s",
+    if svc.health.kind == "websocket":  # handshake until it passed once, then alive (duplex.wscheck)
+        test = websocket_check(svc.container_port, path, 3, tls=svc.health.url.startswith("wss"), once=MARKER)
+    else:
+        test = ["python", "-c", http_check(svc.container_port, path, 3)]
+    return {"test": ["CMD", *(_escape(part) for part in test)], "interval": f"{INTERVAL}s",
             "timeout": "5s", "retries": 3, "start_period": f"{int(svc.health.timeout)}s"}
 
 

@@ -114,14 +114,18 @@ def _probes(svc: ServicePlan) -> dict:
         return {}
     startup_failures = max(3, math.ceil(svc.health.timeout / PERIOD))
     if svc.health.kind == "websocket":
-        # Startup: the real handshake (0x00 = weights loaded). Afterwards only the port: a probe
-        # session every few seconds would compete with a user's conversation on moshi.
-        handshake = {"exec": {"command": ["python", "-c", websocket_check(svc.container_port, path, 4)]}}
-        tcp = {"tcpSocket": {"port": "http"}}
-        return {"startupProbe": {**handshake, "periodSeconds": PERIOD, "timeoutSeconds": 5,
+        # Startup: the real handshake (0x00 = weights loaded). Afterwards any HTTP answer: a probe
+        # session every few seconds would wait on moshi's one-conversation lock (duplex.wscheck).
+        tls = svc.health.url.startswith("wss")
+        def check(phase: str) -> dict:
+            return {"exec": {"command": [_escape(a) for a in
+                                         websocket_check(svc.container_port, path, 4, tls=tls, phase=phase)]}}
+        return {"startupProbe": {**check("ready"), "periodSeconds": PERIOD, "timeoutSeconds": 5,
                                  "failureThreshold": startup_failures},
-                "readinessProbe": {**tcp, "periodSeconds": PERIOD, "failureThreshold": 3},
-                "livenessProbe": {**tcp, "periodSeconds": 20, "failureThreshold": 3}}
+                "readinessProbe": {**check("alive"), "periodSeconds": PERIOD, "timeoutSeconds": 5,
+                                   "failureThreshold": 3},
+                "livenessProbe": {**check("alive"), "periodSeconds": 20, "timeoutSeconds": 5,
+                                  "failureThreshold": 3}}
     get = {"httpGet": {"path": path, "port": "http"}}
     return {"startupProbe": {**get, "periodSeconds": PERIOD, "timeoutSeconds": 3,
                              "failureThreshold": startup_failures},

@@ -45,8 +45,10 @@ class ModelState:
         if self.error:
             log.error("ASR backend %s is not available: %s", self.backend.name, self.error)
         else:
-            log.info("ASR backend %s ready in %.1f s (model %s)", self.backend.name, self.load_s,
-                     self.backend.model_path or self.backend.model)
+            b = self.backend
+            log.info("ASR backend %s ready in %.1f s (model %s%s, device %s, precision %s)", b.name,
+                     self.load_s, b.model_path or b.model, f", {b.architecture}" if b.architecture else "",
+                     b.settings.device, b.precision or "n/a")
 
     def health(self) -> dict:
         s, b = self.settings, self.backend
@@ -55,6 +57,7 @@ class ModelState:
             "backend": b.name if b else (s.backend if s else None),
             "model": b.model if b else None, "model_path": b.model_path if b else None,
             "device": b.settings.device if b else (s.device if s else None),  # auto, once resolved
+            "precision": b.precision if b else None, "architecture": b.architecture if b else None,
             "workers": s.workers if s else None,
             "max_seconds": s.max_seconds if s else None, "max_bytes": s.max_bytes if s else None,
             "load_s": self.load_s,

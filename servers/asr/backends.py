@@ -33,6 +33,8 @@ class Backend:
         self.settings = settings
         self.model = settings.model_spec or "built-in"
         self.model_path: str | None = None
+        self.precision: str | None = None  # what the weights compute in, once loaded (/health)
+        self.architecture: str | None = None  # the model's class, where the backend has several
         self.pool: Executor | None = None
         self.owns_pool = True  # False for a pool preloaded for the warm reloader (loaders.py)
 
@@ -136,6 +138,7 @@ class WhisperBackend(Backend):
                                "faster-whisper (CTranslate2) model, e.g. Systran/faster-whisper-base")
         self.model_path = str(find_file(root, "model.bin").parent)
         self.whisper = loaders.whisper_model(s, self.model_path)  # preloaded (warm reload) or new
+        self.precision = self.whisper.model.compute_type
         self.pool = ThreadPoolExecutor(s.workers, thread_name_prefix="whisper")
 
     def _decode(self, samples: np.ndarray) -> str:
@@ -147,12 +150,14 @@ class WhisperBackend(Backend):
         return await self._run(self._decode, samples)
 
 
-# --- NVIDIA NeMo: ASRModel from a .nemo file (restore_from) or a pretrained name -------------------
+# --- NVIDIA NeMo: ASRModel from a .nemo file (restore_from) ---------------------------------------
 
 NEMO_MISSING = ("NVIDIA NeMo is not installed in this env (import nemo.collections.asr failed: {exc}). "
-                "The asr env's lock ships pocketsphinx and faster-whisper only: add "
-                "nemo_toolkit[asr] to envs/asr/requirements.in, then `inv lock` and `inv setup`; "
-                "or set ASR_BACKEND=pocketsphinx or whisper")
+                "The asr env ships pocketsphinx and faster-whisper only: run the asr service in the "
+                "asr-nemo env, which adds nemo_toolkit[asr] and torch (env = \"asr-nemo\" in stack.toml, "
+                "then `inv setup --env asr-nemo`; docs/servers.md#nemo), or set ASR_BACKEND=pocketsphinx "
+                "or whisper")
+NEMO_PRECISIONS = ("float32", "bfloat16", "float16")
 
 
 class NemoBackend(Backend):
@@ -160,24 +165,37 @@ class NemoBackend(Backend):
 
     def load(self) -> None:
         try:
-            import nemo.collections.asr as nemo_asr
+            import nemo.collections.asr  # noqa: F401
+            import torch
         except ImportError as exc:
             raise BackendUnavailable(NEMO_MISSING.format(exc=exc)) from exc
         s = self.settings
+        if s.device == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable("ASR_DEVICE=cuda but torch sees no CUDA device "
+                                     f"(torch {torch.__version__}; CUDA_VISIBLE_DEVICES="
+                                     f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
+        precision = s.compute_type or "float32"
+        if precision not in NEMO_PRECISIONS:
+            raise BackendUnavailable(f"ASR_COMPUTE_TYPE={precision!r} is not one of "
+                                     f"{', '.join(NEMO_PRECISIONS)} (the nemo backend's precisions)")
         if s.device == "auto":
-            import torch
-            s = self.settings = dataclasses.replace(s, device="cuda" if torch.cuda.is_available() else "cpu")
+            s = self.settings = dataclasses.replace(s, device=loaders.nemo_device(s))
         root = resolve_model(s.model_spec, s.model_revision)
         checkpoint = find_file(root, "*.nemo")
         if checkpoint is None:
             raise ModelMissing(f"{root} holds no .nemo checkpoint for ASRModel.restore_from")
         self.model_path = str(checkpoint)
-        self.asr = nemo_asr.models.ASRModel.restore_from(self.model_path, map_location=s.device)
-        self.asr.eval()
+        self.asr = loaders.nemo_model(s, self.model_path)  # preloaded (warm reload) or restored now
+        self.architecture = type(self.asr).__name__
+        self.precision = precision
+        self.dtype = getattr(torch, precision)
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="nemo")  # torch uses every core itself
 
     def _decode(self, samples: np.ndarray) -> str:
-        result = self.asr.transcribe([samples], batch_size=1, verbose=False)
+        import torch
+        device = "cuda" if self.settings.device == "cuda" else "cpu"
+        with torch.inference_mode(), torch.autocast(device, dtype=self.dtype, enabled=self.precision != "float32"):
+            result = self.asr.transcribe([samples], batch_size=1, verbose=False)
         if isinstance(result, tuple):  # some models return (best, all) hypotheses
             result = result[0]
         first = result[0]

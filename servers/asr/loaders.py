@@ -78,6 +78,27 @@ def _whisper_key(s: Settings, model_path: str) -> tuple:
             s.workers)
 
 
+# --- NVIDIA NeMo ----------------------------------------------------------------------------------
+
+def nemo_device(settings: Settings) -> str:
+    """ASR_DEVICE with `auto` resolved: cuda when torch sees a CUDA device, else cpu."""
+    if settings.device != "auto":
+        return settings.device
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def nemo_model(settings: Settings, checkpoint: str):
+    """The preloaded NeMo ASRModel for this checkpoint and device, else one restored now."""
+    key = ("nemo", checkpoint, nemo_device(settings))
+    if key in _preloaded:
+        return _preloaded[key]
+    from nemo.collections.asr.models import ASRModel
+    model = ASRModel.restore_from(checkpoint, map_location=key[2])
+    model.eval()
+    return model
+
+
 # --- pocketsphinx: GIL-bound, so one decoder per worker process ------------------------------------
 
 _decoder = None  # each worker process's own pocketsphinx Decoder
@@ -174,8 +195,12 @@ def preload():
             options, _root = sphinx_options(settings)
             pool, _owned = sphinx_pool(settings, options)
             _preloaded[("pocketsphinx", tuple(sorted(options.items())), settings.workers)] = pool
-        else:
-            return release  # nemo: loaded by the app (see docs/warm-reload.md for the GPU design)
+        elif settings.backend == "nemo":
+            from .models import find_file, resolve_model
+            found = find_file(resolve_model(settings.model_spec, settings.model_revision), "*.nemo")
+            if found is None:
+                return release
+            _preloaded[("nemo", str(found), nemo_device(settings))] = nemo_model(settings, str(found))
     except Exception as exc:  # noqa: BLE001 - the app reports it properly at its own load
         log.warning("preload of the %s model failed (%s: %s); the app loads it itself",
                     settings.backend, type(exc).__name__, exc)

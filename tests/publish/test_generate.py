@@ -100,7 +100,9 @@ def test_small_stack_compose(small):
     assert svc["cache"]["image"] == "redis:7"
     assert svc["gpu-worker"]["command"] == ["python", "-m", "worker", "--port", "9200"]
     ws = svc["gpu-worker"]["healthcheck"]
-    assert "GET /stream HTTP/1.1" in ws["test"][3] and ws["start_period"] == "600s"
+    assert "def handshake(" in ws["test"][3] and ws["start_period"] == "600s"  # duplex.wscheck, inlined
+    assert ws["test"][4:] == ["--port", "9200", "--path", "/stream", "--timeout", "3", "--no-tls",
+                              "--once", "/tmp/duplex-ready"]  # handshake once, then any HTTP answer
     assert svc["gpu-worker"]["environment"]["HF_HUB_OFFLINE"] == "1"
     assert files[CPU_FILE]["services"] == {"api": {"deploy": Reset({})}, "gpu-worker": {"profiles": ["gpu"]}}
 
@@ -121,7 +123,9 @@ def test_small_stack_kubernetes(small):
     assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
     assert c["startupProbe"]["exec"]["command"][:2] == ["python", "-c"]
     assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 600
-    assert c["readinessProbe"]["tcpSocket"] == {"port": "http"}
+    assert c["startupProbe"]["exec"]["command"][-2:] == ["--phase", "ready"]  # the handshake
+    assert c["readinessProbe"]["exec"]["command"][-2:] == ["--phase", "alive"]  # never the session
+    assert c["livenessProbe"]["exec"]["command"][-2:] == ["--phase", "alive"]
     assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["fsGroup"] == 1000
     assert pod["enableServiceLinks"] is False
     assert pod["volumes"] == [{"name": "model-cache", "persistentVolumeClaim": {"claimName": "small-model-cache"}}]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from duplex.publish import PublishError, publish, target_plan
+from duplex.publish import PublishError, target_plan
 from duplex.stack import load_stack
 from tests.conftest import ROOT, run_inv
 from tests.support.stacks import write_stack

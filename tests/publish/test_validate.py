@@ -137,8 +137,10 @@ def _serve(handler) -> tuple[http.server.HTTPServer, int]:
     return server, server.server_address[1]
 
 
-def run_check(script: str) -> int:
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=20).returncode
+def run_check(script: str | list[str]) -> int:
+    """A check as Compose/Kubernetes run it: a `python -c` script, or a whole `python ...` argv."""
+    argv = [sys.executable, "-c", script] if isinstance(script, str) else [sys.executable, *script[1:]]
+    return subprocess.run(argv, capture_output=True, timeout=20).returncode
 
 
 def test_http_check_passes_on_200_only():
@@ -188,7 +190,8 @@ def test_websocket_check_needs_the_ready_byte():
     try:
         assert run_check(websocket_check(ports["ready"], "/api/chat", 3)) == 0
         assert run_check(websocket_check(ports["chatty"], "/api/chat", 3)) != 0
-        assert run_check(websocket_check(plain_port, "/health", 3)) != 0  # no upgrade: not healthy
+        assert run_check(websocket_check(plain_port, "/health", 3)) != 0  # no upgrade: not ready
+        assert run_check(websocket_check(plain_port, "/health", 3, phase="alive")) == 0  # but it answers
     finally:
         plain.shutdown()
         stop.get_loop().call_soon_threadsafe(stop.set_result, None)

@@ -100,6 +100,9 @@ def test_persistent_container_survives_the_run_and_is_reused(engine, toy):
     assert [c.id for c in labelled(engine, toy)] == [kept.id]
     toy.inv("stop")
     assert len(labelled(engine, toy)) == 1  # plain stop keeps it warm
+    third = toy.inv("run", "--detach", "--services", "api", timeout=600)  # and the next run takes it
+    assert third.returncode == 0 and "reused" in third.stdout, third.stdout + third.stderr
+    assert [c.id for c in labelled(engine, toy)] == [kept.id]
     assert toy.inv("stop", "--all").returncode == 0
     assert labelled(engine, toy) == []
 

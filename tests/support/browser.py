@@ -25,12 +25,12 @@ CHROMIUM_FLAGS = (
 
 
 @contextmanager
-def chromium(fake_microphone: Path | None = None) -> Iterator[webdriver.Chrome]:
+def chromium(fake_microphone: Path | None = None, extra_flags: tuple[str, ...] = ()) -> Iterator[webdriver.Chrome]:
     """Start headless Chromium; with ``fake_microphone`` (a WAV) getUserMedia plays that file once."""
     profile = tempfile.mkdtemp(prefix="duplex-chromium-")
     options = webdriver.ChromeOptions()
     options.binary_location = tool("chromium", "chromium-browser", "google-chrome")
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile}"):
+    for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     if fake_microphone is not None:
         options.add_argument("--use-fake-ui-for-media-stream")

@@ -10,11 +10,14 @@ from tests.support.envs import ensure_env
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def copy_stack(dest: Path, name: str, envs: tuple[str, ...] = ("asr", "frontend")) -> Path:
-    """So tests and benchmarks can edit sources and run freely without touching a user's own run."""
+def copy_stack(dest: Path, name: str, envs: tuple[str, ...] = ("asr", "frontend"),
+               extra: tuple[str, ...] = ()) -> Path:
+    """So tests and benchmarks can edit sources and run freely without touching a user's own run.
+    `extra`: more paths the images need (the moshi image: third_party/moshi, duplex/wscheck.py)."""
     dest.mkdir(parents=True)
-    for item in ("stack.toml", "servers", "envs", "dockerfiles", ".dockerignore"):
+    for item in ("stack.toml", "servers", "envs", "dockerfiles", ".dockerignore", *extra):
         src = ROOT / item
+        (dest / item).parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
             shutil.copytree(src, dest / item, ignore=shutil.ignore_patterns("__pycache__"))
         else:

@@ -98,3 +98,28 @@ def test_whisper_edits_are_served_warm_with_the_same_model(tmp_path, asr_python,
     assert out.count("preloaded models kept") == 2
     assert run.refused == 0
     assert run.stop() == []
+
+
+def test_nemo_edits_are_served_warm_with_the_same_model(tmp_path, tmp_path_factory, warm_runs, speech):
+    """ASR_BACKEND=nemo in the asr-nemo env: the NeMo model (a tiny FastConformer-CTC .nemo) is
+    restored once by the preload and kept while edits to the server are served."""
+    from tests.support.envs import ensure_env
+    from tests.support.tiny_models import NEMO_FILES, tiny_nemo
+    checkpoint = tiny_nemo(tmp_path_factory.getbasetemp() / "tiny-nemo") / NEMO_FILES[0]
+    root = asr_copy(tmp_path)
+    run = warm_runs(ensure_env("asr-nemo") / "bin" / "python", root, "servers.asr.app:app", ["servers/asr"],
+                    PRELOAD, env={"ASR_BACKEND": "nemo", "ASR_MODEL": str(checkpoint), "ASR_DEVICE": "cpu"})
+    health = run.wait_up(timeout=180).json
+    assert health["ready"] and health["architecture"] == "EncDecCTCModel" and health["precision"] == "float32"
+    said = transcribe(run, speech)
+    assert said().status == 200
+    run.edit("servers/asr/backends.py", 'return str(getattr(first, "text", first)).strip()',
+             'return "<" + str(getattr(first, "text", first)).strip() + ">"')
+    run.expect(said, lambda a: a.status == 200 and a.json["text"].startswith("<"),
+               before=lambda a: a.status == 200 and not a.json["text"].startswith("<"), timeout=60)
+    assert run.get("/health").json["load_s"] < 1.0  # the preloaded model: nothing restored again
+    out = run.output()
+    assert out.count("preloaded the nemo model") == 1 and "restarting fully" not in out
+    assert out.count("Model EncDecCTCModel was successfully restored") == 1
+    assert run.refused == 0
+    assert run.stop() == []

@@ -6,18 +6,25 @@ import { startOpusCapture, OpusPlayer, opusSupported } from "/static/opus.js";
 const $ = (id) => document.getElementById(id);
 const KIND = { HANDSHAKE: 0, AUDIO: 1, TEXT: 2, ERROR: 5 };
 const CLOSE_REASONS = { 4404: "moshi is not part of this run", 4502: "the frontend cannot reach moshi" };
-let config = null, socket = null, capture = null, player = null, framesIn = 0, framesOut = 0;
+const BUSY_AFTER_MS = 3000; // open but no ready byte: moshi serves one conversation at a time
+let config = null, socket = null, capture = null, player = null, framesIn = 0, framesOut = 0, busyTimer = null;
 
 function setStatus(text, state) { $("chat-status").textContent = text; $("chat-status").dataset.state = state; }
 function showError(text) { $("chat-error").textContent = text || ""; }
 
 function chatUrl() {
-  if (new URLSearchParams(location.search).has("direct")) return config.moshi_ws_url;
+  // The page's own query goes on to moshi (PersonaPlex: ?voice_prompt=NATF2.pt&text_prompt=...).
+  const params = new URLSearchParams(location.search);
+  const direct = params.has("direct");
+  params.delete("direct");
+  const query = params.toString() ? `?${params}` : "";
+  if (direct) return config.moshi_ws_url + query;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  return `${scheme}://${location.host}${config.moshi_relay_path}`;
+  return `${scheme}://${location.host}${config.moshi_relay_path}${query}`;
 }
 
 async function onReady() {
+  clearTimeout(busyTimer);
   setStatus("connected", "connected");
   if (!opusSupported()) {
     return showError("This browser cannot encode or decode Opus here (WebCodecs needs HTTPS or localhost): text only.");
@@ -31,6 +38,7 @@ async function onReady() {
         frame[0] = KIND.AUDIO; frame.set(page, 1);
         socket.send(frame);
         $("audio-out").textContent = ++framesOut;
+        if (framesOut === 1) $("audio-out").dataset.firstMs = performance.now(); // latency, for tests and figures
       }
     });
   } catch (err) {
@@ -46,6 +54,7 @@ function onMessage(event) {
     case KIND.HANDSHAKE: onReady(); break;
     case KIND.AUDIO:
       $("audio-in").textContent = ++framesIn;
+      if (framesIn === 1) $("audio-in").dataset.firstMs = performance.now();
       if (player) player.push(payload);
       break;
     case KIND.TEXT: $("chat-text").textContent += new TextDecoder().decode(payload); break;
@@ -66,9 +75,16 @@ function connect() {
   setStatus("connecting…", "busy");
   socket = new WebSocket(chatUrl());
   socket.binaryType = "arraybuffer";
-  socket.onopen = () => setStatus("waiting for moshi to get ready…", "busy");
+  socket.onopen = () => {
+    setStatus("waiting for moshi to get ready…", "busy");
+    // moshi is up (it listens only once loaded) but answers one conversation at a time: say so.
+    busyTimer = setTimeout(() => setStatus(
+      "moshi is in another conversation (it talks to one person at a time): you are next in line…", "queued"),
+      BUSY_AFTER_MS);
+  };
   socket.onmessage = onMessage;
   socket.onclose = (event) => {
+    clearTimeout(busyTimer);
     stopAudio();
     const why = CLOSE_REASONS[event.code] || event.reason || `code ${event.code}`;
     setStatus(`disconnected (${why})`, event.code === 1000 || event.code === 1005 ? "idle" : "error");

@@ -69,7 +69,8 @@ class ServerState:
                     continue
                 _ = self.mimi.decode(tokens[:, 1:])
 
-        torch.cuda.synchronize()
+        if torch.device(self.device).type == "cuda":  # duplex patch 0001: CPU runs have no CUDA
+            torch.cuda.synchronize()
 
     async def decode_and_send(
         self,
