@@ -62,7 +62,7 @@ def torch_choices(stack, facts) -> tuple[dict[str, str], dict[str, str]]:
     """(env -> variant, env -> why) for the stack's `torch = "auto"` envs on this machine. An env no
     build fits gets "cpu", and its note says why and what would work (preflight fails a GPU service
     whose image that leaves with CPU torch)."""
-    from .envs.provision import torch_choice
+    from .envs.torch_env import torch_choice
     from .errors import EnvError
     variants, notes = {}, {}
     for name, spec in stack.envs.items():

@@ -9,7 +9,7 @@ from importlib import import_module
 _WHERE = {
     "env_path": "layout", "lock_path": "lock", "lock_state": "lock", "requirements_path": "lock",
     "EnvResult": "provision", "env_status": "provision", "lock_env": "provision", "provision_env": "provision",
-    "torch_choice": "provision", "write_secret": "secrets", "TorchChoice": "torch", "choose": "torch",
+    "torch_choice": "torch_env", "write_secret": "secrets", "TorchChoice": "torch", "choose": "torch",
 }
 __all__ = sorted(_WHERE)
 

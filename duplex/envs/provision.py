@@ -17,8 +17,9 @@ from .installer import INSTALLERS, explain, pick
 from .interpreters import discover, install_hint, probe
 from .pythons import VERSION_ONLY, allows, parse_range
 from .commands import CommandFailed, Progress
-from ..gpu import NvmlFacts, probe_nvml_facts
-from .torch import TorchChoice, TorchWanted, choose
+from ..gpu import NvmlFacts
+from .torch import TorchChoice, TorchWanted, choose  # noqa: F401 - the setup API
+from .torch_env import torch_choice, torch_wanted  # noqa: F401 - the setup API
 
 env_path = layout.env_path
 
@@ -50,38 +51,6 @@ class EnvResult:
 
 def _spec(spec, attr, default):
     return getattr(spec, attr, default) if spec is not None else default
-
-
-def torch_choice(root: Path, name: str, spec, *, torch: str | None = None, probe: NvmlFacts | None = None) -> TorchChoice:
-    mode = torch or _spec(spec, "torch", "none")
-    if mode == "auto" and probe is None:
-        probe = probe_nvml_facts()
-    wanted = torch_wanted(root, name, spec) if mode not in ("none", "cpu") else TorchWanted(env=name)
-    return choose(mode, probe, wanted=wanted)
-
-
-def torch_wanted(root: Path, name: str, spec) -> TorchWanted:
-    """What env `name` asks of torch: requirements.in's pin or range, and each variant lock's pin."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    req = lock_mod.requirements_path(root, name, spec)
-    pin = allowed = None
-    if req.is_file():
-        for line in lock_mod.logical_lines(read_text(req, what="requirements file")):
-            try:
-                parsed = Requirement(line.split(" #")[0].strip())
-            except InvalidRequirement:
-                continue
-            if parsed.name.lower() == "torch":
-                allowed = str(parsed.specifier) or None
-                exact = [s.version for s in parsed.specifier if s.operator in ("==", "===") and "*" not in s.version]
-                pin = exact[0].split("+")[0] if exact else None
-    locked = {}
-    for lock in req.parent.glob(f"{req.stem}.*.lock") if req.parent.is_dir() else ():
-        variant = lock.name[len(req.stem) + 1:-len(".lock")]
-        version = lock_mod.pins(read_text(lock, what="lock file")).get("torch")
-        if version and variant != "cpu":
-            locked[variant] = version.split("+")[0]
-    return TorchWanted(pin=pin, allowed=allowed, locked=locked, env=name)
 
 
 def _python_ok(spec, python: str | None, exact: str | None = None):

@@ -57,7 +57,7 @@ def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str
     no GPU to probe: the user's variant (`--torch`, else [stack] publish_torch), else the build of the
     release the env will install that runs on the widest range of current datacenter GPUs and drivers.
     `cpu` for an env a gpu = "required" service builds from is refused."""
-    from ..envs.provision import torch_wanted
+    from ..envs.torch_env import torch_wanted
     from ..envs.torch import RELEASES, _allows, release_of, widest
     chosen = torch or stack.stack.publish_torch
     variants, notes = {}, {}
