@@ -68,6 +68,13 @@ def test_from_sdist_check_dry_run_and_rollback_through_the_cli(tmp_path, moshi_s
 
     other = make_sdist(tmp_path / "moshi-0.2.14.tar.gz", "0.2.14")  # a tiny fixture release
     before = (repo / "third_party" / "moshi" / "MOSHI_VERSION").read_bytes()
+    # The shipped patch queue was made for 0.2.13's server.py: on the fixture release it no longer
+    # applies, and the update stops there, naming the patch, with nothing changed.
+    stuck = run_inv("vendor-moshi", "--tag", "v0.2.14", "--from", str(other), "--dry-run", env=env)
+    assert stuck.returncode == 1 and "0001-warmup-on-cpu.patch no longer applies" in stuck.stderr
+    assert "Traceback" not in stuck.stderr and live_tree(repo) == shipped_tree
+    patches, aside = repo / "third_party" / "patches", tmp_path / "patches-aside"
+    shutil.move(patches, aside)  # what docs/vendoring.md says to do when a release no longer needs a patch
     dry = _inv_json("--tag", "v0.2.14", "--from", str(other), "--dry-run", env=env)
     assert dry["action"] == "dry-run" and "moshi/models/lm.py" in dry["removed"]
     assert "moshi/__init__.py" in dry["modified"] and dry["tree"] != shipped_tree
@@ -80,6 +87,7 @@ def test_from_sdist_check_dry_run_and_rollback_through_the_cli(tmp_path, moshi_s
     assert new["action"] == "vendored" and new["tree"] == dry["tree"] == live_tree(repo)
     assert new["previous"]["version"] == "0.2.13"
 
+    shutil.move(aside, patches)
     back = _inv_json("--rollback", env=env)
     assert (back["action"], back["version"], back["tree"]) == ("rolled-back", "0.2.13", shipped_tree)
     assert back["previous"]["version"] == "0.2.14" and live_tree(repo) == shipped_tree
