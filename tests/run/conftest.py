@@ -160,3 +160,17 @@ def toy(tmp_path, toy_env) -> Toy:
 
 
 __all__ = ["Toy", "free_port", "group_pids", "lines_of", "pid_alive", "wait_for", "wait_gone", "signal"]
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The real Docker engine: CI starts one, and a missing engine fails here, it does not skip."""
+    import docker
+    client = docker.from_env()
+    client.ping()
+    return client
+
+
+def labelled(engine, toy) -> list:
+    """The containers runs of this toy checkout made (by the root label)."""
+    return engine.containers.list(all=True, filters={"label": f"dev.duplex.root={toy.root}"})

@@ -5,24 +5,12 @@ from __future__ import annotations
 import signal
 import time
 
-import docker
 import pytest
 
-from tests.run.conftest import lines_of, wait_for
+from tests.run.conftest import labelled, lines_of, wait_for
 
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def engine():
-    client = docker.from_env()
-    client.ping()  # no engine: this fails, it does not skip
-    return client
-
-
-def labelled(engine, toy):
-    return engine.containers.list(all=True, filters={"label": f"dev.duplex.root={toy.root}"})
 
 
 def test_container_run_builds_discovers_publishes_on_loopback_and_stops(engine, toy):

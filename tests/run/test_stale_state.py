@@ -8,23 +8,11 @@ import json
 import shutil
 import socket
 
-import docker
 import pytest
 
-from tests.run.conftest import Toy
+from tests.run.conftest import Toy, labelled
 
 pytestmark = pytest.mark.docker
-
-
-@pytest.fixture(scope="module")
-def engine():
-    client = docker.from_env()
-    client.ping()  # no engine: this fails, it does not skip
-    return client
-
-
-def labelled(engine, toy):
-    return engine.containers.list(all=True, filters={"label": f"dev.duplex.root={toy.root}"})
 
 
 def test_a_container_removed_behind_duplex_s_back_never_blocks_the_next_run(engine, toy):
