@@ -117,6 +117,16 @@ def lines_of(proc) -> queue.Queue:
     return out
 
 
+def ctrl_c(run: subprocess.Popen, out: queue.Queue, seen: list[str]) -> str:
+    """Ctrl-C to a foreground `inv run`: it must exit 130; returns everything it printed."""
+    run.send_signal(signal.SIGINT)
+    assert run.wait(timeout=30) == 130
+    time.sleep(0.2)  # the reader thread drains what was printed last
+    while not out.empty():
+        seen.append(out.get())
+    return "\n".join(seen)
+
+
 def wait_for(out: queue.Queue, needle: str, seen: list[str], timeout: float = 20) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -6,13 +6,12 @@ Real full disks: a small tmpfs mounted over the toy project's `.duplex/logs` or 
 
 from __future__ import annotations
 
-import signal
 import time
 
 import httpx
 import pytest
 
-from tests.run.conftest import group_pids, lines_of, wait_for, wait_gone
+from tests.run.conftest import ctrl_c, group_pids, lines_of, wait_for, wait_gone
 from tests.support.disk import fill, tmpfs
 
 MARK = "x" * 400  # every request logs an access line of ~500 bytes: 64 KiB of pipe in ~130 requests
@@ -44,11 +43,7 @@ def test_a_log_folder_that_fills_during_an_attached_run_never_blocks_the_service
         assert serve_many(toy, "api", 600) == 600  # ~300 KB of log lines: 4x what a pipe holds
         took = time.monotonic() - began
         time.sleep(0.5)
-        run.send_signal(signal.SIGINT)
-        assert run.wait(timeout=30) == 130
-        time.sleep(0.2)
-        while not out.empty():
-            seen.append(out.get())
+        ctrl_c(run, out, seen)
     text = "\n".join(seen)
     assert "Traceback" not in text and "Errno 28" not in text, text[-3000:]
     said = [line for line in seen if "cannot be written (the disk is full)" in line]
@@ -88,12 +83,7 @@ def test_a_state_disk_that_fills_during_the_run_is_said_once_and_stop_still_work
         wait_for(out, "press Ctrl-C", seen)
         pids = [p for r in toy.state()["services"].values() for p in group_pids(r["pid"])]
         filler = fill(run_dir)
-        run.send_signal(signal.SIGINT)
-        assert run.wait(timeout=30) == 130
-        time.sleep(0.2)
-        while not out.empty():
-            seen.append(out.get())
-        text = "\n".join(seen)
+        text = ctrl_c(run, out, seen)
         assert "Traceback" not in text, text[-3000:]
         warned = [line for line in seen if "warning: cannot write" in line and "the disk is full" in line]
         assert len(warned) == 1, text[-3000:]

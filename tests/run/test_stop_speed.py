@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import time
 
-from tests.run.conftest import group_pids, lines_of, wait_for, wait_gone
+from tests.run.conftest import ctrl_c, group_pids, lines_of, wait_for, wait_gone
 
 SLOW = '''
 import http.server, signal, sys, threading, time
@@ -78,12 +78,7 @@ def test_a_graceful_drain_is_said_and_waited_for_in_both_paths(toy):
     run = toy.popen("run", "--native", "--services", "slow", extra=extra)
     out, seen = lines_of(run), []
     wait_for(out, "press Ctrl-C", seen, timeout=60)
-    run.send_signal(signal.SIGINT)
-    assert run.wait(timeout=30) == 130
-    time.sleep(0.2)
-    while not out.empty():
-        seen.append(out.get())
-    text = "\n".join(seen)
+    text = ctrl_c(run, out, seen)
     assert "slow: still stopping after 1s (a graceful drain; SIGKILL after 10s)" in text, text
     assert "slow: drained" in text and "duplex | slow: stopped after 2." in text
     assert toy.inv("run", "--native", "--detach", "--services", "slow", extra=extra).returncode == 0

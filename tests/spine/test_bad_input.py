@@ -12,15 +12,8 @@ import textwrap
 import pytest
 
 from tests.conftest import run_inv
+from tests.spine.test_stack_file import GOOD
 
-GOOD = """
-[envs.app]
-[services.api]
-env = "app"
-app = "servers.api:app"
-port = 9100
-dockerfile = "dockerfiles/api.Dockerfile"
-"""
 
 
 def inv_in(folder, *args: str, text: str | None = GOOD, env: dict | None = None):
