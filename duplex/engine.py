@@ -142,13 +142,6 @@ def gpu_request(facts: DockerFacts | None) -> str | None:
     return None
 
 
-def container_gpus(environ: dict[str, str], engine: DockerFacts | None = None) -> bool:
-    """Whether Docker can hand GPUs to containers, as the engine says (its `nvidia` runtime, the
-    runtime hook, or an enabled CDI spec): never assumed from the host having one. `engine`: the
-    facts when already gathered; else one short `docker info`."""
-    return bool(gpu_paths(engine if engine is not None else probe_docker(environ, [], "")))
-
-
 def wanted_images(plan) -> list[str]:
     """The base image of each Dockerfile build, or the prebuilt image, of a plan's container
     services, in start order."""
