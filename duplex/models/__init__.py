@@ -11,7 +11,7 @@ _WHERE = {
     "PrefetchReport": "report", "ModelPlan": "report", "NullProgress": "progress", "RichProgress": "progress",
     **{name: "errors" for name in ("ModelError", "ModelRefError", "ModelNotFoundError", "GatedModelError",
                                    "TokenRejectedError", "HubUnreachableError", "DiskFullError",
-                                   "CorruptFileError", "LockError")},
+                                   "CorruptFileError", "LockError", "PinGoneError")},
 }
 __all__ = sorted(_WHERE)
 

@@ -19,6 +19,10 @@ class ModelNotFoundError(ModelError):
     """The repo, or the revision inside it, does not exist (or the token cannot see a private repo)."""
 
 
+class PinGoneError(ModelNotFoundError):
+    """models.lock pins a commit the hub no longer has (a force-pushed repo, or a wrong pin)."""
+
+
 class GatedModelError(ModelError):
     """The repo exists but its licence has not been accepted by the token's account."""
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 from ..envs.secrets import DOTENV, hf_token_origin
 from .errors import (DiskFullError, GatedModelError, HubUnreachableError, ModelError,
-                     ModelNotFoundError, TokenRejectedError, is_disk_full)
+                     ModelNotFoundError, PinGoneError, TokenRejectedError, is_disk_full)
 from .lock import FileEntry, LockedModel
 from .refs import DEFAULT_REVISION, ModelRef
 
@@ -94,6 +94,24 @@ class Hub:
             git_blob=None if getattr(f, "lfs", None) else getattr(f, "blob_id", None),
         ) for f in files)
         return LockedModel(ref.repo, ref.revision, info.sha, entries)
+
+    def check_pin(self, repo: str, commit: str) -> None:
+        """The commit models.lock pins is still on the hub: one API call before any download, so a
+        force-pushed repo or a wrong pin is named in a second, not after the download client's
+        retries end in its generic "cannot find the requested files in the local cache"."""
+        try:
+            self._api().repo_info(repo, revision=commit)
+        except Exception as exc:
+            err = self.explain(exc, ModelRef(repo, commit))
+            # The real hub answers RevisionNotFound; mirrors differ (olah answers 500): whenever the
+            # repo itself still answers, it is the pinned commit that is gone.
+            if isinstance(err, (ModelNotFoundError, HubUnreachableError)) and self._exists(repo):
+                raise PinGoneError(
+                    f"models.lock pins {repo} at {commit[:12]}, a commit {self.shown} no longer has "
+                    "(the repo was force-pushed, or the pin is wrong)",
+                    fix=f"`inv prefetch --repo {repo} --update` pins what the hub has now (check that "
+                        "it still suits you), or put the right commit back in models.lock") from exc
+            raise err from exc
 
     def check_access(self, ref: ModelRef) -> bool:
         """Token and licence check (`auth_check`). False when the endpoint has no such API (mirrors
@@ -190,11 +208,15 @@ class Hub:
                                   fix=f"use a branch, tag or commit listed at {self.shown}/{ref.repo}/tree/main")
 
     def _exists(self, repo: str) -> bool:
-        try:
-            self._api().repo_info(repo, revision=DEFAULT_REVISION)
-        except Exception:
-            return False
-        return True
+        for attempt in (1, 2):  # olah drops the kept-alive connection after an error answer: ask again
+            try:
+                self._api().repo_info(repo, revision=DEFAULT_REVISION)
+            except Exception as exc:
+                if attempt == 1 and _is_network(exc):
+                    continue
+                return False
+            return True
+        return False
 
 
 def _status(exc: Exception) -> int | None:

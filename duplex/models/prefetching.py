@@ -67,6 +67,9 @@ def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_p
         for ref in unresolved:
             models[ref.repo] = hub.resolve(ref)
             plans[ref.repo] = _plan(cache, models[ref.repo], "hub", verify)
+        for plan in plans.values():
+            if plan.source == "lock" and plan.fetch:
+                hub.check_pin(plan.repo, plan.commit)
         # 2. Access: token and licence, for every model something must be fetched for.
         for ref in refs:
             if plans[ref.repo].fetch and not hub.check_access(ref):

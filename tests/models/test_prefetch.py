@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from duplex.models import (DiskFullError, GatedModelError, HubUnreachableError, ModelNotFoundError,
-                           NullProgress, TokenRejectedError, missing, pinned_revision, prefetch)
+                           NullProgress, PinGoneError, TokenRejectedError, missing, pinned_revision,
+                           prefetch)
 from duplex.models.cache import repo_folder, snapshot_dir
 from duplex.models.lock import FileEntry, Lock, LockedModel, read_lock, write_lock
 from tests.models.conftest import TINY, fill
@@ -209,3 +212,28 @@ def test_missing_repo_on_the_real_hub_shape(project, tmp_path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
     with FakeHub() as fake, pytest.raises(ModelNotFoundError, match="no such model"):
         _run(project, ["acme/absent"], tmp_path / "hf", fake.endpoint)
+
+
+def test_pinned_commit_the_hub_lost_is_named_in_seconds(hub, project, tmp_path):
+    """A force-pushed repo: models.lock pins a commit the hub no longer has. One API call says so,
+    instead of the download client's retries ending in "cannot find ... in the local cache"."""
+    repo = hub.mirror.repo("acme/forced")
+    repo.commit({"config.json": b'{"v": 1}\n'})
+    _run(project, ["acme/forced"], tmp_path / "hf", hub.endpoint)
+    lock = read_lock(project)
+    gone = "0123456789abcdef0123456789abcdef01234567"
+    lock.models["acme/forced"] = dataclasses.replace(lock.models["acme/forced"], commit=gone)
+    write_lock(project, lock)
+    before = (project / "models.lock").read_text()
+    started = time.monotonic()
+    with pytest.raises(PinGoneError) as err:
+        _run(project, ["acme/forced"], tmp_path / "fresh", hub.endpoint)  # a new machine: nothing cached
+    assert time.monotonic() - started < 5
+    assert str(err.value).startswith("models.lock pins acme/forced at 0123456789ab, a commit")
+    assert "no longer has" in str(err.value)
+    assert "`inv prefetch --repo acme/forced --update`" in err.value.fix
+    assert (project / "models.lock").read_text() == before
+    assert not list((tmp_path / "fresh").glob("hub/*/blobs/*"))
+    # the fix it names works: the pin moves to what the hub has now
+    moved = _run(project, ["acme/forced"], tmp_path / "fresh", hub.endpoint, update=True)
+    assert moved.models[0].commit == repo.commits[-1]

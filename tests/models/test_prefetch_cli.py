@@ -100,3 +100,19 @@ def test_token_advice_names_the_token_saved_in_dotenv(cli):
         assert gated.returncode == 1 and "is gated" in gated.stderr
         assert "token from .env (saved by `inv setup --hf-token`)" in gated.stderr
         assert "accept the licence" in gated.stderr and GOOD_TOKEN not in gated.stdout + gated.stderr
+
+
+def test_a_pin_the_hub_lost_through_the_cli(cli, hub, tmp_path):
+    """models.lock (committed by a teammate) pins a commit the hub no longer serves: `inv prefetch`
+    on a fresh cache says exactly that with the fix, and the fix it names works."""
+    assert cli("--repo", TINY, endpoint=hub.endpoint, hf_home=tmp_path / "first").returncode == 0
+    lock = cli.root / "models.lock"
+    good = re.search(r'commit = "([0-9a-f]{40})"', lock.read_text()).group(1)
+    lock.write_text(lock.read_text().replace(good, "f" * 40))
+    proc = cli("--repo", TINY, endpoint=hub.endpoint)
+    assert proc.returncode == 1
+    assert f"duplex: models.lock pins {TINY} at ffffffffffff, a commit {hub.endpoint} no longer has" in proc.stderr
+    assert f"fix: `inv prefetch --repo {TINY} --update`" in proc.stderr
+    assert "local cache" not in proc.stderr
+    assert cli("--repo", TINY, "--update", endpoint=hub.endpoint).returncode == 0
+    assert good in lock.read_text()
