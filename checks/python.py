@@ -6,10 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from duplex.envs.interpreters import Interpreter, candidates, install_hint, probe
-from duplex.envs.pythons import SUPPORTED_TEXT, allows
+from duplex.envs.lock import lock_python
+from duplex.envs.managed import downloads_allowed
+from duplex.envs.pythons import SUPPORTED_TEXT, allows, managed_request, suggest
 from duplex.layout import Layout
 
-from . import Context, Result, fail, passed
+from . import Context, Result, fail, passed, warn
 
 
 def probe_interpreters(environ: dict[str, str] | None = None) -> list[Interpreter]:
@@ -42,18 +44,16 @@ def check_interpreters(ctx: Context, found: list[Interpreter]) -> list[Result]:
             continue
         seen = ", ".join(sorted({i.version for i in found})) or "none"
         wanted = f"{rng}.x" if rng.count(".") == 1 and rng.replace(".", "").isdigit() else rng
-        out.append(fail(name, f"no Python in {wanted} (duplex supports {SUPPORTED_TEXT}) was found; found: {seen}",
-                        install_hint(_suggest(rng))))
+        missing = f"no Python in {wanted} (duplex supports {SUPPORTED_TEXT}) was found; found: {seen}"
+        if downloads_allowed(ctx.environ):  # not a blocker: `inv setup` fetches one
+            out.append(warn(name, f"{missing}; `inv setup` will fetch a managed CPython with "
+                                  f"`uv python install {managed_request(rng, prefer=lock_python(ctx.stack.envs.get(env)))}`",
+                            "nothing, if a download is fine (UV_PYTHON_DOWNLOADS=never turns it off); else "
+                            + install_hint(suggest(rng))))
+        else:
+            out.append(fail(name, f"{missing}; UV_PYTHON_DOWNLOADS={ctx.environ['UV_PYTHON_DOWNLOADS']} "
+                                  "keeps `inv setup` from fetching one", install_hint(suggest(rng))))
     return out
-
-
-def _suggest(rng: str) -> str:
-    if rng.replace(".", "").isdigit():
-        return rng  # the env names one version: that one
-    for minor in ("3.11", "3.12", "3.10"):
-        if allows(rng, minor + ".0"):
-            return minor
-    return "3.11"
 
 
 def check_envs(ctx: Context, states: dict[str, str | Exception]) -> list[Result]:

@@ -15,9 +15,13 @@ from packaging.version import Version
 
 
 from ..errors import EnvError
-from .pythons import SUPPORTED_TEXT, VERSION_ONLY, admits_supported, allows, parse_range
+from .pythons import SUPPORTED_TEXT, VERSION_ONLY, admits_supported, allows, parse_range, suggest
 
 _PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"
+
+
+class NoInterpreterError(EnvError):
+    """No interpreter on the machine fits the env's range (one may still be fetched with uv)."""
 
 
 @dataclass(frozen=True)
@@ -39,9 +43,10 @@ def check_range(spec: str, env: str) -> None:
 
 
 def install_hint(version: str = "3.11") -> str:
+    minor = ".".join(version.split(".")[:2])  # package names know the series, not the patch
     return (f"install Python {version}: `pyenv install {version}`, `uv python install {version}`, "
-            f"`sudo apt-get install python{version}-venv` or `brew install python@{version}` "
-            f"(Windows: `py install {version}`), then rerun; or pass --python /path/to/python{version}")
+            f"`sudo apt-get install python{minor}-venv` or `brew install python@{minor}` "
+            f"(Windows: `py install {version}`), then rerun; or pass --python /path/to/python{minor}")
 
 
 def probe(path: str | os.PathLike, source: str) -> Interpreter | None:
@@ -110,8 +115,8 @@ def discover(spec: str, env: str, *, python: str | None = None, prefer: str | No
     fitting = [i for i in probed if allows(spec, i.version)]
     if not fitting:
         seen = ", ".join(f"{i.version} ({i.path}, {i.source})" for i in probed) or "none"
-        raise EnvError(f"no Python in {wanted} was found; found: {seen}",
-                       fix=install_hint(python or prefer or "3.11"))
+        raise NoInterpreterError(f"no Python in {wanted} was found; found: {seen}",
+                                 fix=install_hint(python or suggest(spec, prefer)))
 
     def rank(i: Interpreter):
         return (i.minor == prefer, Version(i.version))

@@ -14,7 +14,8 @@ from . import fixes as fixes_mod
 from . import imports, layout, lock as lock_mod, sources, stamp as stamp_mod, system
 from ..layout import python_in
 from .installer import INSTALLERS, explain, pick
-from .interpreters import discover, install_hint, probe
+from .interpreters import install_hint, probe
+from .managed import find_or_fetch
 from .pythons import VERSION_ONLY, allows, parse_range
 from .commands import CommandFailed, Progress
 from ..gpu import NvmlFacts
@@ -157,8 +158,8 @@ def _clean_if_idle(root: Path, name: str) -> None:
 
 
 def _build(root, name, spec, lock, want, choice, python, installer, progress, started) -> EnvResult:
-    interp = discover(_spec(spec, "python", ">=3.10,<3.13"), name, python=python,
-                      prefer=lock_mod.locked_python(lock) or lock_mod.lock_python(spec))
+    interp = find_or_fetch(_spec(spec, "python", ">=3.10,<3.13"), name, python=python,
+                           prefer=lock_mod.locked_python(lock) or lock_mod.lock_python(spec), progress=progress)
     progress(f"{name}: Python {interp.version} ({interp.path}, from {interp.source})")
     if choice.variant != "none":
         progress(f"{name}: torch {choice.variant}: {choice.reason}")

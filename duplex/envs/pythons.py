@@ -35,6 +35,36 @@ def allows(spec: str, version: str) -> bool:
 
 def admits_supported(spec: str) -> bool:
     """Whether the range lets in any Python duplex supports (3.10-3.12); EnvError when it does not parse."""
-    wanted = parse_range(spec)
-    return any(v in wanted and v in SUPPORTED
-               for v in (Version(f"3.{minor}.{micro}") for minor in (10, 11, 12) for micro in range(100)))
+    return _admits(parse_range(spec) & SUPPORTED)
+
+
+def managed_request(spec: str, python: str | None = None, prefer: str | None = None) -> str:
+    """What to ask `uv python install` for: `--python X.Y`, the version the env names, the lock's
+    version or the newest minor, whichever comes first and lies wholly inside the env's range (uv
+    installs that series' newest patch); else the range itself (uv takes PEP 440 ranges too)."""
+    wanted = parse_range(spec) & SUPPORTED
+    if python:
+        wanted &= parse_range(python)
+    named = [v for v in (python, spec.strip()) if v and VERSION_ONLY.match(v) and v.count(".") == 2]
+    if named:
+        return named[0]
+    for minor in ([prefer] if prefer else []) + ["3.12", "3.11", "3.10"]:
+        if all(Version(f"{minor}.{micro}") in wanted for micro in range(100)):
+            return minor
+    return str(wanted)
+
+
+def suggest(spec: str, prefer: str | None = None) -> str:
+    """The version to tell a user to install: the one the env names, else the lock's, else the
+    first of 3.11, 3.12, 3.10 that the range admits."""
+    if VERSION_ONLY.match(spec.strip()):
+        return spec.strip()
+    wanted = parse_range(spec) & SUPPORTED
+    for minor in ([prefer] if prefer else []) + ["3.11", "3.12", "3.10"]:
+        if _admits(wanted & parse_range(minor)):
+            return minor
+    return "3.11"
+
+
+def _admits(wanted: SpecifierSet) -> bool:
+    return any(Version(f"3.{minor}.{micro}") in wanted for minor in (10, 11, 12) for micro in range(100))

@@ -47,12 +47,17 @@ def test_real_interpreters_are_found_and_3_13_is_never_taken(tmp_path):
     assert result.status == "pass" and "fits >=3.10,<3.13" in result.detail
     only13 = [i for i in found if i.minor == "3.13"]
     assert only13, "pyenv's 3.13 is part of this machine's test fixtures"
+    fetched = python.check_interpreters(ctx, only13)[0]  # uv's downloads on, as by default
+    assert fetched.status == "warn" and "3.13" in fetched.detail
+    assert "`inv setup` will fetch a managed CPython with `uv python install 3.11`" in fetched.detail
+    _, _, ctx = make(tmp_path / "off", native=True, text=stack_text(), environ={"UV_PYTHON_DOWNLOADS": "never"})
     refused = python.check_interpreters(ctx, only13)[0]
     assert refused.status == "fail" and "3.13" in refused.detail and "pyenv install 3.11" in refused.fix
+    assert "UV_PYTHON_DOWNLOADS=never" in refused.detail
 
 
 def test_an_env_range_no_installed_python_meets(tmp_path):
-    _, _, ctx = make(tmp_path, native=True, text=stack_text(python="3.12.99"))
+    _, _, ctx = make(tmp_path, native=True, text=stack_text(python="3.12.99"), environ={"UV_PYTHON_DOWNLOADS": "never"})
     result = python.check_interpreters(ctx, python.probe_interpreters())[0]
     assert result.status == "fail" and "3.12.99" in result.detail and "pyenv install 3.12.99" in result.fix
 

@@ -69,3 +69,13 @@ def test_a_bad_python_value_is_explained():
         parse_range("three point eleven")
     with pytest.raises(EnvError, match="not a working Python"):
         discover(">=3.10,<3.13", "asr", python="/nonexistent/python3")
+
+
+def test_what_uv_is_asked_to_install():
+    from duplex.envs.pythons import managed_request
+    assert managed_request("3.11.7") == "3.11.7"  # the env names one: that one
+    assert managed_request(">=3.10,<3.13", prefer="3.11") == "3.11"  # the lock's series
+    assert managed_request(">=3.10,<3.13") == "3.12"  # else the newest duplex supports
+    assert managed_request(">=3.10,<3.13", python="3.10") == "3.10"  # --python 3.10
+    assert managed_request(">=3.11.4,<3.13", prefer="3.11") == "3.12"  # 3.11.0 is out: not "3.11"
+    assert set(managed_request(">=3.11.4,<3.12").split(",")) == {"<3.12", ">=3.10", "<3.13", ">=3.11.4"}
