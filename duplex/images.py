@@ -175,3 +175,20 @@ def plan_bases(plan, pinned: bool | None = None) -> list[str]:
     bases = [s.build_args["BASE_IMAGE"] for n in plan.start_order for s in [plan.services[n]]
              if s.mode == "container" and s.dockerfile and s.build_args.get("BASE_IMAGE")]
     return [b for b in dict.fromkeys(bases) if pinned is None or ("@" in b) == pinned]
+
+
+def lock_project_images(project, say=lambda _line: None) -> Path:
+    """`inv lock --images`: re-pin every service's base image to what its tag names now."""
+    from .engine import probe_docker
+    from .machine import Machine
+    from .plan import base_image
+    stack = project.stack
+    machine = Machine(env={k: v for k, v in os.environ.items() if k == "DUPLEX_BASE_IMAGE"})
+    refs = list(dict.fromkeys(base_image(stack, machine, spec.env) for spec in stack.services.values()
+                              if spec.dockerfile and "container" in spec.modes))
+    if not refs:
+        say("no service is built from a Dockerfile: no base image to pin")
+        return lock_path(stack.root)
+    facts = probe_docker(dict(os.environ), refs, stack.name)
+    pin_bases(stack.root, refs, facts if facts.reachable else None, update=True, say=say)
+    return lock_path(stack.root)
