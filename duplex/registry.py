@@ -111,7 +111,9 @@ def resolve(reference: str, *, mirrors: tuple[str, ...] = (), platform: str = "l
     if ref.digest:
         raise RegistryError(f"{ref.name}: the registry no longer serves the pinned digest {ref.digest[:19]}…",
                             fix="re-pin to what the tag names now: `inv lock --images`", kind="digest")
-    raise RegistryError(f"{ref.name} does not exist in {', '.join(reached)}", fix=_fixes(reference),
+    silent = [b for b in endpoints(ref, mirrors) if b not in reached]
+    raise RegistryError(f"{ref.name} does not exist in {', '.join(reached)}"
+                        + (f" ({', '.join(silent)} did not answer)" if silent else ""), fix=_fixes(reference),
                         kind="missing")
 
 
