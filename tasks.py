@@ -128,7 +128,7 @@ def lock(c, env=None, torch=None, images=False):
     env, torch = flags.name(env, "--env", "env"), flags.torch(torch)
     say = report.say("lock")
     if images:
-        from duplex.images import lock_project_images
+        from duplex.pinning import lock_project_images
         path = lock_project_images(Project.load(), say=say)
         say(f"wrote {path.name}")
         return
@@ -258,6 +258,8 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
     from duplex.project import Project
     from duplex.publish import publish_project
     flags.path(out, "--out", "a folder, e.g. --out deploy")
+    if push and not registry:
+        raise _usage("--push needs --registry HOST[:PORT]/PREFIX: where to push the images")
     result = publish_project(Project.load(), out=out, compose=compose, k8s=k8s, services=flags.names(services),
                              bind=bind, registry=flags.registry(registry), push=push,
                              torch=flags.choice(torch, "--torch", ("cpu",), r"cu\d{3}", " or cuXXX (e.g. cu126)"),

@@ -135,7 +135,7 @@ def pin_first_build(the_plan: Plan, engine, replan: Callable[[], Plan], say: Cal
     """The first container run of a base image records its digest in images.lock (as the first
     prefetch records a model's commit), so every later build starts FROM the same bytes. A base no
     registry answers for is left to preflight, which says why and what to do."""
-    from .images import pin_bases, plan_bases
+    from .pinning import pin_bases, plan_bases
     bases = plan_bases(the_plan, pinned=False)
     if not bases:
         return the_plan, engine
