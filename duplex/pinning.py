@@ -76,3 +76,16 @@ def lock_project_images(project, say=lambda _line: None) -> Path:
     facts = probe_docker(dict(os.environ), refs, stack.name)
     pin_bases(stack.root, refs, facts if facts.reachable else None, update=True, say=say)
     return lock_path(stack.root)
+
+
+def pin_unpinned(the_plan, say=lambda _line: None, facts=None) -> dict[str, LockedImage]:
+    """Pin the plan's bases that images.lock lacks (asking the engine once); a base no registry
+    answers for is left to the build (or preflight) to report."""
+    bases = plan_bases(the_plan, pinned=False)
+    if not bases:
+        return {}
+    from .engine import probe_docker
+    facts = facts or probe_docker(dict(os.environ), bases, the_plan.stack)
+    if not facts.reachable:
+        return {}
+    return pin_bases(the_plan.root, bases, facts, strict=False, say=say)

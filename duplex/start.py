@@ -135,12 +135,8 @@ def pin_first_build(the_plan: Plan, engine, replan: Callable[[], Plan], say: Cal
     """The first container run of a base image records its digest in images.lock (as the first
     prefetch records a model's commit), so every later build starts FROM the same bytes. A base no
     registry answers for is left to preflight, which says why and what to do."""
-    from .pinning import pin_bases, plan_bases
-    bases = plan_bases(the_plan, pinned=False)
-    if not bases:
-        return the_plan, engine
-    facts = engine or probe_docker(dict(os.environ), bases, the_plan.stack)
-    if not facts.reachable or not pin_bases(the_plan.root, bases, facts, strict=False, say=say):
+    from .pinning import pin_unpinned
+    if not pin_unpinned(the_plan, say, engine):
         return the_plan, engine
     the_plan = replan()
     return the_plan, (probe_docker(dict(os.environ), wanted_images(the_plan), the_plan.stack) if engine else None)

@@ -156,8 +156,13 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
         if not options.get("registry"):
             raise PublishError("--push needs --registry: where to push the images",
                                fix="e.g. inv publish --registry ghcr.io/team --push")
-        from .push import push_images
+        from .push import check_registry, push_images
+        from ..pinning import pin_unpinned
         say = options.get("progress") or (lambda _line: None)
+        check_registry(options["registry"])  # before anything is pinned or built
+        if pin_unpinned(the_plan, say):  # pushed images start FROM pinned bases, as `inv run`'s do
+            the_plan = target_plan(project.stack, services=services, pins=project.pins(), torch=torch,
+                                   image_pins=project.image_pins())
         the_plan = push_images(the_plan, options["registry"], progress=say)
     return publish(the_plan, out=folder, compose=compose or both, k8s=k8s or both,
                    stack_file=project.stack.path.name, **options)
