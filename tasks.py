@@ -116,17 +116,23 @@ def setup(c, env=None, all=False, python=None, force=False, installer=None, torc
 
 
 @task(help={"env": "only this env (default: every env with a requirements file)",
-            "torch": "lock for this torch variant (cpu or cuXXX) instead of this machine's"})
+            "torch": "lock for this torch variant (cpu or cuXXX) instead of this machine's",
+            "images": "pin every base image to the digest its tag names now, in images.lock (no env locks)"})
 @_cli
-def lock(c, env=None, torch=None):
+def lock(c, env=None, torch=None, images=False):
     """Resolve envs/NAME/requirements.in into a hash-pinned lock that setup installs from."""
     from duplex import report
     from duplex.envs import lock_env
     from duplex.project import Project
     from duplex.stack import selected_envs
     env, torch = flags.name(env, "--env", "env"), flags.torch(torch)
-    stack = Project.load().stack
     say = report.say("lock")
+    if images:
+        from duplex.pinning import lock_project_images
+        path = lock_project_images(Project.load(), say=say)
+        say(f"wrote {path.name}")
+        return
+    stack = Project.load().stack
     for name in selected_envs(stack, env, everything=True):
         path = lock_env(stack.root, name, stack.envs[name], torch=torch, progress=say)
         say(f"{name}: wrote {path.relative_to(stack.root)}")
@@ -240,19 +246,22 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     "services": "comma-separated services to publish (plus what they require)",
     "bind": "host address Compose publishes ports on: 127.0.0.1 (default) or 0.0.0.0",
     "registry": "image registry prefix for built images, e.g. ghcr.io/team (what a cluster pulls)",
+    "push": "build the images, push them to --registry and refer to them by digest",
     "torch": "torch build for GPU images: cu126, cu130 ... (default: [stack] publish_torch, else the widest)",
     "json": "print the report as JSON",
 })
 @_cli
 def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.0.0.1", registry=None,
-            torch=None, json=False):
+            torch=None, push=False, json=False):
     """Write the stack as a Compose file and Kubernetes manifests, validated with the real tools."""
     from duplex import report
     from duplex.project import Project
     from duplex.publish import publish_project
     flags.path(out, "--out", "a folder, e.g. --out deploy")
+    if push and not registry:
+        raise _usage("--push needs --registry HOST[:PORT]/PREFIX: where to push the images")
     result = publish_project(Project.load(), out=out, compose=compose, k8s=k8s, services=flags.names(services),
-                             bind=bind, registry=flags.registry(registry),
+                             bind=bind, registry=flags.registry(registry), push=push,
                              torch=flags.choice(torch, "--torch", ("cpu",), r"cu\d{3}", " or cuXXX (e.g. cu126)"),
                              progress=None if json else report.say("publish"))
     _show(json, result.to_dict(), lambda: print(result.summary()))

@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from duplex.certs import make_certs  # noqa: E402
 from duplex.debug import debug_command, debugpy_dir  # noqa: E402
-from duplex.plan import plan  # noqa: E402
+from duplex.plan import base_image, plan  # noqa: E402
 from duplex.probe import probe_machine  # noqa: E402
 from duplex.smoke import gpu_check, smoke, targets_at  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
@@ -51,7 +51,7 @@ def bench_smoke(tmp: Path, repeat: int) -> None:
         totals, per = [], {}
         for _ in range(repeat):
             t = time.perf_counter()
-            report = smoke(targets_at(root, the_plan), gpu=gpu_check(False, stack.stack.base_image))
+            report = smoke(targets_at(root, the_plan), gpu=gpu_check(False, base_image(stack, probe_machine(env, gpus=0))))
             totals.append(time.perf_counter() - t)
             assert report.ok, report.lines()
             for r in report.results:

@@ -4,8 +4,6 @@ The facts come from duplex.engine (probed once, before the checks run); this mod
 
 from __future__ import annotations
 
-import shutil
-
 from duplex.engine import DockerFacts, gpu_paths
 
 from . import Context, Result, fail, passed, skip, warn
@@ -15,7 +13,9 @@ TOOLKIT_FIX = ("install the NVIDIA Container Toolkit, then `sudo nvidia-ctk runt
                "sudo systemctl restart docker` (or a CDI spec: `sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml`)")
 
 
-def check(ctx: Context, facts: DockerFacts | None, host_gpus: int) -> list[Result]:
+def check(ctx: Context, facts: DockerFacts | None, host_gpus: int,
+          registry: dict[str, dict] | None = None) -> list[Result]:
+    """`registry`: what duplex.registry.probe_registry said of the base images that are not here."""
     containers = ctx.services("container")
     if not containers:
         return [skip("docker", "no service runs in a container in this mode",
@@ -42,7 +42,7 @@ def check(ctx: Context, facts: DockerFacts | None, host_gpus: int) -> list[Resul
             out.append(fail(name, detail, TOOLKIT_FIX) if svc.gpu_policy == "required"
                        else warn(name, detail + "; it runs on the CPU instead", TOOLKIT_FIX))
     for svc in containers:
-        out.append(_image(ctx, svc, facts))
+        out.append(_image(ctx, svc, facts, registry or {}))
     return out
 
 
@@ -83,20 +83,23 @@ def check_torch_builds(ctx: Context) -> list[Result]:
     return out
 
 
-def _image(ctx: Context, svc, facts: DockerFacts) -> Result:
+def _image(ctx: Context, svc, facts: DockerFacts, registry: dict[str, dict]) -> Result:
     name = f"docker.image.{svc.name}"
     if svc.dockerfile:
         base = svc.build_args.get("BASE_IMAGE")
         if facts.images.get(base):
             return passed(name, f"base image {base} is present; {svc.dockerfile} builds from it")
-        script = ctx.root / "scripts" / "base-image.sh"
-        buildable = script.is_file() and bool(shutil.which("debootstrap"))
-        fix = ("build it: `sudo bash scripts/base-image.sh` (about a minute), or set DUPLEX_BASE_IMAGE "
-               "to an image you have")
-        detail = f"base image {base} is not on this machine ({svc.dockerfile} starts FROM it)"
-        if buildable and not ctx.for_run:
-            return warn(name, detail + "; it can be built here", fix)
-        return fail(name, detail, fix)
+        answer = registry.get(base)
+        if answer and "digest" in answer:  # the engine pulls it on the first build
+            size = f" ({answer['size'] / 1e6:.0f} MB to pull)" if answer.get("size") else ""
+            pin = "" if "@" in base else "; not pinned yet: the first run records its digest in images.lock"
+            return passed(name, f"base image {base} is not here yet: the registry has it, the first build "
+                                f"pulls it{size}{pin}")
+        if answer:  # "digest": one line and the update command; else both ways out
+            return fail(name, answer["error"], answer["fix"])
+        return fail(name, f"base image {base} is not on this machine and no registry was asked",
+                    f"`docker pull {base}`; air-gapped: `sudo bash scripts/base-image.sh` and "
+                    "DUPLEX_BASE_IMAGE=duplex/python:3.11-bookworm")
     if facts.images.get(svc.image):
         user = facts.image_users.get(svc.image, "")
         if user.split(":")[0] in ("", "root", "0"):  # duplex's own images run as the host's UID; a pulled one as its USER

@@ -9,7 +9,7 @@
 # build; duplex stages the host's own copy in .duplex/build/wheels/ when it has the locked one (pip
 # find-links) and then builds without the index. Hash checking makes either source safe.
 # Models are not baked in: mount the shared Hugging Face cache at /cache/huggingface (HF_HOME).
-ARG BASE_IMAGE=duplex/python:3.11-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS deps
 ARG TORCH=cpu

@@ -1,9 +1,9 @@
 # The ASR server (servers/asr): pocketsphinx by default, faster-whisper or NeMo by ASR_BACKEND.
 # Build context: the repo root.
-#   docker build --build-arg BASE_IMAGE=duplex/python:3.11-bookworm -f dockerfiles/asr.Dockerfile -t duplex/asr .
+#   docker build -f dockerfiles/asr.Dockerfile -t duplex/asr .   (air-gapped: --build-arg BASE_IMAGE=duplex/python:3.11-bookworm)
 # Packages come from envs/asr/requirements.lock (hash-pinned), the same lock native runs use.
 # Models are not baked in: mount the shared Hugging Face cache at /cache/huggingface (HF_HOME).
-ARG BASE_IMAGE=duplex/python:3.11-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS deps
 # The CA bundle for a TLS-intercepting proxy, written by duplex before each build (may be empty).

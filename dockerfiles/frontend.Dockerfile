@@ -1,7 +1,7 @@
 # The duplex web frontend (servers/frontend). Build context: the repo root.
 #   docker build -f dockerfiles/frontend.Dockerfile -t duplex/frontend .
 # Packages come from envs/frontend/requirements.lock (hash-pinned), the same lock native runs use.
-ARG BASE_IMAGE=duplex/python:3.11-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS deps
 # The CA bundle for a TLS-intercepting proxy, written by duplex before each build (may be empty).

@@ -9,7 +9,7 @@
 # hashes. TORCH_INDEX is where pip finds that torch build (the PyTorch index for the variant);
 # .duplex/build/wheels/ is an optional wheelhouse duplex fills from the host's own wheels (pip
 # find-links) for machines that cannot reach that index. Hash checking makes either source safe.
-ARG BASE_IMAGE=duplex/python:3.11-bookworm
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS deps
 ARG TORCH=cpu

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Callable
@@ -255,6 +256,40 @@ class ContainerHandle:
                 "url": self.url, "persistent": self.persistent}
 
 
+class Pull:
+    """Progress of a base image pulled by a build's FROM: one line per layer as it starts and
+    completes (with its size), then the total and the time, so the pull shows apart from the build."""
+
+    def __init__(self, service: str, progress: Callable[[str], None], clock=time.monotonic):
+        self.service, self.progress, self.clock = service, progress, clock
+        self.started: float | None = None
+        self.seconds: float | None = None
+        self.sizes: dict[str, int] = {}
+        self.seen: set[tuple[str, str]] = set()
+
+    def update(self, chunk: dict) -> None:
+        if self.started is None:
+            self.started = self.clock()
+        status, layer = chunk.get("status", ""), chunk.get("id", "")
+        total = (chunk.get("progressDetail") or {}).get("total")
+        if status == "Downloading" and total:
+            self.sizes[layer] = total
+        if status in ("Downloading", "Extracting", "Waiting", "Verifying Checksum") or (status, layer) in self.seen:
+            if status == "Downloading" and (status, layer) not in self.seen and total:
+                self.seen.add((status, layer))
+                self.progress(f"{self.service}: pull {layer}: downloading {total / 1e6:.1f} MB")
+            return
+        self.seen.add((status, layer))
+        self.progress(f"{self.service}: pull {f'{layer}: ' if layer else ''}{status}")
+
+    def done(self) -> None:
+        if self.started is not None and self.seconds is None:
+            self.seconds = self.clock() - self.started
+            size = sum(self.sizes.values())
+            self.progress(f"{self.service}: base image pulled in {self.seconds:.1f}s"
+                          + (f" ({size / 1e6:.1f} MB)" if size else ""))
+
+
 class ContainerRunner:
     def __init__(self, root: Path, stack: str, *, client=None, detach: bool = False,
                  build_network: str | None = None):
@@ -265,6 +300,7 @@ class ContainerRunner:
         self.build_network = build_network or os.environ.get("DUPLEX_BUILD_NETWORK")
         self._client = client
         self.image_ids: dict[str, str] = {}
+        self.pull_seconds: dict[str, float] = {}  # base images pulled by a build: how long it took
 
     @property
     def client(self):
@@ -286,10 +322,8 @@ class ContainerRunner:
                 base = svc.build_args.get("BASE_IMAGE")
                 try:
                     client.images.get(base)
-                except ImageNotFound:
-                    raise RunError(f"{svc.name}: base image {base} is not on this machine",
-                                   fix="build it with `bash scripts/base-image.sh`, or set DUPLEX_BASE_IMAGE "
-                                       "to a Debian/Ubuntu image with python3 and python3-venv") from None
+                except ImageNotFound:  # the build's FROM pulls it (preflight asked the registry first)
+                    progress(f"{svc.name}: base image {base} is not here: the build pulls it")
                 self.image_ids[svc.name] = self.build(svc, progress)
             else:
                 self.image_ids[svc.name] = self.pull(svc, progress)
@@ -300,23 +334,35 @@ class ContainerRunner:
         progress(f"{svc.name}: building {svc.image} from {svc.dockerfile}")
         log: list[str] = []
         image_id = None
+        pull = Pull(svc.name, progress)
         for chunk in self.client.api.build(
                 path=str(self.root), dockerfile=svc.dockerfile, tag=svc.image, buildargs=build_args,
                 rm=True, forcerm=True, decode=True, network_mode=self.build_network,
                 labels={f"{LABEL}.stack": self.stack, f"{LABEL}.service": svc.name}):
+            if "status" in chunk:  # the FROM image being pulled: layer by layer, sizes shown
+                pull.update(chunk)
             if "stream" in chunk:
                 for line in chunk["stream"].splitlines():
                     if line.strip():
                         log.append(line)
                         if line.startswith("Step "):
+                            pull.done()
                             progress(f"{svc.name}: {line}")
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
             if "error" in chunk:
                 step = next((l for l in reversed(log) if l.startswith("Step ")), "(before the first step)")
                 tail = "\n".join("    " + l for l in log[-12:])
+                base = build_args.get("BASE_IMAGE", "")
+                if " FROM " in step and base:
+                    raise RunError(f"{svc.name}: cannot pull the base image {base}: {chunk['error'].strip()}",
+                                   fix="`inv preflight` says why; `inv lock --images` if its digest is gone; "
+                                       "air-gapped: `sudo bash scripts/base-image.sh` and "
+                                       "DUPLEX_BASE_IMAGE=duplex/python:3.11-bookworm")
                 raise RunError(f"{svc.name}: image build failed at {step}: {chunk['error'].strip()}\n{tail}",
                                fix=f"fix {svc.dockerfile} or what it copies, then run again")
+        if pull.seconds is not None:
+            self.pull_seconds[svc.name] = pull.seconds
         return image_id or self.client.images.get(svc.image).id
 
     def pull(self, svc: ServicePlan, progress: Callable[[str], None]) -> str:

@@ -7,6 +7,7 @@ may request a GPU. The docker SDK is imported only when the engine is asked.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ class DockerFacts:
     images: dict[str, bool] = field(default_factory=dict)  # image -> present
     image_users: dict[str, str] = field(default_factory=dict)  # present image -> its USER ("" = root)
     own: dict[str, str] = field(default_factory=dict)  # service -> running container of this stack
+    mirrors: tuple[str, ...] = ()  # the engine's Docker Hub mirrors (--registry-mirror), where it pulls from
+    platform: str = "linux/amd64"  # what it pulls: the manifest whose size preflight shows
+    repo_digests: dict[str, tuple[str, ...]] = field(default_factory=dict)  # present image -> name@digest it came from
 
 
 def _cdi(dirs) -> bool:
@@ -84,10 +88,12 @@ def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout
     try:
         from docker.errors import DockerException, ImageNotFound
         info = client.info()
-        present, users = {}, {}
+        present, users, digests = {}, {}, {}
         for image in images:
             try:
-                users[image] = (client.images.get(image).attrs.get("Config") or {}).get("User") or ""
+                attrs = client.images.get(image).attrs
+                users[image] = (attrs.get("Config") or {}).get("User") or ""
+                digests[image] = tuple(attrs.get("RepoDigests") or ())
                 present[image] = True
             except ImageNotFound:
                 present[image] = False
@@ -99,8 +105,8 @@ def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout
                            "restart the Docker engine")
     finally:
         client.close()
-    return facts_from_info(host, info, images=present, own={k: v for k, v in own.items() if k},
-                           image_users=users)
+    return dataclasses.replace(facts_from_info(host, info, images=present, own={k: v for k, v in own.items() if k},
+                                               image_users=users), repo_digests=digests)
 
 
 def facts_from_info(host: str, info: dict, *, images: dict[str, bool] | None = None,
@@ -113,7 +119,10 @@ def facts_from_info(host: str, info: dict, *, images: dict[str, bool] | None = N
     local = host.startswith("unix://")
     cdi_dirs = tuple(info.get("CDISpecDirs") or ())
     devices = tuple(cdi_devices(cdi_dirs)) if local and cdi_dirs and cdi is _cdi else ()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(info.get("Architecture", ""), info.get("Architecture") or "amd64")
     return DockerFacts(True, host, version=info.get("ServerVersion"), runtimes=tuple(info.get("Runtimes") or ()),
+                       mirrors=tuple((info.get("RegistryConfig") or {}).get("Mirrors") or ()),
+                       platform=f"{info.get('OSType') or 'linux'}/{arch}",
                        gpu_hook=local and bool(which("nvidia-container-runtime-hook")),
                        cdi_nvidia=local and bool(cdi_dirs) and cdi(cdi_dirs), cdi_devices=devices,
                        images=dict(images or {}),

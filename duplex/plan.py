@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import warm
+from .images import official_base
 from .errors import PlanError
 from .layout import Layout
 from .machine import Machine
@@ -98,8 +99,10 @@ class Plan:
 
 def plan(stack: Stack, machine: Machine, *, native: bool = False,
          services: list[str] | None = None, pins: dict[str, str] | None = None,
-         tls: bool | None = None, otlp: str | None = None, needs: dict[str, Need] | None = None) -> Plan:
+         tls: bool | None = None, otlp: str | None = None, needs: dict[str, Need] | None = None,
+         image_pins: dict[str, str] | None = None) -> Plan:
     """`pins`: each model repo's pinned commit (models.lock), for `{revision:ORG/NAME}` templates.
+    `image_pins`: each base image's digest (images.lock): builds start FROM name:tag@digest.
     `needs`: each GPU service's GPU memory need (duplex.vram), for placing it on a GPU.
     `tls`: serve https/wss with `inv certs`' files (default: the stack's `tls`).
     `otlp`: a collector URL turns telemetry on (default: the stack's `telemetry`)."""
@@ -118,7 +121,8 @@ def plan(stack: Stack, machine: Machine, *, native: bool = False,
                         f"so containers reach it at {HOST_FROM_CONTAINER}")
     result: dict[str, ServicePlan] = {}
     for name in chosen:
-        svc = _service(stack, machine, name, modes, ports, chosen, name in exposed, warnings, pins or {}, tls)
+        svc = _service(stack, machine, name, modes, ports, chosen, name in exposed, warnings, pins or {}, tls,
+                       image_pins or {})
         environment = {**svc.environment, **telemetry_env(otlp, stack.name, name, modes[name], machine.env)}
         result[name] = dataclasses.replace(svc, environment=environment,
                                            secrets=svc.secrets | {k for k in environment if k in OTLP_SECRETS})
@@ -215,13 +219,20 @@ def _mode(stack: Stack, name: str, native: bool, warnings: list[str]) -> str:
     return "native"
 
 
-def base_image(stack: Stack, machine: Machine) -> str:
-    """The image service Dockerfiles build FROM: DUPLEX_BASE_IMAGE, else the stack's `base_image`."""
-    chosen = machine.env.get("DUPLEX_BASE_IMAGE", stack.stack.base_image)
-    if not IMAGE.match(chosen):
+def base_image(stack: Stack, machine: Machine, env: str | None = None,
+               image_pins: dict[str, str] | None = None) -> str:
+    """The image a service's Dockerfile builds FROM: DUPLEX_BASE_IMAGE, else the stack's
+    `base_image`, else the official Python image of its env's Python (python:3.11-slim-bookworm);
+    with its digest from images.lock when pinned there (`image_pins`: reference -> digest)."""
+    chosen = machine.env.get("DUPLEX_BASE_IMAGE") or stack.stack.base_image
+    if chosen is not None and not IMAGE.match(chosen):
         raise PlanError(f"DUPLEX_BASE_IMAGE={chosen!r} is not an image reference",
-                        fix="set it to an image such as duplex/python:3.11-bookworm, or unset it")
-    return chosen
+                        fix="set it to an image such as python:3.11-slim-bookworm, or unset it")
+    if chosen is None:
+        spec = stack.envs.get(env) if env else None
+        chosen = official_base(spec.python if spec else None)
+    digest = (image_pins or {}).get(chosen)
+    return f"{chosen}@{digest}" if digest and "@" not in chosen else chosen
 
 
 def port_variable(service: str) -> str:
@@ -260,7 +271,7 @@ def address(target: str, consumer_mode: str, modes: dict[str, str], ports: dict[
 
 def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], ports: dict[str, int],
              chosen: list[str], exposed: bool, warnings: list[str], pins: dict[str, str],
-             tls: bool = False) -> ServicePlan:
+             tls: bool = False, image_pins: dict[str, str] | None = None) -> ServicePlan:
     spec = stack.services[name]
     mode = modes[name]
     scheme = "https" if tls else "http"
@@ -344,7 +355,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         if spec.dockerfile:
             dockerfile = spec.dockerfile
             image = f"duplex-{stack.name}-{name}:dev"
-            build_args = {"BASE_IMAGE": base_image(stack, machine),
+            build_args = {"BASE_IMAGE": base_image(stack, machine, spec.env, image_pins),
                           # the host user, so the bind-mounted cache is readable; never root
                           "UID": str(machine.uid or 1000), "GID": str(machine.gid or 1000)}
             torch = stack.envs[spec.env].torch if spec.env in stack.envs else "none"

@@ -21,6 +21,7 @@ from .errors import RunError
 from .gpu import NvmlFacts, probe_nvml_facts
 from .layout import Layout
 from .plan import Plan
+from .registry import probe_registry
 
 GROUPS = ("python", "gpu", "token", "models", "disk", "ports", "docker", "opus")
 PROBE_TIMEOUT = 20.0  # a probe that has not answered by then is reported, never waited on
@@ -39,6 +40,7 @@ class Probes:
     port: Callable = ports.probe_port
     disk: Callable = disk.probe_disk
     libs: Callable = opus.probe_libs
+    registry: Callable = probe_registry
 
 
 @dataclass
@@ -143,9 +145,10 @@ def run_preflight(stack, plan: Plan, *, environ: dict[str, str] | None = None, p
     if ok("disk"):
         results.append(disk.check(ctx, got["disk"], model_facts))
     docker_facts = ok("docker")
+    registry = _registry(probes, plan, docker_facts, net_timeout)
     results += ports.check(ctx, {s.port: ok(f"port:{s.port}") for s in ctx.services() if ok(f"port:{s.port}")},
                            docker_facts.own if docker_facts else {})
-    results += docker.check(ctx, docker_facts, len(nvml.gpus))
+    results += docker.check(ctx, docker_facts, len(nvml.gpus), registry)
     results += docker.check_image_locks(ctx)
     results += docker.check_torch_builds(ctx)
     results += opus.check(ctx, ok("libs", {}))
@@ -154,6 +157,23 @@ def run_preflight(stack, plan: Plan, *, environ: dict[str, str] | None = None, p
     results.sort(key=lambda r: order.get(r.group, len(GROUPS)))  # stable: checks keep their own order
     return Report(results, time.perf_counter() - started, "native" if plan.native else "container",
                   list(plan.start_order))
+
+
+def _registry(probes: Probes, plan: Plan, facts, timeout: float) -> dict[str, dict]:
+    """Ask the registries (the engine's mirrors first) only for base images the engine lacks: the
+    usual run, with everything pulled, makes no network call. After the engine: it names the mirrors."""
+    if facts is None or not facts.reachable:
+        return {}
+    bases = [s.build_args["BASE_IMAGE"] for s in plan.services.values()
+             if s.mode == "container" and s.dockerfile and s.build_args.get("BASE_IMAGE")]
+    missing = [b for b in dict.fromkeys(bases) if not facts.images.get(b)]
+    if not missing:
+        return {}
+    try:
+        return probes.registry(missing, mirrors=facts.mirrors, platform=facts.platform, timeout=max(timeout, 2.0))
+    except Exception as exc:  # noqa: BLE001 - a probe's bug must not hide the other checks
+        return {b: {"kind": "unreachable", "error": f"the registry probe failed: {exc}",
+                    "fix": "rerun; if it persists, report it with this message"} for b in missing}
 
 
 def _not_applicable(ctx: Context, results: list[Result]) -> list[Result]:

@@ -55,7 +55,12 @@ class Project:
     def plan(self, machine: Machine | None = None, *, native: bool = False, services: list[str] | None = None,
              tls: bool | None = None, otlp: str | None = None) -> Plan:
         return plan(self.stack, machine or self.machine(), native=native, services=services, pins=self.pins(),
-                    tls=tls, otlp=otlp, needs=self.gpu_needs())
+                    tls=tls, otlp=otlp, needs=self.gpu_needs(), image_pins=self.image_pins())
+
+    def image_pins(self) -> dict[str, str]:
+        """Each base image's pinned digest from images.lock (`inv lock --images`, or the first run)."""
+        from .images import pins
+        return pins(self.root)
 
     def gpu_needs(self) -> dict[str, "Need"]:
         """Each GPU service's GPU memory need (duplex.vram): published figures, else the weights its

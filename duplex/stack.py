@@ -83,7 +83,9 @@ def _no_nul(value, where: str = ""):
 
 class StackMeta(_Strict):
     name: str = Field(default="duplex", pattern=NAME.pattern)
-    base_image: str = Field(default="duplex/python:3.11-bookworm", pattern=IMAGE.pattern)
+    # None: each service's official Python image (python:3.11-slim-bookworm), pulled, pinned in
+    # images.lock; the air-gapped path is "duplex/python:3.11-bookworm" (scripts/base-image.sh)
+    base_image: str | None = Field(default=None, pattern=IMAGE.pattern)
     on_crash: Literal["keep", "stop"] = "keep"  # what the others do when one service crashes
     tls: bool = False  # serve https/wss with `inv certs`' files (remote browsers need it for the mic)
     # Off by default: an exporter on a voice stack's audio event loop costs latency. "otlp" hands every

@@ -30,8 +30,10 @@ def run_project(*, native: bool = False, services: list[str] | None = None, deta
     project = Project.load()
     stack = project.stack
     # the Docker engine is asked once whether containers can get a GPU; preflight reuses the answer
-    the_plan, machine, engine = plan_run(stack, lambda m: project.plan(
-        m, native=native, services=services, tls=tls, otlp=otlp))
+    def make(m: Machine) -> Plan:
+        return project.plan(m, native=native, services=services, tls=tls, otlp=otlp)
+    the_plan, machine, engine = plan_run(stack, make)
+    the_plan, engine = pin_first_build(the_plan, engine, lambda: make(machine), say("images"))
     if any(s.url.startswith("https://") for s in the_plan.services.values()):
         from .certs import require_certs
         require_certs(stack.root, stack.name)
@@ -127,6 +129,17 @@ def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, prog
         with shielded():
             sup.down()
         raise
+
+
+def pin_first_build(the_plan: Plan, engine, replan: Callable[[], Plan], say: Callable[[str], None]):
+    """The first container run of a base image records its digest in images.lock (as the first
+    prefetch records a model's commit), so every later build starts FROM the same bytes. A base no
+    registry answers for is left to preflight, which says why and what to do."""
+    from .pinning import pin_unpinned
+    if not pin_unpinned(the_plan, say, engine):
+        return the_plan, engine
+    the_plan = replan()
+    return the_plan, (probe_docker(dict(os.environ), wanted_images(the_plan), the_plan.stack) if engine else None)
 
 
 def plan_run(stack, make_plan: Callable[[Machine], Plan], environ: dict[str, str] | None = None,

@@ -9,6 +9,8 @@
 #   DUPLEX_DOCKERD_LOG      dockerd log file (default /var/log/duplex-dockerd.log)
 #   DUPLEX_DOCKERD_WAIT     seconds to wait for the engine (default 60)
 #   DUPLEX_DOCKERD_MTU      bridge MTU (default: the MTU of the default-route interface)
+#   DUPLEX_REGISTRY_MIRROR  a Docker Hub mirror for the engine (--registry-mirror), e.g. the local
+#                           registry scripts/registry-mirror.sh starts (CI); only for a new dockerd
 set -euo pipefail
 
 LOG=${DUPLEX_DOCKERD_LOG:-/var/log/duplex-dockerd.log}
@@ -60,6 +62,7 @@ else
     fi
     args=(--storage-driver=overlay2 --host=unix:///var/run/docker.sock)
     [ -n "$mtu" ] && args+=("--mtu=$mtu")
+    [ -n "${DUPLEX_REGISTRY_MIRROR:-}" ] && args+=("--registry-mirror=$DUPLEX_REGISTRY_MIRROR")
     mkdir -p "$(dirname "$LOG")"
     say "starting $DOCKERD ${args[*]} (log: $LOG)"
     nohup "$DOCKERD" "${args[@]}" >>"$LOG" 2>&1 </dev/null &

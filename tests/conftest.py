@@ -12,6 +12,29 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config) -> None:
+    """Which base image the suite's container builds start FROM. With a Docker Hub mirror on the
+    engine that serves the official image (CI: .ci/run), the default: `python:3.11-slim-bookworm`,
+    pulled and pinned by digest. Without one (a shared engine that may not be restarted), the
+    air-gapped image scripts/base-image.sh builds, as DUPLEX_BASE_IMAGE; tests/images then runs
+    the default path on an engine of its own (tests/support/registry.py)."""
+    if "DUPLEX_BASE_IMAGE" in os.environ or not Path("/var/run/docker.sock").exists() and "DOCKER_HOST" not in os.environ:
+        return
+    from tests.support.registry import AIR_GAPPED, engine_mirror
+    if engine_mirror() is None:
+        os.environ["DUPLEX_BASE_IMAGE"] = AIR_GAPPED
+        config.stash[BASE_KEY] = f"{AIR_GAPPED} (DUPLEX_BASE_IMAGE: the engine has no Docker Hub mirror)"
+    else:
+        config.stash[BASE_KEY] = "python:3.11-slim-bookworm from the engine's Docker Hub mirror, by digest"
+
+
+BASE_KEY = pytest.StashKey[str]()
+
+
+def pytest_report_header(config) -> str | None:
+    return f"container base image: {config.stash[BASE_KEY]}" if BASE_KEY in config.stash else None
+
+
 @pytest.fixture
 def root() -> Path:
     return ROOT

@@ -83,7 +83,8 @@ def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str
 
 
 def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[str, str] | None = None,
-                environ: dict[str, str] | None = None, gpus: int = 1, torch: str | None = None) -> Plan:
+                environ: dict[str, str] | None = None, gpus: int = 1, torch: str | None = None,
+                image_pins: dict[str, str] | None = None) -> Plan:
     """A container plan for the production host, not this one: it has `gpus` GPUs (so GPU services
     are kept even when this machine has none), the model cache lives in a volume, the services run
     as the Dockerfiles' uid 1000, and secrets are placeholders the writers turn into references.
@@ -98,7 +99,7 @@ def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[s
                       hf_hub_cache=None, uid=1000, gid=1000, env=env, torch_envs=variants, torch_notes=notes)
     # Always plain HTTP: `inv run`'s TLS uses `inv certs`' local files, which no published
     # deployment mounts (and a local CA is no production certificate).
-    local = plan(stack, machine, native=False, services=services, pins=pins, tls=False)
+    local = plan(stack, machine, native=False, services=services, pins=pins, tls=False, image_pins=image_pins)
     warnings = [*local.warnings, *([TLS_WARNING] if stack.stack.tls else [])]
     warnings += _lock_warnings(stack, local)
     endpoint = stack.stack.otlp_endpoint
@@ -149,8 +150,22 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
         raise PublishError(f"--out {out}: {folder} is a file, not a folder",
                            fix="give a folder for the published files, e.g. --out deploy")
     torch = options.pop("torch", None)
-    return publish(target_plan(project.stack, services=services, pins=project.pins(), torch=torch), out=folder,
-                   compose=compose or both, k8s=k8s or both, stack_file=project.stack.path.name, **options)
+    the_plan = target_plan(project.stack, services=services, pins=project.pins(), torch=torch,
+                           image_pins=project.image_pins())
+    if options.pop("push", False):
+        if not options.get("registry"):
+            raise PublishError("--push needs --registry: where to push the images",
+                               fix="e.g. inv publish --registry ghcr.io/team --push")
+        from .push import check_registry, push_images
+        from ..pinning import pin_unpinned
+        say = options.get("progress") or (lambda _line: None)
+        check_registry(options["registry"])  # before anything is pinned or built
+        if pin_unpinned(the_plan, say):  # pushed images start FROM pinned bases, as `inv run`'s do
+            the_plan = target_plan(project.stack, services=services, pins=project.pins(), torch=torch,
+                                   image_pins=project.image_pins())
+        the_plan = push_images(the_plan, options["registry"], progress=say)
+    return publish(the_plan, out=folder, compose=compose or both, k8s=k8s or both,
+                   stack_file=project.stack.path.name, **options)
 
 
 def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True, bind: str = "127.0.0.1",
@@ -208,7 +223,7 @@ def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True
         if svc.models:
             report.warnings.append(f"{name} loads {', '.join(svc.models)} from the model cache offline: "
                                    f"fill the volume before it starts (docs/publish.md, 'Models')")
-    if registry is None and k8s and any(s.dockerfile for s in the_plan.services.values()):
+    if registry is None and k8s and any(s.dockerfile and "@" not in s.image for s in the_plan.services.values()):
         report.warnings.append("images carry local names: push them to a registry the cluster can "
                                "pull from and publish with --registry (or retag in kustomization.yaml)")
     say(f"wrote {len(written)} files under {out}")

@@ -40,8 +40,9 @@ def check_dns_names(plan: Plan) -> None:
 
 
 def image_name(svc: ServicePlan, registry: str | None) -> str:
-    """The plan's image, under `registry/` when one is given (what a cluster can pull)."""
-    if not registry or not svc.dockerfile:
+    """The plan's image, under `registry/` when one is given (what a cluster can pull); a pushed
+    image (`--push`: name:tag@digest) as it is."""
+    if not registry or not svc.dockerfile or "@" in svc.image:
         return svc.image
     return f"{registry.rstrip('/')}/{svc.image}"
 

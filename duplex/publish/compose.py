@@ -44,7 +44,7 @@ def compose_files(plan: Plan, *, context: str, bind: str = "127.0.0.1",
 def _service(plan: Plan, svc: ServicePlan, context: str, bind: str, registry: str | None,
              init: bool) -> dict:
     out: dict = {"image": image_name(svc, registry)}
-    if svc.dockerfile:
+    if svc.dockerfile and "@" not in svc.image:  # pushed by digest: pulled, never rebuilt
         out["build"] = {"context": context, "dockerfile": svc.dockerfile,
                         "args": dict(sorted(svc.build_args.items()))}
     out["command"] = [_escape(part) for part in svc.command]

@@ -14,11 +14,12 @@ from duplex import engine
 from .conftest import by_name, make
 
 pytestmark = pytest.mark.docker
-BASE = "duplex/python:3.11-bookworm"
+# The suite's base image (tests/conftest.py): the official one via the engine's mirror, else the air-gapped one.
+BASE = os.environ.get("DUPLEX_BASE_IMAGE", "python:3.11-slim-bookworm")
 
 
 def engine_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k.startswith("DOCKER_")}
+    env = {k: v for k, v in os.environ.items() if k.startswith("DOCKER_") or k == "DUPLEX_BASE_IMAGE"}
     env.update(extra)
     return env
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from duplex.plan import Health, plan
+from duplex.plan import Health, base_image, plan
 from duplex.probe import probe_machine
 from duplex.smoke import (ASR_APP, EXPECTED, SAMPLE, SmokeReport, SmokeResult, Target, app_of, gpu_check,
                           smoke, targets_at, word_error_rate)
@@ -83,7 +83,7 @@ def _smoke_running(root: Path, env: dict) -> SmokeReport:
     stack = load_stack(root / "stack.toml")
     native = read_state(root).get("mode") == "native"
     the_plan = plan(stack, probe_machine(env, gpus=0), native=native)
-    return smoke(targets_at(root, the_plan), gpu=gpu_check(False, stack.stack.base_image))
+    return smoke(targets_at(root, the_plan), gpu=gpu_check(False, base_image(stack, probe_machine(env, gpus=0))))
 
 
 def test_smoke_passes_on_the_running_stack_then_fails_when_asr_dies(running_stack):

@@ -35,7 +35,9 @@ def leftovers(project: str) -> dict[str, list[str]]:
 
 def test_published_compose_file_runs_the_cpu_services(tmp_path):
     stack = load_stack(copy_default(tmp_path / "src", "pubtest"))
-    report = publish(target_plan(stack, environ={}), out=tmp_path / "src" / "deploy")
+    # the suite's base image (tests/conftest.py: the official one via the engine's mirror, else air-gapped)
+    base = {k: v for k, v in os.environ.items() if k == "DUPLEX_BASE_IMAGE"}
+    report = publish(target_plan(stack, environ=base), out=tmp_path / "src" / "deploy")
     assert report.validated["compose"].startswith("docker compose 2.")
     project = f"pubtest-{uuid.uuid4().hex[:8]}"
     ports = {"asr": free_port(), "frontend": free_port()}

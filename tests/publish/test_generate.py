@@ -37,7 +37,7 @@ def test_compose_service_from_the_plan(default_stack):
     asr = compose_files(p, context="..")[FILE]["services"]["asr"]
     assert asr["image"] == "duplex-duplex-asr:dev"
     assert asr["build"] == {"context": "..", "dockerfile": "dockerfiles/asr.Dockerfile",
-                            "args": {"BASE_IMAGE": "duplex/python:3.11-bookworm", "GID": "1000", "UID": "1000"}}
+                            "args": {"BASE_IMAGE": "python:3.11-slim-bookworm", "GID": "1000", "UID": "1000"}}
     assert asr["command"] == ["python", "-m", "uvicorn", "servers.asr.app:app", "--host", "0.0.0.0",
                               "--port", "8000"]
     assert asr["user"] == "1000:1000"

@@ -53,6 +53,7 @@ def test_inv_run_requests_the_placed_gpu_from_the_engines_nvidia_driver(gpu_engi
     (tmp_path / "stack.toml").write_text(textwrap.dedent(f"""
         [stack]
         name = "gpuhost"
+        base_image = "{BASE}"
         [envs.tiny]
         [services.voice]
         env = "tiny"

@@ -160,10 +160,24 @@ def test_gpu_requests_follow_the_machine(stack):
 def test_container_build_uses_the_host_user_and_base_image_override(stack):
     asr = plan(stack, LAPTOP).services["asr"]
     assert asr.image == "duplex-duplex-asr:dev"
-    assert asr.build_args == {"BASE_IMAGE": "duplex/python:3.11-bookworm", "UID": "1234", "GID": "99"}
+    # the official image of the env's Python (asr: >=3.10,<3.13 -> 3.11; moshi: "3.11")
+    assert asr.build_args == {"BASE_IMAGE": "python:3.11-slim-bookworm", "UID": "1234", "GID": "99"}
     other = plan(stack, Machine(env={"DUPLEX_BASE_IMAGE": "corp/python:3.11"})).services["asr"]
     assert other.build_args["BASE_IMAGE"] == "corp/python:3.11"
+    digest = "sha256:" + "ab" * 32
+    pinned = plan(stack, LAPTOP, image_pins={"python:3.11-slim-bookworm": digest}).services["asr"]
+    assert pinned.build_args["BASE_IMAGE"] == f"python:3.11-slim-bookworm@{digest}"
+    air_gapped = plan(stack, Machine(env={"DUPLEX_BASE_IMAGE": "duplex/python:3.11-bookworm"}),
+                      image_pins={"python:3.11-slim-bookworm": digest}).services["asr"]
+    assert air_gapped.build_args["BASE_IMAGE"] == "duplex/python:3.11-bookworm"  # no pin of its own
     assert asr.labels["dev.duplex.service"] == "asr"
+
+
+def test_official_base_follows_each_env_python():
+    from duplex.images import official_base
+    assert [official_base(p) for p in (">=3.10,<3.13", "3.12", ">=3.12", "<3.11", None)] == [
+        "python:3.11-slim-bookworm", "python:3.12-slim-bookworm", "python:3.12-slim-bookworm",
+        "python:3.10-slim-bookworm", "python:3.11-slim-bookworm"]
 
 
 def test_probe_reads_hf_variables_like_huggingface_hub(tmp_path):

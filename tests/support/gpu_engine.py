@@ -46,7 +46,9 @@ class GpuEngine:
         self.bridge = f"dxgpu{os.getpid() % 10000}"  # an interface name: 15 characters at most
         self.proc: subprocess.Popen | None = None
 
-    def start(self, base_image: str) -> "GpuEngine":
+    def start(self, base_image: str | None, extra: tuple[str, ...] = ()) -> "GpuEngine":
+        """`base_image`: copied in from the shared engine (None: none); `extra`: more dockerd
+        flags (tests/support/registry.py adds --registry-mirror)."""
         self.bin.mkdir(parents=True, exist_ok=True)
         hook = self.bin / "nvidia-container-runtime-hook"
         hook.write_text(HOOK % str(self.log))
@@ -61,7 +63,7 @@ class GpuEngine:
         self.proc = subprocess.Popen(
             [tool("dockerd"), "--data-root", str(self.folder / "data"), "--exec-root", str(exec_root),
              "--pidfile", str(self.folder / "dockerd.pid"), "--host", self.host, f"--bridge={self.bridge}",
-             "--iptables=false", "--ip-masq=false"],
+             "--iptables=false", "--ip-masq=false", *extra],
             env=env, stdout=open(self.folder / "dockerd.log", "w"), stderr=subprocess.STDOUT,
             start_new_session=True)
         import docker
@@ -75,6 +77,8 @@ class GpuEngine:
                     raise RuntimeError("the test's dockerd did not start:\n"
                                        + (self.folder / "dockerd.log").read_text()[-3000:])
                 time.sleep(0.3)
+        if base_image is None:
+            return self
         save = subprocess.Popen([tool("docker"), "save", base_image], stdout=subprocess.PIPE)
         subprocess.run([tool("docker"), "load"], stdin=save.stdout, env={**os.environ, "DOCKER_HOST": self.host},
                        check=True, capture_output=True)
@@ -94,6 +98,9 @@ class GpuEngine:
         except subprocess.TimeoutExpired:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+        # dockerd leaves its default network namespace mounted under the exec root: unmount it first
+        subprocess.run([tool("umount"), "-l", str(self.exec_root / "netns" / "default")], check=False,
+                       capture_output=True)
         subprocess.run(["rm", "-rf", str(self.folder / "data"), str(self.exec_root)], check=False)
         subprocess.run([tool("ip"), "link", "delete", self.bridge], check=False, capture_output=True)
         self.sock.unlink(missing_ok=True)

@@ -23,6 +23,7 @@ PROVIDED_BY = {
     "inv": "pip install -e . (duplex depends on invoke)",
     "docker": "apt-get install docker.io",
     "ip": "iproute2 (every Debian system)",
+    "umount": "mount (every Debian system)",
     "dockerd": "apt-get install docker.io",
     "flite": "apt-get install flite",
     "espeak-ng": "apt-get install espeak-ng",
@@ -32,6 +33,7 @@ PROVIDED_BY = {
     "git": "apt-get install git",
     "gcc": "apt-get install gcc",
     "debootstrap": "apt-get install debootstrap",
+    "docker-registry": "apt-get install docker-registry (the reference image registry)",
 }
 
 
