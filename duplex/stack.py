@@ -94,6 +94,17 @@ class StackMeta(_Strict):
     # a variant such as "cu126", or unset for the one that runs on the widest range of datacenter
     # GPUs and drivers (duplex/data/torch-builds.toml, [publish]). `inv publish --torch` overrides it.
     publish_torch: str | None = Field(default=None, pattern=r"^(cpu|cu\d{3})$")
+    # The project folder, relative to the stack file: where servers/, envs/, dockerfiles/ and
+    # `.duplex/` live and what every other path in the file is relative to. A second stack kept in a
+    # subfolder (examples/translate/stack.toml) shares the repo's code with `root = "../.."`.
+    root: str = "."
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if not value.strip() or Path(value).is_absolute() or any(p not in ("..", ".") for p in Path(value).parts):
+            raise ValueError(f"expected '.' or a folder above the stack file such as '../..', found {value!r}")
+        return value
 
 
 class EnvSpec(_Strict):
@@ -264,7 +275,7 @@ class Stack(_Strict):
 
     @property
     def root(self) -> Path:
-        return self._path.resolve().parent
+        return (self._path.resolve().parent / self.stack.root).resolve()
 
     @property
     def name(self) -> str:
@@ -328,11 +339,25 @@ def load_stack(path: Path | None = None) -> Stack:
     problems = check_references(stack)
     if problems:
         raise StackError(path, problems, fix="see docs/stack.md for how services refer to each other")
-    problems = check_paths(stack, path.resolve().parent)
-    if problems:
-        raise StackError(path, problems, fix="create them, or fix the paths (relative to the stack file's folder)")
     stack._path = path
+    problems = check_paths(stack, stack.root)
+    if problems:
+        raise StackError(path, problems, fix="create them, or fix the paths (relative to the project folder: "
+                                             "the stack file's, or its [stack] root)")
     return stack
+
+
+def root_of(path: Path) -> Path:
+    """The project folder of a stack file without validating it (stop, status and logs only need
+    where `.duplex/` is): its `[stack] root` when it names a folder above, else its own folder."""
+    folder = path.resolve().parent
+    try:
+        root = tomllib.loads(path.read_text(encoding="utf-8")).get("stack", {}).get("root", ".")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+        return folder
+    if isinstance(root, str) and root.strip() and all(p in ("..", ".") for p in Path(root).parts):
+        return (folder / root).resolve()
+    return folder
 
 
 def _inside(what: str, value: str) -> str:
