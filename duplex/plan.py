@@ -74,6 +74,8 @@ class ServicePlan:
     persistent: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
+    metrics: str | None = None  # the Prometheus endpoint's path, when it has one
+    sticky: bool = False  # WebSocket sessions: a client must stay on one replica
 
 
 @dataclass(frozen=True)
@@ -361,7 +363,8 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         gpu_request=machine.gpu_request, torch_note=machine.torch_notes.get(spec.env or ""),
         watch=_watch(spec) if mode == "native" else [], persistent=spec.persistent,
         labels={f"{LABEL}.stack": stack.name, f"{LABEL}.service": name, f"{LABEL}.root": str(stack.root)},
-        models=list(spec.models),
+        models=list(spec.models), metrics=spec.metrics,
+        sticky=spec.websocket or bool(spec.health and spec.health.startswith("ws:")),
     )
 
 

@@ -98,6 +98,10 @@ class StackMeta(_Strict):
     # `.duplex/` live and what every other path in the file is relative to. A second stack kept in a
     # subfolder (examples/translate/stack.toml) shares the repo's code with `root = "../.."`.
     root: str = "."
+    # How the published manifests let GPU services share one GPU (docs/publish.md, 'Sharing a GPU'):
+    # "none" gives each its own; "mps" or "time-slicing" co-locates them on one GPU node and writes
+    # the NVIDIA device plugin's sharing config. `inv publish --gpu-sharing` overrides it.
+    gpu_sharing: Literal["none", "mps", "time-slicing"] = "none"
 
     @field_validator("root")
     @classmethod
@@ -193,6 +197,9 @@ class ServiceSpec(_Strict):
     reload: Literal["restart", "warm"] = "restart"  # native: restart the process, or re-import warm
     preload: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")  # warm: load models once
     persistent: bool = False
+    metrics: str | None = Field(default=None, pattern=r"^/[^\s]*$")  # Prometheus endpoint: scrape annotations
+    # holds WebSocket sessions (state in the process): published with session affinity; implied by a ws: health
+    websocket: bool = False
 
     @field_validator("command")
     @classmethod
