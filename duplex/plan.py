@@ -154,6 +154,13 @@ def _placed(services: dict[str, ServicePlan], machine: Machine, needs: dict[str,
         else:
             changes["environment"] = {**svc.environment, "CUDA_VISIBLE_DEVICES": gpu.cuda_id}
         out[name] = dataclasses.replace(svc, **changes)
+    for name, gpu in placed.items():  # services that share a device: say with whom, and the sum
+        others = [n for n, g in placed.items() if g.device_id == gpu.device_id and n != name]
+        if others:
+            known = [needs[n].bytes for n in (name, *others) if n in needs and needs[n].bytes]
+            total = f": ~{sum(known) / 1024 ** 3:.1f} GiB together" if len(known) == 1 + len(others) else ""
+            out[name] = dataclasses.replace(out[name], gpu_placement=f"{out[name].gpu_placement}; "
+                                            f"shared with {', '.join(others)}{total}")
     return out
 
 

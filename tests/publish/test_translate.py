@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from duplex.models.lock import FileEntry, Lock, LockedModel, write_lock
 from duplex.publish import PublishError
 from duplex.publish.argocd import application, validate_application
-from tests.conftest import ROOT, run_inv
+from tests.conftest import run_inv
+from tests.support.stackcopy import copy_translate as copy_stack_files
 
 GB = 1000 ** 3
 WEIGHTS = {"Systran/faster-whisper-medium": ("model.bin", 3 * GB // 2),
@@ -23,14 +22,7 @@ WEIGHTS = {"Systran/faster-whisper-medium": ("model.bin", 3 * GB // 2),
 
 
 def copy_translate(dest: Path) -> Path:
-    """The repo's pieces the translation stack names, with a models.lock giving the weights' sizes."""
-    for item in ("servers", "envs", "dockerfiles", ".dockerignore", "examples/translate/stack.toml"):
-        (dest / item).parent.mkdir(parents=True, exist_ok=True)
-        copy = shutil.copytree if (ROOT / item).is_dir() else shutil.copy
-        copy(ROOT / item, dest / item)
-    write_lock(dest, Lock({repo: LockedModel(repo, "main", f"{i}" * 40, (FileEntry(name, size),))
-                           for i, (repo, (name, size)) in enumerate(WEIGHTS.items(), 1)}))
-    return dest / "examples" / "translate" / "stack.toml"
+    return copy_stack_files(dest, WEIGHTS)
 
 
 def docs(path: Path) -> dict[str, dict]:
