@@ -359,8 +359,8 @@ def root_of(path: Path) -> Path:
     where `.duplex/` is): its `[stack] root` when it names a folder above, else its own folder."""
     folder = path.resolve().parent
     try:
-        root = tomllib.loads(path.read_text(encoding="utf-8")).get("stack", {}).get("root", ".")
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, AttributeError):
+        root = tomllib.loads(read_text(path, limit=2**20, what="stack file")).get("stack", {}).get("root", ".")
+    except (OSError, TextFileError, tomllib.TOMLDecodeError, AttributeError):  # load_stack says what is wrong
         return folder
     if isinstance(root, str) and root.strip() and all(p in ("..", ".") for p in Path(root).parts):
         return (folder / root).resolve()
