@@ -41,9 +41,9 @@ class Chain:
         return f"http://127.0.0.1:{self.env['DUPLEX_PORT_' + service.upper()]}"
 
 
-@pytest.fixture(scope="session")
-def chain(tmp_path_factory) -> Chain:
-    base = tmp_path_factory.mktemp("translatechain")
+def prepare(base: Path, models: Path) -> Chain:
+    """The stack copied under `base`, its models (built once under `models`) served by a mirror for
+    `inv prefetch`, then offline: a Chain ready for `inv run` (tests and benchmarks/translate_stack.py)."""
     root = copy_stack(base / "stack", STACK, envs=("asr", "frontend", "mt"), extra=("examples/translate",))
     stack = root / "examples" / "translate" / "stack.toml"
     text = stack.read_text()
@@ -56,7 +56,7 @@ def chain(tmp_path_factory) -> Chain:
     for name in ("HF_HUB_OFFLINE", "HF_ENDPOINT"):
         env.pop(name, None)
     chain = Chain(root, env)
-    qwen, whisper = tiny_qwen(tmp_path_factory.getbasetemp() / "tiny-qwen"), whisper_base_dir()
+    qwen, whisper = tiny_qwen(models / "tiny-qwen"), whisper_base_dir()
     with Mirror(base / "mirror") as mirror:
         mirror.repo(QWEN_REPO).commit({name: qwen / name for name in QWEN_FILES})
         mirror.repo(WHISPER_REPO).commit({name: whisper / name for name in WHISPER_FILES})
@@ -64,6 +64,12 @@ def chain(tmp_path_factory) -> Chain:
         fetched = chain.inv("prefetch")
         assert fetched.returncode == 0, fetched.stdout + fetched.stderr
     del chain.env["HF_ENDPOINT"]  # offline from here on
+    return chain
+
+
+@pytest.fixture(scope="session")
+def chain(tmp_path_factory) -> Chain:
+    chain = prepare(tmp_path_factory.mktemp("translatechain"), tmp_path_factory.getbasetemp())
     try:
         yield chain
     finally:
