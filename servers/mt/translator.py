@@ -65,9 +65,9 @@ class Translator:
         self._lock = threading.Lock()  # one generate at a time: a second one would only halve both
 
     def load(self) -> None:
+        self.model_path = resolve_model(self.settings.model, self.settings.model_revision)  # before torch: a miss is said at once
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        self.model_path = resolve_model(self.settings.model, self.settings.model_revision)
         if self.device == "auto":
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
