@@ -212,6 +212,7 @@ def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True
         sharing = k8s_mod.device_plugin_config(the_plan, gpu_sharing)
         if sharing:  # the device plugin's namespace, not the app's: outside the kustomization
             texts["k8s/gpu-sharing.yaml"] = write.dump([sharing], header)
+            report.warnings += [w for w in [k8s_mod.mps_warning(the_plan, gpu_sharing)] if w]
         elif gpu_sharing != "none":
             report.warnings.append(f"gpu sharing {gpu_sharing}: no published service uses a GPU")
     if argocd:

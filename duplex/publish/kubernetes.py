@@ -47,6 +47,20 @@ def _sharing(plan: Plan, mode: str) -> dict | None:
                     f"hands out {len(users)} replicas of it (k8s/gpu-sharing.yaml, docs/publish.md)"}
 
 
+def mps_warning(plan: Plan, mode: str) -> str | None:
+    """MPS gives each replica an equal share of the GPU's memory: the largest need sets the GPU's size."""
+    users = gpu_users(plan)
+    needs = {n: plan.services[n].gpu_need for n in users}
+    if mode != "mps" or len(users) < 2 or not all(needs.values()):
+        return None
+    largest = max(needs, key=lambda n: needs[n])
+    replicas = max(2, len(users))
+    return (f"gpu sharing mps: each of the {replicas} replicas gets 1/{replicas} of the GPU's memory and "
+            f"{largest} needs ~{needs[largest] / 1e9:.1f} GB, so the GPU needs "
+            f"~{needs[largest] * replicas / 1e9:.0f} GB or more; on a smaller one use time-slicing "
+            "(no per-pod limit: their sum must fit) or a smaller model")
+
+
 def device_plugin_config(plan: Plan, mode: str) -> dict | None:
     """The ConfigMap the NVIDIA device plugin (or the GPU Operator's ClusterPolicy devicePlugin.config)
     reads: each GPU advertised as one `nvidia.com/gpu` replica per sharing service, so they fit on one.
