@@ -106,7 +106,7 @@ class StackMeta(_Strict):
     @field_validator("root")
     @classmethod
     def _root(cls, value: str) -> str:
-        if not value.strip() or Path(value).is_absolute() or any(p not in ("..", ".") for p in Path(value).parts):
+        if not _upward(value):
             raise ValueError(f"expected '.' or a folder above the stack file such as '../..', found {value!r}")
         return value
 
@@ -362,9 +362,12 @@ def root_of(path: Path) -> Path:
         root = tomllib.loads(read_text(path, limit=2**20, what="stack file")).get("stack", {}).get("root", ".")
     except (OSError, TextFileError, tomllib.TOMLDecodeError, AttributeError):  # load_stack says what is wrong
         return folder
-    if isinstance(root, str) and root.strip() and all(p in ("..", ".") for p in Path(root).parts):
-        return (folder / root).resolve()
-    return folder
+    return (folder / root).resolve() if isinstance(root, str) and _upward(root) else folder
+
+
+def _upward(root: str) -> bool:
+    """'.' or a folder above ('..', '../..'): a project folder that holds the stack file."""
+    return bool(root.strip()) and all(p in ("..", ".") for p in Path(root).parts)
 
 
 def _inside(what: str, value: str) -> str:
