@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import wave
 
 import httpx
 import pytest
@@ -82,7 +83,8 @@ def _page_translates(chain, speech, mode: str) -> dict:
         browser.find_element("id", "record").click()
         wait_for(lambda: browser.find_element("id", "status").get_attribute("data-state") == "recording",
                  10, "recording to start", browser)
-        time.sleep(3.5)  # the phrase is ~2.6 s
+        with wave.open(str(speech)) as w:  # the whole phrase, with room for a busy machine's capture lag
+            time.sleep(w.getnframes() / w.getframerate() + 2.0)
         browser.find_element("id", "stop").click()
         row = wait_for(lambda: browser.find_elements("css selector", "#lines tbody tr[data-state=translated]"),
                        90, "a translated row", browser)[0]
