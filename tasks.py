@@ -248,11 +248,14 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     "registry": "image registry prefix for built images, e.g. ghcr.io/team (what a cluster pulls)",
     "push": "build the images, push them to --registry and refer to them by digest",
     "torch": "torch build for GPU images: cu126, cu130 ... (default: [stack] publish_torch, else the widest)",
+    "gpu_sharing": "none, mps or time-slicing: GPU services share one GPU (default: [stack] gpu_sharing)",
+    "argocd": "also write an Argo CD Application syncing the manifests from this git repo URL",
+    "path": "with --argocd: the manifests' folder in that repo (default: OUT/k8s relative to the project)",
     "json": "print the report as JSON",
 })
 @_cli
 def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.0.0.1", registry=None,
-            torch=None, push=False, json=False):
+            torch=None, push=False, gpu_sharing=None, argocd=None, path=None, json=False):
     """Write the stack as a Compose file and Kubernetes manifests, validated with the real tools."""
     from duplex import report
     from duplex.project import Project
@@ -263,6 +266,9 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
     result = publish_project(Project.load(), out=out, compose=compose, k8s=k8s, services=flags.names(services),
                              bind=bind, registry=flags.registry(registry), push=push,
                              torch=flags.choice(torch, "--torch", ("cpu",), r"cu\d{3}", " or cuXXX (e.g. cu126)"),
+                             gpu_sharing=flags.choice(gpu_sharing, "--gpu-sharing", ("none", "mps", "time-slicing")),
+                             argocd=flags.path(argocd, "--argocd", "a git repository URL"),
+                             argocd_path=flags.path(path, "--path", "a folder in the repository"),
                              progress=None if json else report.say("publish"))
     _show(json, result.to_dict(), lambda: print(result.summary()))
 

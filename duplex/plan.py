@@ -75,6 +75,8 @@ class ServicePlan:
     persistent: bool = False
     labels: dict[str, str] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
+    metrics: str | None = None  # the Prometheus endpoint's path, when it has one
+    sticky: bool = False  # WebSocket sessions: a client must stay on one replica
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,13 @@ def _placed(services: dict[str, ServicePlan], machine: Machine, needs: dict[str,
         else:
             changes["environment"] = {**svc.environment, "CUDA_VISIBLE_DEVICES": gpu.cuda_id}
         out[name] = dataclasses.replace(svc, **changes)
+    for name, gpu in placed.items():  # services that share a device: say with whom, and the sum
+        others = [n for n, g in placed.items() if g.device_id == gpu.device_id and n != name]
+        if others:
+            known = [needs[n].bytes for n in (name, *others) if n in needs and needs[n].bytes]
+            total = f": ~{sum(known) / 1024 ** 3:.1f} GiB together" if len(known) == 1 + len(others) else ""
+            out[name] = dataclasses.replace(out[name], gpu_placement=f"{out[name].gpu_placement}; "
+                                            f"shared with {', '.join(others)}{total}")
     return out
 
 
@@ -372,7 +381,8 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         gpu_request=machine.gpu_request, torch_note=machine.torch_notes.get(spec.env or ""),
         watch=_watch(spec) if mode == "native" else [], persistent=spec.persistent,
         labels={f"{LABEL}.stack": stack.name, f"{LABEL}.service": name, f"{LABEL}.root": str(stack.root)},
-        models=list(spec.models),
+        models=list(spec.models), metrics=spec.metrics,
+        sticky=spec.websocket or bool(spec.health and spec.health.startswith("ws:")),
     )
 
 

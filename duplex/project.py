@@ -13,13 +13,14 @@ from pathlib import Path
 from .machine import Machine
 from .vram import Need
 from .plan import Plan, known_services, plan, with_requirements
-from .stack import Stack, find_stack, load_stack
+from .stack import Stack, find_stack, load_stack, root_of
 
 
 def project_root() -> Path:
-    """The folder of the stack file (`DUPLEX_STACK`, else stack.toml here or above): where the
-    project's `.duplex/` state lives, for tasks that need no more than that (stop, status, logs)."""
-    return find_stack().resolve().parent
+    """The project folder of the stack file (`DUPLEX_STACK`, else stack.toml here or above; its
+    `[stack] root` when set): where the project's `.duplex/` state lives, for tasks that need no more
+    than that (stop, status, logs)."""
+    return root_of(find_stack())
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Smoke checks: speak to each running service once (transcribe, page, handshake) and time it."""
+"""Smoke checks: speak to each running service once (transcribe, translate, page, handshake) and time it."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ MAX_WER = 0.34  # two words in six may go wrong: pocketsphinx on CPU is not whis
 # duplex names servers only by module path: the check follows the app a service runs.
 ASR_APP = "servers.asr.app:app"
 FRONTEND_APP = "servers.frontend.app:app"
+MT_APP = "servers.mt.app:app"
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,8 @@ def _check(t: Target, sample: Path, expected: str, timeout: float, context):
             return ("transcribe", *_asr(t.url, sample, expected, timeout, context))
         if t.app == FRONTEND_APP:
             return ("page", *_frontend(t.url, timeout, context))
+        if t.app == MT_APP:
+            return ("translate", *_mt(t.url, expected, timeout, context))
     except Problem as exc:
         hint = f" (is {t.name} up? `inv status`, `inv logs {t.name}`)" if str(exc).startswith("cannot") else ""
         return exc.check, "fail", str(exc) + hint, {}
@@ -213,6 +216,20 @@ def _asr(url: str, sample: Path, expected: str, timeout: float, context):
               "processing_s": answer.get("processing_s")}
     verdict = "pass" if wer <= MAX_WER else "fail"
     return verdict, f"heard {text!r} (WER {wer:.2f}, bound {MAX_WER}) from {answer.get('backend')}", detail
+
+
+def _mt(url: str, text: str, timeout: float, context):
+    """The sample's words through POST /translate: an answer of the documented shape passes (what the
+    words become is the model's business: a smoke check cannot judge a translation)."""
+    _, _, raw = _fetch(f"{url}/translate", "translate", timeout, context, data=json.dumps({"text": text}).encode(),
+                       headers={"Content-Type": "application/json"})
+    answer = json.loads(raw)
+    if not isinstance(answer.get("translation"), str) or not isinstance(answer.get("output_tokens"), int):
+        raise Problem("translate", f"POST {url}/translate answered without translation/output_tokens: {answer!r:.200}")
+    detail = {k: answer.get(k) for k in ("translation", "source", "target", "model", "output_tokens",
+                                         "processing_s", "tokens_per_s")}
+    return "pass", (f"{answer.get('source')}->{answer.get('target')} {text!r} -> {answer['translation'][:60]!r} "
+                    f"({answer['output_tokens']} tokens in {answer.get('processing_s')} s)"), detail
 
 
 def _frontend(url: str, timeout: float, context):

@@ -96,6 +96,21 @@ class StackMeta(_Strict):
     # a variant such as "cu126", or unset for the one that runs on the widest range of datacenter
     # GPUs and drivers (duplex/data/torch-builds.toml, [publish]). `inv publish --torch` overrides it.
     publish_torch: str | None = Field(default=None, pattern=r"^(cpu|cu\d{3})$")
+    # The project folder, relative to the stack file: where servers/, envs/, dockerfiles/ and
+    # `.duplex/` live and what every other path in the file is relative to. A second stack kept in a
+    # subfolder (examples/translate/stack.toml) shares the repo's code with `root = "../.."`.
+    root: str = "."
+    # How the published manifests let GPU services share one GPU (docs/publish.md, 'Sharing a GPU'):
+    # "none" gives each its own; "mps" or "time-slicing" co-locates them on one GPU node and writes
+    # the NVIDIA device plugin's sharing config. `inv publish --gpu-sharing` overrides it.
+    gpu_sharing: Literal["none", "mps", "time-slicing"] = "none"
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if not _upward(value):
+            raise ValueError(f"expected '.' or a folder above the stack file such as '../..', found {value!r}")
+        return value
 
 
 class EnvSpec(_Strict):
@@ -184,6 +199,9 @@ class ServiceSpec(_Strict):
     reload: Literal["restart", "warm"] = "restart"  # native: restart the process, or re-import warm
     preload: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")  # warm: load models once
     persistent: bool = False
+    metrics: str | None = Field(default=None, pattern=r"^/[^\s]*$")  # Prometheus endpoint: scrape annotations
+    # holds WebSocket sessions (state in the process): published with session affinity; implied by a ws: health
+    websocket: bool = False
 
     @field_validator("command")
     @classmethod
@@ -266,7 +284,7 @@ class Stack(_Strict):
 
     @property
     def root(self) -> Path:
-        return self._path.resolve().parent
+        return (self._path.resolve().parent / self.stack.root).resolve()
 
     @property
     def name(self) -> str:
@@ -330,11 +348,28 @@ def load_stack(path: Path | None = None) -> Stack:
     problems = check_references(stack)
     if problems:
         raise StackError(path, problems, fix="see docs/stack.md for how services refer to each other")
-    problems = check_paths(stack, path.resolve().parent)
-    if problems:
-        raise StackError(path, problems, fix="create them, or fix the paths (relative to the stack file's folder)")
     stack._path = path
+    problems = check_paths(stack, stack.root)
+    if problems:
+        raise StackError(path, problems, fix="create them, or fix the paths (relative to the project folder: "
+                                             "the stack file's, or its [stack] root)")
     return stack
+
+
+def root_of(path: Path) -> Path:
+    """The project folder of a stack file without validating it (stop, status and logs only need
+    where `.duplex/` is): its `[stack] root` when it names a folder above, else its own folder."""
+    folder = path.resolve().parent
+    try:
+        root = tomllib.loads(read_text(path, limit=2**20, what="stack file")).get("stack", {}).get("root", ".")
+    except (OSError, TextFileError, tomllib.TOMLDecodeError, AttributeError):  # load_stack says what is wrong
+        return folder
+    return (folder / root).resolve() if isinstance(root, str) and _upward(root) else folder
+
+
+def _upward(root: str) -> bool:
+    """'.' or a folder above ('..', '../..'): a project folder that holds the stack file."""
+    return bool(root.strip()) and all(p in ("..", ".") for p in Path(root).parts)
 
 
 def _inside(what: str, value: str) -> str:

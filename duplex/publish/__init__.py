@@ -15,6 +15,7 @@ import yaml
 from ..plan import CACHE_IN_CONTAINER, LOOPBACK_URL, Plan, plan
 from ..machine import Machine
 from ..stack import Stack
+from . import argocd as argocd_mod
 from . import compose as compose_mod
 from . import kubernetes as k8s_mod
 from . import validate, write
@@ -145,11 +146,26 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
     """`inv publish` for a project: its production plan, written under `out` (relative to the stack
     file's folder), Compose and Kubernetes both unless one is asked for. `options`: publish's."""
     both = not (compose or k8s)
-    folder = Path(out) if Path(out).is_absolute() else project.root / out
+    # beside the stack file: two stacks sharing a project folder (examples/translate) publish apart
+    folder = Path(out) if Path(out).is_absolute() else project.stack.path.resolve().parent / out
     if folder.exists() and not folder.is_dir():
         raise PublishError(f"--out {out}: {folder} is a file, not a folder",
                            fix="give a folder for the published files, e.g. --out deploy")
     torch = options.pop("torch", None)
+    options["gpu_sharing"] = options.get("gpu_sharing") or project.stack.stack.gpu_sharing
+    repo, path = options.pop("argocd", None), options.pop("argocd_path", None)
+    if path and not repo:
+        raise PublishError("--path names the kustomization's folder for --argocd, which was not given",
+                           fix="add --argocd REPO_URL, or leave out --path")
+    if repo and not (k8s or both):
+        raise PublishError("--argocd points Argo CD at the Kubernetes manifests, and --compose writes none",
+                           fix="drop --compose (or add --k8s)")
+    if repo:
+        k8s_folder = folder.resolve() / "k8s"
+        if path is None and not k8s_folder.is_relative_to(project.root):
+            raise PublishError(f"--out {out} is outside the project, so the kustomization's path in the repo is unknown",
+                               fix="give it with --path (relative to the repo root), e.g. --path deploy/k8s")
+        options["argocd"] = (repo, path or k8s_folder.relative_to(project.root).as_posix())
     the_plan = target_plan(project.stack, services=services, pins=project.pins(), torch=torch,
                            image_pins=project.image_pins())
     if options.pop("push", False):
@@ -164,6 +180,10 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
             the_plan = target_plan(project.stack, services=services, pins=project.pins(), torch=torch,
                                    image_pins=project.image_pins())
         the_plan = push_images(the_plan, options["registry"], progress=say)
+    needs = project.gpu_needs()  # what sharing one GPU sums (duplex.vram), as `inv run` places them
+    the_plan = dataclasses.replace(the_plan, services={
+        n: dataclasses.replace(s, gpu_need=needs[n].bytes) if s.gpu and n in needs else s
+        for n, s in the_plan.services.items()})
     return publish(the_plan, out=folder, compose=compose or both, k8s=k8s or both,
                    stack_file=project.stack.path.name, **options)
 
@@ -171,10 +191,13 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
 def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True, bind: str = "127.0.0.1",
             progress: Callable[[str], None] | None = None, registry: str | None = None,
             storage_class: str | None = None, cache_size: str = "50Gi", check: bool = True,
-            stack_file: str = "stack.toml") -> PublishReport:
+            stack_file: str = "stack.toml", gpu_sharing: str = "none",
+            argocd: tuple[str, str] | None = None) -> PublishReport:
     """Write `out`/compose.yaml (+ compose.cpu.yaml) and `out`/k8s/*.yaml from a container plan
     (see `target_plan`), validate them with Compose v2 and the Kubernetes schemas (`check`), and
-    only then move them into place. A validator that is not installed is reported, not fatal."""
+    only then move them into place. A validator that is not installed is reported, not fatal.
+    `gpu_sharing` (mps, time-slicing): the GPU services share one GPU, plus k8s/gpu-sharing.yaml.
+    `argocd` (repo URL, path of k8s/ in it): also `out`/argocd-application.yaml."""
     say = progress or (lambda _line: None)
     if not (compose or k8s):
         raise PublishError("nothing to publish", fix="pass --compose, --k8s, or neither for both")
@@ -196,10 +219,18 @@ def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True
     manifests: dict[str, list[dict]] = {}
     if k8s:
         manifests = k8s_mod.manifests(the_plan, registry=registry, storage_class=storage_class,
-                                      cache_size=cache_size)
+                                      cache_size=cache_size, gpu_sharing=gpu_sharing)
         for name, docs in manifests.items():
             texts[f"k8s/{name}"] = write.dump(docs, header)
         texts["k8s/kustomization.yaml"] = write.dump(k8s_mod.kustomization(list(manifests)), header)
+        sharing = k8s_mod.device_plugin_config(the_plan, gpu_sharing)
+        if sharing:  # the device plugin's namespace, not the app's: outside the kustomization
+            texts["k8s/gpu-sharing.yaml"] = write.dump([sharing], header)
+            report.warnings += [w for w in [k8s_mod.mps_warning(the_plan, gpu_sharing)] if w]
+        elif gpu_sharing != "none":
+            report.warnings.append(f"gpu sharing {gpu_sharing}: no published service uses a GPU")
+    if argocd:
+        texts[argocd_mod.FILE] = write.dump(argocd_mod.application(the_plan.stack, *argocd), header)
     report.seconds["generate"] = round(time.perf_counter() - t0, 4)
     say(f"generated {len(texts)} files for {', '.join(the_plan.start_order)}")
 
@@ -244,6 +275,14 @@ def _validate(staged: dict[Path, Path], out: Path, compose: bool, k8s: bool, rep
         except validate.ValidatorMissing as err:
             report.validated["compose"] = f"not checked: {err} ({err.fix})"
             report.warnings.append(report.validated["compose"])
+    argo = staged.get(out / argocd_mod.FILE)
+    if argo:
+        try:
+            report.validated["argocd"] = argocd_mod.validate_application(yaml.safe_load(argo.read_text(encoding="utf-8")))
+            say("argocd: valid")
+        except validate.ValidatorMissing as err:
+            report.validated["argocd"] = f"not checked: {err} ({err.fix})"
+            report.warnings.append(report.validated["argocd"])
     if k8s:
         docs = {final.name: list(yaml.safe_load_all(tmp.read_text(encoding="utf-8")))
                 for final, tmp in staged.items() if final.parent.name == "k8s"}

@@ -1,5 +1,6 @@
 """Pure translation: a container plan -> Kubernetes manifests (Deployment + Service per service,
-one PVC for the model cache, a kustomization). No I/O."""
+one PVC for the model cache, a kustomization; with GPU sharing, the NVIDIA device plugin's config).
+No I/O."""
 
 from __future__ import annotations
 
@@ -11,17 +12,72 @@ from .common import (CACHE_VOLUME, SECRET_NAME, health_path, image_name, secret_
 
 PERIOD = 10  # seconds between startup and readiness probes
 GPU = "nvidia.com/gpu"
+GPU_GROUP = "dev.duplex/gpu-group"  # pods that share one GPU carry it; podAffinity keeps them on one node
+SHARING_KEYS = {"mps": "mps", "time-slicing": "timeSlicing"}  # ours -> the device plugin's config key
+STICKY_SECONDS = 3 * 3600  # a WebSocket session's client stays on its pod this long after its last packet
 
 
 def manifests(plan: Plan, *, registry: str | None = None, storage_class: str | None = None,
-              cache_size: str = "50Gi") -> dict[str, list[dict]]:
+              cache_size: str = "50Gi", gpu_sharing: str = "none") -> dict[str, list[dict]]:
     """{file name: [manifest, ...]}: one file per service plus the shared model-cache claim.
-    `kustomization.yaml` lists them so `kubectl apply -k` can add a namespace or retag images."""
+    `kustomization.yaml` lists them so `kubectl apply -k` can add a namespace or retag images.
+    `gpu_sharing` ("mps", "time-slicing"): the GPU services share one GPU (see `device_plugin_config`)."""
     files: dict[str, list[dict]] = {"model-cache.yaml": [_claim(plan, storage_class, cache_size)]}
+    sharing = _sharing(plan, gpu_sharing)
     for name in plan.start_order:
         svc = plan.services[name]
-        files[f"{name}.yaml"] = [_deployment(plan, svc, registry), _service(plan, svc)]
+        files[f"{name}.yaml"] = [_deployment(plan, svc, registry, sharing), _service(plan, svc)]
     return files
+
+
+def gpu_users(plan: Plan) -> list[str]:
+    return [n for n in plan.start_order if plan.services[n].gpu]
+
+
+def _sharing(plan: Plan, mode: str) -> dict | None:
+    """What the GPU services sharing one GPU are told: who shares it and how much memory they need
+    together (duplex.vram's needs summed, as `inv run` places them on one device)."""
+    users = gpu_users(plan)
+    if mode == "none" or not users:
+        return None
+    needs = [plan.services[n].gpu_need for n in users]
+    total = f"~{sum(needs) / 1e9:.1f} GB together" if all(needs) else "memory need not known until `inv prefetch`"
+    return {"mode": mode, "users": users,
+            "note": f"{mode}: {' + '.join(users)} share one GPU ({total}); the NVIDIA device plugin "
+                    f"hands out {len(users)} replicas of it (k8s/gpu-sharing.yaml, docs/publish.md)"}
+
+
+def mps_warning(plan: Plan, mode: str) -> str | None:
+    """MPS gives each replica an equal share of the GPU's memory: the largest need sets the GPU's size."""
+    users = gpu_users(plan)
+    needs = {n: plan.services[n].gpu_need for n in users}
+    if mode != "mps" or len(users) < 2 or not all(needs.values()):
+        return None
+    largest = max(needs, key=lambda n: needs[n])
+    replicas = max(2, len(users))
+    return (f"gpu sharing mps: each of the {replicas} replicas gets 1/{replicas} of the GPU's memory and "
+            f"{largest} needs ~{needs[largest] / 1e9:.1f} GB, so the GPU needs "
+            f"~{needs[largest] * replicas / 1e9:.0f} GB or more; on a smaller one use time-slicing "
+            "(no per-pod limit: their sum must fit) or a smaller model")
+
+
+def device_plugin_config(plan: Plan, mode: str) -> dict | None:
+    """The ConfigMap the NVIDIA device plugin (or the GPU Operator's ClusterPolicy devicePlugin.config)
+    reads: each GPU advertised as one `nvidia.com/gpu` replica per sharing service, so they fit on one.
+    It belongs in the device plugin's namespace, so it is not in the kustomization."""
+    users = gpu_users(plan)
+    if mode == "none" or not users:
+        return None
+    import yaml
+    config = {"version": "v1", "sharing": {SHARING_KEYS[mode]: {
+        "failRequestsGreaterThanOne": True,  # a pod asking for 2 replicas would get one GPU, not two
+        "resources": [{"name": GPU, "replicas": max(2, len(users))}]}}}
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"{plan.stack}-gpu-sharing",
+                         "labels": {"app.kubernetes.io/part-of": plan.stack, "app.kubernetes.io/managed-by": "duplex"},
+                         "annotations": {"dev.duplex/note": "apply in the device plugin's namespace, then point "
+                                         "devicePlugin.config (GPU Operator) or --config-file at it: docs/publish.md"}},
+            "data": {plan.stack: yaml.safe_dump(config, sort_keys=False)}}
 
 
 def kustomization(files: list[str]) -> dict:
@@ -50,15 +106,21 @@ def _claim(plan: Plan, storage_class: str | None, size: str) -> dict:
 
 
 def _service(plan: Plan, svc: ServicePlan) -> dict:
-    """Named like the service, so discovery values such as http://asr:8000 resolve in the namespace."""
+    """Named like the service, so discovery values such as http://asr:8000 resolve in the namespace.
+    A service that holds WebSocket sessions keeps each client on one pod (ClientIP affinity) once
+    it is scaled out; an ingress in front needs its own sticky setting (docs/publish.md)."""
+    spec: dict = {"selector": _labels(plan, svc.name),
+                  "ports": [{"name": "http", "port": svc.container_port, "targetPort": "http"}]}
+    if svc.sticky:
+        spec.update(sessionAffinity="ClientIP",
+                    sessionAffinityConfig={"clientIP": {"timeoutSeconds": STICKY_SECONDS}})
     return {"apiVersion": "v1", "kind": "Service",
             "metadata": {"name": svc.name, "labels": {**_labels(plan, svc.name),
                                                       "app.kubernetes.io/managed-by": "duplex"}},
-            "spec": {"selector": _labels(plan, svc.name),
-                     "ports": [{"name": "http", "port": svc.container_port, "targetPort": "http"}]}}
+            "spec": spec}
 
 
-def _deployment(plan: Plan, svc: ServicePlan, registry: str | None) -> dict:
+def _deployment(plan: Plan, svc: ServicePlan, registry: str | None, sharing: dict | None = None) -> dict:
     container: dict = {
         "name": svc.name, "image": image_name(svc, registry), "imagePullPolicy": "IfNotPresent",
         "args": [_escape(a) for a in svc.command],  # args = the image's CMD, as Compose `command`
@@ -77,13 +139,26 @@ def _deployment(plan: Plan, svc: ServicePlan, registry: str | None) -> dict:
     if svc.gpu:
         pod["tolerations"] = [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}]
     labels = _labels(plan, svc.name)
+    template: dict = {"labels": labels}
+    annotations: dict[str, str] = {}
+    if svc.metrics:  # the prometheus.io convention Prometheus' kubernetes_sd examples relabel on
+        annotations.update({"prometheus.io/scrape": "true", "prometheus.io/path": svc.metrics,
+                            "prometheus.io/port": str(svc.container_port)})
+    if svc.gpu and sharing:
+        template["labels"] = {**labels, GPU_GROUP: plan.stack}
+        annotations["dev.duplex/gpu-sharing"] = sharing["note"]
+        if len(sharing["users"]) > 1:  # replicas of one GPU exist per node: share the node
+            pod["affinity"] = {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {GPU_GROUP: plan.stack}}, "topologyKey": "kubernetes.io/hostname"}]}}
+    if annotations:
+        template["annotations"] = annotations
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": svc.name, "labels": {**labels, "app.kubernetes.io/managed-by": "duplex"}},
             "spec": {"replicas": 1,
                      # a GPU is not shared by a rolling update: the old pod must let go first
                      "strategy": {"type": "Recreate" if svc.gpu else "RollingUpdate"},
                      "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": pod}}}
+                     "template": {"metadata": template, "spec": pod}}}
 
 
 def _pod_security(svc: ServicePlan) -> dict:

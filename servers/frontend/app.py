@@ -1,7 +1,7 @@
-"""The web frontend: transcription page, voice-chat page, ASR proxy and moshi relay.
+"""The web frontend: transcription, voice-chat and translation pages, ASR proxy, moshi and mt relays.
 
 Configured only by environment variables (read once at import, so uvicorn --reload picks up
-changes): ASR_URL (or the Aspire-style services__asr__http__0) and MOSHI_WS_URL.
+changes): ASR_URL (or the Aspire-style services__asr__http__0), MOSHI_WS_URL and MT_WS_URL.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
 
     @app.get("/api/config")
     async def config() -> dict:
-        return {**endpoints.as_dict(), "moshi_relay_path": "/api/chat" if endpoints.moshi_ws_url else None}
+        return {**endpoints.as_dict(), "moshi_relay_path": "/api/chat" if endpoints.moshi_ws_url else None,
+                "translate_relay_path": "/api/translate" if endpoints.mt_ws_url else None}
 
     @app.post("/api/transcribe")
     async def transcribe(request: Request):
@@ -68,6 +69,11 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
     async def chat_relay(websocket: WebSocket) -> None:
         await moshi_relay.relay(websocket, endpoints.moshi_ws_url)
 
+    @app.websocket("/api/translate")
+    async def translate_relay(websocket: WebSocket) -> None:
+        """Finals from the page to mt's /ws/translate, translations back (servers/mt/app.py)."""
+        await moshi_relay.relay(websocket, endpoints.mt_ws_url, backend="mt")
+
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
@@ -75,6 +81,10 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
     @app.get("/chat", include_in_schema=False)
     async def chat() -> FileResponse:
         return FileResponse(STATIC / "chat.html")
+
+    @app.get("/translate", include_in_schema=False)
+    async def translate_page() -> FileResponse:
+        return FileResponse(STATIC / "translate.html")
 
     return app
 

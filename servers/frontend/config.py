@@ -12,10 +12,12 @@ ASR_DISCOVERY_VARS = ("services__asr__http__0", "services__asr__https__0")
 
 @dataclass(frozen=True)
 class Endpoints:
-    """Where the ASR server (HTTP) and the moshi backend (WebSocket) live; None when absent."""
+    """Where the ASR server (HTTP), the moshi backend and the translator's stream (WebSockets)
+    live; None when absent."""
 
     asr_url: str | None = None
     moshi_ws_url: str | None = None
+    mt_ws_url: str | None = None
 
     def as_dict(self) -> dict[str, str | None]:
         return asdict(self)
@@ -32,9 +34,10 @@ def _clean(value: str | None, default_scheme: str) -> str | None:
 
 
 def endpoints_from_env(environ: Mapping[str, str] | None = None) -> Endpoints:
-    """ASR_URL (else services__asr__http__0) and MOSHI_WS_URL, each None when unset or empty."""
+    """ASR_URL (else services__asr__http__0), MOSHI_WS_URL and MT_WS_URL, each None when unset or empty."""
     env = os.environ if environ is None else environ
     asr = _clean(env.get("ASR_URL"), "http")
     for name in ASR_DISCOVERY_VARS:
         asr = asr or _clean(env.get(name), "http")
-    return Endpoints(asr_url=asr, moshi_ws_url=_clean(env.get("MOSHI_WS_URL"), "ws"))
+    return Endpoints(asr_url=asr, moshi_ws_url=_clean(env.get("MOSHI_WS_URL"), "ws"),
+                     mt_ws_url=_clean(env.get("MT_WS_URL"), "ws"))

@@ -1,4 +1,5 @@
-"""Relay a browser WebSocket to the moshi backend, so the page needs only the frontend's origin."""
+"""Relay a browser WebSocket to a backend's (moshi, the translator's stream), so the page needs only
+the frontend's origin."""
 
 from __future__ import annotations
 
@@ -34,18 +35,18 @@ async def _moshi_to_browser(moshi, browser: WebSocket) -> None:
             await browser.send_text(data)
 
 
-async def relay(browser: WebSocket, moshi_ws_url: str | None) -> None:
-    """Accept the browser, connect to moshi (query string passed on), pump frames both ways."""
+async def relay(browser: WebSocket, moshi_ws_url: str | None, backend: str = "moshi") -> None:
+    """Accept the browser, connect to the backend (query string passed on), pump frames both ways."""
     await browser.accept()
     if not moshi_ws_url:
-        await browser.close(NOT_CONFIGURED, "moshi is not part of this run")
+        await browser.close(NOT_CONFIGURED, f"{backend} is not part of this run")
         return
     target = moshi_ws_url + (f"?{browser.url.query}" if browser.url.query else "")
     try:
         moshi = await connect(target, open_timeout=15, max_size=16 * 2**20, compression=None)
     except (OSError, asyncio.TimeoutError, TimeoutError, WebSocketException) as exc:  # refused, slow, bad handshake
-        log.warning("cannot reach moshi at %s: %r", target, exc)
-        await browser.close(UNREACHABLE, f"cannot reach moshi at {moshi_ws_url}"[:120])
+        log.warning("cannot reach %s at %s: %r", backend, target, exc)
+        await browser.close(UNREACHABLE, f"cannot reach {backend} at {moshi_ws_url}"[:120])
         return
     async with moshi:
         pumps = [
@@ -59,7 +60,7 @@ async def relay(browser: WebSocket, moshi_ws_url: str | None) -> None:
         for task in done:
             exc = task.exception()
             if exc and not isinstance(exc, (ConnectionClosed, WebSocketDisconnect)):
-                log.warning("moshi relay ended: %r", exc)
+                log.warning("%s relay ended: %r", backend, exc)
     try:
         await browser.close()
     except (RuntimeError, WebSocketDisconnect):

@@ -23,7 +23,13 @@ class Spec:
     system_libs: list[str] = field(default_factory=list)
 
 
+TRANSLATE_STACK = ROOT / "examples" / "translate" / "stack.toml"
+
+
 def ensure_env(name: str, python: str | None = None) -> Path:
-    """Return `.duplex/envs/<name>` for the shipped stack's env, built (or reused) like `inv setup`."""
+    """Return `.duplex/envs/<name>` for a shipped stack's env (stack.toml's, else the translation
+    stack's: mt), built (or reused) like `inv setup`."""
     stack = load_stack(ROOT / "stack.toml")
+    if name not in stack.envs:
+        stack = load_stack(TRANSLATE_STACK)
     return provision_env(ROOT, name, stack.envs[name], python=python).path

@@ -28,3 +28,18 @@ def copy_stack(dest: Path, name: str, envs: tuple[str, ...] = ("asr", "frontend"
     for env in envs:
         (dest / ".duplex" / "envs" / env).symlink_to(ensure_env(env).resolve())
     return dest
+
+
+def copy_translate(dest: Path, weights: dict[str, tuple[str, int]] | None = None) -> Path:
+    """The pieces the translation stack (examples/translate) names, copied; with `weights` ({repo:
+    (file, bytes)}) a models.lock giving those sizes (GPU needs, without downloading). Returns the
+    copy's stack file."""
+    from duplex.models.lock import FileEntry, Lock, LockedModel, write_lock
+    for item in ("servers", "envs", "dockerfiles", ".dockerignore", "examples/translate/stack.toml"):
+        (dest / item).parent.mkdir(parents=True, exist_ok=True)
+        copy = shutil.copytree if (ROOT / item).is_dir() else shutil.copy
+        copy(ROOT / item, dest / item)
+    if weights:
+        write_lock(dest, Lock({repo: LockedModel(repo, "main", f"{i}" * 40, (FileEntry(name, size),))
+                               for i, (repo, (name, size)) in enumerate(weights.items(), 1)}))
+    return dest / "examples" / "translate" / "stack.toml"

@@ -4,6 +4,7 @@ the olah mirror like any Hugging Face repo.
 
 - moshi: tests/support/tiny_moshi_build.py in the moshi env (.duplex/envs/moshi + third_party/moshi)
 - NeMo:  tests/support/tiny_nemo_build.py in the asr-nemo env (.duplex/envs/asr-nemo)
+- Qwen:  tests/support/tiny_qwen_build.py in the mt env (.duplex/envs/mt)
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ NEMO_REPO = "duplex-test/tiny-fastconformer-ctc"
 MOSHI_FILES = ("config.json", "mimi_config.json", "model.safetensors",
                "tokenizer-e351c8d8-checkpoint125.safetensors", "tokenizer_spm_32k_3.model")
 NEMO_FILES = ("tiny-fastconformer-ctc.nemo",)
+QWEN_REPO = "duplex-test/tiny-qwen2"
+QWEN_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja",
+              "tokenizer_config.json", "special_tokens_map.json")
 
 
 def _build(dest: Path, files: tuple[str, ...], env: str, script: str, extra_env: dict[str, str]) -> Path:
@@ -59,3 +63,9 @@ def tiny_moshi(dest: Path) -> Path:
 def tiny_nemo(dest: Path) -> Path:
     """A FastConformer-CTC ASR model (NeMo's EncDecCTCModel), saved as one .nemo file (~1 MB)."""
     return _build(dest, NEMO_FILES, "asr-nemo", "tiny_nemo_build.py", {})
+
+
+def tiny_qwen(dest: Path) -> Path:
+    """A Qwen2ForCausalLM (2 layers, hidden 64, random weights) and a byte-level BPE tokenizer with a
+    ChatML template, trained on a few sentences (~0.2 MB)."""
+    return _build(dest, QWEN_FILES, "mt", "tiny_qwen_build.py", {})

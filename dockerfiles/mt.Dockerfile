@@ -1,0 +1,48 @@
+# The translation server (servers/mt): a Qwen-family causal LM on transformers. Build context: the repo root.
+#
+#   docker build -f dockerfiles/mt.Dockerfile -t duplex/mt .                          # CPU torch
+#   docker build -f dockerfiles/mt.Dockerfile --build-arg TORCH=cu130 -t duplex/mt .  # GPU host
+#
+# Packages come from envs/mt/requirements.<TORCH>.lock (hash-pinned; what `inv setup --env mt`
+# installs natively), one lock per torch build. TORCH_INDEX is where pip finds that torch build;
+# duplex stages the host's own copy in .duplex/build/wheels/ when it has the locked one (pip
+# find-links) and then builds without the index. Hash checking makes either source safe.
+# Models are not baked in: mount the shared Hugging Face cache at /cache/huggingface (HF_HOME).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+
+FROM ${BASE_IMAGE} AS deps
+ARG TORCH=cpu
+ARG TORCH_INDEX=https://download.pytorch.org/whl/${TORCH}
+COPY .duplex/build/ca.pem .duplex/build/wheel[s] /tmp/build/
+COPY envs/mt/requirements.${TORCH}.lock /tmp/requirements.lock
+# As in moshi.Dockerfile: a lock whose torch has no +tag was resolved from PyPI: no variant index then.
+RUN set -eu; \
+    if [ -s /tmp/build/ca.pem ]; then export PIP_CERT=/tmp/build/ca.pem; fi; \
+    if ! grep -q '^torch==[^ ]*+' /tmp/requirements.lock; then TORCH_INDEX=""; fi; \
+    python3 -m venv /opt/venv; \
+    /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps --require-hashes \
+        --find-links /tmp/build ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} \
+        -r /tmp/requirements.lock; \
+    find /opt/venv -name __pycache__ -prune -exec rm -rf {} +; \
+    rm -rf /tmp/build
+
+FROM ${BASE_IMAGE}
+ARG UID=1000
+ARG GID=1000
+RUN groupadd --non-unique --gid "${GID}" duplex \
+ && useradd --non-unique --uid "${UID}" --gid "${GID}" --create-home --shell /bin/sh duplex
+COPY --from=deps /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HOME=/cache/huggingface \
+    HF_HUB_OFFLINE=1
+WORKDIR /app
+USER duplex
+EXPOSE 8020
+# /health answers at once (503 while the model loads, 200 when ready): a 4-8B model takes minutes.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=600s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8020/health', timeout=2)"]
+COPY servers/__init__.py servers/telemetry.py servers/errors.py servers/
+COPY servers/mt servers/mt
+CMD ["python", "-m", "uvicorn", "servers.mt.app:app", "--host", "0.0.0.0", "--port", "8020"]

@@ -1,0 +1,1 @@
+"""The translation server: a Qwen-family causal LM on transformers behind FastAPI."""

@@ -1,0 +1,194 @@
+"""HTTP routes: GET /health, POST /translate, WebSocket /ws/translate, GET /metrics.
+Run: uvicorn servers.mt.app:app.
+
+/ws/translate takes a sequence of JSON messages such as the streaming ASR's `final` events
+(`{"type": "final", "text": ...}`; other types such as `partial` are skipped) and answers each final
+with `{"type": "translation", ...}` as soon as it is translated, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict
+
+from .. import errors, telemetry
+from ..errors import error_response
+from .metrics import Metrics
+from .settings import Settings, SettingsError, language, settings_from_env
+from .translator import ModelMissing, Translator
+
+log = logging.getLogger("uvicorn.error").getChild("mt")
+
+
+class Refused(Exception):
+    def __init__(self, status: int, code: str, detail: str):
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+class TranslateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+    source: str | None = None
+    target: str | None = None
+
+
+class ModelState:
+    """The translator and where its loading stands: loading, ready, or error (with the reason)."""
+
+    def __init__(self, settings: Settings | None, error: str | None = None):
+        self.settings, self.error = settings, error
+        self.translator = Translator(settings) if settings else None
+        self.status = "error" if error else "loading"
+        self.load_s: float | None = None
+
+    def load(self) -> None:
+        started = time.monotonic()
+        try:
+            self.translator.load()
+        except ModelMissing as exc:
+            self.error, self.status = str(exc), "error"
+        except Exception as exc:  # a broken checkpoint, a CUDA error: report it, keep serving /health
+            log.exception("MT model failed to load")
+            self.error, self.status = f"{type(exc).__name__}: {exc}", "error"
+        else:
+            self.status = "ready"
+        self.load_s = round(time.monotonic() - started, 3)
+        if self.error:
+            log.error("MT model %s is not available: %s", self.settings.model, self.error)
+        else:
+            t = self.translator
+            log.info("MT model %s ready in %.1f s (%s, device %s, precision %s)", self.settings.model,
+                     self.load_s, t.architecture, t.device, t.precision)
+
+    def health(self) -> dict:
+        s, t = self.settings, self.translator
+        return {"status": self.status, "ready": self.status == "ready", "error": self.error,
+                "model": s.model if s else None, "model_path": str(t.model_path) if t and t.model_path else None,
+                "device": t.device if t else None, "precision": t.precision if t else None,
+                "architecture": t.architecture if t else None, "load_s": self.load_s,
+                "source": s.source if s else None, "target": s.target if s else None,
+                "max_chars": s.max_chars if s else None, "max_new_tokens": s.max_new_tokens if s else None}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    try:
+        settings = settings or settings_from_env()
+        state = ModelState(settings)
+    except SettingsError as exc:
+        state = ModelState(None, error=f"bad setting: {exc}")
+        log.error("MT server misconfigured: %s", exc)
+    metrics = Metrics(settings.model if state.settings else "unknown")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if state.translator is not None:
+            log.info("loading MT model %s", settings.model)
+            threading.Thread(target=state.load, name="mt-load", daemon=True).start()
+        yield
+
+    app = FastAPI(title="duplex MT server", lifespan=lifespan)
+    errors.install(app)  # FastAPI's own 404/405/422/500 answers in the documented shape too
+    app.state.model = state
+    telemetry.instrument(app)
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        return JSONResponse(state.health(), status_code=200 if state.status == "ready" else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        metrics.ready.labels(metrics.model).set(1 if state.status == "ready" else 0)
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    async def translate_one(text, source, target) -> dict:
+        """Check, translate, count; Refused for what the caller must change."""
+        if state.status != "ready":
+            raise Refused(503, "not_ready", f"the model is {state.status}"
+                          + (f": {state.error}" if state.error else "; try again once /health says ready"))
+        if not isinstance(text, str) or not text.strip():
+            raise Refused(400, "empty_text", "`text` must hold the words to translate")
+        if len(text) > settings.max_chars:
+            raise Refused(413, "too_large", f"`text` has {len(text)} characters; at most {settings.max_chars} "
+                          "(MT_MAX_CHARS) per request: send it sentence by sentence")
+        try:
+            source = language(source or settings.source, "source")
+            target = language(target or settings.target, "target")
+        except SettingsError as exc:
+            raise Refused(400, "bad_language", str(exc)) from None
+        started = time.monotonic()
+        metrics.in_flight.labels(metrics.model).inc()
+        try:
+            out = await asyncio.to_thread(state.translator.translate, text.strip(), source, target)
+        finally:
+            metrics.in_flight.labels(metrics.model).dec()
+        wall = time.monotonic() - started
+        metrics.translated(out.prompt_tokens, out.output_tokens, wall, out.generate_s)
+        return {"text": text, "translation": out.text, "source": source, "target": target, "model": settings.model,
+                "prompt_tokens": out.prompt_tokens, "output_tokens": out.output_tokens,
+                "processing_s": round(wall, 4), "generate_s": round(out.generate_s, 4),
+                "tokens_per_s": round(out.output_tokens / out.generate_s, 1) if out.generate_s > 0 else None}
+
+    @app.post("/translate")
+    async def translate(body: TranslateRequest) -> JSONResponse:
+        """Translate `text` from `source` to `target` (language codes; default MT_SOURCE, MT_TARGET)."""
+        try:
+            answer = await translate_one(body.text, body.source, body.target)
+        except Refused as exc:
+            metrics.answered("translate", exc.status, exc.code)
+            return error_response(exc.status, exc.code, exc.detail)
+        except Exception as exc:  # a bug or a generation error: JSON like every other answer, and logged
+            log.exception("translation failed")
+            metrics.answered("translate", 500, "internal_error")
+            return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+        metrics.answered("translate", 200)
+        return JSONResponse(answer)
+
+    @app.websocket("/ws/translate")
+    async def stream(ws: WebSocket) -> None:
+        """Finals in, translations out, in order; `?source=&target=` set the pair for the session.
+        A bad message gets an `error` event and the session goes on."""
+        await ws.accept()
+        source, target = ws.query_params.get("source"), ws.query_params.get("target")
+        try:
+            while True:
+                try:
+                    event = await ws.receive_json()
+                except (ValueError, KeyError):
+                    await _refuse(ws, None, Refused(400, "bad_request", "send JSON text messages such as "
+                                                    '{"type": "final", "text": "..."}'))
+                    continue
+                if not isinstance(event, dict):
+                    await _refuse(ws, None, Refused(400, "bad_request", "each message must be a JSON object"))
+                    continue
+                if event.get("type", "final") != "final":
+                    continue  # partials and others: translated once they are final
+                received = time.monotonic()
+                try:
+                    answer = await translate_one(event.get("text"), event.get("source", source),
+                                                 event.get("target", target))
+                except Refused as exc:
+                    metrics.answered("stream", exc.status, exc.code)
+                    await _refuse(ws, event.get("id"), exc)
+                    continue
+                metrics.answered("stream", 200)
+                await ws.send_json({"type": "translation", "id": event.get("id"), **answer,
+                                    "answered_s": round(time.monotonic() - received, 4)})
+        except WebSocketDisconnect:
+            return
+
+    return app
+
+
+async def _refuse(ws: WebSocket, ident, exc: Refused) -> None:
+    await ws.send_json({"type": "error", "id": ident, "status": exc.status, "error": exc.code, "detail": exc.detail})
+
+
+app = create_app()
