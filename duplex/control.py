@@ -196,6 +196,10 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
         write_state(root, state)
     except StateWriteError as err:  # what it records is stale now, and stale records never block
         say(f"warning: {err}")
+    if not services:  # the run's dashboard goes with it (a detached run's, or a killed `inv run`'s)
+        from .dashboard import launch
+        if launch.stop(root):
+            say("dashboard: stopped")
     return stopped
 
 

@@ -94,6 +94,10 @@ class StackMeta(_Strict):
     # a variant such as "cu126", or unset for the one that runs on the widest range of datacenter
     # GPUs and drivers (duplex/data/torch-builds.toml, [publish]). `inv publish --torch` overrides it.
     publish_torch: str | None = Field(default=None, pattern=r"^(cpu|cu\d{3})$")
+    # The live dashboard every `inv run` serves on 127.0.0.1 (docs/dashboard.md); false turns it off.
+    # No port: 7980, or a free one when that is taken or a service's.
+    dashboard: bool = True
+    dashboard_port: int | None = Field(default=None, ge=1024, le=65535)
 
 
 class EnvSpec(_Strict):

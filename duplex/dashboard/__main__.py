@@ -1,0 +1,52 @@
+"""The dashboard's process: `python -m duplex.dashboard ROOT` (started by duplex.dashboard.launch,
+which wrote ROOT/.duplex/run/dashboard.json with the port, the token and the plan's view)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+
+def act(root: Path):
+    from .. import actions
+
+    def run(what: str, name: str) -> dict:
+        said: list[str] = []
+        if what == "stop":
+            stopped = actions.stop_service(root, name, said.append)
+            return {"ok": True, "message": f"{name} stopped" if stopped else f"{name} was not running",
+                    "lines": said}
+        took = (actions.restart_service if what == "restart" else actions.start_service)(root, name, said.append)
+        return {"ok": True, "message": f"{name} healthy after {took:.2f}s", "seconds": round(took, 3),
+                "lines": said}
+    return run
+
+
+def main(argv: list[str]) -> int:
+    import uvicorn
+    from .feeds import Run, follow_logs
+    from .launch import read
+    from .logbook import LogBook
+    from .server import make_app
+    root = Path(argv[1]).resolve()
+    info = read(root)
+    if not info:
+        print(f"dashboard: no {root}/.duplex/run/dashboard.json: start it with `inv run`", flush=True)
+        return 1
+    book = LogBook()
+    run = Run(root, info["planned"], book)
+    stop = threading.Event()
+    threading.Thread(target=run.loop, args=(stop,), daemon=True, name="sampler").start()
+    for name in info["planned"]["services"]:
+        threading.Thread(target=follow_logs, args=(root, name, book, run, stop), daemon=True,
+                         name=f"logs-{name}").start()
+    app = make_app(info["token"], run, book, act(root))
+    # no access log: the first request carries the token in its address
+    uvicorn.run(app, host="127.0.0.1", port=int(info["port"]), access_log=False, log_level="warning")
+    stop.set()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,129 @@
+"""The dashboard's process beside a run: its port and token, started with the run (attached: it
+dies with `inv run`, even a killed one; detached: it stays until `inv stop`), found again by
+`inv dashboard`, stopped by `inv stop`. Its file (.duplex/run/dashboard.json, readable only by the
+user) holds the token, the port and the plan's view; the token never goes on a command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..layout import Layout
+from ..processes import group_alive, start_time, stop_group
+from .access import link, new_token
+
+DEFAULT_PORT = 7980  # beside no service default (asr 8000, frontend 8080, moshi 8998)
+
+
+def info_path(root: Path) -> Path:
+    return Layout(root).base / "run" / "dashboard.json"
+
+
+def choose_port(wanted: int | None, taken: set[int]) -> tuple[int, str | None]:
+    """(port, why another than asked) — the stack's port, else the default; a free one when that is
+    a service's port or already in use (a second stack running, say)."""
+    port = wanted or DEFAULT_PORT
+    if port in taken:
+        return free_port(), f"port {port} is a service's port"
+    if not _free(port):
+        return free_port(), f"port {port} is in use"
+    return port, None
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    pid: int
+    port: int
+    token: str
+
+    @property
+    def link(self) -> str:
+        return link(self.port, self.token)
+
+
+def start(root: Path, planned: dict, *, port: int, detach: bool) -> Dashboard:
+    """Start the dashboard's server process and return at once: waiting for it to listen would add
+    to `inv run`'s start (a browser opened on the link retries anyway)."""
+    token = new_token()
+    path = info_path(root)
+    info = {"port": port, "token": token, "planned": planned, "pid": None, "start_time": None}
+    _write(path, info)
+    log = Layout(root).log("dashboard")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    from ..native import _attached_child, _default_signals
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "duplex.dashboard", str(root)], cwd=root,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True,  # its own group: `inv stop` ends it whole
+                                preexec_fn=_default_signals if detach or sys.platform != "linux" else _attached_child)
+    info.update(pid=proc.pid, start_time=start_time(proc.pid))
+    _write(path, info)
+    return Dashboard(proc.pid, port, token)
+
+
+def _write(path: Path, info: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the token: the user's only
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(info, fh)
+    os.replace(tmp, path)
+
+
+def read(root: Path) -> dict | None:
+    try:
+        data = json.loads(info_path(root).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def running(root: Path) -> Dashboard | None:
+    """The dashboard of the run in progress, if its process is still the one started."""
+    info = read(root)
+    if not info or not isinstance(info.get("pid"), int):
+        return None
+    pid = info["pid"]
+    if not (group_alive(pid) and start_time(pid) == info.get("start_time")):
+        return None
+    return Dashboard(pid, int(info["port"]), str(info["token"]))
+
+
+def current(root: Path) -> Dashboard:
+    """`inv dashboard`: the running dashboard, or an error that says how to get one."""
+    found = running(root)
+    if found is None:
+        from ..errors import RunError
+        raise RunError("no dashboard is running for this stack",
+                       fix="start a run with `inv run` or `inv run --detach` (`[stack] dashboard = false` "
+                           "or `--no-dashboard` turn it off)")
+    return found
+
+
+def stop(root: Path, grace: float = 3.0) -> bool:
+    """End the dashboard's process (if it is still ours) and forget its token. True if it ran."""
+    found = running(root)
+    if found is not None:
+        stop_group(found.pid, grace)
+    info_path(root).unlink(missing_ok=True)
+    return found is not None

@@ -1,0 +1,158 @@
+// The dashboard page: one event stream (/api/events) brings the service rows and the log lines;
+// lines are kept in a bounded buffer and drawn at most once per animation frame, so a service
+// writing thousands of lines a second never freezes the page. No build step, no framework.
+"use strict";
+const TOKEN = document.querySelector('meta[name="duplex-token"]').content;
+const KEEP = 5000;   // lines kept in the page
+const SHOW = 1500;   // lines drawn (the newest that pass the filter)
+const lines = [];
+const colours = {};
+let pending = false, paused = false, rows = [];
+window.dashboardStats = {renders: [], received: []};  // for benchmarks/dashboard.py
+
+const $ = (id) => document.getElementById(id);
+
+function colour(service) {
+  if (!(service in colours)) colours[service] = Object.keys(colours).length % 8;
+  return colours[service];
+}
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const kid of kids) if (kid !== null && kid !== undefined) e.append(kid);
+  return e;
+}
+function bytes(n) {
+  if (n === null || n === undefined) return "";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"]; let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+function duration(s) {
+  if (s === null || s === undefined) return "";
+  if (s < 60) return `${Math.floor(s)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor(s % 3600 / 60)}m`;
+}
+function history(samples) {  // a tiny SVG strip: one bar per health sample, green or red
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", "90"); svg.setAttribute("height", "12"); svg.setAttribute("class", "hist");
+  samples.slice(-30).forEach(([, ok], i) => {
+    const r = document.createElementNS(ns, "rect");
+    r.setAttribute("x", i * 3); r.setAttribute("y", 0); r.setAttribute("width", 2); r.setAttribute("height", 12);
+    r.setAttribute("fill", ok ? "#2f9e44" : "#e03131");
+    svg.append(r);
+  });
+  return svg;
+}
+
+async function act(name, action) {
+  $("message").textContent = `${action} ${name}…`;
+  try {
+    const reply = await fetch(`/api/services/${encodeURIComponent(name)}/${action}`,
+                              {method: "POST", headers: {"X-Duplex-Token": TOKEN}, credentials: "same-origin"});
+    const body = await reply.json();
+    $("message").textContent = body.message || body.error || reply.statusText;
+  } catch (e) { $("message").textContent = `${action} ${name} failed: ${e}`; }
+}
+
+function drawServices() {
+  const body = document.querySelector("#services tbody");
+  body.replaceChildren(...rows.map((r) => {
+    if (r.state === "left out")
+      return el("tr", {"data-service": r.name}, el("td", {}, r.name), el("td", {}),
+                el("td", {}, el("span", {class: "state left"}, "left out")), el("td", {colspan: "12"}, r.why));
+    const gpu = r.gpu ? (r.gpu.placement || (r.gpu.devices.length ? `GPU ${r.gpu.devices.join(",")}` : "any GPU")) : "";
+    const gmem = (r.gpu_memory || []).map((g) => `GPU ${g.gpu}: ${bytes(g.used)}`).join(", ");
+    const phase = r.phase ? `${r.phase.status}${r.phase.load_s ? ` (loaded in ${r.phase.load_s}s)` : ""}` : "";
+    const reload = r.last_reload ? `${r.reloads} (last ${r.last_reload.seconds.toFixed(3)}s)` : (r.warm ? "0" : "");
+    const running = ["healthy", "starting", "unhealthy"].includes(r.state);
+    return el("tr", {"data-service": r.name, "data-state": r.state},
+      el("td", {class: "name"}, r.name), el("td", {}, r.mode || ""),
+      el("td", {}, el("span", {class: `state ${r.state}`}, r.state)),
+      el("td", {}, history(r.health || [])),
+      el("td", {class: "urls"}, ...(r.urls || []).map((u) => el("a", {href: u, target: "_blank", rel: "noopener"}, u))),
+      el("td", {class: "ident"}, r.id || ""), el("td", {}, duration(r.uptime)),
+      el("td", {class: "restarts"}, String(r.restarts ?? "")),
+      el("td", {}, r.cpu === null || r.cpu === undefined ? "" : `${r.cpu}%`),
+      el("td", {}, bytes(r.memory)), el("td", {class: "gpu"}, gpu), el("td", {class: "gpu-memory"}, gmem),
+      el("td", {class: "phase"}, phase), el("td", {class: "reloads"}, reload),
+      el("td", {},
+        el("button", {type: "button", class: "restart", onclick: () => act(r.name, "restart")}, "restart"),
+        running ? el("button", {type: "button", class: "stop", onclick: () => act(r.name, "stop")}, "stop")
+                : el("button", {type: "button", class: "start", onclick: () => act(r.name, "start")}, "start")));
+  }));
+  const select = $("service");
+  for (const r of rows) if (r.state !== "left out" && ![...select.options].some((o) => o.value === r.name))
+    select.append(el("option", {value: r.name}, r.name));
+}
+
+function matcher() {
+  const q = $("filter").value;
+  if (!q) return () => true;
+  if ($("regex").checked) {
+    try { const re = new RegExp(q, "i"); $("filter").classList.remove("bad"); return (t) => re.test(t); }
+    catch (e) { $("filter").classList.add("bad"); return () => true; }
+  }
+  const needle = q.toLowerCase();
+  return (t) => t.toLowerCase().includes(needle);
+}
+
+function drawLogs() {
+  pending = false;
+  if (paused) return;
+  const began = performance.now();
+  const service = $("service").value, match = matcher();
+  const shown = [];
+  for (let i = lines.length - 1; i >= 0 && shown.length < SHOW; i--) {
+    const l = lines[i];
+    if ((!service || l.service === service) && match(l.text)) shown.push(l);
+  }
+  shown.reverse();
+  const box = $("logs");
+  const frag = document.createDocumentFragment();
+  for (const l of shown) {
+    const line = el("div", {class: l.level ? `l-${l.level}` : "", "data-seq": l.seq});
+    if (!service) line.append(el("span", {class: `svc c${colour(l.service)}`}, `${l.service} | `));
+    line.append(l.text);
+    frag.append(line);
+  }
+  box.replaceChildren(frag);
+  if ($("follow").checked) box.scrollTop = box.scrollHeight;
+  $("counts").textContent = `${shown.length} shown of ${lines.length} kept`;
+  const stats = window.dashboardStats;
+  stats.renders.push(performance.now() - began);
+  if (stats.renders.length > 1000) stats.renders.splice(0, 500);
+}
+function schedule() { if (!pending) { pending = true; requestAnimationFrame(drawLogs); } }
+
+function connect() {
+  const events = new EventSource("/api/events");
+  events.addEventListener("open", () => { $("conn").textContent = "live"; });
+  events.addEventListener("error", () => { $("conn").textContent = "reconnecting…"; });
+  events.addEventListener("services", (e) => { rows = JSON.parse(e.data); drawServices(); });
+  events.addEventListener("log", (e) => {
+    const batch = JSON.parse(e.data), now = Date.now();
+    for (const l of batch) lines.push(l);
+    if (lines.length > KEEP) lines.splice(0, lines.length - KEEP);
+    const got = window.dashboardStats.received;
+    got.push([now, batch.length, batch[batch.length - 1].text]);
+    if (got.length > 2000) got.splice(0, 1000);
+    schedule();
+  });
+}
+
+for (const id of ["service", "filter", "regex"]) $(id).addEventListener("input", () => {
+  const s = $("service").value;
+  $("download").href = `/api/logs?limit=100000&download=1${s ? `&service=${encodeURIComponent(s)}` : ""}` +
+    `&q=${encodeURIComponent($("filter").value)}${$("regex").checked ? "&regex=1" : ""}`;
+  schedule();
+});
+$("pause").addEventListener("click", () => {
+  paused = !paused; $("pause").textContent = paused ? "resume" : "pause"; if (!paused) schedule();
+});
+connect();
