@@ -14,7 +14,7 @@ from typing import Callable
 from .control import live_records, stop
 from .errors import PlanError, RunError
 from .health import wait_healthy
-from .state import read_state, write_state
+from .state import last_options, last_run_info, read_state, write_state
 
 Say = Callable[[str], None]
 
@@ -22,7 +22,7 @@ Say = Callable[[str], None]
 def _plan_again(root: Path):
     from .project import Project
     from .start import plan_run
-    options = read_state(root).get("options")
+    options = read_state(root).get("options") or last_options(root)
     if not isinstance(options, dict):
         raise RunError("no run of this stack is in progress (or it was started by an older duplex)",
                        fix="`inv run` (or `inv run --detach`) first")
@@ -67,6 +67,8 @@ def start_service(root: Path, name: str, say: Say = lambda _line: None, the_plan
     runner.prepare([svc], say)
     handle = runner.start(svc, None)
     state = read_state(root)
+    if "stack" not in state:  # the service was the run's last: the state file went with it
+        state.update({k: v for k, v in last_run_info(root).items() if k in ("stack", "waves", "options")})
     state["services"][name] = {**handle.record(), "health": {"kind": svc.health.kind, "url": svc.health.url,
                                                              "ca": svc.health.ca}}
     write_state(root, state)

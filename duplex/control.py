@@ -143,6 +143,15 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
             raise PlanError(f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
                             fix=f"choose from: {', '.join(sorted(names)) or '(no services)'}")
     wanted = (lambda name: not services or name in services)
+    if services and any(n in records for n in services):
+        # said before the signal: an attached `inv run` watching them takes their exit for no crash
+        for name in services:
+            if name in records:
+                records[name]["stopping"] = True
+        try:
+            write_state(root, state)
+        except StateWriteError:
+            pass
     stopped: list[str] = []
     done: set[str] = set()
     lock = threading.Lock()

@@ -57,9 +57,22 @@ def _fix(exc: OSError, path: Path) -> str:
     return f"make {path.parent} writable by you, then run again"
 
 
-def write_last_run(root: Path, stack: str, order: list[str], waves: list[list[str]] | None = None) -> None:
+def write_last_run(root: Path, stack: str, order: list[str], waves: list[list[str]] | None = None,
+                   options: dict | None = None) -> None:
     write_json(Layout(root).last_run, {"stack": stack, "services": list(order),
-                                       "waves": [list(w) for w in waves or [[n] for n in order]]})
+                                       "waves": [list(w) for w in waves or [[n] for n in order]],
+                                       "options": options or {}})
+
+
+def last_options(root: Path) -> dict | None:
+    """How the current or last run was planned (`run_options`): a stopped service starts again so."""
+    options = _last(root).get("options")
+    return options if isinstance(options, dict) and options else None
+
+
+def last_run_info(root: Path) -> dict:
+    """The current or last run's file (stack, services, waves, options), or {}."""
+    return _last(root)
 
 
 def _last(root: Path) -> dict:

@@ -219,7 +219,9 @@ class Supervisor:
         from .state import read_state, same_process
         state = read_state(getattr(self.state, "root", None) or self.plan.root)
         current = state["services"].get(name)
-        if "stack" not in state or (current is not None and same_process(current, handle.record())):
+        if current is not None and current.get("stopping") and same_process(current, handle.record()):
+            current = None  # `inv stop NAME`, or the first half of a restart
+        elif "stack" not in state or (current is not None and same_process(current, handle.record())):
             return False  # no readable state (a full disk kept an old one whole) says nothing else
         with self.lock:
             self.handles.pop(name, None)

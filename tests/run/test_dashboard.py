@@ -1,0 +1,156 @@
+"""The live dashboard of real runs, in real headless Chromium: the token, the services table from
+the run state, live logs and their filter, restart / crash / GPU columns, `inv dashboard`,
+`inv restart`, and that no dashboard process outlives its run (docs/dashboard.md)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import signal
+import time
+
+import httpx
+import pytest
+
+from tests.run.conftest import lines_of, pid_alive, wait_for, wait_gone
+from tests.support import fakenvml
+from tests.support.browser import chromium
+from tests.support.browser import wait_for as wait_until
+
+LINK = re.compile(r"dashboard: (http://127\.0\.0\.1:(\d+)/\?t=([\w-]+))")
+
+
+def board_info(toy) -> dict:
+    return json.loads((toy.root / ".duplex" / "run" / "dashboard.json").read_text())
+
+
+def cell(driver, service: str, column: str) -> str:
+    found = driver.find_elements("css selector", f'tr[data-service="{service}"] td.{column}')
+    return found[0].text if found else ""
+
+
+def state_of(driver, service: str) -> str | None:
+    rows = driver.find_elements("css selector", f'tr[data-service="{service}"]')
+    return rows[0].get_attribute("data-state") if rows else None
+
+
+@pytest.fixture
+def gpu_env(fake_nvml, tmp_path):
+    """The simulated NVML for the run (and so its dashboard): an L40S pair; `place(pid, used)`
+    rewrites the description (read at every nvmlInit) so a service's process shows GPU memory."""
+    desc = copy.deepcopy(fakenvml.host("two_l40s_one_busy"))
+    env = fakenvml.host_env(fake_nvml, desc, tmp_path / "nvml")
+    path = env["FAKE_NVML_DESCRIPTION"]
+
+    def place(pid: int, used: int) -> None:
+        desc["gpus"][1]["processes"] = [{"pid": pid, "used": used}]
+        with open(path, "w") as fh:
+            fh.write(fakenvml.describe(desc))
+    return env, place
+
+
+def test_detached_run_dashboard_token_table_logs_restart_crash_gpu_and_stop(toy, gpu_env):
+    env, place = gpu_env
+    run = toy.inv("run", "--native", "--detach", "--services", "web", extra=env)
+    assert run.returncode == 0, run.stdout + run.stderr
+    url, port, token = LINK.search(run.stdout).groups()
+    base = f"http://127.0.0.1:{port}"
+    info = board_info(toy)
+    assert (toy.root / ".duplex" / "run" / "dashboard.json").stat().st_mode & 0o077 == 0
+    try:
+        assert toy.inv("dashboard").stdout.strip() == url
+        # refused without the token, for the page, the API and the event stream alike
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                assert httpx.get(f"{base}/", timeout=2).status_code == 401
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the dashboard never listened"
+                time.sleep(0.1)
+        for path in ("/api/services", "/api/logs", "/api/events", f"/?t={token[:-1]}x"):
+            assert httpx.get(base + path, timeout=2).status_code == 401, path
+        # actions: only a POST with the token header, never from another origin (a forged form)
+        cookie = {"duplex_dashboard": token}
+        assert httpx.post(f"{base}/api/services/api/stop", cookies=cookie).status_code == 403
+        assert httpx.post(f"{base}/api/services/api/stop", headers={"x-duplex-token": token,
+                          "origin": "http://evil.example"}).status_code == 403
+        assert httpx.get(f"{base}/api/services", headers={"x-duplex-token": token}).status_code == 200
+
+        api_pid = toy.state()["services"]["api"]["pid"]
+        server_pid = max(toy_group(api_pid))  # the uvicorn worker: the process that would hold the GPU
+        place(server_pid, 1536 * 2**20)
+        with chromium() as driver:
+            driver.get(url)
+            assert "?t=" not in driver.current_url  # the token moved into a cookie
+            for name in ("api", "web"):
+                wait_until(lambda: state_of(driver, name) == "healthy", 30, f"{name} healthy", driver)
+            links = driver.find_elements("css selector", 'tr[data-service="web"] td.urls a')
+            assert [a.get_attribute("href") for a in links] == [toy.url("web") + "/"] or \
+                [a.get_attribute("href").rstrip("/") for a in links] == [toy.url("web")]
+            assert httpx.get(links[0].get_attribute("href") + "health").status_code == 200
+            assert cell(driver, "api", "ident") == f"pid {api_pid}"
+            wait_until(lambda: "GPU 1: 1.5 GiB" in cell(driver, "api", "gpu-memory"), 15, "GPU memory", driver)
+            assert cell(driver, "web", "gpu-memory") == ""
+            assert "crash" in driver.find_element("css selector", 'tr[data-service="crash"]').text  # left out, and why
+
+            # live logs, then the filter narrows them
+            wait_until(lambda: "Application startup complete" in driver.find_element("id", "logs").text, 15,
+                       "the services' log lines", driver)
+            toy.get("web", "/version")  # nothing logs it but uvicorn's access line
+            box = driver.find_element("id", "logs")
+            before = len(box.find_elements("css selector", "div"))
+            driver.find_element("id", "filter").send_keys("startup complete")
+            wait_until(lambda: 0 < len(box.find_elements("css selector", "div")) < before, 10, "the filter", driver)
+            assert all("startup complete" in d.text.lower() for d in box.find_elements("css selector", "div"))
+
+            # restart from the page: a new pid, healthy again, one restart counted
+            driver.find_element("css selector", 'tr[data-service="api"] button.restart').click()
+            wait_until(lambda: cell(driver, "api", "ident") not in ("", f"pid {api_pid}")
+                       and state_of(driver, "api") == "healthy", 60, "api restarted and healthy", driver)
+            assert cell(driver, "api", "restarts") == "1"
+            new_pid = toy.state()["services"]["api"]["pid"]
+            assert new_pid != api_pid and cell(driver, "api", "ident") == f"pid {new_pid}"
+
+            # a service killed from outside shows as crashed
+            os.killpg(toy.state()["services"]["web"]["pid"], signal.SIGKILL)
+            wait_until(lambda: state_of(driver, "web") == "crashed", 15, "web crashed", driver)
+            driver.save_screenshot(str(toy.root / "dashboard.png"))
+    finally:
+        stop = toy.inv("stop")
+    assert stop.returncode == 0 and "dashboard: stopped" in stop.stdout, stop.stdout
+    assert wait_gone([info["pid"]], timeout=5) == []
+    assert toy.inv("dashboard").returncode == 1
+    assert token not in (toy.root / ".duplex" / "logs" / "dashboard.log").read_text()
+
+
+def toy_group(pgid: int) -> list[int]:
+    from tests.run.conftest import group_pids
+    return group_pids(pgid)
+
+
+def test_inv_restart_and_an_attached_run_that_takes_its_dashboard_along(toy):
+    run = toy.popen("run", "--native", "--services", "api")
+    out, seen = lines_of(run), []
+    line = wait_for(out, "dashboard: http", seen, timeout=60)
+    url = LINK.search(line).group(1)
+    wait_for(out, "press Ctrl-C", seen, timeout=60)
+    board = board_info(toy)["pid"]
+    old = toy.state()["services"]["api"]["pid"]
+    restarted = toy.inv("restart", "api")
+    assert restarted.returncode == 0 and "api: restarted in" in restarted.stdout, restarted.stdout + restarted.stderr
+    new = toy.state()["services"]["api"]["pid"]
+    assert new != old and toy.get("api", "/health") == {"status": "ok"}
+    wait_for(out, "api: stopped outside this terminal", seen, timeout=10)  # said, not taken for a crash
+    assert not any("crashed" in line for line in seen)
+    assert httpx.get(url, follow_redirects=True).status_code == 200
+    bad = toy.inv("restart", "nope")
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "choose from" in bad.stderr, bad.stderr
+    # a killed `inv run` leaves no dashboard (it dies with its parent); `inv stop` stops the rest
+    run.send_signal(signal.SIGKILL)
+    run.wait(10)
+    assert wait_gone([board], timeout=5) == []
+    toy.inv("stop")
+    assert not pid_alive(new) or wait_gone([new], timeout=5) == []
