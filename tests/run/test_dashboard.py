@@ -154,3 +154,40 @@ def test_inv_restart_and_an_attached_run_that_takes_its_dashboard_along(toy):
     assert wait_gone([board], timeout=5) == []
     toy.inv("stop")
     assert not pid_alive(new) or wait_gone([new], timeout=5) == []
+
+
+@pytest.mark.docker
+def test_container_run_dashboard_shows_the_container_its_logs_and_a_restart(engine, toy):
+    run = toy.inv("run", "--detach", "--services", "api", timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    url, port, token = LINK.search(run.stdout).groups()
+    api = lambda path: httpx.get(f"http://127.0.0.1:{port}{path}", headers={"x-duplex-token": token},
+                                 timeout=5).json()
+    board = board_info(toy)["pid"]
+    from duplex.plan import LABEL
+    assert len(engine.containers.list(filters={"label": f"{LABEL}.root={toy.root}"})) == 1  # the filter finds ours
+    try:
+        first = toy.state()["services"]["api"]["container"]
+
+        def api_row():
+            try:
+                return next(r for r in api("/api/services")["services"] if r["name"] == "api")
+            except httpx.TransportError:
+                return None
+        row = wait_until(lambda: (r := api_row()) and r["state"] == "healthy" and r["memory"] and r, 30, "api row")
+        assert row["mode"] == "container" and row["id"] == f"container {first[:12]}"
+        wait_until(lambda: any("Application startup complete" in l["text"]
+                               for l in api("/api/logs?service=api")["lines"]), 15, "the engine's log lines")
+        reply = httpx.post(f"http://127.0.0.1:{port}/api/services/api/restart",
+                           headers={"x-duplex-token": token}, timeout=120)
+        assert reply.status_code == 200 and reply.json()["ok"], reply.text
+        second = toy.state()["services"]["api"]["container"]
+        assert second != first
+        row = wait_until(lambda: (r := api_row()) and r["state"] == "healthy" and r["restarts"] == 1 and r,
+                         30, "api restarted")
+        assert row["id"] == f"container {second[:12]}"
+    finally:
+        stop = toy.inv("stop")
+    assert "dashboard: stopped" in stop.stdout and wait_gone([board], timeout=5) == []
+    from duplex.plan import LABEL
+    assert engine.containers.list(all=True, filters={"label": f"{LABEL}.root={toy.root}"}) == []
