@@ -102,28 +102,38 @@ function matcher() {
   return (t) => t.toLowerCase().includes(needle);
 }
 
+function lineElement(l, service) {
+  const line = el("div", {class: l.level ? `l-${l.level}` : "", "data-seq": l.seq});
+  if (!service) line.append(el("span", {class: `svc c${colour(l.service)}`}, `${l.service} | `));
+  line.append(l.text);
+  return line;
+}
+
+// Drawn incrementally: new lines are appended and the oldest removed, so an update costs what
+// arrived since the last frame, not the whole window; a filter change redraws it all once.
+let full = true, drawnSeq = 0;
 function drawLogs() {
   pending = false;
   if (paused) return;
   const began = performance.now();
   const service = $("service").value, match = matcher();
-  const shown = [];
-  for (let i = lines.length - 1; i >= 0 && shown.length < SHOW; i--) {
-    const l = lines[i];
-    if ((!service || l.service === service) && match(l.text)) shown.push(l);
-  }
-  shown.reverse();
   const box = $("logs");
-  const frag = document.createDocumentFragment();
-  for (const l of shown) {
-    const line = el("div", {class: l.level ? `l-${l.level}` : "", "data-seq": l.seq});
-    if (!service) line.append(el("span", {class: `svc c${colour(l.service)}`}, `${l.service} | `));
-    line.append(l.text);
-    frag.append(line);
+  const wanted = (l) => (!service || l.service === service) && match(l.text);
+  const fresh = [];
+  for (let i = lines.length - 1; i >= 0 && fresh.length < SHOW; i--) {
+    const l = lines[i];
+    if (!full && l.seq <= drawnSeq) break;
+    if (wanted(l)) fresh.push(l);
   }
-  box.replaceChildren(frag);
+  fresh.reverse();
+  const frag = document.createDocumentFragment();
+  for (const l of fresh) frag.append(lineElement(l, service));
+  if (full) box.replaceChildren(frag); else box.append(frag);
+  while (box.childElementCount > SHOW) box.firstElementChild.remove();
+  full = false;
+  if (lines.length) drawnSeq = lines[lines.length - 1].seq;
   if ($("follow").checked) box.scrollTop = box.scrollHeight;
-  $("counts").textContent = `${shown.length} shown of ${lines.length} kept`;
+  $("counts").textContent = `${box.childElementCount} shown of ${lines.length} kept`;
   const stats = window.dashboardStats;
   stats.renders.push(performance.now() - began);
   if (stats.renders.length > 1000) stats.renders.splice(0, 500);
@@ -148,11 +158,13 @@ function connect() {
 
 for (const id of ["service", "filter", "regex"]) $(id).addEventListener("input", () => {
   const s = $("service").value;
+  full = true;
   $("download").href = `/api/logs?limit=100000&download=1${s ? `&service=${encodeURIComponent(s)}` : ""}` +
     `&q=${encodeURIComponent($("filter").value)}${$("regex").checked ? "&regex=1" : ""}`;
   schedule();
 });
 $("pause").addEventListener("click", () => {
-  paused = !paused; $("pause").textContent = paused ? "resume" : "pause"; if (!paused) schedule();
+  paused = !paused; $("pause").textContent = paused ? "resume" : "pause";
+  if (!paused) { full = true; schedule(); }
 });
 connect();
