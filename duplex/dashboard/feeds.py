@@ -16,9 +16,11 @@ from ..layout import Layout
 from ..state import read_state
 from . import resources
 from .logbook import LogBook
+from .metrics import Series, parse
 from .rows import Watch, left_out_row, row, warm_reload
 
 PERIOD = 1.0
+EVERY = 5  # a healthy service is probed (and scraped) every 5th sample: its log is not flooded
 
 
 class Run:
@@ -30,6 +32,10 @@ class Run:
         self.rows: list[dict] = []
         self.version = 0  # bumped when the rows change: the event stream sends them then
         self.lock = threading.Lock()
+        self.series: dict[str, Series] = {}  # services that answer /metrics
+        self.no_metrics: set[str] = set()  # services that answered /metrics with something else
+        self.samples = 0
+        self.health: dict[str, tuple] = {}  # name -> (healthy, phase, ident) of the last probe
 
     def sample(self) -> None:
         records = read_state(self.root)["services"]
@@ -41,18 +47,23 @@ class Run:
         rows = []
         for name, planned in self.planned["services"].items():
             record = records.get(name)
-            seen = self._look(planned, record, containers, gpus) if record else {}
+            seen = self._look(name, planned, record, containers, gpus) if record else {}
             watch = self.watches[name]
             ident = (record.get("pid") or record.get("container")) if record else None
-            watch.observe(str(ident) if ident else None, seen.get("healthy") if seen.get("alive") else None, now)
+            watch.observe(str(ident) if ident else None, seen.get("healthy") if seen.get("probed") else None, now)
             rows.append(row(name, planned, record, seen, watch, now))
+            if seen.get("healthy") and self.samples % EVERY == 0:
+                self._scrape(name, planned, now)
+            if name in self.series:
+                rows[-1]["metrics"] = self.series[name].as_list()
         rows += [left_out_row(n, why) for n, why in self.planned.get("left_out", {}).items()]
+        self.samples += 1
         with self.lock:
             if _comparable(rows) != _comparable(self.rows):
                 self.version += 1
             self.rows = rows
 
-    def _look(self, planned: dict, record: dict, containers, gpus) -> dict:
+    def _look(self, name: str, planned: dict, record: dict, containers, gpus) -> dict:
         seen: dict = {"alive": alive(record, containers)}
         if not seen["alive"]:
             return seen
@@ -62,8 +73,34 @@ class Run:
             pids = container_pids(containers.get(record.get("container")) if containers else None)
         seen.update(resources.usage(pids))
         seen["gpu_memory"] = resources.gpu_memory(pids, gpus)
-        seen["healthy"], seen["phase"] = check_health(planned.get("health") or {})
+        last = self.health.get(name)
+        if last is None or not last[0] or last[2] != record_ident(record) or self.samples % EVERY == 0:
+            healthy, phase = check_health(planned.get("health") or {})
+            self.health[name] = last = (healthy, phase, record_ident(record))
+            seen["probed"] = True
+        seen["healthy"], seen["phase"] = last[0], last[1]
         return seen
+
+    def _scrape(self, name: str, planned: dict, now: float) -> None:
+        """The service's Prometheus /metrics, if it has one (asr does): a point for its charts."""
+        url = planned.get("url")
+        if name in self.no_metrics or not url or not url.startswith("http"):
+            return
+        try:
+            from ..health import client_context
+            ca = (planned.get("health") or {}).get("ca")
+            with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=1.0,
+                                        context=client_context(ca) if ca else None) as resp:
+                text = resp.read(1 << 20).decode("utf-8", errors="replace")
+        except urllib.error.HTTPError:
+            self.no_metrics.add(name)  # 404: it has none
+            return
+        except (urllib.error.URLError, OSError, ValueError):
+            return
+        if "# TYPE" not in text:
+            self.no_metrics.add(name)
+            return
+        self.series.setdefault(name, Series()).add(now, parse(text))
 
     def note_line(self, service: str, text: str) -> None:
         """Log lines the rows care about: a warm reload and its time."""
@@ -80,6 +117,10 @@ class Run:
             except Exception as exc:  # noqa: BLE001 - a sample that fails is retried; the page stays up
                 print(f"dashboard: sampling failed: {type(exc).__name__}: {exc}", flush=True)
             stop.wait(max(0.1, PERIOD - (time.monotonic() - began)))
+
+
+def record_ident(record: dict):
+    return record.get("pid") or record.get("container")
 
 
 def _comparable(rows: list[dict]) -> list:

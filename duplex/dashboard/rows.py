@@ -8,7 +8,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-HISTORY = 60  # health samples kept per service (one a second: the last minute)
+HISTORY = 60  # health samples kept per service (every second until healthy, then every 5 s)
 WARM_RELOAD = re.compile(r"Warm reload: (?P<what>.+?) changed; re-imported \S+ in (?P<took>[\d.]+) s "
                          r"\(generation (?P<gen>\d+)\)")
 

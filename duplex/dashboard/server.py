@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from html import escape as html_escape
 from pathlib import Path
 from typing import Callable
 
@@ -50,7 +51,8 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
             return reply
         if not authorised(request):
             return refused()
-        html = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{TOKEN}}", token)
+        html = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{TOKEN}}", token) \
+            .replace("{{STACK}}", html_escape(str(run.planned.get("stack", ""))))
         return Response(html, media_type="text/html", headers=HEADERS)
 
     async def static(request: Request) -> Response:

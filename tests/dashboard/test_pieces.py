@@ -104,3 +104,34 @@ def test_gpu_memory_per_process_through_pynvml_and_the_simulated_nvml(fake_nvml,
     with fakenvml.serving(fake_nvml, desc, tmp_path):
         assert 4242 not in resources.gpu_processes()
 
+
+
+def exposition(requests: float, audio: float, buckets: dict, total: float) -> str:
+    """Prometheus text exposition as prometheus_client writes asr's metrics (servers/asr/metrics.py)."""
+    lines = ["# HELP asr_requests_total Transcription requests answered, by HTTP status",
+             "# TYPE asr_requests_total counter",
+             f'asr_requests_total{{backend="pocketsphinx",status="200"}} {requests}',
+             f'asr_audio_seconds_total{{backend="pocketsphinx"}} {audio}',
+             "# TYPE asr_request_duration_seconds histogram"]
+    lines += [f'asr_request_duration_seconds_bucket{{backend="pocketsphinx",le="{le}"}} {n}' for le, n in buckets.items()]
+    lines += [f'asr_request_duration_seconds_count{{backend="pocketsphinx"}} {buckets["+Inf"]}',
+              f'asr_request_duration_seconds_sum{{backend="pocketsphinx"}} {total}']
+    return "\n".join(lines) + "\n"
+
+
+def test_metrics_series_from_consecutive_scrapes():
+    from duplex.dashboard.metrics import Series, parse
+    series = Series()
+    none = {"0.1": 0.0, "0.5": 0.0, "1.0": 0.0, "5.0": 0.0, "+Inf": 0.0}
+    series.add(0.0, parse(exposition(0, 0, none, 0)))
+    # four requests of 4 s audio each: 0.2, 0.3, 0.4 and 2.0 s of work
+    four = {"0.1": 0.0, "0.5": 3.0, "1.0": 3.0, "5.0": 4.0, "+Inf": 4.0}
+    series.add(2.0, parse(exposition(4, 16, four, 2.9)))
+    (t, rate, p50, p95, rtf), = series.as_list()
+    assert (t, rate) == (2.0, 2.0)
+    assert 0.1 < p50 <= 0.5 and 1 < p95 <= 5
+    assert rtf == round(2.9 / 16, 4)
+    series.add(4.0, parse(exposition(4, 16, four, 2.9)))
+    assert series.as_list()[-1][1:] == [0.0, None, None, None]  # nothing new: no latency, no rtf
+    series.add(6.0, parse(exposition(0, 0, none, 0)))  # the service restarted: counters from zero
+    assert len(series.as_list()) == 2

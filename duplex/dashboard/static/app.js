@@ -68,7 +68,7 @@ function drawServices() {
                 el("td", {}, el("span", {class: "state left"}, "left out")), el("td", {colspan: "12"}, r.why));
     const gpu = r.gpu ? (r.gpu.placement || (r.gpu.devices.length ? `GPU ${r.gpu.devices.join(",")}` : "any GPU")) : "";
     const gmem = (r.gpu_memory || []).map((g) => `GPU ${g.gpu}: ${bytes(g.used)}`).join(", ");
-    const phase = r.phase ? `${r.phase.status}${r.phase.load_s ? ` (loaded in ${r.phase.load_s}s)` : ""}` : "";
+    const phase = r.phase ? `${r.phase.status}${r.phase.load_s !== undefined && r.phase.load_s !== null ? ` (loaded in ${r.phase.load_s}s)` : ""}` : "";
     const reload = r.last_reload ? `${r.reloads} (last ${r.last_reload.seconds.toFixed(3)}s)` : (r.warm ? "0" : "");
     const running = ["healthy", "starting", "unhealthy"].includes(r.state);
     return el("tr", {"data-service": r.name, "data-state": r.state},
@@ -89,6 +89,36 @@ function drawServices() {
   const select = $("service");
   for (const r of rows) if (r.state !== "left out" && ![...select.options].some((o) => o.value === r.name))
     select.append(el("option", {value: r.name}, r.name));
+}
+
+function chart(title, points, series, unit) {  // a plain SVG line chart, no library
+  const ns = "http://www.w3.org/2000/svg", w = 260, h = 70, pad = 2;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", w); svg.setAttribute("height", h); svg.setAttribute("class", "chart");
+  const values = points.flatMap((p) => series.map(([i]) => p[i])).filter((v) => v !== null);
+  const top = Math.max(...values, 1e-9), t0 = points.length ? points[0][0] : 0;
+  const span = Math.max(1, (points.length ? points[points.length - 1][0] : 1) - t0);
+  for (const [i, colourName] of series) {
+    const path = points.filter((p) => p[i] !== null)
+      .map((p) => `${pad + (p[0] - t0) / span * (w - 2 * pad)},${h - pad - p[i] / top * (h - 2 * pad)}`);
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", path.join(" ")); line.setAttribute("fill", "none");
+    line.setAttribute("stroke", colourName); line.setAttribute("stroke-width", "1.5");
+    svg.append(line);
+  }
+  const last = points.length ? points[points.length - 1] : null;
+  const now = last ? series.map(([i]) => last[i] === null ? "–" : `${+last[i].toFixed(3)}${unit}`).join(" / ") : "";
+  return el("figure", {}, el("figcaption", {}, `${title} ${now}`), svg);
+}
+
+function drawCharts() {
+  const box = $("charts");
+  box.replaceChildren(...rows.filter((r) => r.metrics && r.metrics.length).map((r) =>
+    el("div", {class: "charts", "data-service": r.name}, el("h3", {}, `${r.name} metrics (last ${duration(
+      r.metrics[r.metrics.length - 1][0] - r.metrics[0][0])})`),
+      chart("requests/s", r.metrics, [[1, "#1c7ed6"]], ""),
+      chart("latency p50 / p95", r.metrics, [[2, "#2f9e44"], [3, "#e8590c"]], "s"),
+      chart("real-time factor", r.metrics, [[4, "#7048e8"]], ""))));
 }
 
 function matcher() {
@@ -144,7 +174,7 @@ function connect() {
   const events = new EventSource("/api/events");
   events.addEventListener("open", () => { $("conn").textContent = "live"; });
   events.addEventListener("error", () => { $("conn").textContent = "reconnecting…"; });
-  events.addEventListener("services", (e) => { rows = JSON.parse(e.data); drawServices(); });
+  events.addEventListener("services", (e) => { rows = JSON.parse(e.data); drawServices(); drawCharts(); });
   events.addEventListener("log", (e) => {
     const batch = JSON.parse(e.data), now = Date.now();
     for (const l of batch) lines.push(l);
