@@ -146,7 +146,8 @@ def toy_group(pgid: int) -> list[int]:
     return group_pids(pgid)
 
 
-def test_inv_restart_and_an_attached_run_that_takes_its_dashboard_along(toy):
+def test_inv_restart_warm_reload_and_an_attached_run_that_takes_its_dashboard_along(toy):
+    toy.edit('app = "app:app"\nport = 18501', 'app = "app:app"\nreload = "warm"\nport = 18501')
     run = toy.popen("run", "--native", "--services", "api")
     out, seen = lines_of(run), []
     line = wait_for(out, "dashboard: http", seen, timeout=60)
@@ -161,6 +162,16 @@ def test_inv_restart_and_an_attached_run_that_takes_its_dashboard_along(toy):
     wait_for(out, "api: stopped outside this terminal", seen, timeout=10)  # said, not taken for a crash
     assert not any("crashed" in line for line in seen)
     assert httpx.get(url, follow_redirects=True).status_code == 200
+    # a warm reload shows up in the page with its edit-to-served time
+    with chromium() as driver:
+        driver.get(url)
+        wait_until(lambda: state_of(driver, "api") == "healthy", 30, "api healthy", driver)
+        assert cell(driver, "api", "reloads") == "0"
+        app = toy.root / "app.py"
+        app.write_text(app.read_text().replace('VERSION = "v1"', 'VERSION = "v2"'))
+        wait_until(lambda: toy.get("api", "/version") == {"version": "v2"}, 20, "the edit served")
+        wait_until(lambda: re.fullmatch(r"1 \(last 0\.\d{3}s\)", cell(driver, "api", "reloads")), 15,
+                   "the warm reload in the page", driver)
     bad = toy.inv("restart", "nope")
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "choose from" in bad.stderr, bad.stderr
     # a killed `inv run` leaves no dashboard (it dies with its parent); `inv stop` stops the rest
