@@ -98,9 +98,9 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
             return refused()
         try:
             service, match = _filter(request)
+            backlog = min(int(request.query_params.get("backlog", "500")), 100_000)
         except ValueError as err:
             return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
-        backlog = int(request.query_params.get("backlog", "500"))
 
         async def stream():
             seen_version = -1
