@@ -117,6 +117,14 @@ def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, prog
     return code
 
 
+def _started(root: Path) -> None:
+    from .dashboard import launch
+    try:
+        launch.services_started(root)
+    except OSError:
+        pass  # a full disk: the dashboard starts after its own wait instead
+
+
 def _stop_dashboard(root: Path) -> None:
     from .dashboard import launch
     with shielded():
@@ -143,6 +151,8 @@ def _serve(plan: Plan, root: Path, sup: Supervisor, printer: Printer, progress, 
     try:
         with signals_raise():  # until watch() takes over, SIGTERM unwinds the start like Ctrl-C
             took = sup.up(progress)
+            if board is not None:
+                _started(root)
             slowest = max(sup.timings.values(), default=0.0)
             printer.system(f"all {len(plan.services)} services healthy in {took:.2f}s "
                            f"(start overhead {max(0.0, took - _critical_path(plan, sup.timings)):.2f}s; "

@@ -24,16 +24,30 @@ def act(root: Path):
 
 
 def main(argv: list[str]) -> int:
-    import uvicorn
-    from .feeds import Run, follow_logs
-    from .launch import read
-    from .logbook import LogBook
-    from .server import make_app
+    import os
+    import socket
+    import time
+    from .launch import HOLD, die_with_parent, read
+    die_with_parent()
+    os.nice(10)  # the services come first: the dashboard must not slow their start or their requests
     root = Path(argv[1]).resolve()
     info = read(root)
     if not info:
         print(f"dashboard: no {root}/.duplex/run/dashboard.json: start it with `inv run`", flush=True)
         return 1
+    # listen at once (a browser opened on the link waits in the backlog), but import the web stack
+    # only once the services are up, or after HOLD seconds of a long model load
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", int(info["port"])))
+    sock.listen(128)
+    began = time.monotonic()
+    while not (read(root) or {}).get("started") and time.monotonic() - began < HOLD:
+        time.sleep(0.05)
+    import uvicorn
+    from .feeds import Run, follow_logs
+    from .logbook import LogBook
+    from .server import make_app
     book = LogBook()
     run = Run(root, info["planned"], book)
     stop = threading.Event()
@@ -43,7 +57,7 @@ def main(argv: list[str]) -> int:
                          name=f"logs-{name}").start()
     app = make_app(info["token"], run, book, act(root))
     # no access log: the first request carries the token in its address
-    uvicorn.run(app, host="127.0.0.1", port=int(info["port"]), access_log=False, log_level="warning")
+    uvicorn.run(app, fd=sock.fileno(), access_log=False, log_level="warning")
     stop.set()
     return 0
 

@@ -17,7 +17,9 @@ from ..layout import Layout
 from ..processes import group_alive, start_time, stop_group
 from .access import link, new_token
 
-DEFAULT_PORT = 7980  # beside no service default (asr 8000, frontend 8080, moshi 8998)
+PARENT = "DUPLEX_DASHBOARD_PARENT"  # an attached run's pid: the dashboard dies with it
+DEFAULT_PORT = 7980
+HOLD = 5.0  # seconds the dashboard waits for the services' start before starting itself  # beside no service default (asr 8000, frontend 8080, moshi 8998)
 
 
 def info_path(root: Path) -> Path:
@@ -70,15 +72,26 @@ def start(root: Path, planned: dict, *, port: int, detach: bool) -> Dashboard:
     _write(path, info)
     log = Layout(root).log("dashboard")
     log.parent.mkdir(parents=True, exist_ok=True)
-    from ..native import _attached_child, _default_signals
+    env = dict(os.environ)
+    env.pop(PARENT, None)
+    if not detach:  # it asks the kernel itself to end it with this process (no preexec_fn: vfork stays fast)
+        env[PARENT] = str(os.getpid())
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "duplex.dashboard", str(root)], cwd=root,
+        proc = subprocess.Popen([sys.executable, "-m", "duplex.dashboard", str(root)], cwd=root, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True,  # its own group: `inv stop` ends it whole
-                                preexec_fn=_default_signals if detach or sys.platform != "linux" else _attached_child)
+                                start_new_session=True)  # its own group: `inv stop` ends it whole
     info.update(pid=proc.pid, start_time=start_time(proc.pid))
     _write(path, info)
     return Dashboard(proc.pid, port, token)
+
+
+def services_started(root: Path) -> None:
+    """Said by `inv run` once every service is healthy: the dashboard's process holds its own start
+    until then (at most HOLD seconds), so it never competes with the services for the CPU."""
+    info = read(root)
+    if info is not None:
+        info["started"] = True
+        _write(info_path(root), info)
 
 
 def _write(path: Path, info: dict) -> None:
@@ -107,6 +120,23 @@ def running(root: Path) -> Dashboard | None:
     if not (group_alive(pid) and start_time(pid) == info.get("start_time")):
         return None
     return Dashboard(pid, int(info["port"]), str(info["token"]))
+
+
+def die_with_parent() -> None:
+    """In the dashboard's process: if an attached `inv run` started it, end with that process, even
+    when it is SIGKILLed (Linux: PR_SET_PDEATHSIG; then a parent already gone is noticed too)."""
+    parent = os.environ.pop(PARENT, "")
+    if not parent.isdigit():
+        return
+    if sys.platform == "linux":
+        import ctypes
+        import signal
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != int(parent):  # it died before the request took hold
+        sys.exit(0)
 
 
 def current(root: Path) -> Dashboard:

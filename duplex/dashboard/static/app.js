@@ -5,6 +5,8 @@
 const TOKEN = document.querySelector('meta[name="duplex-token"]').content;
 const KEEP = 5000;   // lines kept in the page
 const SHOW = 1500;   // lines drawn (the newest that pass the filter)
+const STEP = 250;    // at most this many new lines drawn per frame while following: nobody reads a
+                     // flood as it scrolls by; pausing draws the newest SHOW in full
 const lines = [];
 const colours = {};
 let pending = false, paused = false, rows = [];
@@ -157,6 +159,10 @@ function drawLogs() {
   }
   fresh.reverse();
   const frag = document.createDocumentFragment();
+  if (!full && fresh.length > STEP) {
+    frag.append(el("div", {class: "skipped"}, `… ${fresh.length - STEP} lines not drawn while following (pause shows them)`));
+    fresh.splice(0, fresh.length - STEP);
+  }
   for (const l of fresh) frag.append(lineElement(l, service));
   if (full) box.replaceChildren(frag); else box.append(frag);
   while (box.childElementCount > SHOW) box.firstElementChild.remove();
@@ -194,6 +200,7 @@ for (const id of ["service", "filter", "regex"]) $(id).addEventListener("input",
   schedule();
 });
 $("pause").addEventListener("click", () => {
+  if (!paused) { full = true; drawLogs(); }  // the newest lines in full, then hold still
   paused = !paused; $("pause").textContent = paused ? "resume" : "pause";
   if (!paused) { full = true; schedule(); }
 });
