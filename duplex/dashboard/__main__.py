@@ -26,9 +26,8 @@ def act(root: Path):
 def main(argv: list[str]) -> int:
     import os
     import socket
-    import time
-    from .launch import HOLD, die_with_parent, read
-    die_with_parent()
+    from .launch import die_with_parent, hold, read
+    attached = die_with_parent()
     os.nice(10)  # the services come first: the dashboard must not slow their start or their requests
     root = Path(argv[1]).resolve()
     info = read(root)
@@ -41,9 +40,7 @@ def main(argv: list[str]) -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", int(info["port"])))
     sock.listen(128)
-    began = time.monotonic()
-    while not (read(root) or {}).get("started") and time.monotonic() - began < HOLD:
-        time.sleep(0.05)
+    hold(root, attached)
     import uvicorn
     from .feeds import Run, follow_logs
     from .logbook import LogBook

@@ -18,6 +18,7 @@ from ..processes import group_alive, start_time, stop_group
 from .access import link, new_token
 
 PARENT = "DUPLEX_DASHBOARD_PARENT"  # an attached run's pid: the dashboard dies with it
+RUN = "DUPLEX_DASHBOARD_RUN"  # the pid of the `inv run` that started it
 DEFAULT_PORT = 7980
 HOLD = 5.0  # seconds the dashboard waits for the services' start before starting itself  # beside no service default (asr 8000, frontend 8080, moshi 8998)
 
@@ -72,8 +73,8 @@ def start(root: Path, planned: dict, *, port: int, detach: bool) -> Dashboard:
     _write(path, info)
     log = Layout(root).log("dashboard")
     log.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.pop(PARENT, None)
+    env = {k: v for k, v in os.environ.items() if k not in (PARENT, RUN)}
+    env[RUN] = str(os.getpid())  # a detached run's dashboard starts itself once `inv run` has exited
     if not detach:  # it asks the kernel itself to end it with this process (no preexec_fn: vfork stays fast)
         env[PARENT] = str(os.getpid())
     with open(log, "ab") as out:
@@ -122,12 +123,37 @@ def running(root: Path) -> Dashboard | None:
     return Dashboard(pid, int(info["port"]), str(info["token"]))
 
 
-def die_with_parent() -> None:
+def hold(root: Path, attached: bool, clock=None, sleep=None) -> None:
+    """In the dashboard's process, before it loads its web stack: wait until the services are
+    healthy and (detached) `inv run` has exited, at most HOLD seconds: it never competes with them."""
+    import time
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
+    run = os.environ.pop(RUN, "")
+    began = clock()
+    while clock() - began < HOLD:
+        started = (read(root) or {}).get("started")
+        if started and (attached or not run.isdigit() or not _exists(int(run))):
+            return
+        sleep(0.05)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def die_with_parent() -> bool:
     """In the dashboard's process: if an attached `inv run` started it, end with that process, even
-    when it is SIGKILLed (Linux: PR_SET_PDEATHSIG; then a parent already gone is noticed too)."""
+    when it is SIGKILLed (Linux: PR_SET_PDEATHSIG; then a parent already gone is noticed too).
+    Returns whether it was started by an attached run."""
     parent = os.environ.pop(PARENT, "")
     if not parent.isdigit():
-        return
+        return False
     if sys.platform == "linux":
         import ctypes
         import signal
@@ -137,6 +163,7 @@ def die_with_parent() -> None:
             pass
     if os.getppid() != int(parent):  # it died before the request took hold
         sys.exit(0)
+    return True
 
 
 def current(root: Path) -> Dashboard:
