@@ -32,12 +32,17 @@ class Run:
         self.rows: list[dict] = []
         self.version = 0  # bumped when the rows change: the event stream sends them then
         self.lock = threading.Lock()
+        self.sampling = threading.Lock()
         self.series: dict[str, Series] = {}  # services that answer /metrics
         self.no_metrics: set[str] = set()  # services that answered /metrics with something else
         self.samples = 0
         self.health: dict[str, tuple] = {}  # name -> (healthy, phase, ident) of the last probe
 
     def sample(self) -> None:
+        with self.sampling:  # the sampler's thread, and an action that wants the new pid at once
+            self._sample()
+
+    def _sample(self) -> None:
         records = read_state(self.root)["services"]
         containers = None
         if any(r.get("mode") == "container" for r in records.values()):
@@ -243,16 +248,19 @@ def _inode(path: Path):
 
 
 def _follow_container(ident: str, name: str, book: LogBook, run: Run, tail) -> None:
+    """The engine's log, masked as `inv logs` masks it (a native service's file is masked already)."""
     from ..containers import find_container
+    from ..redact import Redactor
     container = find_container(ident)
     if container is None:
         return
+    mask = Redactor(run.root, run.planned.get("secrets", ()))
     buf = b""
     try:
         stream = container.logs(stream=True, follow=True, tail=tail)
         for chunk in stream:  # ends when the container stops
             buf += chunk
             *done, buf = buf.split(b"\n")
-            _deliver(name, [raw.decode("utf-8", errors="replace") for raw in done], book, run)
+            _deliver(name, [mask(raw.decode("utf-8", errors="replace")) for raw in done], book, run)
     except Exception:  # noqa: BLE001 - the engine went away: look again
         pass

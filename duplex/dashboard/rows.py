@@ -98,4 +98,6 @@ def planned_view(plan) -> dict:
                           "health": {"kind": s.health.kind, "url": s.health.url, "ca": s.health.ca},
                           "warm": any("warm" in part for part in s.command) if s.mode == "native" else False}
     return {"stack": plan.stack, "native": plan.native, "order": list(plan.start_order),
-            "services": services, "left_out": dict(plan.left_out)}
+            "services": services, "left_out": dict(plan.left_out),
+            # names only: the values the engine's log lines are masked of come from the environment
+            "secrets": sorted({n for s in plan.services.values() for n in s.secrets})}

@@ -144,7 +144,7 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
             result = await run_in_threadpool(act, what, name)
         except DuplexError as err:
             return JSONResponse({"ok": False, "error": redact(err.render())}, status_code=409, headers=HEADERS)
-        run.sample()  # the page sees the new pid at once
+        await run_in_threadpool(run.sample)  # the page sees the new pid at once
         return JSONResponse(result, headers=HEADERS)
 
     return Starlette(routes=[
