@@ -138,12 +138,15 @@ def _dashboard(plan: Plan, root: Path, port: int, detach: bool, printer: Printer
     chosen, why = launch.choose_port(port or None, {s.port for s in plan.services.values()})
     if why:
         printer.system(f"dashboard: {why}; using {chosen}")
+    traces = launch.trace_port(plan.telemetry)
     try:
-        board = launch.start(root, planned_view(plan), port=chosen, detach=detach)
+        board = launch.start(root, planned_view(plan), port=chosen, detach=detach, otlp_port=traces)
     except OSError as exc:
         printer.system(f"warning: the dashboard could not start ({exc.strerror or exc}); the run goes on")
         return None
     printer.system(f"dashboard: {board.link}")
+    if traces:
+        printer.system(f"dashboard: receiving the services' traces at {plan.telemetry} (no collector there)")
     return board
 
 

@@ -25,7 +25,6 @@ def act(root: Path):
 
 def main(argv: list[str]) -> int:
     import os
-    import socket
     from .launch import die_with_parent, hold, read
     attached = die_with_parent()
     os.nice(10)  # the services come first: the dashboard must not slow their start or their requests
@@ -36,10 +35,13 @@ def main(argv: list[str]) -> int:
         return 1
     # listen at once (a browser opened on the link waits in the backlog), but import the web stack
     # only once the services are up, or after HOLD seconds of a long model load
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", int(info["port"])))
-    sock.listen(128)
+    socks = [_listen(int(info["port"]))]
+    otlp_port = info.get("otlp_port")
+    if otlp_port:  # the services' trace exports, when no collector of the user's takes them
+        try:
+            socks.append(_listen(int(otlp_port)))
+        except OSError:
+            otlp_port = None  # taken since `inv run` looked: the user's collector came up
     hold(root, attached)
     import uvicorn
     from .feeds import Run, follow_logs
@@ -52,11 +54,23 @@ def main(argv: list[str]) -> int:
     for name in info["planned"]["services"]:
         threading.Thread(target=follow_logs, args=(root, name, book, run, stop), daemon=True,
                          name=f"logs-{name}").start()
-    app = make_app(info["token"], run, book, act(root))
+    from .traces import TraceBook
+    app = make_app(info["token"], run, book, act(root), TraceBook() if otlp_port else None, otlp_port)
     # no access log: the first request carries the token in its address
-    uvicorn.run(app, fd=sock.fileno(), access_log=False, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))
+    import asyncio
+    asyncio.run(server.serve(sockets=socks))
     stop.set()
     return 0
+
+
+def _listen(port: int):
+    import socket
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    return sock
 
 
 if __name__ == "__main__":

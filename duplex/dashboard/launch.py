@@ -64,12 +64,26 @@ class Dashboard:
         return link(self.port, self.token)
 
 
-def start(root: Path, planned: dict, *, port: int, detach: bool) -> Dashboard:
+def trace_port(telemetry: str | None) -> int | None:
+    """The port of the stack's OTLP/HTTP endpoint when the dashboard should receive the traces
+    itself: telemetry on, the endpoint on this host's loopback, and nothing listening there."""
+    from urllib.parse import urlparse
+    if not telemetry:
+        return None
+    url = urlparse(telemetry)
+    if url.hostname not in ("127.0.0.1", "localhost") or url.scheme != "http":
+        return None
+    port = url.port or 80
+    return port if _free(port) else None
+
+
+def start(root: Path, planned: dict, *, port: int, detach: bool, otlp_port: int | None = None) -> Dashboard:
     """Start the dashboard's server process and return at once: waiting for it to listen would add
     to `inv run`'s start (a browser opened on the link retries anyway)."""
     token = new_token()
     path = info_path(root)
-    info = {"port": port, "token": token, "planned": planned, "pid": None, "start_time": None}
+    info = {"port": port, "token": token, "planned": planned, "pid": None, "start_time": None,
+            "otlp_port": otlp_port}
     _write(path, info)
     log = Layout(root).log("dashboard")
     log.parent.mkdir(parents=True, exist_ok=True)

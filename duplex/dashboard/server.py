@@ -20,6 +20,7 @@ from ..redact import redact
 from . import access
 from .feeds import Run
 from .logbook import LogBook, matcher
+from .traces import decode
 
 STATIC = Path(__file__).with_name("static")
 ACTIONS = ("restart", "stop", "start")
@@ -29,8 +30,11 @@ HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Refe
 TICK = 0.05  # the event stream looks for new lines this often
 
 
-def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict]) -> Starlette:
-    """`act(action, service)`: runs an action (blocking), returns {"ok": ..., "message": ...}."""
+def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict], traces=None,
+             otlp_port: int | None = None) -> Starlette:
+    """`act(action, service)`: runs an action (blocking), returns {"ok": ..., "message": ...}.
+    `traces`: a TraceBook filled by OTLP/HTTP exports that arrive on `otlp_port` (the same app
+    listens there: exporters carry no token, so only that port takes them, and only them)."""
 
     def authorised(request: Request) -> bool:
         return access.allowed(token, cookie=request.cookies.get(access.COOKIE),
@@ -147,8 +151,36 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
         await run_in_threadpool(run.sample)  # the page sees the new pid at once
         return JSONResponse(result, headers=HEADERS)
 
-    return Starlette(routes=[
+    async def receive_traces(request: Request) -> Response:
+        if traces is None or otlp_port is None or (request.scope.get("server") or (None, None))[1] != otlp_port:
+            return refused()
+        try:
+            spans = decode(await request.body(), request.headers.get("content-type", ""),
+                           request.headers.get("content-encoding"))
+        except Exception as exc:  # noqa: BLE001 - a malformed export: the exporter is told, the page stays up
+            return JSONResponse({"error": f"not an OTLP trace export: {type(exc).__name__}"}, status_code=400)
+        traces.add(spans)
+        return Response(b"", media_type="application/x-protobuf")
+
+    async def recent_traces(request: Request) -> Response:
+        if not authorised(request):
+            return refused()
+        return JSONResponse({"receiving": traces is not None and otlp_port is not None,
+                             "traces": traces.recent() if traces is not None else []}, headers=HEADERS)
+
+    async def otlp_only(scope, receive, send):
+        """On the OTLP port nothing but POST /v1/traces answers."""
+        server = scope.get("server") or (None, None)
+        if otlp_port is not None and scope["type"] == "http" and server[1] == otlp_port and \
+                not (scope["path"] == "/v1/traces" and scope["method"] == "POST"):
+            await PlainTextResponse("not found", status_code=404)(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    app = Starlette(routes=[
         Route("/", page), Route("/static/{name}", static), Route("/api/services", services),
         Route("/api/logs", logs), Route("/api/events", events),
         Route("/api/services/{name}/{action}", action, methods=["POST", "GET"]),
+        Route("/api/traces", recent_traces), Route("/v1/traces", receive_traces, methods=["POST"]),
     ])
+    return otlp_only

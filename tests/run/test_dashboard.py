@@ -217,3 +217,40 @@ def test_container_run_dashboard_shows_the_container_its_logs_and_a_restart(engi
     assert "dashboard: stopped" in stop.stdout and wait_gone([board], timeout=5) == []
     from duplex.plan import LABEL
     assert engine.containers.list(all=True, filters={"label": f"{LABEL}.root={toy.root}"}) == []
+
+
+def test_with_telemetry_on_and_no_collector_the_dashboard_lists_requests_with_their_spans(tmp_path):
+    """`inv run --native --otlp URL` with nothing at URL: the dashboard receives the traces itself;
+    a transcription through the frontend is one request over frontend -> asr, in the API and the page."""
+    from duplex.smoke import SAMPLE
+    from tests.daily.test_telemetry import FAST_EXPORT, _inv
+    from tests.run.test_parity import post_file
+    from tests.support.net import free_port
+    from tests.support.stackcopy import copy_stack
+    root = copy_stack(tmp_path / "stack", "dashotel")
+    ports = {"asr": free_port(), "frontend": free_port()}
+    otlp = f"http://127.0.0.1:{free_port()}"
+    env = {**os.environ, **FAST_EXPORT, "DUPLEX_STACK": str(root / "stack.toml"),
+           **{f"DUPLEX_PORT_{n.upper()}": str(p) for n, p in ports.items()}}
+    try:
+        up = _inv(root, env, "run", "--native", "--detach", "--skip-preflight", "--otlp", otlp)
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"receiving the services' traces at {otlp}" in up.stdout
+        url, port, token = LINK.search(up.stdout).groups()
+        code, body = post_file(f"http://127.0.0.1:{ports['frontend']}/api/transcribe", SAMPLE)
+        assert code == 200 and "hello" in body["text"], body
+        assert httpx.get(f"{otlp}/api/services", headers={"x-duplex-token": token}).status_code == 404  # traces only
+
+        def request():
+            found = httpx.get(f"http://127.0.0.1:{port}/api/traces", headers={"x-duplex-token": token}).json()
+            return next((t for t in found["traces"] if t["services"] == ["frontend", "asr"]), None)
+        trace = wait_until(request, 30, "the request's trace")
+        assert trace["name"] == "POST /api/transcribe" and \
+            any(s["service"] == "asr" and s["name"] == "POST /transcribe" for s in trace["spans"])
+        with chromium() as driver:
+            driver.get(url)
+            wait_until(lambda: driver.execute_script(
+                "const r = document.querySelector(`#traces tr[data-trace='${arguments[0]}'] td.services`);"
+                "return r && r.textContent;", trace["trace"]) == "frontend → asr", 15, "the request in the page", driver)
+    finally:
+        _inv(root, env, "stop", "--all", timeout=120)

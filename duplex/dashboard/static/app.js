@@ -204,4 +204,25 @@ $("pause").addEventListener("click", () => {
   paused = !paused; $("pause").textContent = paused ? "resume" : "pause";
   if (!paused) { full = true; schedule(); }
 });
+// recent requests, when the dashboard receives the services' traces itself
+async function pollTraces() {
+  try {
+    const reply = await fetch("/api/traces", {credentials: "same-origin"});
+    const body = await reply.json();
+    $("traces-panel").hidden = !body.receiving;
+    document.querySelector("#traces tbody").replaceChildren(...body.traces.slice(0, 30).map((t) => {
+      const spans = el("div", {class: "spans"});
+      for (const s of t.spans) {
+        const left = t.ms ? (s.start - t.start) * 1000 / t.ms * 100 : 0, width = t.ms ? Math.max(0.5, s.ms / t.ms * 100) : 100;
+        spans.append(el("div", {class: `span${s.error ? " error" : ""}`, title: `${s.service}: ${s.name} ${s.ms} ms`},
+          el("span", {class: "bar", style: `margin-left:${left.toFixed(1)}%;width:${width.toFixed(1)}%`}),
+          `${s.service}: ${s.name} (${s.ms} ms)`));
+      }
+      return el("tr", {"data-trace": t.trace, class: t.error ? "error" : ""}, el("td", {}, `${t.service}: ${t.name}`),
+                el("td", {class: "services"}, t.services.join(" → ")), el("td", {}, `${t.ms} ms`), el("td", {}, spans));
+    }));
+  } catch (e) { /* the next poll tries again */ }
+  setTimeout(pollTraces, 2000);
+}
 connect();
+pollTraces();
