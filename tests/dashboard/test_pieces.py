@@ -135,3 +135,29 @@ def test_metrics_series_from_consecutive_scrapes():
     assert series.as_list()[-1][1:] == [0.0, None, None, None]  # nothing new: no latency, no rtf
     series.add(6.0, parse(exposition(0, 0, none, 0)))  # the service restarted: counters from zero
     assert len(series.as_list()) == 2
+
+
+def test_otlp_exports_become_requests_with_their_spans_across_services():
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from duplex.dashboard.traces import TraceBook, decode
+
+    def export(service: str, span_id: bytes, parent: bytes, name: str, start: int, end: int) -> bytes:
+        req = ExportTraceServiceRequest()
+        rs = req.resource_spans.add()
+        attr = rs.resource.attributes.add()
+        attr.key, attr.value.string_value = "service.name", service
+        span = rs.scope_spans.add().spans.add()
+        span.trace_id, span.span_id, span.parent_span_id = b"\x01" * 16, span_id, parent
+        span.name, span.start_time_unix_nano, span.end_time_unix_nano = name, start, end
+        return req.SerializeToString()
+    book = TraceBook(keep=1)
+    book.add(decode(export("asr", b"\x02" * 8, b"\x03" * 8, "POST /transcribe", 1_100_000_000, 1_400_000_000),
+                    "application/x-protobuf"))
+    book.add(decode(export("frontend", b"\x03" * 8, b"", "POST /api/transcribe", 1_000_000_000, 1_500_000_000),
+                    "application/x-protobuf"))
+    (trace,) = book.recent()
+    assert (trace["name"], trace["services"], trace["ms"]) == ("POST /api/transcribe", ["frontend", "asr"], 500.0)
+    assert [s["name"] for s in trace["spans"]] == ["POST /api/transcribe", "POST /transcribe"]
+    book.add(decode(export("asr", b"\x04" * 8, b"", "other", 0, 1).replace(b"\x01" * 16, b"\x05" * 16),
+                    "application/x-protobuf"))
+    assert [t["name"] for t in book.recent()] == ["other"]  # bounded: the oldest trace went
