@@ -197,7 +197,7 @@ def test_container_run_dashboard_shows_the_container_its_logs_and_a_restart(engi
 
         def api_row():
             try:
-                return next(r for r in api("/api/services")["services"] if r["name"] == "api")
+                return next((r for r in api("/api/services")["services"] if r["name"] == "api"), None)
             except httpx.TransportError:
                 return None
         row = wait_until(lambda: (r := api_row()) and r["state"] == "healthy" and r["memory"] and r, 30, "api row")
