@@ -135,6 +135,7 @@ def _dashboard(plan: Plan, root: Path, port: int, detach: bool, printer: Printer
     """Start the dashboard's process (it never fails the run: a dashboard that cannot start is said)."""
     from .dashboard import launch
     from .dashboard.rows import planned_view
+    launch.stop(root)  # one a killed detached run left (`inv stop` was not run): never two
     chosen, why = launch.choose_port(port or None, {s.port for s in plan.services.values()})
     if why:
         printer.system(f"dashboard: {why}; using {chosen}")
