@@ -196,5 +196,8 @@ def stop(root: Path, grace: float = 3.0) -> bool:
     found = running(root)
     if found is not None:
         stop_group(found.pid, grace)
-    info_path(root).unlink(missing_ok=True)
+    try:
+        info_path(root).unlink(missing_ok=True)
+    except OSError:
+        pass  # a read-only disk: the file names a process that is gone, which `running` sees
     return found is not None
