@@ -77,16 +77,10 @@ start_timeout = 20
 '''
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def make_stack() -> Path:
     root = Path(tempfile.mkdtemp(prefix="duplex-dashbench-"))
     (root / "chatter.py").write_text(CHATTER)
+    from duplex.dashboard.launch import free_port
     (root / "stack.toml").write_text(STACK.replace("PORT", str(free_port())))
     (root / "envs" / "frontend").mkdir(parents=True)
     for lock in (ROOT / "envs" / "frontend").iterdir():  # the lock the linked venv was built from
