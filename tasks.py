@@ -148,16 +148,17 @@ def lock(c, env=None, torch=None, images=False):
     "debug_wait": "with --debug: start those services only once a debugger attaches",
     "tls": "serve https/wss with the certificates of `inv certs` (default: the stack's tls)",
     "otlp": "export OpenTelemetry traces to this OTLP/HTTP collector URL (default: the stack's telemetry)",
+    "dashboard": "serve the live dashboard on 127.0.0.1 (default; --no-dashboard: not this run)",
 })
 @_cli
 def run(c, native=False, services=None, detach=False, skip_preflight=False, smoke=False, debug=None,
-        debug_wait=False, tls=False, otlp=None):
+        debug_wait=False, tls=False, otlp=None, dashboard=True):
     """Run the stack: every service in a container, or natively with --native."""
     from duplex import report
     from duplex.start import run_project
     code = run_project(native=native, services=flags.names(services), detach=detach, preflight=not skip_preflight,
                        debug=flags.names(debug, "--debug"), debug_wait=debug_wait, tls=True if tls else None,
-                       otlp=flags.otlp(otlp), smoke=smoke, say=report.say)
+                       otlp=flags.otlp(otlp), smoke=smoke, dashboard=dashboard, say=report.say)
     if code:
         raise Exit(code=code)
 
@@ -292,6 +293,29 @@ def _stack_services() -> set[str]:
         return set(load_stack().services)
     except DuplexError:
         return set()
+
+
+@task(help={"open": "also open it in the web browser"})
+@_cli
+def dashboard(c, open=False):
+    """Print the link (with its token) of the run in progress's live dashboard."""
+    from duplex.dashboard.launch import current
+    from duplex.project import project_root
+    board = current(project_root())
+    print(board.link)
+    if open:
+        import webbrowser
+        webbrowser.open(board.link)
+
+
+@task(help={"name": "the service to restart (stop, start, wait until healthy)"})
+@_cli
+def restart(c, name):
+    """Restart one service of the run in progress, with the same plan and health gating as `inv run`."""
+    from duplex.actions import restart_service
+    from duplex.project import project_root
+    took = restart_service(project_root(), flags.name(name, "NAME"), say=print)
+    print(f"{name}: restarted in {took:.2f}s")
 
 
 @task(help={"json": "print a JSON list for scripts"})

@@ -143,6 +143,15 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
             raise PlanError(f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
                             fix=f"choose from: {', '.join(sorted(names)) or '(no services)'}")
     wanted = (lambda name: not services or name in services)
+    if services and any(n in records for n in services):
+        # said before the signal: an attached `inv run` watching them takes their exit for no crash
+        for name in services:
+            if name in records:
+                records[name]["stopping"] = True
+        try:
+            write_state(root, state)
+        except StateWriteError:
+            pass
     stopped: list[str] = []
     done: set[str] = set()
     lock = threading.Lock()
@@ -196,6 +205,10 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
         write_state(root, state)
     except StateWriteError as err:  # what it records is stale now, and stale records never block
         say(f"warning: {err}")
+    if not services:  # the run's dashboard goes with it (a detached run's, or a killed `inv run`'s)
+        from .dashboard import launch
+        if launch.stop(root):
+            say("dashboard: stopped")
     return stopped
 
 

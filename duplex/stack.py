@@ -104,6 +104,10 @@ class StackMeta(_Strict):
     # "none" gives each its own; "mps" or "time-slicing" co-locates them on one GPU node and writes
     # the NVIDIA device plugin's sharing config. `inv publish --gpu-sharing` overrides it.
     gpu_sharing: Literal["none", "mps", "time-slicing"] = "none"
+    # The live dashboard every `inv run` serves on 127.0.0.1 (docs/dashboard.md); false turns it off.
+    # No port: 7980, or a free one when that is taken or a service's.
+    dashboard: bool = True
+    dashboard_port: int | None = Field(default=None, ge=1024, le=65535)
 
     @field_validator("root")
     @classmethod

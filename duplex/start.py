@@ -16,13 +16,14 @@ from .native import NativeRunner
 from .plan import Plan
 from .printer import Printer
 from .probe import probe_machine
-from .state import RunLock, RunState, StateWriteError, read_state, write_last_run
+from .state import RunLock, RunState, StateWriteError, read_state, run_options, write_last_run
 from .supervisor import Interrupted, Signalled, Supervisor, shielded, signals_raise
 
 
 def run_project(*, native: bool = False, services: list[str] | None = None, detach: bool = False,
                 preflight: bool = True, debug: list[str] | None = None, debug_wait: bool = False,
                 tls: bool | None = None, otlp: str | None = None, smoke: bool = False,
+                dashboard: bool = True,
                 say: Callable[[str], Callable[[str], None]] = lambda _prefix: (lambda _line: None)) -> int:
     """`inv run`: load the project, plan (asking the Docker engine at most once), check, start, and
     watch or detach. Returns the run's exit code. `say(prefix)` gives a sink for progress lines."""
@@ -55,16 +56,18 @@ def run_project(*, native: bool = False, services: list[str] | None = None, deta
     def env_state(env: str) -> str:
         from .envs import env_status
         return env_status(stack.root, env, stack.envs[env]) if env in stack.envs else "ok"
+    board = stack.stack.dashboard_port or 0 if dashboard and stack.stack.dashboard else None
     return up(the_plan, machine, on_crash=stack.stack.on_crash, detach=detach, env_state=env_state,
-              on_healthy=smoke_once if smoke else None)
+              on_healthy=smoke_once if smoke else None, dashboard=board)
 
 
 def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = False,
        out=None, progress: Callable[[str], None] | None = None,
        env_state: Callable[[str], str] | None = None,
-       on_healthy: Callable[[], int] | None = None) -> int:
+       on_healthy: Callable[[], int] | None = None, dashboard: int | None = None) -> int:
     """`on_healthy`: run once every service is healthy (`inv run --smoke`); a detached run returns
-    its exit code, an attached run keeps going whatever it says."""
+    its exit code, an attached run keeps going whatever it says. `dashboard`: serve the live
+    dashboard on this port (0: the default one), or not at all (None)."""
     root = Path(plan.root)
     lock = RunLock(root)
     holder = lock.acquire()
@@ -73,13 +76,13 @@ def up(plan: Plan, machine: Machine, *, on_crash: str = "keep", detach: bool = F
                        fix="wait for it, or `inv status` / `inv stop`")
     try:
         return _up(plan, machine, root, on_crash=on_crash, detach=detach, out=out, progress=progress,
-                   env_state=env_state, on_healthy=on_healthy)
+                   env_state=env_state, on_healthy=on_healthy, dashboard=dashboard)
     finally:
         lock.release()
 
 
 def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, progress, env_state,
-        on_healthy) -> int:
+        on_healthy, dashboard) -> int:
     printer = Printer(["duplex", *plan.start_order], out=out)
     progress = progress or printer.system
     state_now = read_state(root)
@@ -97,28 +100,82 @@ def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, prog
     for warning in plan.warnings:
         printer.system(f"warning: {warning}")
     state = RunState(root, plan.stack, "native" if plan.native else "container", warn=printer.system,
-                     waves=plan.waves)
+                     waves=plan.waves, options=run_options(plan))
     state.begin()  # before anything starts: a run `inv stop` could not find must never begin
     try:
-        write_last_run(root, plan.stack, plan.start_order, plan.waves)  # `inv logs` shows these, in this order
+        write_last_run(root, plan.stack, plan.start_order, plan.waves, run_options(plan))  # `inv logs` shows these, in this order
     except StateWriteError as err:  # only `inv logs` needs it: the run itself goes on
         printer.system(f"warning: {err}; `inv logs` will show the previous run's services")
     sup = Supervisor(plan, runners, printer, state, on_crash=on_crash)
+    board = _dashboard(plan, root, dashboard, detach, printer) if dashboard is not None else None
+    try:
+        code = _serve(plan, root, sup, printer, progress, detach, on_healthy, board)
+    except BaseException:
+        if board is not None:
+            _stop_dashboard(root)
+        raise
+    if board is not None and not detach:  # a detached run keeps its dashboard until `inv stop`
+        _stop_dashboard(root)
+    return code
+
+
+def _started(root: Path) -> None:
+    from .dashboard import launch
+    try:
+        launch.services_started(root)
+    except OSError:
+        pass  # a full disk: the dashboard starts after its own wait instead
+
+
+def _stop_dashboard(root: Path) -> None:
+    from .dashboard import launch
+    with shielded():
+        launch.stop(root)
+
+
+def _dashboard(plan: Plan, root: Path, port: int, detach: bool, printer: Printer):
+    """Start the dashboard's process (it never fails the run: a dashboard that cannot start is said)."""
+    from .dashboard import launch
+    from .dashboard.rows import planned_view
+    launch.stop(root)  # one a killed detached run left (`inv stop` was not run): never two
+    chosen, why = launch.choose_port(port or None, {s.port for s in plan.services.values()})
+    if why:
+        printer.system(f"dashboard: {why}; using {chosen}")
+    traces = launch.trace_port(plan.telemetry)
+    try:
+        board = launch.start(root, planned_view(plan), port=chosen, detach=detach, otlp_port=traces)
+    except OSError as exc:
+        printer.system(f"warning: the dashboard could not start ({exc.strerror or exc}); the run goes on")
+        return None
+    printer.system(f"dashboard: {board.link}")
+    if traces:
+        printer.system(f"dashboard: receiving the services' traces at {plan.telemetry} (no collector there)")
+    return board
+
+
+def _serve(plan: Plan, root: Path, sup: Supervisor, printer: Printer, progress, detach, on_healthy, board) -> int:
     try:
         with signals_raise():  # until watch() takes over, SIGTERM unwinds the start like Ctrl-C
             took = sup.up(progress)
+            if board is not None:
+                _started(root)
             slowest = max(sup.timings.values(), default=0.0)
             printer.system(f"all {len(plan.services)} services healthy in {took:.2f}s "
                            f"(start overhead {max(0.0, took - _critical_path(plan, sup.timings)):.2f}s; "
                            f"slowest service {slowest:.2f}s)")
             for name in plan.start_order:
                 printer.system(f"  {name:<10} {plan.services[name].url}")
+            if board is not None:
+                printer.system(f"  {'dashboard':<10} {board.link}")
             checked = on_healthy() if on_healthy else 0
             if detach:
-                printer.system("detached: `inv status`, `inv logs [NAME] --follow`, `inv stop`")
+                printer.system("detached: `inv status`, `inv logs [NAME] --follow`, `inv dashboard`, `inv stop`")
                 return checked
             printer.system("press Ctrl-C to stop everything")
-            return sup.watch()  # installs its own SIGTERM handler: no gap in which a signal orphans
+            code = sup.watch()  # installs its own SIGTERM handler: no gap in which a signal orphans
+            with shielded():
+                _stop_restarted(root, printer)
+            return code
     except (KeyboardInterrupt, Signalled) as exc:
         with shielded():
             sup.down()  # a no-op when sup.up already unwound; not when the smoke pass was cut short
@@ -140,6 +197,14 @@ def pin_first_build(the_plan: Plan, engine, replan: Callable[[], Plan], say: Cal
         return the_plan, engine
     the_plan = replan()
     return the_plan, (probe_docker(dict(os.environ), wanted_images(the_plan), the_plan.stack) if engine else None)
+
+
+def _stop_restarted(root: Path, printer: Printer) -> None:
+    """Services restarted during an attached run (`inv restart`, the dashboard) are not the
+    supervisor's children: they stop with the run all the same."""
+    if read_state(root)["services"]:
+        from .control import stop
+        stop(root, say=printer.system)
 
 
 def plan_run(stack, make_plan: Callable[[Machine], Plan], environ: dict[str, str] | None = None,

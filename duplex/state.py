@@ -57,9 +57,22 @@ def _fix(exc: OSError, path: Path) -> str:
     return f"make {path.parent} writable by you, then run again"
 
 
-def write_last_run(root: Path, stack: str, order: list[str], waves: list[list[str]] | None = None) -> None:
+def write_last_run(root: Path, stack: str, order: list[str], waves: list[list[str]] | None = None,
+                   options: dict | None = None) -> None:
     write_json(Layout(root).last_run, {"stack": stack, "services": list(order),
-                                       "waves": [list(w) for w in waves or [[n] for n in order]]})
+                                       "waves": [list(w) for w in waves or [[n] for n in order]],
+                                       "options": options or {}})
+
+
+def last_options(root: Path) -> dict | None:
+    """How the current or last run was planned (`run_options`): a stopped service starts again so."""
+    options = _last(root).get("options")
+    return options if isinstance(options, dict) and options else None
+
+
+def last_run_info(root: Path) -> dict:
+    """The current or last run's file (stack, services, waves, options), or {}."""
+    return _last(root)
 
 
 def _last(root: Path) -> dict:
@@ -136,10 +149,12 @@ class RunState:
     `warn` and retried with the next change (the file on disk stays the last whole version)."""
 
     def __init__(self, root: Path, stack: str, mode: str, warn: Callable[[str], None] | None = None,
-                 waves: list[list[str]] | None = None):
+                 waves: list[list[str]] | None = None, options: dict | None = None):
+        self.root = root
         self.path = Layout(root).state
         self.data = {"stack": stack, "mode": mode, "supervisor_pid": os.getpid(), "services": {},
-                     "waves": [list(w) for w in waves or []]}  # `inv stop`'s order: dependents first
+                     "waves": [list(w) for w in waves or []],  # `inv stop`'s order: dependents first
+                     "options": options or {}}  # how to plan a service again (duplex.actions)
         self.lock = threading.Lock()
         self.warn = warn or (lambda _line: None)
         self.failing = False
@@ -151,13 +166,24 @@ class RunState:
 
     def add(self, record: dict) -> None:
         with self.lock:
+            self._refresh()
             self.data["services"][record["name"]] = record
             self._write()
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, record: dict | None = None) -> None:
+        """Drop the service's record; with `record`, only while it is still that one (a restart
+        from the dashboard or `inv restart` may have put another process in its place)."""
         with self.lock:
-            self.data["services"].pop(name, None)
+            self._refresh()
+            current = self.data["services"].get(name)
+            if record is None or current is None or same_process(current, record):
+                self.data["services"].pop(name, None)
             self._write()
+
+    def _refresh(self) -> None:
+        """Records others wrote since (a restarted service, one `inv stop NAME` cleared) are kept."""
+        if self.path.exists():
+            self.data["services"] = read_state(self.root)["services"]
 
     def _write(self) -> None:
         try:
@@ -174,6 +200,17 @@ class RunState:
         if self.failing:
             self.failing = False
             self.warn(f"the run state is saved again in {self.path}")
+
+
+def same_process(a: dict, b: dict) -> bool:
+    """Whether two records name the same process or container."""
+    return a.get("pid") == b.get("pid") and a.get("container") == b.get("container")
+
+
+def run_options(plan) -> dict:
+    """What a later start needs to plan the service exactly as `inv run` did (kept in the run state: `inv restart`)."""
+    return {"native": plan.native, "services": list(plan.start_order), "otlp": plan.telemetry,
+            "tls": any(s.url.startswith("https://") for s in plan.services.values())}
 
 
 def read_state(root: Path) -> dict:

@@ -194,6 +194,8 @@ class Supervisor:
                     rc = handle.exit_code()
                     if rc is None or name in reported:
                         continue
+                    if self._replaced(name, handle):
+                        continue
                     reported.add(name)
                     self.printer.system(f"{name} crashed: exited with code {rc}{_tail(handle)}")
                     code = 1
@@ -210,6 +212,25 @@ class Supervisor:
             with shielded():
                 self.down()
         return signalled[0] if signalled else code
+
+    def _replaced(self, name: str, handle: Handle) -> bool:
+        """A service stopped or restarted from elsewhere (`inv restart`, `inv stop NAME`, the
+        dashboard) is no crash: its record in the run state is no longer this handle's."""
+        from .state import read_state, same_process
+        state = read_state(getattr(self.state, "root", None) or self.plan.root)
+        current = state["services"].get(name)
+        if current is not None and current.get("stopping") and same_process(current, handle.record()):
+            current = None  # `inv stop NAME`, or the first half of a restart
+        elif "stack" not in state or (current is not None and same_process(current, handle.record())):
+            return False  # no readable state (a full disk kept an old one whole) says nothing else
+        with self.lock:
+            self.handles.pop(name, None)
+        what = "stopped"
+        if current:
+            what = f"restarted (pid {current['pid']})" if current.get("pid") else \
+                f"restarted (container {str(current.get('container'))[:12]})"
+        self.printer.system(f"{name}: {what} outside this terminal; `inv logs {name} --follow` shows its lines")
+        return True
 
     # -- stop ------------------------------------------------------------------------------
     def down(self, slow_after: float = 1.0) -> None:
@@ -231,7 +252,7 @@ class Supervisor:
             began = self.clock()
             for name, handle in handles:  # then wait for each in order, saying a slow drain
                 if self._stop_one(name, handle, began, slow_after):
-                    self.state.remove(name)
+                    self.state.remove(name, handle.record())
                     self.stopped.append(name)
 
     def _rank(self, name: str) -> int:

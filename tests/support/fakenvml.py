@@ -53,6 +53,8 @@ def describe(desc: dict) -> str:
         mig = "" if "mig" not in gpu else f"\tmig={1 if gpu['mig'] else 0}"
         lines.append(f"gpu\tname={gpu['name']}\tmajor={major}\tminor={minor}\ttotal={gpu['memory_total']}"
                      f"\tfree={gpu['memory_free']}\tuuid={gpu['uuid']}{mig}")
+        for proc in gpu.get("processes", ()):  # compute processes: {"pid": ..., "used": bytes}
+            lines.append(f"proc\tpid={proc['pid']}\tused={proc['used']}")
         for inst in gpu.get("instances", ()):
             lines.append(f"mig\tname={inst['name']}\ttotal={inst['memory_total']}\tfree={inst['memory_free']}"
                          f"\tuuid={inst['uuid']}")

@@ -10,6 +10,7 @@
  *   driver <version>            cuda <12040>
  *   gpu  name=..  major=9  minor=0  total=..  free=..  uuid=GPU-..  [mig=0|1]
  *   mig  name=..  total=..  free=..  uuid=MIG-..   (an instance of the gpu line above it)
+ *   proc pid=..  used=..        (a compute process on the gpu line above it: per-process accounting)
  *   fail call=<nvml function>  device=<gpu line number, 0-based>  code=<NVML return code>
  */
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #define MAX_GPUS 16
 #define MAX_MIG 7
 #define MAX_FAILS 32
+#define MAX_PROCS 32
 #define NVML_SUCCESS 0
 #define NVML_ERROR_UNINITIALIZED 1
 #define NVML_ERROR_INVALID_ARGUMENT 2
@@ -29,9 +31,14 @@
 
 typedef struct device {
     char name[96], uuid[96];
-    int major, minor, mig_capable, mig_mode, is_mig, parent, n_mig, mig[MAX_MIG];
+    int major, minor, mig_capable, mig_mode, is_mig, parent, n_mig, mig[MAX_MIG], n_procs;
     unsigned long long total, free;
+    unsigned int pids[MAX_PROCS];
+    unsigned long long used[MAX_PROCS];
 } device;
+
+/* nvmlProcessInfo_t (v2/v3 share this layout): what nvmlDeviceGetComputeRunningProcesses fills */
+typedef struct { unsigned int pid; unsigned long long usedGpuMemory; unsigned int gpuInstanceId, computeInstanceId; } nvmlProcessInfo_t;
 
 typedef struct { unsigned long long total, free, used; } nvmlMemory_t;
 typedef struct { unsigned int version; unsigned long long total, reserved, free, used; } nvmlMemory_v2_t;
@@ -95,6 +102,12 @@ static int load(void) {
                 d->major = p->major;
                 d->minor = p->minor;
                 p->mig[p->n_mig++] = n_devs++;
+            }
+        } else if (!strcmp(word, "proc") && n_gpus) {
+            device *g = &devs[gpu_of[n_gpus - 1]];
+            if (g->n_procs < MAX_PROCS) {
+                g->pids[g->n_procs] = (unsigned int)number(line, "pid", 0);
+                g->used[g->n_procs++] = (unsigned long long)number(line, "used", 0);
             }
         } else if (!strcmp(word, "fail") && n_fails < MAX_FAILS) {
             field(line, "call", fails[n_fails].call, sizeof fails[n_fails].call);
@@ -248,4 +261,28 @@ int nvmlDeviceIsMigDeviceHandle(device *d, unsigned int *is_mig) {
     CHECK("nvmlDeviceIsMigDeviceHandle", d);
     *is_mig = (unsigned int)d->is_mig;
     return NVML_SUCCESS;
+}
+
+/* As the driver: with too small a buffer (or none) the count needed and INSUFFICIENT_SIZE; with no
+ * process, SUCCESS and a count of 0. */
+static int processes(const char *call, device *d, unsigned int *count, nvmlProcessInfo_t *infos) {
+    CHECK(call, d);
+    if (!count) return NVML_ERROR_INVALID_ARGUMENT;
+    if (d->is_mig) return NVML_ERROR_NOT_SUPPORTED;
+    unsigned int room = *count;
+    *count = (unsigned int)d->n_procs;
+    if (!d->n_procs) return NVML_SUCCESS;
+    if (!infos || room < (unsigned int)d->n_procs) return NVML_ERROR_INSUFFICIENT_SIZE;
+    for (int i = 0; i < d->n_procs; i++) {
+        infos[i].pid = d->pids[i];
+        infos[i].usedGpuMemory = d->used[i];
+        infos[i].gpuInstanceId = infos[i].computeInstanceId = 0xFFFFFFFF;
+    }
+    return NVML_SUCCESS;
+}
+int nvmlDeviceGetComputeRunningProcesses_v3(device *d, unsigned int *count, nvmlProcessInfo_t *infos) {
+    return processes("nvmlDeviceGetComputeRunningProcesses_v3", d, count, infos);
+}
+int nvmlDeviceGetComputeRunningProcesses_v2(device *d, unsigned int *count, nvmlProcessInfo_t *infos) {
+    return processes("nvmlDeviceGetComputeRunningProcesses_v2", d, count, infos);
 }

@@ -1,0 +1,77 @@
+"""The dashboard's process: `python -m duplex.dashboard ROOT` (started by duplex.dashboard.launch,
+which wrote ROOT/.duplex/run/dashboard.json with the port, the token and the plan's view)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+
+def act(root: Path):
+    from .. import actions
+
+    def run(what: str, name: str) -> dict:
+        said: list[str] = []
+        if what == "stop":
+            stopped = actions.stop_service(root, name, said.append)
+            return {"ok": True, "message": f"{name} stopped" if stopped else f"{name} was not running",
+                    "lines": said}
+        took = (actions.restart_service if what == "restart" else actions.start_service)(root, name, said.append)
+        return {"ok": True, "message": f"{name} healthy after {took:.2f}s", "seconds": round(took, 3),
+                "lines": said}
+    return run
+
+
+def main(argv: list[str]) -> int:
+    import os
+    from .launch import die_with_parent, hold, read
+    attached = die_with_parent()
+    os.nice(10)  # the services come first: the dashboard must not slow their start or their requests
+    root = Path(argv[1]).resolve()
+    info = read(root)
+    if not info:
+        print(f"dashboard: no {root}/.duplex/run/dashboard.json: start it with `inv run`", flush=True)
+        return 1
+    # listen at once (a browser opened on the link waits in the backlog), but import the web stack
+    # only once the services are up, or after HOLD seconds of a long model load
+    socks = [_listen(int(info["port"]))]
+    otlp_port = info.get("otlp_port")
+    if otlp_port:  # the services' trace exports, when no collector of the user's takes them
+        try:
+            socks.append(_listen(int(otlp_port)))
+        except OSError:
+            otlp_port = None  # taken since `inv run` looked: the user's collector came up
+    hold(root, attached)
+    import uvicorn
+    from .feeds import Run, follow_logs
+    from .logbook import LogBook
+    from .server import make_app
+    book = LogBook()
+    run = Run(root, info["planned"], book)
+    stop = threading.Event()
+    threading.Thread(target=run.loop, args=(stop,), daemon=True, name="sampler").start()
+    for name in info["planned"]["services"]:
+        threading.Thread(target=follow_logs, args=(root, name, book, run, stop), daemon=True,
+                         name=f"logs-{name}").start()
+    from .traces import TraceBook
+    app = make_app(info["token"], run, book, act(root), TraceBook() if otlp_port else None, otlp_port)
+    # no access log: the first request carries the token in its address
+    server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))
+    import asyncio
+    asyncio.run(server.serve(sockets=socks))
+    stop.set()
+    return 0
+
+
+def _listen(port: int):
+    import socket
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    return sock
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

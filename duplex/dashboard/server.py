@@ -1,0 +1,186 @@
+"""The dashboard's ASGI app (starlette): the page, the JSON API, the event stream and the actions.
+Every route needs the run's token (docs/dashboard.md); actions are POSTs with the token in a header."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from html import escape as html_escape
+from pathlib import Path
+from typing import Callable
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from ..errors import DuplexError
+from ..redact import redact
+from . import access
+from .feeds import Run
+from .logbook import LogBook, matcher
+from .traces import decode
+
+STATIC = Path(__file__).with_name("static")
+ACTIONS = ("restart", "stop", "start")
+HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+           "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+           "Cache-Control": "no-store"}
+TICK = 0.05  # the event stream looks for new lines this often
+
+
+def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict], traces=None,
+             otlp_port: int | None = None) -> Starlette:
+    """`act(action, service)`: runs an action (blocking), returns {"ok": ..., "message": ...}.
+    `traces`: a TraceBook filled by OTLP/HTTP exports that arrive on `otlp_port` (the same app
+    listens there: exporters carry no token, so only that port takes them, and only them)."""
+
+    def authorised(request: Request) -> bool:
+        return access.allowed(token, cookie=request.cookies.get(access.COOKIE),
+                              header=request.headers.get(access.HEADER), query=None)
+
+    def refused() -> Response:
+        return JSONResponse({"error": "the dashboard needs the run's token",
+                             "fix": "open the link `inv dashboard` prints"}, status_code=401, headers=HEADERS)
+
+    async def page(request: Request) -> Response:
+        given = request.query_params.get(access.QUERY)
+        if given is not None:
+            if not access.same(given, token):
+                return refused()
+            # the token moves into a cookie and out of the address bar (and the browser's history)
+            reply = RedirectResponse("/", status_code=303, headers=HEADERS)
+            reply.set_cookie(access.COOKIE, token, httponly=True, samesite="strict", path="/")
+            return reply
+        if not authorised(request):
+            return refused()
+        html = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{TOKEN}}", token) \
+            .replace("{{STACK}}", html_escape(str(run.planned.get("stack", ""))))
+        return Response(html, media_type="text/html", headers=HEADERS)
+
+    async def static(request: Request) -> Response:
+        if not authorised(request):
+            return refused()
+        name = request.path_params["name"]
+        if name not in ("app.js", "style.css"):
+            return PlainTextResponse("not found", status_code=404)
+        kind = "text/javascript" if name.endswith(".js") else "text/css"
+        return Response((STATIC / name).read_bytes(), media_type=kind, headers=HEADERS)
+
+    async def services(request: Request) -> Response:
+        if not authorised(request):
+            return refused()
+        with run.lock:
+            rows = list(run.rows)
+        return JSONResponse({"stack": run.planned.get("stack"), "native": run.planned.get("native"),
+                             "services": rows}, headers=HEADERS)
+
+    def _filter(request: Request):
+        params = request.query_params
+        return params.get("service") or None, matcher(params.get("q"), params.get("regex") in ("1", "true"))
+
+    async def logs(request: Request) -> Response:
+        if not authorised(request):
+            return refused()
+        try:
+            service, match = _filter(request)
+            since = int(request.query_params.get("since", "0"))
+            limit = min(int(request.query_params.get("limit", "1000")), 100_000)
+        except ValueError as err:
+            return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
+        lines = book.since(since, service, match, limit)
+        if request.query_params.get("download"):
+            text = "\n".join(line.text if service else f"{line.service} | {line.text}" for line in lines) + "\n"
+            return PlainTextResponse(text, headers={**HEADERS, "Content-Disposition":
+                                                    f'attachment; filename="{service or "all"}.log"'})
+        return JSONResponse({"seq": book.seq, "lines": [line.as_dict() for line in lines]}, headers=HEADERS)
+
+    async def events(request: Request) -> Response:
+        """Server-sent events: `services` (the rows, when they change) and `log` (new lines, batched)."""
+        if not authorised(request):
+            return refused()
+        try:
+            service, match = _filter(request)
+            backlog = min(int(request.query_params.get("backlog", "500")), 100_000)
+        except ValueError as err:
+            return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
+
+        async def stream():
+            seen_version = -1
+            seq = book.seq
+            lines = [line for line in book.since(0, service, match, backlog) if line.seq <= seq]
+            quiet = 0.0
+            while not await request.is_disconnected():
+                with run.lock:
+                    version, rows = run.version, list(run.rows)
+                if version != seen_version:
+                    seen_version = version
+                    yield f"event: services\ndata: {json.dumps(rows)}\n\n"
+                if lines:
+                    yield f"event: log\ndata: {json.dumps([line.as_dict() for line in lines])}\n\n"
+                    quiet = 0.0
+                elif quiet > 15:
+                    yield ": keep-alive\n\n"
+                    quiet = 0.0
+                await asyncio.sleep(TICK)
+                quiet += TICK
+                top = book.seq  # lines after it come next time: none is sent twice or skipped
+                lines = [line for line in book.since(seq, service, match, 2000) if line.seq <= top] \
+                    if top > seq else []
+                seq = top
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={**HEADERS, "X-Accel-Buffering": "no"})
+
+    async def action(request: Request) -> Response:
+        why = access.action_allowed(token, method=request.method, header=request.headers.get(access.HEADER),
+                                    origin=request.headers.get("origin"), host=request.headers.get("host"))
+        if why:
+            return JSONResponse({"error": why}, status_code=403, headers=HEADERS)
+        name, what = request.path_params["name"], request.path_params["action"]
+        if what not in ACTIONS:
+            return JSONResponse({"error": f"unknown action {what!r}", "fix": f"one of {', '.join(ACTIONS)}"},
+                                status_code=404, headers=HEADERS)
+        if name not in run.planned["services"]:
+            return JSONResponse({"error": f"{name!r} is not a service of this run"}, status_code=404,
+                                headers=HEADERS)
+        try:
+            result = await run_in_threadpool(act, what, name)
+        except DuplexError as err:
+            return JSONResponse({"ok": False, "error": redact(err.render())}, status_code=409, headers=HEADERS)
+        await run_in_threadpool(run.sample)  # the page sees the new pid at once
+        return JSONResponse(result, headers=HEADERS)
+
+    async def receive_traces(request: Request) -> Response:
+        if traces is None or otlp_port is None or (request.scope.get("server") or (None, None))[1] != otlp_port:
+            return refused()
+        try:
+            spans = decode(await request.body(), request.headers.get("content-type", ""),
+                           request.headers.get("content-encoding"))
+        except Exception as exc:  # noqa: BLE001 - a malformed export: the exporter is told, the page stays up
+            return JSONResponse({"error": f"not an OTLP trace export: {type(exc).__name__}"}, status_code=400)
+        traces.add(spans)
+        return Response(b"", media_type="application/x-protobuf")
+
+    async def recent_traces(request: Request) -> Response:
+        if not authorised(request):
+            return refused()
+        return JSONResponse({"receiving": traces is not None and otlp_port is not None,
+                             "traces": traces.recent() if traces is not None else []}, headers=HEADERS)
+
+    async def otlp_only(scope, receive, send):
+        """On the OTLP port nothing but POST /v1/traces answers."""
+        server = scope.get("server") or (None, None)
+        if otlp_port is not None and scope["type"] == "http" and server[1] == otlp_port and \
+                not (scope["path"] == "/v1/traces" and scope["method"] == "POST"):
+            await PlainTextResponse("not found", status_code=404)(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    app = Starlette(routes=[
+        Route("/", page), Route("/static/{name}", static), Route("/api/services", services),
+        Route("/api/logs", logs), Route("/api/events", events),
+        Route("/api/services/{name}/{action}", action, methods=["POST", "GET"]),
+        Route("/api/traces", recent_traces), Route("/v1/traces", receive_traces, methods=["POST"]),
+    ])
+    return otlp_only

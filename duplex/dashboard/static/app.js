@@ -1,0 +1,228 @@
+// The dashboard page: one event stream (/api/events) brings the service rows and the log lines;
+// lines are kept in a bounded buffer and drawn at most once per animation frame, so a service
+// writing thousands of lines a second never freezes the page. No build step, no framework.
+"use strict";
+const TOKEN = document.querySelector('meta[name="duplex-token"]').content;
+const KEEP = 5000;   // lines kept in the page
+const SHOW = 1500;   // lines drawn (the newest that pass the filter)
+const STEP = 250;    // at most this many new lines drawn per frame while following: nobody reads a
+                     // flood as it scrolls by; pausing draws the newest SHOW in full
+const lines = [];
+const colours = {};
+let pending = false, paused = false, rows = [];
+window.dashboardStats = {renders: [], received: []};  // for benchmarks/dashboard.py
+
+const $ = (id) => document.getElementById(id);
+
+function colour(service) {
+  if (!(service in colours)) colours[service] = Object.keys(colours).length % 8;
+  return colours[service];
+}
+function el(tag, attrs, ...kids) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  for (const kid of kids) if (kid !== null && kid !== undefined) e.append(kid);
+  return e;
+}
+function bytes(n) {
+  if (n === null || n === undefined) return "";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"]; let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+function duration(s) {
+  if (s === null || s === undefined) return "";
+  if (s < 60) return `${Math.floor(s)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s`;
+  return `${Math.floor(s / 3600)}h ${Math.floor(s % 3600 / 60)}m`;
+}
+function history(samples) {  // a tiny SVG strip: one bar per health sample, green or red
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", "90"); svg.setAttribute("height", "12"); svg.setAttribute("class", "hist");
+  samples.slice(-30).forEach(([, ok], i) => {
+    const r = document.createElementNS(ns, "rect");
+    r.setAttribute("x", i * 3); r.setAttribute("y", 0); r.setAttribute("width", 2); r.setAttribute("height", 12);
+    r.setAttribute("fill", ok ? "#2f9e44" : "#e03131");
+    svg.append(r);
+  });
+  return svg;
+}
+
+async function act(name, action) {
+  $("message").textContent = `${action} ${name}…`;
+  try {
+    const reply = await fetch(`/api/services/${encodeURIComponent(name)}/${action}`,
+                              {method: "POST", headers: {"X-Duplex-Token": TOKEN}, credentials: "same-origin"});
+    const body = await reply.json();
+    $("message").textContent = body.message || body.error || reply.statusText;
+  } catch (e) { $("message").textContent = `${action} ${name} failed: ${e}`; }
+}
+
+function drawServices() {
+  const body = document.querySelector("#services tbody");
+  body.replaceChildren(...rows.map((r) => {
+    if (r.state === "left out")
+      return el("tr", {"data-service": r.name}, el("td", {}, r.name), el("td", {}),
+                el("td", {}, el("span", {class: "state left"}, "left out")), el("td", {colspan: "12"}, r.why));
+    const gpu = r.gpu ? (r.gpu.placement || (r.gpu.devices.length ? `GPU ${r.gpu.devices.join(",")}` : "any GPU")) : "";
+    const gmem = (r.gpu_memory || []).map((g) => `GPU ${g.gpu}: ${bytes(g.used)}`).join(", ");
+    const phase = r.phase ? `${r.phase.status}${r.phase.load_s !== undefined && r.phase.load_s !== null ? ` (loaded in ${r.phase.load_s}s)` : ""}` : "";
+    const reload = r.last_reload ? `${r.reloads} (last ${r.last_reload.seconds.toFixed(3)}s)` : (r.warm ? "0" : "");
+    const running = ["healthy", "starting", "unhealthy"].includes(r.state);
+    return el("tr", {"data-service": r.name, "data-state": r.state},
+      el("td", {class: "name"}, r.name), el("td", {}, r.mode || ""),
+      el("td", {}, el("span", {class: `state ${r.state}`}, r.state)),
+      el("td", {}, history(r.health || [])),
+      el("td", {class: "urls"}, ...(r.urls || []).map((u) => el("a", {href: u, target: "_blank", rel: "noopener"}, u))),
+      el("td", {class: "ident"}, r.id || ""), el("td", {}, duration(r.uptime)),
+      el("td", {class: "restarts"}, String(r.restarts ?? "")),
+      el("td", {}, r.cpu === null || r.cpu === undefined ? "" : `${r.cpu}%`),
+      el("td", {}, bytes(r.memory)), el("td", {class: "gpu"}, gpu), el("td", {class: "gpu-memory"}, gmem),
+      el("td", {class: "phase"}, phase), el("td", {class: "reloads"}, reload),
+      el("td", {},
+        el("button", {type: "button", class: "restart", onclick: () => act(r.name, "restart")}, "restart"),
+        running ? el("button", {type: "button", class: "stop", onclick: () => act(r.name, "stop")}, "stop")
+                : el("button", {type: "button", class: "start", onclick: () => act(r.name, "start")}, "start")));
+  }));
+  const select = $("service");
+  for (const r of rows) if (r.state !== "left out" && ![...select.options].some((o) => o.value === r.name))
+    select.append(el("option", {value: r.name}, r.name));
+}
+
+function chart(title, points, series, unit) {  // a plain SVG line chart, no library
+  const ns = "http://www.w3.org/2000/svg", w = 260, h = 70, pad = 2;
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("width", w); svg.setAttribute("height", h); svg.setAttribute("class", "chart");
+  const values = points.flatMap((p) => series.map(([i]) => p[i])).filter((v) => v !== null);
+  const top = Math.max(...values, 1e-9), t0 = points.length ? points[0][0] : 0;
+  const span = Math.max(1, (points.length ? points[points.length - 1][0] : 1) - t0);
+  for (const [i, colourName] of series) {
+    const path = points.filter((p) => p[i] !== null)
+      .map((p) => `${pad + (p[0] - t0) / span * (w - 2 * pad)},${h - pad - p[i] / top * (h - 2 * pad)}`);
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", path.join(" ")); line.setAttribute("fill", "none");
+    line.setAttribute("stroke", colourName); line.setAttribute("stroke-width", "1.5");
+    svg.append(line);
+  }
+  const last = points.length ? points[points.length - 1] : null;
+  const now = last ? series.map(([i]) => last[i] === null ? "–" : `${+last[i].toFixed(3)}${unit}`).join(" / ") : "";
+  return el("figure", {}, el("figcaption", {}, `${title} ${now}`), svg);
+}
+
+function drawCharts() {
+  const box = $("charts");
+  box.replaceChildren(...rows.filter((r) => r.metrics && r.metrics.length).map((r) =>
+    el("div", {class: "charts", "data-service": r.name}, el("h3", {}, `${r.name} metrics (last ${duration(
+      r.metrics[r.metrics.length - 1][0] - r.metrics[0][0])})`),
+      chart("requests/s", r.metrics, [[1, "#1c7ed6"]], ""),
+      chart("latency p50 / p95", r.metrics, [[2, "#2f9e44"], [3, "#e8590c"]], "s"),
+      chart("real-time factor", r.metrics, [[4, "#7048e8"]], ""))));
+}
+
+function matcher() {
+  const q = $("filter").value;
+  if (!q) return () => true;
+  if ($("regex").checked) {
+    try { const re = new RegExp(q, "i"); $("filter").classList.remove("bad"); return (t) => re.test(t); }
+    catch (e) { $("filter").classList.add("bad"); return () => true; }
+  }
+  const needle = q.toLowerCase();
+  return (t) => t.toLowerCase().includes(needle);
+}
+
+function lineElement(l, service) {
+  const line = el("div", {class: l.level ? `l-${l.level}` : "", "data-seq": l.seq});
+  if (!service) line.append(el("span", {class: `svc c${colour(l.service)}`}, `${l.service} | `));
+  line.append(l.text);
+  return line;
+}
+
+// Drawn incrementally: new lines are appended and the oldest removed, so an update costs what
+// arrived since the last frame, not the whole window; a filter change redraws it all once.
+let full = true, drawnSeq = 0;
+function drawLogs() {
+  pending = false;
+  if (paused) return;
+  const began = performance.now();
+  const service = $("service").value, match = matcher();
+  const box = $("logs");
+  const wanted = (l) => (!service || l.service === service) && match(l.text);
+  const fresh = [];
+  for (let i = lines.length - 1; i >= 0 && fresh.length < SHOW; i--) {
+    const l = lines[i];
+    if (!full && l.seq <= drawnSeq) break;
+    if (wanted(l)) fresh.push(l);
+  }
+  fresh.reverse();
+  const frag = document.createDocumentFragment();
+  if (!full && fresh.length > STEP) {
+    frag.append(el("div", {class: "skipped"}, `… ${fresh.length - STEP} lines not drawn while following (pause shows them)`));
+    fresh.splice(0, fresh.length - STEP);
+  }
+  for (const l of fresh) frag.append(lineElement(l, service));
+  if (full) box.replaceChildren(frag); else box.append(frag);
+  while (box.childElementCount > SHOW) box.firstElementChild.remove();
+  full = false;
+  if (lines.length) drawnSeq = lines[lines.length - 1].seq;
+  if ($("follow").checked) box.scrollTop = box.scrollHeight;
+  $("counts").textContent = `${box.childElementCount} shown of ${lines.length} kept`;
+  const stats = window.dashboardStats;
+  stats.renders.push(performance.now() - began);
+  if (stats.renders.length > 1000) stats.renders.splice(0, 500);
+}
+function schedule() { if (!pending) { pending = true; requestAnimationFrame(drawLogs); } }
+
+function connect() {
+  const events = new EventSource("/api/events");
+  events.addEventListener("open", () => { $("conn").textContent = "live"; });
+  events.addEventListener("error", () => { $("conn").textContent = "reconnecting…"; });
+  events.addEventListener("services", (e) => { rows = JSON.parse(e.data); drawServices(); drawCharts(); });
+  events.addEventListener("log", (e) => {
+    const batch = JSON.parse(e.data), now = Date.now();
+    for (const l of batch) lines.push(l);
+    if (lines.length > KEEP) lines.splice(0, lines.length - KEEP);
+    const got = window.dashboardStats.received;
+    got.push([now, batch.length, batch[batch.length - 1].text]);
+    if (got.length > 2000) got.splice(0, 1000);
+    schedule();
+  });
+}
+
+for (const id of ["service", "filter", "regex"]) $(id).addEventListener("input", () => {
+  const s = $("service").value;
+  full = true;
+  $("download").href = `/api/logs?limit=100000&download=1${s ? `&service=${encodeURIComponent(s)}` : ""}` +
+    `&q=${encodeURIComponent($("filter").value)}${$("regex").checked ? "&regex=1" : ""}`;
+  schedule();
+});
+$("pause").addEventListener("click", () => {
+  if (!paused) { full = true; drawLogs(); }  // the newest lines in full, then hold still
+  paused = !paused; $("pause").textContent = paused ? "resume" : "pause";
+  if (!paused) { full = true; schedule(); }
+});
+// recent requests, when the dashboard receives the services' traces itself
+async function pollTraces() {
+  try {
+    const reply = await fetch("/api/traces", {credentials: "same-origin"});
+    const body = await reply.json();
+    $("traces-panel").hidden = !body.receiving;
+    document.querySelector("#traces tbody").replaceChildren(...body.traces.slice(0, 30).map((t) => {
+      const spans = el("div", {class: "spans"});
+      for (const s of t.spans) {
+        const left = t.ms ? (s.start - t.start) * 1000 / t.ms * 100 : 0, width = t.ms ? Math.max(0.5, s.ms / t.ms * 100) : 100;
+        spans.append(el("div", {class: `span${s.error ? " error" : ""}`, title: `${s.service}: ${s.name} ${s.ms} ms`},
+          el("span", {class: "bar", style: `margin-left:${left.toFixed(1)}%;width:${width.toFixed(1)}%`}),
+          `${s.service}: ${s.name} (${s.ms} ms)`));
+      }
+      return el("tr", {"data-trace": t.trace, class: t.error ? "error" : ""}, el("td", {}, `${t.service}: ${t.name}`),
+                el("td", {class: "services"}, t.services.join(" → ")), el("td", {}, `${t.ms} ms`), el("td", {}, spans));
+    }));
+  } catch (e) { /* the next poll tries again */ }
+  setTimeout(pollTraces, 2000);
+}
+connect();
+pollTraces();

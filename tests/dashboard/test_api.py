@@ -1,0 +1,79 @@
+"""The dashboard's API in process (starlette's test client over the real app): the token flow, the
+log filter, refused actions, an action's answer. The real-run tests are tests/run/test_dashboard.py."""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from duplex.dashboard.feeds import Run
+from duplex.dashboard.logbook import LogBook
+from duplex.dashboard.server import make_app
+from duplex.errors import RunError
+
+TOKEN = "t0ken-of-this-run-0123456789"
+PLANNED = {"stack": "demo", "native": True, "order": ["asr"], "left_out": {"moshi": "not selected"},
+           "services": {"asr": {"mode": "native", "url": "http://127.0.0.1:9", "depends_on": {}, "gpu": None,
+                                "health": {"kind": "http", "url": "http://127.0.0.1:9/health"}}}}
+
+
+@pytest.fixture
+def client(tmp_path):
+    book = LogBook()
+    book.add("asr", ["INFO: ready", "ERROR: boom", "INFO: request 1"])
+    run = Run(tmp_path, PLANNED, book)
+    run.sample()
+    done = []
+
+    def act(what, name):
+        if what == "start":
+            raise RunError(f"{name} needs x, which is not running (token=hunter2secret)", fix="start x first")
+        done.append((what, name))
+        return {"ok": True, "message": f"{name} {what}ed"}
+    client = TestClient(make_app(TOKEN, run, book, act), base_url="http://127.0.0.1:7980")
+    client.done = done
+    return client
+
+
+def test_the_link_sets_a_strict_cookie_and_drops_the_token_from_the_address(client):
+    assert client.get("/").status_code == 401
+    assert client.get("/api/services").status_code == 401
+    assert client.get("/?t=wrong").status_code == 401
+    answer = client.get(f"/?t={TOKEN}", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/"
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    page = client.get("/")  # the cookie now
+    assert page.status_code == 200 and TOKEN in page.text and "demo" in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    rows = client.get("/api/services").json()["services"]
+    assert [(r["name"], r["state"]) for r in rows] == [("asr", "stopped"), ("moshi", "left out")]
+
+
+def test_logs_filter_by_text_or_regex_and_a_bad_regex_is_a_400(client):
+    head = {"x-duplex-token": TOKEN}
+    lines = client.get("/api/logs", headers=head).json()["lines"]
+    assert [(l["text"], l["level"]) for l in lines][:2] == [("INFO: ready", "info"), ("ERROR: boom", "error")]
+    assert [l["text"] for l in client.get("/api/logs?q=boom", headers=head).json()["lines"]] == ["ERROR: boom"]
+    got = client.get("/api/logs", params={"q": r"request \d", "regex": "1"}, headers=head).json()["lines"]
+    assert [l["text"] for l in got] == ["INFO: request 1"]
+    assert client.get("/api/logs?q=(&regex=1", headers=head).status_code == 400
+    text = client.get("/api/logs?download=1&service=asr", headers=head)
+    assert text.text == "INFO: ready\nERROR: boom\nINFO: request 1\n" and "attachment" in text.headers["content-disposition"]
+
+
+def test_actions_need_a_post_with_the_header_from_no_other_origin(client):
+    client.cookies.set("duplex_dashboard", TOKEN)
+    assert client.post("/api/services/asr/restart").status_code == 403  # the cookie alone: a forged form
+    assert client.get("/api/services/asr/restart", headers={"x-duplex-token": TOKEN}).status_code == 403
+    assert client.post("/api/services/asr/restart", headers={"x-duplex-token": TOKEN,
+                       "origin": "http://evil.example"}).status_code == 403
+    assert client.post("/api/services/nope/restart", headers={"x-duplex-token": TOKEN}).status_code == 404
+    assert client.post("/api/services/asr/explode", headers={"x-duplex-token": TOKEN}).status_code == 404
+    assert client.done == []
+    ok = client.post("/api/services/asr/restart", headers={"x-duplex-token": TOKEN,
+                     "origin": "http://127.0.0.1:7980"})
+    assert ok.json() == {"ok": True, "message": "asr restarted"} and client.done == [("restart", "asr")]
+    refused = client.post("/api/services/asr/start", headers={"x-duplex-token": TOKEN})
+    assert refused.status_code == 409 and "start x first" in refused.json()["error"]
+    assert "hunter2secret" not in refused.text  # errors pass the secret masking

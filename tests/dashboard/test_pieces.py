@@ -1,0 +1,163 @@
+"""The dashboard's pure pieces: access rules, the bounded log book and its filter, service rows,
+and per-process GPU memory through the real pynvml binding against the simulated NVML."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from duplex.dashboard import access, resources
+from duplex.dashboard.logbook import LogBook, level, matcher
+from duplex.dashboard.rows import Watch, row, service_state, warm_reload
+from tests.support import fakenvml
+
+TOKEN = "s3cret-token-value"
+
+
+def test_reads_need_the_token_in_the_cookie_header_or_link():
+    assert access.allowed(TOKEN, cookie=TOKEN, header=None, query=None)
+    assert access.allowed(TOKEN, cookie=None, header=TOKEN, query=None)
+    assert access.allowed(TOKEN, cookie=None, header=None, query=TOKEN)
+    assert not access.allowed(TOKEN, cookie=None, header=None, query=None)
+    assert not access.allowed(TOKEN, cookie="wrong", header="", query=TOKEN[:-1])
+
+
+def test_actions_need_post_the_header_token_and_no_foreign_origin():
+    ok = dict(method="POST", header=TOKEN, origin="http://127.0.0.1:7980", host="127.0.0.1:7980")
+    assert access.action_allowed(TOKEN, **ok) is None
+    assert access.action_allowed(TOKEN, **{**ok, "origin": None}) is None  # curl, scripts
+    assert "POST" in access.action_allowed(TOKEN, **{**ok, "method": "GET"})
+    assert "header" in access.action_allowed(TOKEN, **{**ok, "header": None})  # a cross-site form
+    assert "another origin" in access.action_allowed(TOKEN, **{**ok, "origin": "http://evil.example"})
+
+
+def test_the_link_carries_the_token_in_a_form_the_cli_redactor_leaves_alone():
+    from duplex.redact import redact
+    url = access.link(7980, TOKEN)
+    assert url == f"http://127.0.0.1:7980/?t={TOKEN}"
+    assert redact(url, set()) == url  # `inv run` prints it through the redacting stream
+
+
+def test_the_log_book_keeps_the_last_lines_of_each_service_in_arrival_order():
+    book = LogBook(keep=3, clock=lambda: 1.0)
+    book.add("asr", ["a1", "a2"])
+    book.add("web", ["w1"])
+    book.add("asr", ["a3", "a4", "a5"])
+    assert [l.text for l in book.since(0)] == ["w1", "a3", "a4", "a5"]
+    assert [l.text for l in book.since(0, "asr")] == ["a3", "a4", "a5"]
+    assert book.dropped["asr"] == 2
+    assert [l.text for l in book.since(book.seq - 1)] == ["a5"]
+    assert [l.text for l in book.since(0, match=matcher("A4"))] == ["a4"]
+    assert [l.text for l in book.since(0, match=matcher(r"^[aw][15]$", regex=True))] == ["w1", "a5"]
+    with pytest.raises(ValueError, match="not a regular expression"):
+        matcher("(", regex=True)
+
+
+def test_levels_are_read_from_the_line():
+    assert level("ERROR:    Exception in ASGI application") == "error"
+    assert level("2026-01-01 WARNING something") == "warning"
+    assert level("INFO:     Application startup complete.") == "info"
+    assert level("Traceback (most recent call last):") == "error"
+    assert level("plain output") is None
+
+
+def test_states_from_the_record_liveness_and_health():
+    assert service_state(False, False, False, False) == "stopped"
+    assert service_state(True, False, False, True) == "crashed"
+    assert service_state(True, True, False, False) == "starting"
+    assert service_state(True, True, True, False) == "healthy"
+    assert service_state(True, True, False, True) == "unhealthy"
+
+
+def test_a_new_pid_counts_a_restart_and_starts_a_new_health_history():
+    watch = Watch()
+    watch.observe("100", True, 1.0)
+    watch.observe("100", False, 2.0)
+    assert watch.restarts == 0 and [ok for _t, ok in watch.history] == [True, False]
+    watch.observe("200", None, 3.0)
+    assert watch.restarts == 1 and list(watch.history) == [] and not watch.seen_healthy
+    planned = {"mode": "native", "url": "http://127.0.0.1:1/", "gpu": None}
+    r = row("asr", planned, {"mode": "native", "pid": 200}, {"alive": True, "healthy": False}, watch, 4.0)
+    assert (r["state"], r["id"], r["restarts"], r["uptime"]) == ("starting", "pid 200", 1, 1.0)
+
+
+def test_warm_reloads_are_read_from_the_runners_log_line():
+    line = ("INFO:     Warm reload: ['servers/asr/app.py'] changed; re-imported servers.asr.app:app in "
+            "0.042 s (generation 3), preloaded models kept")
+    assert warm_reload(line) == {"changed": "['servers/asr/app.py']", "seconds": 0.042, "generation": 3}
+    assert warm_reload("INFO: Warm reload: watching servers") is None
+
+
+def test_gpu_memory_per_process_through_pynvml_and_the_simulated_nvml(fake_nvml, tmp_path):
+    desc = copy.deepcopy(fakenvml.host("two_l40s_one_busy"))
+    desc["gpus"][0]["processes"] = [{"pid": 4242, "used": 3 * 2**30}, {"pid": 4243, "used": 2**30}]
+    desc["gpus"][1]["processes"] = [{"pid": 4243, "used": 2**29}]
+    with fakenvml.serving(fake_nvml, desc, tmp_path):
+        table = resources.gpu_processes()
+    name0, name1 = desc["gpus"][0]["name"], desc["gpus"][1]["name"]
+    assert table[4242] == [{"gpu": 0, "name": name0, "used": 3 * 2**30}]
+    assert resources.gpu_memory([4242, 4243, 1], table) == [
+        {"gpu": 0, "name": name0, "used": 4 * 2**30}, {"gpu": 1, "name": name1, "used": 2**29}]
+    assert resources.gpu_memory([1], table) == []
+    desc["gpus"][0]["processes"] = []
+    with fakenvml.serving(fake_nvml, desc, tmp_path):
+        assert 4242 not in resources.gpu_processes()
+
+
+
+def exposition(requests: float, audio: float, buckets: dict, total: float) -> str:
+    """Prometheus text exposition as prometheus_client writes asr's metrics (servers/asr/metrics.py)."""
+    lines = ["# HELP asr_requests_total Transcription requests answered, by HTTP status",
+             "# TYPE asr_requests_total counter",
+             f'asr_requests_total{{backend="pocketsphinx",status="200"}} {requests}',
+             f'asr_audio_seconds_total{{backend="pocketsphinx"}} {audio}',
+             "# TYPE asr_request_duration_seconds histogram"]
+    lines += [f'asr_request_duration_seconds_bucket{{backend="pocketsphinx",le="{le}"}} {n}' for le, n in buckets.items()]
+    lines += [f'asr_request_duration_seconds_count{{backend="pocketsphinx"}} {buckets["+Inf"]}',
+              f'asr_request_duration_seconds_sum{{backend="pocketsphinx"}} {total}']
+    return "\n".join(lines) + "\n"
+
+
+def test_metrics_series_from_consecutive_scrapes():
+    from duplex.dashboard.metrics import Series, parse
+    series = Series()
+    none = {"0.1": 0.0, "0.5": 0.0, "1.0": 0.0, "5.0": 0.0, "+Inf": 0.0}
+    series.add(0.0, parse(exposition(0, 0, none, 0)))
+    # four requests of 4 s audio each: 0.2, 0.3, 0.4 and 2.0 s of work
+    four = {"0.1": 0.0, "0.5": 3.0, "1.0": 3.0, "5.0": 4.0, "+Inf": 4.0}
+    series.add(2.0, parse(exposition(4, 16, four, 2.9)))
+    (t, rate, p50, p95, rtf), = series.as_list()
+    assert (t, rate) == (2.0, 2.0)
+    assert 0.1 < p50 <= 0.5 and 1 < p95 <= 5
+    assert rtf == round(2.9 / 16, 4)
+    series.add(4.0, parse(exposition(4, 16, four, 2.9)))
+    assert series.as_list()[-1][1:] == [0.0, None, None, None]  # nothing new: no latency, no rtf
+    series.add(6.0, parse(exposition(0, 0, none, 0)))  # the service restarted: counters from zero
+    assert len(series.as_list()) == 2
+
+
+def test_otlp_exports_become_requests_with_their_spans_across_services():
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from duplex.dashboard.traces import TraceBook, decode
+
+    def export(service: str, span_id: bytes, parent: bytes, name: str, start: int, end: int) -> bytes:
+        req = ExportTraceServiceRequest()
+        rs = req.resource_spans.add()
+        attr = rs.resource.attributes.add()
+        attr.key, attr.value.string_value = "service.name", service
+        span = rs.scope_spans.add().spans.add()
+        span.trace_id, span.span_id, span.parent_span_id = b"\x01" * 16, span_id, parent
+        span.name, span.start_time_unix_nano, span.end_time_unix_nano = name, start, end
+        return req.SerializeToString()
+    book = TraceBook(keep=1)
+    book.add(decode(export("asr", b"\x02" * 8, b"\x03" * 8, "POST /transcribe", 1_100_000_000, 1_400_000_000),
+                    "application/x-protobuf"))
+    book.add(decode(export("frontend", b"\x03" * 8, b"", "POST /api/transcribe", 1_000_000_000, 1_500_000_000),
+                    "application/x-protobuf"))
+    (trace,) = book.recent()
+    assert (trace["name"], trace["services"], trace["ms"]) == ("POST /api/transcribe", ["frontend", "asr"], 500.0)
+    assert [s["name"] for s in trace["spans"]] == ["POST /api/transcribe", "POST /transcribe"]
+    book.add(decode(export("asr", b"\x04" * 8, b"", "other", 0, 1).replace(b"\x01" * 16, b"\x05" * 16),
+                    "application/x-protobuf"))
+    assert [t["name"] for t in book.recent()] == ["other"]  # bounded: the oldest trace went
