@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.net import free_port
+from tests.support.net import free_port, free_ports
 
 TOY = Path(__file__).parent / "toy"
 
@@ -25,7 +25,7 @@ TOY = Path(__file__).parent / "toy"
 class Toy:
     def __init__(self, root: Path):
         self.root = root
-        self.ports = {name: free_port() for name in ("api", "web", "crash")}
+        self.ports = dict(zip(("api", "web", "crash"), free_ports(3)))
         self.env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"),
                     **{f"DUPLEX_PORT_{n.upper()}": str(p) for n, p in self.ports.items()}}
 

@@ -20,6 +20,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each socket stays bound until all are chosen (separate
+    `free_port()` calls may hand out the same port twice)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def http_answer(url: str, timeout: float = 5) -> tuple[int, str] | None:
     """GET `url`: its status and body (a JSON string's quotes stripped), or None while nothing answers."""
     try:
