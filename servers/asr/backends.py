@@ -168,17 +168,20 @@ class WhisperBackend(Backend):
         from .stream_utterances import UtteranceStream
         session = {"language": language or self.settings.language}
 
-        def words(samples: np.ndarray, prompt: str, last: bool) -> list[tuple]:
-            # greedy while the utterance grows (cheap, re-done each second); the batch endpoint's
-            # beam for the closing decode, so finals read as the batch transcript does
+        def decode(samples: np.ndarray, prompt: str, last: bool):
+            # greedy with word times while the utterance grows (redone each second); the closing
+            # decode uses the batch endpoint's beam and no word times, so finals read as batch does
             segments, info = self.whisper.transcribe(
-                samples, language=session["language"], beam_size=5 if last else 1, word_timestamps=True,
-                condition_on_previous_text=False, initial_prompt=prompt or None, vad_filter=False)
-            found = [(w.word, w.start, w.end) for seg in segments for w in (seg.words or ())]
+                samples, language=session["language"], beam_size=5 if last else 1, word_timestamps=not last,
+                without_timestamps=last, condition_on_previous_text=False, initial_prompt=prompt or None,
+                vad_filter=False)
+            segments = list(segments)
             session["language"] = session["language"] or info.language  # detected once per session
-            return found
+            if last:
+                return " ".join(seg.text.strip() for seg in segments).strip()
+            return [(w.word, w.start, w.end) for seg in segments for w in (seg.words or ())]
 
-        return UtteranceStream(self._run, words, words=True, mode="local-agreement")
+        return UtteranceStream(self._run, decode, words=True, mode="local-agreement")
 
 
 # --- NVIDIA NeMo: ASRModel from a .nemo file (restore_from) ---------------------------------------

@@ -208,8 +208,8 @@ class SphinxStream:
             raise StreamError(FAILED, "the pocketsphinx worker decoding this stream died; "
                                       "start a new stream") from exc
 
-    async def feed(self, pcm: bytes) -> list[dict]:
-        return await self.call(_feed, self.sid, pcm)
+    async def feed(self, pcm: bytes, more: bool = False) -> list[dict]:
+        return await self.call(_feed, self.sid, pcm)  # cheap: partials even when behind
 
     async def finish(self) -> list[dict]:
         return await self.call(_finish, self.sid)

@@ -41,8 +41,9 @@ def _norm(word: str) -> str:
 
 
 class UtteranceStream:
-    """One session. `decode(samples, prompt, last) -> [(word, start_s, end_s)]` (words=True) or text
-    runs in the backend's threads through `run`; `last` is the utterance's closing decode."""
+    """One session. `decode(samples, prompt, last)` runs in the backend's threads through `run`:
+    with words=True it returns [(word, start_s, end_s)] while the utterance grows, else its text;
+    `last` marks the utterance's closing decode, which always returns text."""
 
     def __init__(self, run, decode, words: bool, mode: str):
         from pocketsphinx import Endpointer
@@ -57,7 +58,9 @@ class UtteranceStream:
         self.previous: list[tuple] = []          # the last hypothesis' words after commit_s
         self.prompt = ""                         # this utterance's final text (whisper's context)
 
-    async def feed(self, pcm: bytes) -> list[dict]:
+    async def feed(self, pcm: bytes, more: bool = False) -> list[dict]:
+        """`more`: audio is waiting already, so a re-decode now would be stale (skipped: the
+        stream catches up instead of falling further behind)."""
         data = self.pending_pcm + pcm
         step = self.ep.frame_bytes
         cut = len(data) - len(data) % step
@@ -72,7 +75,7 @@ class UtteranceStream:
                 self.last_decode_s = self.ep.speech_start
             elif was_speech and not self.ep.in_speech:
                 events += await self._close(self.ep.speech_end)
-        if self.ep.in_speech and self.now_s - self.last_decode_s >= STEP_S:
+        if self.ep.in_speech and not more and self.now_s - self.last_decode_s >= STEP_S:
             events += await self._update()
         self._trim()
         return events
@@ -112,7 +115,7 @@ class UtteranceStream:
         if not self.words:
             text = hypothesis.strip()
             return [partial(text, start, self.now_s)] if text else []
-        words = [(w, start + a, start + b) for w, a, b in hypothesis]
+        words = [(w, start + a, start + b) for w, a, b in hypothesis if _norm(w)]  # no lone punctuation
         events = []
         n = agreed_prefix(self.previous, words)
         if n == 0 and self.now_s - start > MAX_PENDING_S:
@@ -138,13 +141,8 @@ class UtteranceStream:
         self.previous, prompt, self.prompt = [], self.prompt, ""
         if start is None or end_s - start < 0.1:
             return []
-        result = await self.run(self.decode, self._audio(start, min(self.now_s, end_s + PAD_S)), prompt, True)
-        if self.words:
-            text = _join(result)
-            first = start + result[0][1] if result else start
-        else:
-            text, first = result.strip(), start
-        return [final(text, first, end_s)] if text else []
+        text = await self.run(self.decode, self._audio(start, min(self.now_s, end_s + PAD_S)), prompt, True)
+        return [final(text.strip(), start, end_s)] if text.strip() else []
 
 
 def _join(words: list[tuple]) -> str:

@@ -146,7 +146,7 @@ class Session:
             del self.audio[:len(piece)]
             self.room.set()
             if piece:
-                await self._send_events(await self.stream.feed(piece))
+                await self._send_events(await self.stream.feed(piece, more=bool(self.audio)))
             else:  # stopped, and everything decoded
                 await self._send_events(await self.stream.finish())
                 return

@@ -234,3 +234,27 @@ def test_a_backend_that_is_not_ready_says_so(asr_python, tmp_path):
     with asr_server(asr_python, env, name="test-asr-stream-notready", ready=False) as server:
         code, reason, events = raw_session(server, START)
     assert code == 4503 and events[-1]["code"] == "not_ready", (code, reason)
+
+
+# -- faster-whisper: LocalAgreement-2 commits, VAD closes utterances ------------------------------
+
+@pytest.fixture(scope="module")
+def whisper(asr_python):
+    from tests.support.whisper_model import whisper_base_dir
+    env = {"ASR_BACKEND": "whisper", "ASR_MODEL": str(whisper_base_dir()), "ASR_WORKERS": "1"}
+    with asr_server(asr_python, env, name="test-asr-stream-whisper") as server:
+        yield server
+
+
+def test_whisper_streams_finals_as_good_as_batch(whisper, talk, tmp_path):
+    two = concatenate([talk["phrase0"], talk["phrase1"]], tmp_path / "two.wav", gap_s=0.8)
+    reference = f"{PHRASES[0]} {PHRASES[1]}"
+    pcm, rate = read_pcm(two)
+    run = asyncio.run(stream_pcm(ws_url(whisper), pcm, rate, timeout=240,
+                                 start={"type": "start", "sample_rate": rate, "encoding": "pcm_s16le", "language": "en"}))
+    assert_well_formed(run)
+    assert run.events[0][1]["mode"] == "local-agreement"
+    batch = " ".join(whisper.transcribe(talk[f"phrase{i}"]).json()["text"] for i in range(2))
+    assert word_error_rate(reference, run.text) <= word_error_rate(reference, batch) + 0.05, (run.text, batch)
+    finals = [e for _, e in run.of("final")]
+    assert finals[-1]["end"] > 3.5 and finals[0]["start"] < 1.0  # both phrases, times in the audio
