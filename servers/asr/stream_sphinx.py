@@ -21,6 +21,7 @@ from .stream_protocol import FAILED, StreamError, final, partial
 # The endpointer closes an utterance after `WINDOW` s of which `RATIO` is non-speech: 0.3 s is its
 # default; 0.2 s answers sooner and still bridges the pauses between words of flite and real speech.
 WINDOW, RATIO = 0.2, 0.9
+FIRST_MAX_BYTES = 30 * 32000  # a first utterance longer than 30 s keeps its live decode
 PARTIAL_EVERY_S = 0.2  # a partial at least this often while speaking, changed or not
 
 # --- in the worker process ------------------------------------------------------------------------
@@ -36,6 +37,19 @@ def _init(options: dict, server_pid: int) -> None:
     threading.Thread(target=loaders._exit_with_server, args=(server_pid,), daemon=True).start()
     _options = options
     _spare.append(_new_decoder())
+
+
+def _decode_whole(pcm: bytes):
+    """Decode as POST /transcribe does, on a decoder kept for that (one that has decoded live
+    keeps state that changes a whole-utterance result); its CMN then seeds the live decoders."""
+    if "whole" not in _learned:
+        _learned["whole"] = _new_decoder()
+    whole = _learned["whole"]
+    whole.start_utt()
+    whole.process_raw(pcm, full_utt=True)
+    whole.end_utt()
+    _learned["cmn"] = whole.get_cmn()
+    return whole.hyp()
 
 
 def _new_decoder():
@@ -60,10 +74,13 @@ class _Session:
         if _learned["cmn"]:
             self.decoder.set_cmn(_learned["cmn"])
         self.first: bytearray | None = None if _learned["cmn"] else bytearray()
+        self.in_utt = False
 
     def feed(self, pcm: bytes) -> list[dict]:
         events, step = [], self.ep.frame_bytes
         data = self.pending + pcm
+        if self.first is not None and len(self.first) < FIRST_MAX_BYTES:
+            self.first += pcm  # all of it, the silence before the speech too, as the batch endpoint sees it
         cut = len(data) - len(data) % step
         for offset in range(0, cut, step):
             was_speech = self.ep.in_speech
@@ -84,22 +101,23 @@ class _Session:
             return []
         if not was_speech:
             self.decoder.start_utt()
+            self.in_utt = True
         self.decoder.process_raw(speech)
-        if self.first is not None:
-            self.first += speech
         if self.ep.in_speech:
             return []
         return self._end_utt()
 
     def _end_utt(self) -> list[dict]:
+        if not self.in_utt:
+            return []
         self.decoder.end_utt()
-        if self.first is not None:
-            self.decoder.start_utt()
-            self.decoder.process_raw(bytes(self.first), full_utt=True)
-            self.decoder.end_utt()
+        self.in_utt = False
+        hyp = self.decoder.hyp()
+        if self.first is not None and len(self.first) < FIRST_MAX_BYTES:
+            hyp = _decode_whole(bytes(self.first))
+            self.decoder.set_cmn(_learned["cmn"])
             self.first = None
         _learned["cmn"] = self.decoder.get_cmn()
-        hyp = self.decoder.hyp()
         self.last_text, self.last_partial = "", -1.0
         text = hyp.hypstr.strip() if hyp else ""
         return [final(text, self.ep.speech_start, self.ep.speech_end)] if text else []
@@ -111,17 +129,14 @@ class _Session:
         if speech is not None:
             if not was_speech:
                 self.decoder.start_utt()
+                self.in_utt = True
             self.decoder.process_raw(speech)
-            if self.first is not None:
-                self.first += speech
             return self._end_utt()
         return self._end_utt() if was_speech else []
 
     def close(self) -> None:
-        try:
-            self.decoder.end_utt()  # a session cut off mid-utterance leaves it open
-        except RuntimeError:
-            pass
+        if self.in_utt:  # a session cut off mid-utterance leaves it open
+            self.decoder.end_utt()
         _spare.append(self.decoder)
 
 

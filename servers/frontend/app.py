@@ -1,4 +1,4 @@
-"""The web frontend: transcription page, voice-chat page, ASR proxy and moshi relay.
+"""The web frontend: transcription page, voice-chat page, ASR proxy, ASR stream and moshi relays.
 
 Configured only by environment variables (read once at import, so uvicorn --reload picks up
 changes): ASR_URL (or the Aspire-style services__asr__http__0) and MOSHI_WS_URL.
@@ -46,7 +46,8 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
 
     @app.get("/api/config")
     async def config() -> dict:
-        return {**endpoints.as_dict(), "moshi_relay_path": "/api/chat" if endpoints.moshi_ws_url else None}
+        return {**endpoints.as_dict(), "moshi_relay_path": "/api/chat" if endpoints.moshi_ws_url else None,
+                "asr_stream_path": "/api/stream" if endpoints.asr_stream_url else None}
 
     @app.post("/api/transcribe")
     async def transcribe(request: Request):
@@ -67,6 +68,11 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
     @app.websocket("/api/chat")
     async def chat_relay(websocket: WebSocket) -> None:
         await moshi_relay.relay(websocket, endpoints.moshi_ws_url)
+
+    @app.websocket("/api/stream")
+    async def stream_relay(websocket: WebSocket) -> None:
+        """Live transcription: relayed to the ASR server's WS /stream (docs/streaming.md)."""
+        await moshi_relay.relay(websocket, endpoints.asr_stream_url, service="asr")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
