@@ -130,3 +130,25 @@ def _spread(values: list[float]) -> dict:
     ordered = sorted(values)
     p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
     return {"p50": round(statistics.median(ordered), 3), "p95": round(p95, 3), "n": len(ordered)}
+
+
+def passage(pcm: bytes, rate: int, times: int = 3, gap_s: float = 0.8) -> bytes:
+    """`pcm` said `times` times with `gap_s` of silence after each: a few utterances to time."""
+    return (pcm + b"\0\0" * int(gap_s * rate)) * times
+
+
+def stream_url(http_url: str) -> str:
+    """An asr server's (or the frontend's relay's) base URL -> its WebSocket URL."""
+    return "ws" + http_url[len("http"):] if http_url.startswith("http") else http_url
+
+
+async def replay(url: str, pcm: bytes, rate: int, ssl_context: ssl.SSLContext | None = None,
+                 timeout: float = 120) -> dict:
+    """Stream `pcm` at real time to WS `url`: the latency figures, the finals' text and what the
+    server said (backend, mode, close code)."""
+    run = await stream_pcm(url, pcm, rate, ssl_context=ssl_context, timeout=timeout)
+    spans = speech_spans(pcm, rate)
+    ready = run.events[0][1] if run.events and run.events[0][1].get("type") == "ready" else {}
+    return {**latency_figures([(run, spans)]), "text": run.text, "spans": len(spans), "finals": len(run.of("final")),
+            "backend": ready.get("backend"), "mode": ready.get("mode"),
+            "close_code": run.close_code, "close_reason": run.close_reason}

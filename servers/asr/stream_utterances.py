@@ -19,11 +19,11 @@ import re
 import numpy as np
 
 from .stream_protocol import SAMPLE_RATE, final, partial
+from .stream_sphinx import ENDPOINTER
 
 STEP_S = 1.0          # new audio between re-decodes while speaking
 PAD_S = 0.2           # audio kept before the endpointer's speech start (it starts late)
 MAX_PENDING_S = 25.0  # whisper sees 30 s at most: an utterance this long without a commit is cut
-WINDOW, RATIO = 0.3, 0.9
 
 
 def agreed_prefix(previous: list[tuple], current: list[tuple]) -> int:
@@ -48,7 +48,7 @@ class UtteranceStream:
     def __init__(self, run, decode, words: bool, mode: str):
         from pocketsphinx import Endpointer
         self.run, self.decode, self.words, self.mode = run, decode, words, mode
-        self.ep = Endpointer(window=WINDOW, ratio=RATIO, sample_rate=SAMPLE_RATE)
+        self.ep = Endpointer(sample_rate=SAMPLE_RATE, **ENDPOINTER)
         self.pending_pcm = b""
         self.samples = np.zeros(0, np.float32)  # audio from `base_s` on
         self.base_s = 0.0                        # stream time of samples[0]

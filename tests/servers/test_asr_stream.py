@@ -258,3 +258,14 @@ def test_whisper_streams_finals_as_good_as_batch(whisper, talk, tmp_path):
     assert word_error_rate(reference, run.text) <= word_error_rate(reference, batch) + 0.05, (run.text, batch)
     finals = [e for _, e in run.of("final")]
     assert finals[-1]["end"] > 3.5 and finals[0]["start"] < 1.0  # both phrases, times in the audio
+
+
+def test_smoke_latency_replays_speech_through_the_stream(sphinx):
+    from duplex.plan import Health
+    from duplex.smoke import ASR_APP, Target, smoke
+    target = Target("asr", "native", sphinx.url, Health("http", sphinx.url + "/health", 5.0), ASR_APP)
+    report = smoke([target], latency=True)
+    row = next(r for r in report.results if r.check == "latency")
+    assert row.status == "pass", row
+    assert row.detail["finals"] == row.detail["spans"] == 3 and row.detail["backend"] == "pocketsphinx"
+    assert row.detail["end_to_final_s"]["n"] == 3 and "after end of speech" in row.reason
