@@ -269,3 +269,34 @@ def test_smoke_latency_replays_speech_through_the_stream(sphinx):
     assert row.status == "pass", row
     assert row.detail["finals"] == row.detail["spans"] == 3 and row.detail["backend"] == "pocketsphinx"
     assert row.detail["end_to_final_s"]["n"] == 3 and "after end of speech" in row.reason
+
+
+# -- NeMo: chunked re-decoding of VAD utterances (the tiny untrained FastConformer-CTC) -------------
+
+def test_nemo_streams_in_chunks(talk):
+    """The tiny model is untrained (its text is noise): what is tested is the session's shape, that
+    each utterance is decoded (partials while it grows, a final when it ends) and the limits hold."""
+    from tests.support.tiny_models import NEMO_FILES, tiny_nemo
+    from tests.support.whisper_model import TESTDATA
+    model = tiny_nemo(TESTDATA / "tiny-nemo") / NEMO_FILES[0]
+    python = ensure_env("asr-nemo") / "bin" / "python"
+    env = {"ASR_BACKEND": "nemo", "ASR_MODEL": str(model.parent), "ASR_DEVICE": "cpu", "ASR_STREAM_MAX_SESSIONS": "1"}
+    with asr_server(python, env, name="test-asr-stream-nemo", timeout=300) as server:
+        pcm, rate = read_pcm(talk["passage"])
+
+        async def two():
+            first = asyncio.create_task(stream_pcm(ws_url(server), pcm, rate))
+            await asyncio.sleep(1)
+            return await stream_pcm(ws_url(server), pcm[:3200], rate), await first
+
+        refused, run = asyncio.run(two())
+    assert refused.close_code == 4429
+    assert_well_formed(run)
+    assert run.events[0][1]["mode"] == "chunked" and run.events[0][1]["backend"] == "nemo"
+    # one final per phrase, each around its phrase; partials while the phrases grew
+    spans = speech_spans(pcm, rate)
+    finals = [e for _, e in run.of("final")]
+    assert len(finals) == len(spans) == 4 and run.of("partial"), run.events
+    assert all(f["start"] - 0.5 < a < b < f["end"] + 0.5 for f, (a, b) in zip(finals, spans)), (finals, spans)
+    assert abs(run.events[-1][1]["audio_s"] - run.audio_s) < 0.05
+    assert "Traceback" not in server.output()
