@@ -197,7 +197,8 @@ def test_config_with_endpoints_and_discovery_fallback(start_frontend):
 
     discovered = start_frontend(services__asr__http__0="http://127.0.0.1:9")
     assert httpx.get(f"{discovered}/api/config").json() == {
-        "asr_url": "http://127.0.0.1:9", "moshi_ws_url": None, "moshi_relay_path": None}
+        "asr_url": "http://127.0.0.1:9", "moshi_ws_url": None, "moshi_relay_path": None,
+        "asr_stream_path": "/api/stream"}
 
 
 def test_transcribe_reports_asr_down_and_moshi_unreachable(start_frontend):
