@@ -16,26 +16,10 @@ import pytest
 from duplex.asr_stream import latency_figures, read_pcm, speech_spans, stream_pcm
 from tests.support.asr_server import asr_server
 from tests.support.envs import ensure_env
-from tests.support.speech import PHRASES, concatenate, convert, synthesize, word_error_rate
+from tests.support.speech import PHRASES, concatenate, word_error_rate
 
 pytestmark = pytest.mark.slow
 MAX_STREAM_S, IDLE_S, MAX_STREAMS = 20, 2, 8
-
-
-@pytest.fixture(scope="session")
-def asr_python() -> Path:
-    return ensure_env("asr") / "bin" / "python"
-
-
-@pytest.fixture(scope="session")
-def talk(tmp_path_factory) -> dict[str, Path]:
-    """flite phrases, a passage of four with pauses (the kind of audio a live user sends), 44.1 kHz."""
-    d = tmp_path_factory.mktemp("talk")
-    clips = {f"phrase{i}": synthesize(text, d / f"phrase{i}.wav") for i, text in enumerate(PHRASES)}
-    clips["passage"] = concatenate([clips[f"phrase{i}"] for i in range(4)], d / "passage.wav", gap_s=0.8)
-    clips["passage-long"] = concatenate([clips[f"phrase{i}"] for i in (0, 1, 2, 3) * 2], d / "long.wav", gap_s=0.8)
-    clips["44k"] = convert(clips["phrase2"], d / "phrase2-44k.wav", rate=44100)
-    return clips
 
 
 PASSAGE = " ".join(PHRASES)
@@ -70,10 +54,10 @@ def assert_well_formed(run) -> None:
     assert all(f["start"] < f["end"] and f["text"] for f in finals)
 
 
-def test_a_passage_streamed_at_real_time_gets_partials_then_finals_as_good_as_batch(sphinx, talk):
-    run = stream(sphinx, talk["passage"])
+def test_a_passage_streamed_at_real_time_gets_partials_then_finals_as_good_as_batch(sphinx, speech):
+    run = stream(sphinx, speech["passage"])
     assert_well_formed(run)
-    batch = " ".join(sphinx.transcribe(talk[f"phrase{i}"]).json()["text"] for i in range(4))
+    batch = " ".join(sphinx.transcribe(speech[f"phrase{i}"]).json()["text"] for i in range(4))
     # one final per phrase (the pauses close utterances), each preceded by partials
     assert len(run.of("final")) == 4, run.events
     assert word_error_rate(PASSAGE, run.text) <= word_error_rate(PASSAGE, batch) + 0.02, (run.text, batch)
@@ -82,45 +66,45 @@ def test_a_passage_streamed_at_real_time_gets_partials_then_finals_as_good_as_ba
     assert abs(summary["audio_s"] - run.audio_s) < 0.05 and summary["final_lag_s"]["p50"] > 0
     # each phrase's final came after that phrase was spoken, and partials while it was spoken
     # (how soon: benchmarks/stream_latency.py; timing is not asserted in tests)
-    pcm, rate = read_pcm(talk["passage"])
+    pcm, rate = read_pcm(speech["passage"])
     figures = latency_figures([(run, speech_spans(pcm, rate))])
     assert figures["end_to_final_s"]["n"] == 4 and figures["onset_to_partial_s"]["n"] == 4, figures
 
 
-def test_a_client_faster_than_real_time_is_decoded_as_fast_as_possible(sphinx, talk):
-    realtime_s = read_pcm(talk["passage"])[0].__len__() / 32000
+def test_a_client_faster_than_real_time_is_decoded_as_fast_as_possible(sphinx, speech):
+    realtime_s = read_pcm(speech["passage"])[0].__len__() / 32000
     started = time.monotonic()
-    run = stream(sphinx, talk["passage"], realtime=False)
+    run = stream(sphinx, speech["passage"], realtime=False)
     assert_well_formed(run)
     assert time.monotonic() - started < realtime_s  # not paced to the audio clock
     assert word_error_rate(PASSAGE, run.text) <= 0.2, run.text
 
 
-def test_other_sample_rates_are_resampled(sphinx, talk):
-    run = stream(sphinx, talk["44k"])
+def test_other_sample_rates_are_resampled(sphinx, speech):
+    run = stream(sphinx, speech["44k"])
     assert_well_formed(run)
     assert run.events[0][1]["input_sample_rate"] == 44100 and run.events[0][1]["sample_rate"] == 16000
     assert word_error_rate(PHRASES[2], run.text) <= 0.25, run.text
 
 
-def test_eight_concurrent_real_time_streams_keep_up_and_a_ninth_is_refused(sphinx, talk):
-    pcm, rate = read_pcm(talk["passage"])
+def test_eight_concurrent_real_time_streams_keep_up_and_a_ninth_is_refused(sphinx, speech):
+    pcm, rate = read_pcm(speech["phrase0"])
 
     async def together():
         streams = [asyncio.create_task(stream_pcm(ws_url(sphinx), pcm, rate)) for _ in range(MAX_STREAMS)]
-        await asyncio.sleep(1.5)  # all eight open
+        await asyncio.sleep(1.5)  # all eight open (the phrase lasts 2.9 s)
         extra = await stream_pcm(ws_url(sphinx), pcm[:32000], rate)
-        batch = await asyncio.to_thread(sphinx.transcribe, talk["phrase0"])  # batch still served
+        batch = await asyncio.to_thread(sphinx.transcribe, speech["phrase1"])  # batch still served
         return await asyncio.gather(*streams), extra, batch
 
     runs, extra, batch = asyncio.run(together())
     assert extra.close_code == 4429 and "ASR_STREAM_MAX_SESSIONS=8" in extra.close_reason
     assert extra.events[-1][1]["code"] == "too_many_streams"
-    assert batch.status_code == 200 and word_error_rate(PHRASES[0], batch.json()["text"]) <= 0.25
+    assert batch.status_code == 200 and word_error_rate(PHRASES[1], batch.json()["text"]) <= 0.25
     for run in runs:
         assert_well_formed(run)
-        assert word_error_rate(PASSAGE, run.text) <= 0.2, run.text
-        assert len(run.of("final")) == 4  # how far behind: benchmarks/stream_latency.py --streams 8
+        assert word_error_rate(PHRASES[0], run.text) <= 0.2, run.text
+        assert len(run.of("final")) == 1  # how far behind: benchmarks/stream_latency.py --streams 8
 
 
 def raw_session(server, *messages, read_timeout: float = 10):
@@ -162,8 +146,8 @@ def test_malformed_sessions_are_closed_with_their_code(sphinx, messages, code, n
     assert reason.startswith(name) and events[-1]["detail"]
 
 
-def test_a_stalled_client_is_closed_and_its_session_freed(sphinx, talk):
-    pcm, _ = read_pcm(talk["phrase0"])
+def test_a_stalled_client_is_closed_and_its_session_freed(sphinx, speech):
+    pcm, _ = read_pcm(speech["phrase0"])
     started = time.monotonic()
     code, reason, events = raw_session(sphinx, START, pcm[:16000], read_timeout=IDLE_S + 8)
     assert code == 4408 and "ASR_STREAM_IDLE_SECONDS" in reason, (code, reason)
@@ -171,15 +155,15 @@ def test_a_stalled_client_is_closed_and_its_session_freed(sphinx, talk):
     assert_no_stream_open(sphinx)
 
 
-def test_a_stream_over_the_length_limit_gets_its_finals_then_is_closed(sphinx, talk):
-    run = stream(sphinx, talk["passage-long"], realtime=False)  # ~27 s > 20 s
+def test_a_stream_over_the_length_limit_gets_its_finals_then_is_closed(sphinx, speech):
+    run = stream(sphinx, speech["long"], realtime=False)  # ~29 s > 20 s
     assert run.close_code == 4413 and "ASR_STREAM_MAX_SECONDS" in run.close_reason
     assert len(run.of("final")) >= 4  # what came before the limit was decoded and sent
     assert all(e["end"] <= MAX_STREAM_S + 0.01 for _, e in run.of("final"))
 
 
-def test_a_vanished_client_frees_its_session_and_others_carry_on(sphinx, talk):
-    pcm, _ = read_pcm(talk["phrase0"])
+def test_a_vanished_client_frees_its_session_and_others_carry_on(sphinx, speech):
+    pcm, _ = read_pcm(speech["phrase0"])
     sock = socket.create_connection(("127.0.0.1", int(sphinx.url.rsplit(":", 1)[1])))
     from websockets.sync.client import connect
     with connect(ws_url(sphinx), sock=sock, close_timeout=0.1) as ws:
@@ -188,13 +172,13 @@ def test_a_vanished_client_frees_its_session_and_others_carry_on(sphinx, talk):
         ws.recv(timeout=10)  # ready
         sock.shutdown(socket.SHUT_RDWR)  # gone without a close frame, as a crashed tab or lost network
     assert_no_stream_open(sphinx)
-    run = stream(sphinx, talk["phrase1"], realtime=False)
+    run = stream(sphinx, speech["phrase1"], realtime=False)
     assert_well_formed(run)
     assert word_error_rate(PHRASES[1], run.text) <= 0.25, run.text
 
 
-def test_a_killed_stream_worker_fails_its_session_only(sphinx, talk):
-    pcm, rate = read_pcm(talk["passage"])
+def test_a_killed_stream_worker_fails_its_session_only(sphinx, speech):
+    pcm, rate = read_pcm(speech["passage"])
 
     async def killed():
         task = asyncio.create_task(stream_pcm(ws_url(sphinx), pcm, rate))
@@ -205,10 +189,10 @@ def test_a_killed_stream_worker_fails_its_session_only(sphinx, talk):
 
     run = asyncio.run(killed())
     assert run.close_code == 1011 and run.events[-1][1]["code"] == "backend_failure", run.close_reason
-    again = stream(sphinx, talk["phrase3"], realtime=False)  # a fresh worker serves the next stream
+    again = stream(sphinx, speech["phrase3"], realtime=False)  # a fresh worker serves the next stream
     assert_well_formed(again)
     assert word_error_rate(PHRASES[3], again.text) <= 0.25, again.text
-    assert sphinx.transcribe(talk["phrase3"]).status_code == 200
+    assert sphinx.transcribe(speech["phrase3"]).status_code == 200
 
 
 def stream_workers(server) -> list[int]:
@@ -246,15 +230,15 @@ def whisper(asr_python):
         yield server
 
 
-def test_whisper_streams_finals_as_good_as_batch(whisper, talk, tmp_path):
-    two = concatenate([talk["phrase0"], talk["phrase1"]], tmp_path / "two.wav", gap_s=0.8)
+def test_whisper_streams_finals_as_good_as_batch(whisper, speech, tmp_path):
+    two = concatenate([speech["phrase0"], speech["phrase1"]], tmp_path / "two.wav", gap_s=0.8)
     reference = f"{PHRASES[0]} {PHRASES[1]}"
     pcm, rate = read_pcm(two)
     run = asyncio.run(stream_pcm(ws_url(whisper), pcm, rate, timeout=240,
                                  start={"type": "start", "sample_rate": rate, "encoding": "pcm_s16le", "language": "en"}))
     assert_well_formed(run)
     assert run.events[0][1]["mode"] == "local-agreement"
-    batch = " ".join(whisper.transcribe(talk[f"phrase{i}"]).json()["text"] for i in range(2))
+    batch = " ".join(whisper.transcribe(speech[f"phrase{i}"]).json()["text"] for i in range(2))
     assert word_error_rate(reference, run.text) <= word_error_rate(reference, batch) + 0.05, (run.text, batch)
     finals = [e for _, e in run.of("final")]
     assert finals[-1]["end"] > 3.5 and finals[0]["start"] < 1.0  # both phrases, times in the audio
@@ -273,7 +257,7 @@ def test_smoke_latency_replays_speech_through_the_stream(sphinx):
 
 # -- NeMo: chunked re-decoding of VAD utterances (the tiny untrained FastConformer-CTC) -------------
 
-def test_nemo_streams_in_chunks(talk):
+def test_nemo_streams_in_chunks(asr_python, speech):
     """The tiny model is untrained (its text is noise): what is tested is the session's shape, that
     each utterance is decoded (partials while it grows, a final when it ends) and the limits hold."""
     from tests.support.tiny_models import NEMO_FILES, tiny_nemo
@@ -282,7 +266,7 @@ def test_nemo_streams_in_chunks(talk):
     python = ensure_env("asr-nemo") / "bin" / "python"
     env = {"ASR_BACKEND": "nemo", "ASR_MODEL": str(model.parent), "ASR_DEVICE": "cpu", "ASR_STREAM_MAX_SESSIONS": "1"}
     with asr_server(python, env, name="test-asr-stream-nemo", timeout=300) as server:
-        pcm, rate = read_pcm(talk["passage"])
+        pcm, rate = read_pcm(speech["passage"])
 
         async def two():
             first = asyncio.create_task(stream_pcm(ws_url(server), pcm, rate))
