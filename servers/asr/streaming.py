@@ -110,6 +110,8 @@ class Session:
             else:
                 if proto.parse_message(message.get("text") or "")["type"] == "start":
                     raise StreamError(proto.BAD_MESSAGE, "the session has started already; send audio or stop")
+                if self.resampler is not None:  # the resampler holds a few ms back: flush them
+                    self._append(self._pcm(self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)))
                 self.stopped = True
             self.wake.set()
             while len(self.audio) > MAX_BUFFER_S * 32000 and not self.stopped:
@@ -119,9 +121,17 @@ class Session:
     def _add_audio(self, data: bytes) -> None:
         proto.check_frame(data)
         if self.resampler is not None:
-            samples = np.frombuffer(data, "<i2").astype(np.float32) / 32768
-            out = self.resampler.resample_chunk(samples)
-            data = (np.clip(out, -1, 1) * 32767).astype("<i2").tobytes()
+            data = self._pcm(self.resampler.resample_chunk(np.frombuffer(data, "<i2").astype(np.float32) / 32768))
+        self._append(data)
+
+    @staticmethod
+    def _pcm(samples: np.ndarray) -> bytes:
+        return (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+    def _append(self, data: bytes) -> None:
+        """Buffer 16 kHz audio, up to ASR_STREAM_MAX_SECONDS; past it, stop with TOO_LONG."""
+        if self.stopped:
+            return
         room = int(self.settings.stream_max_seconds * proto.SAMPLE_RATE) - self.received
         if len(data) // 2 > room:
             data = data[:max(0, room) * 2]
@@ -165,8 +175,9 @@ class Session:
     def _arrival(self, audio_s: float) -> float:
         """When the sample at `audio_s` reached the server."""
         target = audio_s * proto.SAMPLE_RATE
-        for received, at in self.arrivals:
+        for i, (received, at) in enumerate(self.arrivals):
             if received >= target:
+                del self.arrivals[:i]  # finals come in audio order: earlier frames are not asked again
                 return at
         return self.arrivals[-1][1] if self.arrivals else self.started
 
