@@ -349,13 +349,15 @@ def logs(c, service=None, follow=False, lines=None):
     "services": "comma-separated services to check (default: every running one; `gpu` = the GPU container check)",
     "timeout": "seconds each check may take (default 30)",
     "json": "print the report as JSON for scripts and CI",
+    "latency": "also stream speech at real time to each asr service (WS /stream): end of speech -> final, "
+               "onset -> first partial, partial cadence, WER of the finals",
 })
 @_cli
-def smoke(c, services=None, timeout=None, json=False):
+def smoke(c, services=None, timeout=None, json=False, latency=False):
     """Speak to each running service once (transcribe, page, handshake, nvidia-smi) and time it."""
     from duplex.smoke import smoke_running
     timeout = flags.number(timeout, "--timeout", default=30.0, kind=float, low=0.1, high=3600)
-    result = smoke_running(services=flags.names(services), timeout=timeout)
+    result = smoke_running(services=flags.names(services), timeout=timeout, latency=latency)
     _show(json, result.as_dict(), lambda: print("\n".join(result.lines())), result.exit_code)
 
 

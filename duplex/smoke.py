@@ -115,8 +115,10 @@ def targets_at(root: Path, plan: Plan) -> list[Target]:
 
 def smoke(what: Plan | list[Target], *, sample: Path = SAMPLE, expected: str = EXPECTED,
           timeout: float = 30.0, services: list[str] | None = None,
-          gpu: Callable[[], SmokeResult] | None = None, ca: Path | None = None) -> SmokeReport:
-    """Run each target's check in parallel; `gpu` (see `gpu_check`) adds the GPU container row."""
+          gpu: Callable[[], SmokeResult] | None = None, ca: Path | None = None,
+          latency: bool = False) -> SmokeReport:
+    """Run each target's check in parallel; `gpu` (see `gpu_check`) adds the GPU container row;
+    `latency` adds a `latency` row per asr service (speech replayed at real time through WS /stream)."""
     targets = plan_targets(what) if isinstance(what, Plan) else list(what)
     if services:
         missing = [n for n in services if n != "gpu" and n not in {t.name for t in targets}]
@@ -131,6 +133,9 @@ def smoke(what: Plan | list[Target], *, sample: Path = SAMPLE, expected: str = E
         (lambda t=t: _timed(t, sample, expected, timeout, context)) for t in targets]
     if gpu is not None and (not services or "gpu" in services):
         jobs.append(gpu)
+    if latency:
+        jobs += [(lambda t=t: _latency_row(t, sample, expected, timeout, context))
+                 for t in targets if t.app == ASR_APP and t.state == "running"]
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
         return SmokeReport(list(pool.map(lambda job: job(), jobs)))
 
@@ -232,6 +237,31 @@ def _mt(url: str, text: str, timeout: float, context):
                     f"({answer['output_tokens']} tokens in {answer.get('processing_s')} s)"), detail
 
 
+def _latency_row(t: Target, sample: Path, expected: str, timeout: float, context) -> SmokeResult:
+    """The sample said three times, with pauses, streamed at real time: how soon finals follow speech."""
+    import asyncio
+    import wave
+    from .asr_stream import passage, replay, stream_url
+    started = time.monotonic()
+    with wave.open(str(sample), "rb") as w:
+        pcm, rate = w.readframes(w.getnframes()), w.getframerate()
+    try:
+        got = asyncio.run(replay(stream_url(t.url) + "/stream", passage(pcm, rate), rate, context,
+                                 timeout=max(timeout, 60)))
+        got["wer"] = round(word_error_rate(" ".join([expected] * 3), got["text"]), 3)
+    except Exception as exc:  # refused, unreachable, a server without WS /stream
+        return SmokeResult(t.name, "latency", "fail", round(time.monotonic() - started, 3),
+                           f"cannot stream to {t.url}/stream: {type(exc).__name__}: {exc}")
+    final, first, gap = got["end_to_final_s"], got["onset_to_partial_s"], got["partial_gap_s"]
+    ok = got["close_code"] == 1000 and got["wer"] <= MAX_WER and final["n"] == got["spans"]
+    reason = (f"final {final['p50']} s p50 after end of speech (p95 {final['p95']}), first partial "
+              f"{first['p50']} s after onset, a partial every {gap['p50']} s (p95 {gap['p95']}), WER "
+              f"{got['wer']:.2f} ({got['backend']}, {got['mode']})" if got["close_code"] == 1000 else
+              f"the stream closed with {got['close_code']}: {got['close_reason']}")
+    return SmokeResult(t.name, "latency", "pass" if ok else "fail", round(time.monotonic() - started, 3),
+                       reason, got)
+
+
 def _frontend(url: str, timeout: float, context):
     status, kind, page = _fetch(f"{url}/", "page", timeout, context)
     if "text/html" not in kind or b"<html" not in page[:2000].lower():
@@ -301,7 +331,7 @@ def _default_connect():
 
 
 def smoke_project(stack, machine, targets: list[Target], *, services: list[str] | None = None,
-                  timeout: float = 30.0) -> SmokeReport:
+                  timeout: float = 30.0, latency: bool = False) -> SmokeReport:
     """`inv smoke` for a project: its targets, the GPU container check from the stack's base image,
     and https health verified with the project's local CA when `inv certs` made one."""
     from .layout import Layout
@@ -309,10 +339,11 @@ def smoke_project(stack, machine, targets: list[Target], *, services: list[str] 
     ca = Layout(stack.root).ca
     return smoke(targets, services=services, timeout=timeout,
                  gpu=gpu_check(machine.nvidia_runtime, base_image(stack, machine)),
-                 ca=ca if ca.exists() else None)
+                 ca=ca if ca.exists() else None, latency=latency)
 
 
-def smoke_running(*, services: list[str] | None = None, timeout: float = 30.0) -> SmokeReport:
+def smoke_running(*, services: list[str] | None = None, timeout: float = 30.0,
+                  latency: bool = False) -> SmokeReport:
     """`inv smoke`: the services the project's current run left running (or crashed), checked once."""
     from .project import Project
     from .state import read_state
@@ -323,4 +354,4 @@ def smoke_running(*, services: list[str] | None = None, timeout: float = 30.0) -
     if not targets:
         raise SmokeError("nothing is running to smoke",
                          fix="`inv run --detach` or `inv run --native --detach` first")
-    return smoke_project(project.stack, machine, targets, services=services, timeout=timeout)
+    return smoke_project(project.stack, machine, targets, services=services, timeout=timeout, latency=latency)

@@ -1,4 +1,4 @@
-"""HTTP routes: GET /health, POST /transcribe, GET /metrics. Run: uvicorn servers.asr.app:app."""
+"""HTTP routes: GET /health, POST /transcribe, GET /metrics, WS /stream (streaming.py). Run: uvicorn servers.asr.app:app."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import threading
 import time
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
 
 from .. import errors, telemetry
-from . import audio, loaders
+from . import audio, loaders, streaming
 from .backends import Backend, BackendFailure, BackendUnavailable, make_backend
 from .metrics import Metrics
 from .models import ModelMissing
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = ModelState(None, None, error=f"bad setting: {exc}")
         log.error("ASR server misconfigured: %s", exc)
     metrics = Metrics(state.health()["backend"] or "unknown")
+    sessions = streaming.Sessions(settings.stream_max_sessions if state.settings else 0)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -107,6 +108,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def prometheus() -> Response:
         metrics.ready.labels(metrics.backend).set(1 if state.status == "ready" else 0)
         return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.websocket("/stream")
+    async def stream(websocket: WebSocket) -> None:
+        """Live transcription: docs/streaming.md."""
+        await streaming.serve(websocket, state, settings, sessions, metrics)
 
     @app.post("/transcribe")
     async def transcribe(request: Request) -> JSONResponse:

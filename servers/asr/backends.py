@@ -12,6 +12,7 @@ import numpy as np
 
 from . import chunking
 from . import loaders
+from .stream_protocol import CANNOT_STREAM, StreamError
 from .models import ModelMissing, find_file, resolve_model
 from .settings import Settings
 
@@ -44,6 +45,10 @@ class Backend:
     async def transcribe(self, samples: np.ndarray) -> str:
         raise NotImplementedError
 
+    async def open_stream(self, language: str | None):
+        """A live-transcription session (feed/finish/close, see streaming.py)."""
+        raise StreamError(CANNOT_STREAM, f"the {self.name} backend cannot stream; use POST /transcribe")
+
     async def _run(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
@@ -73,6 +78,16 @@ class PocketsphinxBackend(Backend):
         # a model dir of your own (ASR_MODEL), else the wheel's defaults
         self.options, self.model_path = loaders.sphinx_options(self.settings)
         self._start_pool()
+        from .stream_sphinx import SphinxWorkers
+        self.streams = SphinxWorkers(self.options, self.settings.workers)  # started by the first stream
+
+    async def open_stream(self, language: str | None):
+        return await self.streams.open()
+
+    def close(self) -> None:
+        if getattr(self, "streams", None) is not None:
+            self.streams.close()
+        super().close()
 
     def _start_pool(self, broken: Executor | None = None) -> None:
         """The preloaded pool (warm reload), else a fresh one this backend owns."""
@@ -149,6 +164,25 @@ class WhisperBackend(Backend):
     async def transcribe(self, samples: np.ndarray) -> str:
         return await self._run(self._decode, samples)
 
+    async def open_stream(self, language: str | None):
+        from .stream_utterances import UtteranceStream
+        session = {"language": language or self.settings.language}
+
+        def decode(samples: np.ndarray, prompt: str, last: bool):
+            # greedy with word times while the utterance grows (redone each second); the closing
+            # decode uses the batch endpoint's beam and no word times, so finals read as batch does
+            segments, info = self.whisper.transcribe(
+                samples, language=session["language"], beam_size=5 if last else 1, word_timestamps=not last,
+                without_timestamps=last, condition_on_previous_text=False, initial_prompt=prompt or None,
+                vad_filter=False)
+            segments = list(segments)
+            session["language"] = session["language"] or info.language  # detected once per session
+            if last:
+                return " ".join(seg.text.strip() for seg in segments).strip()
+            return [(w.word, w.start, w.end) for seg in segments for w in (seg.words or ())]
+
+        return UtteranceStream(self._run, decode, words=True, mode="local-agreement")
+
 
 # --- NVIDIA NeMo: ASRModel from a .nemo file (restore_from) ---------------------------------------
 
@@ -203,6 +237,14 @@ class NemoBackend(Backend):
 
     async def transcribe(self, samples: np.ndarray) -> str:
         return await self._run(self._decode, samples)
+
+    async def open_stream(self, language: str | None):
+        from .stream_utterances import UtteranceStream
+
+        def text(samples: np.ndarray, _prompt: str, _last: bool) -> str:
+            return self._decode(samples) if len(samples) >= 1600 else ""  # under 0.1 s: nothing to say
+
+        return UtteranceStream(self._run, text, words=False, mode="chunked")
 
 
 BACKENDS = {"pocketsphinx": PocketsphinxBackend, "whisper": WhisperBackend, "nemo": NemoBackend}

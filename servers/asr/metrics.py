@@ -25,6 +25,11 @@ class Metrics:
         self.in_flight = Gauge("asr_requests_in_flight", "Transcriptions under way", ["backend"],
                                registry=r)
         self.ready = Gauge("asr_model_ready", "1 once the model is loaded", ["backend"], registry=r)
+        self.streams = Gauge("asr_streams_open", "WS /stream sessions open", ["backend"], registry=r)
+        self.stream_audio = Counter("asr_stream_audio_seconds", "Seconds of audio received by WS /stream",
+                                    ["backend"], registry=r)
+        self.stream_sessions = Counter("asr_stream_sessions", "WS /stream sessions ended, by close code",
+                                       ["backend", "close_code"], registry=r)
         self.backend = backend
 
     def answered(self, status: int, error: str | None = None) -> None:
@@ -35,6 +40,9 @@ class Metrics:
     def transcribed(self, audio_s: float, wall_s: float) -> None:
         self.audio_seconds.labels(self.backend).inc(audio_s)
         self.latency.labels(self.backend).observe(wall_s)
+
+    def stream_ended(self, close_code: int) -> None:
+        self.stream_sessions.labels(self.backend, str(close_code)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -32,6 +32,9 @@ class Settings:
     workers: int = 1
     max_seconds: float = 600.0
     max_bytes: int = 50 * 1024 * 1024
+    stream_max_sessions: int = 8        # WS /stream sessions open at once
+    stream_max_seconds: float = 3600.0  # audio one stream may carry
+    stream_idle_seconds: float = 10.0   # a client silent this long has stalled: its session ends
 
     @property
     def model_spec(self) -> str:
@@ -74,4 +77,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         workers=_number(env, "ASR_WORKERS", default_workers),
         max_seconds=_number(env, "ASR_MAX_SECONDS", 600.0, float),
         max_bytes=_number(env, "ASR_MAX_BYTES", 50 * 1024 * 1024),
+        stream_max_sessions=_number(env, "ASR_STREAM_MAX_SESSIONS", 8),
+        stream_max_seconds=_number(env, "ASR_STREAM_MAX_SECONDS", 3600.0, float),
+        stream_idle_seconds=_number(env, "ASR_STREAM_IDLE_SECONDS", 10.0, float),
     )

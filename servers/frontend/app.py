@@ -1,4 +1,4 @@
-"""The web frontend: transcription, voice-chat and translation pages, ASR proxy, moshi and mt relays.
+"""The web frontend: transcription, voice-chat and translation pages, ASR proxy, ASR stream, moshi and mt relays.
 
 Configured only by environment variables (read once at import, so uvicorn --reload picks up
 changes): ASR_URL (or the Aspire-style services__asr__http__0), MOSHI_WS_URL and MT_WS_URL.
@@ -47,7 +47,8 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
     @app.get("/api/config")
     async def config() -> dict:
         return {**endpoints.as_dict(), "moshi_relay_path": "/api/chat" if endpoints.moshi_ws_url else None,
-                "translate_relay_path": "/api/translate" if endpoints.mt_ws_url else None}
+                "translate_relay_path": "/api/translate" if endpoints.mt_ws_url else None,
+                "asr_stream_path": "/api/stream" if endpoints.asr_stream_url else None}
 
     @app.post("/api/transcribe")
     async def transcribe(request: Request):
@@ -72,7 +73,12 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
     @app.websocket("/api/translate")
     async def translate_relay(websocket: WebSocket) -> None:
         """Finals from the page to mt's /ws/translate, translations back (servers/mt/app.py)."""
-        await moshi_relay.relay(websocket, endpoints.mt_ws_url, backend="mt")
+        await moshi_relay.relay(websocket, endpoints.mt_ws_url, service="mt")
+
+    @app.websocket("/api/stream")
+    async def stream_relay(websocket: WebSocket) -> None:
+        """Live transcription: relayed to the ASR server's WS /stream (docs/streaming.md)."""
+        await moshi_relay.relay(websocket, endpoints.asr_stream_url, service="asr")
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

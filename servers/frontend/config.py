@@ -22,6 +22,13 @@ class Endpoints:
     def as_dict(self) -> dict[str, str | None]:
         return asdict(self)
 
+    @property
+    def asr_stream_url(self) -> str | None:
+        """The ASR server's WS /stream (http -> ws, https -> wss)."""
+        if not self.asr_url:
+            return None
+        return "ws" + self.asr_url[len("http"):] + "/stream" if self.asr_url.startswith("http") else None
+
 
 def _clean(value: str | None, default_scheme: str) -> str | None:
     """Strip blanks and a trailing slash; give a bare host:port the default scheme."""

@@ -1,5 +1,5 @@
-"""Relay a browser WebSocket to a backend's (moshi, the translator's stream), so the page needs only
-the frontend's origin."""
+"""Relay a browser WebSocket to a backend (moshi's chat, asr's /stream), so the page needs only the
+frontend's origin; the backend's close code and reason reach the browser unchanged."""
 
 from __future__ import annotations
 
@@ -35,18 +35,18 @@ async def _moshi_to_browser(moshi, browser: WebSocket) -> None:
             await browser.send_text(data)
 
 
-async def relay(browser: WebSocket, moshi_ws_url: str | None, backend: str = "moshi") -> None:
+async def relay(browser: WebSocket, moshi_ws_url: str | None, service: str = "moshi") -> None:
     """Accept the browser, connect to the backend (query string passed on), pump frames both ways."""
     await browser.accept()
     if not moshi_ws_url:
-        await browser.close(NOT_CONFIGURED, f"{backend} is not part of this run")
+        await browser.close(NOT_CONFIGURED, f"{service} is not part of this run")
         return
     target = moshi_ws_url + (f"?{browser.url.query}" if browser.url.query else "")
     try:
         moshi = await connect(target, open_timeout=15, max_size=16 * 2**20, compression=None)
     except (OSError, asyncio.TimeoutError, TimeoutError, WebSocketException) as exc:  # refused, slow, bad handshake
-        log.warning("cannot reach %s at %s: %r", backend, target, exc)
-        await browser.close(UNREACHABLE, f"cannot reach {backend} at {moshi_ws_url}"[:120])
+        log.warning("cannot reach %s at %s: %r", service, target, exc)
+        await browser.close(UNREACHABLE, f"cannot reach {service} at {moshi_ws_url}"[:120])
         return
     async with moshi:
         pumps = [
@@ -60,8 +60,11 @@ async def relay(browser: WebSocket, moshi_ws_url: str | None, backend: str = "mo
         for task in done:
             exc = task.exception()
             if exc and not isinstance(exc, (ConnectionClosed, WebSocketDisconnect)):
-                log.warning("%s relay ended: %r", backend, exc)
+                log.warning("%s relay ended: %r", service, exc)
+    code, reason = moshi.close_code, moshi.close_reason or ""
+    if code in (None, 1005, 1006):  # no close frame (the backend vanished): say so, as 1011
+        code, reason = (1000, "") if code is None else (1011, f"{service} closed the connection")
     try:
-        await browser.close()
+        await browser.close(code, reason)
     except (RuntimeError, WebSocketDisconnect):
         pass  # the browser already went away

@@ -101,6 +101,12 @@ def test_smoke_passes_on_the_running_stack_then_fails_when_asr_dies(running_stac
     assert by_name["gpu"].status == "skip"
     assert took < 20, took
     print(f"\nsmoke on the running stack: {took:.2f}s", *report.lines(), sep="\n  ")
+    # `inv smoke --latency`: speech streamed at real time to asr's WS /stream, through the real CLI
+    cli = _inv(root, env, "smoke", "--latency", "--services", "asr", "--json")
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    rows = {r["check"]: r for r in json.loads(cli.stdout)["results"]}
+    assert rows["latency"]["status"] == "pass" and rows["latency"]["detail"]["finals"] == 3, rows
+    assert rows["latency"]["detail"]["end_to_final_s"]["n"] == 3 and rows["transcribe"]["status"] == "pass"
     # Crash asr (SIGKILL, as the OOM killer would): smoke names it and says where to look.
     pid = read_state(root)["services"]["asr"]["pid"]
     os.killpg(pid, signal.SIGKILL)

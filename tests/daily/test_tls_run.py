@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import ssl
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from duplex.asr_stream import read_pcm, stream_pcm
 from duplex.plan import CERTS_IN_CONTAINER, plan
 from duplex.machine import Machine
 from duplex.smoke import SAMPLE
@@ -77,6 +79,11 @@ def test_inv_run_tls_serves_verified_https_and_the_frontend_reaches_asr_over_it(
         with urllib.request.urlopen(request, context=context, timeout=60) as resp:
             answer = json.loads(resp.read())
         assert "hello" in answer["text"]  # frontend -> asr over https, verified with SSL_CERT_FILE
+        # live transcription as a remote browser does it: wss to the frontend, relayed over wss to asr
+        pcm, rate = read_pcm(SAMPLE)
+        run = asyncio.run(stream_pcm(f"wss://localhost:{ports['frontend']}/api/stream", pcm, rate,
+                                     ssl_context=context, realtime=False))
+        assert run.close_code == 1000 and "hello" in run.text, (run.close_code, run.close_reason, run.events)
         status = _inv(root, env, "status", "--json")
         rows = json.loads(status.stdout)
         rows = rows if isinstance(rows, list) else rows.get("services", rows)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from duplex.asr_stream import read_pcm, stream_pcm
 from tests.conftest import ROOT
 from tests.support.net import free_port
 from tests.support.stackcopy import copy_stack
@@ -50,7 +52,12 @@ def answers(ports: dict[str, int], speech: Path, junk: Path) -> dict:
     proxied_code, proxied = post_file(front + "/api/transcribe", speech)
     junk_code, junk_body = post_file(asr + "/transcribe", junk)
     config_code, config = get(front + "/api/config")
+    pcm, rate = read_pcm(speech)
+    streamed = asyncio.run(stream_pcm(asr.replace("http", "ws") + "/stream", pcm, rate, realtime=False))
+    relayed = asyncio.run(stream_pcm(front.replace("http", "ws") + "/api/stream", pcm, rate))  # real time
     return {
+        "stream": (streamed.close_code, streamed.text, len(streamed.of("final")), bool(streamed.of("partial"))),
+        "stream via frontend": (relayed.close_code, relayed.text, bool(relayed.of("partial"))),
         "asr health": (health_code, health.get("backend"), health.get("ready")),
         "transcribe": (direct_code, direct["text"], direct["backend"], direct["duration_s"]),
         "via frontend": (proxied_code, proxied["text"]),
@@ -87,3 +94,5 @@ def test_same_answers_natively_and_in_containers(tmp_path):
     assert word_error_rate(PHRASES[1], text) <= 0.2, text
     assert seen["native"]["bad audio"][0] in (400, 415, 422)
     assert seen["native"]["config"] == (200, True, None)  # moshi not part of a CPU run
+    code, text, finals, partials = seen["native"]["stream"]  # live transcription (WS /stream), both ways
+    assert code == 1000 and finals >= 1 and partials and word_error_rate(PHRASES[1], text) <= 0.2, text

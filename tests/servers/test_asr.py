@@ -14,8 +14,7 @@ import httpx
 import pytest
 
 from tests.support.asr_server import asr_server
-from tests.support.envs import ensure_env
-from tests.support.speech import PHRASES, concatenate, convert, synthesize, word_error_rate
+from tests.support.speech import PHRASES, word_error_rate
 from tests.support.tools import tool
 from tests.support.whisper_model import whisper_base_dir
 
@@ -23,24 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MAX_SECONDS, MAX_BYTES = 60, 3_000_000  # small limits on the pocketsphinx server, cheap to exceed
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def asr_python() -> Path:
-    return ensure_env("asr") / "bin" / "python"
-
-
-@pytest.fixture(scope="session")
-def speech(tmp_path_factory) -> dict[str, Path]:
-    """Phrases spoken by flite (16 kHz mono WAV) and the same speech re-encoded by sox."""
-    d = tmp_path_factory.mktemp("speech")
-    clips = {f"phrase{i}": synthesize(text, d / f"phrase{i}.wav") for i, text in enumerate(PHRASES)}
-    for ext in ("flac", "ogg", "mp3"):
-        clips[ext] = convert(clips["phrase0"], d / f"phrase0.{ext}")
-    clips["8k-stereo"] = convert(clips["phrase1"], d / "phrase1-8k-stereo.wav", rate=8000, channels=2)
-    clips["44k-stereo"] = convert(clips["phrase2"], d / "phrase2-44k-stereo.flac", rate=44100, channels=2)
-    clips["long"] = concatenate([clips[f"phrase{i}"] for i in (0, 1, 2, 3, 0, 1, 2, 3)], d / "long.wav")
-    return clips
 
 
 @pytest.fixture(scope="module")

@@ -198,7 +198,7 @@ def test_config_with_endpoints_and_discovery_fallback(start_frontend):
     discovered = start_frontend(services__asr__http__0="http://127.0.0.1:9")
     assert httpx.get(f"{discovered}/api/config").json() == {
         "asr_url": "http://127.0.0.1:9", "moshi_ws_url": None, "moshi_relay_path": None,
-        "mt_ws_url": None, "translate_relay_path": None}
+        "mt_ws_url": None, "translate_relay_path": None, "asr_stream_path": "/api/stream"}
 
 
 def test_transcribe_reports_asr_down_and_moshi_unreachable(start_frontend):
@@ -242,17 +242,39 @@ def test_page_transcribes_an_uploaded_file(start_frontend, asr_url, speech_wav, 
     browser.save_screenshot(str(TESTDATA / "frontend-upload.png"))
 
 
-def test_page_transcribes_the_microphone(start_frontend, asr_url, speech_wav, browser):
+def test_stream_relay_passes_events_and_close_codes(start_frontend, asr_url, speech_wav):
+    """WS /api/stream: the asr server's events and its close codes reach the client unchanged."""
+    from duplex.asr_stream import read_pcm, stream_pcm
+    base = start_frontend(ASR_URL=asr_url).replace("http://", "ws://")
+    pcm, rate = read_pcm(speech_wav)
+    run = asyncio.run(stream_pcm(base + "/api/stream", pcm, rate))
+    assert run.close_code == 1000 and run.events[0][1]["type"] == "ready" and run.events[-1][1]["type"] == "summary"
+    assert run.of("partial") and run.of("final")
+    assert_heard(run.text)
+    refused = asyncio.run(stream_pcm(base + "/api/stream", pcm, rate, start={"type": "start", "sample_rate": 3}))
+    assert refused.close_code == 4422 and refused.close_reason.startswith("bad_sample_rate")
+    alone = asyncio.run(stream_pcm(start_frontend().replace("http://", "ws://") + "/api/stream", pcm, rate))
+    assert alone.close_code == 4404 and alone.close_reason == "asr is not part of this run"
+
+
+def test_page_transcribes_the_microphone_live(start_frontend, asr_url, speech_wav, browser):
+    """The fake microphone plays the phrase: partials while it is spoken, then the final, then Stop."""
     base = start_frontend(ASR_URL=asr_url)
     browser.get(base + "/")
     browser.find_element("id", "record").click()
     wait_for(lambda: browser.find_element("id", "status").get_attribute("data-state") == "recording",
              10, "recording to start", browser)
-    time.sleep(wav_seconds(speech_wav) + 1.0)
-    browser.find_element("id", "stop").click()
-    text = wait_for(lambda: browser.find_element("id", "transcript").text, 60, "the transcript", browser)
+    transcript = lambda cls: browser.execute_script(  # noqa: E731
+        f"return [...document.querySelectorAll('#transcript .{cls}')].map(e => e.textContent).join(' ').trim()")
+    first = wait_for(lambda: transcript("partial"), 30, "a partial while the phrase is spoken", browser)
+    assert not transcript("final"), "a final came before any partial"
+    text = wait_for(lambda: transcript("final"), 30, "the final once the phrase ends", browser)
     browser.save_screenshot(str(TESTDATA / "frontend-microphone.png"))
+    browser.find_element("id", "stop").click()
+    wait_for(lambda: browser.find_element("id", "status").get_attribute("data-state") == "done", 20,
+             "the stream's summary", browser)
     assert_heard(text)
+    assert first and int(browser.find_element("id", "transcript").get_attribute("data-partials")) >= 2
 
 
 def test_chat_page_says_when_moshi_is_absent(start_frontend, browser):

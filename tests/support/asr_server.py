@@ -31,10 +31,18 @@ class AsrServer:
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
-        while self.health().status_code != 200:
+        while self._health_code() != 200:
             if not self.alive() or time.monotonic() > deadline:
                 raise AssertionError(f"ASR server not ready: {self.health().text}\n{self.output()}")
             time.sleep(0.1)
+
+    def _health_code(self) -> int | None:
+        """/health's status, None when it was slow to answer (a model loading on a busy machine
+        can hold the interpreter for seconds): the caller polls again until its deadline."""
+        try:
+            return self.health().status_code
+        except httpx.TimeoutException:
+            return None
 
     def workers(self) -> list[int]:
         """Pids of the server's child processes (pocketsphinx workers, multiprocessing's tracker)."""

@@ -1,9 +1,11 @@
-// The transcription page: record or upload, send to /api/transcribe (the frontend proxies to ASR).
-import { startRecording } from "/static/wav.js";
+// The transcription page: live from the microphone over /api/stream (partials while you speak,
+// finals as you pause), or an uploaded file sent to /api/transcribe (the frontend proxies both to ASR).
+import { startLive } from "/static/live.js";
 
 const $ = (id) => document.getElementById(id);
 const recordBtn = $("record"), stopBtn = $("stop"), fileInput = $("file");
-let recording = null;
+let live = null;
+let streamPath = "/api/stream";
 
 function setStatus(text, state) { $("status").textContent = text; $("status").dataset.state = state; }
 function showError(text) { $("error").textContent = text || ""; if (text) setStatus("Failed.", "error"); }
@@ -28,28 +30,67 @@ async function send(blob, name) {
   setStatus(text ? `Done${secs}.` : `Done${secs}: no words recognised.`, "done");
 }
 
+// Finals are kept as they come (they never change); the partial after them is replaced each time.
+function showEvent(event) {
+  const transcript = $("transcript");
+  let partial = transcript.querySelector(".partial");
+  if (!partial) {
+    partial = document.createElement("span");
+    partial.className = "partial";
+    transcript.append(partial);
+  }
+  if (event.type === "partial") {
+    partial.textContent = event.text;
+    transcript.dataset.partials = String(Number(transcript.dataset.partials || 0) + 1);
+  } else if (event.type === "final") {
+    const final = document.createElement("span");
+    final.className = "final";
+    final.textContent = event.text + " ";
+    final.title = `${event.start.toFixed(2)}–${event.end.toFixed(2)} s`;
+    transcript.insertBefore(final, partial);
+    partial.textContent = "";
+  } else if (event.type === "summary") {
+    setStatus(`Done (${event.audio_s.toFixed(1)} s of audio, ${event.finals} final${event.finals === 1 ? "" : "s"}).`, "done");
+  } else if (event.type === "error") {
+    showError(event.detail);
+  }
+}
+
+function endLive() {
+  live = null;
+  $("level").value = 0;
+  recordBtn.disabled = false; stopBtn.disabled = true;
+}
+
 recordBtn.addEventListener("click", async () => {
   showError("");
+  $("transcript").textContent = "";
+  $("transcript").dataset.partials = "0";
   try {
-    recording = await startRecording((rms, seconds) => {
-      $("level").value = Math.min(1, rms * 4);
-      $("elapsed").textContent = `${seconds.toFixed(1)} s`;
+    live = await startLive(streamPath, {
+      onEvent: showEvent,
+      onLevel: (rms, seconds) => {
+        $("level").value = Math.min(1, rms * 4);
+        $("elapsed").textContent = `${seconds.toFixed(1)} s`;
+      },
+      onClose: (code, reason) => {
+        endLive();
+        if (code !== 1000 && !$("error").textContent) showError(`The stream ended: ${reason || `code ${code}`}`);
+      },
     });
   } catch (err) {
-    return showError(`Microphone unavailable: ${err.message}`);
+    live = null;
+    return showError(`Live transcription unavailable: ${err.message}`);
   }
   recordBtn.disabled = true; stopBtn.disabled = false; stopBtn.focus();
-  setStatus("Recording… press Stop when you are done.", "recording");
+  setStatus("Listening… the transcript appears as you speak; press Stop when you are done.", "recording");
 });
 
-stopBtn.addEventListener("click", async () => {
-  if (!recording) return;
+stopBtn.addEventListener("click", () => {
+  if (!live) return;
   stopBtn.disabled = true;
-  const wav = await recording.stop();
-  recording = null;
-  $("level").value = 0;
-  recordBtn.disabled = false;
-  await send(wav, "recording.wav");
+  setStatus("Finishing…", "busy");
+  live.stop();
 });
 
 fileInput.addEventListener("change", () => {
@@ -62,6 +103,7 @@ fetch("/api/config").then((r) => r.json()).then((config) => {
     showError("No ASR server is configured for this frontend (set ASR_URL).");
   } else {
     $("asr-endpoint").textContent = `ASR server: ${config.asr_url} (reached through this frontend)`;
+    streamPath = config.asr_stream_path || streamPath;
   }
   if (!window.isSecureContext) {
     $("mic-hint").textContent = "The microphone needs HTTPS or http://localhost; on this address, upload a file instead.";

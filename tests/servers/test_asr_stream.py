@@ -1,0 +1,286 @@
+"""WS /stream for real: uvicorn from the asr env, flite speech sent at real time, every limit."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from duplex.asr_stream import latency_figures, read_pcm, speech_spans, stream_pcm
+from tests.support.asr_server import asr_server
+from tests.support.envs import ensure_env
+from tests.support.speech import PHRASES, concatenate, word_error_rate
+
+pytestmark = pytest.mark.slow
+MAX_STREAM_S, IDLE_S, MAX_STREAMS = 20, 2, 8
+
+
+PASSAGE = " ".join(PHRASES)
+
+
+@pytest.fixture(scope="module")
+def sphinx(asr_python):
+    env = {"ASR_BACKEND": "pocketsphinx", "ASR_WORKERS": "2", "ASR_STREAM_MAX_SECONDS": str(MAX_STREAM_S),
+           "ASR_STREAM_IDLE_SECONDS": str(IDLE_S), "ASR_STREAM_MAX_SESSIONS": str(MAX_STREAMS)}
+    with asr_server(asr_python, env, name="test-asr-stream") as server:
+        warm_up = asyncio.run(stream_pcm(ws_url(server), b"\0" * 3200, 16000, realtime=False))
+        assert warm_up.close_code == 1000  # the stream workers start with the first stream (~1 s)
+        yield server
+
+
+def ws_url(server) -> str:
+    return server.url.replace("http://", "ws://") + "/stream"
+
+
+def stream(server, path: Path, **kw):
+    pcm, rate = read_pcm(path)
+    return asyncio.run(stream_pcm(ws_url(server), pcm, rate, **kw))
+
+
+def assert_well_formed(run) -> None:
+    """ready first, summary last, finals in order of the audio, every final after partials of it."""
+    kinds = [e["type"] for _, e in run.events]
+    assert kinds[0] == "ready" and kinds[-1] == "summary", kinds
+    assert run.close_code == 1000, (run.close_code, run.close_reason)
+    finals = [e for _, e in run.of("final")]
+    assert all(a["end"] <= b["start"] + 0.01 for a, b in zip(finals, finals[1:])), finals
+    assert all(f["start"] < f["end"] and f["text"] for f in finals)
+
+
+def test_a_passage_streamed_at_real_time_gets_partials_then_finals_as_good_as_batch(sphinx, speech):
+    run = stream(sphinx, speech["passage"])
+    assert_well_formed(run)
+    batch = " ".join(sphinx.transcribe(speech[f"phrase{i}"]).json()["text"] for i in range(4))
+    # one final per phrase (the pauses close utterances), each preceded by partials
+    assert len(run.of("final")) == 4, run.events
+    assert word_error_rate(PASSAGE, run.text) <= word_error_rate(PASSAGE, batch) + 0.02, (run.text, batch)
+    summary = run.events[-1][1]
+    assert summary["finals"] == 4 and summary["partials"] >= 8
+    assert abs(summary["audio_s"] - run.audio_s) < 0.05 and summary["final_lag_s"]["p50"] > 0
+    # each phrase's final came after that phrase was spoken, and partials while it was spoken
+    # (how soon: benchmarks/stream_latency.py; timing is not asserted in tests)
+    pcm, rate = read_pcm(speech["passage"])
+    figures = latency_figures([(run, speech_spans(pcm, rate))])
+    assert figures["end_to_final_s"]["n"] == 4 and figures["onset_to_partial_s"]["n"] == 4, figures
+
+
+def test_a_client_faster_than_real_time_is_decoded_as_fast_as_possible(sphinx, speech):
+    realtime_s = read_pcm(speech["passage"])[0].__len__() / 32000
+    started = time.monotonic()
+    run = stream(sphinx, speech["passage"], realtime=False)
+    assert_well_formed(run)
+    assert time.monotonic() - started < realtime_s  # not paced to the audio clock
+    assert word_error_rate(PASSAGE, run.text) <= 0.2, run.text
+
+
+def test_other_sample_rates_are_resampled(sphinx, speech):
+    run = stream(sphinx, speech["44k"])
+    assert_well_formed(run)
+    assert run.events[0][1]["input_sample_rate"] == 44100 and run.events[0][1]["sample_rate"] == 16000
+    assert word_error_rate(PHRASES[2], run.text) <= 0.25, run.text
+
+
+def test_eight_concurrent_real_time_streams_keep_up_and_a_ninth_is_refused(sphinx, speech):
+    pcm, rate = read_pcm(speech["phrase0"])
+
+    async def together():
+        streams = [asyncio.create_task(stream_pcm(ws_url(sphinx), pcm, rate)) for _ in range(MAX_STREAMS)]
+        await asyncio.sleep(1.5)  # all eight open (the phrase lasts 2.9 s)
+        extra = await stream_pcm(ws_url(sphinx), pcm[:32000], rate)
+        batch = await asyncio.to_thread(sphinx.transcribe, speech["phrase1"])  # batch still served
+        return await asyncio.gather(*streams), extra, batch
+
+    runs, extra, batch = asyncio.run(together())
+    assert extra.close_code == 4429 and "ASR_STREAM_MAX_SESSIONS=8" in extra.close_reason
+    assert extra.events[-1][1]["code"] == "too_many_streams"
+    assert batch.status_code == 200 and word_error_rate(PHRASES[1], batch.json()["text"]) <= 0.25
+    for run in runs:
+        assert_well_formed(run)
+        assert word_error_rate(PHRASES[0], run.text) <= 0.2, run.text
+        assert len(run.of("final")) == 1  # how far behind: benchmarks/stream_latency.py --streams 8
+
+
+def raw_session(server, *messages, read_timeout: float = 10):
+    """Send messages (str or bytes), return (close code, reason, events) as the server ended it."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+    events = []
+    with connect(ws_url(server), open_timeout=10) as ws:
+        try:
+            for m in messages:
+                ws.send(m)
+        except ConnectionClosed:
+            pass  # refused before the client finished: the events and code say why
+        try:
+            while True:
+                msg = ws.recv(timeout=read_timeout)
+                events.append(json.loads(msg))
+        except Exception:  # noqa: BLE001 - closed: the close code is what the test checks
+            pass
+        return ws.close_code, ws.close_reason, events
+
+
+START = json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"})
+
+
+@pytest.mark.parametrize("messages, code, name", [
+    (["not json"], 4400, "bad_message"),
+    ([b"\x00\x01" * 100], 4400, "bad_message"),                                  # audio before start
+    ([json.dumps({"type": "hello"})], 4400, "bad_message"),
+    ([START, b"\x00" * 3], 4400, "bad_message"),                                   # half a sample
+    ([START, START], 4400, "bad_message"),
+    ([json.dumps({"type": "start", "sample_rate": 16000, "encoding": "opus"})], 4415, "unsupported_encoding"),
+    ([json.dumps({"type": "start", "sample_rate": 1000})], 4422, "bad_sample_rate"),
+    ([json.dumps({"type": "start", "sample_rate": "16k"})], 4422, "bad_sample_rate"),
+])
+def test_malformed_sessions_are_closed_with_their_code(sphinx, messages, code, name):
+    close_code, reason, events = raw_session(sphinx, *messages)
+    assert (close_code, events[-1]["code"]) == (code, name), (close_code, reason, events)
+    assert reason.startswith(name) and events[-1]["detail"]
+
+
+def test_a_stalled_client_is_closed_and_its_session_freed(sphinx, speech):
+    pcm, _ = read_pcm(speech["phrase0"])
+    started = time.monotonic()
+    code, reason, events = raw_session(sphinx, START, pcm[:16000], read_timeout=IDLE_S + 8)
+    assert code == 4408 and "ASR_STREAM_IDLE_SECONDS" in reason, (code, reason)
+    assert IDLE_S <= time.monotonic() - started < IDLE_S + 5
+    assert_no_stream_open(sphinx)
+
+
+def test_a_stream_over_the_length_limit_gets_its_finals_then_is_closed(sphinx, speech):
+    run = stream(sphinx, speech["long"], realtime=False)  # ~29 s > 20 s
+    assert run.close_code == 4413 and "ASR_STREAM_MAX_SECONDS" in run.close_reason
+    assert len(run.of("final")) >= 4  # what came before the limit was decoded and sent
+    assert all(e["end"] <= MAX_STREAM_S + 0.01 for _, e in run.of("final"))
+
+
+def test_a_vanished_client_frees_its_session_and_others_carry_on(sphinx, speech):
+    pcm, _ = read_pcm(speech["phrase0"])
+    sock = socket.create_connection(("127.0.0.1", int(sphinx.url.rsplit(":", 1)[1])))
+    from websockets.sync.client import connect
+    with connect(ws_url(sphinx), sock=sock, close_timeout=0.1) as ws:
+        ws.send(START)
+        ws.send(pcm[:32000])
+        ws.recv(timeout=10)  # ready
+        sock.shutdown(socket.SHUT_RDWR)  # gone without a close frame, as a crashed tab or lost network
+    assert_no_stream_open(sphinx)
+    run = stream(sphinx, speech["phrase1"], realtime=False)
+    assert_well_formed(run)
+    assert word_error_rate(PHRASES[1], run.text) <= 0.25, run.text
+
+
+def test_a_killed_stream_worker_fails_its_session_only(sphinx, speech):
+    pcm, rate = read_pcm(speech["passage"])
+
+    async def killed():
+        task = asyncio.create_task(stream_pcm(ws_url(sphinx), pcm, rate))
+        await asyncio.sleep(1.5)
+        for pid in stream_workers(sphinx):
+            os.kill(pid, signal.SIGKILL)
+        return await task
+
+    run = asyncio.run(killed())
+    assert run.close_code == 1011 and run.events[-1][1]["code"] == "backend_failure", run.close_reason
+    again = stream(sphinx, speech["phrase3"], realtime=False)  # a fresh worker serves the next stream
+    assert_well_formed(again)
+    assert word_error_rate(PHRASES[3], again.text) <= 0.25, again.text
+    assert sphinx.transcribe(speech["phrase3"]).status_code == 200
+
+
+def stream_workers(server) -> list[int]:
+    """The stream workers: spawned children that are not the batch pool's (which exist since start)."""
+    pids = [p for p in server.workers() if "spawn_main" in Path(f"/proc/{p}/cmdline").read_text()]
+    started = {p: int(Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[19]) for p in pids}
+    return sorted(pids, key=started.get)[2:]  # the batch pool's two started with the server
+
+
+def assert_no_stream_open(server, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        metrics = httpx.get(f"{server.url}/metrics").text
+        line = next(l for l in metrics.splitlines() if l.startswith("asr_streams_open"))
+        if line.endswith(" 0.0"):
+            return
+        assert time.monotonic() < deadline, line
+        time.sleep(0.1)
+
+
+def test_a_backend_that_is_not_ready_says_so(asr_python, tmp_path):
+    env = {"ASR_BACKEND": "whisper", "ASR_MODEL": str(tmp_path / "no-model")}
+    with asr_server(asr_python, env, name="test-asr-stream-notready", ready=False) as server:
+        code, reason, events = raw_session(server, START)
+    assert code == 4503 and events[-1]["code"] == "not_ready", (code, reason)
+
+
+# -- faster-whisper: LocalAgreement-2 commits, VAD closes utterances ------------------------------
+
+@pytest.fixture(scope="module")
+def whisper(asr_python):
+    from tests.support.whisper_model import whisper_base_dir
+    env = {"ASR_BACKEND": "whisper", "ASR_MODEL": str(whisper_base_dir()), "ASR_WORKERS": "1"}
+    with asr_server(asr_python, env, name="test-asr-stream-whisper") as server:
+        yield server
+
+
+def test_whisper_streams_finals_as_good_as_batch(whisper, speech, tmp_path):
+    two = concatenate([speech["phrase0"], speech["phrase1"]], tmp_path / "two.wav", gap_s=0.8)
+    reference = f"{PHRASES[0]} {PHRASES[1]}"
+    pcm, rate = read_pcm(two)
+    run = asyncio.run(stream_pcm(ws_url(whisper), pcm, rate, timeout=240,
+                                 start={"type": "start", "sample_rate": rate, "encoding": "pcm_s16le", "language": "en"}))
+    assert_well_formed(run)
+    assert run.events[0][1]["mode"] == "local-agreement"
+    batch = " ".join(whisper.transcribe(speech[f"phrase{i}"]).json()["text"] for i in range(2))
+    assert word_error_rate(reference, run.text) <= word_error_rate(reference, batch) + 0.05, (run.text, batch)
+    finals = [e for _, e in run.of("final")]
+    assert finals[-1]["end"] > 3.5 and finals[0]["start"] < 1.0  # both phrases, times in the audio
+
+
+def test_smoke_latency_replays_speech_through_the_stream(sphinx):
+    from duplex.plan import Health
+    from duplex.smoke import ASR_APP, Target, smoke
+    target = Target("asr", "native", sphinx.url, Health("http", sphinx.url + "/health", 5.0), ASR_APP)
+    report = smoke([target], latency=True)
+    row = next(r for r in report.results if r.check == "latency")
+    assert row.status == "pass", row
+    assert row.detail["finals"] == row.detail["spans"] == 3 and row.detail["backend"] == "pocketsphinx"
+    assert row.detail["end_to_final_s"]["n"] == 3 and "after end of speech" in row.reason
+
+
+# -- NeMo: chunked re-decoding of VAD utterances (the tiny untrained FastConformer-CTC) -------------
+
+def test_nemo_streams_in_chunks(asr_python, speech):
+    """The tiny model is untrained (its text is noise): what is tested is the session's shape, that
+    each utterance is decoded (partials while it grows, a final when it ends) and the limits hold."""
+    from tests.support.tiny_models import NEMO_FILES, tiny_nemo
+    from tests.support.whisper_model import TESTDATA
+    model = tiny_nemo(TESTDATA / "tiny-nemo") / NEMO_FILES[0]
+    python = ensure_env("asr-nemo") / "bin" / "python"
+    env = {"ASR_BACKEND": "nemo", "ASR_MODEL": str(model.parent), "ASR_DEVICE": "cpu", "ASR_STREAM_MAX_SESSIONS": "1"}
+    with asr_server(python, env, name="test-asr-stream-nemo", timeout=300) as server:
+        pcm, rate = read_pcm(speech["passage"])
+
+        async def two():
+            first = asyncio.create_task(stream_pcm(ws_url(server), pcm, rate))
+            await asyncio.sleep(1)
+            return await stream_pcm(ws_url(server), pcm[:3200], rate), await first
+
+        refused, run = asyncio.run(two())
+    assert refused.close_code == 4429
+    assert_well_formed(run)
+    assert run.events[0][1]["mode"] == "chunked" and run.events[0][1]["backend"] == "nemo"
+    # one final per phrase, each around its phrase; partials while the phrases grew
+    spans = speech_spans(pcm, rate)
+    finals = [e for _, e in run.of("final")]
+    assert len(finals) == len(spans) == 4 and run.of("partial"), run.events
+    assert all(f["start"] - 0.5 < a < b < f["end"] + 0.5 for f, (a, b) in zip(finals, spans)), (finals, spans)
+    assert abs(run.events[-1][1]["audio_s"] - run.audio_s) < 0.05
+    assert "Traceback" not in server.output()
