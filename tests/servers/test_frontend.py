@@ -318,7 +318,9 @@ def test_container_image_serves_the_frontend():
         bundle = Path(os.environ.get("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt"))
         ca.write_bytes(bundle.read_bytes() if bundle.exists() else b"")
     tag = "duplex/frontend:test"
-    build = subprocess.run([tool("docker"), "build", "-q", "-f", "dockerfiles/frontend.Dockerfile", "-t", tag, "."],
+    base = os.environ.get("DUPLEX_BASE_IMAGE")  # the suite's base (tests/conftest.py), else the Dockerfile's
+    build = subprocess.run([tool("docker"), "build", "-q", "-f", "dockerfiles/frontend.Dockerfile", "-t", tag,
+                            *(["--build-arg", f"BASE_IMAGE={base}"] if base else []), "."],
                            cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert build.returncode == 0, build.stderr
     port, name = free_port(), f"duplex-frontend-test-{os.getpid()}"
