@@ -216,11 +216,15 @@ class Supervisor:
     def _replaced(self, name: str, handle: Handle) -> bool:
         """A service stopped or restarted from elsewhere (`inv restart`, `inv stop NAME`, the
         dashboard) is no crash: its record in the run state is no longer this handle's."""
+        from .layout import Layout
         from .state import read_state, same_process
-        state = read_state(getattr(self.state, "root", None) or self.plan.root)
+        root = getattr(self.state, "root", None) or self.plan.root
+        state = read_state(root)
         current = state["services"].get(name)
         if current is not None and current.get("stopping") and same_process(current, handle.record()):
             current = None  # `inv stop NAME`, or the first half of a restart
+        elif "stack" not in state and not Layout(root).state.exists():
+            current = None  # the run's last service stopped from elsewhere: its record went with the file
         elif "stack" not in state or (current is not None and same_process(current, handle.record())):
             return False  # no readable state (a full disk kept an old one whole) says nothing else
         with self.lock:

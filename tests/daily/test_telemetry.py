@@ -129,8 +129,8 @@ def test_no_spans_when_off_even_with_a_collector_in_the_environment():
 def test_spans_arrive_from_the_asr_container(tmp_path):
     """Container mode: the collector on the host is reached at host.docker.internal."""
     root = copy_stack(tmp_path / "stack", "oteltest")
-    port = free_port()
     with Collector(host="0.0.0.0") as collector:  # the docker bridge reaches the host, not its loopback
+        port = free_port()  # drawn while the collector holds its own port: never the same one
         env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"), "DUPLEX_PORT_ASR": str(port)}
         try:
             up = _inv(root, env, "run", "--detach", "--services", "asr", "--otlp",

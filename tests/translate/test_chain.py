@@ -102,33 +102,39 @@ def _page_translates(chain, speech, mode: str) -> dict:
 def test_translation_natively(chain, speech):
     started = time.monotonic()
     up = chain.inv("run", "--native", "--detach")
-    assert up.returncode == 0, up.stdout + up.stderr
-    print(f"native: stack started to healthy in {time.monotonic() - started:.1f} s")
-    _mt_serves(chain, "native")
-    _page_translates(chain, speech, "native")
-    smoked = chain.inv("smoke", "--json")
-    report = json.loads(smoked.stdout)
-    rows = {r["name"]: r for r in report["results"]}
-    assert smoked.returncode == 0 and report["ok"], smoked.stdout + smoked.stderr
-    assert rows["mt"]["check"] == "translate" and rows["mt"]["status"] == "pass"
-    assert rows["mt"]["detail"]["model"] == QWEN_REPO and rows["mt"]["detail"]["output_tokens"] > 0
-    assert rows["asr"]["check"] == "transcribe" and rows["asr"]["status"] == "pass"
-    assert rows["gpu"]["status"] == "skip" and "no NVIDIA container runtime" in rows["gpu"]["reason"]
-    log = (chain.root / ".duplex" / "logs" / "mt.log").read_text()
-    assert f"MT model {QWEN_REPO} ready in" in log and "Qwen2ForCausalLM, device cpu, precision float32" in log
-    assert chain.inv("stop").returncode == 0
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        print(f"native: stack started to healthy in {time.monotonic() - started:.1f} s")
+        _mt_serves(chain, "native")
+        _page_translates(chain, speech, "native")
+        smoked = chain.inv("smoke", "--json")
+        report = json.loads(smoked.stdout)
+        rows = {r["name"]: r for r in report["results"]}
+        assert smoked.returncode == 0 and report["ok"], smoked.stdout + smoked.stderr
+        assert rows["mt"]["check"] == "translate" and rows["mt"]["status"] == "pass"
+        assert rows["mt"]["detail"]["model"] == QWEN_REPO and rows["mt"]["detail"]["output_tokens"] > 0
+        assert rows["asr"]["check"] == "transcribe" and rows["asr"]["status"] == "pass"
+        assert rows["gpu"]["status"] == "skip" and "no NVIDIA container runtime" in rows["gpu"]["reason"]
+        log = (chain.root / ".duplex" / "logs" / "mt.log").read_text()
+        assert f"MT model {QWEN_REPO} ready in" in log and "Qwen2ForCausalLM, device cpu, precision float32" in log
+    finally:  # a failure above must not leave the stack running for the next test
+        stopped = chain.inv("stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
 
 
 def test_translation_in_containers(chain, speech):
     started = time.monotonic()
     up = chain.inv("run", "--detach")
-    assert up.returncode == 0, up.stdout + up.stderr
-    print(f"container: images built and stack healthy in {time.monotonic() - started:.1f} s")
-    _mt_serves(chain, "container")
-    _page_translates(chain, speech, "container")
-    inspect = json.loads(subprocess.run([tool("docker"), "inspect", f"duplex-{STACK}-mt"], capture_output=True,
-                                        text=True, check=True).stdout)[0]
-    assert "HF_HUB_OFFLINE=1" in inspect["Config"]["Env"] and inspect["Config"]["User"] == "duplex"
-    smoked = chain.inv("smoke", "--json", "--services", "asr,mt,gpu")
-    assert smoked.returncode == 0, smoked.stdout + smoked.stderr
-    assert chain.inv("stop").returncode == 0
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        print(f"container: images built and stack healthy in {time.monotonic() - started:.1f} s")
+        _mt_serves(chain, "container")
+        _page_translates(chain, speech, "container")
+        inspect = json.loads(subprocess.run([tool("docker"), "inspect", f"duplex-{STACK}-mt"], capture_output=True,
+                                            text=True, check=True).stdout)[0]
+        assert "HF_HUB_OFFLINE=1" in inspect["Config"]["Env"] and inspect["Config"]["User"] == "duplex"
+        smoked = chain.inv("smoke", "--json", "--services", "asr,mt,gpu")
+        assert smoked.returncode == 0, smoked.stdout + smoked.stderr
+    finally:  # a failure above must not leave the stack running for the next test
+        stopped = chain.inv("stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
