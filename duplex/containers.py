@@ -143,6 +143,24 @@ def list_containers(root: Path, client=None, *, everything: bool = True) -> list
     return found if everything else [c for c in found if c.labels.get(PERSISTENT_LABEL) != "true"]
 
 
+def remove_idle_networks(names: set[str], client=None) -> list[str]:
+    """Remove those of these networks that no container uses any more (a persistent container kept
+    warm keeps its network): left behind, each takes one of the engine's ~30 default address pools,
+    and a machine that runs many stacks runs out."""
+    from docker.errors import APIError, NotFound
+    client = client or connect()
+    removed = []
+    for name in sorted(names):
+        try:
+            network = client.networks.get(name)
+            if not network.attrs.get("Containers"):
+                network.remove()
+                removed.append(name)
+        except (APIError, NotFound):  # gone already, or a container joined it meanwhile
+            pass
+    return removed
+
+
 def find_container(ident: str, client=None):
     """A container by id or name, or None when the engine no longer has it."""
     from docker.errors import NotFound
@@ -410,6 +428,11 @@ class ContainerRunner:
             raise RunError(f"{svc.name}: the engine refused to start the container ({short_error(exc)})",
                            fix=_run_fix(exc, svc)) from exc
         return ContainerHandle(svc, container, log, None if self.detach else sink, reused=False)
+
+    def cleanup(self) -> None:
+        """After the run's containers are gone: its network, unless a persistent one still uses it."""
+        if self._client is not None:
+            remove_idle_networks({self.network}, self._client)
 
     def _ours_or_absent(self, svc: ServicePlan):
         """The container named for this service when it is this checkout's (or None when there is

@@ -205,6 +205,15 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
         write_state(root, state)
     except StateWriteError as err:  # what it records is stale now, and stale records never block
         say(f"warning: {err}")
+    if not services and lookup.result():
+        from .containers import remove_idle_networks
+        from .plan import LABEL
+        try:
+            stacks = {c.labels.get(f"{LABEL}.stack") for c in lookup.result().values()}
+            for network in remove_idle_networks({f"duplex-{s}" for s in stacks if s}):
+                say(f"network {network}: removed")
+        except Exception:  # noqa: BLE001 - the engine went away meanwhile: the network waits for the next stop
+            pass
     if not services:  # the run's dashboard goes with it (a detached run's, or a killed `inv run`'s)
         from .dashboard import launch
         if launch.stop(root):

@@ -258,6 +258,11 @@ class Supervisor:
                 if self._stop_one(name, handle, began, slow_after):
                     self.state.remove(name, handle.record())
                     self.stopped.append(name)
+        for runner in self.runners.values():  # what a runner made for the run (the stack's network)
+            try:
+                getattr(runner, "cleanup", lambda: None)()
+            except Exception:  # noqa: BLE001 - left for `inv stop`, which tries again
+                pass
 
     def _rank(self, name: str) -> int:
         order = self.plan.start_order

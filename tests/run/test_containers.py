@@ -13,6 +13,10 @@ from tests.run.conftest import labelled, lines_of, wait_for
 pytestmark = pytest.mark.docker
 
 
+def networks(engine, toy) -> list[str]:
+    return [n.name for n in engine.networks.list(names=["duplex-toy"])]
+
+
 def test_container_run_builds_discovers_publishes_on_loopback_and_stops(engine, toy):
     proc = toy.inv("run", "--detach", "--services", "web", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -47,6 +51,7 @@ def test_container_run_builds_discovers_publishes_on_loopback_and_stops(engine, 
     assert toy.inv("stop").returncode == 0
     assert follow.wait(timeout=30) == 0  # the containers are gone: --follow ends
     assert labelled(engine, toy) == []
+    assert networks(engine, toy) == []  # left behind, each would hold one of the engine's ~30 pools
 
 
 def test_native_service_reaches_a_container_dependency_on_loopback(engine, toy):
@@ -68,7 +73,7 @@ def test_killed_duplex_then_stop_removes_containers(engine, toy):
     run.wait(timeout=10)
     assert len(labelled(engine, toy)) == 1  # containers outlive a SIGKILLed duplex...
     assert toy.inv("stop").returncode == 0  # ...and `inv stop` cleans up by label
-    assert labelled(engine, toy) == []
+    assert labelled(engine, toy) == [] and networks(engine, toy) == []
 
 
 def test_persistent_container_survives_the_run_and_is_reused(engine, toy):
@@ -82,17 +87,20 @@ def test_persistent_container_survives_the_run_and_is_reused(engine, toy):
     first.communicate(timeout=60)
     (kept,) = labelled(engine, toy)
     assert kept.status == "running"
+    assert networks(engine, toy) == ["duplex-toy"]
     second = toy.inv("run", "--detach", "--services", "api", timeout=600)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "reused" in second.stdout
     assert [c.id for c in labelled(engine, toy)] == [kept.id]
     toy.inv("stop")
     assert len(labelled(engine, toy)) == 1  # plain stop keeps it warm
+    assert networks(engine, toy) == ["duplex-toy"]  # and the network it is on
     third = toy.inv("run", "--detach", "--services", "api", timeout=600)  # and the next run takes it
     assert third.returncode == 0 and "reused" in third.stdout, third.stdout + third.stderr
     assert [c.id for c in labelled(engine, toy)] == [kept.id]
     assert toy.inv("stop", "--all").returncode == 0
     assert labelled(engine, toy) == []
+    assert networks(engine, toy) == []
 
 
 def test_build_failure_names_the_failing_step(engine, toy):
@@ -132,7 +140,7 @@ def test_sigterm_during_a_container_health_wait_removes_it(engine, toy):
     assert run.wait(timeout=60) == 143, "\n".join(seen)
     text = "\n".join(seen + list(out.queue))
     assert "SIGTERM during start-up: stopped what had started (api)" in text and "Traceback" not in text
-    assert labelled(engine, toy) == []
+    assert labelled(engine, toy) == [] and networks(engine, toy) == []  # the attached run removed its network
 
 
 def test_sigterm_during_a_build_stops_it_and_starts_nothing(engine, toy):

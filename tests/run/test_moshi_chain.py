@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,21 @@ def speech(tmp_path_factory) -> Path:
     return concatenate(parts, folder / "speech.wav", gap_s=0.5)
 
 
+@pytest.fixture(autouse=True)
+def stopped_after(chain):
+    """Each test's run stops even when the test fails (the next one would find its ports taken)."""
+    yield
+    chain.inv("stop", timeout=180)
+
+
+def checked_since(health: dict, since: datetime) -> list[dict]:
+    """The image's health checks that began after `since` (the engine's times: RFC 3339, in ns)."""
+    def began(entry: dict) -> datetime:
+        whole, _, fraction = entry["Start"].rstrip("Z").partition(".")
+        return datetime.fromisoformat(f"{whole}.{fraction[:6].ljust(6, '0')}+00:00")
+    return [entry for entry in health["Log"] if began(entry) >= since]
+
+
 def docker_health(container: str) -> dict:
     out = subprocess.run([tool("docker"), "inspect", "-f", "{{json .State.Health}}", container],
                          capture_output=True, text=True, check=True)
@@ -169,6 +185,9 @@ def test_moshi_converses_through_the_frontend_in_containers(chain, speech):
 
     # The image's own HEALTHCHECK: the handshake once (its first run, 15 s after start), then alive.
     wait_docker_health(chain.container("moshi"), "healthy", 90)
+    # (a check before now may have failed: two handshakes at once, the image's and duplex's own health
+    # wait, and moshi serves one at a time; what counts is that none fails during the conversation)
+    talking = datetime.now(timezone.utc)
 
     front = f"http://127.0.0.1:{chain.port('frontend')}/chat"
     with chromium(fake_microphone=speech) as browser:
@@ -201,7 +220,8 @@ def test_moshi_converses_through_the_frontend_in_containers(chain, speech):
                  "the second tab's turn", browser)
     health = docker_health(chain.container("moshi"))
     assert health["Status"] == "healthy", health
-    assert all(entry["ExitCode"] == 0 for entry in health["Log"]), health["Log"]
+    during = checked_since(health, talking)
+    assert all(entry["ExitCode"] == 0 for entry in during), health["Log"]
     frames = frame_times(chain.container("moshi"))
     print(f"moshi frames handled: {len(frames)}, median {frames[len(frames) // 2]:.1f} ms, "
           f"p90 {frames[int(len(frames) * 0.9)]:.1f} ms (real time: 80 ms a frame)")
