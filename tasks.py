@@ -308,13 +308,22 @@ def dashboard(c, open=False):
         webbrowser.open(board.link)
 
 
-@task(help={"name": "the service to restart (stop, start, wait until healthy)"})
+@task(help={"name": "the service to restart (stop, start, wait until healthy)",
+            "code": "warm services: re-import the app in place, the loaded models kept",
+            "model": "warm services: a fresh server process, so the preload loads the models again"})
 @_cli
-def restart(c, name):
+def restart(c, name, code=False, model=False):
     """Restart one service of the run in progress, with the same plan and health gating as `inv run`."""
-    from duplex.actions import restart_service
+    from duplex import actions
     from duplex.project import project_root
-    took = restart_service(project_root(), flags.name(name, "NAME"), say=print)
+    name = flags.name(name, "NAME")
+    if code and model:
+        raise flags.UsageError("--code and --model are two different reloads: choose one "
+                               "(--model reloads the code too)")
+    if code or model:
+        actions.reload_service(project_root(), name, "code" if code else "model", say=print)
+        return
+    took = actions.restart_service(project_root(), name, say=print)
     print(f"{name}: restarted in {took:.2f}s")
 
 

@@ -1,5 +1,7 @@
 """Restart, stop and start one service of the run in progress (`inv restart NAME`, the dashboard's
-buttons): the same plan, runners, health wait and dependency rules as `inv run`.
+buttons): the same plan, runners, health wait and dependency rules as `inv run`. A warm service can
+instead reload its code in place or its model in a fresh server process (`inv restart NAME --code
+| --model`), the socket held throughout.
 
 A service started here runs detached (its log pump or the engine keeps its log), whatever the run's
 mode: the `inv` that would read its pipe may be gone. Its record replaces the old one in the run
@@ -89,3 +91,65 @@ def restart_service(root: Path, name: str, say: Say = lambda _line: None) -> flo
     _service(the_plan, name)
     stop(root, services=[name], say=say)
     return start_service(root, name, say, the_plan)
+
+
+def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: None) -> float:
+    """A warm service (native, reload = "warm"): "code" re-imports the app in place, the preloaded
+    models kept; "model" starts a fresh server process, so the preload loads them again. Waits
+    until the reload is served, reading the reloader's own lines in the service's log; returns the
+    seconds taken. Requests meanwhile wait (the reloader holds the socket), none is refused."""
+    import os
+    import time
+
+    import psutil
+
+    from . import warm
+    from .layout import Layout
+    from .logs import PAST_END, file_lines
+    the_plan = _plan_again(root)
+    svc = _service(the_plan, name)
+    if not (svc.mode == "native" and warm.is_warm(svc.command)):
+        how = "in a container" if svc.mode == "container" else "natively without reload = \"warm\""
+        raise RunError(f"{name} does not reload warm (it runs {how}), so there is no {what} to reload apart",
+                       fix=f"`inv restart {name}` restarts it; warm reload: docs/warm-reload.md")
+    record = live_records(root)[0].get(name)
+    if record is None:
+        raise RunError(f"{name} is not running", fix=f"`inv restart {name}` starts it")
+    pid = warm.supervisor_pid(record["pid"])
+    if pid is None:
+        raise RunError(f"{name}: no warm reloader runs under pid {record['pid']}",
+                       fix=f"`inv restart {name}` starts it afresh")
+    began = time.monotonic()
+    deadline = began + svc.health.timeout
+    lines = file_lines(Layout(root).log(name), 0, True,
+                       lambda: psutil.pid_exists(pid) and time.monotonic() < deadline)
+    next(lines)  # PAST_END: from here on, only what the reload writes
+    os.kill(pid, warm.RELOAD_SIGNALS[what])
+    say(f"{name}: " + ("re-importing its code, models kept" if what == "code" else
+                       "reloading its model: a fresh server process runs the preload"))
+    fresh = what == "model"
+    for line in lines:
+        if line is PAST_END:
+            continue
+        if "Warm reload: " in line:
+            say(f"{name}: {line.partition('Warm reload: ')[2]}")
+        if not fresh and "re-imported" in line:
+            took = time.monotonic() - began
+            say(f"{name}: code reloaded in {took:.2f}s")
+            return took
+        if not fresh and "every request gets HTTP 500" in line:
+            raise RunError(f"{name}: the code reload failed: {line.partition('Warm reload: ')[2].rstrip(':')}",
+                           fix=f"fix the error (`inv logs {name}` shows it); the next edit reloads it")
+        if "restarting fully" in line:
+            fresh = True
+        if fresh and "Application startup complete" in line:
+            if wait_healthy(svc.health, lambda: psutil.pid_exists(pid),
+                            timeout=max(1.0, deadline - time.monotonic())) != "healthy":
+                break
+            took = time.monotonic() - began
+            say(f"{name}: model reloaded, healthy after {took:.2f}s")
+            return took
+    if not psutil.pid_exists(pid):
+        raise RunError(f"{name}: its reloader exited during the reload", fix=f"`inv logs {name}` says why")
+    raise RunError(f"{name}: the {what} reload was not served within {svc.health.timeout:g}s (start_timeout)",
+                   fix=f"`inv logs {name}` says where it stopped; `inv restart {name}` starts it afresh")

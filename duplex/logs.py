@@ -38,7 +38,7 @@ def logs(root: Path, service: str | None = None, *, follow: bool = False,
     sources = {n: _source(root, n, records.get(n), lines, follow) for n in names}
     for name, source in sources.items():  # the past, one service after the other
         for line in source:
-            if line is _PAST_END:
+            if line is PAST_END:
                 break
             yield name, line
     if not follow:
@@ -55,19 +55,19 @@ def logs(root: Path, service: str | None = None, *, follow: bool = False,
             for line in source:
                 queue.put((name, line))
         finally:
-            queue.put((name, _PAST_END))  # this source is done
+            queue.put((name, PAST_END))  # this source is done
     for item in sources.items():
         threading.Thread(target=pump, args=item, daemon=True).start()
     running = len(sources)
     while running:
         name, line = queue.get()
-        if line is _PAST_END:
+        if line is PAST_END:
             running -= 1
         else:
             yield name, line
 
 
-_PAST_END = object()  # a source's marker between its past lines and the ones it follows
+PAST_END = object()  # a source's marker between its past lines and the ones it follows
 
 
 def _source(root: Path, name: str, record: dict | None, lines: int, follow: bool) -> Iterator:
@@ -79,16 +79,16 @@ def _source(root: Path, name: str, record: dict | None, lines: int, follow: bool
         if container is not None:
             return _container_lines(container, lines, follow)
     running = (lambda: alive(record)) if record and record.get("mode") == "native" else (lambda: False)
-    return _file_lines(Layout(root).log(name), lines, follow, running)
+    return file_lines(Layout(root).log(name), lines, follow, running)
 
 
-def _file_lines(path: Path, lines: int, follow: bool, alive: Callable[[], bool]) -> Iterator:
+def file_lines(path: Path, lines: int, follow: bool, alive: Callable[[], bool]) -> Iterator:
     """The file's last lines, then (follow) what is appended, read through the same handle so no
     line is lost or doubled in between; stops once the process is gone and the file is drained."""
     try:
         fh = open(path, "rb")
     except OSError:
-        yield _PAST_END
+        yield PAST_END
         return
     with fh:
         start = max(0, fh.seek(0, 2) - 64 * 1024)
@@ -101,7 +101,7 @@ def _file_lines(path: Path, lines: int, follow: bool, alive: Callable[[], bool])
         if not follow and partial:
             past.append(partial.decode("utf-8", errors="replace"))
         yield from past[-lines:] if lines > 0 else []
-        yield _PAST_END
+        yield PAST_END
         if not follow:
             return
         buf = partial
@@ -127,7 +127,7 @@ def _container_lines(container, lines: int, follow: bool) -> Iterator:
     now = time.time()
     past = container.logs(tail=lines, until=now) if follow else container.logs(tail=lines)
     yield from past.decode("utf-8", errors="replace").splitlines()
-    yield _PAST_END
+    yield PAST_END
     if not follow:
         return
     buf = b""

@@ -17,6 +17,11 @@ def act(root: Path):
             stopped = actions.stop_service(root, name, said.append)
             return {"ok": True, "message": f"{name} stopped" if stopped else f"{name} was not running",
                     "lines": said}
+        if what.startswith("reload-"):
+            part = what.removeprefix("reload-")
+            took = actions.reload_service(root, name, part, said.append)
+            return {"ok": True, "message": f"{name}: {part} reloaded in {took:.2f}s", "seconds": round(took, 3),
+                    "lines": said}
         took = (actions.restart_service if what == "restart" else actions.start_service)(root, name, said.append)
         return {"ok": True, "message": f"{name} healthy after {took:.2f}s", "seconds": round(took, 3),
                 "lines": said}

@@ -8,9 +8,11 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
+from .. import warm
+
 HISTORY = 60  # health samples kept per service (every second until healthy, then every 5 s)
-WARM_RELOAD = re.compile(r"Warm reload: (?P<what>.+?) changed; re-imported \S+ in (?P<took>[\d.]+) s "
-                         r"\(generation (?P<gen>\d+)\)")
+WARM_RELOAD = re.compile(r"Warm reload: (?:(?P<what>.+?) changed|(?P<asked>a code reload was asked for)); "
+                         r"re-imported \S+ in (?P<took>[\d.]+) s \(generation (?P<gen>\d+)\)")
 
 
 def service_state(recorded: bool, alive: bool, healthy: bool, seen_healthy: bool) -> str:
@@ -29,7 +31,7 @@ def warm_reload(text: str) -> dict | None:
     found = WARM_RELOAD.search(text)
     if not found:
         return None
-    return {"changed": found["what"], "seconds": float(found["took"]), "generation": int(found["gen"])}
+    return {"changed": found["what"] or "(asked: reload code)", "seconds": float(found["took"]), "generation": int(found["gen"])}
 
 
 @dataclass
@@ -96,7 +98,7 @@ def planned_view(plan) -> dict:
             gpu = {"devices": list(s.gpu_devices), "placement": s.gpu_placement}
         services[name] = {"mode": s.mode, "url": s.url, "depends_on": dict(s.depends_on), "gpu": gpu,
                           "health": {"kind": s.health.kind, "url": s.health.url, "ca": s.health.ca},
-                          "warm": any("warm" in part for part in s.command) if s.mode == "native" else False}
+                          "warm": s.mode == "native" and warm.is_warm(s.command)}
     return {"stack": plan.stack, "native": plan.native, "order": list(plan.start_order),
             "services": services, "left_out": dict(plan.left_out),
             # names only: the values the engine's log lines are masked of come from the environment

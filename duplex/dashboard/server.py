@@ -23,7 +23,7 @@ from .logbook import LogBook, matcher
 from .traces import decode
 
 STATIC = Path(__file__).with_name("static")
-ACTIONS = ("restart", "stop", "start")
+ACTIONS = ("restart", "stop", "start", "reload-code", "reload-model")  # reload-*: warm services only
 HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
            "Cache-Control": "no-store"}

@@ -8,9 +8,34 @@ This module is the duplex side: where that script is and how the plan calls it (
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 RUNNER = Path(__file__).resolve().parent / "standalone" / "runner.py"
+# what the runner's supervisor does on each (kept equal to runner.py's RELOAD_CODE and RELOAD_MODEL)
+RELOAD_SIGNALS = {"code": signal.SIGUSR1, "model": signal.SIGUSR2}
+
+
+def is_warm(command: list[str]) -> bool:
+    """A native service's argv that runs the warm reloader."""
+    return str(RUNNER) in command
+
+
+def supervisor_pid(pid: int) -> int | None:
+    """The reloader's supervisor: the recorded pid itself (attached runs) or its child (a detached
+    run records the log pump); None when neither runs it. Only the supervisor may get the reload
+    signals: the server process and the log pump would die of them."""
+    import psutil
+    try:
+        top = psutil.Process(pid)
+        for proc in (top, *top.children(recursive=True)):
+            argv = proc.cmdline()
+            # the script itself, not the log pump whose argv carries the command after its own
+            if argv[1:2] == [str(RUNNER)] and "--serve-fd" not in argv:
+                return proc.pid
+    except psutil.Error:
+        return None
+    return None
 
 
 def command(app: str, host: str, port: int, watch: list[str], preload: str | None = None) -> list[str]:

@@ -149,39 +149,44 @@ def toy_group(pgid: int) -> list[int]:
 def test_inv_restart_warm_reload_and_an_attached_run_that_takes_its_dashboard_along(toy):
     toy.edit('app = "app:app"\nport = 18501', 'app = "app:app"\nreload = "warm"\nport = 18501')
     run = toy.popen("run", "--native", "--services", "api")
-    out, seen = lines_of(run), []
-    line = wait_for(out, "dashboard: http", seen, timeout=60)
-    url = LINK.search(line).group(1)
-    wait_for(out, "press Ctrl-C", seen, timeout=60)
-    board = board_info(toy)["pid"]
-    old = toy.state()["services"]["api"]["pid"]
-    restarted = toy.inv("restart", "api")
-    assert restarted.returncode == 0 and "api: restarted in" in restarted.stdout, restarted.stdout + restarted.stderr
-    new = toy.state()["services"]["api"]["pid"]
-    assert new != old and toy.get("api", "/health") == {"status": "ok"}
-    # said, not taken for a crash: "stopped outside this terminal", or "restarted (pid N) outside this
-    # terminal" when the watch first looks after the new process is recorded
-    wait_for(out, "outside this terminal", seen, timeout=10)
-    assert not any("crashed" in line for line in seen)
-    assert httpx.get(url, follow_redirects=True).status_code == 200
-    # a warm reload shows up in the page with its edit-to-served time
-    with chromium() as driver:
-        driver.get(url)
-        wait_until(lambda: state_of(driver, "api") == "healthy", 30, "api healthy", driver)
-        assert cell(driver, "api", "reloads") == "0"
-        app = toy.root / "app.py"
-        app.write_text(app.read_text().replace('VERSION = "v1"', 'VERSION = "v2"'))
-        wait_until(lambda: toy.get("api", "/version") == {"version": "v2"}, 20, "the edit served")
-        wait_until(lambda: re.fullmatch(r"1 \(last 0\.\d{3}s\)", cell(driver, "api", "reloads")), 15,
-                   "the warm reload in the page", driver)
-    bad = toy.inv("restart", "nope")
-    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "choose from" in bad.stderr, bad.stderr
-    # a killed `inv run` leaves no dashboard (it dies with its parent); `inv stop` stops the rest
-    run.send_signal(signal.SIGKILL)
-    run.wait(10)
-    assert wait_gone([board], timeout=5) == []
-    toy.inv("stop")
-    assert not pid_alive(new) or wait_gone([new], timeout=5) == []
+    try:
+        out, seen = lines_of(run), []
+        line = wait_for(out, "dashboard: http", seen, timeout=60)
+        url = LINK.search(line).group(1)
+        wait_for(out, "press Ctrl-C", seen, timeout=60)
+        board = board_info(toy)["pid"]
+        old = toy.state()["services"]["api"]["pid"]
+        restarted = toy.inv("restart", "api")
+        assert restarted.returncode == 0 and "api: restarted in" in restarted.stdout, restarted.stdout + restarted.stderr
+        new = toy.state()["services"]["api"]["pid"]
+        assert new != old and toy.get("api", "/health") == {"status": "ok"}
+        # said, not taken for a crash: "stopped outside this terminal", or "restarted (pid N) outside this
+        # terminal" when the watch first looks after the new process is recorded
+        wait_for(out, "outside this terminal", seen, timeout=10)
+        assert not any("crashed" in line for line in seen)
+        assert httpx.get(url, follow_redirects=True).status_code == 200
+        # a warm reload shows up in the page with its edit-to-served time
+        with chromium() as driver:
+            driver.get(url)
+            wait_until(lambda: state_of(driver, "api") == "healthy", 30, "api healthy", driver)
+            assert cell(driver, "api", "reloads") == "0"
+            app = toy.root / "app.py"
+            app.write_text(app.read_text().replace('VERSION = "v1"', 'VERSION = "v2"'))
+            wait_until(lambda: toy.get("api", "/version") == {"version": "v2"}, 20, "the edit served")
+            wait_until(lambda: re.fullmatch(r"1 \(last 0\.\d{3}s\)", cell(driver, "api", "reloads")), 15,
+                       "the warm reload in the page", driver)
+        bad = toy.inv("restart", "nope")
+        assert bad.returncode != 0 and "Traceback" not in bad.stderr and "choose from" in bad.stderr, bad.stderr
+        # a killed `inv run` leaves no dashboard (it dies with its parent); `inv stop` stops the rest
+        run.send_signal(signal.SIGKILL)
+        run.wait(10)
+        assert wait_gone([board], timeout=5) == []
+        toy.inv("stop")
+        assert not pid_alive(new) or wait_gone([new], timeout=5) == []
+    finally:  # a failure above must not leave this `inv run` (and its ports) to the next test
+        if run.poll() is None:
+            run.kill()
+        toy.inv("stop")
 
 
 @pytest.mark.docker
@@ -256,3 +261,80 @@ def test_with_telemetry_on_and_no_collector_the_dashboard_lists_requests_with_th
                 "return r && r.textContent;", trace["trace"]) == "frontend → asr", 15, "the request in the page", driver)
     finally:
         _inv(root, env, "stop", "--all", timeout=120)
+
+
+PRELOAD = '''"""Stands in for a model load: once per server process."""
+import os
+import time
+
+LOADED = {}
+
+
+def preload():
+    LOADED.update(pid=os.getpid(), at=time.time())
+'''
+LOADED_ROUTE = '''
+
+@app.get("/loaded")
+def loaded():
+    import preload
+    return {"pid": os.getpid(), "at": preload.LOADED.get("at"), "version": VERSION}
+'''
+
+
+def test_reload_code_keeps_the_model_and_reload_model_loads_it_again_from_the_cli_and_the_page(toy):
+    (toy.root / "preload.py").write_text(PRELOAD)
+    (toy.root / "app.py").write_text((toy.root / "app.py").read_text() + LOADED_ROUTE)
+    toy.edit('app = "app:app"\nport = 18501',
+             'app = "app:app"\nreload = "warm"\npreload = "preload:preload"\nwatch = ["."]\nport = 18501')
+    run = toy.inv("run", "--native", "--detach", "--services", "web")
+    assert run.returncode == 0, run.stdout + run.stderr
+    try:
+        url, port, token = LINK.search(run.stdout).groups()
+        first = toy.get("api", "/loaded")
+        assert first["at"] is not None
+        code = toy.inv("restart", "api", "--code")
+        assert code.returncode == 0 and "api: code reloaded in" in code.stdout, code.stdout + code.stderr
+        assert toy.get("api", "/loaded") == first  # the same process, the model not loaded again
+        logs = toy.inv("logs", "--service", "api").stdout
+        assert "Warm reload: a code reload was asked for; re-imported app:app" in logs
+        model = toy.inv("restart", "api", "--model")
+        assert model.returncode == 0 and "api: model reloaded, healthy after" in model.stdout, \
+            model.stdout + model.stderr
+        print(code.stdout + model.stdout)  # the figures docs/dashboard.md quotes
+        second = toy.get("api", "/loaded")
+        assert second["pid"] != first["pid"] and second["at"] > first["at"]
+        assert toy.get("web", "/health") == {"status": "ok"}  # its dependent never noticed
+        # the page: the buttons on the warm service only, and what they do through the API
+        headers = {"x-duplex-token": token}
+        rows = {r["name"]: r for r in httpx.get(f"http://127.0.0.1:{port}/api/services", headers=headers,
+                                                timeout=5).json()["services"]}
+        assert rows["api"]["warm"] and not rows["web"]["warm"]
+        with chromium() as driver:
+            driver.get(url)
+            wait_until(lambda: state_of(driver, "api") == "healthy", 30, "api healthy", driver)
+            buttons = driver.execute_script(
+                "return [...document.querySelectorAll('tr[data-service] button')].map("
+                "b => b.closest('tr').dataset.service + ' ' + b.className)")
+            assert "api reload-code" in buttons and "api reload-model" in buttons
+            assert "web reload-code" not in buttons
+            # clicked in one script: the table is redrawn as rows change, so held elements go stale
+            driver.execute_script("document.querySelector(\"tr[data-service='api'] button.reload-model\").click()")
+            wait_until(lambda: "model reloaded in" in driver.find_element("id", "message").text, 60,
+                       "the page's reload", driver)
+        third = toy.get("api", "/loaded")
+        assert third["pid"] != second["pid"]
+        reply = httpx.post(f"http://127.0.0.1:{port}/api/services/api/reload-code", headers=headers, timeout=60)
+        assert reply.status_code == 200 and reply.json()["ok"], reply.text
+        assert toy.get("api", "/loaded") == third
+        # mistakes: one clear line each, nothing changed
+        both = toy.inv("restart", "api", "--code", "--model")
+        assert both.returncode == 2 and "choose one" in both.stderr and "Traceback" not in both.stderr
+        cold = toy.inv("restart", "web", "--code")
+        assert cold.returncode != 0 and "web does not reload warm" in cold.stderr \
+            and "inv restart web" in cold.stderr and "Traceback" not in cold.stderr, cold.stderr
+        refused = httpx.post(f"http://127.0.0.1:{port}/api/services/web/reload-model", headers=headers, timeout=60)
+        assert refused.status_code == 409 and "does not reload warm" in refused.json()["error"]
+        assert toy.get("api", "/loaded") == third
+    finally:
+        toy.inv("stop")

@@ -85,6 +85,11 @@ function drawServices() {
       el("td", {class: "phase"}, phase), el("td", {class: "reloads"}, reload),
       el("td", {},
         el("button", {type: "button", class: "restart", onclick: () => act(r.name, "restart")}, "restart"),
+        ...(r.warm && running ? [
+          el("button", {type: "button", class: "reload-code", title: "re-import the app in place, models kept",
+                        onclick: () => act(r.name, "reload-code")}, "reload code"),
+          el("button", {type: "button", class: "reload-model", title: "a fresh server process: the preload loads the models again",
+                        onclick: () => act(r.name, "reload-model")}, "reload model")] : []),
         running ? el("button", {type: "button", class: "stop", onclick: () => act(r.name, "stop")}, "stop")
                 : el("button", {type: "button", class: "start", onclick: () => act(r.name, "start")}, "start")));
   }));

@@ -9,6 +9,10 @@ queue in its backlog across restarts) and watches the files; the server process 
 runs the preload, imports the app and serves it, and on each edit re-imports the app in place
 around the preloaded models (warm_app.py). When an edit cannot be applied in place the server says
 why and exits with RESTART, and the supervisor starts a fresh one. See docs/warm-reload.md.
+
+Asked, not edited (`inv restart NAME --code|--model`, the dashboard's buttons): SIGUSR1 to the
+supervisor re-imports the app in place as an edit would (models kept); SIGUSR2 starts a fresh
+server process, so the preload loads the models again.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import sys
 import threading
 
 RESTART = 75  # the server asks for a fresh process (EX_TEMPFAIL); kept equal to warm_server.RESTART
+RELOAD_CODE, RELOAD_MODEL = signal.SIGUSR1, signal.SIGUSR2  # kept equal to duplex.warm's
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -111,6 +116,9 @@ def supervise(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    asked: set[int] = set()  # reloads asked for by signal, served at the loop's next turn (<= 0.25 s)
+    for sig in (RELOAD_CODE, RELOAD_MODEL):
+        signal.signal(sig, lambda signum, _frame: asked.add(signum))
     say("INFO", f"Warm reload: watching {', '.join(os.path.relpath(d) for d in dirs)} with "
                 f"{warm_watch.backend()}; supervisor [{os.getpid()}] holds http://{args.host}:{args.port}")
     server = ServerProcess(args, sock)
@@ -120,7 +128,15 @@ def supervise(args: argparse.Namespace) -> int:
             break
         forget_bytecode(changed)
         code = server.proc.poll()
-        if code == RESTART or (code is not None and changed):
+        model, reimport = RELOAD_MODEL in asked, RELOAD_CODE in asked
+        asked.clear()
+        if model or (reimport and code is not None):
+            server.stop(args.grace)
+            say("INFO", "Warm reload: " + ("reloading the model as asked" if model else
+                                           "a code reload was asked for and the server process had exited")
+                + "; starting a fresh server process (the preload runs again)")
+            server, waiting = ServerProcess(args, sock), False
+        elif code == RESTART or (code is not None and changed):
             server.stop(args.grace)
             say("INFO", "Warm reload: starting a fresh server process (the preload runs again)")
             server, waiting = ServerProcess(args, sock), False
@@ -128,8 +144,8 @@ def supervise(args: argparse.Namespace) -> int:
             say("ERROR", f"Warm reload: the server process exited with code {code}; "
                          "waiting for a change to start it again")
             waiting = True
-        elif changed and code is None:
-            server.send(changed)
+        elif (changed or reimport) and code is None:
+            server.send(changed)  # an empty list: re-import as asked, nothing changed on disk
     server.stop(args.grace)
     sock.close()
     return 0

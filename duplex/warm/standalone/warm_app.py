@@ -127,32 +127,33 @@ class Dispatcher:
         async with self.lock:
             if self.restarting:
                 return
-            names = ", ".join(_rel(p) for p in sorted(changed)) or "a file"
+            names = ", ".join(_rel(p) for p in sorted(changed))
+            what = f"{names} changed" if changed else "a code reload was asked for"
             pinned = sorted(set(changed) & self.modules.pinned_files())
             if pinned:
                 return self.restart(f"{_rel(pinned[0])} changed and is loaded by the preload "
                                     f"({self.preload}); restarting fully to load it again")
             if self.preload_failed:
-                return self.restart(f"{names} changed and the preload failed at start; restarting "
+                return self.restart(f"{what} and the preload failed at start; restarting "
                                     "fully to run it again")
             began = time.perf_counter()
             self.gate.clear()
             try:
-                new = await self._next_generation(names)
+                new = await self._next_generation(what)
                 if new is None:
                     return
                 old, self.current = self.current, new
                 self.gate.set()
                 if new.broken is None:
-                    log.info("Warm reload: %s changed; re-imported %s in %.3f s (generation %d), "
-                             "preloaded models kept", names, self.target, time.perf_counter() - began,
+                    log.info("Warm reload: %s; re-imported %s in %.3f s (generation %d), "
+                             "preloaded models kept", what, self.target, time.perf_counter() - began,
                              new.number)
                 asyncio.ensure_future(self._retire(old))
             finally:
                 if not self.restarting:
                     self.gate.set()
 
-    async def _next_generation(self, names: str) -> Generation | None:
+    async def _next_generation(self, what: str) -> Generation | None:
         number = self.current.number + 1
         self.modules.purge()
         try:
@@ -161,16 +162,16 @@ class Dispatcher:
             if exc.filename and self.modules.root in os.path.realpath(exc.filename) + os.sep:
                 return self._broken(number, f"{_rel(exc.filename)} line {exc.lineno} has a "
                                             f"syntax error", exc)
-            return self.restart(f"{names} changed; the re-import failed ({_one_line(exc)}); "
+            return self.restart(f"{what}; the re-import failed ({_one_line(exc)}); "
                                 "restarting fully")
         except BaseException as exc:  # noqa: BLE001 - maybe an artefact of reloading in place
-            return self.restart(f"{names} changed; the re-import failed ({_one_line(exc)}); "
+            return self.restart(f"{what}; the re-import failed ({_one_line(exc)}); "
                                 "restarting fully so a fresh process decides")
         new = Generation(number, app)
         try:
             await new.start()
         except BaseException as exc:  # noqa: BLE001
-            return self.restart(f"{names} changed; the new app's lifespan startup failed "
+            return self.restart(f"{what}; the new app's lifespan startup failed "
                                 f"({_one_line(exc)}); restarting fully")
         return new
 
