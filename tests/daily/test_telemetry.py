@@ -142,3 +142,31 @@ def test_spans_arrive_from_the_asr_container(tmp_path):
         finally:
             _inv(root, env, "stop", "--all", timeout=120)
         assert spans and spans[0].resource["duplex.mode"] == "container"
+
+
+@pytest.mark.docker
+def test_with_no_collector_the_dashboard_receives_the_asr_containers_spans(tmp_path):
+    """Container mode, nothing at the endpoint: the dashboard's receiver also listens at the engine's
+    host gateway (what host.docker.internal is in the container), for trace exports only."""
+    import httpx
+
+    from tests.run.test_dashboard import LINK
+    root = copy_stack(tmp_path / "stack", "oteldash")
+    port, otlp = free_port(), free_port()
+    env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"), "DUPLEX_PORT_ASR": str(port)}
+    try:
+        up = _inv(root, env, "run", "--detach", "--services", "asr", "--otlp", f"http://127.0.0.1:{otlp}")
+        assert up.returncode == 0, up.stdout + up.stderr
+        _url, board, token = LINK.search(up.stdout).groups()
+        assert post_file(f"http://127.0.0.1:{port}/transcribe", SAMPLE)[0] == 200
+        deadline = time.monotonic() + 40  # the container's SDK exports every 5 s
+        while True:
+            found = httpx.get(f"http://127.0.0.1:{board}/api/traces", headers={"x-duplex-token": token}).json()
+            asr = [t for t in found["traces"] if t["services"] == ["asr"] and t["name"] == "POST /transcribe"]
+            if asr:
+                break
+            assert time.monotonic() < deadline, (found, (root / ".duplex" / "logs" / "dashboard.log").read_text())
+            time.sleep(0.5)
+        assert "receiving container traces at" in (root / ".duplex" / "logs" / "dashboard.log").read_text()
+    finally:
+        _inv(root, env, "stop", "--all", timeout=120)

@@ -1,8 +1,21 @@
 // Live transcription: microphone -> AudioWorklet -> 16 kHz pcm_s16le frames -> WebSocket /api/stream
 // (relayed to the ASR server's WS /stream, docs/streaming.md) -> partial and final events.
-import { downsample, TARGET_RATE } from "/static/wav.js";
-
+export const TARGET_RATE = 16000;
 const FRAME_SAMPLES = TARGET_RATE / 10; // 100 ms frames
+
+// Average each output sample's span of input samples (a box filter: enough for speech at 16 kHz).
+function downsample(samples, inRate, outRate = TARGET_RATE) {
+  if (outRate >= inRate) return samples;
+  const ratio = inRate / outRate;
+  const out = new Float32Array(Math.floor(samples.length / ratio));
+  for (let i = 0; i < out.length; i++) {
+    const start = Math.floor(i * ratio), end = Math.min(samples.length, Math.floor((i + 1) * ratio));
+    let sum = 0;
+    for (let j = start; j < end; j++) sum += samples[j];
+    out[i] = end > start ? sum / (end - start) : 0;
+  }
+  return out;
+}
 
 function toPcm16(samples) {
   const out = new Int16Array(samples.length);

@@ -1,11 +1,14 @@
-// The translation page: record → /api/transcribe (asr) → each final over /api/translate (relayed to
-// mt's /ws/translate) → the translation beside its transcript. Each row carries its timings as data-*
-// attributes: asr-ms, mt-ms and end-ms (end of speech → translation shown).
-import { startRecording } from "/static/wav.js";
+// The translation page: the microphone streams over /api/stream (relayed to asr's WS /stream,
+// docs/streaming.md); partials show while you speak, and each final goes over /api/translate
+// (relayed to mt's /ws/translate) and is translated beside its transcript as soon as it is settled.
+// Each row carries its timings as data-* attributes: asr-ms (end of that speech → final),
+// mt-ms (mt's processing) and end-ms (end of that speech → translation shown).
+import { startLive } from "/static/live.js";
 
 const $ = (id) => document.getElementById(id);
 const rows = new Map();
-let socket = null, recording = null, nextId = 1;
+let socket = null, live = null, nextId = 1, streamPath = "/api/stream";
+let audioZero = Infinity;  // the page's clock at the stream's audio time 0
 
 function setStatus(text, state) { $("status").textContent = text; $("status").dataset.state = state; }
 function showError(text) { $("error").textContent = text || ""; if (text) setStatus("Failed.", "error"); }
@@ -26,58 +29,77 @@ function connect() {
       row.cells[1].textContent = `(${msg.error}: ${msg.detail})`;
       return showError(msg.detail);
     }
-    const end = performance.now() - row.ended;
     row.cells[1].textContent = msg.translation;
     row.dataset.mtMs = Math.round(msg.processing_s * 1000);
-    row.dataset.endMs = Math.round(end);
+    row.dataset.endMs = Math.round(performance.now() - row.ended);
     row.cells[2].textContent = `asr ${row.dataset.asrMs} ms · mt ${row.dataset.mtMs} ms · ${msg.output_tokens} tokens ` +
       `(${msg.tokens_per_s ?? "–"} tok/s) · end of speech → text ${row.dataset.endMs} ms`;
     row.dataset.state = "translated";
-    setStatus("Translated.", "done");
   };
 }
 
-async function finalOf(wav, ended) {
-  const form = new FormData();
-  form.append("file", wav, "speech.wav");
-  setStatus("Transcribing…", "busy");
-  const response = await fetch("/api/transcribe", { method: "POST", body: form });
-  const body = await response.json();
-  if (!response.ok) return showError(body.detail || `Error ${response.status}`);
-  const text = (body.text || "").trim();
-  if (!text) return setStatus("No words recognised.", "done");
+function translateFinal(event) {
+  const text = event.text.trim();
+  if (!text) return;
   const id = nextId++;
   const row = $("lines").tBodies[0].insertRow();
-  row.dataset.id = id; row.dataset.state = "transcribed"; row.ended = ended;
-  row.dataset.asrMs = Math.round(performance.now() - ended);
+  row.ended = audioZero + event.end * 1000;  // where this speech ended, on the page's clock
+  row.dataset.id = id; row.dataset.state = "transcribed";
+  row.dataset.asrMs = Math.round(performance.now() - row.ended);
   row.insertCell().textContent = text; row.insertCell(); row.insertCell();
   rows.set(id, row);
-  setStatus("Translating…", "busy");
   socket.send(JSON.stringify({ type: "final", id, text, source: $("source").value, target: $("target").value }));
+}
+
+function onEvent(event) {
+  if (event.type === "partial") $("partial").textContent = event.text;
+  else if (event.type === "final") { $("partial").textContent = ""; translateFinal(event); }
+  else if (event.type === "summary") setStatus(`Done (${event.audio_s.toFixed(1)} s of audio, ${event.finals} final${event.finals === 1 ? "" : "s"}).`, "done");
+  else if (event.type === "error") showError(event.detail);
+}
+
+function endLive() {
+  live = null; $("level").value = 0; $("partial").textContent = "";
+  $("record").disabled = false; $("stop").disabled = true;
 }
 
 $("record").addEventListener("click", async () => {
   showError("");
+  audioZero = Infinity;
   try {
-    recording = await startRecording((rms) => { $("level").value = Math.min(1, rms * 4); });
+    live = await startLive(streamPath, {
+      onEvent,
+      // the earliest estimate is the best: a late callback only adds delay
+      onLevel: (rms, seconds) => {
+        $("level").value = Math.min(1, rms * 4);
+        audioZero = Math.min(audioZero, performance.now() - seconds * 1000);
+      },
+      onClose: (code, reason) => {
+        endLive();
+        if (code !== 1000 && !$("error").textContent) showError(`The stream ended: ${reason || `code ${code}`}`);
+      },
+    });
   } catch (err) {
-    return showError(`Microphone unavailable: ${err.message}`);
+    live = null;
+    return showError(`Live transcription unavailable: ${err.message}`);
   }
   $("record").disabled = true; $("stop").disabled = false; $("stop").focus();
-  setStatus("Recording… press Stop when you are done.", "recording");
+  setStatus("Listening… each sentence is translated as you pause; press Stop when you are done.", "recording");
 });
 
-$("stop").addEventListener("click", async () => {
-  if (!recording) return;
+$("stop").addEventListener("click", () => {
+  if (!live) return;
   $("stop").disabled = true;
-  const wav = await recording.stop();
-  const ended = performance.now();  // end of speech: what the timings count from
-  recording = null; $("level").value = 0; $("record").disabled = false;
-  try { await finalOf(wav, ended); } catch (err) { showError(`The frontend did not answer: ${err.message}`); }
+  setStatus("Finishing…", "busy");
+  live.stop();
 });
 
 fetch("/api/config").then((r) => r.json()).then((config) => {
-  if (!config.asr_url) showError("No ASR server is configured for this frontend (set ASR_URL).");
+  if (!config.asr_url) return showError("No ASR server is configured for this frontend (set ASR_URL).");
+  streamPath = config.asr_stream_path || streamPath;
   if (!config.translate_relay_path) return showError("No translator is configured for this frontend (set MT_WS_URL).");
+  if (!window.isSecureContext) {
+    $("mic-hint").textContent = "The microphone needs HTTPS or http://localhost: run with tls (`inv certs`) for a remote browser.";
+  }
   connect();
 });
