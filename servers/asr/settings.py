@@ -6,6 +6,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
+from ..envvars import SettingsError, positive
+
 BACKENDS = ("pocketsphinx", "whisper", "nemo")
 DEVICES = ("auto", "cpu", "cuda")  # auto: cuda when the backend sees a CUDA device, else cpu
 
@@ -15,10 +17,6 @@ DEFAULT_MODELS = {
     "whisper": "Systran/faster-whisper-base",
     "nemo": "nvidia/parakeet-tdt-0.6b-v2",
 }
-
-
-class SettingsError(ValueError):
-    """An environment variable holds a value the server cannot use."""
 
 
 @dataclass(frozen=True)
@@ -44,19 +42,6 @@ class Settings:
         return asdict(self)
 
 
-def _number(env: Mapping[str, str], name: str, default, kind=int):
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a {kind.__name__}") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be greater than 0")
-    return value
-
-
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Read ASR_* variables; raise SettingsError naming the variable and the accepted values."""
     env = os.environ if environ is None else environ
@@ -74,10 +59,10 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         device=device,
         compute_type=env.get("ASR_COMPUTE_TYPE", "").strip(),
         language=env.get("ASR_LANGUAGE", "").strip() or None,
-        workers=_number(env, "ASR_WORKERS", default_workers),
-        max_seconds=_number(env, "ASR_MAX_SECONDS", 600.0, float),
-        max_bytes=_number(env, "ASR_MAX_BYTES", 50 * 1024 * 1024),
-        stream_max_sessions=_number(env, "ASR_STREAM_MAX_SESSIONS", 8),
-        stream_max_seconds=_number(env, "ASR_STREAM_MAX_SECONDS", 3600.0, float),
-        stream_idle_seconds=_number(env, "ASR_STREAM_IDLE_SECONDS", 10.0, float),
+        workers=positive(env, "ASR_WORKERS", default_workers),
+        max_seconds=positive(env, "ASR_MAX_SECONDS", 600.0, float),
+        max_bytes=positive(env, "ASR_MAX_BYTES", 50 * 1024 * 1024),
+        stream_max_sessions=positive(env, "ASR_STREAM_MAX_SESSIONS", 8),
+        stream_max_seconds=positive(env, "ASR_STREAM_MAX_SECONDS", 3600.0, float),
+        stream_idle_seconds=positive(env, "ASR_STREAM_IDLE_SECONDS", 10.0, float),
     )

@@ -7,12 +7,10 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
+from ..envvars import SettingsError, positive
+
 DEVICES = ("auto", "cpu", "cuda")  # auto: cuda when torch sees a CUDA device, else cpu
 LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")  # en, de, pt-BR, yue
-
-
-class SettingsError(ValueError):
-    """An environment variable holds a value the server cannot use."""
 
 
 @dataclass(frozen=True)
@@ -24,19 +22,6 @@ class Settings:
     target: str = "de"
     max_chars: int = 4000           # one request's text; a longer one is refused with 413
     max_new_tokens: int = 256
-
-
-def _number(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
-    if value <= 0:
-        raise SettingsError(f"{name}={raw!r} must be greater than 0")
-    return value
 
 
 def language(value: str, what: str) -> str:
@@ -58,6 +43,6 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         device=device,
         source=language(env.get("MT_SOURCE", "").strip() or "en", "MT_SOURCE"),
         target=language(env.get("MT_TARGET", "").strip() or "de", "MT_TARGET"),
-        max_chars=_number(env, "MT_MAX_CHARS", 4000),
-        max_new_tokens=_number(env, "MT_MAX_NEW_TOKENS", 256),
+        max_chars=positive(env, "MT_MAX_CHARS", 4000),
+        max_new_tokens=positive(env, "MT_MAX_NEW_TOKENS", 256),
     )
