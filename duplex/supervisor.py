@@ -15,6 +15,7 @@ from .plan import Plan
 from .printer import Printer
 from .state import RunState
 
+LOG_BACKLOG = 500  # lines of a process started elsewhere shown when this terminal picks it up
 TAIL = 15
 
 
@@ -88,6 +89,7 @@ class Supervisor:
         self.lock = threading.Lock()
         self.starting = 0  # runner.start calls under way whose handle is not registered yet
         self.idle = threading.Condition(self.lock)  # notified when `starting` drops
+        self.closing = threading.Event()  # set by down(): followers of services restarted elsewhere end
 
     # -- start -----------------------------------------------------------------------------
     def up(self, progress: Callable[[str], None]) -> float:
@@ -229,18 +231,44 @@ class Supervisor:
             return False  # no readable state (a full disk kept an old one whole) says nothing else
         with self.lock:
             self.handles.pop(name, None)
-        what = "stopped"
         if current:
             what = f"restarted (pid {current['pid']})" if current.get("pid") else \
                 f"restarted (container {str(current.get('container'))[:12]})"
-        self.printer.system(f"{name}: {what} outside this terminal; `inv logs {name} --follow` shows its lines")
+        else:
+            what = "stopped"
+        self.printer.system(f"{name}: {what} outside this terminal; its lines show here while it runs")
+        threading.Thread(target=self._follow, args=(root, name), daemon=True, name=f"follow-{name}").start()
         return True
+
+    def _follow(self, root, name: str, poll: float = 0.25) -> None:
+        """The lines of a service (re)started from elsewhere come to this terminal as before: each
+        new process or container of it, from its first line (its log starts empty), until the run ends."""
+        from .logs import logs
+        from .state import read_state
+        followed = None
+        while not self.closing.is_set():
+            record = read_state(root)["services"].get(name)
+            ident = record and not record.get("stopping") and (record.get("pid"), record.get("container"))
+            if not ident or ident == followed:
+                self.closing.wait(poll)
+                continue
+            followed = ident
+            try:
+                for _name, text in logs(root, name, follow=True, lines=LOG_BACKLOG):
+                    if self.closing.is_set():
+                        return
+                    self.printer.line(name, text)
+            except Exception as exc:  # noqa: BLE001 - the run goes on; `inv logs` still has them
+                self.printer.system(f"{name}: cannot show its lines here ({exc}); "
+                                    f"`inv logs {name} --follow` can")
+                return
 
     # -- stop ------------------------------------------------------------------------------
     def down(self, slow_after: float = 1.0) -> None:
         """Reverse dependency order, a wave at a time: dependents first, so nothing talks to a
         stopped service; the services of one wave stop together (nothing in a wave needs another).
         A service still draining after `slow_after` seconds is said, and so is how long it took."""
+        self.closing.set()
         for wave in reversed(self.plan.waves):
             with self.lock:
                 handles = [(n, self.handles.pop(n)) for n in sorted(wave, key=self._rank, reverse=True)

@@ -164,6 +164,8 @@ def test_inv_restart_warm_reload_and_an_attached_run_that_takes_its_dashboard_al
         # terminal" when the watch first looks after the new process is recorded
         wait_for(out, "outside this terminal", seen, timeout=10)
         assert not any("crashed" in line for line in seen)
+        toy.get("api", "/version?m=after-restart")  # the new process's lines come to this terminal too
+        assert wait_for(out, "after-restart", seen, timeout=10).startswith("api")
         assert httpx.get(url, follow_redirects=True).status_code == 200
         # a warm reload shows up in the page with its edit-to-served time
         with chromium() as driver:
