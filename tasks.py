@@ -358,7 +358,7 @@ def logs(c, service=None, follow=False, lines=None):
     "services": "comma-separated services to check (default: every running one; `gpu` = the GPU container check)",
     "timeout": "seconds each check may take (default 30)",
     "json": "print the report as JSON for scripts and CI",
-    "latency": "also stream speech at real time to each asr service (WS /stream): end of speech -> final, "
+    "latency": "also stream speech at real time to each asr service (WS /stream) and to moshi: end of speech -> final (moshi: -> its first audio frame), "
                "onset -> first partial, partial cadence, WER of the finals",
 })
 @_cli

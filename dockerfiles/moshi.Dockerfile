@@ -54,7 +54,7 @@ EXPOSE 8998
 # minutes, hence the start period), then any HTTP answer: moshi serves one conversation at a time,
 # and a handshake every 15 s would wait on that conversation and flip a busy server to unhealthy.
 # Port and TLS follow the server's own --port and --ssl, so `--ssl /certs` needs no other check.
-COPY duplex/wscheck.py /opt/duplex/wscheck.py
+COPY duplex/wscheck.py duplex/moshi_probe.py /opt/duplex/
 HEALTHCHECK --interval=15s --timeout=6s --start-period=900s --retries=3 \
     CMD ["python", "/opt/duplex/wscheck.py", "--path", "/api/chat", "--tls-flag", "--ssl", \
          "--once", "/tmp/duplex-ready", "--timeout", "4"]

@@ -37,6 +37,7 @@ class Target:
     health: Health
     app: str | None = None
     state: str = "running"  # from `inv status`; anything else fails without being spoken to
+    container: str | None = None  # its container's id, for checks that run inside it
 
 
 @dataclass
@@ -102,7 +103,8 @@ def running_targets(plan: Plan, rows: list[dict], records: dict[str, dict]) -> l
         health = Health(raw["kind"], raw["url"], 5.0, **ca) if raw else Health("none", None, 5.0)
         url = row.get("url") or record.get("url") or (svc.url if svc else "")
         targets.append(Target(row["name"], row["mode"], url, health,
-                              app_of(svc.command) if svc else None, row.get("state", "running")))
+                              app_of(svc.command) if svc else None, row.get("state", "running"),
+                              record.get("container")))
     return targets
 
 
@@ -136,6 +138,8 @@ def smoke(what: Plan | list[Target], *, sample: Path = SAMPLE, expected: str = E
     if latency:
         jobs += [(lambda t=t: _latency_row(t, sample, expected, timeout, context))
                  for t in targets if t.app == ASR_APP and t.state == "running"]
+        jobs += [(lambda t=t: _moshi_latency_row(t, sample, timeout))
+                 for t in targets if t.health.kind == "websocket" and t.container and t.state == "running"]
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
         return SmokeReport(list(pool.map(lambda job: job(), jobs)))
 
@@ -260,6 +264,52 @@ def _latency_row(t: Target, sample: Path, expected: str, timeout: float, context
               f"the stream closed with {got['close_code']}: {got['close_reason']}")
     return SmokeResult(t.name, "latency", "pass" if ok else "fail", round(time.monotonic() - started, 3),
                        reason, got)
+
+
+PROBE = "/opt/duplex/moshi_probe.py"  # duplex/moshi_probe.py, copied there by dockerfiles/moshi.Dockerfile
+
+
+def _moshi_latency_row(t: Target, sample: Path, timeout: float) -> SmokeResult:
+    """The sample streamed at real time to moshi by duplex/moshi_probe.py, run inside its container
+    (moshi takes Ogg Opus only, and the image has the encoder): the user's end of speech -> moshi's
+    first audio frame after it."""
+    import io
+    import tarfile
+    from .containers import find_container
+    started = time.monotonic()
+
+    def result(status: str, reason: str, detail: dict | None = None) -> SmokeResult:
+        return SmokeResult(t.name, "latency", status, round(time.monotonic() - started, 3), reason, detail or {})
+    try:
+        container = find_container(t.container)
+        if container is None:
+            return result("fail", f"its container {t.container[:12]} is gone (`inv status`)")
+        port = next(iter(container.attrs["HostConfig"].get("PortBindings") or {"8998/tcp": None})).split("/")[0]
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            tar.add(str(sample), arcname="duplex-speech.wav")
+        container.put_archive("/tmp", archive.getvalue())
+        command = ["python", PROBE, "--port", port, "--wav", "/tmp/duplex-speech.wav", "--timeout", f"{timeout:g}"]
+        if (t.health.url or "").startswith("wss://"):
+            command.append("--tls")
+        _code, out = container.exec_run(command)
+    except Exception as exc:  # noqa: BLE001 - no engine, a container that went away: a failed row
+        return result("fail", f"cannot run the latency probe in {t.name}'s container ({type(exc).__name__}: {exc})")
+    text = out.decode("utf-8", errors="replace").strip()
+    try:
+        got = json.loads(text.splitlines()[-1])
+    except (ValueError, IndexError):
+        if PROBE in text and ("No such file" in text or "can't open file" in text):
+            return result("skip", f"its image has no {PROBE} (images built from duplex's "
+                                  "dockerfiles/moshi.Dockerfile carry it)")
+        return result("fail", f"the latency probe said: {text[-300:]}")
+    if "error" in got:
+        return result("skip" if "busy" in got["error"] else "fail", got["error"], got)
+    if got.get("end_to_audio_s") is None:
+        return result("fail", "no audio frame came back after the speech ended", got)
+    return result("pass", (f"end of speech -> moshi's first audio frame {got['end_to_audio_s']} s; first audio "
+                           f"{got['first_audio_s']} s after the stream began ({got['audio_frames']} audio, "
+                           f"{got['text_frames']} text frames back)"), got)
 
 
 def _frontend(url: str, timeout: float, context):

@@ -78,7 +78,7 @@ class Chain:
 def chain(tmp_path_factory) -> Chain:
     base = tmp_path_factory.mktemp("moshichain")
     root = copy_stack(base / "stack", STACK, envs=("asr", "frontend"),
-                      extra=("third_party/moshi", "duplex/wscheck.py"))
+                      extra=("third_party/moshi", "duplex/wscheck.py", "duplex/moshi_probe.py"))
     stack = prepare_stack(root / "stack.toml")
     env = {**os.environ, "DUPLEX_STACK": str(stack), "HF_HOME": str(base / "hf"),
            **{f"DUPLEX_PORT_{n}": str(free_port()) for n in ("ASR", "FRONTEND", "MOSHI")}}
@@ -241,6 +241,13 @@ def test_native_frontend_talks_to_the_moshi_container(chain, speech):
         _open_chat(browser, f"http://127.0.0.1:{chain.port('frontend')}/chat")
         got = _talks(browser)
     assert got["audio_in"] > 5 and got["text"].strip() and got["error"] == ""
+    # the page has left: `inv smoke --latency` streams the sample to moshi from inside its container
+    latency = chain.inv("smoke", "--services", "moshi", "--latency", "--json", timeout=240)
+    rows = {r["check"]: r for r in json.loads(latency.stdout)["results"]} if latency.stdout.strip() else {}
+    assert latency.returncode == 0 and rows["latency"]["status"] == "pass", latency.stdout + latency.stderr
+    detail = rows["latency"]["detail"]
+    assert 0 < detail["end_to_audio_s"] < 3 and detail["audio_frames"] > 5, detail
+    print(f"inv smoke --latency, moshi: {rows['latency']['reason']}")
     assert chain.inv("stop").returncode == 0
 
 

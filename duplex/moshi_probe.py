@@ -1,0 +1,109 @@
+"""moshi's speech latency, measured inside its container (`inv smoke --latency` runs it there).
+
+    python /opt/duplex/moshi_probe.py --port 8998 --wav /tmp/duplex-speech.wav [--tls] [--timeout 30]
+
+Streams the WAV's speech to moshi's /api/chat at real time as its web client does (Ogg Opus, one
+80 ms frame each 80 ms, each frame sent once captured), then silence, and prints one JSON line:
+`end_to_audio_s`, from the frame that holds the end of the speech being sent to moshi's first
+audio frame after it; `first_audio_s`, from the first frame sent to the first audio frame back;
+frame counts. Uses the moshi image's own sphn, numpy and aiohttp (a WebSocket client that speaks
+moshi's protocol needs an Opus encoder, which duplex itself does not carry); imports nothing from
+duplex. Exit 0 with the figures, 1 with `{"error": ...}` (busy with a conversation, not ready).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import sys
+import time
+import wave
+
+RATE = 24000  # moshi's (mimi's) sample rate
+FRAME = 1920  # 80 ms at 24 kHz: one model step
+TAIL_S = 2.0  # silence after the speech, so moshi keeps stepping and answers
+
+
+def load(path: str):
+    """The WAV (16-bit mono, any rate) as float32 at 24 kHz, and where its speech ends (samples)."""
+    import numpy as np
+    with wave.open(path, "rb") as w:
+        rate, raw = w.getframerate(), w.readframes(w.getnframes())
+    pcm = np.frombuffer(raw, dtype=np.int16).astype(np.float32) / 32768.0
+    if rate != RATE:  # linear interpolation: plenty for a latency figure
+        pcm = np.interp(np.arange(int(len(pcm) * RATE / rate)) * rate / RATE, np.arange(len(pcm)), pcm)
+    pcm = pcm.astype(np.float32)
+    frames = len(pcm) // FRAME
+    rms = [float(np.sqrt(np.mean(pcm[i * FRAME:(i + 1) * FRAME] ** 2))) for i in range(frames)]
+    loud = [i for i, r in enumerate(rms) if r > 0.1 * max(rms, default=0.0)]
+    end = (loud[-1] + 1) * FRAME if loud else len(pcm)
+    return np.concatenate([pcm, np.zeros(int(TAIL_S * RATE), dtype=np.float32)]), end
+
+
+async def measure(url: str, audio, speech_end: int, timeout: float) -> dict:
+    import aiohttp
+    import sphn
+    context = None
+    if url.startswith("wss://"):  # moshi's own certificate, on the container's loopback
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    writer = sphn.OpusStreamWriter(RATE)
+    back: list[tuple[float, int]] = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(url, ssl=context, timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws:
+            try:
+                first = await asyncio.wait_for(ws.receive(), timeout)
+            except asyncio.TimeoutError:
+                return {"error": "no ready byte: moshi is busy with a conversation or still loading"}
+            if first.type != aiohttp.WSMsgType.BINARY or first.data != b"\x00":
+                return {"error": f"the first message is not moshi's ready byte: {first.type} {first.data!r:.40}"}
+
+            async def receive():
+                async for message in ws:
+                    if message.type == aiohttp.WSMsgType.BINARY and message.data:
+                        back.append((time.monotonic(), message.data[0]))
+            reader = asyncio.create_task(receive())
+            began = time.monotonic()
+            ended = None
+            for start in range(0, len(audio) - FRAME + 1, FRAME):
+                # a microphone hands a frame over once it is whole: send it at its end, not its start
+                await asyncio.sleep(max(0.0, began + (start + FRAME) / RATE - time.monotonic()))
+                data = writer.append_pcm(audio[start:start + FRAME])
+                if data:
+                    await ws.send_bytes(b"\x01" + data)
+                if ended is None and start + FRAME >= speech_end:
+                    ended = time.monotonic()
+            await asyncio.sleep(0.5)
+            await ws.close()
+            reader.cancel()
+    audio_at = [t for t, kind in back if kind == 1]
+    after = [t for t in audio_at if ended is not None and t >= ended]
+    return {"end_to_audio_s": round(after[0] - ended, 3) if after else None,
+            "first_audio_s": round(audio_at[0] - began, 3) if audio_at else None,
+            "audio_frames": len(audio_at), "text_frames": sum(kind == 2 for _t, kind in back),
+            "speech_s": round(speech_end / RATE, 2)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="moshi_probe.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--port", type=int, default=8998)
+    p.add_argument("--path", default="/api/chat")
+    p.add_argument("--wav", required=True)
+    p.add_argument("--tls", action="store_true", help="moshi runs with --ssl: wss://")
+    p.add_argument("--timeout", type=float, default=30.0)
+    args = p.parse_args(argv)
+    audio, end = load(args.wav)
+    url = f"{'wss' if args.tls else 'ws'}://127.0.0.1:{args.port}{args.path}"
+    try:
+        result = asyncio.run(asyncio.wait_for(measure(url, audio, end, args.timeout),
+                                              args.timeout + len(audio) / RATE + 5))
+    except Exception as exc:  # noqa: BLE001 - one line for the smoke row, never a traceback
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(result), flush=True)
+    return 1 if "error" in result else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
