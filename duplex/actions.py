@@ -115,7 +115,7 @@ def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: No
     record = live_records(root)[0].get(name)
     if record is None:
         raise RunError(f"{name} is not running", fix=f"`inv restart {name}` starts it")
-    pid = warm.supervisor_pid(record["pid"])
+    pid = _supervisor_pid(record["pid"])
     if pid is None:
         raise RunError(f"{name}: no warm reloader runs under pid {record['pid']}",
                        fix=f"`inv restart {name}` starts it afresh")
@@ -153,3 +153,23 @@ def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: No
         raise RunError(f"{name}: its reloader exited during the reload", fix=f"`inv logs {name}` says why")
     raise RunError(f"{name}: the {what} reload was not served within {svc.health.timeout:g}s (start_timeout)",
                    fix=f"`inv logs {name}` says where it stopped; `inv restart {name}` starts it afresh")
+
+
+def _supervisor_pid(pid: int) -> int | None:
+    """The reloader's supervisor: the recorded pid itself (attached runs) or its child (a detached
+    run records the log pump); None when neither runs it. Only the supervisor may get the reload
+    signals: the server process and the log pump would die of them."""
+    import psutil
+
+    from .warm import RUNNER
+    try:
+        top = psutil.Process(pid)
+        for proc in (top, *top.children(recursive=True)):
+            argv = proc.cmdline()
+            # the script itself, not the log pump whose argv carries the command after its own
+            if argv[1:2] == [str(RUNNER)] and "--serve-fd" not in argv:
+                return proc.pid
+    except psutil.Error:
+        return None
+    return None
+

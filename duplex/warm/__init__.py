@@ -21,23 +21,6 @@ def is_warm(command: list[str]) -> bool:
     return str(RUNNER) in command
 
 
-def supervisor_pid(pid: int) -> int | None:
-    """The reloader's supervisor: the recorded pid itself (attached runs) or its child (a detached
-    run records the log pump); None when neither runs it. Only the supervisor may get the reload
-    signals: the server process and the log pump would die of them."""
-    import psutil
-    try:
-        top = psutil.Process(pid)
-        for proc in (top, *top.children(recursive=True)):
-            argv = proc.cmdline()
-            # the script itself, not the log pump whose argv carries the command after its own
-            if argv[1:2] == [str(RUNNER)] and "--serve-fd" not in argv:
-                return proc.pid
-    except psutil.Error:
-        return None
-    return None
-
-
 def command(app: str, host: str, port: int, watch: list[str], preload: str | None = None) -> list[str]:
     """argv for a native service with reload = "warm" ("python" = the env's interpreter)."""
     argv = ["python", str(RUNNER), "--app", app, "--host", host, "--port", str(port)]
