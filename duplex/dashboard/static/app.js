@@ -59,7 +59,7 @@ function duration(s) {
   if (s < 3600) return `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s`;
   return `${Math.floor(s / 3600)}h ${Math.floor(s % 3600 / 60)}m`;
 }
-function history(samples) {  // a tiny SVG strip: one bar per health sample, green or red
+function healthStrip(samples) {  // a tiny SVG strip: one bar per health sample, green or red
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("width", "90"); svg.setAttribute("height", "12"); svg.setAttribute("class", "hist");
@@ -96,7 +96,7 @@ function drawServices() {
     return el("tr", {"data-service": r.name, "data-state": r.state},
       el("td", {class: "name"}, r.name), el("td", {}, r.mode || ""),
       el("td", {}, el("span", {class: `state ${r.state}`}, r.state)),
-      el("td", {}, history(r.health || [])),
+      el("td", {}, healthStrip(r.health || [])),
       el("td", {class: "urls"}, ...(r.urls || []).map((u) => el("a", {href: u, target: "_blank", rel: "noopener"}, u))),
       el("td", {class: "ident"}, r.id || ""), el("td", {}, duration(r.uptime)),
       el("td", {class: "restarts"}, String(r.restarts ?? "")),
