@@ -5,6 +5,7 @@ log follower per service (its log file, or the engine's log of its container).""
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -177,7 +178,9 @@ def masked_phase(phase: dict | None, mask) -> dict | None:
         return None
     out = {}
     for key, value in phase.items():
-        if value is None or isinstance(value, (bool, int, float)):
+        if isinstance(value, float) and not math.isfinite(value):
+            out[key] = None  # Python's json reads NaN and Infinity; JSON (the page) has no such numbers
+        elif value is None or isinstance(value, (bool, int, float)):
             out[key] = value
         else:
             text = value if isinstance(value, str) else json.dumps(value)

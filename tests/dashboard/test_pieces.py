@@ -186,3 +186,17 @@ def test_the_book_is_bounded_in_bytes_as_well_as_lines():
     book.add("web", [f"line {n}" for n in range(300)])  # short lines: the line count binds
     assert len(book.since(0, "web", limit=1000)) == 100
     assert book.since(0, "web", limit=0) == []
+
+
+def test_a_hostile_metrics_answer_gives_no_figure_json_cannot_carry_and_never_raises():
+    from duplex.dashboard.metrics import Series, parse
+    text = ("x_requests_total +Inf\nx_duration_seconds_sum NaN\nx_audio_seconds_total 1e308\n"
+            'x_duration_seconds_bucket{le="x"} 3\nx_duration_seconds_bucket{le="NaN"} 3\n'
+            'x_duration_seconds_bucket{le="+Inf"} 2\n')
+    first = parse(text)  # le="x" raised ValueError: every sample of the run failed
+    assert first["requests"] == 0.0 and first["sum"] == 0.0 and list(first["buckets"]) == [float("inf")]
+    series = Series()
+    series.add(0.0, parse("x_audio_seconds_total -1e308\nx_duration_seconds_sum 1e308\n"))
+    series.add(1.0, parse("x_audio_seconds_total 1e308\nx_duration_seconds_sum -1e308\n"))  # overflows to inf
+    import json
+    json.dumps(series.as_list(), allow_nan=False)

@@ -51,13 +51,21 @@ def test_the_download_name_and_the_service_filter_are_checked_against_the_run(tm
 HEALTH = textwrap.dedent(f'''
     import json, sys
     from http.server import BaseHTTPRequestHandler, HTTPServer
+    NAN = sys.argv[2:] == ["nan"]  # numbers JSON has no words for: NaN, Infinity
+    SCRAPES = [0]
     class H(BaseHTTPRequestHandler):
         def log_message(self, *a):
             pass
         def do_GET(self):
-            body = json.dumps({{"status": "ready", "model": "https://alice:{URL_PASSWORD}@hub.example/m",
-                               "backend": "key {DECLARED}", "device": "cpu",
-                               "error": {{"deep": ["token {HF}"]}}, "load_s": 1.5}}).encode()
+            if self.path == "/metrics":
+                SCRAPES[0] += 1
+                body = ("# TYPE x_requests_total counter\\nx_requests_total +Inf\\n"
+                        f"x_audio_seconds_total {{SCRAPES[0]}}\\nx_duration_seconds_sum NaN\\n").encode()
+            else:
+                body = json.dumps({{"status": "ready", "model": "https://alice:{URL_PASSWORD}@hub.example/m",
+                                   "backend": "key {DECLARED}", "device": "cpu",
+                                   "error": {{"deep": ["token {HF}"]}},
+                                   "load_s": float("nan") if NAN else 1.5}}).encode()
             self.send_response(200)
             self.send_header("content-type", "application/json")
             self.end_headers()
@@ -67,11 +75,13 @@ HEALTH = textwrap.dedent(f'''
 
 
 @pytest.fixture
-def leaky(tmp_path):
+def leaky(request):
     """A service whose /health answer echoes its secrets (a model URL with credentials, a declared
-    secret, the HF token), recorded in the run state as a live native service."""
+    secret, the HF token), recorded in the run state as a live native service; with the param
+    "nan", its health answer and its /metrics hold NaN and Infinity."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", HEALTH, str(port)], start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", HEALTH, str(port), getattr(request, "param", "")],
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     view = planned({"asr": {"url": url, "urls": [url], "health": {"kind": "http", "url": f"{url}/health",
                                                                   "ca": None}}}, secrets=("SERVICE_PASSPHRASE",))
@@ -145,3 +155,36 @@ def test_memory_is_bounded_in_bytes_however_long_the_lines(tmp_path):
         cut = [l for l in lines if l["text"].startswith("149 INFO")]
         assert len(cut) == 1 and "[line cut:" in cut[0]["text"] and long[0]["level"] == "error"
         assert b.proc.poll() is None
+
+
+def _strict(text: str):
+    """JSON as a browser's JSON.parse reads it: NaN and Infinity are not JSON."""
+    def refuse(word):
+        raise ValueError(f"not JSON: {word}")
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("leaky", ["nan"], indirect=True)
+def test_numbers_json_cannot_carry_from_a_services_answers_never_break_the_rows(tmp_path, leaky):
+    """NaN and Infinity in a health answer or /metrics (Python's json and float() take them): the
+    API answered 500 with a traceback and the event stream sent `NaN`, which the page cannot parse."""
+    view, state = leaky
+    with board(tmp_path, view, state=state) as b:
+        import time
+        deadline = time.monotonic() + 30
+        while True:
+            reply = b.get("/api/services")
+            assert reply.status_code == 200, reply.text
+            rows = _strict(reply.text)["services"]
+            if rows[0].get("phase") and rows[0].get("metrics"):
+                break
+            assert time.monotonic() < deadline, rows
+            time.sleep(0.5)
+        assert rows[0]["phase"]["load_s"] is None
+        assert all(v is None or abs(v) < 1e300 for point in rows[0]["metrics"] for v in point[1:])
+        with httpx.stream("GET", b.base + "/api/events", headers={"x-duplex-token": b.token}, timeout=10) as s:
+            for line in s.iter_lines():
+                if line.startswith("data:"):
+                    _strict(line[5:])
+                    break
+    assert "Traceback" not in b.log(), b.log()
