@@ -127,7 +127,8 @@ class Run:
             try:
                 self.sample()
             except Exception as exc:  # noqa: BLE001 - a sample that fails is retried; the page stays up
-                print(f"dashboard: sampling failed: {type(exc).__name__}: {exc}", flush=True)
+                # the message can quote what a service answered: masked like everything shown
+                print(self.mask(f"dashboard: sampling failed: {type(exc).__name__}: {exc}"), flush=True)
             stop.wait(max(0.1, PERIOD - (time.monotonic() - began)))
 
 

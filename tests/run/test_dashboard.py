@@ -393,6 +393,14 @@ def test_two_dashboards_stay_signed_in_and_no_other_server_on_the_host_receives_
             wait_until(lambda: signed_in(driver, "a"), 20, "the first dashboard again", driver)
             driver.refresh()
             wait_until(lambda: signed_in(driver, "a"), 20, "the first dashboard reloaded", driver)
+            # the download: fetched with the header, handed to the browser as a file
+            saved = tmp_path / "downloads"
+            saved.mkdir()
+            driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(saved)})
+            driver.execute_script("const s = document.getElementById('service'); s.value = 'svc-a';"
+                                  "s.dispatchEvent(new Event('input')); document.getElementById('download').click();")
+            wait_until(lambda: (saved / "svc-a.log").exists() and
+                       (saved / "svc-a.log").read_text() == "INFO hello from a\n", 15, "the download", driver)
             driver.get(f"{b.base}/")
             wait_until(lambda: signed_in(driver, "b"), 20, "the second dashboard again", driver)
             assert driver.get_cookies() == []
