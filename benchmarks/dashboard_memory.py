@@ -97,9 +97,11 @@ def main() -> int:
         body = wait_for_last(port, token, "INFO after the endless line")
         after_endless = rss(proc.pid)
         print(f"source: {args.source}")
-        print(f"dashboard RSS: {began / MiB:.0f} MiB at start, {after_long / MiB:.0f} MiB after {args.lines} lines "
-              f"of {args.mib:g} MiB, {after_endless / MiB:.0f} MiB after one {args.endless:g} MiB line without a newline")
-        print(f"one /api/logs answer: {answer / MiB:.2f} MiB after the long lines, {len(body) / MiB:.2f} MiB at the end")
+        print(f"dashboard RSS: {began / MiB:.0f} MiB at start, {after_long / MiB:.0f} MiB after "
+              f"{args.lines} lines of {args.mib:g} MiB, {after_endless / MiB:.0f} MiB after one "
+              f"{args.endless:g} MiB line without a newline")
+        print(f"one /api/logs answer: {answer / MiB:.2f} MiB after the long lines, "
+              f"{len(body) / MiB:.2f} MiB at the end")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(10)

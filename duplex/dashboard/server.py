@@ -21,6 +21,13 @@ from .feeds import Run
 from .logbook import LogBook, matcher
 from .traces import decode
 
+STATIC = Path(__file__).with_name("static")
+ACTIONS = ("restart", "stop", "start", "reload-code", "reload-model")  # reload-*: warm services only
+HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+           "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
+           "Cache-Control": "no-store"}
+TICK = 0.05  # the event stream looks for new lines this often
+
 
 def redact_json(data, mask):
     """`data` with every string in it passed through `mask`."""
@@ -31,13 +38,6 @@ def redact_json(data, mask):
     if isinstance(data, (list, tuple)):
         return [redact_json(value, mask) for value in data]
     return data
-
-STATIC = Path(__file__).with_name("static")
-ACTIONS = ("restart", "stop", "start", "reload-code", "reload-model")  # reload-*: warm services only
-HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-           "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
-           "Cache-Control": "no-store"}
-TICK = 0.05  # the event stream looks for new lines this often
 
 
 def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict], traces=None,
@@ -93,7 +93,7 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
 
     def count(request: Request, name: str, default: int) -> int:
         given = request.query_params.get(name, str(default))
-        if not given.isdigit():  # digits only: no sign, no exponent, no spaces
+        if not (given.isascii() and given.isdigit() and len(given) <= 12):  # no sign, exponent, space
             raise ValueError(f"{name} must be a whole number of 0 or more, not {given[:40]!r}")
         return int(given)
 

@@ -41,7 +41,7 @@ def test_the_download_name_and_the_service_filter_are_checked_against_the_run(tm
         assert good.status_code == 200 and good.headers["content-disposition"] == 'attachment; filename="asr.log"'
         every = b.get("/api/logs", params={"download": "1"})
         assert every.headers["content-disposition"] == 'attachment; filename="all.log"'
-        for bad in ({"limit": "-1"}, {"since": "x"}, {"limit": "1e9"}, {"since": "-5"}):
+        for bad in ({"limit": "-1"}, {"since": "x"}, {"limit": "1e9"}, {"since": "-5"}, {"limit": "\u0663"}):
             assert b.get("/api/logs", params=bad).status_code == 400, bad
         assert b.get("/api/logs", params={"limit": "0"}).json()["lines"] == []  # was: every line
         assert b.proc.poll() is None
