@@ -1,14 +1,15 @@
-"""Who may use the dashboard: the run's random token, given once in the printed link, then kept in
-a cookie (as Jupyter and Aspire do). Pure: the server asks these questions of each request."""
+"""Who may use the dashboard: the run's random token, given once in the printed link, then kept by
+the page in its tab's sessionStorage and sent in a header. Never a cookie: cookies ignore ports, so
+every other server on 127.0.0.1 the browser visits would receive it, and a second dashboard's cookie
+would replace the first's. Pure: the server asks these questions of each request."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
 
-COOKIE = "duplex_dashboard"
-HEADER = "x-duplex-token"  # actions also need it: a cross-origin form cannot set a header
-QUERY = "t"  # `/?t=...`: the link; the server swaps it for the cookie and drops it from the address
+HEADER = "x-duplex-token"  # every API call: a cross-origin form or link cannot set a header
+QUERY = "t"  # `/?t=...`: the link; the page moves it into sessionStorage and out of the address
 
 
 def new_token() -> str:
@@ -24,9 +25,9 @@ def same(given: str | None, token: str) -> bool:
     return bool(given) and hmac.compare_digest(given.encode(), token.encode())
 
 
-def allowed(token: str, *, cookie: str | None, header: str | None, query: str | None) -> bool:
-    """A page or a read: the cookie, the header (scripts) or the link's query."""
-    return same(cookie, token) or same(header, token) or same(query, token)
+def allowed(token: str, *, header: str | None, query: str | None) -> bool:
+    """A page or a read: the header (the page's script, scripts) or the link's query."""
+    return same(header, token) or same(query, token)
 
 
 def action_allowed(token: str, *, method: str, header: str | None, origin: str | None,

@@ -5,6 +5,7 @@ log follower per service (its log file, or the engine's log of its container).""
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import urllib.error
@@ -15,7 +16,7 @@ from ..control import alive, engine_containers_by_id
 from ..layout import Layout
 from ..state import read_state
 from . import resources
-from .logbook import LogBook
+from .logbook import LogBook, Splitter
 from .metrics import Series, parse
 from .rows import Watch, left_out_row, row, warm_reload
 
@@ -37,6 +38,11 @@ class Run:
         self.no_metrics: set[str] = set()  # services that answered /metrics with something else
         self.samples = 0
         self.health: dict[str, tuple] = {}  # name -> (healthy, phase, ident) of the last probe
+        from ..redact import Redactor
+        # what the services answer is masked as their logs are: the stack's declared secrets (the
+        # names come in the plan's view, the values from this process's environment and the .env),
+        # the HF token, URL credentials
+        self.mask = Redactor(self.root, planned.get("secrets", ()))
 
     def sample(self) -> None:
         with self.sampling:  # the sampler's thread, and an action that wants the new pid at once
@@ -81,6 +87,7 @@ class Run:
         last = self.health.get(name)
         if last is None or not last[0] or last[2] != record_ident(record) or self.samples % EVERY == 0:
             healthy, phase = check_health(planned.get("health") or {})
+            phase = masked_phase(phase, self.mask)
             self.health[name] = last = (healthy, phase, record_ident(record))
             seen["probed"] = True
         seen["healthy"], seen["phase"] = last[0], last[1]
@@ -120,7 +127,8 @@ class Run:
             try:
                 self.sample()
             except Exception as exc:  # noqa: BLE001 - a sample that fails is retried; the page stays up
-                print(f"dashboard: sampling failed: {type(exc).__name__}: {exc}", flush=True)
+                # the message can quote what a service answered: masked like everything shown
+                print(self.mask(f"dashboard: sampling failed: {type(exc).__name__}: {exc}"), flush=True)
             stop.wait(max(0.1, PERIOD - (time.monotonic() - began)))
 
 
@@ -161,6 +169,26 @@ def check_health(health: dict) -> tuple[bool, dict | None]:
         return False, None
 
 
+PHASE_TEXT = 200  # characters of one phase value shown (a service's error message, say)
+
+
+def masked_phase(phase: dict | None, mask) -> dict | None:
+    """The phase as the page may show it: numbers as they are, anything else as text, masked of
+    the run's secrets and cut short (a service's answer is not ours to trust)."""
+    if phase is None:
+        return None
+    out = {}
+    for key, value in phase.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            out[key] = None  # Python's json reads NaN and Infinity; JSON (the page) has no such numbers
+        elif value is None or isinstance(value, (bool, int, float)):
+            out[key] = value
+        else:
+            text = value if isinstance(value, str) else json.dumps(value)
+            out[key] = mask(text)[:PHASE_TEXT]
+    return out
+
+
 def _phase(body: bytes) -> dict | None:
     try:
         data = json.loads(body)
@@ -174,6 +202,7 @@ def _phase(body: bytes) -> dict | None:
 # -- logs ------------------------------------------------------------------------------------
 
 POLL = 0.03  # how often an idle log file is looked at: a new line reaches the page within ~0.1 s
+READ = 256 << 10  # bytes read at a time: memory stays bounded whatever the file holds
 
 
 def follow_logs(root: Path, name: str, book: LogBook, run: Run, stop: threading.Event) -> None:
@@ -212,18 +241,14 @@ def _follow_file(path: Path, name: str, book: LogBook, run: Run, stop: threading
         ident = _inode(path)
         if first:
             fh.seek(max(0, fh.seek(0, 2) - 64 * 1024))
-            if fh.tell():
-                fh.readline()  # landed inside a line
         else:
             fh.seek(0, 2)
-        buf = b""
+        lines = Splitter(skip_first=fh.tell() > 0)  # landed inside a line: dropped up to its end
         idle = 0
         while not stop.is_set():
-            chunk = fh.read(1 << 20)
+            chunk = fh.read(READ)
             if chunk:
-                buf += chunk
-                *done, buf = buf.split(b"\n")
-                _deliver(name, [raw.decode("utf-8", errors="replace") for raw in done], book, run)
+                _deliver(name, lines.feed(chunk), book, run)
                 continue
             idle += 1
             if idle % 10 == 0:  # ~3 times a second: truncated, replaced, or now a container?
@@ -233,7 +258,7 @@ def _follow_file(path: Path, name: str, book: LogBook, run: Run, stop: threading
                     return
                 if size < fh.tell():
                     fh.seek(0)
-                    buf = b""
+                    lines = Splitter()
                     continue
                 if _inode(path) != ident or switch():
                     return
@@ -250,17 +275,13 @@ def _inode(path: Path):
 def _follow_container(ident: str, name: str, book: LogBook, run: Run, tail) -> None:
     """The engine's log, masked as `inv logs` masks it (a native service's file is masked already)."""
     from ..containers import find_container
-    from ..redact import Redactor
     container = find_container(ident)
     if container is None:
         return
-    mask = Redactor(run.root, run.planned.get("secrets", ()))
-    buf = b""
+    lines = Splitter()
     try:
         stream = container.logs(stream=True, follow=True, tail=tail)
         for chunk in stream:  # ends when the container stops
-            buf += chunk
-            *done, buf = buf.split(b"\n")
-            _deliver(name, [mask(raw.decode("utf-8", errors="replace")) for raw in done], book, run)
+            _deliver(name, [run.mask(text) for text in lines.feed(chunk)], book, run)
     except Exception:  # noqa: BLE001 - the engine went away: look again
         pass

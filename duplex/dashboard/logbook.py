@@ -9,7 +9,11 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-KEEP = 5000  # lines kept per service: a few MB at most, however fast a service writes
+KEEP = 5000  # lines kept per service, however fast a service writes
+BUDGET = 4 << 20  # ... and at most this much text per service, however long its lines
+MAX_LINE = 16 << 10  # bytes of one line kept; the rest is cut (a line without an end is never buffered whole)
+CUT = " … [line cut: longer than {} bytes]"
+COST = 64  # what a kept line costs beyond its text (its Line), so many short lines count too
 LEVEL = re.compile(r"\b(CRITICAL|FATAL|ERROR|WARN(?:ING)?|INFO|DEBUG|TRACE)\b|\bTraceback\b")
 _LEVELS = {"CRITICAL": "error", "FATAL": "error", "ERROR": "error", "TRACEBACK": "error",
            "WARN": "warning", "WARNING": "warning", "INFO": "info", "DEBUG": "debug", "TRACE": "debug"}
@@ -48,11 +52,55 @@ def matcher(query: str | None, regex: bool = False):
     return lambda text: needle in text.lower()
 
 
+class Splitter:
+    """Bytes as they are read in, whole lines out, none over `limit` bytes: a longer line is cut
+    with a marker as soon as it passes the limit and the rest of it skipped up to its newline, so
+    memory stays bounded whatever a service writes (a 100 MiB line without a newline included)."""
+
+    def __init__(self, limit: int = MAX_LINE, skip_first: bool = False):
+        self.limit = limit
+        self.buf = bytearray()
+        self.skipping = skip_first  # started inside a line (a tail from the middle of a file): drop it
+
+    def feed(self, chunk: bytes) -> list[str]:
+        out: list[str] = []
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            stop = len(chunk) if end < 0 else end
+            if not self.skipping:
+                room = self.limit - len(self.buf)
+                self.buf += chunk[start:min(stop, start + room)]
+                if stop - start > room:
+                    out.append(_text(self.buf) + CUT.format(self.limit))
+                    self.buf.clear()
+                    self.skipping = True
+            if end < 0:
+                return out
+            if not self.skipping:
+                out.append(_text(self.buf))
+            self.buf.clear()
+            self.skipping = False
+            start = end + 1
+
+
+def _text(raw: bytearray) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+def cut(text: str, limit: int = MAX_LINE) -> str:
+    """A line handed over as text (not through a Splitter), held to the same limit."""
+    mark = CUT.format(limit)
+    return text if len(text) <= limit + len(mark) else text[:limit] + mark  # a Splitter's cut passes as it is
+
+
 class LogBook:
-    def __init__(self, keep: int = KEEP, clock=time.time):
+    def __init__(self, keep: int = KEEP, clock=time.time, budget: int = BUDGET):
         self.keep = keep
+        self.budget = budget
         self.clock = clock
         self.lines: dict[str, deque[Line]] = {}
+        self.sizes: dict[str, int] = {}  # the text each service's lines hold (plus COST a line)
         self.seq = 0
         self.lock = threading.Lock()
         self.dropped: dict[str, int] = {}  # lines that fell out of the window, per service
@@ -60,12 +108,18 @@ class LogBook:
     def add(self, service: str, texts: list[str]) -> None:
         now = self.clock()
         with self.lock:
-            book = self.lines.setdefault(service, deque(maxlen=self.keep))
-            overflow = max(0, len(book) + len(texts) - self.keep)
-            self.dropped[service] = self.dropped.get(service, 0) + overflow
+            book = self.lines.setdefault(service, deque())
+            size, dropped = self.sizes.get(service, 0), max(0, len(texts) - self.keep)
             for text in texts[-self.keep:]:
+                text = cut(text)
                 self.seq += 1
                 book.append(Line(self.seq, service, text, now))
+                size += len(text) + COST
+                while len(book) > self.keep or size > self.budget:
+                    size -= len(book.popleft().text) + COST
+                    dropped += 1
+            self.sizes[service] = size
+            self.dropped[service] = self.dropped.get(service, 0) + dropped
 
     def since(self, seq: int, service: str | None = None, match=None, limit: int = 2000) -> list[Line]:
         """Lines after `seq` (of one service, or all in arrival order), at most the last `limit`."""
@@ -75,7 +129,7 @@ class LogBook:
             found = [line for book in books for line in _after(book, seq) if match(line.text)]
         if not service:
             found.sort(key=lambda line: line.seq)
-        return found[-limit:]
+        return found[-limit:] if limit > 0 else []  # found[-0:] would be all of them
 
 
 def _after(book, seq: int) -> list[Line]:

@@ -28,20 +28,34 @@ def parse(text: str) -> dict:
             value = float(raw)
         except ValueError:
             continue
+        if not math.isfinite(value):  # float() takes NaN and Inf, which JSON (and the charts) cannot
+            continue
         if name.endswith("_requests_total"):
             out["requests"] += value
         elif name.endswith("_audio_seconds_total"):
             out["audio"] += value
         elif name.endswith("_duration_seconds_bucket"):
             le = LE.search(labels or "")
-            if le:
-                bound = math.inf if le.group(1) == "+Inf" else float(le.group(1))
+            bound = _bound(le.group(1)) if le else None
+            if bound is not None:
                 out["buckets"][bound] = out["buckets"].get(bound, 0.0) + value
         elif name.endswith("_duration_seconds_sum"):
             out["sum"] += value
         elif name.endswith("_duration_seconds_count"):
             out["count"] += value
     return out
+
+
+def _bound(text: str) -> float | None:
+    """A bucket's `le`: a finite number or +Inf; anything else (a service's answer is not ours to
+    trust: `le="x"` once failed every sample of the run) is skipped."""
+    if text == "+Inf":
+        return math.inf
+    try:
+        bound = float(text)
+    except ValueError:
+        return None
+    return bound if math.isfinite(bound) else None
 
 
 def quantile(q: float, buckets: dict[float, float]) -> float | None:
@@ -78,7 +92,7 @@ class Series:
                          for b in scraped["buckets"]}
                 audio = scraped["audio"] - before["audio"]
                 rtf = (scraped["sum"] - before["sum"]) / audio if audio > 0 else None
-                self.points.append([round(now, 1), round((scraped["requests"] - before["requests"]) / span, 3),
+                self.points.append([round(now, 1), _round((scraped["requests"] - before["requests"]) / span, 3),
                                     _round(quantile(0.5, delta)), _round(quantile(0.95, delta)), _round(rtf)])
         self.last = (now, scraped)
 
@@ -86,5 +100,6 @@ class Series:
         return list(self.points)
 
 
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 4)
+def _round(value: float | None, digits: int = 4) -> float | None:
+    """None for no figure, and for one JSON cannot carry (a sum of huge values can overflow)."""
+    return None if value is None or not math.isfinite(value) else round(value, digits)

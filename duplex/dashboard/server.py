@@ -1,22 +1,21 @@
 """The dashboard's ASGI app (starlette): the page, the JSON API, the event stream and the actions.
-Every route needs the run's token (docs/dashboard.md); actions are POSTs with the token in a header."""
+Every API route needs the run's token in a header (docs/dashboard.md: the page keeps it in its tab's
+sessionStorage, never in a cookie, which every port of the host would receive); actions are POSTs."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from html import escape as html_escape
 from pathlib import Path
 from typing import Callable
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import DuplexError
-from ..redact import redact
 from . import access
 from .feeds import Run
 from .logbook import LogBook, matcher
@@ -30,6 +29,17 @@ HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Refe
 TICK = 0.05  # the event stream looks for new lines this often
 
 
+def redact_json(data, mask):
+    """`data` with every string in it passed through `mask`."""
+    if isinstance(data, str):
+        return mask(data)
+    if isinstance(data, dict):
+        return {key: redact_json(value, mask) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_json(value, mask) for value in data]
+    return data
+
+
 def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict], traces=None,
              otlp_port: int | None = None) -> Starlette:
     """`act(action, service)`: runs an action (blocking), returns {"ok": ..., "message": ...}.
@@ -37,32 +47,23 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
     listens there: exporters carry no token, so only that port takes them, and only them)."""
 
     def authorised(request: Request) -> bool:
-        return access.allowed(token, cookie=request.cookies.get(access.COOKIE),
-                              header=request.headers.get(access.HEADER), query=None)
+        return access.allowed(token, header=request.headers.get(access.HEADER), query=None)
 
     def refused() -> Response:
         return JSONResponse({"error": "the dashboard needs the run's token",
                              "fix": "open the link `inv dashboard` prints"}, status_code=401, headers=HEADERS)
 
     async def page(request: Request) -> Response:
+        """The page holds no secret and no data (it fetches them with the token), so a reload of `/`
+        gets it too, with 401 unless the link's token or the header came along: its script takes the
+        token from the link (then drops it from the address) or from the tab's sessionStorage."""
         given = request.query_params.get(access.QUERY)
-        if given is not None:
-            if not access.same(given, token):
-                return refused()
-            # the token moves into a cookie and out of the address bar (and the browser's history)
-            reply = RedirectResponse("/", status_code=303, headers=HEADERS)
-            reply.set_cookie(access.COOKIE, token, httponly=True, samesite="strict", path="/")
-            return reply
-        if not authorised(request):
-            return refused()
-        html = (STATIC / "index.html").read_text(encoding="utf-8").replace("{{TOKEN}}", token) \
-            .replace("{{STACK}}", html_escape(str(run.planned.get("stack", ""))))
-        return Response(html, media_type="text/html", headers=HEADERS)
+        ok = access.same(given, token) if given is not None else authorised(request)
+        return Response((STATIC / "index.html").read_bytes(), status_code=200 if ok else 401,
+                        media_type="text/html", headers=HEADERS)
 
     async def static(request: Request) -> Response:
-        if not authorised(request):
-            return refused()
-        name = request.path_params["name"]
+        name = request.path_params["name"]  # the page's own code: public, like the page
         if name not in ("app.js", "style.css"):
             return PlainTextResponse("not found", status_code=404)
         kind = "text/javascript" if name.endswith(".js") else "text/css"
@@ -77,21 +78,40 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
                              "services": rows}, headers=HEADERS)
 
     def _filter(request: Request):
+        """(service, match); ValueError for a bad expression, LookupError for a service the run
+        does not have (its name goes into a header and a file name: only the plan's names do)."""
         params = request.query_params
-        return params.get("service") or None, matcher(params.get("q"), params.get("regex") in ("1", "true"))
+        service = params.get("service") or None
+        if service is not None and service not in run.planned["services"]:
+            raise LookupError(service)
+        return service, matcher(params.get("q"), params.get("regex") in ("1", "true"))
+
+    def not_ours(service: str) -> Response:
+        return JSONResponse({"error": f"{service!r} is not a service of this run",
+                             "fix": f"one of {', '.join(run.planned['services'])}, or none for all"},
+                            status_code=404, headers=HEADERS)
+
+    def count(request: Request, name: str, default: int) -> int:
+        given = request.query_params.get(name, str(default))
+        if not (given.isascii() and given.isdigit() and len(given) <= 12):  # no sign, exponent, space
+            raise ValueError(f"{name} must be a whole number of 0 or more, not {given[:40]!r}")
+        return int(given)
 
     async def logs(request: Request) -> Response:
         if not authorised(request):
             return refused()
         try:
             service, match = _filter(request)
-            since = int(request.query_params.get("since", "0"))
-            limit = min(int(request.query_params.get("limit", "1000")), 100_000)
+            since = count(request, "since", 0)
+            limit = min(count(request, "limit", 1000), 100_000)
+        except LookupError as err:
+            return not_ours(err.args[0])
         except ValueError as err:
             return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
         lines = book.since(since, service, match, limit)
         if request.query_params.get("download"):
             text = "\n".join(line.text if service else f"{line.service} | {line.text}" for line in lines) + "\n"
+            # `service` is one of the plan's names (RFC 1035 labels): nothing to quote or escape
             return PlainTextResponse(text, headers={**HEADERS, "Content-Disposition":
                                                     f'attachment; filename="{service or "all"}.log"'})
         return JSONResponse({"seq": book.seq, "lines": [line.as_dict() for line in lines]}, headers=HEADERS)
@@ -102,7 +122,9 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
             return refused()
         try:
             service, match = _filter(request)
-            backlog = min(int(request.query_params.get("backlog", "500")), 100_000)
+            backlog = min(count(request, "backlog", 500), 100_000)
+        except LookupError as err:
+            return not_ours(err.args[0])
         except ValueError as err:
             return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
 
@@ -147,9 +169,10 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
         try:
             result = await run_in_threadpool(act, what, name)
         except DuplexError as err:
-            return JSONResponse({"ok": False, "error": redact(err.render())}, status_code=409, headers=HEADERS)
+            return JSONResponse({"ok": False, "error": run.mask(err.render())}, status_code=409, headers=HEADERS)
         await run_in_threadpool(run.sample)  # the page sees the new pid at once
-        return JSONResponse(result, headers=HEADERS)
+        # what the action said passes the run's masking too (a health answer quoted in a failure)
+        return JSONResponse(redact_json(result, run.mask), headers=HEADERS)
 
     async def receive_traces(request: Request) -> Response:
         if traces is None or otlp_port is None or (request.scope.get("server") or (None, None))[1] != otlp_port:

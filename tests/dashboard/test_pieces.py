@@ -8,19 +8,19 @@ import copy
 import pytest
 
 from duplex.dashboard import access, resources
-from duplex.dashboard.logbook import LogBook, level, matcher
+from duplex.dashboard.logbook import CUT, LogBook, Splitter, level, matcher
 from duplex.dashboard.rows import Watch, row, service_state, warm_reload
 from tests.support import fakenvml
 
 TOKEN = "s3cret-token-value"
 
 
-def test_reads_need_the_token_in_the_cookie_header_or_link():
-    assert access.allowed(TOKEN, cookie=TOKEN, header=None, query=None)
-    assert access.allowed(TOKEN, cookie=None, header=TOKEN, query=None)
-    assert access.allowed(TOKEN, cookie=None, header=None, query=TOKEN)
-    assert not access.allowed(TOKEN, cookie=None, header=None, query=None)
-    assert not access.allowed(TOKEN, cookie="wrong", header="", query=TOKEN[:-1])
+def test_reads_need_the_token_in_the_header_or_link_never_a_cookie():
+    assert access.allowed(TOKEN, header=TOKEN, query=None)
+    assert access.allowed(TOKEN, header=None, query=TOKEN)
+    assert not access.allowed(TOKEN, header=None, query=None)
+    assert not access.allowed(TOKEN, header="", query=TOKEN[:-1])
+    assert not hasattr(access, "COOKIE")  # cookies ignore ports: every server on 127.0.0.1 would get it
 
 
 def test_actions_need_post_the_header_token_and_no_foreign_origin():
@@ -161,3 +161,42 @@ def test_otlp_exports_become_requests_with_their_spans_across_services():
     book.add(decode(export("asr", b"\x04" * 8, b"", "other", 0, 1).replace(b"\x01" * 16, b"\x05" * 16),
                     "application/x-protobuf"))
     assert [t["name"] for t in book.recent()] == ["other"]  # bounded: the oldest trace went
+
+
+def test_lines_are_cut_at_a_byte_limit_and_a_line_without_end_is_never_buffered_whole():
+    split = Splitter(limit=8)
+    assert split.feed(b"short\nexactly8\nlonger than") == ["short", "exactly8", "longer t" + CUT.format(8)]
+    assert split.buf == b"" and split.skipping  # the rest of that line is not kept
+    for _ in range(1000):
+        assert split.feed(b"z" * 4096) == []
+    assert len(split.buf) == 0
+    assert split.feed(b"zz\nnext\npart") == ["next"] and split.buf == b"part"
+    assert split.feed(b"ial\n") == ["partial"]
+    assert Splitter(limit=8, skip_first=True).feed(b"middle of a line\nwhole\n") == ["whole"]
+    assert Splitter().feed("é\n".encode()) == ["é"]
+
+
+def test_the_book_is_bounded_in_bytes_as_well_as_lines():
+    book = LogBook(keep=100, budget=40_000)
+    book.add("asr", ["x" * 3000] * 20)
+    kept = book.since(0, "asr")
+    assert len(kept) == 13 and book.sizes["asr"] <= 40_000 and book.dropped["asr"] == 7
+    book.add("asr", ["y" * 100_000])  # handed over as text: cut like a read line
+    assert len(book.since(0, "asr")[-1].text) < 17_000
+    book.add("web", [f"line {n}" for n in range(300)])  # short lines: the line count binds
+    assert len(book.since(0, "web", limit=1000)) == 100
+    assert book.since(0, "web", limit=0) == []
+
+
+def test_a_hostile_metrics_answer_gives_no_figure_json_cannot_carry_and_never_raises():
+    from duplex.dashboard.metrics import Series, parse
+    text = ("x_requests_total +Inf\nx_duration_seconds_sum NaN\nx_audio_seconds_total 1e308\n"
+            'x_duration_seconds_bucket{le="x"} 3\nx_duration_seconds_bucket{le="NaN"} 3\n'
+            'x_duration_seconds_bucket{le="+Inf"} 2\n')
+    first = parse(text)  # le="x" raised ValueError: every sample of the run failed
+    assert first["requests"] == 0.0 and first["sum"] == 0.0 and list(first["buckets"]) == [float("inf")]
+    series = Series()
+    series.add(0.0, parse("x_audio_seconds_total -1e308\nx_duration_seconds_sum 1e308\n"))
+    series.add(1.0, parse("x_audio_seconds_total 1e308\nx_duration_seconds_sum -1e308\n"))  # overflows to inf
+    import json
+    json.dumps(series.as_list(), allow_nan=False)

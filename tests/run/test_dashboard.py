@@ -102,7 +102,7 @@ def test_detached_run_dashboard_token_table_logs_restart_crash_gpu_and_stop(toy,
         place(server_pid, 1536 * 2**20)
         with chromium() as driver:
             driver.get(url)
-            assert "?t=" not in driver.current_url  # the token moved into a cookie
+            assert "?t=" not in driver.current_url  # the token moved into the tab's sessionStorage
             for name in ("api", "web"):
                 wait_until(lambda: state_of(driver, name) == "healthy", 30, f"{name} healthy", driver)
             links = links_of(driver, "web")
@@ -340,3 +340,78 @@ def test_reload_code_keeps_the_model_and_reload_model_loads_it_again_from_the_cl
         assert toy.get("api", "/loaded") == third
     finally:
         toy.inv("stop")
+
+
+class _Recorder(__import__("http.server").server.BaseHTTPRequestHandler):
+    """Another server on 127.0.0.1 the developer's browser visits: it keeps every request's headers."""
+    seen: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.seen.append(dict(self.headers.items()))
+        body = b"<!doctype html><title>another server</title><img src='/pixel.png'>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_two_dashboards_stay_signed_in_and_no_other_server_on_the_host_receives_a_token(tmp_path):
+    """Cookies ignore ports: a token cookie went to every server on 127.0.0.1 the browser visited,
+    and a second checkout's dashboard replaced the first's. The token lives in the tab's
+    sessionStorage (per origin: host and port) and travels only in a header to its own dashboard."""
+    import threading
+    from http.server import ThreadingHTTPServer
+    from tests.support.board import board, planned
+    for name in ("a", "b"):
+        (tmp_path / name / ".duplex" / "logs").mkdir(parents=True)
+        (tmp_path / name / ".duplex" / "logs" / f"svc-{name}.log").write_text(f"INFO hello from {name}\n")
+    third = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    threading.Thread(target=third.serve_forever, daemon=True).start()
+    other = f"http://127.0.0.1:{third.server_address[1]}"
+
+    def signed_in(driver, name: str) -> bool:
+        return driver.execute_script("return document.getElementById('conn')?.textContent") == "live" and \
+            state_of(driver, f"svc-{name}") is not None and \
+            any(f"hello from {name}" in t for t in log_lines(driver))
+    try:
+        with board(tmp_path / "a", planned({"svc-a": {}}, stack="first")) as a, \
+                board(tmp_path / "b", planned({"svc-b": {}}, stack="second")) as b, chromium() as driver:
+            driver.get(a.link)
+            assert driver.current_url == f"{a.base}/"  # the token left the address bar
+            wait_until(lambda: signed_in(driver, "a"), 20, "the first dashboard", driver)
+            assert driver.title == "first · duplex dashboard"
+            driver.get(b.link)
+            wait_until(lambda: signed_in(driver, "b"), 20, "the second dashboard", driver)
+            driver.get(other + "/")
+            wait_until(lambda: len(_Recorder.seen) >= 2, 10, "the other server's requests")  # the page, its image
+            tokens = (a.token, b.token)
+            assert all(t not in json.dumps(h) for h in _Recorder.seen for t in tokens), _Recorder.seen
+            driver.get(f"{a.base}/")  # back to the first, without its link: still signed in
+            wait_until(lambda: signed_in(driver, "a"), 20, "the first dashboard again", driver)
+            driver.refresh()
+            wait_until(lambda: signed_in(driver, "a"), 20, "the first dashboard reloaded", driver)
+            # the download: fetched with the header, handed to the browser as a file
+            saved = tmp_path / "downloads"
+            saved.mkdir()
+            driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(saved)})
+            driver.execute_script("const s = document.getElementById('service'); s.value = 'svc-a';"
+                                  "s.dispatchEvent(new Event('input')); document.getElementById('download').click();")
+            wait_until(lambda: (saved / "svc-a.log").exists() and
+                       (saved / "svc-a.log").read_text() == "INFO hello from a\n", 15, "the download", driver)
+            driver.get(f"{b.base}/")
+            wait_until(lambda: signed_in(driver, "b"), 20, "the second dashboard again", driver)
+            assert driver.get_cookies() == []
+            driver.get(other + "/again")
+            wait_until(lambda: len(_Recorder.seen) >= 4, 10, "the other server's requests")
+            # a new tab has no token: the page says how to get in, and nothing is shown
+            driver.switch_to.new_window("tab")
+            driver.get(f"{a.base}/")
+            wait_until(lambda: "inv dashboard" in driver.find_element("id", "conn").text, 10, "signed out", driver)
+            assert state_of(driver, "svc-a") is None
+        assert _Recorder.seen and all(t not in json.dumps(h) for h in _Recorder.seen for t in tokens), _Recorder.seen
+        assert not any("cookie" in (k.lower() for k in h) for h in _Recorder.seen), _Recorder.seen
+    finally:
+        third.shutdown()

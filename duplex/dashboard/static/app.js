@@ -2,7 +2,19 @@
 // lines are kept in a bounded buffer and drawn at most once per animation frame, so a service
 // writing thousands of lines a second never freezes the page. No build step, no framework.
 "use strict";
-const TOKEN = document.querySelector('meta[name="duplex-token"]').content;
+// The run's token: from the link (`/?t=…`, then dropped from the address) into this tab's
+// sessionStorage, which only this origin (host and port) reads; sent as a header on every call.
+// Never a cookie: cookies ignore ports, so every server on 127.0.0.1 would receive it.
+const TOKEN = (() => {
+  const url = new URL(location.href), given = url.searchParams.get("t");
+  if (given) {
+    sessionStorage.setItem("duplex-token", given);
+    url.searchParams.delete("t");
+    history.replaceState(null, "", url.pathname + url.search + url.hash);
+  }
+  return sessionStorage.getItem("duplex-token") || "";
+})();
+const AUTH = {"X-Duplex-Token": TOKEN};
 const KEEP = 5000;   // lines kept in the page
 const SHOW = 1500;   // lines drawn (the newest that pass the filter)
 const STEP = 250;    // at most this many new lines drawn per frame while following: nobody reads a
@@ -13,6 +25,14 @@ let pending = false, paused = false, rows = [];
 window.dashboardStats = {renders: [], received: []};  // for benchmarks/dashboard.py
 
 const $ = (id) => document.getElementById(id);
+let signedOut = false;
+function refused(reply) {  // 401: no token in this tab, or another run's
+  if (reply.status !== 401) return false;
+  signedOut = true;
+  $("conn").textContent = "not signed in: open the link `inv dashboard` prints";
+  $("conn").classList.add("out");
+  return true;
+}
 
 function colour(service) {
   if (!(service in colours)) colours[service] = Object.keys(colours).length % 8;
@@ -39,7 +59,7 @@ function duration(s) {
   if (s < 3600) return `${Math.floor(s / 60)}m ${Math.floor(s % 60)}s`;
   return `${Math.floor(s / 3600)}h ${Math.floor(s % 3600 / 60)}m`;
 }
-function history(samples) {  // a tiny SVG strip: one bar per health sample, green or red
+function healthStrip(samples) {  // a tiny SVG strip: one bar per health sample, green or red
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("width", "90"); svg.setAttribute("height", "12"); svg.setAttribute("class", "hist");
@@ -56,7 +76,7 @@ async function act(name, action) {
   $("message").textContent = `${action} ${name}…`;
   try {
     const reply = await fetch(`/api/services/${encodeURIComponent(name)}/${action}`,
-                              {method: "POST", headers: {"X-Duplex-Token": TOKEN}, credentials: "same-origin"});
+                              {method: "POST", headers: AUTH, credentials: "omit"});
     const body = await reply.json();
     $("message").textContent = body.message || body.error || reply.statusText;
   } catch (e) { $("message").textContent = `${action} ${name} failed: ${e}`; }
@@ -76,7 +96,7 @@ function drawServices() {
     return el("tr", {"data-service": r.name, "data-state": r.state},
       el("td", {class: "name"}, r.name), el("td", {}, r.mode || ""),
       el("td", {}, el("span", {class: `state ${r.state}`}, r.state)),
-      el("td", {}, history(r.health || [])),
+      el("td", {}, healthStrip(r.health || [])),
       el("td", {class: "urls"}, ...(r.urls || []).map((u) => el("a", {href: u, target: "_blank", rel: "noopener"}, u))),
       el("td", {class: "ident"}, r.id || ""), el("td", {}, duration(r.uptime)),
       el("td", {class: "restarts"}, String(r.restarts ?? "")),
@@ -181,27 +201,84 @@ function drawLogs() {
 }
 function schedule() { if (!pending) { pending = true; requestAnimationFrame(drawLogs); } }
 
-function connect() {
-  const events = new EventSource("/api/events");
-  events.addEventListener("open", () => { $("conn").textContent = "live"; });
-  events.addEventListener("error", () => { $("conn").textContent = "reconnecting…"; });
-  events.addEventListener("services", (e) => { rows = JSON.parse(e.data); drawServices(); drawCharts(); });
-  events.addEventListener("log", (e) => {
-    const batch = JSON.parse(e.data), now = Date.now();
+const handlers = {
+  services(data) { rows = JSON.parse(data); drawServices(); drawCharts(); },
+  log(data) {
+    const batch = JSON.parse(data), now = Date.now();
     for (const l of batch) lines.push(l);
     if (lines.length > KEEP) lines.splice(0, lines.length - KEEP);
     const got = window.dashboardStats.received;
     got.push([now, batch.length, batch[batch.length - 1].text]);
     if (got.length > 2000) got.splice(0, 1000);
     schedule();
-  });
+  },
+};
+function dispatch(block) {  // one server-sent event: `event:` and `data:` lines (the SSE format)
+  let name = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (!line || line.startsWith(":")) continue;
+    const at = line.indexOf(":"), field = at < 0 ? line : line.slice(0, at);
+    const value = at < 0 ? "" : line.slice(at + 1).replace(/^ /, "");
+    if (field === "event") name = value; else if (field === "data") data.push(value);
+  }
+  if (handlers[name]) handlers[name](data.join("\n"));
 }
+// The event stream, read with fetch rather than EventSource, which cannot send a header.
+async function connect() {
+  while (!signedOut) {
+    try {
+      const reply = await fetch("/api/events", {headers: AUTH, credentials: "omit", cache: "no-store"});
+      if (refused(reply)) return;
+      if (!reply.ok) throw new Error(reply.statusText);
+      $("conn").textContent = "live";
+      const reader = reply.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        buf += value;
+        for (let at = buf.indexOf("\n\n"); at >= 0; at = buf.indexOf("\n\n")) {
+          const block = buf.slice(0, at);
+          buf = buf.slice(at + 2);
+          dispatch(block);
+        }
+      }
+    } catch (e) { /* the dashboard restarted or the network dropped: try again */ }
+    $("conn").textContent = "reconnecting…";
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+async function title() {
+  try {
+    const reply = await fetch("/api/services", {headers: AUTH, credentials: "omit"});
+    if (refused(reply)) return;
+    const body = await reply.json();
+    $("stack").textContent = body.stack || "";
+    document.title = `${body.stack} · duplex dashboard`;
+  } catch (e) { /* the event stream says whether the dashboard answers */ }
+}
+function downloadQuery() {
+  const s = $("service").value;
+  return `/api/logs?limit=100000&download=1${s ? `&service=${encodeURIComponent(s)}` : ""}` +
+    `&q=${encodeURIComponent($("filter").value)}${$("regex").checked ? "&regex=1" : ""}`;
+}
+// A download fetched with the header, then handed to the browser as a file (a plain link cannot
+// carry the token).
+$("download").addEventListener("click", async () => {
+  try {
+    const reply = await fetch(downloadQuery(), {headers: AUTH, credentials: "omit"});
+    if (refused(reply)) return;
+    if (!reply.ok) { $("message").textContent = `download failed: ${(await reply.json()).error}`; return; }
+    const href = URL.createObjectURL(await reply.blob());
+    const a = el("a", {href, download: `${$("service").value || "all"}.log`});
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 60000);
+  } catch (e) { $("message").textContent = `download failed: ${e}`; }
+});
 
 for (const id of ["service", "filter", "regex"]) $(id).addEventListener("input", () => {
-  const s = $("service").value;
   full = true;
-  $("download").href = `/api/logs?limit=100000&download=1${s ? `&service=${encodeURIComponent(s)}` : ""}` +
-    `&q=${encodeURIComponent($("filter").value)}${$("regex").checked ? "&regex=1" : ""}`;
   schedule();
 });
 $("pause").addEventListener("click", () => {
@@ -212,7 +289,8 @@ $("pause").addEventListener("click", () => {
 // recent requests, when the dashboard receives the services' traces itself
 async function pollTraces() {
   try {
-    const reply = await fetch("/api/traces", {credentials: "same-origin"});
+    const reply = await fetch("/api/traces", {headers: AUTH, credentials: "omit"});
+    if (refused(reply)) return;
     const body = await reply.json();
     $("traces-panel").hidden = !body.receiving;
     document.querySelector("#traces tbody").replaceChildren(...body.traces.slice(0, 30).map((t) => {
@@ -229,5 +307,5 @@ async function pollTraces() {
   } catch (e) { /* the next poll tries again */ }
   setTimeout(pollTraces, 2000);
 }
-connect();
-pollTraces();
+if (!TOKEN) refused({status: 401});
+else { title(); connect(); pollTraces(); }
