@@ -1,5 +1,5 @@
 """Every `inv ...` command duplex tells people to type parses against the real task signatures:
-the hints and fixes in duplex/, checks/ and tasks.py (string constants and f-strings, placeholders
+the hints and fixes in duplex/, checks/, servers/ and tasks.py (string constants and f-strings, placeholders
 filled in), and the code spans and code blocks of docs/ and README.md. An unknown flag, a missing
 flag value or a positional the task does not take fails here, as invoke would fail the user
 (`inv logs asr` answered "No idea what 'asr' is!" while `inv run --detach` suggested it)."""
@@ -18,7 +18,7 @@ from invoke.parser import ParseError, Parser
 
 from tests.conftest import ROOT, run_inv
 
-CODE = [*sorted((ROOT / "duplex").rglob("*.py")), *sorted((ROOT / "checks").rglob("*.py")), ROOT / "tasks.py"]
+CODE = [*(p for d in ("duplex", "checks", "servers") for p in sorted((ROOT / d).rglob("*.py"))), ROOT / "tasks.py"]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SPAN = re.compile(r"`([^`\n]*\binv [^`\n]*)`")
 # Where a command ends in plain text (a fix that is not in backticks): the end of the string, or
