@@ -87,7 +87,8 @@ def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str
             wider, _ = widest(f"{release[0]}.{release[1]}")
             notes[name] = f"the locked build that runs on the widest range of datacenter GPUs and drivers: {why}"
             if wider != variants[name]:
-                notes[name] += (f" ({wider} runs on more, once envs/{name}/requirements.{wider}.lock exists: "
+                notes[name] += (f" ({wider} would cover more GPU and driver pairs, once "
+                                f"envs/{name}/requirements.{wider}.lock exists: "
                                 f"`inv lock --env {name} --torch {wider}`)")
             continue
         release = wanted.pin or next((f"{r[0]}.{r[1]}" for r in sorted(RELEASES, reverse=True)
@@ -120,7 +121,8 @@ def check_build_locks(stack: Stack, the_plan: Plan) -> None:
                      f"(torch {variant})" for n, (_env, variant, lock) in missing.items())
     cmds = " and ".join(dict.fromkeys(f"`inv lock --env {env} --torch {variant}`"
                                       for env, variant, _lock in missing.values()))
-    raise PublishError(f"cannot build the images to push: {what}, which does not exist; nothing was built or pushed",
+    raise PublishError(f"cannot build the images to push, for want of their torch lock: {what}; "
+                       "nothing was built or pushed",
                        fix=f"{cmds} where download.pytorch.org is reachable, and commit the lock (docs/publish.md, "
                            "'The torch build of GPU images'); or publish with --torch set to a build that has a lock")
 
