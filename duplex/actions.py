@@ -79,7 +79,7 @@ def start_service(root: Path, name: str, say: Say = lambda _line: None, the_plan
     if outcome != "healthy":
         why = (f"exited with code {handle.exit_code()}" if outcome == "exited"
                else f"did not become healthy within {svc.health.timeout:g}s")
-        raise RunError(f"{name} {why} after the restart", fix=f"`inv logs {name}` says why")
+        raise RunError(f"{name} {why} after the restart", fix=f"`inv logs --service {name}` says why")
     took = time.monotonic() - began
     say(f"{name}: healthy at {svc.url} after {took:.2f}s")
     return took
@@ -139,7 +139,7 @@ def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: No
             return took
         if not fresh and "every request gets HTTP 500" in line:
             raise RunError(f"{name}: the code reload failed: {line.partition('Warm reload: ')[2].rstrip(':')}",
-                           fix=f"fix the error (`inv logs {name}` shows it); the next edit reloads it")
+                           fix=f"fix the error (`inv logs --service {name}` shows it); the next edit reloads it")
         if "restarting fully" in line:
             fresh = True
         if fresh and "Application startup complete" in line:
@@ -150,9 +150,9 @@ def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: No
             say(f"{name}: model reloaded, healthy after {took:.2f}s")
             return took
     if not psutil.pid_exists(pid):
-        raise RunError(f"{name}: its reloader exited during the reload", fix=f"`inv logs {name}` says why")
+        raise RunError(f"{name}: its reloader exited during the reload", fix=f"`inv logs --service {name}` says why")
     raise RunError(f"{name}: the {what} reload was not served within {svc.health.timeout:g}s (start_timeout)",
-                   fix=f"`inv logs {name}` says where it stopped; `inv restart {name}` starts it afresh")
+                   fix=f"`inv logs --service {name}` says where it stopped; `inv restart {name}` starts it afresh")
 
 
 def _supervisor_pid(pid: int) -> int | None:

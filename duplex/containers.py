@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -377,6 +378,14 @@ class ContainerRunner:
                                    fix="`inv preflight` says why; `inv lock --images` if its digest is gone; "
                                        "air-gapped: `sudo bash scripts/base-image.sh` and "
                                        "DUPLEX_BASE_IMAGE=duplex/python:3.11-bookworm")
+                lock = _missing_lock(step, chunk["error"])
+                if lock:  # the torch build's lock was never made: not the Dockerfile's fault
+                    variant = lock.rsplit(".", 2)[-2]
+                    raise RunError(f"{svc.name}: the image installs torch {variant} from {lock}, which does not "
+                                   "exist (nothing of it was built)",
+                                   fix=f"`inv lock --env {svc.env or 'ENV'} --torch {variant}` where "
+                                       "download.pytorch.org is reachable, and commit the lock; or choose a build "
+                                       "that has one (docs/publish.md, 'The torch build of GPU images')")
                 raise RunError(f"{svc.name}: image build failed at {step}: {chunk['error'].strip()}\n{tail}",
                                fix=f"fix {svc.dockerfile} or what it copies, then run again")
         if pull.seconds is not None:
@@ -452,6 +461,14 @@ class ContainerRunner:
                                + f"or remove it (`docker rm -f {name}`), or give this checkout its own "
                                  "[stack] name in stack.toml (then containers, network and images are apart)")
         return found
+
+
+def _missing_lock(step: str, error: str) -> str | None:
+    """The env lock a failed COPY step wanted (`requirements.cu126.lock`), as the engine named it."""
+    if "COPY" not in step and "COPY" not in error:
+        return None
+    found = re.search(r"(\S*requirements\.[\w-]+\.lock)\b", error)
+    return found.group(1).split("stat ", 1)[-1] if found else None
 
 
 def _readable_certs(svc: ServicePlan, kwargs: dict) -> None:

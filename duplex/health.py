@@ -14,6 +14,16 @@ from . import wscheck
 from .plan import Health
 
 POLL = 0.05  # tight: users hate Compose's 30 s default interval
+# Every request duplex makes to look at a service (health waits, `inv status`, the dashboard's
+# sampling and scraping, the images' and published health checks) carries this query: the shipped
+# servers leave such requests out of their access log (servers/telemetry.py, PROBE_MARK), so the
+# log people read is the service's traffic, not duplex talking to itself. Servers ignore the query.
+PROBE_QUERY = "duplex-probe=1"
+
+
+def marked(url: str) -> str:
+    """`url` with duplex's probe marker in its query."""
+    return f"{url}{'&' if '?' in url else '?'}{PROBE_QUERY}"
 
 
 @functools.lru_cache(maxsize=8)
@@ -35,7 +45,7 @@ def probe_once(health: Health, timeout: float = 2.0, *, phase: str = "ready") ->
     if health.kind == "websocket":
         return websocket_problem(health.url, timeout, context, phase) is None
     try:
-        with urllib.request.urlopen(health.url, timeout=timeout, context=context) as resp:
+        with urllib.request.urlopen(marked(health.url), timeout=timeout, context=context) as resp:
             return 200 <= resp.status < 300
     except (urllib.error.URLError, OSError, ValueError):
         return False

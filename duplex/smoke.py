@@ -152,7 +152,7 @@ def _timed(target: Target, sample: Path, expected: str, timeout: float, context)
 
 def _check(t: Target, sample: Path, expected: str, timeout: float, context):
     if t.state != "running":
-        return "state", "fail", f"{t.name} is {t.state} (`inv status`; `inv logs {t.name}` says why)", {}
+        return "state", "fail", f"{t.name} is {t.state} (`inv status`; `inv logs --service {t.name}` says why)", {}
     try:
         if t.app == ASR_APP:
             return ("transcribe", *_asr(t.url, sample, expected, timeout, context))
@@ -161,7 +161,7 @@ def _check(t: Target, sample: Path, expected: str, timeout: float, context):
         if t.app == MT_APP:
             return ("translate", *_mt(t.url, expected, timeout, context))
     except Problem as exc:
-        hint = f" (is {t.name} up? `inv status`, `inv logs {t.name}`)" if str(exc).startswith("cannot") else ""
+        hint = f" (is {t.name} up? `inv status`, `inv logs --service {t.name}`)" if str(exc).startswith("cannot") else ""
         return exc.check, "fail", str(exc) + hint, {}
     except Exception as exc:  # an answer of the wrong shape (not JSON, a list...): a failed check, not a crash
         return "answer", "fail", f"{t.url} answered something unexpected ({type(exc).__name__}: {exc})", {}

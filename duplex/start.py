@@ -20,6 +20,9 @@ from .state import RunLock, RunState, StateWriteError, read_state, run_options, 
 from .supervisor import Interrupted, Signalled, Supervisor, shielded, signals_raise
 
 
+# What a detached run ends with: each a command as the tasks take it (tests/spine/test_hints.py)
+DETACHED_HINT = "detached: `inv status`, `inv logs [--service NAME] --follow`, `inv dashboard`, `inv stop`"
+
 def run_project(*, native: bool = False, services: list[str] | None = None, detach: bool = False,
                 preflight: bool = True, debug: list[str] | None = None, debug_wait: bool = False,
                 tls: bool | None = None, otlp: str | None = None, smoke: bool = False,
@@ -169,7 +172,7 @@ def _serve(plan: Plan, root: Path, sup: Supervisor, printer: Printer, progress, 
                 printer.system(f"  {'dashboard':<10} {board.link}")
             checked = on_healthy() if on_healthy else 0
             if detach:
-                printer.system("detached: `inv status`, `inv logs [NAME] --follow`, `inv dashboard`, `inv stop`")
+                printer.system(DETACHED_HINT)
                 return checked
             printer.system("press Ctrl-C to stop everything")
             code = sup.watch()  # installs its own SIGTERM handler: no gap in which a signal orphans

@@ -181,7 +181,7 @@ class RunState:
             self._write()
 
     def _refresh(self) -> None:
-        """Records others wrote since (a restarted service, one `inv stop NAME` cleared) are kept."""
+        """Records others wrote since (a restarted service, one `inv stop --services NAME` cleared) are kept."""
         if self.path.exists():
             self.data["services"] = read_state(self.root)["services"]
 

@@ -134,7 +134,7 @@ class Supervisor:
             self._fail(err)
         except Exception as exc:  # a bug in a runner: fail the run with what happened, never hang dependents
             self._fail(RunError(f"{name}: could not be started ({type(exc).__name__}: {exc})",
-                                fix=f"`inv logs {name}`; if it persists, report this message"))
+                                fix=f"`inv logs --service {name}`; if it persists, report this message"))
 
     def _start_one(self, name: str) -> None:
         svc = self.plan.services[name]
@@ -175,7 +175,7 @@ class Supervisor:
             msg = f"{name} exited with code {handle.exit_code()} before it became healthy"
         else:
             msg = f"{name} did not become healthy within {svc.health.timeout:g}s ({svc.health.url})"
-        self._fail(RunError(msg + _tail(handle), fix=f"read the log above; `inv logs {name}` keeps it"))
+        self._fail(RunError(msg + _tail(handle), fix=f"read the log above; `inv logs --service {name}` keeps it"))
 
     def _fail(self, err: DuplexError) -> None:
         with self.lock:
@@ -216,7 +216,7 @@ class Supervisor:
         return signalled[0] if signalled else code
 
     def _replaced(self, name: str, handle: Handle) -> bool:
-        """A service stopped or restarted from elsewhere (`inv restart`, `inv stop NAME`, the
+        """A service stopped or restarted from elsewhere (`inv restart`, `inv stop --services NAME`, the
         dashboard) is no crash: its record in the run state is no longer this handle's."""
         from .layout import Layout
         from .state import read_state, same_process
@@ -224,7 +224,7 @@ class Supervisor:
         state = read_state(root)
         current = state["services"].get(name)
         if current is not None and current.get("stopping") and same_process(current, handle.record()):
-            current = None  # `inv stop NAME`, or the first half of a restart
+            current = None  # `inv stop --services NAME`, or the first half of a restart
         elif "stack" not in state and not Layout(root).state.exists():
             current = None  # the run's last service stopped from elsewhere: its record went with the file
         elif "stack" not in state or (current is not None and same_process(current, handle.record())):
@@ -260,7 +260,7 @@ class Supervisor:
                     self.printer.line(name, text)
             except Exception as exc:  # noqa: BLE001 - the run goes on; `inv logs` still has them
                 self.printer.system(f"{name}: cannot show its lines here ({exc}); "
-                                    f"`inv logs {name} --follow` can")
+                                    f"`inv logs --service {name} --follow` can")
                 return
 
     # -- stop ------------------------------------------------------------------------------

@@ -16,6 +16,26 @@ log = logging.getLogger("uvicorn.error").getChild("telemetry")
 PACKAGES = ("Add opentelemetry-sdk, opentelemetry-exporter-otlp-proto-http, opentelemetry-instrumentation-fastapi "
             "(and -httpx for clients) to the env's requirements.in, then `inv lock` and `inv setup`")
 UNTRACED = "health,metrics"  # polled every 50 ms by health waits and scrapers: noise, not requests
+# The query duplex's own probes carry (duplex.health.PROBE_QUERY; servers never import duplex):
+# health waits, `inv status`, the dashboard's sampling, the images' health checks. Their access
+# lines are left out of the log, so `inv logs` shows the service's traffic; anyone else's
+# /health or /metrics request is still logged.
+PROBE_MARK = "duplex-probe=1"
+
+
+class _HideProbes(logging.Filter):
+    hides_duplex_probes = True  # found by this name: a re-imported module's class is another class
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return PROBE_MARK not in record.getMessage()
+
+
+def hide_probes() -> None:
+    """Leave duplex's probes out of uvicorn's access log (once per process: the warm reloader
+    re-imports the app, and with it this call)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(getattr(f, "hides_duplex_probes", False) for f in access.filters):
+        access.addFilter(_HideProbes())
 
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -28,7 +48,9 @@ def enabled(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def instrument(app) -> bool:
-    """Trace every request of a FastAPI app (not /health, /metrics); False when telemetry is off."""
+    """Trace every request of a FastAPI app (not /health, /metrics); False when telemetry is off.
+    Whether on or off, duplex's probes are left out of the access log too (`hide_probes`)."""
+    hide_probes()
     provider = _provider()
     if provider is None:
         return False

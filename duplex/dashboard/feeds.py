@@ -34,8 +34,8 @@ class Run:
         self.version = 0  # bumped when the rows change: the event stream sends them then
         self.lock = threading.Lock()
         self.sampling = threading.Lock()
-        self.series: dict[str, Series] = {}  # services that answer /metrics
-        self.no_metrics: set[str] = set()  # services that answered /metrics with something else
+        self.series: dict[str, Series] = {}  # services that answer their declared metrics path
+        self.no_metrics: set[str] = set()  # services that answered it with something else
         self.samples = 0
         self.health: dict[str, tuple] = {}  # name -> (healthy, phase, ident) of the last probe
         from ..redact import Redactor
@@ -94,18 +94,19 @@ class Run:
         return seen
 
     def _scrape(self, name: str, planned: dict, now: float) -> None:
-        """The service's Prometheus /metrics, if it has one (asr does): a point for its charts."""
-        url = planned.get("url")
-        if name in self.no_metrics or not url or not url.startswith("http"):
+        """The service's Prometheus endpoint, when the stack declares one (`metrics = "/metrics"`):
+        a point for its charts. A service without one is never asked (no 404s in its log)."""
+        url, path = planned.get("url"), planned.get("metrics")
+        if name in self.no_metrics or not path or not url or not url.startswith("http"):
             return
         try:
-            from ..health import client_context
+            from ..health import client_context, marked
             ca = (planned.get("health") or {}).get("ca")
-            with urllib.request.urlopen(url.rstrip("/") + "/metrics", timeout=1.0,
+            with urllib.request.urlopen(marked(url.rstrip("/") + path), timeout=1.0,
                                         context=client_context(ca) if ca else None) as resp:
                 text = resp.read(1 << 20).decode("utf-8", errors="replace")
         except urllib.error.HTTPError:
-            self.no_metrics.add(name)  # 404: it has none
+            self.no_metrics.add(name)  # declared but not served: asked once, not every 5 s
             return
         except (urllib.error.URLError, OSError, ValueError):
             return
@@ -154,14 +155,14 @@ def container_pids(container) -> list[int]:
 def check_health(health: dict) -> tuple[bool, dict | None]:
     """(healthy, the model-load phase the service reports in its health answer, e.g. asr's
     {"status": "loading" | "ready", "load_s": ...})."""
-    from ..health import client_context, probe_once
+    from ..health import client_context, marked, probe_once
     from ..plan import Health
     if health.get("kind") != "http" or not health.get("url"):
         return probe_once(Health(health.get("kind", "none"), health.get("url"), 3.0, health.get("ca")),
                           1.0, phase="alive"), None
     try:
         context = client_context(health["ca"]) if health.get("ca") else None
-        with urllib.request.urlopen(health["url"], timeout=1.0, context=context) as resp:
+        with urllib.request.urlopen(marked(health["url"]), timeout=1.0, context=context) as resp:
             return 200 <= resp.status < 300, _phase(resp.read(4096))
     except urllib.error.HTTPError as err:
         return False, _phase(err.read(4096))

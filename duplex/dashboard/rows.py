@@ -98,6 +98,7 @@ def planned_view(plan) -> dict:
             gpu = {"devices": list(s.gpu_devices), "placement": s.gpu_placement}
         services[name] = {"mode": s.mode, "url": s.url, "depends_on": dict(s.depends_on), "gpu": gpu,
                           "health": {"kind": s.health.kind, "url": s.health.url, "ca": s.health.ca},
+                          "metrics": s.metrics,  # the declared Prometheus path: the only one scraped
                           "warm": s.mode == "native" and warm.is_warm(s.command)}
     return {"stack": plan.stack, "native": plan.native, "order": list(plan.start_order),
             "services": services, "left_out": dict(plan.left_out),

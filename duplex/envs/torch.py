@@ -279,11 +279,14 @@ def pypi_build(version: str) -> str | None:
     return table().pypi.get(release_of(version) or (0, 0))
 
 
-def widest(release: str | None) -> tuple[str, str]:
+def widest(release: str | None, among: tuple[str, ...] | None = None) -> tuple[str, str]:
     """The published variant of a release that runs on the most current datacenter GPUs x driver
-    branches (the table's [publish] lists), for images built for a host nobody can probe here."""
+    branches (the table's [publish] lists), for images built for a host nobody can probe here.
+    `among`: only these builds (those with a lock: an image can only install a locked build)."""
     key = release_of(release) or max(RELEASES)
-    names = RELEASES.get(key) or RELEASES[max(RELEASES)]
+    names = [n for n in (RELEASES.get(key) or RELEASES[max(RELEASES)]) if among is None or n in among]
+    if not names:
+        raise ValueError(f"none of {among} is published for torch {_text(key)}")
     t = table()
 
     def score(name: str) -> tuple[int, int]:

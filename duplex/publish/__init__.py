@@ -59,7 +59,7 @@ def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str
     release the env will install that runs on the widest range of current datacenter GPUs and drivers.
     `cpu` for an env a gpu = "required" service builds from is refused."""
     from ..envs.torch_env import torch_wanted
-    from ..envs.torch import RELEASES, _allows, release_of, widest
+    from ..envs.torch import RELEASES, _allows, offered, release_of, widest
     chosen = torch or stack.stack.publish_torch
     variants, notes = {}, {}
     for name, spec in stack.envs.items():
@@ -76,11 +76,55 @@ def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str
             variants[name], notes[name] = chosen, ("--torch " if torch else "[stack] publish_torch = ") + chosen
             continue
         wanted = torch_wanted(stack.root, name, spec)
+        # An image installs its build's lock (the Dockerfile COPYs it): only a locked build is
+        # chosen, the widest of the newest release a lock pins. None locked: the widest build, and
+        # the missing lock is a warning (the files) or a refusal before anything is built (--push).
+        locked = {v: release_of(ver) for v, ver in wanted.locked.items() if v in offered(ver)}
+        if locked:
+            release = max(locked.values())
+            variants[name], why = widest(f"{release[0]}.{release[1]}",
+                                         among=tuple(v for v, r in locked.items() if r == release))
+            wider, _ = widest(f"{release[0]}.{release[1]}")
+            notes[name] = f"the locked build that runs on the widest range of datacenter GPUs and drivers: {why}"
+            if wider != variants[name]:
+                notes[name] += (f" ({wider} would cover more GPU and driver pairs, once "
+                                f"envs/{name}/requirements.{wider}.lock exists: "
+                                f"`inv lock --env {name} --torch {wider}`)")
+            continue
         release = wanted.pin or next((f"{r[0]}.{r[1]}" for r in sorted(RELEASES, reverse=True)
                                       if _allows(wanted.allowed, r)), None)
         variants[name], why = widest(release if release_of(release) in RELEASES else None)
         notes[name] = f"the published build that runs on the widest range of datacenter GPUs and drivers: {why}"
     return variants, notes
+
+
+def missing_locks(stack: Stack, the_plan: Plan) -> dict[str, tuple[str, str, Path]]:
+    """service -> (env, torch variant, lock path) for each image whose Dockerfile would COPY a
+    lock that is not there: such a build fails halfway, so `--push` refuses before building."""
+    from ..envs.lock import lock_path
+    out = {}
+    for name, svc in the_plan.services.items():
+        variant = svc.build_args.get("TORCH")
+        if svc.dockerfile and variant and svc.env and svc.env in stack.envs:
+            lock = lock_path(stack.root, svc.env, stack.envs[svc.env], variant)
+            if not lock.is_file():
+                out[name] = (svc.env, variant, lock)
+    return out
+
+
+def check_build_locks(stack: Stack, the_plan: Plan) -> None:
+    """One line naming every image that cannot be built for want of its lock, and the command."""
+    missing = missing_locks(stack, the_plan)
+    if not missing:
+        return
+    what = "; ".join(f"{n} needs {lock.relative_to(stack.root) if lock.is_relative_to(stack.root) else lock} "
+                     f"(torch {variant})" for n, (_env, variant, lock) in missing.items())
+    cmds = " and ".join(dict.fromkeys(f"`inv lock --env {env} --torch {variant}`"
+                                      for env, variant, _lock in missing.values()))
+    raise PublishError(f"cannot build the images to push, for want of their torch lock: {what}; "
+                       "nothing was built or pushed",
+                       fix=f"{cmds} where download.pytorch.org is reachable, and commit the lock (docs/publish.md, "
+                           "'The torch build of GPU images'); or publish with --torch set to a build that has a lock")
 
 
 def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[str, str] | None = None,
@@ -128,7 +172,8 @@ def _lock_warnings(stack: Stack, the_plan: Plan) -> list[str]:
             out.append(f"{name}: image built with torch {variant}{why}")
         else:
             out.append(f"{name}: image built with torch {variant}{why}, but {lock.relative_to(stack.root)} does "
-                       f"not exist yet: `inv lock --env {svc.env} --torch {variant}` where download.pytorch.org "
+                       f"not exist yet, so neither `docker compose build` nor --push can build it: "
+                       f"`inv lock --env {svc.env} --torch {variant}` where download.pytorch.org "
                        "is reachable, and commit it")
     return out
 
@@ -175,6 +220,7 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
         from .push import check_registry, push_images
         from ..pinning import pin_unpinned
         say = options.get("progress") or (lambda _line: None)
+        check_build_locks(project.stack, the_plan)  # a build without its lock fails halfway: refuse first
         check_registry(options["registry"])  # before anything is pinned or built
         if pin_unpinned(the_plan, say):  # pushed images start FROM pinned bases, as `inv run`'s do
             the_plan = target_plan(project.stack, services=services, pins=project.pins(), torch=torch,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan
+from ..health import marked
 from .common import (CACHE_VOLUME, SECRET_NAME, health_path, image_name, secret_keys, user_ids,
                      websocket_check)
 
@@ -201,7 +202,7 @@ def _probes(svc: ServicePlan) -> dict:
                                    "failureThreshold": 3},
                 "livenessProbe": {**check("alive"), "periodSeconds": 20, "timeoutSeconds": 5,
                                   "failureThreshold": 3}}
-    get = {"httpGet": {"path": path, "port": "http"}}
+    get = {"httpGet": {"path": marked(path), "port": "http"}}  # the kubelet's probes: out of the access log
     return {"startupProbe": {**get, "periodSeconds": PERIOD, "timeoutSeconds": 3,
                              "failureThreshold": startup_failures},
             "readinessProbe": {**get, "periodSeconds": PERIOD, "timeoutSeconds": 3, "failureThreshold": 3},

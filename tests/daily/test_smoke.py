@@ -116,7 +116,7 @@ def test_smoke_passes_on_the_running_stack_then_fails_when_asr_dies(running_stac
     print(*broken.lines(), sep="\n  ")
     assert not broken.ok and set(failed) == {"asr"}
     # "not running" once the state shows it gone; "cannot reach URL" while its group is still reaped
-    assert "inv logs asr" in failed["asr"].reason, failed["asr"].reason
+    assert "inv logs --service asr" in failed["asr"].reason, failed["asr"].reason
     assert "exited" in failed["asr"].reason or "Connection refused" in failed["asr"].reason
 
 

@@ -200,3 +200,32 @@ def test_a_hostile_metrics_answer_gives_no_figure_json_cannot_carry_and_never_ra
     series.add(1.0, parse("x_audio_seconds_total 1e308\nx_duration_seconds_sum -1e308\n"))  # overflows to inf
     import json
     json.dumps(series.as_list(), allow_nan=False)
+
+
+def test_the_probe_marker_is_one_string_on_both_sides_and_in_every_images_health_check():
+    """duplex marks its probes (duplex.health), the servers hide what carries the mark
+    (servers/telemetry.py; they never import duplex): the two spellings must agree, and each image's
+    HEALTHCHECK that asks over HTTP carries it too."""
+    import logging
+    import re
+    from pathlib import Path
+
+    from duplex.health import PROBE_QUERY, marked
+    from servers import telemetry
+    assert telemetry.PROBE_MARK == PROBE_QUERY
+    assert marked("http://h:1/health") == "http://h:1/health?duplex-probe=1"
+    assert marked("/x?a=1") == "/x?a=1&duplex-probe=1"
+    telemetry.hide_probes()
+    telemetry.hide_probes()  # the warm reloader re-imports the app: still one filter
+    access_log = logging.getLogger("uvicorn.access")
+    assert sum(getattr(f, "hides_duplex_probes", False) for f in access_log.filters) == 1
+
+    def logged(path: str) -> bool:
+        return access_log.filter(logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
+                                                   ("127.0.0.1:1", "GET", path, "1.1", 200), None))
+    assert not logged("/health?duplex-probe=1") and not logged("/metrics?duplex-probe=1")
+    assert logged("/health") and logged("/metrics")  # anyone else's requests stay in the log
+    root = Path(__file__).resolve().parents[2]
+    for dockerfile in sorted((root / "dockerfiles").glob("*.Dockerfile")):
+        for url in re.findall(r"urlopen\('([^']+)'", dockerfile.read_text()):
+            assert url.endswith("?" + PROBE_QUERY), (dockerfile.name, url)

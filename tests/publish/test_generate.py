@@ -130,7 +130,7 @@ def test_small_stack_kubernetes(small):
     assert pod["enableServiceLinks"] is False
     assert pod["volumes"] == [{"name": "model-cache", "persistentVolumeClaim": {"claimName": "small-model-cache"}}]
     web = container(files, "web")
-    assert web["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert web["readinessProbe"]["httpGet"] == {"path": "/ready?duplex-probe=1", "port": "http"}  # out of the access log
     assert web["startupProbe"]["failureThreshold"] == 12  # 120 s default warm-up / 10 s
     assert "resources" not in web
     cache = by_kind(files, "Deployment", "cache")["spec"]["template"]["spec"]

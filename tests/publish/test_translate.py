@@ -81,7 +81,7 @@ def test_probes_annotations_and_affinity_follow_the_stack(published, name, timeo
     pod = both["Deployment"]["spec"]["template"]
     startup = pod["spec"]["containers"][0]["startupProbe"]
     assert startup["failureThreshold"] * startup["periodSeconds"] == math.ceil(timeout / 10) * 10
-    assert startup["httpGet"] == {"path": "/health", "port": "http"}
+    assert startup["httpGet"] == {"path": "/health?duplex-probe=1", "port": "http"}
     notes = pod["metadata"].get("annotations", {})
     if metrics:
         port = str(pod["spec"]["containers"][0]["ports"][0]["containerPort"])

@@ -124,7 +124,7 @@ class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
     def do_GET(self):
-        self.send_response(self.status if self.path == "/health" else 404)
+        self.send_response(self.status if self.path.split("?")[0] == "/health" else 404)
         self.end_headers()
 
     def log_message(self, *args):

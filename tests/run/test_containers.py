@@ -173,3 +173,20 @@ def test_ca_bundle_that_is_not_a_file_stops_the_run_before_any_build(engine, toy
     assert "fix: point DUPLEX_CA_BUNDLE at a readable PEM bundle" in proc.stderr
     assert "Traceback" not in proc.stderr and "building" not in proc.stdout
     assert labelled(engine, toy) == []
+
+
+def test_an_image_whose_torch_lock_was_never_made_names_inv_lock_not_the_dockerfile(engine, toy):
+    """A GPU env's image COPYs envs/ENV/requirements.<TORCH>.lock (as moshi's does): a build for a
+    variant nobody locked says which lock and the command that makes it, not "fix the Dockerfile"."""
+    (toy.root / "lock.Dockerfile").write_text(
+        "ARG BASE_IMAGE=duplex/python:3.11-bookworm\nFROM ${BASE_IMAGE}\nARG TORCH=cpu\n"
+        "COPY envs/web/requirements.${TORCH}.lock /tmp/requirements.lock\n")
+    toy.edit('[envs.web]', '[envs.web]\ntorch = "cu126"')
+    toy.edit('dockerfile = "toy.Dockerfile"\n[services.api.environment]',
+             'dockerfile = "lock.Dockerfile"\nmodes = ["container"]\n[services.api.environment]')
+    run = toy.inv("run", "--detach", "--skip-preflight", "--services", "api", timeout=600)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "api: the image installs torch cu126 from envs/web/requirements.cu126.lock, which does not exist" \
+        in run.stderr, run.stderr
+    assert "`inv lock --env web --torch cu126`" in run.stderr and "fix lock.Dockerfile" not in run.stderr
+    assert "Traceback" not in run.stderr and labelled(engine, toy) == []

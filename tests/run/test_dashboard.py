@@ -415,3 +415,61 @@ def test_two_dashboards_stay_signed_in_and_no_other_server_on_the_host_receives_
         assert not any("cookie" in (k.lower() for k in h) for h in _Recorder.seen), _Recorder.seen
     finally:
         third.shutdown()
+
+
+SAMPLED = 12  # seconds of sampling: a dozen health probes per service, two scrapes of asr's metrics
+
+
+def _access_lines(log: str) -> list[str]:
+    """uvicorn's access lines (`INFO:     127.0.0.1:PORT - "GET /health HTTP/1.1" 200 OK`)."""
+    return [line for line in log.splitlines() if re.search(r'"(GET|POST|HEAD) \S+ HTTP/', line)]
+
+
+def test_the_dashboards_sampling_stays_out_of_the_services_logs(tmp_path):
+    """The real asr and frontend, native and detached, sampled by the dashboard (and the supervisor's
+    health wait, and `inv status`): their logs hold none of duplex's probes, while a request of
+    anyone else's to /health is still logged; asr's declared /metrics is scraped (its charts fill),
+    and the frontend, which declares none, is never asked for one."""
+    from tests.daily.test_telemetry import _inv
+    from tests.support.net import free_port
+    from tests.support.stackcopy import copy_stack
+    root = copy_stack(tmp_path / "stack", "dashquiet")
+    ports = {"asr": free_port(), "frontend": free_port()}
+    env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"),
+           **{f"DUPLEX_PORT_{n.upper()}": str(p) for n, p in ports.items()}}
+    try:
+        up = _inv(root, env, "run", "--native", "--detach", "--skip-preflight")
+        assert up.returncode == 0, up.stdout + up.stderr
+        _url, port, token = LINK.search(up.stdout).groups()
+        time.sleep(SAMPLED)
+        assert _inv(root, env, "status").returncode == 0
+        rows = httpx.get(f"http://127.0.0.1:{port}/api/services", headers={"x-duplex-token": token}).json()
+        asr = next(r for r in rows["services"] if r["name"] == "asr")
+        frontend = next(r for r in rows["services"] if r["name"] == "frontend")
+        assert asr["state"] == "healthy" and len(asr["health"]) >= 2 and asr.get("metrics"), asr  # it sampled
+        assert frontend["state"] == "healthy" and not frontend.get("metrics")
+        for name, p in ports.items():  # someone else's request: logged as ever
+            assert httpx.get(f"http://127.0.0.1:{p}/health").status_code == 200
+        time.sleep(0.5)
+        for name in ports:
+            access = _access_lines((root / ".duplex" / "logs" / f"{name}.log").read_text())
+            health = [line for line in access if "/health" in line]
+            assert len(health) == 1 and "duplex-probe" not in health[0], (name, access[-5:], len(access))
+            assert not [line for line in access if "/metrics" in line], (name, access[-5:])
+    finally:
+        _inv(root, env, "stop", "--all", timeout=120)
+
+
+def test_every_probe_duplex_makes_is_marked_and_no_undeclared_metrics_path_is_asked(toy):
+    """The toy's server logs every request (it is not one of the shipped servers, which hide the
+    marked ones): after the health wait and seconds of dashboard sampling, each /health request it
+    saw carries duplex's probe marker, and nothing asked it for /metrics, which it does not declare."""
+    run = toy.inv("run", "--native", "--detach", "--services", "web")
+    assert run.returncode == 0, run.stdout + run.stderr
+    time.sleep(SAMPLED)
+    assert toy.inv("status").returncode == 0
+    for name in ("api", "web"):
+        access = _access_lines((toy.root / ".duplex" / "logs" / f"{name}.log").read_text())
+        health = [line for line in access if "/health" in line]
+        assert len(health) >= 3 and all("/health?duplex-probe=1 " in line for line in health), (name, health[-3:])
+        assert not [line for line in access if "/metrics" in line], (name, access[-5:])

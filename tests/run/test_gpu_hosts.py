@@ -127,4 +127,4 @@ def test_publish_gives_moshi_a_cuda_build_whatever_this_host_has(fake_nvml, hook
         out = tmp_path / host
         proc = run_inv("publish", "--compose", "--out", str(out), "--json", env=env)
         assert proc.returncode == 0, proc.stderr
-        assert "TORCH: cu126" in (out / "compose.yaml").read_text()
+        assert "TORCH: cu130" in (out / "compose.yaml").read_text()  # the widest build moshi has a lock for

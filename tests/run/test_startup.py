@@ -57,7 +57,7 @@ def test_service_that_never_gets_healthy_is_named_with_its_timeout_and_last_line
     assert f"api did not become healthy within 3s ({toy.url('api', '/health')})" in proc.stderr
     tail = proc.stderr.split("log lines:\n", 1)[1].split("\n  fix:")[0].splitlines()
     assert tail and all(line.startswith("    INFO:") for line in tail)  # uvicorn's own lines, indented
-    assert "fix: read the log above; `inv logs api` keeps it" in proc.stderr
+    assert "fix: read the log above; `inv logs --service api` keeps it" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert toy.state()["services"] == {}
     assert not answers(toy.ports["api"])

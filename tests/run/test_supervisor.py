@@ -510,7 +510,7 @@ def test_a_runner_bug_becomes_a_clear_run_error(tmp_path, events):
         sup.up(lambda _: None)
 
     assert str(caught.value) == "moshi: could not be started (KeyError: 'image')"
-    assert "`inv logs moshi`" in caught.value.fix
+    assert "`inv logs --service moshi`" in caught.value.fix
     assert "frontend" not in events.of("start")  # its dependent never started: no hang either
     # asr, started beside it, is stopped again if it got that far before the failure
     assert sup.stopped == [n for n in events.of("start") if n == "asr"] and states(tmp_path) == []
@@ -527,7 +527,7 @@ def test_a_service_that_exits_before_it_is_healthy(tmp_path, events):
     message = str(caught.value)
     assert message.startswith("asr exited with code 3 before it became healthy; last 15 log lines:\n")
     assert "    line 5\n" in message and message.endswith("    line 19") and "line 4\n" not in message
-    assert "`inv logs asr`" in caught.value.fix
+    assert "`inv logs --service asr`" in caught.value.fix
     assert "frontend" not in events.of("start")
     assert "asr" in sup.stopped and sorted(sup.stopped) == sorted(events.of("start"))
     assert states(tmp_path) == []
