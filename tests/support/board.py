@@ -27,8 +27,8 @@ class Board:
     """`with Board(tmp_path) as b:` a dashboard listening on b.base (token b.token) and receiving
     traces on b.otlp; b.log_lines(...) writes asr's log file, which the dashboard follows."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    def __init__(self, root: Path, source: Path | None = None):
+        self.root, self.source = Path(root), source  # source: another checkout's duplex (a benchmark's "before")
         self.port, self.otlp_port = free_ports(2)
         self.base, self.otlp = f"http://127.0.0.1:{self.port}", f"http://127.0.0.1:{self.otlp_port}"
         self.token = TOKEN
@@ -45,6 +45,8 @@ class Board:
         with os.fdopen(fd, "w") as fh:
             json.dump(info, fh)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DUPLEX_DASHBOARD_")}
+        if self.source is not None:
+            env["PYTHONPATH"] = str(self.source)
         self.output = self.root / "dashboard.out"
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "duplex.dashboard", str(self.root)], cwd=self.root,
@@ -97,29 +99,35 @@ class Stall:
         self.longest, self.peak, self.polls = 0.0, board.rss(), 0
         self._stop = threading.Event()
 
-    def _run(self) -> None:
-        with httpx.Client(headers={"x-duplex-token": TOKEN}, timeout=60) as client:
+    def _poll(self) -> None:
+        with httpx.Client(headers={"x-duplex-token": TOKEN}, timeout=600) as client:
             while not self._stop.is_set():
                 began = time.monotonic()
                 client.get(self.board.base + "/api/services")
                 self.longest = max(self.longest, time.monotonic() - began)
                 self.polls += 1
-                try:
-                    self.peak = max(self.peak, self.board.rss())
-                except psutil.Error:
-                    return
                 self._stop.wait(self.every)
 
+    def _sample(self) -> None:  # apart from the polls, which wait while the dashboard stalls
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.board.rss())
+            except psutil.Error:
+                return
+            self._stop.wait(0.005)
+
     def __enter__(self) -> "Stall":
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=run, daemon=True) for run in (self._poll, self._sample)]
+        for thread in self._threads:
+            thread.start()
         time.sleep(0.1)
         return self
 
     def __exit__(self, *exc) -> None:
         time.sleep(0.1)
         self._stop.set()
-        self._thread.join(30)
+        for thread in self._threads:
+            thread.join(600)
 
 
 def export(trace: bytes, spans: list[tuple[bytes, bytes, str, int, int]], service: str = "asr") -> bytes:
