@@ -3,11 +3,12 @@ OTLP/HTTP receiver does: `POST /v1/traces` in protobuf or JSON (anything else 41
 or no encoding (else 415), at most MAX_BODY bytes on the wire and MAX_DECODED decompressed (413:
 decompressed step by step up to the cap, never whole), decoded in a worker thread so the page, the
 API and the event stream never wait on it, at most BUSY exports at once (503 with Retry-After,
-which exporters retry), errors as a google.rpc.Status in the request's encoding, and a partial
+which exporters retry) and READ seconds for a body to arrive (408), errors as a google.rpc.Status in the request's encoding, and a partial
 success that says how many spans were not kept. Exporters carry no token (docs/dashboard.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import zlib
 
@@ -20,7 +21,8 @@ from .traces import TraceBook, decode
 MiB = 1 << 20
 MAX_BODY = 4 * MiB  # on the wire; an SDK's batch of 512 spans is a few hundred KiB
 MAX_DECODED = 8 * MiB  # decompressed (the Collector applies its limit there too: a 1 MiB gzip can hold 1 GiB)
-BUSY = 2  # exports read and decoded at once: the receiver's memory is bounded by BUSY x the caps
+BUSY = 4  # exports read and decoded at once: the receiver's memory is bounded by BUSY x the caps
+READ = 5.0  # seconds for a body to arrive whole: a client that trickles it holds a slot no longer
 MEDIA = {"application/x-protobuf": "protobuf", "application/json": "json"}
 WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}  # HTTP's deflate is zlib-wrapped
 INVALID_ARGUMENT, UNAVAILABLE = 3, 14  # google.rpc.Code
@@ -120,8 +122,10 @@ class Receiver:
                            {"Retry-After": "1"})
         self.busy += 1
         try:
-            body = await read(request)
+            body = await asyncio.wait_for(read(request), READ)
             return await run_in_threadpool(self._take, body, kind, encoding)
+        except asyncio.TimeoutError:
+            return failure(kind, 408, f"the export did not arrive within {READ:g} s")
         except TooLarge as exc:
             return failure(kind, 413, str(exc))
         except ValueError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import time
 
 import httpx
@@ -166,3 +167,23 @@ def test_a_catastrophic_regex_is_a_400_and_stalls_nothing(board):
         wait_until(lambda: "not a regular expression" in said(), 20, "the bad pattern said", driver)
         driver.find_element("id", "filter").send_keys(r"request \d)")
         wait_until(lambda: said() == "" and shown() == 1, 20, "a good pattern filters", driver)
+
+
+def test_exporters_that_trickle_hold_a_slot_for_seconds_not_for_ever(board):
+    """Four clients that send headers and then a byte now and then: the next export is told to retry
+    (503, Retry-After), and after 5 s they are answered 408 and exports are taken again."""
+    port = int(board.otlp.rsplit(":", 1)[1])
+    slow = []
+    for _ in range(4):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(b"POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+                     b"Content-Length: 1000\r\n\r\n\n")
+        slow.append(sock)
+    time.sleep(0.5)
+    busy = board.post(many_spans(b"\x05" * 16, 1))
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    for sock in slow:
+        sock.settimeout(10)
+        assert sock.recv(200).startswith(b"HTTP/1.1 408"), "a trickled body was waited for past 5 s"
+        sock.close()
+    assert board.post(many_spans(b"\x05" * 16, 1)).status_code == 200
