@@ -46,7 +46,7 @@ def test_a_gzip_bomb_is_refused_with_413_without_memory_or_a_stall(board):
     assert answer.status_code == 413, answer.content[:200]
     assert "8 MiB" in status_of(answer)[1]
     assert stall.peak - before < 48 * MiB, (before, stall.peak)
-    assert stall.polls > 3 and stall.longest < 1.0, stall.longest
+    assert stall.polls >= 2 and stall.longest < 1.0, stall.longest
     assert len(board.get("/api/traces").json()["traces"]) == 1
 
 
