@@ -37,21 +37,6 @@ class Line:
                 "level": level(self.text)}
 
 
-def matcher(query: str | None, regex: bool = False):
-    """A predicate for the filter box: plain text (case-insensitive) or a regular expression.
-    Raises ValueError with what is wrong for a bad expression."""
-    if not query:
-        return lambda _text: True
-    if regex:
-        try:
-            pattern = re.compile(query, re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"not a regular expression: {exc}") from None
-        return lambda text: pattern.search(text) is not None
-    needle = query.lower()
-    return lambda text: needle in text.lower()
-
-
 class Splitter:
     """Bytes as they are read in, whole lines out, none over `limit` bytes: a longer line is cut
     with a marker as soon as it passes the limit and the rest of it skipped up to its newline, so

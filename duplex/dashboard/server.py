@@ -18,8 +18,9 @@ from starlette.routing import Route
 from ..errors import DuplexError
 from . import access
 from .feeds import Run
-from .logbook import LogBook, matcher
-from .traces import decode
+from .logbook import LogBook
+from .logfilter import FilterError, matcher
+from .otlp import Receiver
 
 STATIC = Path(__file__).with_name("static")
 ACTIONS = ("restart", "stop", "start", "reload-code", "reload-model")  # reload-*: warm services only
@@ -97,6 +98,14 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
             raise ValueError(f"{name} must be a whole number of 0 or more, not {given[:40]!r}")
         return int(given)
 
+    def bad_filter(err: ValueError) -> Response:
+        fix = {"fix": err.fix} if isinstance(err, FilterError) else {}
+        return JSONResponse({"error": str(err), **fix}, status_code=400, headers=HEADERS)
+
+    async def select(since: int, service, match, limit: int) -> list:
+        """The lines, filtered in a worker thread within the filter's time budget (FilterError past it)."""
+        return await run_in_threadpool(lambda: book.since(since, service, match.begin(), limit))
+
     async def logs(request: Request) -> Response:
         if not authorised(request):
             return refused()
@@ -104,11 +113,11 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
             service, match = _filter(request)
             since = count(request, "since", 0)
             limit = min(count(request, "limit", 1000), 100_000)
+            lines = await select(since, service, match, limit)
         except LookupError as err:
             return not_ours(err.args[0])
         except ValueError as err:
-            return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
-        lines = book.since(since, service, match, limit)
+            return bad_filter(err)
         if request.query_params.get("download"):
             text = "\n".join(line.text if service else f"{line.service} | {line.text}" for line in lines) + "\n"
             # `service` is one of the plan's names (RFC 1035 labels): nothing to quote or escape
@@ -123,15 +132,16 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
         try:
             service, match = _filter(request)
             backlog = min(count(request, "backlog", 500), 100_000)
+            seq = book.seq
+            lines = [line for line in await select(0, service, match, backlog) if line.seq <= seq]
         except LookupError as err:
             return not_ours(err.args[0])
         except ValueError as err:
-            return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
+            return bad_filter(err)
 
         async def stream():
+            nonlocal seq, lines
             seen_version = -1
-            seq = book.seq
-            lines = [line for line in book.since(0, service, match, backlog) if line.seq <= seq]
             quiet = 0.0
             while not await request.is_disconnected():
                 with run.lock:
@@ -148,8 +158,12 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
                 await asyncio.sleep(TICK)
                 quiet += TICK
                 top = book.seq  # lines after it come next time: none is sent twice or skipped
-                lines = [line for line in book.since(seq, service, match, 2000) if line.seq <= top] \
-                    if top > seq else []
+                try:
+                    lines = [line for line in await select(seq, service, match, 2000) if line.seq <= top] \
+                        if top > seq else []
+                except FilterError as err:  # a new line the pattern cannot get through in time
+                    yield f"event: filter-error\ndata: {json.dumps({'error': str(err), 'fix': err.fix})}\n\n"
+                    return
                 seq = top
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={**HEADERS, "X-Accel-Buffering": "no"})
@@ -174,29 +188,34 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
         # what the action said passes the run's masking too (a health answer quoted in a failure)
         return JSONResponse(redact_json(result, run.mask), headers=HEADERS)
 
+    receiver = Receiver(traces) if traces is not None else None
+
     async def receive_traces(request: Request) -> Response:
-        if traces is None or otlp_port is None or (request.scope.get("server") or (None, None))[1] != otlp_port:
+        if receiver is None or otlp_port is None or (request.scope.get("server") or (None, None))[1] != otlp_port:
             return refused()
-        try:
-            spans = decode(await request.body(), request.headers.get("content-type", ""),
-                           request.headers.get("content-encoding"))
-        except Exception as exc:  # noqa: BLE001 - a malformed export: the exporter is told, the page stays up
-            return JSONResponse({"error": f"not an OTLP trace export: {type(exc).__name__}"}, status_code=400)
-        traces.add(spans)
-        return Response(b"", media_type="application/x-protobuf")
+        return await receiver(request)
 
     async def recent_traces(request: Request) -> Response:
         if not authorised(request):
             return refused()
-        return JSONResponse({"receiving": traces is not None and otlp_port is not None,
-                             "traces": traces.recent() if traces is not None else []}, headers=HEADERS)
+        try:
+            limit = max(1, min(int(request.query_params.get("limit", "50")), 200))
+        except ValueError as err:
+            return JSONResponse({"error": str(err)}, status_code=400, headers=HEADERS)
+        if traces is None:
+            return JSONResponse({"receiving": False, "traces": [], "spans": 0, "dropped": 0}, headers=HEADERS)
+        rows = await run_in_threadpool(traces.recent, limit)
+        return JSONResponse({"receiving": otlp_port is not None, "traces": rows, "spans": traces.spans,
+                             "dropped": traces.dropped}, headers=HEADERS)
 
     async def otlp_only(scope, receive, send):
-        """On the OTLP port nothing but POST /v1/traces answers."""
+        """On the OTLP port nothing but POST /v1/traces answers (another method there: 405)."""
         server = scope.get("server") or (None, None)
         if otlp_port is not None and scope["type"] == "http" and server[1] == otlp_port and \
                 not (scope["path"] == "/v1/traces" and scope["method"] == "POST"):
-            await PlainTextResponse("not found", status_code=404)(scope, receive, send)
+            reply = PlainTextResponse("405 method not allowed, supported: [POST]", 405, {"Allow": "POST"}) \
+                if scope["path"] == "/v1/traces" else PlainTextResponse("not found", status_code=404)
+            await reply(scope, receive, send)
             return
         await app(scope, receive, send)
 

@@ -8,7 +8,8 @@ import copy
 import pytest
 
 from duplex.dashboard import access, resources
-from duplex.dashboard.logbook import CUT, LogBook, Splitter, level, matcher
+from duplex.dashboard.logbook import CUT, LogBook, Splitter, level
+from duplex.dashboard.logfilter import matcher
 from duplex.dashboard.rows import Watch, row, service_state, warm_reload
 from tests.support import fakenvml
 
@@ -139,7 +140,10 @@ def test_metrics_series_from_consecutive_scrapes():
 
 def test_otlp_exports_become_requests_with_their_spans_across_services():
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-    from duplex.dashboard.traces import TraceBook, decode
+    from duplex.dashboard.traces import TraceBook, decode as decode_export
+
+    def decode(body: bytes, kind: str) -> list[dict]:
+        return decode_export(body, "protobuf").spans
 
     def export(service: str, span_id: bytes, parent: bytes, name: str, start: int, end: int) -> bytes:
         req = ExportTraceServiceRequest()

@@ -148,12 +148,35 @@ function drawCharts() {
       chart("real-time factor", r.metrics, [[4, "#7048e8"]], ""))));
 }
 
+// A regex is first run by the dashboard over its kept lines, in bounded time: the page applies it
+// only once the dashboard found it sound, so a pattern that is no regex or that backtracks
+// catastrophically is refused with the reason by the filter box and never freezes this tab either.
+let verdict = {key: "", ok: true}, checkTimer = null;
+function filterKey() { return `${$("regex").checked}|${$("filter").value}`; }
+function sayFilter(text) {
+  $("filter-error").textContent = text; $("filter-error").hidden = !text;
+  $("filter").classList.toggle("bad", Boolean(text));
+}
+async function checkFilter() {
+  const key = filterKey(), q = $("filter").value;
+  if (!$("regex").checked || !q) { verdict = {key, ok: true}; sayFilter(""); return; }
+  let said = "";
+  try {
+    const reply = await fetch(`/api/logs?limit=1&q=${encodeURIComponent(q)}&regex=1`, {headers: AUTH, credentials: "omit"});
+    if (!reply.ok) { const body = await reply.json(); said = body.fix ? `${body.error}: ${body.fix}` : body.error; }
+  } catch (e) { said = `the dashboard could not check the pattern: ${e}`; }
+  if (key !== filterKey()) return;  // typed on meanwhile: that check decides
+  verdict = {key, ok: !said};
+  sayFilter(said);
+  full = true; schedule();
+}
 function matcher() {
   const q = $("filter").value;
   if (!q) return () => true;
   if ($("regex").checked) {
-    try { const re = new RegExp(q, "i"); $("filter").classList.remove("bad"); return (t) => re.test(t); }
-    catch (e) { $("filter").classList.add("bad"); return () => true; }
+    if (verdict.key !== filterKey() || !verdict.ok) return () => true;  // not checked yet, or refused
+    try { const re = new RegExp(q, "i"); return (t) => re.test(t); }
+    catch (e) { sayFilter(`not a regular expression in this browser: ${e.message}`); return () => true; }
   }
   const needle = q.toLowerCase();
   return (t) => t.toLowerCase().includes(needle);
@@ -266,6 +289,7 @@ function downloadQuery() {
 // A download fetched with the header, then handed to the browser as a file (a plain link cannot
 // carry the token).
 $("download").addEventListener("click", async () => {
+  if (!verdict.ok && verdict.key === filterKey()) { $("filter").focus(); return; }  // a refused pattern: its reason shows
   try {
     const reply = await fetch(downloadQuery(), {headers: AUTH, credentials: "omit"});
     if (refused(reply)) return;
@@ -279,6 +303,8 @@ $("download").addEventListener("click", async () => {
 
 for (const id of ["service", "filter", "regex"]) $(id).addEventListener("input", () => {
   full = true;
+  clearTimeout(checkTimer);
+  checkTimer = setTimeout(checkFilter, 250);
   schedule();
 });
 $("pause").addEventListener("click", () => {
@@ -289,7 +315,7 @@ $("pause").addEventListener("click", () => {
 // recent requests, when the dashboard receives the services' traces itself
 async function pollTraces() {
   try {
-    const reply = await fetch("/api/traces", {headers: AUTH, credentials: "omit"});
+    const reply = await fetch("/api/traces?limit=30", {headers: AUTH, credentials: "omit"});
     if (refused(reply)) return;
     const body = await reply.json();
     $("traces-panel").hidden = !body.receiving;
@@ -301,6 +327,7 @@ async function pollTraces() {
           el("span", {class: "bar", style: `margin-left:${left.toFixed(1)}%;width:${width.toFixed(1)}%`}),
           `${s.service}: ${s.name} (${s.ms} ms)`));
       }
+      if (t.dropped) spans.append(el("div", {class: "dropped"}, `… ${t.dropped} older spans dropped (the dashboard keeps the newest per trace)`));
       return el("tr", {"data-trace": t.trace, class: t.error ? "error" : ""}, el("td", {}, `${t.service}: ${t.name}`),
                 el("td", {class: "services"}, t.services.join(" → ")), el("td", {}, `${t.ms} ms`), el("td", {}, spans));
     }));
