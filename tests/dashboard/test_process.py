@@ -57,7 +57,7 @@ HEALTH = textwrap.dedent(f'''
         def log_message(self, *a):
             pass
         def do_GET(self):
-            if self.path == "/metrics":
+            if self.path.split("?")[0] == "/metrics":  # duplex marks its probes
                 SCRAPES[0] += 1
                 body = ("# TYPE x_requests_total counter\\nx_requests_total +Inf\\n"
                         f"x_audio_seconds_total {{SCRAPES[0]}}\\nx_duration_seconds_sum NaN\\n").encode()
@@ -84,7 +84,8 @@ def leaky(request):
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     view = planned({"asr": {"url": url, "urls": [url], "health": {"kind": "http", "url": f"{url}/health",
-                                                                  "ca": None}}}, secrets=("SERVICE_PASSPHRASE",))
+                                                                  "ca": None},
+                              "metrics": "/metrics"}}, secrets=("SERVICE_PASSPHRASE",))  # declared: scraped
     state = {"services": {"asr": {"mode": "native", "pid": proc.pid, "start_time": start_time(proc.pid)}}}
     try:
         yield view, state
