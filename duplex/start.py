@@ -100,10 +100,10 @@ def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, prog
     for warning in plan.warnings:
         printer.system(f"warning: {warning}")
     state = RunState(root, plan.stack, "native" if plan.native else "container", warn=printer.system,
-                     waves=plan.waves, options=run_options(plan))
+                     waves=plan.waves, options=run_options(plan, dict(os.environ)))
     state.begin()  # before anything starts: a run `inv stop` could not find must never begin
     try:
-        write_last_run(root, plan.stack, plan.start_order, plan.waves, run_options(plan))  # `inv logs` shows these, in this order
+        write_last_run(root, plan.stack, plan.start_order, plan.waves, run_options(plan, dict(os.environ)))  # `inv logs` shows these, in this order
     except StateWriteError as err:  # only `inv logs` needs it: the run itself goes on
         printer.system(f"warning: {err}; `inv logs` will show the previous run's services")
     sup = Supervisor(plan, runners, printer, state, on_crash=on_crash)
