@@ -146,6 +146,9 @@ def test_a_restart_racing_stop_leaves_nothing_running(slow_toy):
     restart = toy.popen("restart", "slow")
     try:
         draining(toy)
+        run = toy.inv("run", "--native", "--detach", "--services", "api", "--no-dashboard", "--skip-preflight")
+        assert run.returncode != 0 and "`inv restart slow`" in run.stderr and "is in progress" in run.stderr, \
+            run.stdout + run.stderr  # nor does a run start in the middle of an action
         out = stopped_clean(toy)  # waits for the restart in progress, then stops what it started
         assert "waiting for `inv restart slow`" in out, out
         restart.wait(60)
@@ -174,8 +177,9 @@ def test_two_restarts_of_one_service_leave_one_process_that_stop_ends(slow_toy):
 
 
 def test_stop_finds_and_ends_a_service_process_the_state_lost(slow_toy):
-    """A process of the run the state lost (here: started by hand as the log pump would) is found
-    and stopped by `inv stop`, never left serving behind a "stopped"."""
+    """A process of the run the state lost (here: started by hand as the log pump would) is shown by
+    `inv status`, blocks `inv run` with its pid, and is stopped by `inv stop`, never left serving
+    behind a "stopped"."""
     toy = slow_toy
     start(toy, "api", "--no-dashboard")
     log = toy.root / ".duplex" / "logs" / "slow.log"
@@ -189,6 +193,11 @@ def test_stop_finds_and_ends_a_service_process_the_state_lost(slow_toy):
         while not answers(toy, "slow"):
             assert time.monotonic() < deadline, "the stray service never answered"
             time.sleep(0.1)
+        status = toy.inv("status")
+        assert f"pid {stray.pid} (not in the run state" in status.stdout, status.stdout
+        refused = toy.inv("run", "--native", "--detach", "--services", "slow", "--no-dashboard", "--skip-preflight")
+        assert refused.returncode != 0 and f"slow: pid {stray.pid}, not in the run state" in refused.stderr, \
+            refused.stdout + refused.stderr
         out = stopped_clean(toy)
         assert f"slow: stopping pid {stray.pid} (not in the run state)" in out, out
         assert stray.wait(10) is not None
