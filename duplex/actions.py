@@ -54,9 +54,11 @@ def planning_env(options: dict, environ: dict[str, str], say: Say = lambda _line
             say(f"{var}={environ[var]} here is not the run's: {name} keeps the run's port {port}, "
                 "which its dependents and the dashboard use (`inv stop` and `inv run` to move it)")
         environ[var] = str(port)
-    kept = options.get("env")
+    kept, withheld = options.get("env"), options.get("secrets") or ()
     if isinstance(kept, dict):
         for key in KEPT:
+            if key in withheld:  # its value had credentials in it: only the caller's can be used
+                continue
             if isinstance(kept.get(key), str):
                 environ[key] = kept[key]
             else:

@@ -304,3 +304,32 @@ def test_the_dashboard_refuses_an_action_while_one_runs_and_a_killed_holder_free
         if restart.poll() is None:
             restart.kill()
     stopped_clean(toy)
+
+
+def test_the_recorded_options_keep_values_but_never_secrets_and_replay_onto_any_shell():
+    """Pure: what `inv run` records (run_options) and what a restart plans with (planning_env)."""
+    from types import SimpleNamespace
+
+    from duplex.actions import planning_env
+    from duplex.errors import RunError
+    from duplex.state import run_options
+    svc = SimpleNamespace(port=9100, secrets={"API_KEY"}, url="http://127.0.0.1:9100")
+    plan = SimpleNamespace(native=True, start_order=["my-svc"], telemetry=None, services={"my-svc": svc})
+    environ = {"HF_TOKEN": "hf_secret", "API_KEY": "k3y-value", "HF_HOME": "/cache/hf",
+               "HF_ENDPOINT": "http://user:pw@mirror.local", "CUDA_VISIBLE_DEVICES": "1", "PATH": "/bin"}
+    options = run_options(plan, environ)
+    assert options["ports"] == {"my-svc": 9100}
+    assert options["env"] == {"HF_HOME": "/cache/hf", "CUDA_VISIBLE_DEVICES": "1"}  # no credentials
+    assert options["secrets"] == ["API_KEY", "HF_ENDPOINT", "HF_TOKEN"]  # names only
+    assert "hf_secret" not in json.dumps(options) and "pw@" not in json.dumps(options)
+    said = []
+    replayed = planning_env(options, {**environ, "HF_HOME": "/elsewhere", "CUDA_VISIBLE_DEVICES": "0",
+                                      "DUPLEX_PORT_MY_SVC": "9200"}, said.append)
+    assert replayed["DUPLEX_PORT_MY_SVC"] == "9100" and replayed["HF_HOME"] == "/cache/hf" \
+        and replayed["CUDA_VISIBLE_DEVICES"] == "1" and replayed["HF_TOKEN"] == "hf_secret"
+    assert len(said) == 1 and "DUPLEX_PORT_MY_SVC=9200 here is not the run's" in said[0]
+    assert "CUDA_VISIBLE_DEVICES" not in planning_env({**options, "env": {}}, environ)  # the run had none
+    with pytest.raises(RunError, match="started with API_KEY, HF_TOKEN set"):
+        planning_env(options, {"HF_ENDPOINT": "http://user:pw@mirror.local"})
+    older = {"native": True, "services": ["my-svc"]}  # a state an older duplex wrote: the shell as is
+    assert planning_env(older, {"DUPLEX_PORT_MY_SVC": "9200"}) == {"DUPLEX_PORT_MY_SVC": "9200"}
