@@ -219,10 +219,17 @@ def _stop(root: Path, services: list[str] | None, everything: bool, grace: float
             records.pop(name, None)
             done.add(name)
 
+    def guarded(name: str, containers: dict | None) -> None:
+        try:
+            one(name, containers)
+        except Exception as exc:  # noqa: BLE001 - a group not ours to signal, an engine gone: said, and
+            # the check after the stop names what still runs
+            say(f"{name}: could not be stopped ({type(exc).__name__}: {exc})")
+
     def wave(names: list[str]) -> None:
         # natives need no engine: only a wave with another service waits for the container lookup
         containers = lookup.result() if any(records.get(n, {}).get("mode") != "native" for n in names) else None
-        threads = [threading.Thread(target=one, args=(n, containers), daemon=True) for n in names]
+        threads = [threading.Thread(target=guarded, args=(n, containers), daemon=True) for n in names]
         for t in threads:
             t.start()
         for t in threads:

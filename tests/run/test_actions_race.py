@@ -102,9 +102,10 @@ def draining(toy, name: str = "slow", timeout: float = 30) -> None:
     raise AssertionError(f"{name} never began to drain")
 
 
-def start(toy, services: str, *more: str) -> None:
+def start(toy, services: str, *more: str) -> str:
     run = toy.inv("run", "--native", "--detach", "--services", services, *more, timeout=120)
     assert run.returncode == 0, run.stdout + run.stderr
+    return run.stdout
 
 
 def stopped_clean(toy) -> str:
@@ -286,13 +287,24 @@ def test_a_code_reload_after_the_warm_server_process_died_accepts_the_fresh_one(
 
 
 def test_the_dashboard_refuses_an_action_while_one_runs_and_a_killed_holder_frees_it(slow_toy):
+    from tests.run.test_dashboard import LINK, click, state_of
+    from tests.support.browser import chromium
+    from tests.support.browser import wait_for as wait_until
     toy = slow_toy
-    start(toy, "api,slow")
+    toy.env["SLOW_DRAIN"] = "10"  # long enough for the page and the API to ask while it drains
+    link = LINK.search(start(toy, "api,slow")).group(1)
     board = json.loads((toy.root / ".duplex" / "run" / "dashboard.json").read_text())
     headers = {"x-duplex-token": board["token"]}
-    restart = toy.popen("restart", "slow")
-    try:
+    with chromium() as driver:
+        driver.get(link)
+        wait_until(lambda: state_of(driver, "api") == "healthy", 30, "api healthy", driver)
+        restart = toy.popen("restart", "slow")
         draining(toy)
+        click(driver, "api", "restart")  # the page says who holds the run, and changes nothing
+        wait_until(lambda: "`inv restart slow`" in driver.find_element("id", "message").text
+                   and "is in progress" in driver.find_element("id", "message").text, 10,
+                   "the page's refusal", driver)
+    try:
         busy = httpx.post(f"http://127.0.0.1:{board['port']}/api/services/api/restart", headers=headers, timeout=60)
         assert busy.status_code == 409 and "`inv restart slow`" in busy.json()["error"] \
             and "is in progress" in busy.json()["error"], busy.text
