@@ -6,6 +6,8 @@ instead reload its code in place or its model in a fresh server process (`inv re
 A service started here runs detached (its log pump or the engine keeps its log), whatever the run's
 mode: the `inv` that would read its pipe may be gone. Its record replaces the old one in the run
 state, so `inv status`, `inv stop` and an attached `inv run` (which stops it on Ctrl-C) see it.
+Each is one action on the run (duplex.locks: a second waits or is refused), planned with the ports
+and variables the run recorded, whatever shell or process asks.
 """
 
 from __future__ import annotations
