@@ -6,6 +6,8 @@ instead reload its code in place or its model in a fresh server process (`inv re
 A service started here runs detached (its log pump or the engine keeps its log), whatever the run's
 mode: the `inv` that would read its pipe may be gone. Its record replaces the old one in the run
 state, so `inv status`, `inv stop` and an attached `inv run` (which stops it on Ctrl-C) see it.
+Each is one action on the run (duplex.locks: a second waits or is refused), planned with the ports
+and variables the run recorded, whatever shell or process asks.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ from typing import Callable
 from .control import live_records, stop
 from .errors import PlanError, RunError
 from .health import wait_healthy
-from .state import last_options, last_run_info, read_state, write_state
+from .locks import action
+from .state import KEPT, changing, last_options, last_run_info, read_state
 
 Say = Callable[[str], None]
 
 
-def _plan_again(root: Path):
+def _plan_again(root: Path, say: Say = lambda _line: None):
+    import os
+
     from .project import Project
     from .start import plan_run
     options = read_state(root).get("options") or last_options(root)
@@ -29,10 +34,44 @@ def _plan_again(root: Path):
         raise RunError("no run of this stack is in progress (or it was started by an older duplex)",
                        fix="`inv run` (or `inv run --detach`) first")
     project = Project.load()  # run where `inv run` ran (the dashboard starts in the project root)
+    environ = planning_env(options, dict(os.environ), say)
     the_plan, _machine, _engine = plan_run(project.stack, lambda m: project.plan(
         m, native=bool(options.get("native")), services=options.get("services") or None,
-        tls=True if options.get("tls") else None, otlp=options.get("otlp")))
+        tls=True if options.get("tls") else None, otlp=options.get("otlp")), environ)
     return the_plan
+
+
+def planning_env(options: dict, environ: dict[str, str], say: Say = lambda _line: None) -> dict[str, str]:
+    """`environ` (the caller's) with what the run was planned with put back: each service's port
+    and the planning variables, set or unset as the run had them. The shell of a restart is often
+    not the run's: a service moved to another port would leave its dependents and the dashboard
+    pointing at the old one. A secret the run had and `environ` lacks is refused (never recorded,
+    it cannot be put back). Runs recorded by an older duplex carry none of this: `environ` as is."""
+    from .plan import port_variable
+    environ = dict(environ)
+    ports = options.get("ports")
+    for name, port in (ports.items() if isinstance(ports, dict) else ()):
+        var = port_variable(name)
+        if environ.get(var, str(port)) != str(port):
+            say(f"{var}={environ[var]} here is not the run's: {name} keeps the run's port {port}, "
+                "which its dependents and the dashboard use (`inv stop` and `inv run` to move it)")
+        environ[var] = str(port)
+    kept, withheld = options.get("env"), options.get("secrets") or ()
+    if isinstance(kept, dict):
+        for key in KEPT:
+            if key in withheld:  # its value had credentials in it: only the caller's can be used
+                continue
+            if isinstance(kept.get(key), str):
+                environ[key] = kept[key]
+            else:
+                environ.pop(key, None)
+    missing = [k for k in options.get("secrets") or () if isinstance(k, str) and not environ.get(k)]
+    if missing:
+        names = ", ".join(missing)
+        raise RunError(f"the run was started with {names} set, and this environment has "
+                       f"{'it' if len(missing) == 1 else 'them'} not: the service would start without",
+                       fix=f"set {names} as for `inv run` (or run this from the run's shell)")
+    return environ
 
 
 def _service(the_plan, name: str):
@@ -42,15 +81,24 @@ def _service(the_plan, name: str):
     return the_plan.services[name]
 
 
-def stop_service(root: Path, name: str, say: Say = lambda _line: None) -> list[str]:
-    return stop(root, services=[name], say=say)  # an unknown name is refused there
+def stop_service(root: Path, name: str, say: Say = lambda _line: None, *, wait: bool = True,
+                 what: str | None = None) -> list[str]:
+    """`wait`: for an action in progress (else refused with the line that names it)."""
+    return stop(root, services=[name], say=say, wait=wait,  # an unknown name is refused there
+                what=what or f"`inv stop --services {name}`")
 
 
-def start_service(root: Path, name: str, say: Say = lambda _line: None, the_plan=None) -> float:
+def start_service(root: Path, name: str, say: Say = lambda _line: None, the_plan=None, *,
+                  wait: bool = True, what: str | None = None) -> float:
     """Start one stopped service of the run and wait until it is healthy; returns the seconds taken.
-    Its required dependencies must be running (as `inv run` starts them first)."""
+    Its required dependencies must be running (as `inv run` starts them first). One action on the
+    run at a time (duplex.locks): `wait` for one in progress, or refuse."""
+    with action(root, what or f"the start of {name}", wait=wait, say=say):
+        return _start(root, name, say, the_plan or _plan_again(root, say))
+
+
+def _start(root: Path, name: str, say: Say, the_plan) -> float:
     import time
-    the_plan = the_plan or _plan_again(root)
     svc = _service(the_plan, name)
     live, _stale = live_records(root)
     if name in live:
@@ -68,12 +116,11 @@ def start_service(root: Path, name: str, say: Say = lambda _line: None, the_plan
     began = time.monotonic()
     runner.prepare([svc], say)
     handle = runner.start(svc, None)
-    state = read_state(root)
-    if "stack" not in state:  # the service was the run's last: the state file went with it
-        state.update({k: v for k, v in last_run_info(root).items() if k in ("stack", "waves", "options")})
-    state["services"][name] = {**handle.record(), "health": {"kind": svc.health.kind, "url": svc.health.url,
-                                                             "ca": svc.health.ca}}
-    write_state(root, state)
+    with changing(root) as state:
+        if "stack" not in state:  # the service was the run's last: the state file went with it
+            state.update({k: v for k, v in last_run_info(root).items() if k in ("stack", "waves", "options")})
+        state["services"][name] = {**handle.record(), "health": {"kind": svc.health.kind, "url": svc.health.url,
+                                                                 "ca": svc.health.ca}}
     say(f"{name}: started ({svc.mode}, {handle.ident}); waiting for {svc.health.kind} health")
     outcome = wait_healthy(svc.health, lambda: handle.exit_code() is None)
     if outcome != "healthy":
@@ -85,19 +132,28 @@ def start_service(root: Path, name: str, say: Say = lambda _line: None, the_plan
     return took
 
 
-def restart_service(root: Path, name: str, say: Say = lambda _line: None) -> float:
-    """Stop the service (its dependents keep running: they reconnect) and start it again."""
-    the_plan = _plan_again(root)
-    _service(the_plan, name)
-    stop(root, services=[name], say=say)
-    return start_service(root, name, say, the_plan)
+def restart_service(root: Path, name: str, say: Say = lambda _line: None, *, wait: bool = True,
+                    what: str | None = None) -> float:
+    """Stop the service (its dependents keep running: they reconnect) and start it again, as one
+    action on the run (duplex.locks): `wait` for one in progress, or refuse."""
+    with action(root, what or f"`inv restart {name}`", wait=wait, say=say):
+        the_plan = _plan_again(root, say)
+        _service(the_plan, name)
+        stop(root, services=[name], say=say)
+        return _start(root, name, say, the_plan)
 
 
-def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: None) -> float:
+def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: None, *, wait: bool = True,
+                   by: str | None = None) -> float:
     """A warm service (native, reload = "warm"): "code" re-imports the app in place, the preloaded
     models kept; "model" starts a fresh server process, so the preload loads them again. Waits
     until the reload is served, reading the reloader's own lines in the service's log; returns the
     seconds taken. Requests meanwhile wait (the reloader holds the socket), none is refused."""
+    with action(root, by or f"`inv restart {name} --{what}`", wait=wait, say=say):
+        return _reload(root, name, what, say)
+
+
+def _reload(root: Path, name: str, what: str, say: Say) -> float:
     import os
     import time
 
@@ -106,7 +162,7 @@ def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: No
     from . import warm
     from .layout import Layout
     from .logs import PAST_END, file_lines
-    the_plan = _plan_again(root)
+    the_plan = _plan_again(root, say)
     svc = _service(the_plan, name)
     if not (svc.mode == "native" and warm.is_warm(svc.command)):
         how = "in a container" if svc.mode == "container" else "natively without reload = \"warm\""
@@ -140,14 +196,17 @@ def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: No
         if not fresh and "every request gets HTTP 500" in line:
             raise RunError(f"{name}: the code reload failed: {line.partition('Warm reload: ')[2].rstrip(':')}",
                            fix=f"fix the error (`inv logs --service {name}` shows it); the next edit reloads it")
-        if "restarting fully" in line:
+        # a fresh server process instead: asked (--model), an edit that needs one, or a code reload
+        # asked while the server process had died (the reloader then starts one, and says so)
+        if "restarting fully" in line or "starting a fresh server process" in line:
             fresh = True
         if fresh and "Application startup complete" in line:
             if wait_healthy(svc.health, lambda: psutil.pid_exists(pid),
                             timeout=max(1.0, deadline - time.monotonic())) != "healthy":
                 break
             took = time.monotonic() - began
-            say(f"{name}: model reloaded, healthy after {took:.2f}s")
+            say(f"{name}: model reloaded, healthy after {took:.2f}s" if what == "model" else
+                f"{name}: code reloaded in a fresh server process (models loaded again), healthy after {took:.2f}s")
             return took
     if not psutil.pid_exists(pid):
         raise RunError(f"{name}: its reloader exited during the reload", fix=f"`inv logs --service {name}` says why")

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .errors import PlanError
-from .processes import group_alive, start_time, stop_group
-from .state import StateWriteError, last_run, last_waves, read_state, write_state
+from .errors import PlanError, RunError
+from .layout import Layout
+from .locks import action
+from .processes import group_alive, log_pumps, start_time, stop_group
+from .state import StateWriteError, changing, last_run, last_waves, read_state, same_process
 
 
 def alive(record: dict, containers: dict | None = None) -> bool:
@@ -122,20 +124,36 @@ class _ContainerLookup(threading.Thread):
 
 def stop(root: Path, *, services: list[str] | None = None, everything: bool = False,
          grace: float = 10.0, say: Callable[[str], None] = lambda _line: None,
-         known: Callable[[], set[str]] | None = None) -> list[str]:
+         known: Callable[[], set[str]] | None = None, what: str = "`inv stop`", wait: bool = True) -> list[str]:
     """Stop what a run (even a killed one) left, dependents first; returns the services stopped.
 
     The last run's start waves, reversed: the services of one wave stop together. Records whose
     process or container is gone are cleared and said. `services`: only these; a name neither the
-    stack (`known()`), the state, the last run nor the engine knows is an error."""
+    stack (`known()`), the state, the last run nor the engine knows is an error. An action on the run
+    in progress (a restart) is waited for (`wait`; else refused), so nothing it starts is missed;
+    what still runs after the stop is a RunError naming it (never a "stopped" that is not true)."""
+    with action(root, what, wait=wait, say=say):
+        stopped, engine = _stop(root, services, everything, grace, say, known)
+        left = still_running(root, services, everything, engine=engine)
+    if left:
+        raise RunError(f"still running after the stop: {', '.join(left)}",
+                       fix="`inv stop` again; `inv status` shows what runs")
+    return stopped
+
+
+def _stop(root: Path, services: list[str] | None, everything: bool, grace: float,
+          say: Callable[[str], None], known: Callable[[], set[str]] | None) -> tuple[list[str], bool]:
+    """The stop itself; returns (the services stopped, whether the engine has containers of the run)."""
     state = read_state(root)
     records = state["services"]
+    original = dict(records)  # what this stop saw: only these records are cleared at the end
+    pumps = log_pumps(Layout(root).logs)  # also those whose record the state lost
     recorded = any(r.get("mode") == "container" for r in records.values())
     lookup = _ContainerLookup(root, everything, recorded)
     if recorded or not records:  # else: after the native services, so importing docker never slows them
         lookup.start()
     if services:
-        names = set(records) | set(last_run(root)) | (known() if known else set())
+        names = set(records) | set(last_run(root)) | (known() if known else set()) | set(pumps)
         if not set(services) <= names:
             names |= set(lookup.result())
         unknown = [s for s in services if s not in names]
@@ -145,19 +163,32 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
     wanted = (lambda name: not services or name in services)
     if services and any(n in records for n in services):
         # said before the signal: an attached `inv run` watching them takes their exit for no crash
-        for name in services:
-            if name in records:
-                records[name]["stopping"] = True
         try:
-            write_state(root, state)
+            with changing(root) as fresh:
+                for name in services:
+                    if name in fresh["services"] and name in records and \
+                            same_process(fresh["services"][name], records[name]):
+                        fresh["services"][name]["stopping"] = True
         except StateWriteError:
             pass
     stopped: list[str] = []
     done: set[str] = set()
     lock = threading.Lock()
 
+    def unrecorded(name: str) -> bool:
+        """Stop the log-pump groups of `name` the state does not record (a lost record)."""
+        pid = records.get(name, {}).get("pid")
+        extra = [p for p in pumps.get(name, []) if p != pid]
+        for pgid in extra:
+            say(f"{name}: stopping pid {pgid} (not in the run state)")
+            stop_group(pgid, grace)
+        return bool(extra)
+
     def one(name: str, containers: dict | None) -> None:
         record = records.get(name, {})
+        if unrecorded(name) and not record:
+            with lock:
+                stopped.append(name)
         if record.get("mode") == "native":
             if alive(record):
                 say(f"{name}: stopping pid {record['pid']}")
@@ -188,21 +219,34 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
             records.pop(name, None)
             done.add(name)
 
+    def guarded(name: str, containers: dict | None) -> None:
+        try:
+            one(name, containers)
+        except Exception as exc:  # noqa: BLE001 - a group not ours to signal, an engine gone: said, and
+            # the check after the stop names what still runs
+            say(f"{name}: could not be stopped ({type(exc).__name__}: {exc})")
+
     def wave(names: list[str]) -> None:
         # natives need no engine: only a wave with another service waits for the container lookup
         containers = lookup.result() if any(records.get(n, {}).get("mode") != "native" for n in names) else None
-        threads = [threading.Thread(target=one, args=(n, containers), daemon=True) for n in names]
+        threads = [threading.Thread(target=guarded, args=(n, containers), daemon=True) for n in names]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
     for names in stop_waves(root, [n for n in records if wanted(n)], state):
         wave(names)
+    for names in stop_waves(root, [n for n in pumps if wanted(n) and n not in done]):  # records lost
+        wave(names)
     rest = [n for n in lookup.result() if wanted(n) and n not in done]  # left by runs the state lost
     for names in stop_waves(root, rest):
         wave(names)
-    try:
-        write_state(root, state)
+    try:  # only the records this stop saw and ended: one written meanwhile (a run starting) stays
+        with changing(root) as fresh:
+            for name in done:
+                current = fresh["services"].get(name)
+                if current is not None and name in original and same_process(current, original[name]):
+                    fresh["services"].pop(name)
     except StateWriteError as err:  # what it records is stale now, and stale records never block
         say(f"warning: {err}")
     if not services and lookup.result():
@@ -218,7 +262,29 @@ def stop(root: Path, *, services: list[str] | None = None, everything: bool = Fa
         from .dashboard import launch
         if launch.stop(root):
             say("dashboard: stopped")
-    return stopped
+    return stopped, recorded or bool(lookup.result())
+
+
+def still_running(root: Path, services: list[str] | None = None, everything: bool = False,
+                  engine: bool = True) -> list[str]:
+    """What of the run (of `services`, when given) still runs, each as "name (pid N)" or "name
+    (container ID)": recorded processes and containers, and log-pump groups the state lost
+    (`engine`: whether to ask the engine for containers not recorded)."""
+    wanted = (lambda name: not services or name in services)
+    live, _stale = live_records(root)
+    left = {f"{n} (pid {r['pid']})" if r.get("mode") == "native" else f"{n} (container {str(r.get('container'))[:12]})"
+            for n, r in live.items() if wanted(n) and not (r.get("persistent") and not everything)}
+    left |= {f"{n} (pid {p})" for n, pids in log_pumps(Layout(root).logs).items() if wanted(n) for p in pids}
+    if engine and engine_answers():
+        from .containers import list_containers
+        from .plan import LABEL
+        try:
+            left |= {f"{c.labels.get(f'{LABEL}.service', c.name)} (container {c.short_id})"
+                     for c in list_containers(root, everything=everything)
+                     if c.status in ("running", "restarting") and wanted(c.labels.get(f"{LABEL}.service", c.name))}
+        except Exception:  # noqa: BLE001 - the engine went away: nothing of ours runs through it
+            pass
+    return sorted(left)
 
 
 def status(root: Path) -> list[dict]:
@@ -236,6 +302,11 @@ def status(root: Path) -> list[dict]:
             running = alive(record)
             rows.append(_row({**record, "name": name}, "running" if running else "exited", running,
                              f"pid {record['pid']}"))
+    for name, pids in log_pumps(Layout(root).logs).items():  # running, though the state lost them
+        for pid in pids:
+            if pid != state["services"].get(name, {}).get("pid"):
+                rows.append(_row({"name": name, "mode": "native", "url": None, "health": None}, "running", True,
+                                 f"pid {pid} (not in the run state; `inv stop` ends it)"))
     for name, container in containers.items():
         record = state["services"].get(name) or {"name": name, "mode": "container",
                                                   "url": None, "health": None}

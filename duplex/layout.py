@@ -79,6 +79,11 @@ class Layout:
         """Held by the `inv run` that is starting (or, attached, running) the stack."""
         return self.base / "run" / "lock"
 
+    @property
+    def action_lock(self) -> Path:
+        """Held by the action on the run in progress (`inv stop`, `inv restart`, the dashboard's buttons)."""
+        return self.base / "run" / "action.lock"
+
     # -- certificates (`inv certs`) ---------------------------------------------------------
     @property
     def certs(self) -> Path:

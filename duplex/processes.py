@@ -94,3 +94,37 @@ def _group_members(pgid: int) -> list[str] | None:
         if len(fields) > 2 and int(fields[2]) == pgid:
             states.append(fields[0].decode())
     return states
+
+
+def log_pumps(logs: Path) -> dict[str, list[int]]:
+    """The detached native services whose log pump writes into `logs` (a project's log folder), by
+    service: pid = process group of each (the pump leads it). Found from the processes themselves, so
+    `inv stop` reaches a service even when the run state lost its record."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return {}
+    logs = Path(logs).resolve()
+    found: dict[str, list[int]] = {}
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                argv = fh.read().split(b"\0")
+        except OSError:
+            continue
+        # python -I .../duplex/logpump.py LOG -- ARGV (duplex.native starts it so)
+        if len(argv) < 5 or not argv[2].endswith(b"/logpump.py") or argv[4] != b"--":
+            continue
+        log = Path(os.fsdecode(argv[3]))
+        pid = int(entry.name)
+        if log.parent == logs and log.suffix == ".log" and group_alive(pid) and _leads(pid):
+            found.setdefault(log.stem, []).append(pid)
+    return found
+
+
+def _leads(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except OSError:
+        return False

@@ -11,11 +11,14 @@ from typing import Callable
 from .control import live_records
 from .engine import gpu_request, probe_docker, wanted_images
 from .errors import RunError
+from .layout import Layout
+from .locks import action
 from .machine import Machine
 from .native import NativeRunner
 from .plan import Plan
 from .printer import Printer
 from .probe import probe_machine
+from .processes import log_pumps
 from .state import RunLock, RunState, StateWriteError, read_state, run_options, write_last_run
 from .supervisor import Interrupted, Signalled, Supervisor, shielded, signals_raise
 
@@ -88,25 +91,32 @@ def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, prog
         on_healthy, dashboard) -> int:
     printer = Printer(["duplex", *plan.start_order], out=out)
     progress = progress or printer.system
-    state_now = read_state(root)
-    active, stale = live_records(root, state_now)  # checked against the processes and the engine
-    if active:
-        raise RunError(f"a run of this stack is already going ({', '.join(active)})",
-                       fix="`inv status` to see it, `inv stop` to end it")
-    if stale:
-        progress(f"cleared the records of {', '.join(stale)}: no longer running (a killed run, or "
-                 "containers removed outside duplex)")
-    runners = {"native": NativeRunner(root, detach=detach, env_state=env_state)}
-    if any(s.mode == "container" for s in plan.services.values()):
-        from .containers import ContainerRunner  # lazy: docker SDK only when a container runs
-        runners["container"] = ContainerRunner(root, plan.stack, detach=detach)
-    for warning in plan.warnings:
-        printer.system(f"warning: {warning}")
-    state = RunState(root, plan.stack, "native" if plan.native else "container", warn=printer.system,
-                     waves=plan.waves, options=run_options(plan))
-    state.begin()  # before anything starts: a run `inv stop` could not find must never begin
+    # the check and the run's first state under the action lock: never while an `inv restart` or
+    # `inv stop` is changing the run (refused with the line that names it)
+    with action(root, "`inv run`", wait=False):
+        state_now = read_state(root)
+        active, stale = live_records(root, state_now)  # checked against the processes and the engine
+        recorded = {n: r.get("pid") for n, r in state_now["services"].items()}
+        lost = {n: [p for p in pids if p != recorded.get(n)]  # running, though the state lost its record
+                for n, pids in log_pumps(Layout(root).logs).items()}
+        active = [*active, *(f"{n}: pid {', '.join(map(str, p))}, not in the run state" for n, p in lost.items() if p)]
+        if active:
+            raise RunError(f"a run of this stack is already going ({', '.join(active)})",
+                           fix="`inv status` to see it, `inv stop` to end it")
+        if stale:
+            progress(f"cleared the records of {', '.join(stale)}: no longer running (a killed run, or "
+                     "containers removed outside duplex)")
+        runners = {"native": NativeRunner(root, detach=detach, env_state=env_state)}
+        if any(s.mode == "container" for s in plan.services.values()):
+            from .containers import ContainerRunner  # lazy: docker SDK only when a container runs
+            runners["container"] = ContainerRunner(root, plan.stack, detach=detach)
+        for warning in plan.warnings:
+            printer.system(f"warning: {warning}")
+        state = RunState(root, plan.stack, "native" if plan.native else "container", warn=printer.system,
+                         waves=plan.waves, options=run_options(plan, dict(os.environ)))
+        state.begin()  # before anything starts: a run `inv stop` could not find must never begin
     try:
-        write_last_run(root, plan.stack, plan.start_order, plan.waves, run_options(plan))  # `inv logs` shows these, in this order
+        write_last_run(root, plan.stack, plan.start_order, plan.waves, run_options(plan, dict(os.environ)))  # `inv logs` shows these, in this order
     except StateWriteError as err:  # only `inv logs` needs it: the run itself goes on
         printer.system(f"warning: {err}; `inv logs` will show the previous run's services")
     sup = Supervisor(plan, runners, printer, state, on_crash=on_crash)

@@ -12,11 +12,13 @@ import errno
 import json
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .errors import RunError
 from .layout import Layout
+from .locks import state_change
 
 
 class StateWriteError(RunError):
@@ -161,11 +163,11 @@ class RunState:
 
     def begin(self) -> None:
         """The first write: a StateWriteError here means nothing may start."""
-        with self.lock:
+        with self.lock, state_change(self.root):
             write_json(self.path, self.data)
 
     def add(self, record: dict) -> None:
-        with self.lock:
+        with self.lock, state_change(self.root):
             self._refresh()
             self.data["services"][record["name"]] = record
             self._write()
@@ -173,7 +175,7 @@ class RunState:
     def remove(self, name: str, record: dict | None = None) -> None:
         """Drop the service's record; with `record`, only while it is still that one (a restart
         from the dashboard or `inv restart` may have put another process in its place)."""
-        with self.lock:
+        with self.lock, state_change(self.root):
             self._refresh()
             current = self.data["services"].get(name)
             if record is None or current is None or same_process(current, record):
@@ -207,10 +209,26 @@ def same_process(a: dict, b: dict) -> bool:
     return a.get("pid") == b.get("pid") and a.get("container") == b.get("container")
 
 
-def run_options(plan) -> dict:
-    """What a later start needs to plan the service exactly as `inv run` did (kept in the run state: `inv restart`)."""
+# Host variables that change how a service is planned, kept with the run so a restart from
+# another shell plans it as `inv run` did (ports are kept as the plan chose them). Secrets are
+# never written down: only which were set, so a restart that would lose one is refused.
+KEPT = ("DUPLEX_BASE_IMAGE", "HF_HOME", "HF_HUB_CACHE", "XDG_CACHE_HOME", "HF_ENDPOINT", "HF_HUB_OFFLINE",
+        "CUDA_VISIBLE_DEVICES")
+SECRETS = ("HF_TOKEN", "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+
+
+def run_options(plan, environ: dict[str, str] | None = None) -> dict:
+    """What a later start needs to plan the service exactly as `inv run` did (kept in the run state:
+    `inv restart`): the flags, each service's port, and the planning variables of `environ`."""
+    environ = environ or {}
+    secrets = set(SECRETS).union(*(s.secrets for s in plan.services.values()))
     return {"native": plan.native, "services": list(plan.start_order), "otlp": plan.telemetry,
-            "tls": any(s.url.startswith("https://") for s in plan.services.values())}
+            "tls": any(s.url.startswith("https://") for s in plan.services.values()),
+            "ports": {n: s.port for n, s in plan.services.items()},
+            "env": {k: environ[k] for k in KEPT if k in environ and "@" not in environ[k]},
+            # names only; a value with credentials in it (a mirror's URL) counts as a secret
+            "secrets": sorted(k for k in secrets.union(KEPT) if environ.get(k) and
+                              (k in secrets or "@" in environ[k]))}
 
 
 def read_state(root: Path) -> dict:
@@ -222,6 +240,16 @@ def read_state(root: Path) -> dict:
         return {"services": {}}
     data["services"] = {k: v for k, v in data["services"].items() if _named(k) and isinstance(v, dict)}
     return data
+
+
+@contextmanager
+def changing(root: Path) -> Iterator[dict]:
+    """The run state read afresh, to change in place; written back whole (StateWriteError when it
+    cannot be) under the state lock, so no other change made meanwhile is lost."""
+    with state_change(root):
+        data = read_state(root)
+        yield data
+        write_state(root, data)
 
 
 def write_state(root: Path, data: dict) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..layout import Layout
+from ..locks import state_change
 from ..processes import group_alive, start_time, stop_group
 from .access import link, new_token
 
@@ -103,10 +104,11 @@ def start(root: Path, planned: dict, *, port: int, detach: bool, otlp_port: int 
 def services_started(root: Path) -> None:
     """Said by `inv run` once every service is healthy: the dashboard's process holds its own start
     until then (at most HOLD seconds), so it never competes with the services for the CPU."""
-    info = read(root)
-    if info is not None:
-        info["started"] = True
-        _write(info_path(root), info)
+    with state_change(root):  # read-modify-write: an `inv stop` removing the file meanwhile wins
+        info = read(root)
+        if info is not None:
+            info["started"] = True
+            _write(info_path(root), info)
 
 
 def _write(path: Path, info: dict) -> None:
@@ -197,7 +199,8 @@ def stop(root: Path, grace: float = 3.0) -> bool:
     if found is not None:
         stop_group(found.pid, grace)
     try:
-        info_path(root).unlink(missing_ok=True)
+        with state_change(root):
+            info_path(root).unlink(missing_ok=True)
     except OSError:
         pass  # a read-only disk: the file names a process that is gone, which `running` sees
     return found is not None
