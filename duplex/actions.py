@@ -149,7 +149,7 @@ def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: No
     models kept; "model" starts a fresh server process, so the preload loads them again. Waits
     until the reload is served, reading the reloader's own lines in the service's log; returns the
     seconds taken. Requests meanwhile wait (the reloader holds the socket), none is refused."""
-    with action(root, by or f"`inv restart {name} --{what}`", wait=wait, say=say):
+    with action(root, by or (f"`inv restart {name} --code`" if what == "code" else f"`inv restart {name} --model`"), wait=wait, say=say):
         return _reload(root, name, what, say)
 
 
