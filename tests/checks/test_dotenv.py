@@ -94,3 +94,15 @@ def test_a_malformed_token_in_dotenv_is_named_malformed_not_a_network_problem(pr
     assert results["token.org/public"]["status"] == "skip"
     assert ("/api/whoami-v2", True) not in hub_server.seen
     assert TOKEN[10:] not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("line", [f'HF_TOKEN="{TOKEN[:10]}\n{TOKEN[10:]}"', f"HF_TOKEN={TOKEN}\u20ac"])
+def test_prefetch_names_a_malformed_dotenv_token_before_asking_the_hub(project, hub_server, line):
+    """Before: `UnicodeEncodeError: 'ascii' codec can't encode …` (outside Latin-1), or the request
+    went out with a broken header."""
+    (project / ".env").write_text(f"{line}\n")
+    proc = inv(project, hub_server, "prefetch", "--repo", "org/public")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "duplex: the token from .env (saved by `inv setup --hf-token`) is malformed: it holds" in proc.stderr
+    assert "inv setup --hf-token" in proc.stderr and "UnicodeEncodeError" not in proc.stderr
+    assert not hub_server.seen
