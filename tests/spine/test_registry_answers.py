@@ -171,3 +171,19 @@ def test_publish_push_to_a_registry_that_trickles_ends_at_the_deadline(tmp_path,
     proc = inv(tmp_path, registry, "publish", "--compose", "--push", "--registry", f"{registry.host}/team", timeout=90)
     one_line(proc, "no image registry answers", "did not finish its answer within 15 s", "nothing was built")
     assert time.monotonic() - started < 40
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_first_container_run_s_pinning_ends_at_the_deadline(tmp_path, registry):
+    """`inv run` pins an unpinned base first (15 s at most), then preflight asks again (3 x its
+    2 s timeout): one line, nothing built. Before: the run waited as long as the registry trickled."""
+    registry.manifests[TAG] = Answer(trickle_body=0.5)
+    started = time.monotonic()
+    proc = inv(tmp_path, registry, "run", "--detach", "--services", "api", timeout=120)
+    took = time.monotonic() - started
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "did not finish its answer within" in line]
+    assert len(lines) == 1 and "docker.image.api" in lines[0], proc.stderr
+    assert took < 60, took
+    assert not (tmp_path / "images.lock").exists()
