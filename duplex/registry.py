@@ -24,6 +24,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from email.message import Message
 
 from .errors import DuplexError
 from .references import INDEX_TYPES, MANIFEST_TYPES, host_problem, is_digest
@@ -191,7 +192,7 @@ def _manifest(base: str, ref: Ref, what: str, timeout: float) -> tuple[str | Non
     return served, _document(body, headers)
 
 
-def _document(body: bytes, headers) -> dict:
+def _document(body: bytes, headers: Message) -> dict:
     """The manifest or index as JSON, when the answer is one by its media type (the Content-Type
     the registry sent, else the document's own mediaType) and its shape; else _Malformed."""
     try:
@@ -199,7 +200,7 @@ def _document(body: bytes, headers) -> dict:
     except ValueError:
         doc = None
     sent = str(headers.get("Content-Type") or "").split(";")[0].strip()
-    kind = sent if sent in MANIFEST_TYPES + INDEX_TYPES else (doc or {}).get("mediaType") if isinstance(doc, dict) else None
+    kind = sent if sent in MANIFEST_TYPES + INDEX_TYPES else doc.get("mediaType") if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or kind not in MANIFEST_TYPES + INDEX_TYPES or doc.get("schemaVersion") != 2:
         what = f"Content-Type {sent!r}" if sent else "no Content-Type"
         raise _Malformed(f"an answer of {len(body)} bytes with {what}, not a v2 image manifest or index")
@@ -285,7 +286,7 @@ def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(Http, Https)  # proxies from the environment, as urlopen
 
 
-def _fetch(request, timeout: float, limit: int) -> tuple[bytes, dict]:
+def _fetch(request, timeout: float, limit: int) -> tuple[bytes, Message]:
     """One request's body (at most `limit` bytes) and headers, all within DEADLINE_READS × timeout."""
     with _Deadline(timeout * DEADLINE_READS) as deadline:
         try:
@@ -294,7 +295,7 @@ def _fetch(request, timeout: float, limit: int) -> tuple[bytes, dict]:
                 if length.isdigit() and int(length) > limit:
                     raise _Malformed(f"an answer of {int(length)} bytes (at most {limit} expected)")
                 body = resp.read(limit + 1)
-                headers = dict(resp.headers)
+                headers = resp.headers  # names case-insensitive: proxies speaking HTTP/2 send them lower case
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
             if deadline.expired:
                 raise _Unreachable(_too_slow(request, deadline)) from None
@@ -311,7 +312,7 @@ def _too_slow(request, deadline: _Deadline) -> str:
     return f"{host} did not finish its answer within {deadline.seconds:.0f} s (stalled or trickling)"
 
 
-def _get(url: str, ref: Ref, timeout: float, accept: str, limit: int) -> tuple[bytes, dict]:
+def _get(url: str, ref: Ref, timeout: float, accept: str, limit: int) -> tuple[bytes, Message]:
     request = urllib.request.Request(url, headers={"Accept": accept})
     try:
         try:
