@@ -69,7 +69,8 @@ def _push(client, repo: str, tag: str, service: str, progress: Callable[[str], N
         if status in ("Pushed", "Layer already exists", "Mounted from") and chunk.get("id") not in seen:
             seen.add(chunk.get("id"))
             progress(f"{service}: push {chunk.get('id')}: {status}")
-        digest = (chunk.get("aux") or {}).get("Digest") or digest
+        aux = chunk.get("aux")
+        digest = (aux.get("Digest") if isinstance(aux, dict) else None) or digest
     if not is_digest(digest):  # it goes into the published files: nothing else than a digest
         raise PublishError(f"{service}: the registry took {repo}:{tag} but named no digest"
                            + (f" (it said {str(digest)[:80]!r})" if digest else ""),

@@ -112,3 +112,11 @@ def test_every_name_rule_is_a_full_match():
         language("en\n", "MT_SOURCE")
     assert registry_problem("ghcr.io/team\n") and not registry_problem("ghcr.io/team")
     assert str(parse_range("3.11")) == "==3.11.*"
+
+
+def test_publish_refuses_a_registry_a_library_caller_passes(tmp_path):
+    from duplex.plan import Plan
+    from duplex.publish import PublishError, publish
+    with pytest.raises(PublishError, match="'reg..example.com' is not a host name"):
+        publish(Plan("s", str(tmp_path), False, {}, [], [], [], {}), out=tmp_path / "out",
+                registry="reg..example.com/team")
