@@ -187,3 +187,15 @@ def test_the_first_container_run_s_pinning_ends_at_the_deadline(tmp_path, regist
     assert len(lines) == 1 and "docker.image.api" in lines[0], proc.stderr
     assert took < 60, took
     assert not (tmp_path / "images.lock").exists()
+
+
+def test_a_hostile_docker_hub_mirror_is_named_with_the_engine_setting_to_change(registry):
+    """The engine's mirrors are asked first for Docker Hub names (preflight's probe, fed the mirror
+    list `docker info` gives): a mirror answering an HTML page is named, and nothing falls through
+    to a pin."""
+    from duplex.registry import probe_registry
+    registry.manifests["library/python/manifests/3.11"] = BAD_ANSWERS["an HTML page"]
+    answer = probe_registry(["python:3.11"], mirrors=[f"http://{registry.host}/"], timeout=2)["python:3.11"]
+    assert answer["kind"] == "malformed" and "digest" not in answer, answer
+    assert answer["error"].startswith(f"http://{registry.host} answered for python:3.11 with what is not an image")
+    assert "--registry-mirror" in answer["fix"], answer
