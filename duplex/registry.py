@@ -18,14 +18,13 @@ import hashlib
 import http.client
 import json
 import re
-import socket
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from email.message import Message
 
+from . import bounded
 from .errors import DuplexError
 from .references import INDEX_TYPES, MANIFEST_TYPES, host_problem, is_digest
 
@@ -35,7 +34,6 @@ MANIFESTS = ", ".join(INDEX_TYPES + MANIFEST_TYPES)
 LOOPBACK = re.compile(r"(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?")  # fullmatch: a registry host
 MANIFEST_LIMIT = 4 * 2**20  # what registries accept (the distribution spec's 4 MiB)
 TOKEN_LIMIT = 2**20
-DEADLINE_READS = 3  # a request's overall deadline, in per-read timeouts
 
 
 class RegistryError(DuplexError):
@@ -233,83 +231,14 @@ def _size(base: str, ref: Ref, doc: dict | None, platform: str, timeout: float) 
         return None
 
 
-class _Deadline:
-    """Shuts a request's sockets when its time is up. urllib's timeout bounds each read only, so a
-    registry trickling a byte every few seconds would hold `inv lock` (and a run's pinning) for ever."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.expired = False
-        self._sockets: list = []
-        self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-
-    def __enter__(self):
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._timer.cancel()
-
-    def connection(self, cls):
-        """`cls` (an http.client connection class) whose sockets this deadline may shut."""
-        deadline = self
-
-        class Timed(cls):
-            def connect(self):
-                super().connect()
-                with deadline._lock:
-                    deadline._sockets.append(self.sock)
-                    if deadline.expired:
-                        raise TimeoutError("out of time")
-        return Timed
-
-    def _expire(self):
-        with self._lock:
-            self.expired = True
-            for sock in self._sockets:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
-                except OSError:
-                    pass
-
-
-def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
-    class Http(urllib.request.HTTPHandler):
-        def do_open(self, http_class, req, **kwargs):
-            return super().do_open(deadline.connection(http_class), req, **kwargs)
-
-    class Https(urllib.request.HTTPSHandler):
-        def do_open(self, http_class, req, **kwargs):
-            return super().do_open(deadline.connection(http_class), req, **kwargs)
-    return urllib.request.build_opener(Http, Https)  # proxies from the environment, as urlopen
-
-
 def _fetch(request, timeout: float, limit: int) -> tuple[bytes, Message]:
-    """One request's body (at most `limit` bytes) and headers, all within DEADLINE_READS × timeout."""
-    with _Deadline(timeout * DEADLINE_READS) as deadline:
-        try:
-            with _opener(deadline).open(request, timeout=timeout) as resp:
-                length = resp.headers.get("Content-Length") or ""
-                if length.isdigit() and int(length) > limit:
-                    raise _Malformed(f"an answer of {int(length)} bytes (at most {limit} expected)")
-                body = resp.read(limit + 1)
-                headers = resp.headers  # names case-insensitive: proxies speaking HTTP/2 send them lower case
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError):
-            if deadline.expired:
-                raise _Unreachable(_too_slow(request, deadline)) from None
-            raise
-        if deadline.expired:  # the body ended because the deadline shut the socket
-            raise _Unreachable(_too_slow(request, deadline))
-    if len(body) > limit:
-        raise _Malformed(f"an answer larger than {limit} bytes")
-    return body, headers
-
-
-def _too_slow(request, deadline: _Deadline) -> str:
-    host = urllib.parse.urlsplit(request.full_url).netloc
-    return f"{host} did not finish its answer within {deadline.seconds:.0f} s (stalled or trickling)"
+    """bounded.get, its two refusals in this module's terms."""
+    try:
+        return bounded.get(request, timeout, limit)
+    except bounded.TooSlow as exc:
+        raise _Unreachable(str(exc)) from None
+    except bounded.TooLarge as exc:
+        raise _Malformed(str(exc)) from None
 
 
 def _get(url: str, ref: Ref, timeout: float, accept: str, limit: int) -> tuple[bytes, Message]:
