@@ -4,6 +4,9 @@ URL rule is a full match (`re.match` with `$` also matched before a final "\\n")
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
 from tests.spine.test_bad_input import NAME_RULE, inv_in, refused
@@ -43,3 +46,34 @@ def test_a_flag_with_a_trailing_newline_is_refused(tmp_path, args, words):
 def test_duplex_base_image_is_checked_as_a_whole(tmp_path, value):
     proc = inv_in(tmp_path, "config", env={"DUPLEX_BASE_IMAGE": value})
     refused(proc, 1, f"duplex: DUPLEX_BASE_IMAGE={value!r} is not an image reference")
+
+
+def _anchored(node) -> bool:
+    """A regex literal that ends with `$` (not `\\Z`): a match on it also takes a trailing newline."""
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith("$") \
+        and not node.value.endswith("\\$")
+
+
+def test_no_rule_anywhere_is_checked_with_match_on_a_dollar_anchored_pattern():
+    """The family, kept closed: every `X.match(...)` / `re.match(PATTERN, ...)` in duplex/, checks/,
+    servers/ and tasks.py whose pattern ends with `$` is a bug (use fullmatch). Pydantic's `pattern=`
+    runs on Rust's regex, whose `$` is the very end, so those stay."""
+    root = Path(__file__).resolve().parents[2]
+    files = [*(root / "duplex").rglob("*.py"), *(root / "checks").rglob("*.py"), *(root / "servers").rglob("*.py"),
+             root / "tasks.py"]
+    trees = {path: ast.parse(path.read_text(encoding="utf-8")) for path in files}
+    anchored = {target.id for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Call) and getattr(node.value.func, "attr", "") == "compile"
+                and node.value.args and _anchored(node.value.args[0])
+                for target in node.targets if isinstance(target, ast.Name)}
+    assert {"NAME", "VARIABLE", "REPO", "VERSION_ONLY", "COMMIT"} <= anchored
+    bad = []
+    for path, tree in trees.items():
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "match"):
+                continue
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id in anchored or \
+                    isinstance(owner, ast.Name) and owner.id == "re" and node.args and _anchored(node.args[0]):
+                bad.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert not bad, f"use fullmatch: {bad}"
