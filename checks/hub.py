@@ -41,6 +41,7 @@ class HubFacts:
     whoami: Answer | None = None  # None when no token is set
     models: dict[str, Answer] = field(default_factory=dict)  # repo -> model info (gated flag, file sizes)
     access: dict[str, Answer] = field(default_factory=dict)  # repo -> auth-check (only with a token)
+    token_problem: str | None = None  # why the token cannot be sent at all (a line break, not Latin-1)
 
 
 def find_token(environ: dict[str, str], root: Path | None = None) -> tuple[str | None, str | None]:
@@ -128,10 +129,13 @@ def gather(environ: dict[str, str], repos: list[str], *, timeout: float = TIMEOU
            probe: HubProbe | None = None, root: Path | None = None) -> HubFacts:
     """Every hub call preflight needs, all at once (threads), each bounded by `timeout`."""
     token, source = find_token(environ, root)
+    from duplex.envs.secrets import secret_problem
     from duplex.machine import hf_endpoint
+    problem = secret_problem(token) if token else None
+    token = None if problem else token  # it cannot go into a header: not "the hub is unreachable"
     endpoint = hf_endpoint(environ)
     hub = probe or HubProbe(endpoint, token, timeout)
-    facts = HubFacts(hub.endpoint, source)
+    facts = HubFacts(hub.endpoint, source, token_problem=problem)
     jobs: list[tuple[dict | None, str, object]] = [(facts.models, r, lambda r=r: hub.model_info(r)) for r in repos]
     if token:
         jobs.append((None, "whoami", hub.whoami))

@@ -45,6 +45,10 @@ def check(ctx: Context, facts: HubFacts | None) -> list[Result]:
     if ctx.offline or facts is None:
         return [skip("token", "HF_HUB_OFFLINE is set: the hub is not contacted, models must already be cached",
                      "unset HF_HUB_OFFLINE to check the token and model access")]
+    if facts.token_problem:
+        return [fail("token", f"the token from {facts.token_source} is malformed: {facts.token_problem}",
+                     f"copy the token exactly as issued ({TOKENS_PAGE}) and {_set_token(facts.token_source)}")] + \
+               [skip(f"token.{r}", "the token is malformed", "fix the token first") for r in repos]
     if facts.token_source is None:
         return _without_token(ctx, facts, repos)
     return _with_token(ctx, facts, repos)

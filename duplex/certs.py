@@ -53,7 +53,7 @@ def host_problem(name: str) -> str | None:
     try:
         ip = ipaddress.ip_address(text.strip("[]"))
     except ValueError:
-        if len(text) > 253 or not all(HOST_LABEL.match(label) for label in text.split(".")):
+        if len(text) > 253 or not all(HOST_LABEL.fullmatch(label) for label in text.split(".")):
             return "not a host name (letters, digits and '-', dot-separated) nor an IP address"
         return None
     if ip.is_unspecified or ip.is_multicast:

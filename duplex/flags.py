@@ -73,7 +73,7 @@ def torch(value: str | None) -> str | None:
 def otlp(url: str | None) -> str | None:
     """`--otlp URL`: the collector every service exports traces to (OTLP over HTTP)."""
     from .stack import URL
-    if url is not None and not URL.match(url):
+    if url is not None and not URL.fullmatch(url):
         raise UsageError(f"--otlp {url!r} is not a collector URL: give the OTLP/HTTP endpoint, "
                          "e.g. --otlp http://127.0.0.1:4318")
     return url
@@ -82,7 +82,7 @@ def otlp(url: str | None) -> str | None:
 def python(value: str | None) -> str | None:
     """`--python`: a version like 3.11, or an interpreter that is there (a path or a name on PATH)."""
     from .envs.pythons import VERSION_ONLY
-    if value is None or VERSION_ONLY.match(value):
+    if value is None or VERSION_ONLY.fullmatch(value):
         return value
     if ("/" in value or value.startswith(".")) and Path(value).expanduser().is_file():
         return value
@@ -110,17 +110,18 @@ def repos(repo: str | None, revision: str | None, services: str | None) -> str |
         return None
     from .stack import REPO
     ref = f"{repo}@{revision}" if revision is not None else repo
-    if not REPO.match(ref):
+    if not REPO.fullmatch(ref):
         raise UsageError(f"--repo {repo!r}" + (f" --revision {revision!r}" if revision is not None else "")
                          + ": expected ORG/NAME (and a branch, tag or commit), e.g. --repo Systran/faster-whisper-base")
     return ref
 
 
 def registry(value: str | None) -> str | None:
-    pattern = r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*"
-    if value is not None and not re.fullmatch(pattern, value.rstrip("/")):
-        raise UsageError(f"--registry {value!r} is not a registry prefix like ghcr.io/team or "
-                         "127.0.0.1:5000/team (lower case, no scheme)")
+    """`--registry HOST[:PORT]/PREFIX`: a real host name (or address) and port, by the one rule."""
+    from .references import REGISTRY_RULE, registry_problem
+    if value is not None and registry_problem(value):
+        raise UsageError(f"--registry {value!r} is not a registry prefix like ghcr.io/team or 127.0.0.1:5000/team "
+                         f"({registry_problem(value)}); give {REGISTRY_RULE}")
     return value
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DuplexError
+from .references import DIGEST_RULE, is_digest
 from .textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):
@@ -89,11 +90,11 @@ def read_images(root: Path | str) -> dict[str, LockedImage]:
     out = {}
     for ref, entry in (data.get("images") or {}).items():
         digest = entry.get("digest") if isinstance(entry, dict) else None
-        if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:
-            raise ImageLockError(f"{path}: images.{ref!r} has no valid digest (sha256:<64 hex>)",
+        if not is_digest(digest):  # it goes into FROM lines and Engine API paths
+            raise ImageLockError(f"{path}: images.{ref!r} has no valid digest ({DIGEST_RULE})",
                                  fix="restore it from git, or run `inv lock --images` to write it again")
         size = entry.get("size")
-        out[ref] = LockedImage(ref, digest, size if isinstance(size, int) else None)
+        out[ref] = LockedImage(ref, digest, size if type(size) is int and size >= 0 else None)
     return out
 
 
@@ -105,6 +106,9 @@ def pins(root: Path | str) -> dict[str, str]:
 def write_images(root: Path | str, images: dict[str, LockedImage]) -> Path:
     """Atomically (temp file + rename), sorted: a re-pin is a one-line diff."""
     path = lock_path(root)
+    bad = [ref for ref, image in images.items() if not is_digest(image.digest)]
+    if bad:  # the registry's answer was checked already: this is a caller's bug, never a pin
+        raise ImageLockError(f"refusing to write {path}: {bad[0]!r} has no valid digest ({DIGEST_RULE})")
     text = [HEADER]
     for ref in sorted(images):
         image = images[ref]

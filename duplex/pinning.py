@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from .images import LockedImage, lock_path, read_images, unpinned, write_images
+from .references import is_digest
 
 
 def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bool = False,
@@ -17,7 +18,7 @@ def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bo
     base) has nothing to pin. Otherwise the registry is asked (the engine's mirrors first).
     `strict`: a registry error is raised (`inv lock`); else it is left for preflight to report.
     Returns what was written."""
-    from .registry import RegistryError, parse, resolve
+    from .registry import RegistryError, resolve
     locked = read_images(root)
     mirrors = getattr(facts, "mirrors", ())
     platform = getattr(facts, "platform", "linux/amd64")
@@ -29,8 +30,7 @@ def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bo
         if reference in here and not here[reference] and not update:
             say(f"{reference}: built here (no registry digest): nothing to pin")
             continue
-        repo = parse(reference)
-        have = [d.split("@", 1)[1] for d in here.get(reference, ()) if parse(d).repository == repo.repository]
+        have = engine_digests(reference, here.get(reference))
         if have and not update:
             changed[reference] = LockedImage(reference, have[0], locked.get(reference, LockedImage("", "")).size)
         else:
@@ -51,6 +51,17 @@ def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bo
     if any(locked.get(r) != image for r, image in changed.items()):
         write_images(root, {**locked, **changed})
     return changed
+
+
+def engine_digests(reference: str, repo_digests) -> list[str]:
+    """The digests the engine says `reference` came from (its RepoDigests, `name@sha256:...`), of
+    the same repository and well formed: engines differ, and what they say goes into images.lock."""
+    from .registry import parse
+    if not isinstance(repo_digests, (list, tuple)):
+        return []
+    repository = parse(reference).repository
+    return [d.split("@", 1)[1] for d in repo_digests if isinstance(d, str) and "@" in d
+            and is_digest(d.split("@", 1)[1]) and parse(d).repository == repository]
 
 
 def plan_bases(plan, pinned: bool | None = None) -> list[str]:

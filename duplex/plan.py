@@ -16,6 +16,7 @@ from .errors import PlanError
 from .layout import Layout
 from .machine import Machine
 from .redact import URL_CREDENTIALS
+from .references import image_problem
 from .stack import IMAGE, REVISION, TEMPLATE, Stack
 from .vram import Need, place
 
@@ -25,7 +26,7 @@ CACHE_IN_CONTAINER = "/cache/huggingface"
 CERTS_IN_CONTAINER = "/certs"  # `inv certs`' stack folder: cert.pem, key.pem, bundle.pem
 # Command services whose TLS switch is not uvicorn's, named by module path: the extra arguments.
 TLS_ARGS = {"moshi.server": ["--ssl", "{certs}"]}  # moshi wants a folder with cert.pem and key.pem
-LOOPBACK_URL = re.compile(r"^(https?://)(127\.0\.0\.1|localhost)(?=[:/]|$)")  # this host's loopback, as a URL
+LOOPBACK_URL = re.compile(r"^(https?://)(127\.0\.0\.1|localhost)(?=[:/]|\Z)")  # this host's loopback, as a URL
 OTLP_SECRETS = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "API_KEY")
 LABEL = "dev.duplex"
@@ -234,8 +235,9 @@ def base_image(stack: Stack, machine: Machine, env: str | None = None,
     `base_image`, else the official Python image of its env's Python (python:3.11-slim-bookworm);
     with its digest from images.lock when pinned there (`image_pins`: reference -> digest)."""
     chosen = machine.env.get("DUPLEX_BASE_IMAGE") or stack.stack.base_image
-    if chosen is not None and not IMAGE.match(chosen):
-        raise PlanError(f"DUPLEX_BASE_IMAGE={chosen!r} is not an image reference",
+    why = image_problem(chosen, IMAGE) if chosen is not None else None
+    if why:
+        raise PlanError(f"DUPLEX_BASE_IMAGE={chosen!r} is not an image reference ({why})",
                         fix="set it to an image such as python:3.11-slim-bookworm, or unset it")
     if chosen is None:
         spec = stack.envs.get(env) if env else None

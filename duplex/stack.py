@@ -13,6 +13,7 @@ from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, V
 
 from .errors import EnvError, StackError
 from .layout import NAME, NAME_RULE
+from .references import image_problem
 from .textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):
@@ -26,7 +27,7 @@ MODES = ("native", "container")
 TEMPLATE = re.compile(r"\{([A-Za-z0-9_-]+)\.([A-Za-z_]+)\}")
 TEMPLATE_FIELDS = ("host", "port", "url")
 REVISION = re.compile(r"\{revision:([^}]+)\}")  # a model's pinned commit, from models.lock
-URL = re.compile(r"^https?://[^/\s]+")  # an http(s) endpoint such as an OTLP collector
+URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")  # an http(s) endpoint such as an OTLP collector
 # ORG/NAME[@REVISION]; no `..` anywhere (the revision names a file under the cache's refs/), kept
 # equal to duplex.models.refs._REF
 REPO = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]*/[A-Za-z0-9_][\w.-]*(@\w[\w./-]*)?$")
@@ -50,7 +51,7 @@ class _Strict(BaseModel):
 
 def name_error(name: str) -> str | None:
     """Why `name` breaks the one naming rule, or None when it keeps it."""
-    if NAME.match(name):
+    if NAME.fullmatch(name):  # fullmatch: `$` also matches before a trailing newline
         return None
     return f"expected {NAME_RULE}"
 
@@ -59,12 +60,20 @@ def _names(kind: str):
     """A `before` validator for a table whose keys are names: each must keep the rule."""
     def check(cls, value):
         if isinstance(value, dict):
-            bad = [k for k in value if not isinstance(k, str) or not NAME.match(k)]
+            bad = [k for k in value if not isinstance(k, str) or not NAME.fullmatch(k)]
             if bad:
                 raise ValueError(f"expected {kind} names of {NAME_RULE} (a name becomes a folder, "
                                  f"a container and a DNS name), found {', '.join(map(repr, bad))}")
         return value
     return check
+
+
+def _image(value: str | None) -> str | None:
+    """An image reference whose registry is a real host[:port] (the pattern checks the rest)."""
+    why = image_problem(value, IMAGE) if value is not None else None
+    if why:
+        raise ValueError(f"expected an image reference such as 'org/name:tag' ({why}), found {value!r}")
+    return value
 
 
 def _no_nul(value, where: str = ""):
@@ -108,6 +117,11 @@ class StackMeta(_Strict):
     # No port: 7980, or a free one when that is taken or a service's.
     dashboard: bool = True
     dashboard_port: int | None = Field(default=None, ge=1024, le=65535)
+
+    @field_validator("base_image")
+    @classmethod
+    def _base_image(cls, value: str | None) -> str | None:
+        return _image(value)
 
     @field_validator("root")
     @classmethod
@@ -217,7 +231,7 @@ class ServiceSpec(_Strict):
     @field_validator("environment")
     @classmethod
     def _environment(cls, value: dict) -> dict:
-        bad = [k for k in value if not VARIABLE.match(k)]
+        bad = [k for k in value if not VARIABLE.fullmatch(k)]
         if bad:
             raise ValueError(f"expected variable names of {VARIABLE_RULE}, found {', '.join(map(repr, bad))}")
         return value
@@ -225,11 +239,16 @@ class ServiceSpec(_Strict):
     @field_validator("secrets")
     @classmethod
     def _secrets(cls, value: list[str]) -> list[str]:
-        bad = [k for k in value if not VARIABLE.match(k)]
+        bad = [k for k in value if not VARIABLE.fullmatch(k)]
         if bad:
             raise ValueError(f"expected names of host variables ({VARIABLE_RULE}), "
                              f"found {', '.join(map(repr, bad))}")
         return value
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return _image(value)
 
     @field_validator("dockerfile")
     @classmethod
@@ -240,7 +259,7 @@ class ServiceSpec(_Strict):
     @classmethod
     def _depends_on(cls, value):
         for name in value:
-            if not NAME.match(name):
+            if not NAME.fullmatch(name):
                 raise ValueError(f"expected service names ({NAME_RULE}), found {name!r}")
         return value
 
@@ -255,7 +274,7 @@ class ServiceSpec(_Strict):
     @classmethod
     def _models(cls, value: list[str]) -> list[str]:
         for repo in value:
-            if not REPO.match(repo):
+            if not REPO.fullmatch(repo):
                 raise ValueError(f"expected 'ORG/NAME' or 'ORG/NAME@REVISION', found {repo!r}")
         return value
 

@@ -88,7 +88,7 @@ def _last(root: Path) -> dict:
 def _named(name) -> bool:
     """A service name as the stack file allows it: what a hand-edited state file says is not trusted."""
     from .layout import NAME
-    return isinstance(name, str) and bool(NAME.match(name))
+    return isinstance(name, str) and bool(NAME.fullmatch(name))
 
 
 def last_run(root: Path) -> list[str]:

@@ -97,7 +97,7 @@ def discover(spec: str, env: str, *, python: str | None = None, prefer: str | No
     """
     check_range(spec, env)
     wanted = f"{spec} (env {env!r}; duplex supports {SUPPORTED_TEXT})"
-    if python and not VERSION_ONLY.match(python):
+    if python and not VERSION_ONLY.fullmatch(python):
         path = shutil.which(python) or python
         found = probe(path, "--python")
         if found is None:

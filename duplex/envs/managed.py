@@ -37,7 +37,7 @@ def find_or_fetch(spec: str, env: str, *, python: str | None, prefer: str | None
     try:
         return discover(spec, env, python=python, prefer=prefer)
     except NoInterpreterError as missing:
-        if python and not VERSION_ONLY.match(python):
+        if python and not VERSION_ONLY.fullmatch(python):
             raise
         if not downloads_allowed():
             missing.fix = (f"{missing.fix}; or unset UV_PYTHON_DOWNLOADS (now "

@@ -73,7 +73,7 @@ def _python_ok(spec, python: str | None, exact: str | None = None):
 def _asked_python(python: str | None) -> str | None:
     """`--python PATH`: the version of that interpreter (probed once), or an EnvError when it is not
     one; None for no --python or a version (those are checked against the range as they are)."""
-    if not python or VERSION_ONLY.match(python):
+    if not python or VERSION_ONLY.fullmatch(python):
         return None
     found = probe(shutil.which(python) or python, "--python")
     if found is None:

@@ -18,7 +18,7 @@ VERSION_ONLY = re.compile(r"^\d+\.\d+(\.\d+)?$")
 def parse_range(spec: str) -> SpecifierSet:
     """'3.11' means any 3.11.x, '3.11.7' exactly that, otherwise a PEP 440 range like '>=3.10,<3.13'."""
     text = spec.strip()
-    if VERSION_ONLY.match(text):
+    if VERSION_ONLY.fullmatch(text):
         return SpecifierSet(f"=={text}.*" if text.count(".") == 1 else f"=={text}")
     try:
         return SpecifierSet(text)
@@ -45,7 +45,7 @@ def managed_request(spec: str, python: str | None = None, prefer: str | None = N
     wanted = parse_range(spec) & SUPPORTED
     if python:
         wanted &= parse_range(python)
-    named = [v for v in (python, spec.strip()) if v and VERSION_ONLY.match(v) and v.count(".") == 2]
+    named = [v for v in (python, spec.strip()) if v and VERSION_ONLY.fullmatch(v) and v.count(".") == 2]
     if named:
         return named[0]
     for minor in ([prefer] if prefer else []) + ["3.12", "3.11", "3.10"]:
@@ -57,7 +57,7 @@ def managed_request(spec: str, python: str | None = None, prefer: str | None = N
 def suggest(spec: str, prefer: str | None = None) -> str:
     """The version to tell a user to install: the one the env names, else the lock's, else the
     first of 3.11, 3.12, 3.10 that the range admits."""
-    if VERSION_ONLY.match(spec.strip()):
+    if VERSION_ONLY.fullmatch(spec.strip()):
         return spec.strip()
     wanted = parse_range(spec) & SUPPORTED
     for minor in ([prefer] if prefer else []) + ["3.11", "3.12", "3.10"]:

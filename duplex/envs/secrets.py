@@ -35,6 +35,9 @@ def secret_problem(value: str) -> str | None:
     bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
     if bad is not None:
         return f"it holds a control character ({bad!r}): a newline would write another line into .env"
+    bad = next((c for c in value if ord(c) > 255), None)
+    if bad is not None:  # HTTP headers carry Latin-1 only; tokens are plain ASCII
+        return f"it holds {bad!r}, a character no HTTP header can carry (a copy-and-paste slip?)"
     return None
 
 
@@ -87,7 +90,7 @@ def write_secret(root: Path, key: str, value: str) -> Path:
 
 
 def _quoted(value: str) -> str:
-    if _PLAIN.match(value):
+    if _PLAIN.fullmatch(value):
         return value
     if "'" not in value:
         return f"'{value}'"  # literal in dotenv and Compose

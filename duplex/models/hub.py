@@ -68,6 +68,16 @@ class Hub:
             return f"create a read token at {tokens} and set HF_TOKEN to it (HF_TOKEN wins over .env)"
         return f"create a read token at {tokens} and save it with `inv setup --hf-token hf_...` (or set HF_TOKEN)"
 
+    def check_token(self, environ: dict[str, str] | None = None) -> None:
+        """A token no HTTP header can carry (a line break, a character outside Latin-1) is named as
+        malformed before any call: not as an unreachable hub, a rejected token or a UnicodeError."""
+        from ..envs.secrets import secret_problem
+        value = ((os.environ if environ is None else environ).get("HF_TOKEN") or "").strip()
+        problem = secret_problem(value) if value else None
+        if problem:
+            raise TokenRejectedError(f"the token from {self._source or 'HF_TOKEN'} is malformed: {problem}",
+                                     fix=f"copy it again exactly as issued: {self._new_token()}")
+
     @property
     def shown(self) -> str:
         """The endpoint as messages name it: any `user:password@` in HF_ENDPOINT masked."""

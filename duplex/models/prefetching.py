@@ -63,6 +63,8 @@ def prefetch(root: Path | str, repos: list[str], *, hf_home: str | Path, token_p
                                   + _needs(unresolved, plans) + " need the hub",
                                   fix="unset HF_HUB_OFFLINE for `inv prefetch` (servers keep it)"
                                       + _offline_hint(cache, lock, refs))
+    if need_hub:
+        hub.check_token()
     try:
         for ref in unresolved:
             models[ref.repo] = hub.resolve(ref)

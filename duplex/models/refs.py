@@ -21,7 +21,7 @@ class ModelRef:
     @property
     def is_commit(self) -> bool:
         """A full commit hash is immutable: it needs no resolving, on the hub or in the lock."""
-        return bool(COMMIT.match(self.revision))
+        return bool(COMMIT.fullmatch(self.revision))
 
     def __str__(self) -> str:
         return self.repo if self.revision == DEFAULT_REVISION else f"{self.repo}@{self.revision}"
@@ -29,7 +29,7 @@ class ModelRef:
 
 def parse_ref(text: str, revision: str | None = None) -> ModelRef:
     """`ORG/NAME[@REV]`; an explicit `revision` (the --revision flag) wins over `@REV`."""
-    found = _REF.match(text.strip())
+    found = _REF.fullmatch(text.strip())
     if not found:
         raise ModelRefError(f"not a model repo: {text!r}",
                             fix="name it as ORG/NAME or ORG/NAME@REVISION, e.g. Systran/faster-whisper-base")

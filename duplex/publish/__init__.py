@@ -14,6 +14,7 @@ import yaml
 
 from ..plan import CACHE_IN_CONTAINER, LOOPBACK_URL, Plan, plan
 from ..machine import Machine
+from ..references import REGISTRY_RULE, registry_problem
 from ..stack import Stack
 from . import argocd as argocd_mod
 from . import compose as compose_mod
@@ -248,6 +249,8 @@ def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True
     if not (compose or k8s):
         raise PublishError("nothing to publish", fix="pass --compose, --k8s, or neither for both")
     _check_bind(bind)
+    if registry is not None and registry_problem(registry):  # what a library caller passes, as the flag
+        raise PublishError(f"registry {registry!r}: {registry_problem(registry)}", fix=f"give {REGISTRY_RULE}")
     check_publishable(the_plan)
     if k8s:
         check_dns_names(the_plan)

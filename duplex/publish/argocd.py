@@ -18,7 +18,7 @@ IN_CLUSTER = "https://kubernetes.default.svc"
 
 
 def check_repo(repo: str) -> str:
-    if not REPO_URL.match(repo):
+    if not REPO_URL.fullmatch(repo):
         raise PublishError(f"--argocd {repo!r} is not a git repository URL",
                            fix="give the repo Argo CD syncs from, e.g. --argocd https://github.com/team/app.git")
     return repo

@@ -31,7 +31,7 @@ def check_publishable(plan: Plan) -> None:
 
 def check_dns_names(plan: Plan) -> None:
     """Kubernetes Service names (and so the discovery hosts) must be RFC 1035 labels."""
-    bad = [n for n in plan.services if not DNS_LABEL.match(n)]
+    bad = [n for n in plan.services if not DNS_LABEL.fullmatch(n)]
     if bad:
         raise PublishError(f"service name{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} "
                            "cannot be a Kubernetes Service name (lower-case letters, digits and '-', "

@@ -10,32 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
 from ..plan import Plan
-from ..registry import LOOPBACK
+from ..references import REGISTRY_RULE, is_digest, registry_problem
+from ..registry import api_root_problem
 from .common import PublishError
 
 
 def check_registry(registry: str, timeout: float = 5.0) -> None:
     """The registry's API root answers (200, or 401: it wants a login the engine has), or one line."""
-    host = registry.split("/", 1)[0]
-    scheme = "http" if LOOPBACK.match(host) else "https"
-    try:
-        with urllib.request.urlopen(f"{scheme}://{host}/v2/", timeout=timeout):
-            return
-    except urllib.error.HTTPError as err:
-        if err.code == 401:
-            return
-        reason = f"HTTP {err.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        reason = str(getattr(exc, "reason", exc))
-    raise PublishError(f"--registry {registry}: no image registry answers at {scheme}://{host}/v2/ ({reason}); "
-                       "nothing was built or pushed",
-                       fix="start the registry or correct --registry (HOST[:PORT]/PREFIX), then publish again")
+    why = registry_problem(registry)
+    if why:
+        raise PublishError(f"--registry {registry!r}: {why}", fix=f"give {REGISTRY_RULE}")
+    reason = api_root_problem(registry.split("/", 1)[0], timeout)
+    if reason:
+        raise PublishError(f"--registry {registry}: no image registry answers ({reason}); nothing was built or pushed",
+                           fix="start the registry or correct --registry (HOST[:PORT]/PREFIX), then publish again")
 
 
 def push_images(the_plan: Plan, registry: str, *, progress: Callable[[str], None], client=None) -> Plan:
@@ -77,8 +69,10 @@ def _push(client, repo: str, tag: str, service: str, progress: Callable[[str], N
         if status in ("Pushed", "Layer already exists", "Mounted from") and chunk.get("id") not in seen:
             seen.add(chunk.get("id"))
             progress(f"{service}: push {chunk.get('id')}: {status}")
-        digest = (chunk.get("aux") or {}).get("Digest") or digest
-    if not digest:
-        raise PublishError(f"{service}: the registry took {repo}:{tag} but named no digest",
+        aux = chunk.get("aux")
+        digest = (aux.get("Digest") if isinstance(aux, dict) else None) or digest
+    if not is_digest(digest):  # it goes into the published files: nothing else than a digest
+        raise PublishError(f"{service}: the registry took {repo}:{tag} but named no digest"
+                           + (f" (it said {str(digest)[:80]!r})" if digest else ""),
                            fix="check the registry's logs, then publish again")
     return digest

@@ -14,7 +14,7 @@ class ModelMissing(Exception):
 
 
 def looks_like_repo_id(spec: str) -> bool:
-    return bool(_REPO_ID.match(spec)) and not spec.startswith((".", "/", "~"))
+    return bool(_REPO_ID.fullmatch(spec)) and not spec.startswith((".", "/", "~"))
 
 
 def resolve_model(spec: str, revision: str | None = None) -> Path:

@@ -26,7 +26,7 @@ class Settings:
 
 def language(value: str, what: str) -> str:
     """A language code such as `en` or `pt-BR`; SettingsError names `what` otherwise."""
-    if not LANGUAGE.match(value):
+    if not LANGUAGE.fullmatch(value):
         raise SettingsError(f"{what}={value!r} is not a language code such as 'en', 'de' or 'pt-BR'")
     return value
 

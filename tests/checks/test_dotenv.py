@@ -75,3 +75,34 @@ def test_values_round_trip_through_the_parser_whatever_they_hold(tmp_path):
     for value in ("plain_token-1.2", "with space", "it's", 'say "hi"', "a\\b", "$HOME", "#not-a-comment"):
         write_secret(tmp_path, "KEY", value)
         assert read_secret(tmp_path, "KEY") == value, (value, (tmp_path / ".env").read_text())
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    (f'HF_TOKEN="{TOKEN[:10]}\n{TOKEN[10:]}"', "it holds a control character ('\\n')"),  # a quoted line break
+    (f"HF_TOKEN={TOKEN}\u20ac", "it holds '\u20ac', a character no HTTP header can carry"),
+])
+def test_a_malformed_token_in_dotenv_is_named_malformed_not_a_network_problem(project, hub_server, line, words):
+    """Before: the header could not be built, and preflight said it "could not reach" the hub with a
+    network fix. Nothing is sent: the hub never sees the broken token."""
+    (project / ".env").write_text(f"OTHER=1\n{line}\n")
+    proc = inv(project, hub_server, "preflight", "--json")
+    results = {r["name"]: r for r in json.loads(proc.stdout)}
+    token = results["token"]
+    assert token["status"] == "fail", token
+    assert "the token from .env (saved by `inv setup --hf-token`) is malformed: " + words in token["detail"], token
+    assert "inv setup --hf-token" in token["fix"] and "proxy" not in token["fix"], token
+    assert results["token.org/public"]["status"] == "skip"
+    assert ("/api/whoami-v2", True) not in hub_server.seen
+    assert TOKEN[10:] not in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("line", [f'HF_TOKEN="{TOKEN[:10]}\n{TOKEN[10:]}"', f"HF_TOKEN={TOKEN}\u20ac"])
+def test_prefetch_names_a_malformed_dotenv_token_before_asking_the_hub(project, hub_server, line):
+    """Before: `UnicodeEncodeError: 'ascii' codec can't encode …` (outside Latin-1), or the request
+    went out with a broken header."""
+    (project / ".env").write_text(f"{line}\n")
+    proc = inv(project, hub_server, "prefetch", "--repo", "org/public")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "duplex: the token from .env (saved by `inv setup --hf-token`) is malformed: it holds" in proc.stderr
+    assert "inv setup --hf-token" in proc.stderr and "UnicodeEncodeError" not in proc.stderr
+    assert not hub_server.seen
