@@ -162,3 +162,27 @@ def test_the_real_engines_host_gateway_is_where_host_gateway_leads_from_a_contai
         waiter.join(30)
     assert f"{address}\thost.docker.internal" in out, out
     assert got == [b"span"]
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("form,asked", [("cdi", 'driver "cdi"'), ("nvidia", 'driver "" with capabilities: [[gpu]]')])
+def test_inv_smokes_gpu_check_asks_the_engine_as_the_runner_does(tmp_path, form, asked):
+    """`inv smoke`'s GPU row on a machine whose engine takes the CDI form (an H100/H200 host with CDI
+    specs and no NVIDIA hook) sends the CDI request, not `count=-1, [["gpu"]]`. Against the real
+    engine here (no GPU, no CDI: Debian docker.io 20.10) the engine's refusal names what it was asked."""
+    from duplex.smoke import Health, Target, smoke_project
+    (tmp_path / "stack.toml").write_text(STACK)
+    (tmp_path / "x.Dockerfile").write_text("FROM scratch\n")
+    stack = load_stack(tmp_path / "stack.toml")
+    machine = Machine(gpu_count=1, nvidia_runtime=True, gpu_request=form, hf_home=str(tmp_path / "hf"))
+    idle = Target("voice", "native", "http://127.0.0.1:9", Health("none", None, 1.0))
+    import docker
+    engine = docker.from_env()
+    before = {c.id for c in engine.containers.list(all=True)}
+    report = smoke_project(stack, machine, [idle], services=["gpu"], timeout=5)
+    (row,) = report.results
+    left = [c for c in engine.containers.list(all=True) if c.id not in before
+            and "nvidia-smi" in str((c.attrs.get("Config") or {}).get("Cmd"))]
+    assert left == []  # the container whose start the engine refused is removed
+    assert row.name == "gpu" and row.status == "fail", row
+    assert f"could not select device {asked}" in row.reason, row.reason
