@@ -186,3 +186,22 @@ def test_inv_smokes_gpu_check_asks_the_engine_as_the_runner_does(tmp_path, form,
     assert left == []  # the container whose start the engine refused is removed
     assert row.name == "gpu" and row.status == "fail", row
     assert f"could not select device {asked}" in row.reason, row.reason
+
+
+@pytest.mark.docker
+def test_a_container_run_says_once_when_container_traces_need_a_collector(engine, toy):
+    """The dashboard cannot take the containers' exports where they reach this host (here: another
+    process holds that port on the gateway): the run's own output says so in one line. Before, the
+    dashboard said nothing (or only in its log) and every container span was lost."""
+    from tests.support.net import free_port
+    address, how = docker_engine.probe_host_gateway()
+    assert address, how
+    otlp = free_port()
+    with socket.socket() as busy:
+        busy.bind((address, otlp))
+        busy.listen(1)
+        proc = toy.inv("run", "--detach", "--services", "api", "--otlp", f"http://127.0.0.1:{otlp}", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    said = [line for line in proc.stdout.splitlines() if "need a collector" in line]
+    assert said == [f"duplex | dashboard: container services' traces need a collector of your own at "
+                    f"http://127.0.0.1:{otlp} (cannot listen at {address}:{otlp}, {how} (Address already in use))"], proc.stdout
