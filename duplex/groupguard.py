@@ -51,7 +51,8 @@ def _members(pgid: int, live: bool = True) -> list[int]:
 def _end_group(grace: float) -> None:
     """duplex is gone: SIGTERM the group (this guard ignores it), SIGKILL what is left after `grace`."""
     pgid = os.getpgrp()
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
     os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
@@ -74,7 +75,8 @@ def main() -> int:
     parent, grace = int(sys.argv[1]), float(sys.argv[2])
     argv = sys.argv[sys.argv.index("--") + 1:]
     orphaned = []
-    signal.signal(signal.SIGTERM, lambda *_: orphaned.append(os.getppid() != parent))
+    for sig in (signal.SIGTERM, signal.SIGINT):  # from `inv stop` (the service got it too) or the death signal
+        signal.signal(sig, lambda *_: orphaned.append(os.getppid() != parent))
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
