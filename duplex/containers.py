@@ -46,16 +46,22 @@ def run_kwargs(svc: ServicePlan, stack: str, network: str, config_hash: str) -> 
 
 
 def gpu_device_request(svc: ServicePlan):
-    """The engine's GPU request for the plan's placement. "nvidia": the engine's NVIDIA device driver
-    (registered when NVIDIA's runtime hook is on the engine's PATH) with the placed device ids, or
-    every GPU; "cdi": the CDI device names (`nvidia.com/gpu=0`, `=0:1` for MIG, `=all`), for engines
-    that have CDI specs but no NVIDIA runtime hook (the nvidia form fails there with
-    `could not select device driver`)."""
+    """The engine's GPU request for the plan's placement (`device_request`)."""
+    return device_request(svc.gpu_request, svc.gpu_devices)
+
+
+def device_request(form: str | None, devices: list[str] | tuple[str, ...] | None = None):
+    """The one GPU request duplex sends, for a service and for `inv smoke`'s GPU check alike.
+    "nvidia": the engine's NVIDIA device driver (registered when NVIDIA's runtime hook is on the
+    engine's PATH) with the placed device ids, or every GPU; "cdi": the CDI device names
+    (`nvidia.com/gpu=0`, `=0:1` for MIG, `=all`), for engines that have CDI specs but no NVIDIA
+    runtime hook (the nvidia form fails there with `could not select device driver`)."""
     from docker.types import DeviceRequest
-    if svc.gpu_request == "cdi":
-        return DeviceRequest(driver="cdi", device_ids=[f"nvidia.com/gpu={d}" for d in svc.gpu_devices or ["all"]])
-    if svc.gpu_devices:
-        return DeviceRequest(device_ids=list(svc.gpu_devices), capabilities=[["gpu"]])
+    devices = [str(d) for d in devices or () if str(d).strip()]
+    if form == "cdi":
+        return DeviceRequest(driver="cdi", device_ids=[f"nvidia.com/gpu={d}" for d in devices or ["all"]])
+    if devices:
+        return DeviceRequest(device_ids=devices, capabilities=[["gpu"]])
     return DeviceRequest(count=-1, capabilities=[["gpu"]])
 
 
@@ -227,8 +233,12 @@ class ContainerHandle:
             self.container.reload()
         except NotFound:
             return -1
-        state = self.container.attrs["State"]
-        return None if state["Status"] in ("created", "running", "restarting") else state["ExitCode"]
+        state = self.container.attrs.get("State")
+        state = state if isinstance(state, dict) else {}  # engines differ: read every key as optional
+        if state.get("Status") in ("created", "running", "restarting") or state.get("Running"):
+            return None
+        code = state.get("ExitCode")
+        return code if isinstance(code, int) else -1
 
     def healthy(self) -> None:
         """The supervisor saw it healthy: a persistent container is worth keeping warm now."""

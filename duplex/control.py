@@ -16,7 +16,7 @@ from typing import Callable
 from .errors import PlanError, RunError
 from .layout import Layout
 from .locks import action
-from .processes import group_alive, log_pumps, start_time, stop_group
+from .processes import group_is, log_pumps, stop_group
 from .state import StateWriteError, changing, last_run, last_waves, read_state, same_process
 
 
@@ -26,8 +26,7 @@ def alive(record: dict, containers: dict | None = None) -> bool:
     the engine's containers of this project by id, when already listed; else the engine is asked)."""
     if record.get("mode") == "native":
         pid = record.get("pid")
-        return isinstance(pid, int) and pid > 0 and group_alive(pid) and \
-            start_time(pid) == record.get("start_time")
+        return isinstance(pid, int) and pid > 0 and group_is(pid, record.get("start_time"))
     if record.get("mode") == "container":
         ident = record.get("container")
         if not ident:

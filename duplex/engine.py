@@ -65,9 +65,11 @@ def cdi_devices(dirs) -> list[str]:
                 doc = yaml.safe_load(spec.read_text(errors="replace")[:2_000_000])
             except (OSError, yaml.YAMLError):
                 continue
-            if isinstance(doc, dict) and doc.get("kind") == "nvidia.com/gpu":
-                found += [f"nvidia.com/gpu={d['name']}" for d in doc.get("devices") or ()
-                          if isinstance(d, dict) and "name" in d]
+            if isinstance(doc, dict) and doc.get("kind") == "nvidia.com/gpu" and isinstance(doc.get("devices"), list):
+                # YAML reads `name: 0` as a number: a name is text or a whole number, never null
+                found += [f"nvidia.com/gpu={d['name']}" for d in doc["devices"] if isinstance(d, dict)
+                          and isinstance(d.get("name"), (str, int)) and not isinstance(d["name"], bool)
+                          and str(d["name"]).strip()]
     return found
 
 
@@ -93,7 +95,7 @@ def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout
             try:
                 attrs = client.images.get(image).attrs
                 users[image] = (attrs.get("Config") or {}).get("User") or ""
-                digests[image] = tuple(attrs.get("RepoDigests") or ())
+                digests[image] = _names(attrs.get("RepoDigests"))
                 present[image] = True
             except ImageNotFound:
                 present[image] = False
@@ -115,18 +117,36 @@ def facts_from_info(host: str, info: dict, *, images: dict[str, bool] | None = N
     """What `docker info` says about GPUs, plus what lies beside a local engine (the hook, CDI specs).
 
     The engine lists CDISpecDirs only while CDI is enabled (an empty list means it is off), so
-    spec files on disk count only then; the hook and the files are only ours to see for a local engine."""
+    spec files on disk count only then; the hook and the files are only ours to see for a local engine.
+    Engines differ (Docker, Debian's docker.io, Podman's compat API, versions): every key may be
+    missing, null, or of another shape, and none of that is an error here."""
+    info = info if isinstance(info, dict) else {}
     local = host.startswith("unix://")
-    cdi_dirs = tuple(info.get("CDISpecDirs") or ())
+    cdi_dirs = _names(info.get("CDISpecDirs"))
     devices = tuple(cdi_devices(cdi_dirs)) if local and cdi_dirs and cdi is _cdi else ()
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(info.get("Architecture", ""), info.get("Architecture") or "amd64")
-    return DockerFacts(True, host, version=info.get("ServerVersion"), runtimes=tuple(info.get("Runtimes") or ()),
-                       mirrors=tuple((info.get("RegistryConfig") or {}).get("Mirrors") or ()),
-                       platform=f"{info.get('OSType') or 'linux'}/{arch}",
+    machine = _text(info.get("Architecture"))
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine or "amd64")
+    registry = info.get("RegistryConfig") if isinstance(info.get("RegistryConfig"), dict) else {}
+    return DockerFacts(True, host, version=_text(info.get("ServerVersion")) or None,
+                       runtimes=_names(info.get("Runtimes")), mirrors=_names(registry.get("Mirrors")),
+                       platform=f"{_text(info.get('OSType')) or 'linux'}/{arch}",
                        gpu_hook=local and bool(which("nvidia-container-runtime-hook")),
                        cdi_nvidia=local and bool(cdi_dirs) and cdi(cdi_dirs), cdi_devices=devices,
                        images=dict(images or {}),
                        own=dict(own or {}), image_users=dict(image_users or {}))
+
+
+def _text(value) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _names(value) -> tuple[str, ...]:
+    """A list of names as engines give it: a dict's keys (`Runtimes`), a list, one string, or null."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (dict, list, tuple)):
+        return ()
+    return tuple(v for v in value if isinstance(v, str) and v)
 
 
 def gpu_paths(facts: DockerFacts | None) -> list[str]:
@@ -149,6 +169,93 @@ def gpu_request(facts: DockerFacts | None) -> str | None:
     if facts.cdi_nvidia:
         return "cdi"
     return None
+
+
+BRIDGE_NAME = "com.docker.network.bridge.name"  # the default bridge's interface on the host (docker0)
+
+
+def host_gateway(bridge: dict | None, addresses: dict[str, list[str]]) -> tuple[str | None, str]:
+    """Where host.docker.internal ("host-gateway") leads from a container: (address, how it was
+    found), or (None, why not). Pure: `bridge` is `docker network inspect bridge` as recorded (any
+    shape), `addresses` this host's IPv4 addresses by interface (`local_addresses()`).
+
+    Engines differ: most give the bridge's IPAM `Gateway`; Debian's docker.io 20.10, started fresh,
+    gives only `{"Subnet": "172.17.0.0/16"}`. Then the bridge interface's own address is the
+    gateway (the engine's host-gateway unless its --host-gateway-ip says otherwise), else an address
+    of this host inside the subnet, else the subnet's first host (what the engine gives its bridge)."""
+    import ipaddress
+    bridge = bridge if isinstance(bridge, dict) else {}
+    ipam = bridge.get("IPAM") if isinstance(bridge.get("IPAM"), dict) else {}
+    configs = ipam.get("Config") if isinstance(ipam.get("Config"), list) else []
+    subnets = []
+    for config in (c for c in configs if isinstance(c, dict)):
+        gateway = _ipv4(config.get("Gateway"))
+        if gateway:
+            return str(gateway.ip), "the bridge network's gateway"
+        try:
+            net = ipaddress.ip_network(_text(config.get("Subnet")), strict=False)
+        except ValueError:
+            continue
+        if net.version == 4:
+            subnets.append(net)
+    options = bridge.get("Options") if isinstance(bridge.get("Options"), dict) else {}
+    name = _text(options.get(BRIDGE_NAME)) or "docker0"
+    for address in addresses.get(name) or ():
+        if not subnets or any(ipaddress.ip_address(address) in net for net in subnets):
+            return address, f"the address of {name}, the bridge's interface"
+    for interface, found in sorted(addresses.items()):
+        inside = [a for a in found if any(ipaddress.ip_address(a) in net for net in subnets)]
+        if inside:
+            return inside[0], f"this host's address on {interface}, inside the bridge's subnet"
+    if subnets and subnets[0].num_addresses > 2:
+        return str(next(subnets[0].hosts())), "the bridge subnet's first host"
+    return None, ("the engine has no default bridge network" if not bridge else
+                  "its bridge network names no gateway or subnet, and this host has no bridge interface")
+
+
+def _ipv4(value):
+    import ipaddress
+    try:
+        found = ipaddress.ip_interface(_text(value))  # some engines add the prefix: 172.17.0.1/16
+    except ValueError:
+        return None
+    return found if found.version == 4 else None
+
+
+def local_addresses() -> dict[str, list[str]]:
+    """This host's IPv4 addresses by interface (psutil: a dependency already, for the dashboard)."""
+    import socket
+
+    import psutil
+    try:
+        return {name: [a.address for a in found if a.family == socket.AF_INET]
+                for name, found in psutil.net_if_addrs().items()}
+    except OSError:
+        return {}
+
+
+def probe_host_gateway(environ: dict[str, str] | None = None, timeout: float = 3.0) -> tuple[str | None, str]:
+    """`host_gateway` of the engine DOCKER_HOST names, read now; (None, why) when there is no
+    local engine to ask (a remote engine's containers reach its host, not this one)."""
+    environ = dict(os.environ if environ is None else environ)
+    host = environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if not host.startswith("unix://"):
+        return None, f"the engine at {host} is on another host"
+    try:
+        import docker
+        from docker.errors import DockerException, NotFound
+        client = connect(lambda: docker.from_env(timeout=timeout, environment=environ))
+    except EngineError as exc:
+        return None, f"the engine is not answering ({exc})"
+    try:
+        bridge = client.networks.get("bridge").attrs
+    except NotFound:
+        bridge = None
+    except (DockerException, OSError) as exc:
+        return None, f"the engine did not describe its bridge network ({short_error(exc)})"
+    finally:
+        client.close()
+    return host_gateway(bridge, local_addresses())
 
 
 def wanted_images(plan) -> list[str]:

@@ -22,7 +22,7 @@ from .processes import start_time, stop_group  # stop_group: the benchmarks impo
 if TYPE_CHECKING:  # only a type here: importing the runner loads no plan (pydantic)
     from .plan import ServicePlan
 
-PR_SET_PDEATHSIG = 1
+GRACE = 10.0  # seconds a service of a killed run has to drain before its group gets SIGKILL (as `inv stop`)
 
 
 def process_env(service: ServicePlan, python: Path) -> dict[str, str]:
@@ -48,20 +48,6 @@ def _default_signals() -> None:  # pragma: no cover - runs in the child
     from a shell that ignores Ctrl-C) would ignore `inv stop`. Give it the default actions back."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
-
-
-def _attached_child() -> None:  # pragma: no cover - runs in the child
-    _default_signals()
-    _die_with_parent()
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Linux: the child gets SIGTERM if duplex dies, even by SIGKILL (no orphans)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 class NativeProcess:
@@ -142,8 +128,9 @@ class NativeRunner:
         self.root = root
         self.detach = detach
         self.env_state = env_state  # 'ok' | 'missing' | 'stale: why' (duplex.envs.env_status)
-        # PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so every child is
-        # forked by this one long-lived thread rather than by the short-lived start threads.
+        # Every child is forked by this one long-lived thread rather than by the short-lived start
+        # threads: PR_SET_PDEATHSIG (asked for by groupguard.py) fires when the *thread* that forked
+        # the child exits; the guard checks the parent pid too, so an early one is ignored.
         from concurrent.futures import ThreadPoolExecutor
         self._forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duplex-forker")
 
@@ -172,13 +159,15 @@ class NativeRunner:
         if self.detach:  # no duplex left to read a pipe: duplex/logpump.py starts the service and reads it
             env["DUPLEX_LOG_MASK"] = json.dumps(sorted(_secret_values(service)))
             cmd = [sys.executable, "-I", str(Path(__file__).with_name("logpump.py")), str(log), "--", *cmd]
+        elif sys.platform == "linux":  # the guard ends the whole group if duplex dies (groupguard.py says why)
+            cmd = [sys.executable, "-I", str(Path(__file__).with_name("groupguard.py")), str(os.getpid()),
+                   str(GRACE), "--", *cmd]
         try:
             proc = self._forker.submit(
                 subprocess.Popen, cmd, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL if self.detach else subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop reaches uvicorn's reload worker
-                preexec_fn=None if os.name != "posix" else (
-                    _attached_child if not self.detach and sys.platform == "linux" else _default_signals),
+                preexec_fn=_default_signals if os.name == "posix" else None,
             ).result()
         except OSError as exc:
             raise RunError(f"{service.name}: cannot start {service.command[0]}: {exc.strerror}",

@@ -64,6 +64,18 @@ def stop_group(pgid: int, grace: float, waiter: Callable[[float], object] | None
     return "killed"
 
 
+def group_is(pgid: int, leader_start: str | None) -> bool:
+    """Whether process group `pgid`, led by the process that started at `leader_start`, still has a
+    live process: its leader, or what it left behind once it died (a killed run's shell whose child
+    still serves; a reloader killed before its worker). A pid stays reserved while it names a group,
+    so a group whose leader is gone can only be that leader's; a live pid of another start time is
+    another process's (a recycled pid) and never ours."""
+    leader = start_time(pgid)
+    if leader is not None and leader != leader_start:
+        return False
+    return group_alive(pgid)
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of the group still runs. Zombies do not count: an exited member whose
     parent is gone waits for init to reap it, which on some machines takes seconds."""

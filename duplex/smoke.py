@@ -345,8 +345,10 @@ def word_error_rate(reference: str, hypothesis: str) -> float:
 
 
 def gpu_check(nvidia_runtime: bool, image: str, connect: Callable | None = None,
-              timeout: float = 60.0) -> Callable[[], SmokeResult]:
-    """`nvidia-smi` in a container given every GPU; the NVIDIA runtime mounts the tool in."""
+              timeout: float = 60.0, form: str = "nvidia") -> Callable[[], SmokeResult]:
+    """`nvidia-smi` in a container given every GPU, asked the way the runner asks this engine
+    (`form`: the machine's gpu_request, "nvidia" or "cdi"); the NVIDIA runtime, or the CDI spec,
+    mounts the tool in."""
     def run() -> SmokeResult:
         started = time.monotonic()
 
@@ -359,12 +361,9 @@ def gpu_check(nvidia_runtime: bool, image: str, connect: Callable | None = None,
         from .errors import EngineError
         try:
             from docker.errors import DockerException
-            from docker.types import DeviceRequest
+            from .containers import device_request
             client = (connect or _default_connect)()
-            out = client.containers.run(
-                image, ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
-                device_requests=[DeviceRequest(count=-1, capabilities=[["gpu"]])],
-                environment={"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}, remove=True, stderr=True)
+            out = _run_removed(client, image, device_request(form), timeout)
         except EngineError as exc:
             return result("fail", str(exc))
         except DockerException as exc:
@@ -373,6 +372,27 @@ def gpu_check(nvidia_runtime: bool, image: str, connect: Callable | None = None,
         return result("pass", f"{len(gpus)} GPU(s) in a container from {image}: " + "; ".join(gpus),
                       {"gpus": gpus, "image": image})
     return run
+
+
+def _run_removed(client, image: str, request, timeout: float) -> bytes:
+    """Create, start, wait, read, and always remove: `containers.run(remove=True)` keeps the container
+    when the engine refuses the start (an unknown device driver), one more with every smoke."""
+    from docker.errors import ContainerError
+    container = client.containers.create(
+        image, ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+        device_requests=[request], environment={"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"})
+    try:
+        container.start()
+        code = (container.wait(timeout=timeout) or {}).get("StatusCode")
+        out = container.logs(stdout=True, stderr=True)
+        if code != 0:
+            raise ContainerError(container, code, "nvidia-smi", image, out.decode("utf-8", "replace")[-300:])
+        return out
+    finally:
+        try:
+            container.remove(force=True)
+        except Exception:  # noqa: BLE001 - the row says what failed; a leftover is the engine's to report
+            pass
 
 
 def _default_connect():
@@ -388,7 +408,7 @@ def smoke_project(stack, machine, targets: list[Target], *, services: list[str] 
     from .plan import base_image
     ca = Layout(stack.root).ca
     return smoke(targets, services=services, timeout=timeout,
-                 gpu=gpu_check(machine.nvidia_runtime, base_image(stack, machine)),
+                 gpu=gpu_check(machine.nvidia_runtime, base_image(stack, machine), form=machine.gpu_request),
                  ca=ca if ca.exists() else None, latency=latency)
 
 

@@ -155,8 +155,15 @@ def _dashboard(plan: Plan, root: Path, port: int, detach: bool, printer: Printer
     if why:
         printer.system(f"dashboard: {why}; using {chosen}")
     traces = launch.trace_port(plan.telemetry)
+    gateway = None
+    if traces and any(s.mode == "container" for s in plan.services.values()):
+        gateway, why = launch.container_gateway(traces)
+        if gateway is None:  # said once, here: silence would lose every container span
+            printer.system(f"dashboard: container services' traces need a collector of your own at "
+                           f"{plan.telemetry} ({why})")
     try:
-        board = launch.start(root, planned_view(plan), port=chosen, detach=detach, otlp_port=traces)
+        board = launch.start(root, planned_view(plan), port=chosen, detach=detach, otlp_port=traces,
+                             otlp_gateway=gateway)
     except OSError as exc:
         printer.system(f"warning: the dashboard could not start ({exc.strerror or exc}); the run goes on")
         return None

@@ -51,14 +51,13 @@ def main(argv: list[str]) -> int:
             socks.append(_listen(int(otlp_port)))
         except OSError:
             otlp_port = None  # taken since `inv run` looked: the user's collector came up
-    if otlp_port and any(s.get("mode") == "container" for s in info["planned"]["services"].values()):
+    gateway = info.get("otlp_gateway")  # found (or said missing) by `inv run`: launch.container_gateway
+    if otlp_port and gateway:
         # containers export to host.docker.internal, the engine's host gateway: a loopback socket
         # is out of their reach. Only the OTLP port listens there, and it takes only trace exports.
-        gateway = _host_gateway()
         try:
-            if gateway:
-                socks.append(_listen(int(otlp_port), gateway))
-                print(f"dashboard: receiving container traces at {gateway}:{otlp_port}", flush=True)
+            socks.append(_listen(int(otlp_port), gateway))
+            print(f"dashboard: receiving container traces at {gateway}:{otlp_port}", flush=True)
         except OSError as exc:
             print(f"dashboard: cannot listen at {gateway}:{otlp_port} ({exc.strerror}); "
                   "container services' traces need a collector of your own", flush=True)
@@ -82,16 +81,6 @@ def main(argv: list[str]) -> int:
     asyncio.run(server.serve(sockets=socks))
     stop.set()
     return 0
-
-
-def _host_gateway() -> str | None:
-    """The address host.docker.internal resolves to in the containers: the default bridge's gateway
-    (the engine's host-gateway unless its --host-gateway-ip says otherwise); None without an engine."""
-    try:
-        from ..engine import connect
-        return connect().networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-    except Exception:  # noqa: BLE001 - no engine, no bridge: no container can export to us either
-        return None
 
 
 def _listen(port: int, host: str = "127.0.0.1"):

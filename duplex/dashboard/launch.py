@@ -78,13 +78,30 @@ def trace_port(telemetry: str | None) -> int | None:
     return port if _free(port) else None
 
 
-def start(root: Path, planned: dict, *, port: int, detach: bool, otlp_port: int | None = None) -> Dashboard:
+def container_gateway(port: int) -> tuple[str | None, str]:
+    """(address, "") where the dashboard can take containers' trace exports on `port`: the engine's
+    host gateway (what host.docker.internal is inside them), checked by binding it; else (None, why)."""
+    from ..engine import probe_host_gateway
+    address, how = probe_host_gateway()
+    if address is None:
+        return None, f"cannot find the Docker engine's host gateway: {how}"
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError as exc:
+            return None, f"cannot listen at {address}:{port}, {how} ({exc.strerror})"
+    return address, ""
+
+
+def start(root: Path, planned: dict, *, port: int, detach: bool, otlp_port: int | None = None,
+          otlp_gateway: str | None = None) -> Dashboard:
     """Start the dashboard's server process and return at once: waiting for it to listen would add
     to `inv run`'s start (a browser opened on the link retries anyway)."""
     token = new_token()
     path = info_path(root)
     info = {"port": port, "token": token, "planned": planned, "pid": None, "start_time": None,
-            "otlp_port": otlp_port}
+            "otlp_port": otlp_port, "otlp_gateway": otlp_gateway}
     _write(path, info)
     log = Layout(root).log("dashboard")
     log.parent.mkdir(parents=True, exist_ok=True)

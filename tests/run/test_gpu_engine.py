@@ -90,3 +90,58 @@ def test_inv_run_requests_the_placed_gpu_from_the_engines_nvidia_driver(gpu_engi
         assert seen.get("NVIDIA_VISIBLE_DEVICES") == "1"  # inside the container: the GPU placement gave it
     finally:
         run_inv("stop", "--all", env=env, cwd=tmp_path)
+
+
+SMI = """#!/bin/sh
+# what nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader prints, for the GPUs it was given
+echo "NVIDIA L40S, 550.54.15, 46068 MiB ($NVIDIA_VISIBLE_DEVICES)"
+"""
+
+
+def test_inv_smoke_asks_the_engine_for_the_gpu_as_the_runner_does(gpu_engine, fake_nvml, tmp_path):
+    """`inv smoke`'s GPU row goes through the same request as the services (containers.device_request):
+    the engine's NVIDIA driver here, every GPU, handed to the hook; the image's stand-in nvidia-smi
+    answers with what it was given, and the row's container is gone afterwards."""
+    import docker
+    client = docker.DockerClient(base_url=gpu_engine.host)
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "nvidia-smi").write_text(SMI)
+    (tmp_path / "img" / "Dockerfile").write_text(f"FROM {BASE}\nCOPY nvidia-smi /usr/local/bin/nvidia-smi\n"
+                                                 "RUN chmod 755 /usr/local/bin/nvidia-smi\n")
+    client.images.build(path=str(tmp_path / "img"), tag="duplex-test/smi:1", rm=True)
+    port = free_port()
+    (tmp_path / "server.py").write_text(SERVER)
+    (tmp_path / "gpu.Dockerfile").write_text(DOCKERFILE)
+    (tmp_path / "stack.toml").write_text(textwrap.dedent(f"""
+        [stack]
+        name = "gpusmoke"
+        base_image = "duplex-test/smi:1"
+        [envs.tiny]
+        [services.voice]
+        env = "tiny"
+        command = ["python3", "/app/server.py"]
+        port = {port}
+        health = "/health"
+        modes = ["container"]
+        dockerfile = "gpu.Dockerfile"
+        gpu = "required"
+        start_timeout = 60
+        [services.voice.environment]
+        PORT = "{port}"
+        """))
+    env = {"DUPLEX_STACK": str(tmp_path / "stack.toml"), "DOCKER_HOST": gpu_engine.host,
+           "PATH": f"{gpu_engine.bin}:{os.environ['PATH']}",
+           **fakenvml.host_env(fake_nvml, "two_l40s_one_busy", tmp_path)}
+    try:
+        proc = run_inv("run", "--detach", env=env, cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        before = len(gpu_engine.hook_calls())
+        smoke = run_inv("smoke", "--services", "gpu", "--json", env=env, cwd=tmp_path, timeout=120)
+        assert smoke.returncode == 0, smoke.stdout + smoke.stderr
+        (row,) = json.loads(smoke.stdout)["results"]
+        assert row["name"] == "gpu" and row["status"] == "pass", row
+        assert "NVIDIA L40S, 550.54.15, 46068 MiB (all)" in row["reason"]
+        assert "NVIDIA_VISIBLE_DEVICES=all" in gpu_engine.hook_calls()[before]["env"]
+        assert [c for c in client.containers.list(all=True) if c.image.tags == ["duplex-test/smi:1"]] == []
+    finally:
+        run_inv("stop", "--all", env=env, cwd=tmp_path)

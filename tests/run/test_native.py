@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import time
 
-from tests.run.conftest import group_pids, wait_gone
+from tests.run.conftest import free_port, group_pids, wait_gone
 
 
 def native_pgids(toy) -> list[int]:
@@ -126,3 +127,57 @@ def test_stale_env_points_to_setup(toy):
     assert "web is stale: envs/web/requirements.lock changed" in proc.stderr
     assert "fix: inv setup --env web" in proc.stderr
     assert toy.state()["services"] == {}
+
+
+def test_duplex_killed_while_a_reloaded_service_drains_slowly_leaves_nothing_after_the_grace(toy):
+    """PDEATHSIG gives uvicorn's reloader one SIGTERM; it then waits (join, no timeout) for its
+    worker, whose drain takes 60 s here, and the resource tracker waits for both: three processes.
+    Nothing ever escalated to SIGKILL the way `inv stop` does after the grace period (10 s)."""
+    run = toy.popen("run", "--native", "--services", "api", extra={"TOY_STOP_DELAY": "60"})
+    toy.wait_healthy("api", proc=run)
+    time.sleep(0.5)
+    pids = all_pids(native_pgids(toy))
+    assert len(pids) == 4  # the guard, uvicorn's reloader, its resource tracker, its worker
+    run.kill()
+    run.wait(timeout=10)
+    assert wait_gone(pids, timeout=15) == [], "a slow drain outlived a SIGKILLed duplex past the grace period"
+
+
+def test_duplex_killed_leaves_no_grandchild_whose_parent_died_of_the_sigterm(toy):
+    """PDEATHSIG reaches only the process duplex started: here a shell that dies of the SIGTERM and
+    leaves its server child (which never got any signal) serving."""
+    toy.edit('[services.crash]', '[services.shell]\nenv = "web"\ncommand = ["sh", "-c", '
+             '"python crash.py {port} & wait"]\nport = 18504\nmodes = ["native"]\nhealth = "/health"\n'
+             'start_timeout = 20\n\n[services.crash]')
+    extra = {"TOY_CRASH_AFTER": "600", "DUPLEX_PORT_SHELL": str(free_port())}
+    run = toy.popen("run", "--native", "--services", "shell", extra=extra)
+    deadline = time.monotonic() + 60
+    while "shell" not in toy.state()["services"] or not toy.state()["services"]["shell"].get("pid"):
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.2)
+    pgid = toy.state()["services"]["shell"]["pid"]
+    while len(group_pids(pgid)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    pids = group_pids(pgid)
+    run.kill()
+    run.wait(timeout=10)
+    assert wait_gone(pids, timeout=15) == [], "the shell's child outlived a SIGKILLed duplex"
+
+
+def test_stop_ends_what_a_dead_group_leader_left_behind(toy):
+    """The process duplex recorded (here a detached service's log pump, SIGKILLed) is gone but the
+    service it started still serves in its group: `inv stop` stops it (before: it cleared the record
+    as "no longer running" and left the service holding its port)."""
+    assert toy.inv("run", "--native", "--detach", "--services", "api").returncode == 0
+    leader = toy.state()["services"]["api"]["pid"]
+    left = [p for p in group_pids(leader) if p != leader]
+    os.kill(leader, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{leader}"):  # reaped, not only a zombie whose start time still reads
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert toy.get("api", "/health") == {"status": "ok"}
+    stop = toy.inv("stop")
+    assert stop.returncode == 0 and "api: stopping pid" in stop.stdout, stop.stdout + stop.stderr
+    assert wait_gone(left, timeout=5) == []

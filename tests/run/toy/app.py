@@ -7,6 +7,7 @@ from fastapi import FastAPI, Response
 
 app = FastAPI()
 BOOT_DELAY = float(os.environ.get("TOY_BOOT_DELAY", "0"))
+STOP_DELAY = float(os.environ.get("TOY_STOP_DELAY", "0"))  # a graceful drain that takes its time
 STARTED = time.monotonic()
 VERSION = "v1"
 
@@ -28,3 +29,8 @@ def env():
 @app.get("/version")
 def version():
     return {"version": VERSION}
+
+
+@app.on_event("shutdown")
+def drain():
+    time.sleep(STOP_DELAY)
