@@ -44,25 +44,28 @@ def _open(path: Path) -> int | None:
 
 
 @contextmanager
-def state_change(root: Path) -> Iterator[None]:
-    """Held around each read-modify-write of the run state (short: a read and an atomic write)."""
-    path = Layout(root).base / "run" / "state.lock"
+def _hold(path: Path, take: Callable[[int], None]) -> Iterator[None]:
+    """The lock file at `path`, locked by `take(fd)`; one this thread holds already is held (re-entrant)."""
     key = str(path)
     held = getattr(_held, "paths", None) or set()
-    if key in held:
-        yield
-        return
-    fd = _open(path)
-    if fd is None:
+    fd = None if key in held else _open(path)
+    if fd is None:  # held already, or no file can be made (nothing can be written then anyway)
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        take(fd)
         _held.paths = held | {key}
         yield
     finally:
         _held.paths = held
         os.close(fd)  # closing releases it
+
+
+@contextmanager
+def state_change(root: Path) -> Iterator[None]:
+    """Held around each read-modify-write of the run state (short: a read and an atomic write)."""
+    with _hold(Layout(root).base / "run" / "state.lock", lambda fd: fcntl.flock(fd, fcntl.LOCK_EX)):
+        yield
 
 
 def holder(root: Path) -> str:
@@ -79,17 +82,7 @@ def action(root: Path, what: str, *, wait: bool = True,
            say: Callable[[str], None] = lambda _line: None) -> Iterator[None]:
     """Held for a whole action on the run. A second one either waits (saying for what) or, with
     `wait=False`, is refused with ActionBusy naming the action in progress."""
-    path = Layout(root).action_lock
-    key = str(path)
-    held = getattr(_held, "paths", None) or set()
-    if key in held:  # restart = stop + start, under the one lock it took
-        yield
-        return
-    fd = _open(path)
-    if fd is None:
-        yield
-        return
-    try:
+    def take(fd: int) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -104,8 +97,5 @@ def action(root: Path, what: str, *, wait: bool = True,
             os.pwrite(fd, json.dumps({"what": what, "pid": os.getpid(), "since": time.time()}).encode(), 0)
         except OSError:
             pass  # a full disk: the lock holds all the same
-        _held.paths = held | {key}
+    with _hold(Layout(root).action_lock, take):
         yield
-    finally:
-        _held.paths = held
-        os.close(fd)

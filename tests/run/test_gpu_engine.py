@@ -37,23 +37,15 @@ CMD ["python3", "/app/server.py"]
 """
 
 
-@pytest.fixture(scope="module")
-def gpu_engine(tmp_path_factory):
-    engine = GpuEngine(tmp_path_factory.mktemp("gpu-engine"))
-    try:
-        yield engine.start(BASE)
-    finally:
-        engine.stop()
-
-
-def test_inv_run_requests_the_placed_gpu_from_the_engines_nvidia_driver(gpu_engine, fake_nvml, tmp_path):
+def _gpu_stack(tmp_path, name: str, base: str) -> int:
+    """A one-service stack in `tmp_path` whose `voice` needs a GPU, in a container; its port."""
     port = free_port()
     (tmp_path / "server.py").write_text(SERVER)
     (tmp_path / "gpu.Dockerfile").write_text(DOCKERFILE)
     (tmp_path / "stack.toml").write_text(textwrap.dedent(f"""
         [stack]
-        name = "gpuhost"
-        base_image = "{BASE}"
+        name = "{name}"
+        base_image = "{base}"
         [envs.tiny]
         [services.voice]
         env = "tiny"
@@ -67,6 +59,20 @@ def test_inv_run_requests_the_placed_gpu_from_the_engines_nvidia_driver(gpu_engi
         [services.voice.environment]
         PORT = "{port}"
         """))
+    return port
+
+
+@pytest.fixture(scope="module")
+def gpu_engine(tmp_path_factory):
+    engine = GpuEngine(tmp_path_factory.mktemp("gpu-engine"))
+    try:
+        yield engine.start(BASE)
+    finally:
+        engine.stop()
+
+
+def test_inv_run_requests_the_placed_gpu_from_the_engines_nvidia_driver(gpu_engine, fake_nvml, tmp_path):
+    port = _gpu_stack(tmp_path, "gpuhost", BASE)
     env = {"DUPLEX_STACK": str(tmp_path / "stack.toml"), "DOCKER_HOST": gpu_engine.host,
            "PATH": f"{gpu_engine.bin}:{os.environ['PATH']}",  # the hook beside the engine, as the toolkit installs it
            **fakenvml.host_env(fake_nvml, "two_l40s_one_busy", tmp_path)}
@@ -109,26 +115,7 @@ def test_inv_smoke_asks_the_engine_for_the_gpu_as_the_runner_does(gpu_engine, fa
     (tmp_path / "img" / "Dockerfile").write_text(f"FROM {BASE}\nCOPY nvidia-smi /usr/local/bin/nvidia-smi\n"
                                                  "RUN chmod 755 /usr/local/bin/nvidia-smi\n")
     client.images.build(path=str(tmp_path / "img"), tag="duplex-test/smi:1", rm=True)
-    port = free_port()
-    (tmp_path / "server.py").write_text(SERVER)
-    (tmp_path / "gpu.Dockerfile").write_text(DOCKERFILE)
-    (tmp_path / "stack.toml").write_text(textwrap.dedent(f"""
-        [stack]
-        name = "gpusmoke"
-        base_image = "duplex-test/smi:1"
-        [envs.tiny]
-        [services.voice]
-        env = "tiny"
-        command = ["python3", "/app/server.py"]
-        port = {port}
-        health = "/health"
-        modes = ["container"]
-        dockerfile = "gpu.Dockerfile"
-        gpu = "required"
-        start_timeout = 60
-        [services.voice.environment]
-        PORT = "{port}"
-        """))
+    _gpu_stack(tmp_path, "gpusmoke", "duplex-test/smi:1")
     env = {"DUPLEX_STACK": str(tmp_path / "stack.toml"), "DOCKER_HOST": gpu_engine.host,
            "PATH": f"{gpu_engine.bin}:{os.environ['PATH']}",
            **fakenvml.host_env(fake_nvml, "two_l40s_one_busy", tmp_path)}
