@@ -49,6 +49,6 @@ EXPOSE 8000
 # 10-20 s on a small CPU, a large model minutes.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=300s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)"]
-COPY servers/__init__.py servers/telemetry.py servers/errors.py servers/envvars.py servers/
+COPY servers/__init__.py servers/telemetry.py servers/errors.py servers/envvars.py servers/origins.py servers/
 COPY servers/asr servers/asr
 CMD ["python", "-m", "uvicorn", "servers.asr.app:app", "--host", "0.0.0.0", "--port", "8000"]

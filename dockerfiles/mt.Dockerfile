@@ -43,6 +43,6 @@ EXPOSE 8020
 # /health answers at once (503 while the model loads, 200 when ready): a 4-8B model takes minutes.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=600s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8020/health', timeout=2)"]
-COPY servers/__init__.py servers/telemetry.py servers/errors.py servers/envvars.py servers/
+COPY servers/__init__.py servers/telemetry.py servers/errors.py servers/envvars.py servers/origins.py servers/
 COPY servers/mt servers/mt
 CMD ["python", "-m", "uvicorn", "servers.mt.app:app", "--host", "0.0.0.0", "--port", "8020"]

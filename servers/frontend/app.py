@@ -1,24 +1,30 @@
 """The web frontend: transcription, voice-chat and translation pages, ASR proxy, ASR stream, moshi and mt relays.
 
 Configured only by environment variables (read once at import, so uvicorn --reload picks up
-changes): ASR_URL (or the Aspire-style services__asr__http__0), MOSHI_WS_URL and MT_WS_URL.
+changes): ASR_URL (or the Aspire-style services__asr__http__0), MOSHI_WS_URL, MT_WS_URL and
+DUPLEX_ALLOWED_ORIGINS (servers/origins.py: pages of other origins that may open the relays).
 """
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
+import logging
+import os
+
 import httpx
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
-from .. import errors, telemetry
+from .. import errors, origins, telemetry
+from ..envvars import SettingsError
 from ..errors import error_response
 from . import asr_proxy, moshi_relay
 from .config import Endpoints, endpoints_from_env
 
+log = logging.getLogger("uvicorn.error").getChild("frontend")
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 100 * 2**20
 
@@ -26,6 +32,11 @@ MAX_UPLOAD_BYTES = 100 * 2**20
 def create_app(endpoints: Endpoints | None = None) -> FastAPI:
     """Build the app for the given endpoints (default: from the environment)."""
     endpoints = endpoints or endpoints_from_env()
+    try:
+        allowed = origins.origins_from_env(os.environ)
+    except SettingsError as exc:  # the safe side: this frontend's own pages only
+        log.error("%s; the relays take only this frontend's own pages and clients without Origin", exc)
+        allowed = origins.Origins()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -68,17 +79,17 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
 
     @app.websocket("/api/chat")
     async def chat_relay(websocket: WebSocket) -> None:
-        await moshi_relay.relay(websocket, endpoints.moshi_ws_url)
+        await moshi_relay.relay(websocket, endpoints.moshi_ws_url, allowed=allowed)
 
     @app.websocket("/api/translate")
     async def translate_relay(websocket: WebSocket) -> None:
         """Finals from the page to mt's /ws/translate, translations back (servers/mt/app.py)."""
-        await moshi_relay.relay(websocket, endpoints.mt_ws_url, service="mt")
+        await moshi_relay.relay(websocket, endpoints.mt_ws_url, service="mt", allowed=allowed)
 
     @app.websocket("/api/stream")
     async def stream_relay(websocket: WebSocket) -> None:
         """Live transcription: relayed to the ASR server's WS /stream (docs/streaming.md)."""
-        await moshi_relay.relay(websocket, endpoints.asr_stream_url, service="asr")
+        await moshi_relay.relay(websocket, endpoints.asr_stream_url, service="asr", allowed=allowed)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
