@@ -98,3 +98,20 @@ async def refuse_foreign(ws, allowed: Origins) -> bool:
     except (AttributeError, RuntimeError):  # no websocket.http.response extension: uvicorn answers 403
         await ws.close(1008)
     return True
+
+
+def aiohttp_middleware(allowed: Origins):
+    """The same rule for an aiohttp server (moshi's, through third_party/patches/moshi/0002): a
+    WebSocket upgrade from a foreign origin gets 403 and the servers' JSON error, before the handshake."""
+    from aiohttp import web
+
+    @web.middleware
+    async def origin_check(request, handler):
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            why = refusal(request.headers.get("Origin"), request.headers.get("Host"), allowed)
+            if why is not None:
+                log.warning("WebSocket %s refused: %s", request.path, why)
+                return web.json_response({"error": "forbidden_origin", "detail": why}, status=FORBIDDEN)
+        return await handler(request)
+
+    return origin_check
