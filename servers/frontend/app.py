@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from .. import errors, origins, telemetry
 from ..envvars import SettingsError
@@ -47,6 +48,8 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
 
     app = FastAPI(title="duplex frontend", lifespan=lifespan)
     errors.install(app)  # FastAPI's own 404/405/422/500 answers in the documented shape too
+    app.add_middleware(errors.BodyLimit, limit=MAX_UPLOAD_BYTES + 64 * 1024,  # the multipart framing
+                       hint=f"audio files up to {MAX_UPLOAD_BYTES // 2**20} MiB only")
     telemetry.instrument(app)  # request spans, only when OTEL_* says so
     app.state.endpoints = endpoints
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -115,6 +118,8 @@ async def _read_upload(request: Request):
                                                   f"(curl -F file=@speech.wav ...), got {kind or 'no content-type'!r}")
     try:
         form = await request.form(max_files=1, max_fields=10)
+    except HTTPException as exc:  # errors.BodyLimit: a streamed body past the limit
+        return error_response(exc.status_code, "too_large", exc.detail)
     except Exception as exc:  # broken framing, too many parts
         return error_response(400, "bad_request", f"expected a multipart/form-data upload with a `file` field: {exc}")
     try:

@@ -97,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="duplex MT server", lifespan=lifespan)
     errors.install(app)  # FastAPI's own 404/405/422/500 answers in the documented shape too
+    app.add_middleware(errors.BodyLimit, limit=message_limit(settings.max_chars if state.settings else 4000),
+                       hint="send the text sentence by sentence (MT_MAX_CHARS)")
     app.state.model = state
     telemetry.instrument(app)
 

@@ -438,3 +438,37 @@ def test_the_asr_server_answers_in_the_same_shape(asr_url, method, path, kwargs,
     answer = httpx.request(method, asr_url + path, timeout=10, **kwargs)
     assert answer.status_code == status, answer.text
     assert set(answer.json()) == {"error", "detail"} and answer.json()["error"] == code, answer.text
+
+
+def _usage_mib_on(port: int) -> tuple[int, int]:
+    """(resident memory, bytes written to files so far) of the process listening on `port`, in MiB."""
+    import psutil
+    pid = next(c.pid for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN")
+    process = psutil.Process(pid)
+    return process.memory_info().rss // 2**20, process.io_counters().write_chars // 2**20
+
+
+def _multipart(size: int):
+    """A multipart upload of `size` bytes of audio, streamed chunked (no Content-Length)."""
+    yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+    for _ in range(size // 2**20):
+        yield b"\0" * 2**20
+    yield b"\r\n--xyz--\r\n"
+
+
+@pytest.mark.parametrize("server", ["frontend", "asr"])
+def test_an_upload_over_the_limit_is_refused_before_it_is_read(start_frontend, asr_url, server):
+    """A chunked upload past the limit (the frontend's 100 MiB, asr's 50 MiB) is 413 as soon as it
+    passes it: no more than the limit spooled to disk, memory flat (was: the whole body spooled to a
+    temporary file, 160 of 160 MiB, then 413)."""
+    base = start_frontend() if server == "frontend" else asr_url
+    path, size, limit = ("/api/transcribe", 160, 100) if server == "frontend" else ("/transcribe", 80, 50)
+    port = int(base.rsplit(":", 1)[1])
+    rss, written = _usage_mib_on(port)
+    answer = httpx.post(base + path, content=_multipart(size * 2**20), timeout=120,
+                        headers={"content-type": "multipart/form-data; boundary=xyz"})
+    rss_after, written_after = _usage_mib_on(port)
+    assert written_after - written <= limit + 1, f"{written_after - written} of {size} MiB spooled to disk"
+    assert rss_after - rss < 40, f"{rss_after - rss} MiB more after the upload"
+    assert answer.status_code == 413 and "too_large" in answer.json()["error"], answer.text
+    assert "limit" in answer.json()["detail"]

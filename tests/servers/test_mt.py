@@ -74,14 +74,47 @@ def qwen(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def ready(python, qwen, tmp_path_factory):
+def server(python, qwen, tmp_path_factory):
     proc, url = serve(python, tmp_path_factory.mktemp("mt-ready"), MT_MODEL=str(qwen), MT_DEVICE="cpu",
                       MT_MAX_NEW_TOKENS="4", DUPLEX_ALLOWED_ORIGINS="https://app.example.com")
     try:
         assert settled(url)["ready"], httpx.get(url + "/health").text
-        yield url
+        yield proc, url
     finally:
         stop_process(proc)
+
+
+@pytest.fixture
+def ready(server) -> str:
+    return server[1]
+
+
+def rss_mib(pid: int) -> int:
+    return int(open(f"/proc/{pid}/status").read().split("VmRSS:")[1].split()[0]) // 1024
+
+
+def streamed(size: int):
+    """A JSON body of `size` bytes sent chunked (no Content-Length)."""
+    yield b'{"text": "'
+    for _ in range(size // 2**20):
+        yield b"a" * 2**20
+    yield b'"}'
+
+
+def test_a_huge_body_is_refused_before_it_is_read(server):
+    """200 MB, by Content-Length and chunked: 413 at the limit, the server's memory flat (was: the
+    whole body read and parsed first, 368 -> 713 MB)."""
+    proc, url = server
+    before = rss_mib(proc.pid)
+    big = httpx.post(url + "/translate", content=b'{"text": "' + b"a" * 200 * 2**20 + b'"}', timeout=120,
+                     headers={"content-type": "application/json"})
+    chunked = httpx.post(url + "/translate", content=streamed(200 * 2**20), timeout=120,
+                         headers={"content-type": "application/json"})
+    grown = rss_mib(proc.pid) - before
+    assert grown < 50, f"{grown} MiB more after the two bodies"
+    for answer in (big, chunked):
+        assert answer.status_code == 413 and answer.json()["error"] == "too_large", answer.text
+        assert "28096-byte limit" in answer.json()["detail"]
 
 
 def ws(url: str, query: str = "", **kw):
