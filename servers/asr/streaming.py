@@ -114,9 +114,9 @@ class Session:
         buffer is full and the reader waits for the decoder, the server is the slow one."""
         behind = self.waited - self.received / proto.SAMPLE_RATE
         if behind > self.settings.stream_max_lag_seconds:
-            raise StreamError(proto.STALLED, f"the audio is {behind:.0f} s behind real time, more than "
-                                             f"{self.settings.stream_max_lag_seconds:g} s (ASR_STREAM_MAX_LAG_SECONDS): "
-                                             "send audio at least as fast as it is spoken")
+            limit = self.settings.stream_max_lag_seconds
+            raise StreamError(proto.STALLED, f"the audio is {behind:.0f} s behind real time, more than {limit:g} s "
+                                             "(ASR_STREAM_MAX_LAG_SECONDS): send audio at least as fast as it is spoken")
 
     async def _receive(self) -> None:
         """Read audio into the buffer until stop or a limit; errors end the session via _decode."""
@@ -226,7 +226,8 @@ async def serve(ws: WebSocket, state, settings, sessions: Sessions, metrics) -> 
         entered = True
         metrics.streams.labels(metrics.backend).set(sessions.open)
         try:  # the wall-time limit: audio and pace limits alone let a session last forever
-            await asyncio.wait_for(Session(ws, state.backend, settings, metrics).run(), settings.stream_max_wall_seconds)
+            session = Session(ws, state.backend, settings, metrics)
+            await asyncio.wait_for(session.run(), settings.stream_max_wall_seconds)
         except asyncio.TimeoutError:
             raise StreamError(proto.TOO_LONG, f"the stream lasted {settings.stream_max_wall_seconds:g} s "
                                               "(ASR_STREAM_MAX_WALL_SECONDS); start a new stream") from None

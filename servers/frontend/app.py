@@ -7,10 +7,10 @@ DUPLEX_ALLOWED_ORIGINS (servers/origins.py: pages of other origins that may open
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
-from pathlib import Path
 import logging
 import os
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI, Request, WebSocket
