@@ -170,9 +170,9 @@ async def _read_upload(request: Request, limit: int) -> bytes:
                                f"`file` field (curl -F file=@speech.wav ...), got {kind or 'no content-type'!r}")
     try:
         form = await request.form(max_files=1, max_fields=10)
-    except HTTPException as exc:  # errors.BodyLimit: a streamed body past the limit
-        raise audio.AudioError(exc.status_code, "file_too_large", exc.detail) from None
-    except Exception as exc:  # not multipart, broken framing, too many parts
+    except Exception as exc:  # not multipart, broken framing, too many parts; errors.BodyLimit's 413
+        if isinstance(exc, HTTPException) and exc.status_code == 413:
+            raise audio.AudioError(413, "file_too_large", exc.detail) from None
         raise audio.AudioError(400, "bad_request", f"expected a multipart/form-data upload with "
                                f"a `file` field: {exc}") from exc
     try:

@@ -118,9 +118,9 @@ async def _read_upload(request: Request):
                                                   f"(curl -F file=@speech.wav ...), got {kind or 'no content-type'!r}")
     try:
         form = await request.form(max_files=1, max_fields=10)
-    except HTTPException as exc:  # errors.BodyLimit: a streamed body past the limit
-        return error_response(exc.status_code, "too_large", exc.detail)
-    except Exception as exc:  # broken framing, too many parts
+    except Exception as exc:  # broken framing, too many parts; errors.BodyLimit's 413 past the limit
+        if isinstance(exc, HTTPException) and exc.status_code == 413:
+            return error_response(413, "too_large", exc.detail)
         return error_response(400, "bad_request", f"expected a multipart/form-data upload with a `file` field: {exc}")
     try:
         upload = form.get("file")
