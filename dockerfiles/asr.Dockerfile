@@ -36,6 +36,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health?duplex-probe=1', timeout=2)"]
 # Source last: an edit to the server rebuilds only these layers (about a second).
-COPY servers/__init__.py servers/telemetry.py servers/errors.py servers/envvars.py servers/
+COPY servers/__init__.py servers/telemetry.py servers/errors.py servers/envvars.py servers/origins.py servers/
 COPY servers/asr servers/asr
 CMD ["python", "-m", "uvicorn", "servers.asr.app:app", "--host", "0.0.0.0", "--port", "8000"]

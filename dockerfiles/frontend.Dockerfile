@@ -31,6 +31,6 @@ EXPOSE 8010
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8010/health?duplex-probe=1', timeout=2)"]
 # Source last: an edit to the frontend rebuilds only this layer.
-COPY servers/__init__.py servers/telemetry.py servers/errors.py servers/
+COPY servers/__init__.py servers/telemetry.py servers/errors.py servers/envvars.py servers/origins.py servers/
 COPY servers/frontend servers/frontend
 CMD ["python", "-m", "uvicorn", "servers.frontend.app:app", "--host", "0.0.0.0", "--port", "8010"]

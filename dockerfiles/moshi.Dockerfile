@@ -55,6 +55,10 @@ EXPOSE 8998
 # and a handshake every 15 s would wait on that conversation and flip a busy server to unhealthy.
 # Port and TLS follow the server's own --port and --ssl, so `--ssl /certs` needs no other check.
 COPY duplex/wscheck.py duplex/moshi_probe.py /opt/duplex/
+# The servers' Origin rule (servers/origins.py), which the vendored server imports from its working
+# folder (third_party/patches/moshi/0002-origin-check.patch): pages of other origins cannot open
+# /api/chat; DUPLEX_ALLOWED_ORIGINS lists more (docs/servers.md).
+COPY servers/__init__.py servers/envvars.py servers/origins.py /app/servers/
 HEALTHCHECK --interval=15s --timeout=6s --start-period=900s --retries=3 \
     CMD ["python", "/opt/duplex/wscheck.py", "--path", "/api/chat", "--tls-flag", "--ssl", \
          "--once", "/tmp/duplex-ready", "--timeout", "4"]

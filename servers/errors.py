@@ -43,3 +43,35 @@ def install(app: FastAPI) -> None:
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes is answered 413 `too_large` before it is
+    read whole, at once by its Content-Length, else as soon as a streamed (chunked) body passes the
+    limit. Without it a JSON route reads any body into memory before its own checks run."""
+
+    def __init__(self, app, limit: int, hint: str = "", code: str = "too_large"):
+        self.app, self.limit, self.hint, self.code = app, limit, hint, code
+
+    def detail(self, size: str) -> str:
+        return f"a request body of {size} is over this server's {self.limit}-byte limit" + (
+            f"; {self.hint}" if self.hint else "")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await error_response(413, self.code, self.detail(f"{int(declared)} bytes"))(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b"")) if message["type"] == "http.request" else 0
+            if seen > self.limit:  # FastAPI passes an HTTPException on; servers' handlers answer it
+                raise HTTPException(413, self.detail(f"more than {self.limit} bytes"))
+            return message
+
+        await self.app(scope, counted, send)

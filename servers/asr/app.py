@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from .. import errors, telemetry
 from . import audio, loaders, streaming
@@ -97,6 +98,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="duplex ASR server", lifespan=lifespan)
     errors.install(app)  # FastAPI's own 404/405/422/500 answers in the documented shape too
+    if state.settings:  # a chunked upload has no Content-Length for _transcribe to check first
+        app.add_middleware(errors.BodyLimit, limit=settings.max_bytes + 64 * 1024, hint="ASR_MAX_BYTES",
+                           code="file_too_large")
     app.state.model = state
     telemetry.instrument(app)  # request spans, only when OTEL_* says so
 
@@ -166,7 +170,9 @@ async def _read_upload(request: Request, limit: int) -> bytes:
                                f"`file` field (curl -F file=@speech.wav ...), got {kind or 'no content-type'!r}")
     try:
         form = await request.form(max_files=1, max_fields=10)
-    except Exception as exc:  # not multipart, broken framing, too many parts
+    except Exception as exc:  # not multipart, broken framing, too many parts; errors.BodyLimit's 413
+        if isinstance(exc, HTTPException) and exc.status_code == 413:
+            raise audio.AudioError(413, "file_too_large", exc.detail) from None
         raise audio.AudioError(400, "bad_request", f"expected a multipart/form-data upload with "
                                f"a `file` field: {exc}") from exc
     try:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Mapping
 
 from ..envvars import SettingsError, positive
+from ..origins import Origins, origins_from_env
 
 BACKENDS = ("pocketsphinx", "whisper", "nemo")
 DEVICES = ("auto", "cpu", "cuda")  # auto: cuda when the backend sees a CUDA device, else cpu
@@ -33,6 +34,9 @@ class Settings:
     stream_max_sessions: int = 8        # WS /stream sessions open at once
     stream_max_seconds: float = 3600.0  # audio one stream may carry
     stream_idle_seconds: float = 10.0   # a client silent this long has stalled: its session ends
+    stream_max_lag_seconds: float = 30.0  # a client this far behind real time (trickling) has stalled too
+    stream_max_wall_seconds: float = 3900.0  # wall time one stream may last (default: the audio limit + 300 s)
+    origins: Origins = Origins()        # pages that may open /stream besides clients without Origin
 
     @property
     def model_spec(self) -> str:
@@ -52,6 +56,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     if device not in DEVICES:
         raise SettingsError(f"ASR_DEVICE={device!r} is not one of {', '.join(DEVICES)}")
     default_workers = min(2, os.cpu_count() or 1)
+    max_s = positive(env, "ASR_STREAM_MAX_SECONDS", 3600.0, float)
     return Settings(
         backend=backend,
         model=env.get("ASR_MODEL", "").strip(),
@@ -63,6 +68,9 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         max_seconds=positive(env, "ASR_MAX_SECONDS", 600.0, float),
         max_bytes=positive(env, "ASR_MAX_BYTES", 50 * 1024 * 1024),
         stream_max_sessions=positive(env, "ASR_STREAM_MAX_SESSIONS", 8),
-        stream_max_seconds=positive(env, "ASR_STREAM_MAX_SECONDS", 3600.0, float),
+        stream_max_seconds=max_s,
         stream_idle_seconds=positive(env, "ASR_STREAM_IDLE_SECONDS", 10.0, float),
+        stream_max_lag_seconds=positive(env, "ASR_STREAM_MAX_LAG_SECONDS", 30.0, float),
+        stream_max_wall_seconds=positive(env, "ASR_STREAM_MAX_WALL_SECONDS", max_s + 300.0, float),
+        origins=origins_from_env(env),
     )

@@ -16,14 +16,16 @@ SAMPLE_RATE = 16_000          # what every backend decodes; other rates are resa
 MIN_RATE, MAX_RATE = 8_000, 48_000
 ENCODINGS = ("pcm_s16le",)    # Opus is refused: the page and the example clients send PCM
 MAX_FRAME_BYTES = 1 << 20     # one binary message: 32 s of 16 kHz audio, far more than any client sends
+MAX_TEXT_BYTES = 4096         # one text message (start, stop): a few fields, far less than this
 
 # WebSocket close codes (4000-4999 are the application's), each with a machine code for the reason.
 NORMAL = 1000                 # "stop" received, everything final was sent, then the summary
-BAD_MESSAGE = 4400            # malformed JSON, unknown type, audio before start, odd byte count
+BAD_MESSAGE = 4400            # malformed or oversized JSON, unknown type, audio before start, odd byte count
 UNSUPPORTED = 4415            # encoding other than pcm_s16le (e.g. opus)
 BAD_RATE = 4422               # sample_rate missing or outside 8000-48000 Hz
 IDLE = 4408                   # no message for ASR_STREAM_IDLE_SECONDS: the client stalled
-TOO_LONG = 4413               # more audio than ASR_STREAM_MAX_SECONDS
+STALLED = 4409                # audio ASR_STREAM_MAX_LAG_SECONDS behind real time: a trickling client
+TOO_LONG = 4413               # more audio than ASR_STREAM_MAX_SECONDS, or longer than ASR_STREAM_MAX_WALL_SECONDS
 TOO_MANY = 4429               # ASR_STREAM_MAX_SESSIONS streams are already open
 NOT_READY = 4503              # the model is loading or failed to load
 CANNOT_STREAM = 4501          # this backend has no streaming mode
@@ -31,7 +33,7 @@ FAILED = 1011                 # the backend broke (a worker died); the server ca
 
 CLOSE_CODES = {
     NORMAL: "done", BAD_MESSAGE: "bad_message", UNSUPPORTED: "unsupported_encoding",
-    BAD_RATE: "bad_sample_rate", IDLE: "idle_timeout", TOO_LONG: "session_too_long",
+    BAD_RATE: "bad_sample_rate", IDLE: "idle_timeout", STALLED: "stalled", TOO_LONG: "session_too_long",
     TOO_MANY: "too_many_streams", NOT_READY: "not_ready", CANNOT_STREAM: "cannot_stream",
     FAILED: "backend_failure",
 }
@@ -64,10 +66,14 @@ class Start:
 
 
 def parse_message(text: str) -> dict:
-    """A client's JSON text message as a dict with a `type`, or StreamError(BAD_MESSAGE)."""
+    """A client's JSON text message as a dict with a `type`, or StreamError(BAD_MESSAGE): also one
+    over MAX_TEXT_BYTES or nested deeper than the parser goes (RecursionError), never a failure."""
+    if len(text) > MAX_TEXT_BYTES:
+        raise StreamError(BAD_MESSAGE, f"a text message of {len(text)} characters is over the "
+                                       f"{MAX_TEXT_BYTES}-character limit; send start and stop only")
     try:
         message = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise StreamError(BAD_MESSAGE, f"a text message must be JSON, got {text[:40]!r}") from None
     if not isinstance(message, dict) or message.get("type") not in ("start", "stop"):
         raise StreamError(BAD_MESSAGE, "a text message must be {\"type\": \"start\", ...} or "

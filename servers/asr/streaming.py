@@ -16,6 +16,7 @@ import time
 import numpy as np
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from .. import origins
 from . import stream_protocol as proto
 from .stream_protocol import StreamError
 
@@ -50,6 +51,7 @@ class Session:
         self.room = asyncio.Event()     # the buffer has room again
         self.resampler = None
         self.started = time.monotonic()
+        self.waited = 0.0               # seconds spent waiting for the client's audio since start
         self.lags: list[float] = []     # seconds from receiving a final's last sample to sending it
         self.counts = {"partial": 0, "final": 0}
         self.first_partial_s: float | None = None
@@ -63,7 +65,9 @@ class Session:
                               "sample_rate": proto.SAMPLE_RATE, "input_sample_rate": start.sample_rate,
                               "encodings": list(proto.ENCODINGS),
                               "limits": {"max_seconds": self.settings.stream_max_seconds,
-                                         "idle_seconds": self.settings.stream_idle_seconds}})
+                                         "idle_seconds": self.settings.stream_idle_seconds,
+                                         "max_lag_seconds": self.settings.stream_max_lag_seconds,
+                                         "max_wall_seconds": self.settings.stream_max_wall_seconds}})
             reader = asyncio.create_task(self._receive())
             try:
                 await self._decode(reader)
@@ -92,14 +96,27 @@ class Session:
         return start
 
     async def _next_message(self) -> dict:
+        asked = time.monotonic()
         try:
             message = await asyncio.wait_for(self.ws.receive(), self.settings.stream_idle_seconds)
         except asyncio.TimeoutError:
             raise StreamError(proto.IDLE, f"no message for {self.settings.stream_idle_seconds:g} s "
                                           "(ASR_STREAM_IDLE_SECONDS); send audio or {\"type\": \"stop\"}") from None
+        finally:
+            self.waited += time.monotonic() - asked
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1006))
         return message
+
+    def _check_pace(self) -> None:
+        """A client whose audio falls far behind the time spent waiting for it (a few bytes every few
+        seconds keeps the idle timeout away) has stalled. Only the client's time counts: while the
+        buffer is full and the reader waits for the decoder, the server is the slow one."""
+        behind = self.waited - self.received / proto.SAMPLE_RATE
+        if behind > self.settings.stream_max_lag_seconds:
+            limit = self.settings.stream_max_lag_seconds
+            raise StreamError(proto.STALLED, f"the audio is {behind:.0f} s behind real time, more than {limit:g} s "
+                                             "(ASR_STREAM_MAX_LAG_SECONDS): send audio at least as fast as it is spoken")
 
     async def _receive(self) -> None:
         """Read audio into the buffer until stop or a limit; errors end the session via _decode."""
@@ -107,6 +124,7 @@ class Session:
             message = await self._next_message()
             if message.get("bytes") is not None:
                 self._add_audio(message["bytes"])
+                self._check_pace()
             else:
                 if proto.parse_message(message.get("text") or "")["type"] == "start":
                     raise StreamError(proto.BAD_MESSAGE, "the session has started already; send audio or stop")
@@ -194,7 +212,10 @@ class Session:
 
 
 async def serve(ws: WebSocket, state, settings, sessions: Sessions, metrics) -> None:
-    """Run one session; every way it ends is a close code from stream_protocol and a log line."""
+    """Run one session; every way it ends is a close code from stream_protocol and a log line.
+    A page from a foreign origin is refused before the handshake (servers/origins.py)."""
+    if await origins.refuse_foreign(ws, settings.origins if state.settings else origins.Origins()):
+        return
     await ws.accept()
     entered = False
     try:
@@ -204,7 +225,12 @@ async def serve(ws: WebSocket, state, settings, sessions: Sessions, metrics) -> 
         sessions.enter()
         entered = True
         metrics.streams.labels(metrics.backend).set(sessions.open)
-        await Session(ws, state.backend, settings, metrics).run()
+        try:  # the wall-time limit: audio and pace limits alone let a session last forever
+            session = Session(ws, state.backend, settings, metrics)
+            await asyncio.wait_for(session.run(), settings.stream_max_wall_seconds)
+        except asyncio.TimeoutError:
+            raise StreamError(proto.TOO_LONG, f"the stream lasted {settings.stream_max_wall_seconds:g} s "
+                                              "(ASR_STREAM_MAX_WALL_SECONDS); start a new stream") from None
         metrics.stream_ended(proto.NORMAL)
     except StreamError as exc:
         metrics.stream_ended(exc.close_code)

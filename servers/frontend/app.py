@@ -1,24 +1,31 @@
 """The web frontend: transcription, voice-chat and translation pages, ASR proxy, ASR stream, moshi and mt relays.
 
 Configured only by environment variables (read once at import, so uvicorn --reload picks up
-changes): ASR_URL (or the Aspire-style services__asr__http__0), MOSHI_WS_URL and MT_WS_URL.
+changes): ASR_URL (or the Aspire-style services__asr__http__0), MOSHI_WS_URL, MT_WS_URL and
+DUPLEX_ALLOWED_ORIGINS (servers/origins.py: pages of other origins that may open the relays).
 """
 
 from __future__ import annotations
 
+import logging
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
+
 import httpx
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
-from .. import errors, telemetry
+from .. import errors, origins, telemetry
+from ..envvars import SettingsError
 from ..errors import error_response
 from . import asr_proxy, moshi_relay
 from .config import Endpoints, endpoints_from_env
 
+log = logging.getLogger("uvicorn.error").getChild("frontend")
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 100 * 2**20
 
@@ -26,6 +33,11 @@ MAX_UPLOAD_BYTES = 100 * 2**20
 def create_app(endpoints: Endpoints | None = None) -> FastAPI:
     """Build the app for the given endpoints (default: from the environment)."""
     endpoints = endpoints or endpoints_from_env()
+    try:
+        allowed = origins.origins_from_env(os.environ)
+    except SettingsError as exc:  # the safe side: this frontend's own pages only
+        log.error("%s; the relays take only this frontend's own pages and clients without Origin", exc)
+        allowed = origins.Origins()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -36,6 +48,8 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
 
     app = FastAPI(title="duplex frontend", lifespan=lifespan)
     errors.install(app)  # FastAPI's own 404/405/422/500 answers in the documented shape too
+    app.add_middleware(errors.BodyLimit, limit=MAX_UPLOAD_BYTES + 64 * 1024,  # the multipart framing
+                       hint=f"audio files up to {MAX_UPLOAD_BYTES // 2**20} MiB only")
     telemetry.instrument(app)  # request spans, only when OTEL_* says so
     app.state.endpoints = endpoints
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -68,17 +82,17 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
 
     @app.websocket("/api/chat")
     async def chat_relay(websocket: WebSocket) -> None:
-        await moshi_relay.relay(websocket, endpoints.moshi_ws_url)
+        await moshi_relay.relay(websocket, endpoints.moshi_ws_url, allowed=allowed)
 
     @app.websocket("/api/translate")
     async def translate_relay(websocket: WebSocket) -> None:
         """Finals from the page to mt's /ws/translate, translations back (servers/mt/app.py)."""
-        await moshi_relay.relay(websocket, endpoints.mt_ws_url, service="mt")
+        await moshi_relay.relay(websocket, endpoints.mt_ws_url, service="mt", allowed=allowed)
 
     @app.websocket("/api/stream")
     async def stream_relay(websocket: WebSocket) -> None:
         """Live transcription: relayed to the ASR server's WS /stream (docs/streaming.md)."""
-        await moshi_relay.relay(websocket, endpoints.asr_stream_url, service="asr")
+        await moshi_relay.relay(websocket, endpoints.asr_stream_url, service="asr", allowed=allowed)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -104,7 +118,9 @@ async def _read_upload(request: Request):
                                                   f"(curl -F file=@speech.wav ...), got {kind or 'no content-type'!r}")
     try:
         form = await request.form(max_files=1, max_fields=10)
-    except Exception as exc:  # broken framing, too many parts
+    except Exception as exc:  # broken framing, too many parts; errors.BodyLimit's 413 past the limit
+        if isinstance(exc, HTTPException) and exc.status_code == 413:
+            return error_response(413, "too_large", exc.detail)
         return error_response(400, "bad_request", f"expected a multipart/form-data upload with a `file` field: {exc}")
     try:
         upload = form.get("file")

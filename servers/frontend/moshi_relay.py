@@ -10,6 +10,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from .. import origins
+
 log = logging.getLogger("frontend.moshi_relay")
 
 NOT_CONFIGURED = 4404  # application close codes live in 4000-4999
@@ -35,8 +37,13 @@ async def _moshi_to_browser(moshi, browser: WebSocket) -> None:
             await browser.send_text(data)
 
 
-async def relay(browser: WebSocket, moshi_ws_url: str | None, service: str = "moshi") -> None:
-    """Accept the browser, connect to the backend (query string passed on), pump frames both ways."""
+async def relay(browser: WebSocket, moshi_ws_url: str | None, service: str = "moshi",
+                allowed: origins.Origins = origins.Origins()) -> None:
+    """Accept the browser (a page of this frontend's origin, or a client without one: the backend
+    sees only the relay, so the check is here), connect to the backend (query string passed on),
+    pump frames both ways."""
+    if await origins.refuse_foreign(browser, allowed):
+        return
     await browser.accept()
     if not moshi_ws_url:
         await browser.close(NOT_CONFIGURED, f"{service} is not part of this run")

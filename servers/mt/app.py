@@ -9,6 +9,7 @@ with `{"type": "translation", ...}` as soon as it is translated, in order.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 import time
@@ -18,7 +19,7 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
-from .. import errors, telemetry
+from .. import errors, origins, telemetry
 from ..errors import error_response
 from .metrics import Metrics
 from .settings import Settings, SettingsError, language, settings_from_env
@@ -96,6 +97,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="duplex MT server", lifespan=lifespan)
     errors.install(app)  # FastAPI's own 404/405/422/500 answers in the documented shape too
+    app.add_middleware(errors.BodyLimit, limit=message_limit(settings.max_chars if state.settings else 4000),
+                       hint="send the text sentence by sentence (MT_MAX_CHARS)")
     app.state.model = state
     telemetry.instrument(app)
 
@@ -119,8 +122,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise Refused(413, "too_large", f"`text` has {len(text)} characters; at most {settings.max_chars} "
                           "(MT_MAX_CHARS) per request: send it sentence by sentence")
         try:
-            source = language(source or settings.source, "source")
-            target = language(target or settings.target, "target")
+            source = language(settings.source if source is None else source, "source")
+            target = language(settings.target if target is None else target, "target")
         except SettingsError as exc:
             raise Refused(400, "bad_language", str(exc)) from None
         started = time.monotonic()
@@ -155,18 +158,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def stream(ws: WebSocket) -> None:
         """Finals in, translations out, in order; `?source=&target=` set the pair for the session.
         A bad message gets an `error` event and the session goes on."""
+        if await origins.refuse_foreign(ws, settings.origins if state.settings else origins.Origins()):
+            return
         await ws.accept()
-        source, target = ws.query_params.get("source"), ws.query_params.get("target")
+        source, target = ws.query_params.get("source") or None, ws.query_params.get("target") or None
+        limit = message_limit(settings.max_chars if state.settings else 4000)
         try:
             while True:
                 try:
-                    event = await ws.receive_json()
-                except (ValueError, KeyError):
-                    await _refuse(ws, None, Refused(400, "bad_request", "send JSON text messages such as "
-                                                    '{"type": "final", "text": "..."}'))
-                    continue
-                if not isinstance(event, dict):
-                    await _refuse(ws, None, Refused(400, "bad_request", "each message must be a JSON object"))
+                    message = await ws.receive()
+                    if message["type"] == "websocket.disconnect":
+                        return
+                    event = parse_event(message.get("text"), limit)
+                except Refused as exc:
+                    metrics.answered("stream", exc.status, exc.code)
+                    await _refuse(ws, None, exc)
                     continue
                 if event.get("type", "final") != "final":
                     continue  # partials and others: translated once they are final
@@ -185,6 +191,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return
 
     return app
+
+
+def message_limit(max_chars: int) -> int:
+    """The most bytes one /ws/translate message may hold: its text at MT_MAX_CHARS, every character
+    escaped (`\\uXXXX`), and room for the other fields."""
+    return 6 * max_chars + 4096
+
+
+def parse_event(text: str | None, limit: int) -> dict:
+    """One /ws/translate message as a JSON object, or Refused: not text, too long, not JSON, nested
+    past what the parser takes (a RecursionError), or not an object."""
+    example = '{"type": "final", "text": "..."}'
+    if text is None:
+        raise Refused(400, "bad_request", f"send JSON text messages such as {example}, not binary ones")
+    if len(text) > limit:
+        raise Refused(413, "too_large", f"a message of {len(text)} characters is over the {limit}-character "
+                      "limit (MT_MAX_CHARS); send the text sentence by sentence")
+    try:
+        event = json.loads(text)
+    except (ValueError, RecursionError):
+        raise Refused(400, "bad_request", f"send JSON text messages such as {example}") from None
+    if not isinstance(event, dict):
+        raise Refused(400, "bad_request", "each message must be a JSON object")
+    return event
 
 
 async def _refuse(ws: WebSocket, ident, exc: Refused) -> None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from typing import Mapping
 
 from ..envvars import SettingsError, positive
+from ..origins import Origins, origins_from_env
+from .languages import known
 
 DEVICES = ("auto", "cpu", "cuda")  # auto: cuda when torch sees a CUDA device, else cpu
-LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")  # en, de, pt-BR, yue
 
 
 @dataclass(frozen=True)
@@ -22,12 +22,16 @@ class Settings:
     target: str = "de"
     max_chars: int = 4000           # one request's text; a longer one is refused with 413
     max_new_tokens: int = 256
+    origins: Origins = Origins()    # pages that may open /ws/translate besides clients without Origin
 
 
-def language(value: str, what: str) -> str:
-    """A language code such as `en` or `pt-BR`; SettingsError names `what` otherwise."""
-    if not LANGUAGE.fullmatch(value):
-        raise SettingsError(f"{what}={value!r} is not a language code such as 'en', 'de' or 'pt-BR'")
+def language(value: object, what: str) -> str:
+    """An ISO 639-1 code such as `en`, or one with a region or script (`pt-BR`); SettingsError names
+    `what` otherwise (also for a value that is not a string: a JSON number, list or object)."""
+    if known(value) is None:
+        shown = repr(value) if isinstance(value, str) else f"a JSON {type(value).__name__} ({str(value)[:40]})"
+        raise SettingsError(f"{what}={shown[:80]} is not an ISO 639-1 language code such as 'en', 'de' or "
+                            "'pt-BR' (the list: docs/translate.md#languages)")
     return value
 
 
@@ -45,4 +49,5 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         target=language(env.get("MT_TARGET", "").strip() or "de", "MT_TARGET"),
         max_chars=positive(env, "MT_MAX_CHARS", 4000),
         max_new_tokens=positive(env, "MT_MAX_NEW_TOKENS", 256),
+        origins=origins_from_env(env),
     )

@@ -11,12 +11,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .languages import ISO_639_1, known
 from .settings import Settings
 
 log = logging.getLogger("uvicorn.error").getChild("mt")
-NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese",
-         "nl": "Dutch", "pl": "Polish", "ru": "Russian", "uk": "Ukrainian", "tr": "Turkish", "ar": "Arabic",
-         "zh": "Chinese", "ja": "Japanese", "ko": "Korean", "hi": "Hindi"}
 THINKING = re.compile(r"<think>.*?</think>\s*", re.S)  # Qwen3 may think aloud before answering
 
 
@@ -33,7 +31,13 @@ class Translation:
 
 
 def language_name(code: str) -> str:
-    return NAMES.get(code.split("-")[0].split("_")[0].lower(), code)
+    """The English name the prompt uses: 'Modern Greek (1453-)' -> 'Modern Greek'."""
+    return ISO_639_1[known(code)].split(" (")[0]
+
+
+def pad_token_id(tokenizer) -> int | None:
+    """The tokenizer's pad id, else its end-of-sequence id: a pad id of 0 is a real id, not a missing one."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def resolve_model(spec: str, revision: str | None) -> Path:
@@ -94,7 +98,7 @@ class Translator:
         with self._lock, torch.inference_mode():
             started = time.monotonic()
             out = self._model.generate(**inputs, max_new_tokens=self.settings.max_new_tokens, do_sample=False,
-                                       pad_token_id=self._tokenizer.pad_token_id or self._tokenizer.eos_token_id)
+                                       pad_token_id=pad_token_id(self._tokenizer))
             took = time.monotonic() - started
         new = out[0, prompt_tokens:]
         answer = THINKING.sub("", self._tokenizer.decode(new, skip_special_tokens=True)).strip()

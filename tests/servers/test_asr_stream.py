@@ -139,11 +139,107 @@ START = json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16l
     ([json.dumps({"type": "start", "sample_rate": 16000, "encoding": "opus"})], 4415, "unsupported_encoding"),
     ([json.dumps({"type": "start", "sample_rate": 1000})], 4422, "bad_sample_rate"),
     ([json.dumps({"type": "start", "sample_rate": "16k"})], 4422, "bad_sample_rate"),
+    # nested past the parser's depth (was: 1011 backend_failure, RecursionError), or oversized
+    (['{"type": "start", "x": ' + "[" * 2000 + "]" * 2000 + "}"], 4400, "bad_message"),
+    ([START, '{"type": "stop", "x": ' + "[" * 2000 + "]" * 2000 + "}"], 4400, "bad_message"),
+    ([json.dumps({"type": "start", "sample_rate": 16000, "pad": "x" * 5000})], 4400, "bad_message"),
 ])
 def test_malformed_sessions_are_closed_with_their_code(sphinx, messages, code, name):
     close_code, reason, events = raw_session(sphinx, *messages)
     assert (close_code, events[-1]["code"]) == (code, name), (close_code, reason, events)
     assert reason.startswith(name) and events[-1]["detail"]
+
+
+def sessions_ended(server, close_code: int) -> float:
+    """asr_stream_sessions_total for one close code."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in httpx.get(f"{server.url}/metrics").text.splitlines()
+               if line.startswith("asr_stream_sessions_total{") and f'close_code="{close_code}"' in line)
+
+
+def test_a_nested_message_is_not_counted_as_a_backend_failure(sphinx):
+    failed, refused = sessions_ended(sphinx, 1011), sessions_ended(sphinx, 4400)
+    raw_session(sphinx, '{"type": "start", "x": ' + "[" * 2000 + "]" * 2000 + "}")
+    assert (sessions_ended(sphinx, 1011), sessions_ended(sphinx, 4400)) == (failed, refused + 1)
+
+
+@pytest.mark.parametrize("origin", ["http://evil.example", "null", "https://127.0.0.1.evil.example",
+                                    "http://127.0.0.1:1", "file://"])
+def test_a_page_of_another_origin_cannot_open_a_stream(sphinx, origin):
+    """A browser sends Origin on every WebSocket handshake: another site's page is refused with 403
+    before the handshake (no session, no slot), in the servers' JSON error shape."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url(sphinx), additional_headers={"Origin": origin}, open_timeout=10)
+    assert refused.value.response.status_code == 403
+    body = json.loads(refused.value.response.body)
+    assert body["error"] == "forbidden_origin" and "DUPLEX_ALLOWED_ORIGINS" in body["detail"], body
+
+
+def test_the_servers_own_origin_and_clients_without_one_may_stream(sphinx):
+    from websockets.sync.client import connect
+    port = sphinx.url.rsplit(":", 1)[1]
+    for headers in ({}, {"Origin": sphinx.url}, {"Origin": f"http://localhost:{port}"}):
+        with connect(ws_url(sphinx), additional_headers=headers, open_timeout=10) as ws:
+            ws.send(START)
+            ws.send(json.dumps({"type": "stop"}))
+            events = [json.loads(m) for m in ws]
+        assert ws.close_code == 1000 and events[-1]["type"] == "summary", (headers, events)
+
+
+@pytest.fixture(scope="module")
+def strict(asr_python):
+    """A server with short pace and wall-time limits (and one listed origin)."""
+    env = {"ASR_BACKEND": "pocketsphinx", "ASR_WORKERS": "1", "ASR_STREAM_IDLE_SECONDS": "2",
+           "ASR_STREAM_MAX_LAG_SECONDS": "3", "ASR_STREAM_MAX_WALL_SECONDS": "6",
+           "DUPLEX_ALLOWED_ORIGINS": "https://app.example.com, http://localhost:3000"}
+    with asr_server(asr_python, env, name="test-asr-stream-strict") as server:
+        yield server
+
+
+def test_a_trickling_client_is_closed_as_stalled_and_its_slot_freed(strict):
+    """Two bytes every second keep the idle timeout (2 s) away; the audio falls a second behind real
+    time each second, and past ASR_STREAM_MAX_LAG_SECONDS (3 s) the session ends as stalled."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+    started = time.monotonic()
+    with connect(ws_url(strict), open_timeout=10) as ws:
+        ws.send(START)
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        events = []
+        try:
+            while time.monotonic() - started < 20:
+                ws.send(b"\0\0")
+                time.sleep(1)
+        except ConnectionClosed:
+            pass
+        try:
+            while True:
+                events.append(json.loads(ws.recv(timeout=5)))
+        except ConnectionClosed:
+            pass
+    assert ws.close_code == 4409 and events[-1]["code"] == "stalled", (ws.close_code, ws.close_reason, events)
+    assert "ASR_STREAM_MAX_LAG_SECONDS" in ws.close_reason and time.monotonic() - started < 12
+    assert_no_stream_open(strict)
+
+
+def test_a_stream_longer_than_the_wall_time_limit_is_closed(strict, speech):
+    run = stream(strict, speech["passage"])  # 12.6 s at real time, the wall-time limit 6 s
+    assert run.close_code == 4413 and "ASR_STREAM_MAX_WALL_SECONDS" in run.close_reason, run.close_reason
+    assert run.events[0][1]["limits"]["max_wall_seconds"] == 6 and 5 < run.events[-1][0] < 9
+    assert_no_stream_open(strict)
+
+
+def test_a_listed_origin_may_stream(strict):
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+    for origin in ("https://app.example.com", "http://LOCALHOST:3000"):
+        with connect(ws_url(strict), additional_headers={"Origin": origin}, open_timeout=10) as ws:
+            ws.send(START)
+            ws.send(json.dumps({"type": "stop"}))
+            assert [json.loads(m) for m in ws][-1]["type"] == "summary"
+    with pytest.raises(InvalidStatus):
+        connect(ws_url(strict), additional_headers={"Origin": "http://app.example.com"}, open_timeout=10)
 
 
 def test_a_stalled_client_is_closed_and_its_session_freed(sphinx, speech):

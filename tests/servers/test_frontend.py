@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import re
 import socket
@@ -257,6 +258,62 @@ def test_stream_relay_passes_events_and_close_codes(start_frontend, asr_url, spe
     assert alone.close_code == 4404 and alone.close_reason == "asr is not part of this run"
 
 
+START = '{"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"}'
+
+
+@pytest.mark.parametrize("path", ["/api/stream", "/api/chat", "/api/translate"])
+def test_a_page_of_another_origin_cannot_open_a_relay(start_frontend, asr_url, fake_moshi, path):
+    """Refused with 403 before the handshake, so the backend is never reached (was: every origin,
+    `null` too, was relayed)."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+    base = start_frontend(ASR_URL=asr_url, MOSHI_WS_URL=fake_moshi, MT_WS_URL="ws://127.0.0.1:9/ws/translate")
+    other = f"http://127.0.0.1:{free_port()}"
+    for origin in ("http://evil.example", "null", other, base + ".evil.example", base.replace("127.0.0.1", "evil.example")):
+        with pytest.raises(InvalidStatus) as refused:
+            connect(base.replace("http://", "ws://") + path, additional_headers={"Origin": origin}, open_timeout=10)
+        assert refused.value.response.status_code == 403, origin
+        assert b"forbidden_origin" in refused.value.response.body
+
+
+def test_the_frontends_own_origin_listed_ones_and_clients_without_one_use_the_relay(start_frontend, asr_url):
+    from websockets.sync.client import connect
+    base = start_frontend(ASR_URL=asr_url, DUPLEX_ALLOWED_ORIGINS="https://speech.example.com")
+    port = base.rsplit(":", 1)[1]
+    for origin in (None, base, f"http://localhost:{port}", f"https://127.0.0.1:{port}", "https://speech.example.com"):
+        with connect(base.replace("http://", "ws://") + "/api/stream", open_timeout=10,
+                     additional_headers={"Origin": origin} if origin else {}) as ws:
+            ws.send(START)
+            ws.send('{"type": "stop"}')
+            events = [json.loads(m) for m in ws]
+        assert ws.close_code == 1000 and events[-1]["type"] == "summary", (origin, events)
+
+
+ATTACKER = """<!doctype html><script>
+const ws = new WebSocket(new URLSearchParams(location.search).get("target"));
+ws.onopen = () => { document.title = "open"; ws.send('%s'); };
+ws.onclose = (e) => { if (document.title !== "open") document.title = "refused " + e.code; };
+</script>""" % START
+
+
+def test_a_page_on_another_origin_in_chromium_cannot_stream(start_frontend, asr_url, browser, tmp_path):
+    """The attack for real: a page served from another port opens the frontend's stream relay."""
+    import functools
+    import http.server
+    import threading
+    (tmp_path / "attack.html").write_text(ATTACKER)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        target = start_frontend(ASR_URL=asr_url).replace("http://", "ws://") + "/api/stream"
+        browser.get(f"http://127.0.0.1:{server.server_address[1]}/attack.html?target={target}")
+        title = wait_for(lambda: browser.title if browser.title else None, 15, "the WebSocket to settle", browser)
+        assert title == "refused 1006", title  # a refused handshake is 1006 to a page
+    finally:
+        server.shutdown()
+
+
 def test_page_transcribes_the_microphone_live(start_frontend, asr_url, speech_wav, browser):
     """The fake microphone plays the phrase: partials while it is spoken, then the final, then Stop."""
     base = start_frontend(ASR_URL=asr_url)
@@ -381,3 +438,37 @@ def test_the_asr_server_answers_in_the_same_shape(asr_url, method, path, kwargs,
     answer = httpx.request(method, asr_url + path, timeout=10, **kwargs)
     assert answer.status_code == status, answer.text
     assert set(answer.json()) == {"error", "detail"} and answer.json()["error"] == code, answer.text
+
+
+def _usage_mib_on(port: int) -> tuple[int, int]:
+    """(resident memory, bytes written to files so far) of the process listening on `port`, in MiB."""
+    import psutil
+    pid = next(c.pid for c in psutil.net_connections("tcp") if c.laddr.port == port and c.status == "LISTEN")
+    process = psutil.Process(pid)
+    return process.memory_info().rss // 2**20, process.io_counters().write_chars // 2**20
+
+
+def _multipart(size: int):
+    """A multipart upload of `size` bytes of audio, streamed chunked (no Content-Length)."""
+    yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+    for _ in range(size // 2**20):
+        yield b"\0" * 2**20
+    yield b"\r\n--xyz--\r\n"
+
+
+@pytest.mark.parametrize("server", ["frontend", "asr"])
+def test_an_upload_over_the_limit_is_refused_before_it_is_read(start_frontend, asr_url, server):
+    """A chunked upload past the limit (the frontend's 100 MiB, asr's 50 MiB) is 413 as soon as it
+    passes it: no more than the limit spooled to disk, memory flat (was: the whole body spooled to a
+    temporary file, 160 of 160 MiB, then 413)."""
+    base = start_frontend() if server == "frontend" else asr_url
+    path, size, limit = ("/api/transcribe", 160, 100) if server == "frontend" else ("/transcribe", 80, 50)
+    port = int(base.rsplit(":", 1)[1])
+    rss, written = _usage_mib_on(port)
+    answer = httpx.post(base + path, content=_multipart(size * 2**20), timeout=120,
+                        headers={"content-type": "multipart/form-data; boundary=xyz"})
+    rss_after, written_after = _usage_mib_on(port)
+    assert written_after - written <= limit + 1, f"{written_after - written} of {size} MiB spooled to disk"
+    assert rss_after - rss < 40, f"{rss_after - rss} MiB more after the upload"
+    assert answer.status_code == 413 and "too_large" in answer.json()["error"], answer.text
+    assert "limit" in answer.json()["detail"]

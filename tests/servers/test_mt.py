@@ -5,6 +5,7 @@ tests/translate/test_chain.py."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -44,7 +45,9 @@ def settled(url: str) -> dict:
 
 @pytest.mark.parametrize("env, error", [
     ({"MT_DEVICE": "gpu"}, "bad setting: MT_DEVICE='gpu' is not one of auto, cpu, cuda"),
-    ({"MT_SOURCE": "english!"}, "bad setting: MT_SOURCE='english!' is not a language code"),
+    ({"MT_SOURCE": "english!"}, "bad setting: MT_SOURCE='english!' is not an ISO 639-1 language code"),
+    ({"MT_TARGET": "zz"}, "bad setting: MT_TARGET='zz' is not an ISO 639-1 language code"),
+    ({"DUPLEX_ALLOWED_ORIGINS": "evil.example"}, "bad setting: DUPLEX_ALLOWED_ORIGINS entry 'evil.example' is not an origin"),
     ({"MT_MODEL": "acme/not-prefetched"}, "run `inv prefetch --repo acme/not-prefetched`"),
 ])
 def test_what_stops_it_is_said_by_health_and_every_request_is_refused(python, tmp_path, env, error):
@@ -60,3 +63,136 @@ def test_what_stops_it_is_said_by_health_and_every_request_is_refused(python, tm
         assert "mt_model_ready" in httpx.get(url + "/metrics").text
     finally:
         stop_process(proc)
+
+
+# -- a ready translator (the tiny random Qwen2 of tests/support/tiny_models.py, from a local folder) ----
+
+@pytest.fixture(scope="module")
+def qwen(tmp_path_factory):
+    from tests.support.tiny_models import tiny_qwen
+    return tiny_qwen(tmp_path_factory.getbasetemp() / "tiny-qwen")
+
+
+@pytest.fixture(scope="module")
+def server(python, qwen, tmp_path_factory):
+    proc, url = serve(python, tmp_path_factory.mktemp("mt-ready"), MT_MODEL=str(qwen), MT_DEVICE="cpu",
+                      MT_MAX_NEW_TOKENS="4", DUPLEX_ALLOWED_ORIGINS="https://app.example.com")
+    try:
+        assert settled(url)["ready"], httpx.get(url + "/health").text
+        yield proc, url
+    finally:
+        stop_process(proc)
+
+
+@pytest.fixture
+def ready(server) -> str:
+    return server[1]
+
+
+def rss_mib(pid: int) -> int:
+    return int(open(f"/proc/{pid}/status").read().split("VmRSS:")[1].split()[0]) // 1024
+
+
+def streamed(size: int):
+    """A JSON body of `size` bytes sent chunked (no Content-Length)."""
+    yield b'{"text": "'
+    for _ in range(size // 2**20):
+        yield b"a" * 2**20
+    yield b'"}'
+
+
+def test_a_huge_body_is_refused_before_it_is_read(server):
+    """200 MB, by Content-Length and chunked: 413 at the limit, the server's memory flat (was: the
+    whole body read and parsed first, 368 -> 713 MB)."""
+    proc, url = server
+    before = rss_mib(proc.pid)
+    big = httpx.post(url + "/translate", content=b'{"text": "' + b"a" * 200 * 2**20 + b'"}', timeout=120,
+                     headers={"content-type": "application/json"})
+    chunked = httpx.post(url + "/translate", content=streamed(200 * 2**20), timeout=120,
+                         headers={"content-type": "application/json"})
+    grown = rss_mib(proc.pid) - before
+    assert grown < 50, f"{grown} MiB more after the two bodies"
+    for answer in (big, chunked):
+        assert answer.status_code == 413 and answer.json()["error"] == "too_large", answer.text
+        assert "28096-byte limit" in answer.json()["detail"]
+
+
+def ws(url: str, query: str = "", **kw):
+    from websockets.sync.client import connect
+    return connect(url.replace("http://", "ws://") + "/ws/translate" + query, open_timeout=10, **kw)
+
+
+@pytest.mark.parametrize("code", ["zz", "xx-YY", "eng1", "english", "e", "en-", "qq"])
+def test_a_language_code_that_does_not_exist_is_refused(ready, code):
+    for body in ({"text": "hello", "target": code}, {"text": "hello", "source": code}):
+        answer = httpx.post(ready + "/translate", json=body, timeout=60)
+        assert answer.status_code == 400 and answer.json()["error"] == "bad_language", answer.text
+        assert "ISO 639-1" in answer.json()["detail"]
+
+
+@pytest.mark.parametrize("code", ["en", "fr", "pt-BR", "zh-Hant", "es-419", "EN", "sw", "yo"])
+def test_every_iso_639_1_code_is_taken(ready, code):
+    answer = httpx.post(ready + "/translate", json={"text": "hello", "target": code}, timeout=60)
+    assert answer.status_code == 200 and answer.json()["target"] == code, answer.text
+
+
+def test_the_stream_answers_every_bad_message_with_an_error_event_and_goes_on(ready):
+    """Each bad message gets the documented `error` event and the session carries on (was: a
+    non-string source or target, or a deeply nested message, dropped the connection)."""
+    bad = [json.dumps({"type": "final", "id": 1, "text": "hello", "source": 5}),
+           json.dumps({"type": "final", "id": 2, "text": "hello", "target": ["de"]}),
+           json.dumps({"type": "final", "id": 3, "text": "hello", "target": {"x": 1}}),
+           json.dumps({"type": "final", "id": 4, "text": "hello", "target": "zz"}),
+           '{"type": "final", "text": ' + "[" * 5000 + "]" * 5000 + "}",
+           json.dumps({"type": "final", "text": "x" * 40000}),
+           b"\x00\x01"]
+    with ws(ready, "?target=fr") as conn:
+        for message in bad:
+            conn.send(message)
+        conn.send(json.dumps({"type": "final", "id": 9, "text": "hello"}))
+        got = [json.loads(conn.recv(timeout=60)) for _ in range(len(bad) + 1)]
+    assert [g["type"] for g in got] == ["error"] * len(bad) + ["translation"], got
+    assert [g["error"] for g in got[:-1]] == ["bad_language"] * 4 + ["bad_request", "too_large", "bad_request"], got
+    assert [g["id"] for g in got[:4]] == [1, 2, 3, 4] and all(g["detail"] for g in got[:-1])
+    assert got[-1]["id"] == 9 and got[-1]["target"] == "fr"
+
+
+def test_a_language_query_that_does_not_exist_is_said_per_message(ready):
+    with ws(ready, "?target=zz") as conn:
+        conn.send(json.dumps({"type": "final", "id": 1, "text": "hello"}))
+        answer = json.loads(conn.recv(timeout=60))
+    assert (answer["type"], answer["error"]) == ("error", "bad_language") and "'zz'" in answer["detail"]
+
+
+@pytest.mark.parametrize("origin, allowed", [
+    ("http://evil.example", False), ("null", False), ("https://app.example.com", True), (None, True)])
+def test_only_listed_or_own_origins_may_open_the_stream(ready, origin, allowed):
+    from websockets.exceptions import InvalidStatus
+    headers = {"Origin": origin} if origin else {}
+    if not allowed:
+        with pytest.raises(InvalidStatus) as refused:
+            ws(ready, additional_headers=headers)
+        assert refused.value.response.status_code == 403
+        assert json.loads(refused.value.response.body)["error"] == "forbidden_origin"
+        return
+    with ws(ready, additional_headers=headers) as conn:
+        conn.send(json.dumps({"type": "final", "id": 1, "text": "hello"}))
+        assert json.loads(conn.recv(timeout=60))["type"] == "translation"
+
+
+def test_a_pad_token_id_of_zero_is_kept(python, qwen):
+    """transformers' tokenizer with its pad token set to id 0 (was: `pad or eos` took 0 for missing)."""
+    script = ("import sys; from transformers import AutoTokenizer; from servers.mt.translator import pad_token_id; "
+              "tok = AutoTokenizer.from_pretrained(sys.argv[1]); eos = tok.eos_token_id; "
+              "tok.pad_token = tok.convert_ids_to_tokens(0); assert tok.pad_token_id == 0; "
+              "print(pad_token_id(tok), eos)")
+    out = subprocess.run([str(python), "-c", script, str(qwen)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    pad, eos = out.stdout.split()
+    assert pad == "0" and eos != "0"
+
+
+def test_the_language_list_is_iso_639_1_as_pycountry_has_it():
+    import pycountry
+    from servers.mt.languages import ISO_639_1
+    assert ISO_639_1 == {lang.alpha_2: lang.name for lang in pycountry.languages if hasattr(lang, "alpha_2")}

@@ -27,7 +27,7 @@ def test_a_good_start_message_and_every_refusal():
 
 
 def test_every_close_code_has_a_name_and_reasons_fit_a_close_frame():
-    assert set(proto.CLOSE_CODES) == {1000, 1011, 4400, 4408, 4413, 4415, 4422, 4429, 4501, 4503}
+    assert set(proto.CLOSE_CODES) == {1000, 1011, 4400, 4408, 4409, 4413, 4415, 4422, 4429, 4501, 4503}
     error = proto.StreamError(proto.BAD_RATE, "é" * 200)
     assert len(error.reason().encode()) <= 123 and error.reason().startswith("bad_sample_rate: ")
     assert error.event() == {"type": "error", "code": "bad_sample_rate", "close_code": 4422, "detail": "é" * 200}
@@ -54,3 +54,46 @@ def test_latency_figures_match_each_span_with_its_final():
     assert figures["onset_to_partial_s"] == {"p50": 0.2, "p95": 0.2, "n": 1}  # the second span had none
     assert figures["partial_gap_s"]["n"] == 2  # 0.5 -> 0.8 -> the final at 1.3
     assert stream_url("https://h:1") == "wss://h:1" and len(passage(b"\1\0", 10, 3, 0.5)) == 3 * (2 + 10)
+
+
+ORIGIN_CASES = [  # (Origin, Host, allowed?): the servers' one rule (servers/origins.py)
+    (None, "127.0.0.1:8000", True),                        # not a browser: curl, the relay, inv smoke
+    ("http://127.0.0.1:8000", "127.0.0.1:8000", True),     # the page this server served
+    ("https://127.0.0.1:8000", "127.0.0.1:8000", True),    # the same behind TLS
+    ("http://localhost:8000", "127.0.0.1:8000", True),     # loopback names of the same port
+    ("http://[::1]:8000", "localhost:8000", True),
+    ("HTTP://LOCALHOST:8000", "127.0.0.1:8000", True),
+    ("https://speech.example.com", "speech.example.com", True),  # default port on both sides
+    ("http://speech.example.com", "speech.example.com:80", True),
+    ("https://app.example.com", "127.0.0.1:8000", True),   # listed
+    ("http://127.0.0.1:3000", "127.0.0.1:8000", False),    # another port: another site
+    ("http://evil.example", "127.0.0.1:8000", False),
+    ("null", "127.0.0.1:8000", False),                     # a sandboxed frame, a file: page
+    ("file://", "127.0.0.1:8000", False),
+    ("http://127.0.0.1:8000.evil.example", "127.0.0.1:8000", False),
+    ("http://127.0.0.1:8000/path", "127.0.0.1:8000", False),
+    ("http://evil.example:8000", "127.0.0.1:8000", False),
+    ("http://127.0.0.1:8000", None, False),                 # no Host: nothing to be the same as
+    ("http://127.0.0.1:x", "127.0.0.1:8000", False),
+    ("", "127.0.0.1:8000", False),
+]
+
+
+@pytest.mark.parametrize("origin, host, allowed", ORIGIN_CASES)
+def test_the_origin_rule(origin, host, allowed):
+    from servers import origins
+    listed = origins.origins_from_env({"DUPLEX_ALLOWED_ORIGINS": " https://app.example.com , "})
+    why = origins.refusal(origin, host, listed)
+    assert (why is None) == allowed, why
+    if why:
+        assert "DUPLEX_ALLOWED_ORIGINS" in why
+
+
+@pytest.mark.parametrize("value", ["evil.example", "http://", "ftp://x", "http://a.example/path", "null",
+                                   "http://a.example:99999"])
+def test_a_bad_allowed_origin_is_a_bad_setting(value):
+    from servers import origins
+    from servers.envvars import SettingsError
+    with pytest.raises(SettingsError, match="DUPLEX_ALLOWED_ORIGINS entry"):
+        origins.origins_from_env({"DUPLEX_ALLOWED_ORIGINS": value})
+    assert origins.origins_from_env({"DUPLEX_ALLOWED_ORIGINS": "*"}).any

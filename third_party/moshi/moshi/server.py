@@ -238,7 +238,7 @@ def main():
                         **checkpoint_info.lm_gen_config)
     log("info", "warming up the model")
     state.warmup()
-    app = web.Application()
+    app = web.Application(middlewares=_origin_check())  # duplex patch 0002
     app.router.add_get("/api/chat", state.handle_chat)
     static_path: None | str = None
     if args.static is None:
@@ -282,6 +282,23 @@ def main():
         log("info", f"Tunnel started, if executing on a remote GPU, you can use {tunnel}.")
         log("info", "Note that this tunnel goes through the US and you might experience high latency in Europe.")
     web.run_app(app, host=args.host , port=args.port, ssl_context=ssl_context)
+
+
+def _origin_check() -> list:
+    """duplex patch 0002: refuse WebSocket handshakes from web pages of other origins, so a page on
+    any site cannot take the one conversation. The rule is duplex's servers/origins.py, copied into
+    the image beside this tree (DUPLEX_ALLOWED_ORIGINS lists more origins; clients without an
+    Origin header, such as the frontend's relay and duplex's probes, always pass)."""
+    try:
+        from servers.envvars import SettingsError
+        from servers.origins import aiohttp_middleware, origins_from_env
+    except ImportError:
+        log("warning", "servers/origins.py is not beside moshi: any web page may open /api/chat")
+        return []
+    try:
+        return [aiohttp_middleware(origins_from_env(os.environ))]
+    except SettingsError as exc:
+        raise SystemExit(f"moshi: {exc}") from None
 
 
 with torch.no_grad():
