@@ -84,7 +84,7 @@ def test_the_engine_s_repo_digests_are_read_defensively(repo_digests, expected):
     ({}, []),  # no RegistryConfig at all
     ({"RegistryConfig": None}, []),
     ({"RegistryConfig": {"Mirrors": None}}, []),
-    ({"RegistryConfig": {"Mirrors": "http://127.0.0.1:5000"}}, []),  # a string: not a list of mirrors
+    ({"RegistryConfig": {"Mirrors": "http://127.0.0.1:5000"}}, ["http://127.0.0.1:5000"]),  # one string: one mirror
     ({"RegistryConfig": {"Mirrors": [None, "", "ftp://m", "http://reg..x/", "http://127.0.0.1:5000/"]}},
      ["http://127.0.0.1:5000"]),
 ])
