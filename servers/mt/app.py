@@ -17,9 +17,9 @@ import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
-from starlette.websockets import WebSocketState
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
+from starlette.websockets import WebSocketState
 
 from .. import errors, origins, telemetry
 from ..errors import error_response
