@@ -3,7 +3,8 @@ Run: uvicorn servers.mt.app:app.
 
 /ws/translate takes a sequence of JSON messages such as the streaming ASR's `final` events
 (`{"type": "final", "text": ...}`; other types such as `partial` are skipped) and answers each final
-with `{"type": "translation", ...}` as soon as it is translated, in order.
+with `{"type": "translation", ...}` as soon as it is translated, in order. A session is closed when
+idle or too long, and one past MT_WS_MAX_SESSIONS is refused, with asr's close codes (limits.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
+from starlette.websockets import WebSocketState
 
 from .. import errors, origins, telemetry
 from ..errors import error_response
+from .limits import IDLE, TOO_LONG, SessionEnd, Sessions
 from .metrics import Metrics
 from .settings import Settings, SettingsError, language, settings_from_env
 from .translator import ModelMissing, Translator
@@ -87,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = ModelState(None, error=f"bad setting: {exc}")
         log.error("MT server misconfigured: %s", exc)
     metrics = Metrics(settings.model if state.settings else "unknown")
+    limits = settings if state.settings else Settings()  # a bad setting: the defaults bound the stream
+    sessions = Sessions(limits.ws_max_sessions)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -104,7 +109,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        return JSONResponse(state.health(), status_code=200 if state.status == "ready" else 503)
+        return JSONResponse({**state.health(), "ws_idle_seconds": limits.ws_idle_seconds,
+                             "ws_max_sessions": limits.ws_max_sessions,
+                             "ws_max_wall_seconds": limits.ws_max_wall_seconds, "ws_open": sessions.open},
+                            status_code=200 if state.status == "ready" else 503)
 
     @app.get("/metrics")
     async def prometheus() -> Response:
@@ -157,38 +165,75 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.websocket("/ws/translate")
     async def stream(ws: WebSocket) -> None:
         """Finals in, translations out, in order; `?source=&target=` set the pair for the session.
-        A bad message gets an `error` event and the session goes on."""
+        A bad message gets an `error` event and the session goes on; the limits (idle, wall time,
+        sessions open) end it with an `error` event and asr's close codes."""
         if await origins.refuse_foreign(ws, settings.origins if state.settings else origins.Origins()):
             return
         await ws.accept()
+        try:
+            sessions.enter()
+        except SessionEnd as exc:
+            metrics.answered("stream", 429, exc.code)
+            log.info("translation stream refused: %s", exc.reason())
+            await _close(ws, exc)
+            return
+        metrics.streams.labels(metrics.model).set(sessions.open)
+        try:
+            await session(ws)
+        except SessionEnd as exc:
+            metrics.answered("stream", exc.event()["status"], exc.code)
+            log.info("translation stream closed: %s", exc.reason())
+            await _close(ws, exc)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sessions.leave()
+            metrics.streams.labels(metrics.model).set(sessions.open)
+
+    async def next_message(ws: WebSocket, deadline: float) -> dict:
+        """The client's next message within MT_WS_IDLE_SECONDS and before the session's deadline;
+        SessionEnd otherwise, WebSocketDisconnect when the client left."""
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SessionEnd(TOO_LONG, f"the session lasted {limits.ws_max_wall_seconds:g} s "
+                                       "(MT_WS_MAX_WALL_SECONDS); open a new one")
+        try:
+            message = await asyncio.wait_for(ws.receive(), min(limits.ws_idle_seconds, left))
+        except asyncio.TimeoutError:
+            if limits.ws_idle_seconds < left:
+                raise SessionEnd(IDLE, f"no message for {limits.ws_idle_seconds:g} s (MT_WS_IDLE_SECONDS); "
+                                       "open a new session when there is text to translate") from None
+            raise SessionEnd(TOO_LONG, f"the session lasted {limits.ws_max_wall_seconds:g} s "
+                                       "(MT_WS_MAX_WALL_SECONDS); open a new one") from None
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1006))
+        return message
+
+    async def session(ws: WebSocket) -> None:
         source, target = ws.query_params.get("source") or None, ws.query_params.get("target") or None
         limit = message_limit(settings.max_chars if state.settings else 4000)
-        try:
-            while True:
-                try:
-                    message = await ws.receive()
-                    if message["type"] == "websocket.disconnect":
-                        return
-                    event = parse_event(message.get("text"), limit)
-                except Refused as exc:
-                    metrics.answered("stream", exc.status, exc.code)
-                    await _refuse(ws, None, exc)
-                    continue
-                if event.get("type", "final") != "final":
-                    continue  # partials and others: translated once they are final
-                received = time.monotonic()
-                try:
-                    answer = await translate_one(event.get("text"), event.get("source", source),
-                                                 event.get("target", target))
-                except Refused as exc:
-                    metrics.answered("stream", exc.status, exc.code)
-                    await _refuse(ws, event.get("id"), exc)
-                    continue
-                metrics.answered("stream", 200)
-                await ws.send_json({"type": "translation", "id": event.get("id"), **answer,
-                                    "answered_s": round(time.monotonic() - received, 4)})
-        except WebSocketDisconnect:
-            return
+        deadline = time.monotonic() + limits.ws_max_wall_seconds
+        while True:
+            try:
+                message = await next_message(ws, deadline)
+                event = parse_event(message.get("text"), limit)
+            except Refused as exc:
+                metrics.answered("stream", exc.status, exc.code)
+                await _refuse(ws, None, exc)
+                continue
+            if event.get("type", "final") != "final":
+                continue  # partials and others: translated once they are final
+            received = time.monotonic()
+            try:
+                answer = await translate_one(event.get("text"), event.get("source", source),
+                                             event.get("target", target))
+            except Refused as exc:
+                metrics.answered("stream", exc.status, exc.code)
+                await _refuse(ws, event.get("id"), exc)
+                continue
+            metrics.answered("stream", 200)
+            await ws.send_json({"type": "translation", "id": event.get("id"), **answer,
+                                "answered_s": round(time.monotonic() - received, 4)})
 
     return app
 
@@ -219,6 +264,17 @@ def parse_event(text: str | None, limit: int) -> dict:
 
 async def _refuse(ws: WebSocket, ident, exc: Refused) -> None:
     await ws.send_json({"type": "error", "id": ident, "status": exc.status, "error": exc.code, "detail": exc.detail})
+
+
+async def _close(ws: WebSocket, exc: SessionEnd) -> None:
+    """The `error` event, then the close frame; nothing when the client is gone already."""
+    if ws.client_state != WebSocketState.CONNECTED:
+        return
+    try:
+        await ws.send_json(exc.event())
+        await ws.close(exc.close_code, exc.reason())
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass
 
 
 app = create_app()

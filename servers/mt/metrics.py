@@ -24,6 +24,7 @@ class Metrics:
         self.rate = Histogram("mt_generated_tokens_per_second", "Generation speed of each translation",
                               ["model"], buckets=RATE_BUCKETS, registry=r)
         self.in_flight = Gauge("mt_requests_in_flight", "Translations under way", ["model"], registry=r)
+        self.streams = Gauge("mt_streams_open", "/ws/translate sessions open", ["model"], registry=r)
         self.ready = Gauge("mt_model_ready", "1 once the model is loaded", ["model"], registry=r)
         self.model = model
 

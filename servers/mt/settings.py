@@ -23,6 +23,9 @@ class Settings:
     max_chars: int = 4000           # one request's text; a longer one is refused with 413
     max_new_tokens: int = 256
     origins: Origins = Origins()    # pages that may open /ws/translate besides clients without Origin
+    ws_idle_seconds: float = 300.0  # a /ws/translate client silent this long is closed (4408)
+    ws_max_sessions: int = 16       # /ws/translate sessions open at once; one more is refused (4429)
+    ws_max_wall_seconds: float = 3900.0  # a session this long is closed (4413), however busy: asr's default
 
 
 def language(value: object, what: str) -> str:
@@ -50,4 +53,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         max_chars=positive(env, "MT_MAX_CHARS", 4000),
         max_new_tokens=positive(env, "MT_MAX_NEW_TOKENS", 256),
         origins=origins_from_env(env),
+        ws_idle_seconds=positive(env, "MT_WS_IDLE_SECONDS", 300.0, float),
+        ws_max_sessions=positive(env, "MT_WS_MAX_SESSIONS", 16),
+        ws_max_wall_seconds=positive(env, "MT_WS_MAX_WALL_SECONDS", 3900.0, float),
     )

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+from contextlib import ExitStack
 
 import httpx
 import pytest
@@ -49,6 +50,7 @@ def settled(url: str) -> dict:
     ({"MT_TARGET": "zz"}, "bad setting: MT_TARGET='zz' is not an ISO 639-1 language code"),
     ({"DUPLEX_ALLOWED_ORIGINS": "evil.example"}, "bad setting: DUPLEX_ALLOWED_ORIGINS entry 'evil.example' is not an origin"),
     ({"MT_MODEL": "acme/not-prefetched"}, "run `inv prefetch --repo acme/not-prefetched`"),
+    ({"MT_WS_MAX_SESSIONS": "0"}, "bad setting: MT_WS_MAX_SESSIONS='0' must be greater than 0"),
 ])
 def test_what_stops_it_is_said_by_health_and_every_request_is_refused(python, tmp_path, env, error):
     proc, url = serve(python, tmp_path, **env)
@@ -196,3 +198,127 @@ def test_the_language_list_is_iso_639_1_as_pycountry_has_it():
     import pycountry
     from servers.mt.languages import ISO_639_1
     assert ISO_639_1 == {lang.alpha_2: lang.name for lang in pycountry.languages if hasattr(lang, "alpha_2")}
+
+
+# -- /ws/translate's limits: idle, wall time, sessions open (MT_WS_*), as asr's WS /stream has -----------
+
+@pytest.fixture(scope="module")
+def limited(python, qwen, tmp_path_factory):
+    """A ready translator with short stream limits: idle 3 s, 2 sessions, 8 s per session."""
+    proc, url = serve(python, tmp_path_factory.mktemp("mt-limited"), MT_MODEL=str(qwen), MT_DEVICE="cpu",
+                      MT_MAX_NEW_TOKENS="4", MT_WS_IDLE_SECONDS="3", MT_WS_MAX_SESSIONS="2",
+                      MT_WS_MAX_WALL_SECONDS="8")
+    try:
+        assert settled(url)["ready"], httpx.get(url + "/health").text
+        yield url
+    finally:
+        stop_process(proc)
+
+
+def closed_with(conn, timeout: float = 20) -> tuple[list[dict], int, str]:
+    """The events up to the server's close, its close code and reason (TimeoutError if it never closes)."""
+    from websockets.exceptions import ConnectionClosed
+    events = []
+    try:
+        while True:
+            events.append(json.loads(conn.recv(timeout=timeout)))
+    except ConnectionClosed as closed:
+        return events, closed.rcvd.code if closed.rcvd else None, closed.rcvd.reason if closed.rcvd else ""
+
+
+def translated(conn, ident) -> dict:
+    conn.send(json.dumps({"type": "final", "id": ident, "text": "hello"}))
+    answer = json.loads(conn.recv(timeout=60))
+    assert answer["type"] == "translation" and answer["id"] == ident, answer
+    return answer
+
+
+def test_the_stream_limits_are_the_asr_streams_codes():
+    from servers.asr import stream_protocol as asr
+    from servers.mt import limits
+    assert (limits.IDLE, limits.TOO_LONG, limits.TOO_MANY) == (asr.IDLE, asr.TOO_LONG, asr.TOO_MANY)
+    for code in (limits.IDLE, limits.TOO_LONG, limits.TOO_MANY):
+        assert limits.CLOSE_CODES[code] == asr.CLOSE_CODES[code]
+
+
+def test_the_limits_are_in_health(limited, ready):
+    assert {k: v for k, v in httpx.get(limited + "/health").json().items() if k.startswith("ws_")} == {
+        "ws_idle_seconds": 3.0, "ws_max_sessions": 2, "ws_max_wall_seconds": 8.0, "ws_open": 0}
+    defaults = httpx.get(ready + "/health").json()
+    assert (defaults["ws_idle_seconds"], defaults["ws_max_sessions"], defaults["ws_max_wall_seconds"]) == (300.0, 16, 3900.0)
+
+
+def test_a_client_that_sends_nothing_is_closed_after_the_idle_time(limited):
+    started = time.monotonic()
+    with ws(limited) as conn:
+        events, code, reason = closed_with(conn)
+    waited = time.monotonic() - started
+    assert code == 4408 and reason.startswith("idle_timeout: "), (code, reason)
+    assert 2.5 < waited < 10, waited
+    assert events == [{"type": "error", "id": None, "status": 408, "error": "idle_timeout", "close_code": 4408,
+                       "detail": events[0]["detail"]}] and "MT_WS_IDLE_SECONDS" in events[0]["detail"], events
+
+
+def test_a_client_that_answers_then_falls_silent_is_closed_too(limited):
+    with ws(limited) as conn:
+        translated(conn, 1)
+        _, code, _ = closed_with(conn)
+    assert code == 4408
+
+
+def test_a_client_that_keeps_sending_is_closed_after_the_wall_time(limited):
+    """Partials every second keep the idle timeout away; the session still ends at MT_WS_MAX_WALL_SECONDS."""
+    from websockets.exceptions import ConnectionClosed
+    started = time.monotonic()
+    with ws(limited) as conn:
+        try:
+            while time.monotonic() - started < 20:
+                conn.send(json.dumps({"type": "partial", "text": "hel"}))
+                time.sleep(1)
+        except ConnectionClosed:
+            pass
+        events, code, reason = closed_with(conn)
+    assert code == 4413 and reason.startswith("session_too_long: "), (code, reason)
+    assert 7 < time.monotonic() - started < 15
+    assert events[-1]["error"] == "session_too_long" and "MT_WS_MAX_WALL_SECONDS" in events[-1]["detail"]
+
+
+def opened(url: str, stack: ExitStack):
+    return stack.enter_context(ws(url))
+
+
+def accepted_within(url: str, seconds: float, stack: ExitStack):
+    """A session the server keeps (a translation answered), retried while the last one's slot frees."""
+    from websockets.exceptions import ConnectionClosed
+    deadline = time.monotonic() + seconds
+    while True:
+        conn = opened(url, stack)
+        try:
+            translated(conn, 0)
+            return conn
+        except (ConnectionClosed, AssertionError):
+            conn.close()
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_sessions_over_the_cap_are_refused_while_the_others_keep_working(limited):
+    with ExitStack() as stack:
+        first, second = opened(limited, stack), opened(limited, stack)
+        translated(first, 1), translated(second, 1)
+        assert httpx.get(limited + "/health").json()["ws_open"] == 2
+        with ws(limited) as third:
+            events, code, reason = closed_with(third)
+        assert code == 4429 and reason.startswith("too_many_streams: "), (code, reason)
+        assert [(e["error"], e["status"], e["close_code"]) for e in events] == [("too_many_streams", 429, 4429)]
+        assert "MT_WS_MAX_SESSIONS=2" in events[0]["detail"]
+        translated(first, 2), translated(second, 2)  # the open ones are untouched
+
+        first.close()  # a client that leaves frees its slot
+        replacement = accepted_within(limited, 5, stack)
+        translated(second, 3)
+        replacement.close()
+        second.socket.close()  # one that vanishes (no close frame) frees it too
+        accepted_within(limited, 5, stack).close()
+    assert "mt_streams_open" in httpx.get(limited + "/metrics").text

@@ -9,15 +9,24 @@ const $ = (id) => document.getElementById(id);
 const rows = new Map();
 let socket = null, live = null, nextId = 1, streamPath = "/api/stream";
 let audioZero = Infinity;  // the page's clock at the stream's audio time 0
+let waiting = [];          // finals to send once the translator's socket is open again
+// mt closes a session idle for MT_WS_IDLE_SECONDS (4408) or older than MT_WS_MAX_WALL_SECONDS (4413):
+// the page opens a new one with the next final rather than calling the translator unreachable.
+const REOPEN = new Set([4408, 4413]);
 
 function setStatus(text, state) { $("status").textContent = text; $("status").dataset.state = state; }
 function showError(text) { $("error").textContent = text || ""; if (text) setStatus("Failed.", "error"); }
 
-function connect() {
+function connect(first = true) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   socket = new WebSocket(`${scheme}://${location.host}/api/translate`);
-  socket.onopen = () => { $("record").disabled = false; setStatus("Ready.", "idle"); };
+  socket.onopen = () => {
+    if (first) { $("record").disabled = false; setStatus("Ready.", "idle"); }
+    for (const message of waiting.splice(0)) socket.send(message);
+  };
   socket.onclose = (event) => {
+    socket = null;
+    if (REOPEN.has(event.code)) { if (waiting.length) connect(false); return; }
     $("record").disabled = true;
     showError(`The translator is not reachable (${event.reason || event.code}); reload the page once it runs.`);
   };
@@ -48,7 +57,9 @@ function translateFinal(event) {
   row.dataset.asrMs = Math.round(performance.now() - row.ended);
   row.insertCell().textContent = text; row.insertCell(); row.insertCell();
   rows.set(id, row);
-  socket.send(JSON.stringify({ type: "final", id, text, source: $("source").value, target: $("target").value }));
+  const message = JSON.stringify({ type: "final", id, text, source: $("source").value, target: $("target").value });
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(message);
+  else { waiting.push(message); if (!socket) connect(false); }
 }
 
 function onEvent(event) {
