@@ -43,8 +43,10 @@ def _record_hash(data: bytes) -> str:
 def fake_sphn_wheel(folder: Path) -> Path:
     """A pure-Python stand-in for sphn 0.2.1 that pip installs offline."""
     folder.mkdir(parents=True)
-    files = {"sphn/__init__.py": b"", "sphn-0.2.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: sphn\nVersion: 0.2.1\n",
-             "sphn-0.2.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files = {"sphn/__init__.py": b"",
+             "sphn-0.2.1.dist-info/METADATA": b"Metadata-Version: 2.1\nName: sphn\nVersion: 0.2.1\n",
+             "sphn-0.2.1.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                           b"Tag: py3-none-any\n"}
     record = "".join(f"{name},{_record_hash(data)},{len(data)}\n" for name, data in files.items())
     wheel = folder / "sphn-0.2.1-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as zf:
