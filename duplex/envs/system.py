@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import bounded
 from ..errors import EnvError
 from .commands import Progress
 
@@ -88,8 +89,13 @@ def why_needed(name: str, pins: dict[str, str], has_wheel: Callable[[str, str], 
     return False, f"{', '.join(f'{p} {pins[p]}' for p in bundlers)} ship wheels for this platform with lib{name} linked in"
 
 
+PAGE_LIMIT = 16 << 20  # a project's JSON page on the index (sphn's is tens of KiB)
+
+
 def pypi_has_wheel(python: Path, timeout: float = 10, index: str | None = None) -> Callable[[str, str], bool | None]:
-    """A wheel check against the index's JSON simple API (PEP 691) for the tags the target interpreter accepts."""
+    """A wheel check against the index's JSON simple API (PEP 691) for the tags the target interpreter accepts.
+    The page must arrive whole within bounded.DEADLINE_READS x `timeout` (30 s by default) and under
+    PAGE_LIMIT, else the answer is None ("could not check"): a stalled or trickling index cannot hold setup."""
     index = (index or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/")
 
     def check(name: str, version: str) -> bool | None:
@@ -101,8 +107,8 @@ def pypi_has_wheel(python: Path, timeout: float = 10, index: str | None = None) 
                                  capture_output=True, text=True, timeout=timeout)
             request = urllib.request.Request(f"{index}/{name}/",
                                              headers={"Accept": "application/vnd.pypi.simple.v1+json"})
-            with urllib.request.urlopen(request, timeout=timeout) as resp:
-                files = [f["filename"] for f in json.load(resp)["files"]]
+            body, _ = bounded.get(request, timeout, PAGE_LIMIT)
+            files = [f["filename"] for f in json.loads(body)["files"]]
         except Exception:
             return None
         accepted = set(out.stdout.split())

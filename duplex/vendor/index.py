@@ -11,11 +11,15 @@ import urllib.request
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from .. import bounded
+from ..machine import seconds_from
 from .errors import UnknownReleaseError
 
 PROJECT = "moshi"
 DEFAULT_INDEX = "https://pypi.org/simple"
-TIMEOUT = 60
+TIMEOUT = 60  # seconds per read; a whole answer gets bounded.DEADLINE_READS x this (DUPLEX_VENDOR_TIMEOUT)
+PAGE_LIMIT = 16 << 20  # the project page (PyPI's moshi page is tens of KiB)
+ARCHIVE_LIMIT = 256 << 20  # an sdist or pure wheel (moshi's are well under 1 MiB)
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,11 @@ def index_url(environ: dict[str, str] | None = None) -> str:
     """DUPLEX_VENDOR_INDEX, else pip's PIP_INDEX_URL, else PyPI's simple API."""
     environ = os.environ if environ is None else environ
     return (environ.get("DUPLEX_VENDOR_INDEX") or environ.get("PIP_INDEX_URL") or DEFAULT_INDEX).rstrip("/")
+
+
+def timeout(environ: dict[str, str] | None = None) -> float:
+    """Seconds per read for the index and the download: DUPLEX_VENDOR_TIMEOUT, else TIMEOUT."""
+    return seconds_from(os.environ if environ is None else environ, "DUPLEX_VENDOR_TIMEOUT", TIMEOUT)
 
 
 def version_of(tag: str) -> str:
@@ -54,15 +63,17 @@ def parse_filename(filename: str) -> tuple[str, str] | None:
     return None
 
 
-def list_files(base: str | None = None, opener=urllib.request.urlopen) -> list[IndexFile]:
-    """Every moshi sdist and pure wheel the index lists (JSON API first, HTML page if that fails)."""
+def list_files(base: str | None = None) -> list[IndexFile]:
+    """Every moshi sdist and pure wheel the index lists (JSON API first, HTML page if that fails).
+    The page must arrive whole within the deadline (bounded.TooSlow) and under PAGE_LIMIT
+    (bounded.TooLarge); proxies come from the environment."""
     page = f"{base or index_url()}/{PROJECT}/"
     request = urllib.request.Request(page, headers={
         "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1",
         "User-Agent": "duplex-vendor"})
-    with opener(request, timeout=TIMEOUT) as response:
-        body = response.read().decode("utf-8", "replace")
-        kind = response.headers.get("Content-Type", "")
+    raw, headers = bounded.get(request, timeout(), PAGE_LIMIT)
+    body = raw.decode("utf-8", "replace")
+    kind = headers.get("Content-Type", "")
     if "json" in kind:
         entries = [(f["filename"], f["url"], (f.get("hashes") or {}).get("sha256"), bool(f.get("yanked")))
                    for f in json.loads(body).get("files", [])]

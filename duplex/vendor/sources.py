@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from .. import bounded
 from ..layout import Layout
 from . import index
 from .errors import HashMismatchError, UnknownReleaseError, VendorError
@@ -54,12 +55,16 @@ def fetch_pypi(root: Path, tag: str, progress: Progress, *, base: str | None = N
     Cases: (1) the index answers and publishes a sha256 -> the cached file with that hash, else a
     download verified against it; (2) the index answers without a hash -> download, record our own
     hash, say so; (3) the index is unreachable -> a file cached earlier for this version (its folder
-    name is the hash it was verified with), else `pip download` (pip checks the index's hash too).
+    name is the hash it was verified with), else `pip download` (pip checks the index's hash too);
+    (4) the index answers too slowly (stalled or trickling past the deadline) -> the cached file,
+    else an error: pip would wait on the same index one read at a time.
     """
     version = index.version_of(tag)
     base = base or index.index_url()
     try:
         files = index.list_files(base)
+    except bounded.TooSlow as exc:
+        return _offline(root, tag, version, base, exc, progress, pip=False)
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             raise UnknownReleaseError(f"the index {base} has no project 'moshi'",
@@ -103,8 +108,8 @@ def _download(root: Path, chosen: index.IndexFile, progress: Progress) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=".download-", dir=cache)
     try:
         request = urllib.request.Request(chosen.url, headers={"User-Agent": "duplex-vendor"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=index.TIMEOUT) as response:
-            shutil.copyfileobj(response, out, 1 << 20)
+        with os.fdopen(fd, "wb") as out:
+            out.write(bounded.get(request, index.timeout(), index.ARCHIVE_LIMIT)[0])
         got = file_sha256(Path(tmp))
         if chosen.sha256 and got != chosen.sha256:
             raise HashMismatchError(
@@ -115,7 +120,7 @@ def _download(root: Path, chosen: index.IndexFile, progress: Progress) -> Path:
         final.parent.mkdir(exist_ok=True)
         os.replace(tmp, final)
         return final
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, bounded.TooLarge) as exc:
         raise VendorError(f"downloading {chosen.url} failed: {exc}",
                           fix="check the network / proxy (SSL_CERT_FILE for an intercepting proxy), or "
                               "vendor an archive you have with `--from PATH`") from exc
@@ -124,13 +129,18 @@ def _download(root: Path, chosen: index.IndexFile, progress: Progress) -> Path:
             os.unlink(tmp)
 
 
-def _offline(root: Path, tag: str, version: str, base: str, exc: BaseException, progress: Progress) -> Fetched:
+def _offline(root: Path, tag: str, version: str, base: str, exc: BaseException, progress: Progress,
+             pip: bool = True) -> Fetched:
     for path in sorted(cache_dir(root).glob("*/moshi-*")):
         parsed = index.parse_filename(path.name)
         if parsed and parsed[0] == version and file_sha256(path) == path.parent.name:
             progress(f"index {base} unreachable ({exc}); using {path.name} cached earlier")
             return Fetched(path, "pypi", f"{base}/moshi/ (cached {path.name})", tag, version, path.parent.name,
                            "cache", notes=["index unreachable: used the copy cached and verified earlier"])
+    if not pip:
+        raise VendorError(f"the package index {base} is too slow ({exc}) and no copy of moshi {version} is cached",
+                          fix="check the network / proxy, point DUPLEX_VENDOR_INDEX at another index (or raise "
+                              "DUPLEX_VENDOR_TIMEOUT, seconds per read), or vendor an archive with `--from PATH`")
     progress(f"index {base} unreachable through urllib ({exc}); trying `pip download`")
     return _pip_download(root, tag, version, exc)
 
