@@ -25,6 +25,11 @@ class TooLarge(ValueError):
     """The answer is larger than the caller's cap."""
 
 
+class Incomplete(ConnectionError):
+    """The server closed the connection before the body its Content-Length announced had arrived
+    (http.client returns the short body without a word: a half page read as a whole one)."""
+
+
 class _Deadline:
     """Shuts a request's sockets when its time is up: the blocked read returns at once."""
 
@@ -79,8 +84,8 @@ def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
 
 def get(request: urllib.request.Request, timeout: float, limit: int) -> tuple[bytes, Message]:
     """The body (at most `limit` bytes) and headers (names case-insensitive) of one request, all
-    within DEADLINE_READS x `timeout`. Raises TooSlow, TooLarge, urllib.error.HTTPError for an
-    error status, and urllib's or http.client's errors otherwise."""
+    within DEADLINE_READS x `timeout`. Raises TooSlow, TooLarge, Incomplete (an OSError) for a body
+    cut short, urllib.error.HTTPError for an error status, and urllib's or http.client's errors otherwise."""
     with _Deadline(timeout * DEADLINE_READS) as deadline:
         try:
             with _opener(deadline).open(request, timeout=timeout) as resp:
@@ -89,7 +94,10 @@ def get(request: urllib.request.Request, timeout: float, limit: int) -> tuple[by
                     raise TooLarge(f"an answer of {int(length)} bytes (at most {limit} expected)")
                 body = resp.read(limit + 1)
                 headers = resp.headers
-        except TooLarge:
+                if length.isdigit() and len(body) < int(length) and not deadline.expired:
+                    raise Incomplete(f"{urllib.parse.urlsplit(request.full_url).netloc} closed the connection "
+                                     f"after {len(body)} of the {int(length)} bytes it announced")
+        except (TooLarge, Incomplete):
             raise
         except Exception:
             if deadline.expired:

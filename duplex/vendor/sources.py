@@ -63,7 +63,7 @@ def fetch_pypi(root: Path, tag: str, progress: Progress, *, base: str | None = N
     base = base or index.index_url()
     try:
         files = index.list_files(base)
-    except bounded.TooSlow as exc:
+    except (bounded.TooSlow, bounded.Incomplete) as exc:  # pip would meet the same index
         return _offline(root, tag, version, base, exc, progress, pip=False)
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -138,7 +138,8 @@ def _offline(root: Path, tag: str, version: str, base: str, exc: BaseException, 
             return Fetched(path, "pypi", f"{base}/moshi/ (cached {path.name})", tag, version, path.parent.name,
                            "cache", notes=["index unreachable: used the copy cached and verified earlier"])
     if not pip:
-        raise VendorError(f"the package index {base} is too slow ({exc}) and no copy of moshi {version} is cached",
+        how = "is too slow" if isinstance(exc, bounded.TooSlow) else "answered only in part"
+        raise VendorError(f"the package index {base} {how} ({exc}) and no copy of moshi {version} is cached",
                           fix="check the network / proxy, point DUPLEX_VENDOR_INDEX at another index (or raise "
                               "DUPLEX_VENDOR_TIMEOUT, seconds per read), or vendor an archive with `--from PATH`")
     progress(f"index {base} unreachable through urllib ({exc}); trying `pip download`")

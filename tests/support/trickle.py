@@ -1,6 +1,7 @@
 """A real HTTP server on 127.0.0.1 whose chosen answers trickle: headers at once, then the body a
 byte every `pause` seconds (for at most `longest` seconds), the way a stalled or hostile package
-index would. Every other path is answered at once; an unknown path is a 404."""
+index would; or cut short: the first bytes of the body its Content-Length announces, then the
+connection closed. Every other path is answered at once; an unknown path is a 404."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ class TrickleServer:
     def __init__(self, pause: float = 0.5, longest: float = 120.0):
         self.pause, self.longest = pause, longest
         self.answers: dict[str, tuple[str, bytes, bool]] = {}  # path -> (Content-Type, body, trickles)
+        self.cut: dict[str, int] = {}  # path -> how many bytes of its body are sent before closing
         self.seen: list[str] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -22,8 +24,11 @@ class TrickleServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def serve(self, path: str, body: bytes, content_type: str = "text/html", trickle: bool = False) -> None:
+    def serve(self, path: str, body: bytes, content_type: str = "text/html", trickle: bool = False,
+              cut: int | None = None) -> None:
         self.answers[path] = (content_type, body, trickle)
+        if cut is not None:
+            self.cut[path] = cut
 
     def close(self) -> None:
         self._server.shutdown()
@@ -49,7 +54,7 @@ class TrickleServer:
                 self.end_headers()
                 try:
                     if not trickle:
-                        self.wfile.write(body)
+                        self.wfile.write(body[:server.cut.get(path, len(body))])
                         return
                     self.wfile.flush()
                     end = time.monotonic() + server.longest

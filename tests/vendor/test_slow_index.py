@@ -64,3 +64,21 @@ def test_a_trickling_index_ends_at_the_deadline_with_one_line(tmp_path, slow_ind
         assert "--from PATH" in proc.stderr
     assert (repo / "third_party" / "moshi" / "MOSHI_VERSION").read_text() == before  # untouched
     assert not list((repo / ".duplex" / "cache" / "vendor").glob("*/moshi-*"))  # nothing half-downloaded kept
+
+
+def test_an_index_page_cut_short_is_said_as_such(tmp_path, slow_index):
+    """A server that closes the connection before the body its Content-Length announced: http.client
+    hands back the short body without a word, and half a page read as a whole one said "moshi X is
+    not on the package index". Now the cut is named."""
+    repo = _project(tmp_path)
+    sdist = make_sdist(tmp_path / f"moshi-{VERSION}.tar.gz", VERSION)
+    page = (f'<!DOCTYPE html><html><body>\n<a href="../../files/{sdist.name}#sha256={sha256(sdist)}">'
+            f"{sdist.name}</a><br/>\n</body></html>\n").encode()
+    slow_index.serve("/simple/moshi/", page, cut=20)
+    proc = run_inv("vendor-moshi", "--tag", f"v{VERSION}", timeout=60, env={
+        "DUPLEX_STACK": str(repo / "stack.toml"), "DUPLEX_VENDOR_INDEX": f"{slow_index.url}/simple",
+        "DUPLEX_VENDOR_TIMEOUT": "2"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"closed the connection after 20 of the {len(page)} bytes it announced" in proc.stderr, proc.stderr
+    assert "not on the package index" not in proc.stderr
