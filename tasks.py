@@ -21,8 +21,9 @@ def _cli(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         import sys
+        from duplex.envfile import secret_values
         from duplex.redact import Redactor, RedactingStream
-        redactor = Redactor(_root_or_none())
+        redactor = Redactor(secret_values({}, _root_or_none()))
         redactor.add(kwargs.get("hf_token"))  # `inv setup --hf-token`: not in .env yet
         streams = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = RedactingStream(sys.stdout, redactor), RedactingStream(sys.stderr, redactor)
@@ -99,7 +100,8 @@ def setup(c, env=None, all=False, python=None, force=False, installer=None, torc
           json=False):
     """Create or update the pinned venvs: right interpreter, torch for the driver, fixes applied."""
     from duplex import report
-    from duplex.envs import provision_env, write_secret
+    from duplex.envfile import write_secret
+    from duplex.envs import provision_env
     from duplex.project import Project
     from duplex.stack import selected_envs
     env, installer = flags.name(env, "--env", "env"), flags.choice(installer, "--installer", ("uv", "pip"))
@@ -155,7 +157,7 @@ def run(c, native=False, services=None, detach=False, skip_preflight=False, smok
         debug_wait=False, tls=False, otlp=None, dashboard=True):
     """Run the stack: every service in a container, or natively with --native."""
     from duplex import report
-    from duplex.start import run_project
+    from duplex.run.start import run_project
     code = run_project(native=native, services=flags.names(services), detach=detach, preflight=not skip_preflight,
                        debug=flags.names(debug, "--debug"), debug_wait=debug_wait, tls=True if tls else None,
                        otlp=flags.otlp(otlp), smoke=smoke, dashboard=dashboard, say=report.say)
@@ -279,7 +281,7 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
 @_cli
 def stop(c, services=None, all=False):
     """Stop what is running (also what a killed run left behind), dependents first."""
-    from duplex.control import stop as stop_stack
+    from duplex.run.control import stop as stop_stack
     from duplex.project import project_root
     stopped = stop_stack(project_root(), services=flags.names(services), everything=all, say=print,
                          known=_stack_services)
@@ -299,7 +301,7 @@ def _stack_services() -> set[str]:
 @_cli
 def dashboard(c, open=False):
     """Print the link (with its token) of the run in progress's live dashboard."""
-    from duplex.dashboard.launch import current
+    from duplex.run.dashboard import current
     from duplex.project import project_root
     board = current(project_root())
     print(board.link)
@@ -314,7 +316,7 @@ def dashboard(c, open=False):
 @_cli
 def restart(c, name, code=False, model=False):
     """Restart one service of the run in progress, with the same plan and health gating as `inv run`."""
-    from duplex import actions
+    from duplex.run import service as actions
     from duplex.project import project_root
     name = flags.name(name, "NAME")
     if code and model:
@@ -332,7 +334,7 @@ def restart(c, name, code=False, model=False):
 def status(c, json=False):
     """Show each service's mode, state, health, url and pid or container."""
     from duplex import report
-    from duplex.control import status as stack_status
+    from duplex.run.control import status as stack_status
     from duplex.project import project_root
     rows = stack_status(project_root())
     _show(json, rows, lambda: report.print_status(rows))
@@ -345,7 +347,7 @@ def status(c, json=False):
 def logs(c, service=None, follow=False, lines=None):
     """Show the logs of the current or last run, with the run's name prefixes (kept in .duplex/logs)."""
     from duplex import report
-    from duplex.logs import log_names, logs as stack_logs
+    from duplex.run.logs import log_names, logs as stack_logs
     from duplex.project import project_root
     service = flags.name(service, "--service")
     lines = flags.number(lines, "--lines", default=200, high=1_000_000)
@@ -364,7 +366,7 @@ def logs(c, service=None, follow=False, lines=None):
 @_cli
 def smoke(c, services=None, timeout=None, json=False, latency=False):
     """Speak to each running service once (transcribe, page, handshake, nvidia-smi) and time it."""
-    from duplex.smoke import smoke_running
+    from duplex.run.smoke import smoke_running
     timeout = flags.number(timeout, "--timeout", default=30.0, kind=float, low=0.1, high=3600)
     result = smoke_running(services=flags.names(services), timeout=timeout, latency=latency)
     _show(json, result.as_dict(), lambda: print("\n".join(result.lines())), result.exit_code)

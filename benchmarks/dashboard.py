@@ -80,7 +80,7 @@ start_timeout = 20
 def make_stack() -> Path:
     root = Path(tempfile.mkdtemp(prefix="duplex-dashbench-"))
     (root / "chatter.py").write_text(CHATTER)
-    from duplex.dashboard.launch import free_port
+    from duplex.run.dashboard import free_port
     (root / "stack.toml").write_text(STACK.replace("PORT", str(free_port())))
     (root / "envs" / "frontend").mkdir(parents=True)
     for lock in (ROOT / "envs" / "frontend").iterdir():  # the lock the linked venv was built from
@@ -127,7 +127,7 @@ def start_overhead(root: Path, rounds: int) -> None:
     print(f"inv run --detach with dashboard    {board_s:6.3f} s")
     print(f"dashboard start overhead           {board_s - plain_s:+6.3f} s wall (target <= 0.1 s)")
     # what `inv run` itself spends on it: choosing the port, writing its file, spawning the process
-    from duplex.dashboard import launch
+    from duplex.run import dashboard as launch
     spent = []
     for _ in range(rounds):
         began = time.perf_counter()

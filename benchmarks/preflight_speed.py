@@ -33,7 +33,7 @@ import sys, time
 t = time.perf_counter()
 from duplex.plan import plan
 from duplex.preflight import run_preflight
-from duplex.probe import probe_machine
+from duplex.host import probe_machine
 from duplex.stack import load_stack
 stack = load_stack()
 report = run_preflight(stack, plan(stack, probe_machine(), native={native}, services={services!r}))
@@ -56,7 +56,7 @@ def _silent_port() -> int:
 def in_process(repeat: int) -> None:
     from duplex.plan import plan
     from duplex.preflight import run_preflight
-    from duplex.probe import probe_machine
+    from duplex.host import probe_machine
     from duplex.stack import load_stack
     stack = load_stack(ROOT / "stack.toml")
     print(f"in-process run_preflight, {repeat} runs each (median / max):")

@@ -47,7 +47,7 @@ def med(values: list[float]) -> str:
 
 def moshi_figures(work: Path, rounds: int) -> None:
     root = copy_stack(work / "stack", "moshibench", envs=("asr", "frontend"),
-                      extra=("third_party/moshi", "duplex/wscheck.py", "duplex/moshi_probe.py"))
+                      extra=("third_party/moshi", "duplex/standalone/wscheck.py", "duplex/standalone/moshi_smoke.py"))
     prepare_stack(root / "stack.toml")
     env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"), "HF_HOME": str(work / "hf"),
            **{f"DUPLEX_PORT_{n}": str(free_port()) for n in ("ASR", "FRONTEND", "MOSHI")}}

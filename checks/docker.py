@@ -15,7 +15,7 @@ TOOLKIT_FIX = ("install the NVIDIA Container Toolkit, then `sudo nvidia-ctk runt
 
 def check(ctx: Context, facts: DockerFacts | None, host_gpus: int,
           registry: dict[str, dict] | None = None) -> list[Result]:
-    """`registry`: what duplex.registry.probe_registry said of the base images that are not here."""
+    """`registry`: what duplex.images.registry.probe_registry said of the base images that are not here."""
     containers = ctx.services("container")
     if not containers:
         return [skip("docker", "no service runs in a container in this mode",
@@ -47,7 +47,7 @@ def check(ctx: Context, facts: DockerFacts | None, host_gpus: int,
 
 
 def _request(name: str, svc, facts: DockerFacts, how: list[str]) -> Result:
-    """What the runner will send (duplex.containers.gpu_device_request) against what the engine has."""
+    """What the runner will send (duplex.run.containers.gpu_device_request) against what the engine has."""
     devices = ", ".join(svc.gpu_devices) if svc.gpu_devices else "every GPU"
     if svc.gpu_request == "cdi":
         wanted = [f"nvidia.com/gpu={d}" for d in svc.gpu_devices or ["all"]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from duplex.gpu import GIB, GpuInfo, NvmlFacts
+from duplex.machine import GIB, GpuInfo, NvmlFacts
 from duplex.vram import need
 
 from . import Context, Result, fail, passed, skip, warn

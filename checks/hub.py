@@ -49,9 +49,9 @@ def find_token(environ: dict[str, str], root: Path | None = None) -> tuple[str |
     tasks.py fills HF_TOKEN from <root>/.env when it is unset: that one is named as the .env token."""
     if environ.get("HF_TOKEN", "").strip():
         value = environ["HF_TOKEN"].strip()
-        from duplex.envs.secrets import hf_token_origin
+        from duplex.envfile import hf_token_origin
         return value, hf_token_origin(root, value)
-    from duplex.probe import hf_home
+    from duplex.host import hf_home
     path = Path(environ.get("HF_TOKEN_PATH") or Path(hf_home(environ)) / "token").expanduser()
     from duplex.textfile import TextFileError, read_text
     try:
@@ -129,7 +129,7 @@ def gather(environ: dict[str, str], repos: list[str], *, timeout: float = TIMEOU
            probe: HubProbe | None = None, root: Path | None = None) -> HubFacts:
     """Every hub call preflight needs, all at once (threads), each bounded by `timeout`."""
     token, source = find_token(environ, root)
-    from duplex.envs.secrets import secret_problem
+    from duplex.envfile import secret_problem
     from duplex.machine import hf_endpoint
     problem = secret_problem(token) if token else None
     token = None if problem else token  # it cannot go into a header: not "the hub is unreachable"

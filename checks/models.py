@@ -30,7 +30,7 @@ class ModelFacts:
 
 
 def hub_cache(environ: dict[str, str]) -> Path:
-    from duplex.probe import hf_home
+    from duplex.host import hf_home
     return Path(environ.get("HF_HUB_CACHE") or Path(hf_home(environ)) / "hub").expanduser()
 
 

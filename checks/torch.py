@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from duplex.gpu import NvmlFacts
+from duplex.machine import NvmlFacts
 
 from . import Context, Result, fail, passed, skip, warn
 

@@ -34,7 +34,7 @@ RUN groupadd --non-unique --gid "${GID}" duplex \
  && useradd --non-unique --uid "${UID}" --gid "${GID}" --create-home --shell /bin/sh duplex
 COPY --from=deps /opt/venv /opt/venv
 # The lhotse fix (stack.toml `fixes`), as `inv setup` applies it natively: the same script, at build.
-COPY duplex/envs/standalone/lhotse_fix.py /tmp/lhotse_fix.py
+COPY duplex/standalone/lhotse_fix.py /tmp/lhotse_fix.py
 RUN /opt/venv/bin/python /tmp/lhotse_fix.py --verify && rm /tmp/lhotse_fix.py
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

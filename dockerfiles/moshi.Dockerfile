@@ -49,12 +49,12 @@ ENV PATH=/opt/venv/bin:$PATH \
 WORKDIR /app
 USER duplex
 EXPOSE 8998
-# Health (duplex/wscheck.py, the same check duplex, Compose and Kubernetes run): the real WebSocket
+# Health (duplex/standalone/wscheck.py, the same check duplex, Compose and Kubernetes run): the real WebSocket
 # handshake on /api/chat until moshi sends its ready byte 0x00 once (weights loaded; a 7B model takes
 # minutes, hence the start period), then any HTTP answer: moshi serves one conversation at a time,
 # and a handshake every 15 s would wait on that conversation and flip a busy server to unhealthy.
 # Port and TLS follow the server's own --port and --ssl, so `--ssl /certs` needs no other check.
-COPY duplex/wscheck.py duplex/moshi_probe.py /opt/duplex/
+COPY duplex/standalone/wscheck.py duplex/standalone/moshi_smoke.py /opt/duplex/
 # The servers' Origin rule (servers/origins.py), which the vendored server imports from its working
 # folder (third_party/patches/moshi/0002-origin-check.patch): pages of other origins cannot open
 # /api/chat; DUPLEX_ALLOWED_ORIGINS lists more (docs/servers.md).

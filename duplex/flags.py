@@ -93,7 +93,7 @@ def python(value: str | None) -> str | None:
 
 
 def hf_token(value: str | None) -> str | None:
-    from .envs.secrets import secret_problem
+    from .envfile import secret_problem
     if value is not None and secret_problem(value):
         raise UsageError(f"--hf-token: {secret_problem(value)}; pass the token exactly as issued")
     return value
@@ -118,7 +118,7 @@ def repos(repo: str | None, revision: str | None, services: str | None) -> str |
 
 def registry(value: str | None) -> str | None:
     """`--registry HOST[:PORT]/PREFIX`: a real host name (or address) and port, by the one rule."""
-    from .references import REGISTRY_RULE, registry_problem
+    from .images.references import REGISTRY_RULE, registry_problem
     if value is not None and registry_problem(value):
         raise UsageError(f"--registry {value!r} is not a registry prefix like ghcr.io/team or 127.0.0.1:5000/team "
                          f"({registry_problem(value)}); give {REGISTRY_RULE}")

@@ -1,4 +1,4 @@
-"""What the machine offers, as plain data: planning takes it, `duplex.probe` reads it from the host.
+"""What the machine offers, as plain data: planning takes it, `duplex.host` reads it from the host.
 
 Pure: no probing happens here, so the plan can import it (tests build Machines by hand).
 """
@@ -7,17 +7,86 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import DuplexError
-from .gpu import GpuInfo
 
 DEFAULT_HUB = "https://huggingface.co"
 
 # Host variables the plan reads or passes through; nothing else of the host leaks into services.
 PASSTHROUGH = ("HF_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES",
                "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")  # a collector's auth
+
+
+GIB = 1024 ** 3
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One CUDA device: a whole GPU, or one MIG instance of a GPU in MIG mode (CUDA sees each
+    instance as a device of its own, never the parent)."""
+
+    index: int  # NVML's index of the GPU (its parent's for a MIG instance): PCI bus order
+    name: str
+    capability: tuple[int, int]  # (9, 0) for an H100; (0, 0) when NVML would not say
+    memory_total: int | None = 0  # bytes; None when NVML does not report it (unified-memory parts)
+    memory_free: int | None = 0  # bytes; None when unknown
+    uuid: str | None = None  # GPU-... for a GPU, MIG-... for a MIG instance
+    mig: int | None = None  # the instance's MIG device index on GPU `index`; None for a whole GPU
+    problem: str | None = None  # a device call that failed, in NVML's words
+
+    @property
+    def sm(self) -> int:
+        return self.capability[0] * 10 + self.capability[1]
+
+    @property
+    def device_id(self) -> str:
+        """How the NVIDIA container toolkit and CDI specs name it: "1", or "0:2" for MIG device 2 of GPU 0."""
+        return str(self.index) if self.mig is None else f"{self.index}:{self.mig}"
+
+    @property
+    def cuda_id(self) -> str:
+        """What CUDA_VISIBLE_DEVICES takes for it regardless of CUDA_DEVICE_ORDER: its UUID (else the index)."""
+        return self.uuid or self.device_id
+
+    @property
+    def label(self) -> str:
+        return f"GPU {self.index}" + (f" MIG {self.mig}" if self.mig is not None else "")
+
+
+@dataclass(frozen=True)
+class NvmlFacts:
+    """What NVML said: driver, CUDA driver version (12040 = 12.4), the GPUs CUDA will see (after
+    CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER, as CUDA reads them); or why it could not."""
+
+    driver_version: str | None = None
+    cuda_driver: int | None = None
+    gpus: tuple[GpuInfo, ...] = ()
+    error_code: int | None = None  # pynvml.NVML_ERROR_* (12 = library not found, 18 = version mismatch)
+    error: str | None = None  # NVML's own words, or why pynvml could not be used
+    nvidia_pci_devices: int = 0  # NVIDIA display/3D controllers the kernel lists in /sys
+    visible: str | None = None  # CUDA_VISIBLE_DEVICES as it was
+    hidden: int = 0  # devices NVML lists that CUDA_VISIBLE_DEVICES hides
+    notes: tuple[str, ...] = ()  # per-GPU trouble that did not stop the probe (a failed call, MIG without instances)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.error_code is None
+
+    @property
+    def cuda_text(self) -> str:
+        value = self.cuda_driver
+        return f"{value // 1000}.{value % 1000 // 10}" if value else "unknown"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "NvmlFacts":
+        gpus = tuple(GpuInfo(**{**g, "capability": tuple(g["capability"])}) for g in data.get("gpus", ()))
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # "_recorded" notes and such
+        return cls(**{**known, "gpus": gpus, "notes": tuple(data.get("notes", ()))})
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,13 @@
-"""Pinning base images: images.lock (duplex.images) filled from what the engine has or what a
-registry says (duplex.registry); used by `inv lock --images`, the first container run and publish."""
+"""Pinning base images: images.lock (duplex.images.lock) filled from what the engine has or what a
+registry says (duplex.images.registry); used by `inv lock --images`, the first container run and publish."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .images import LockedImage, lock_path, read_images, unpinned, write_images
-from .references import is_digest
+from .images.lock import LockedImage, lock_path, read_images, unpinned, write_images
+from .images.references import is_digest
 
 
 def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bool = False,
@@ -18,7 +18,7 @@ def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bo
     base) has nothing to pin. Otherwise the registry is asked (the engine's mirrors first).
     `strict`: a registry error is raised (`inv lock`); else it is left for preflight to report.
     Returns what was written."""
-    from .registry import RegistryError, resolve
+    from .images.registry import RegistryError, resolve
     locked = read_images(root)
     mirrors = getattr(facts, "mirrors", ())
     platform = getattr(facts, "platform", "linux/amd64")
@@ -56,7 +56,7 @@ def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bo
 def engine_digests(reference: str, repo_digests) -> list[str]:
     """The digests the engine says `reference` came from (its RepoDigests, `name@sha256:...`), of
     the same repository and well formed: engines differ, and what they say goes into images.lock."""
-    from .registry import parse
+    from .images.registry import parse
     if not isinstance(repo_digests, (list, tuple)):
         return []
     repository = parse(reference).repository

@@ -18,10 +18,11 @@ from checks import disk, docker, gpu, hub, models, opus, ports, python, token, t
 
 from .engine import probe_docker, wanted_images
 from .errors import RunError
-from .gpu import NvmlFacts, probe_nvml_facts
+from .machine import NvmlFacts
+from .gpu import probe_nvml_facts
 from .layout import Layout
 from .plan import Plan
-from .registry import probe_registry
+from .images.registry import probe_registry
 
 GROUPS = ("python", "gpu", "token", "models", "disk", "ports", "docker", "opus")
 PROBE_TIMEOUT = 20.0  # a probe that has not answered by then is reported, never waited on

@@ -32,7 +32,7 @@ class Project:
         """Load and validate the stack, and put the project's saved Hugging Face token (`inv setup
         --hf-token`) into HF_TOKEN when the environment has none, for the hub client and services."""
         from . import redact
-        from .envs.secrets import load_hf_token
+        from .envfile import load_hf_token
         stack = load_stack(path)
         redact.declare(stack.secret_names)  # their values never reach an output
         load_hf_token(stack.root)
@@ -50,7 +50,7 @@ class Project:
 
     def machine(self, **facts) -> Machine:
         """This host's facts (`facts`: probe_machine's overrides, e.g. gpus=0 to skip NVML)."""
-        from .probe import probe_machine
+        from .host import probe_machine
         return probe_machine(keep=self.stack.secret_names, stack=self.stack, **facts)
 
     def plan(self, machine: Machine | None = None, *, native: bool = False, services: list[str] | None = None,
@@ -60,7 +60,7 @@ class Project:
 
     def image_pins(self) -> dict[str, str]:
         """Each base image's pinned digest from images.lock (`inv lock --images`, or the first run)."""
-        from .images import pins
+        from .images.lock import pins
         return pins(self.root)
 
     def gpu_needs(self) -> dict[str, "Need"]:

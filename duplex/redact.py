@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Iterable
 
 MASK = "***"
@@ -54,34 +53,6 @@ def secret_key(key: str) -> bool:
     return any(word in upper for word in SECRET_WORDS)
 
 
-def secret_values(environ: dict[str, str] | None = None, root: Path | str | None = None,
-                  names: Iterable[str] = ()) -> set[str]:
-    """Every secret value this process can know of: variables named like secrets or declared as
-    `secrets` (`names`), credentials inside any URL-valued variable, the project's .env values of
-    such names, and the stored Hugging Face login."""
-    environ = dict(os.environ if environ is None else environ)
-    names = set(names)
-    found = secret_values_env(environ, names)
-    if root is not None:
-        try:
-            from .envs.secrets import read_env
-            found |= secret_values_env(read_env(root), names)
-        except Exception:  # noqa: BLE001 - an unreadable .env is reported where it is read
-            pass
-    token_file = environ.get("HF_TOKEN_PATH") or _hf_token_file(environ)
-    try:
-        from .textfile import read_text
-        found.add(read_text(Path(token_file).expanduser(), limit=64 * 1024).strip())
-    except Exception:  # noqa: BLE001 - missing or not a token file: nothing to hide from it
-        pass
-    return {v for v in found if len(v) >= MIN_LENGTH}
-
-
-def _hf_token_file(environ: dict[str, str]) -> str:
-    from .machine import hf_home
-    return str(Path(hf_home(environ)) / "token")
-
-
 def redact(text: str, values: Iterable[str] = ()) -> str:
     """`text` with every known secret value, URL credential and bearer token replaced by ***."""
     if not text:
@@ -98,11 +69,10 @@ class Redactor:
     """`redact` with a set of values that can grow (a token given on the command line, one loaded
     from .env during the task); `values()` re-reads the environment so late arrivals count too."""
 
-    def __init__(self, root: Path | str | None = None, names: Iterable[str] = ()):
-        self.root = root
+    def __init__(self, files: Iterable[str] = (), names: Iterable[str] = ()):
         self.names = set(names)
         self.extra: set[str] = set()
-        self._files = secret_values({}, root, self.names)  # .env and the token file: read once
+        self._files = set(files)  # what the caller read once from .env and the token file (envfile)
 
     def add(self, *values: str | None) -> None:
         self.extra.update(v for v in values if v and len(v) >= MIN_LENGTH)
@@ -121,7 +91,7 @@ class Redactor:
 
 
 def secret_values_env(environ, names: set[str]) -> set[str]:
-    """The environment's share of `secret_values` (no file reads: cheap enough for every line)."""
+    """The environment's share of `envfile.secret_values` (no file reads: cheap enough for every line)."""
     found: set[str] = set()
     for key, value in environ.items():
         if not value:

@@ -155,7 +155,7 @@ def print_preflight(report, out=None) -> None:
 def print_log_lines(lines, prefixes: list[str] | None) -> None:
     """`inv logs`: (service, line) pairs, prefixed like the run when `prefixes` (the run's services,
     in its colour order) are given, else plain."""
-    from .printer import Printer
+    from .run.printer import Printer
     printer = Printer(["duplex", *prefixes]) if prefixes is not None else None
     for name, line in lines:
         if printer:

@@ -13,7 +13,7 @@ from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, V
 
 from .errors import EnvError, StackError
 from .layout import NAME, NAME_RULE
-from .references import image_problem
+from .images.references import image_problem
 from .textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):
@@ -26,6 +26,7 @@ MODES = ("native", "container")
 # `{svc.field}` in environment values; the fields each service exposes to others.
 TEMPLATE = re.compile(r"\{([A-Za-z0-9_-]+)\.([A-Za-z_]+)\}")
 TEMPLATE_FIELDS = ("host", "port", "url")
+FIXES = ("lhotse",)  # the post-install fixes duplex.envs.fixes runs (a test keeps the two equal)
 REVISION = re.compile(r"\{revision:([^}]+)\}")  # a model's pinned commit, from models.lock
 URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")  # an http(s) endpoint such as an OTLP collector
 # ORG/NAME[@REVISION]; no `..` anywhere (the revision names a file under the cache's refs/), kept
@@ -178,7 +179,6 @@ class EnvSpec(_Strict):
     @field_validator("fixes")
     @classmethod
     def _fixes(cls, value: list[str]) -> list[str]:
-        from .envs.fixes import FIXES  # the registry setup runs them from
         unknown = [name for name in value if name not in FIXES]
         if unknown:
             raise ValueError(f"unknown fix {', '.join(map(repr, unknown))}; expected names of known fixes "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .gpu import GpuInfo
+from .machine import GpuInfo
 
 OVERHEAD = 1.2
 WEIGHTS = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".nemo")

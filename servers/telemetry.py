@@ -16,7 +16,7 @@ log = logging.getLogger("uvicorn.error").getChild("telemetry")
 PACKAGES = ("Add opentelemetry-sdk, opentelemetry-exporter-otlp-proto-http, opentelemetry-instrumentation-fastapi "
             "(and -httpx for clients) to the env's requirements.in, then `inv lock` and `inv setup`")
 UNTRACED = "health,metrics"  # polled every 50 ms by health waits and scrapers: noise, not requests
-# The query duplex's own probes carry (duplex.health.PROBE_QUERY; servers never import duplex):
+# The query duplex's own probes carry (duplex.run.health.PROBE_QUERY; servers never import duplex):
 # health waits, `inv status`, the dashboard's sampling, the images' health checks. Their access
 # lines are left out of the log, so `inv logs` shows the service's traffic; anyone else's
 # /health or /metrics request is still logged.

@@ -1,4 +1,4 @@
-"""The dashboard's process: `python -m duplex.dashboard ROOT` (started by duplex.dashboard.launch,
+"""The dashboard's process: `python -m duplex.dashboard ROOT` (started by duplex.run.dashboard,
 which wrote ROOT/.duplex/run/dashboard.json with the port, the token and the plan's view)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def act(root: Path):
-    from .. import actions
+    from ..run import service as actions
 
     def run(what: str, name: str) -> dict:
         said: list[str] = []
@@ -34,7 +34,7 @@ def act(root: Path):
 
 def main(argv: list[str]) -> int:
     import os
-    from .launch import die_with_parent, hold, read
+    from ..run.dashboard import die_with_parent, hold, read
     attached = die_with_parent()
     os.nice(10)  # the services come first: the dashboard must not slow their start or their requests
     root = Path(argv[1]).resolve()

@@ -6,19 +6,10 @@ would replace the first's. Pure: the server asks these questions of each request
 from __future__ import annotations
 
 import hmac
-import secrets
+
+from ..run.dashboard import QUERY  # the launcher prints the link
 
 HEADER = "x-duplex-token"  # every API call: a cross-origin form or link cannot set a header
-QUERY = "t"  # `/?t=...`: the link; the page moves it into sessionStorage and out of the address
-
-
-def new_token() -> str:
-    return secrets.token_urlsafe(24)
-
-
-def link(port: int, token: str, host: str = "127.0.0.1") -> str:
-    return f"http://{host}:{port}/?{QUERY}={token}"
-
 
 def same(given: str | None, token: str) -> bool:
     """Constant-time comparison: the token cannot be guessed byte by byte from response times."""

@@ -12,9 +12,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..control import alive, engine_containers_by_id
+from ..run.control import alive, engine_containers_by_id
+from ..envfile import secret_values
 from ..layout import Layout
-from ..state import read_state
+from ..redact import Redactor
+from ..run.state import read_state
 from . import resources
 from .logbook import LogBook, Splitter
 from .metrics import Series, parse
@@ -38,11 +40,11 @@ class Run:
         self.no_metrics: set[str] = set()  # services that answered it with something else
         self.samples = 0
         self.health: dict[str, tuple] = {}  # name -> (healthy, phase, ident) of the last probe
-        from ..redact import Redactor
         # what the services answer is masked as their logs are: the stack's declared secrets (the
         # names come in the plan's view, the values from this process's environment and the .env),
         # the HF token, URL credentials
-        self.mask = Redactor(self.root, planned.get("secrets", ()))
+        names = planned.get("secrets", ())
+        self.mask = Redactor(secret_values({}, self.root, names), names)
 
     def sample(self) -> None:
         with self.sampling:  # the sampler's thread, and an action that wants the new pid at once
@@ -100,7 +102,7 @@ class Run:
         if name in self.no_metrics or not path or not url or not url.startswith("http"):
             return
         try:
-            from ..health import client_context, marked
+            from ..run.health import client_context, marked
             ca = (planned.get("health") or {}).get("ca")
             with urllib.request.urlopen(marked(url.rstrip("/") + path), timeout=1.0,
                                         context=client_context(ca) if ca else None) as resp:
@@ -155,7 +157,7 @@ def container_pids(container) -> list[int]:
 def check_health(health: dict) -> tuple[bool, dict | None]:
     """(healthy, the model-load phase the service reports in its health answer, e.g. asr's
     {"status": "loading" | "ready", "load_s": ...})."""
-    from ..health import client_context, marked, probe_once
+    from ..run.health import client_context, marked, probe_once
     from ..plan import Health
     if health.get("kind") != "http" or not health.get("url"):
         return probe_once(Health(health.get("kind", "none"), health.get("url"), 3.0, health.get("ca")),
@@ -275,7 +277,7 @@ def _inode(path: Path):
 
 def _follow_container(ident: str, name: str, book: LogBook, run: Run, tail) -> None:
     """The engine's log, masked as `inv logs` masks it (a native service's file is masked already)."""
-    from ..containers import find_container
+    from ..run.containers import find_container
     container = find_container(ident)
     if container is None:
         return

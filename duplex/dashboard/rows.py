@@ -86,21 +86,3 @@ def row(name: str, planned: dict, record: dict | None, seen: dict, watch: Watch,
 
 def left_out_row(name: str, why: str) -> dict:
     return {"name": name, "state": "left out", "why": why, "mode": None, "urls": [], "health": []}
-
-
-def planned_view(plan) -> dict:
-    """What the dashboard keeps of the plan (no environment: secrets stay out of its file)."""
-    services = {}
-    for name in plan.start_order:
-        s = plan.services[name]
-        gpu = None
-        if s.gpu or s.gpu_devices or s.gpu_placement:
-            gpu = {"devices": list(s.gpu_devices), "placement": s.gpu_placement}
-        services[name] = {"mode": s.mode, "url": s.url, "depends_on": dict(s.depends_on), "gpu": gpu,
-                          "health": {"kind": s.health.kind, "url": s.health.url, "ca": s.health.ca},
-                          "metrics": s.metrics,  # the declared Prometheus path: the only one scraped
-                          "warm": s.mode == "native" and warm.is_warm(s.command)}
-    return {"stack": plan.stack, "native": plan.native, "order": list(plan.start_order),
-            "services": services, "left_out": dict(plan.left_out),
-            # names only: the values the engine's log lines are masked of come from the environment
-            "secrets": sorted({n for s in plan.services.values() for n in s.secrets})}

@@ -9,7 +9,7 @@ from importlib import import_module
 _WHERE = {
     "env_path": "layout", "lock_path": "lock", "lock_state": "lock", "requirements_path": "lock",
     "EnvResult": "provision", "env_status": "provision", "lock_env": "provision", "provision_env": "provision",
-    "torch_choice": "torch_env", "write_secret": "secrets", "TorchChoice": "torch", "choose": "torch",
+    "torch_choice": "torch_choice", "TorchChoice": "torch_builds", "choose": "torch_builds",
 }
 __all__ = sorted(_WHERE)
 

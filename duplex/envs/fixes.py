@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EnvError
+from ..standalone import HERE
 from .commands import Progress, run
 
 
@@ -18,9 +19,9 @@ class FixResult:
     message: str
 
 
-# The fix itself is a script the env's Python runs (standalone/lhotse_fix.py: why, what, how), so the
+# The fix itself is a script the env's Python runs (duplex/standalone/lhotse_fix.py: why, what, how), so the
 # NeMo image applies the very same file at build time.
-LHOTSE_SCRIPT = Path(__file__).parent / "standalone" / "lhotse_fix.py"
+LHOTSE_SCRIPT = HERE / "lhotse_fix.py"
 VERIFY = ("from lhotse import CutSet\nfrom lhotse.dataset import SimpleCutSampler\n"
           "SimpleCutSampler(CutSet(), max_duration=10.0)\nprint('SimpleCutSampler ok')\n")
 

@@ -18,9 +18,9 @@ from .interpreters import install_hint, probe
 from .managed import find_or_fetch
 from .pythons import VERSION_ONLY, allows, parse_range
 from .commands import CommandFailed, Progress
-from ..gpu import NvmlFacts
-from .torch import TorchChoice, TorchWanted, choose  # noqa: F401 - the setup API
-from .torch_env import torch_choice, torch_wanted  # noqa: F401 - the setup API
+from ..machine import NvmlFacts
+from .torch_builds import TorchChoice, TorchWanted, choose  # noqa: F401 - the setup API
+from .torch_choice import torch_choice, torch_wanted  # noqa: F401 - the setup API
 
 env_path = layout.env_path
 

@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from .torch import INDEX
+from .torch_builds import INDEX
 
 
 def pip_config_files(environ: dict[str, str]) -> list[Path]:

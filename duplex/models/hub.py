@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..envs.secrets import DOTENV, hf_token_origin
+from ..envfile import DOTENV, hf_token_origin
 from .errors import (DiskFullError, GatedModelError, HubUnreachableError, ModelError,
                      ModelNotFoundError, PinGoneError, TokenRejectedError, is_disk_full)
 from .lock import FileEntry, LockedModel
@@ -71,7 +71,7 @@ class Hub:
     def check_token(self, environ: dict[str, str] | None = None) -> None:
         """A token no HTTP header can carry (a line break, a character outside Latin-1) is named as
         malformed before any call: not as an unreachable hub, a rejected token or a UnicodeError."""
-        from ..envs.secrets import secret_problem
+        from ..envfile import secret_problem
         value = ((os.environ if environ is None else environ).get("HF_TOKEN") or "").strip()
         problem = secret_problem(value) if value else None
         if problem:

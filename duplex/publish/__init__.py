@@ -14,7 +14,7 @@ import yaml
 
 from ..plan import CACHE_IN_CONTAINER, LOOPBACK_URL, Plan, plan
 from ..machine import Machine
-from ..references import REGISTRY_RULE, registry_problem
+from ..images.references import REGISTRY_RULE, registry_problem
 from ..stack import Stack
 from . import argocd as argocd_mod
 from . import compose as compose_mod
@@ -59,8 +59,8 @@ def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str
     no GPU to probe: the user's variant (`--torch`, else [stack] publish_torch), else the build of the
     release the env will install that runs on the widest range of current datacenter GPUs and drivers.
     `cpu` for an env a gpu = "required" service builds from is refused."""
-    from ..envs.torch_env import torch_wanted
-    from ..envs.torch import RELEASES, _allows, offered, release_of, widest
+    from ..envs.torch_choice import torch_wanted
+    from ..envs.torch_builds import RELEASES, _allows, offered, release_of, widest
     chosen = torch or stack.stack.publish_torch
     variants, notes = {}, {}
     for name, spec in stack.envs.items():
@@ -354,5 +354,5 @@ def _check_bind(bind: str) -> None:
 
 def _ensure_ca_file(root: Path) -> None:
     """The Dockerfiles COPY .duplex/build/ca.pem (maybe empty): Compose builds need it present."""
-    from ..containers import stage_build_ca
+    from ..run.containers import stage_build_ca
     stage_build_ca(root, keep=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import DuplexError
-from ..health import marked
+from ..run.health import marked
 from ..plan import LABEL, SECRET_WORDS, URL_CREDENTIALS, Plan, ServicePlan
 from ..stack import NAME
 
@@ -72,7 +72,7 @@ def labels(plan: Plan, svc: ServicePlan, publisher: str) -> dict[str, str]:
 
 def http_check(port: int, path: str, timeout: int) -> str:
     """Exit 0 only on a 2xx/3xx answer: the images have python but no curl. Marked as duplex's
-    probe (duplex.health.PROBE_QUERY): the servers keep it out of their access log."""
+    probe (duplex.run.health.PROBE_QUERY): the servers keep it out of their access log."""
     return (f"import urllib.request; "
             f"urllib.request.urlopen('http://127.0.0.1:{port}{marked(path)}', timeout={timeout})")
 
@@ -82,7 +82,7 @@ MARKER = "/tmp/duplex-ready"  # inside the container: the handshake already pass
 
 def websocket_check(port: int, path: str, timeout: int, *, tls: bool = False, phase: str = "ready",
                     once: str | None = None) -> list[str]:
-    """The command of a moshi-style check: duplex.wscheck's own source run with `python -c`, so a
+    """The command of a moshi-style check: duplex.standalone.wscheck's own source run with `python -c`, so a
     published image needs nothing of duplex. `phase` "ready" is the real handshake (the first frame
     must be the byte 0x00: weights loaded), "alive" any HTTP answer (never the conversation lock);
     `once` (Compose, one command for both) runs the handshake until it passed once, then "alive"."""
@@ -92,13 +92,13 @@ def websocket_check(port: int, path: str, timeout: int, *, tls: bool = False, ph
 
 
 def wscheck_source() -> str:
-    """duplex/wscheck.py without its docstring (the check is the same file everywhere)."""
+    """duplex/standalone/wscheck.py without its docstring (the check is the same file everywhere)."""
     from pathlib import Path
 
-    from .. import wscheck
+    from ..standalone import wscheck
     text = Path(wscheck.__file__).read_text(encoding="utf-8")
     head, _, rest = text.partition('"""\n\nfrom __future__')
-    return "# duplex.wscheck: WebSocket ready byte until ready, then any HTTP answer\nfrom __future__" + rest
+    return "# duplex.standalone.wscheck: WebSocket ready byte until ready, then any HTTP answer\nfrom __future__" + rest
 
 
 def health_path(svc: ServicePlan) -> str | None:

@@ -84,7 +84,7 @@ def _healthcheck(svc: ServicePlan) -> dict | None:
     path = health_path(svc)
     if path is None:
         return None
-    if svc.health.kind == "websocket":  # handshake until it passed once, then alive (duplex.wscheck)
+    if svc.health.kind == "websocket":  # handshake until it passed once, then alive (duplex.standalone.wscheck)
         test = websocket_check(svc.container_port, path, 3, tls=svc.health.url.startswith("wss"), once=MARKER)
     else:
         test = ["python", "-c", http_check(svc.container_port, path, 3)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan
-from ..health import marked
+from ..run.health import marked
 from .common import (CACHE_VOLUME, SECRET_NAME, health_path, image_name, secret_keys, user_ids,
                      websocket_check)
 
@@ -191,7 +191,7 @@ def _probes(svc: ServicePlan) -> dict:
     startup_failures = max(3, math.ceil(svc.health.timeout / PERIOD))
     if svc.health.kind == "websocket":
         # Startup: the real handshake (0x00 = weights loaded). Afterwards any HTTP answer: a probe
-        # session every few seconds would wait on moshi's one-conversation lock (duplex.wscheck).
+        # session every few seconds would wait on moshi's one-conversation lock (duplex.standalone.wscheck).
         tls = svc.health.url.startswith("wss")
         def check(phase: str) -> dict:
             return {"exec": {"command": [_escape(a) for a in

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..plan import Plan
-from ..references import REGISTRY_RULE, is_digest, registry_problem
-from ..registry import api_root_problem
+from ..images.references import REGISTRY_RULE, is_digest, registry_problem
+from ..images.registry import api_root_problem
 from .common import PublishError
 
 
@@ -34,7 +34,7 @@ def push_images(the_plan: Plan, registry: str, *, progress: Callable[[str], None
     """The plan with each built service's image replaced by what was pushed: `registry/duplex-STACK-
     SERVICE:CONTENTHASH@sha256:...` (the tag is the image id's first 12 hex digits: the same
     source gives the same tag; the digest is what the registry stored)."""
-    from ..containers import ContainerRunner
+    from ..run.containers import ContainerRunner
     from ..engine import short_error
     from docker.errors import DockerException
     check_registry(registry)

@@ -1,6 +1,6 @@
 """Warm reload: edits re-import the app inside a process that keeps its models (docs/warm-reload.md).
 
-The reloader itself lives in `standalone/` (runner.py and its warm_*.py siblings): scripts that run
+The reloader itself lives in `duplex/standalone/warm/` (runner.py and its warm_*.py siblings): scripts that run
 inside the service's venv, which has no duplex (stdlib, uvicorn, watchfiles when present), started
 by file path, not modules of this package (that folder has no __init__.py; its README says why).
 This module is the duplex side: where that script is and how the plan calls it (pure).
@@ -9,9 +9,9 @@ This module is the duplex side: where that script is and how the plan calls it (
 from __future__ import annotations
 
 import signal
-from pathlib import Path
+from ..standalone import HERE
 
-RUNNER = Path(__file__).resolve().parent / "standalone" / "runner.py"
+RUNNER = HERE / "warm" / "runner.py"
 # what the runner's supervisor does on each (kept equal to runner.py's RELOAD_CODE and RELOAD_MODEL)
 RELOAD_SIGNALS = {"code": signal.SIGUSR1, "model": signal.SIGUSR2}
 

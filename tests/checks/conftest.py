@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from checks import Context
-from duplex.gpu import NvmlFacts
+from duplex.machine import NvmlFacts
 from duplex.plan import plan
 from duplex.machine import Machine
 from duplex.stack import load_stack

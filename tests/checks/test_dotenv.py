@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from duplex.envs.secrets import read_env, read_secret, write_secret
+from duplex.envfile import read_env, read_secret, write_secret
 from tests.conftest import run_inv
 
 TOKEN, OLD = "hf_goodgoodgoodgoodgoodgood", "hf_oldoldoldoldoldoldold"

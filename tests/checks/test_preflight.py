@@ -14,7 +14,7 @@ import duplex.preflight as pf
 from checks import STATUSES, Result
 from duplex.plan import plan
 from duplex.preflight import Probes, run_preflight
-from duplex.probe import probe_machine
+from duplex.host import probe_machine
 from duplex.report import print_preflight
 from duplex.stack import load_stack
 

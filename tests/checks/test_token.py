@@ -65,7 +65,7 @@ def test_rejected_token_fails_and_is_never_printed(hub_server, tmp_path):
 
 def test_a_token_saved_by_setup_in_dotenv_is_named_in_the_advice(hub_server, tmp_path):
     """tasks.py loads .env's HF_TOKEN into the environment; the fix must point back at .env."""
-    from duplex.envs import write_secret
+    from duplex.envfile import write_secret
     hub_server.add_model("org/public")
     _, _, ctx = make(tmp_path, environ={"HF_ENDPOINT": hub_server.url, "HF_TOKEN": BAD}, api_models='["org/public"]')
     write_secret(ctx.root, "HF_TOKEN", BAD)  # what `inv setup --hf-token` writes

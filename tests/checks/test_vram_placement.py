@@ -8,7 +8,7 @@ from pathlib import Path
 
 from checks import Context, gpu
 from checks.models import ModelFacts, local_sizes
-from duplex.containers import run_kwargs
+from duplex.run.containers import run_kwargs
 from duplex.machine import Machine
 from duplex.plan import plan
 from duplex.stack import load_stack

@@ -13,7 +13,7 @@ import pytest
 
 from duplex.debug import (DebugError, LaunchJsonError, attach_config, debug_command, debug_service,
                           debugpy_dir, free_ports, write_launch_json)
-from duplex.native import NativeRunner
+from duplex.run.native import NativeRunner
 from duplex.plan import Health, ServicePlan
 from tests.daily.dap import DapSession
 from tests.support.envs import ensure_env

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from duplex.plan import Health, base_image, plan
-from duplex.probe import probe_machine
-from duplex.smoke import (ASR_APP, EXPECTED, SAMPLE, SmokeReport, SmokeResult, Target, app_of, gpu_check,
-                          smoke, targets_at, word_error_rate)
+from duplex.host import probe_machine
+from duplex.run.smoke import ASR_APP, EXPECTED, SAMPLE, SmokeReport, SmokeResult, Target, app_of, gpu_check, smoke, targets_at, word_error_rate
 from duplex.stack import load_stack
-from duplex.state import read_state
+from duplex.run.state import read_state
 from tests.run.conftest import wait_gone
 from tests.support.net import free_port
 from tests.support.asr_server import asr_server

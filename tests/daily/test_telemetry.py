@@ -13,7 +13,7 @@ import pytest
 
 from duplex.plan import HOST_FROM_CONTAINER, plan
 from duplex.machine import Machine
-from duplex.smoke import SAMPLE
+from duplex.run.smoke import SAMPLE
 from duplex.stack import load_stack
 from servers import telemetry
 from tests.support.net import free_port

@@ -8,6 +8,7 @@ import copy
 import pytest
 
 from duplex.dashboard import access, resources
+from duplex.run import dashboard
 from duplex.dashboard.logbook import CUT, LogBook, Splitter, level
 from duplex.dashboard.logfilter import matcher
 from duplex.dashboard.rows import Watch, row, service_state, warm_reload
@@ -35,7 +36,7 @@ def test_actions_need_post_the_header_token_and_no_foreign_origin():
 
 def test_the_link_carries_the_token_in_a_form_the_cli_redactor_leaves_alone():
     from duplex.redact import redact
-    url = access.link(7980, TOKEN)
+    url = dashboard.link(7980, TOKEN)
     assert url == f"http://127.0.0.1:7980/?t={TOKEN}"
     assert redact(url, set()) == url  # `inv run` prints it through the redacting stream
 
@@ -207,14 +208,14 @@ def test_a_hostile_metrics_answer_gives_no_figure_json_cannot_carry_and_never_ra
 
 
 def test_the_probe_marker_is_one_string_on_both_sides_and_in_every_images_health_check():
-    """duplex marks its probes (duplex.health), the servers hide what carries the mark
+    """duplex marks its probes (duplex.run.health), the servers hide what carries the mark
     (servers/telemetry.py; they never import duplex): the two spellings must agree, and each image's
     HEALTHCHECK that asks over HTTP carries it too."""
     import logging
     import re
     from pathlib import Path
 
-    from duplex.health import PROBE_QUERY, marked
+    from duplex.run.health import PROBE_QUERY, marked
     from servers import telemetry
     assert telemetry.PROBE_MARK == PROBE_QUERY
     assert marked("http://h:1/health") == "http://h:1/health?duplex-probe=1"

@@ -12,7 +12,7 @@ import textwrap
 import httpx
 import pytest
 
-from duplex.processes import start_time
+from duplex.run.processes import start_time
 from tests.support.board import board, planned
 from tests.support.net import free_port
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from duplex.envs import env_path, env_status, provision_env
-from duplex.envs.secrets import write_secret
+from duplex.envfile import write_secret
 from duplex.envs.stamp import read
 from duplex.errors import EnvError
 
@@ -142,7 +142,7 @@ def test_hf_token_goes_to_a_private_env_file(tmp_path):
 
 def test_the_torch_choice_and_its_reason_are_recorded_in_the_stamp_and_shown_on_reuse(project, monkeypatch):
     from duplex.envs import lock_env
-    from duplex.gpu import GpuInfo, NvmlFacts
+    from duplex.machine import GpuInfo, NvmlFacts
     monkeypatch.setenv("DUPLEX_TORCH_INDEX", "none")  # the env has no torch; the variant still names the lock
     blackwell = NvmlFacts(cuda_driver=12080, driver_version="570.86.10", gpus=(GpuInfo(0, "RTX 5090", (12, 0)),))
     spec = Spec(torch="auto")

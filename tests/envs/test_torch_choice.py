@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from duplex.envs.torch import TorchWanted, choose, offered
-from duplex.gpu import GpuInfo, NvmlFacts, probe_nvml_facts
+from duplex.envs.torch_builds import TorchWanted, choose, offered
+from duplex.machine import GpuInfo, NvmlFacts
+from duplex.gpu import probe_nvml_facts
 from duplex.errors import EnvError
 
 A100, RTX3090, L4 = GpuInfo(0, "A100", (8, 0)), GpuInfo(0, "RTX 3090", (8, 6)), GpuInfo(0, "L4", (8, 9))
@@ -90,7 +91,7 @@ H100_550 = NvmlFacts(driver_version="550.54.15", cuda_driver=12040, gpus=(H100,)
 
 
 def test_the_table_is_one_data_file_with_its_sources():
-    from duplex.envs.torch import TABLE, table
+    from duplex.envs.torch_builds import TABLE, table
     text = TABLE.read_text()
     assert "Sources:" in text and "download.pytorch.org" in text
     t = table()
@@ -139,7 +140,7 @@ def test_the_locks_pin_decides_and_an_unknown_release_is_refused_naming_the_lock
 
 
 def test_publish_default_is_the_widest_published_build():
-    from duplex.envs.torch import widest
+    from duplex.envs.torch_builds import widest
     assert widest("2.13")[0] == "cu126"  # cu130 needs driver 580: most datacenter drivers are older
     assert "not on sm_100" in widest("2.13")[1]
     assert widest("2.11")[0] == "cu128"  # CUDA 12 drivers and Blackwell both

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from duplex.envs import write_secret
+from duplex.envfile import write_secret
 from tests.conftest import run_inv
 from tests.models.conftest import TINY
 from tests.support.hub import GATED, GOOD_TOKEN, FakeHub

@@ -100,7 +100,7 @@ def test_small_stack_compose(small):
     assert svc["cache"]["image"] == "redis:7"
     assert svc["gpu-worker"]["command"] == ["python", "-m", "worker", "--port", "9200"]
     ws = svc["gpu-worker"]["healthcheck"]
-    assert "def handshake(" in ws["test"][3] and ws["start_period"] == "600s"  # duplex.wscheck, inlined
+    assert "def handshake(" in ws["test"][3] and ws["start_period"] == "600s"  # duplex.standalone.wscheck, inlined
     assert ws["test"][4:] == ["--port", "9200", "--path", "/stream", "--timeout", "3", "--no-tls",
                               "--once", "/tmp/duplex-ready"]  # handshake once, then any HTTP answer
     assert svc["gpu-worker"]["environment"]["HF_HUB_OFFLINE"] == "1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from duplex.containers import ca_bundle
+from duplex.run.containers import ca_bundle
 from duplex.errors import RunError
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"

@@ -9,12 +9,12 @@ import textwrap
 from checks import Context
 from checks import docker as docker_check
 from duplex import engine as docker_engine
-from duplex.containers import run_kwargs
+from duplex.run.containers import run_kwargs
 from duplex.plan import plan
 from duplex.preflight import Probes, run_preflight
 from duplex.machine import Machine
-from duplex.probe import probe_machine
-from duplex.start import plan_run
+from duplex.host import probe_machine
+from duplex.run.start import plan_run
 from duplex.stack import load_stack
 
 # `docker info`, the keys that matter, as recorded: this machine's engine (Debian docker.io, no toolkit)...
@@ -179,7 +179,7 @@ def test_engine_not_asked_without_a_host_gpu_or_without_gpu_containers(tmp_path)
 def test_a_cdi_only_engine_gets_the_cdi_form_and_preflight_checks_the_same_names(tmp_path):
     """Docker 25+ with CDI on and `nvidia-ctk cdi generate` specs, but no NVIDIA runtime hook: the
     `--gpus` form (count=-1, [["gpu"]]) fails there with `could not select device driver`."""
-    from duplex.gpu import GpuInfo
+    from duplex.machine import GpuInfo
     spec = tmp_path / "cdi"
     spec.mkdir()
     (spec / "nvidia.yaml").write_text(CDI_SPEC)
@@ -221,8 +221,8 @@ def test_a_gpu_required_image_with_cpu_torch_fails_preflight_with_the_reason(tmp
     (tmp_path / "envs" / "small" / "requirements.in").write_text("torch>=2.8,<2.14\n")
     (tmp_path / "stack.toml").write_text(textwrap.dedent(text))
     stack = load_stack(tmp_path / "stack.toml")
-    from duplex.gpu import GpuInfo, NvmlFacts
-    from duplex.probe import torch_choices
+    from duplex.machine import GpuInfo, NvmlFacts
+    from duplex.host import torch_choices
     t4 = NvmlFacts(driver_version="470.82.01", cuda_driver=11040, gpus=(GpuInfo(0, "Tesla T4", (7, 5)),))
     variants, notes = torch_choices(stack, t4)
     assert variants == {"small": "cpu"} and "no torch build fits" in notes["small"]

@@ -78,7 +78,7 @@ class Chain:
 def chain(tmp_path_factory) -> Chain:
     base = tmp_path_factory.mktemp("moshichain")
     root = copy_stack(base / "stack", STACK, envs=("asr", "frontend"),
-                      extra=("third_party/moshi", "duplex/wscheck.py", "duplex/moshi_probe.py"))
+                      extra=("third_party/moshi", "duplex/standalone/wscheck.py", "duplex/standalone/moshi_smoke.py"))
     stack = prepare_stack(root / "stack.toml")
     env = {**os.environ, "DUPLEX_STACK": str(stack), "HF_HOME": str(base / "hf"),
            **{f"DUPLEX_PORT_{n}": str(free_port()) for n in ("ASR", "FRONTEND", "MOSHI")}}

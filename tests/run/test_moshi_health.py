@@ -1,4 +1,4 @@
-"""moshi's health, one check everywhere (duplex.wscheck): the handshake decides readiness, any HTTP
+"""moshi's health, one check everywhere (duplex.standalone.wscheck): the handshake decides readiness, any HTTP
 answer decides liveness, so a conversation never makes a healthy moshi look unhealthy.
 
 Against a stand-in with moshi's own locking (accept, wait for the one-conversation lock, then the
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from duplex import wscheck
-from duplex.health import probe_once, websocket_problem
+from duplex.standalone import wscheck
+from duplex.run.health import probe_once, websocket_problem
 from duplex.plan import Health
 from duplex.publish.common import websocket_check
 

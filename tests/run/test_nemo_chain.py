@@ -60,7 +60,7 @@ class Chain:
 def chain(tmp_path_factory) -> Chain:
     base = tmp_path_factory.mktemp("nemochain")
     root = copy_stack(base / "stack", STACK, envs=("asr-nemo",),
-                      extra=("duplex/wscheck.py", "duplex/envs/standalone/lhotse_fix.py"))
+                      extra=("duplex/standalone/wscheck.py", "duplex/standalone/lhotse_fix.py"))
     stack = root / "stack.toml"
     text = stack.read_text()
     for old, new in EDITS:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from duplex.containers import run_kwargs
+from duplex.run.containers import run_kwargs
 from duplex.machine import Machine
 from duplex.plan import CERTS_IN_CONTAINER, plan
 from duplex.publish import target_plan

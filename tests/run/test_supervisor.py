@@ -22,10 +22,10 @@ import pytest
 from duplex.errors import RunError
 from duplex.machine import Machine
 from duplex.plan import Plan, ServicePlan, plan
-from duplex.printer import Printer
+from duplex.run.printer import Printer
 from duplex.stack import load_stack
-from duplex.state import RunState, read_state
-from duplex.supervisor import Signalled, Supervisor, signals_raise
+from duplex.run.state import RunState, read_state
+from duplex.run.supervisor import Signalled, Supervisor, signals_raise
 
 WAIT = 5.0  # the longest any helper thread waits for the supervisor: only reached when a test fails
 

@@ -1,4 +1,5 @@
-"""The layers hold: no import circles, `checks/` above the library, a plan that imports no I/O.
+"""The layers hold: every import points down a layer, no circle between modules or between the
+packages of duplex/, the scripts in duplex/standalone/ import no duplex, the plan imports no I/O.
 
 docs/architecture.md says what may import what; these tests are how it stays true.
 """
@@ -13,9 +14,33 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-# Scripts run by file path inside a service's venv, not modules of the package (see their README).
-STANDALONE = ROOT / "duplex" / "warm" / "standalone"
+# Scripts that run outside duplex (a service's venv, an image): checked apart, by `test_standalone_...`.
+STANDALONE = ROOT / "duplex" / "standalone"
 PREFLIGHT_RUNNER = "duplex.preflight"  # the one library module that runs the checks
+
+# Each module's layer, lowest first: a module imports only from its own layer and those below. A
+# module takes the layer of the longest prefix listed here (a package's modules inherit the package's
+# unless listed). docs/architecture.md draws the same table.
+LAYERS = ("model", "adapter", "project", "feature", "cli")
+LAYER = {
+    # the model: pure data and decisions (a plan from a stack and a machine); reads only a user's file
+    **dict.fromkeys(["duplex", "duplex.errors", "duplex.layout", "duplex.images.references", "duplex.textfile",
+                     "duplex.stack", "duplex.machine", "duplex.plan", "duplex.vram", "duplex.images",
+                     "duplex.redact", "duplex.warm", "duplex.standalone", "duplex.envs.pythons",
+                     "duplex.envs.torch_builds", "duplex.models.refs", "duplex.models.errors", "duplex.vendor.errors",
+                     "duplex.scoring"], "model"),
+    # adapters: each talks to one thing outside (the engine, a registry, NVML, the hub, files, a venv)
+    **dict.fromkeys(["duplex.engine", "duplex.images.registry", "duplex.bounded", "duplex.gpu", "duplex.certs",
+                     "duplex.host", "duplex.envfile", "duplex.asr_stream", "duplex.launch_json",
+                     "duplex.envs.commands", "duplex.envs.layout", "duplex.envs.lock", "duplex.envs.sources",
+                     "duplex.envs.torch_choice", "duplex.envs.installer", "duplex.models.lock",
+                     "duplex.models.cache", "duplex.models.hub"], "adapter"),
+    "duplex.project": "project",  # the composition root: stack + token + pins + machine + plan
+    # features: one package or module per task, acting through the layers below
+    **dict.fromkeys(["duplex.run", "duplex.dashboard", "duplex.envs", "duplex.models", "duplex.vendor",
+                     "duplex.publish", "duplex.preflight", "duplex.pinning", "duplex.debug", "checks"], "feature"),
+    **dict.fromkeys(["duplex.report", "duplex.flags", "tasks"], "cli"),  # the CLI: flags in, text out
+}
 # Modules that do I/O (processes, sockets, HTTP, the engine, NVML, the hub, TLS, threads).
 IO_MODULES = {"docker", "subprocess", "socket", "pynvml", "httpx", "urllib.request", "requests", "ssl",
               "http.client", "asyncio", "huggingface_hub", "websockets", "threading", "selectors",
@@ -27,7 +52,7 @@ def modules() -> dict[str, tuple[Path, list[str]]]:
     found = {}
     files = [*(ROOT / "duplex").rglob("*.py"), *(ROOT / "checks").rglob("*.py"), ROOT / "tasks.py"]
     for path in files:
-        if STANDALONE in path.parents:
+        if STANDALONE in path.parents and path.name != "__init__.py":
             continue
         parts = list(path.relative_to(ROOT).with_suffix("").parts)
         if parts[-1] == "__init__":
@@ -129,6 +154,65 @@ def test_no_import_cycles_in_duplex_checks_and_tasks():
     edges = graph()
     assert "duplex.plan" in edges and "checks.docker" in edges and "tasks" in edges  # the walk sees them
     assert cycles(edges) == []
+
+
+def layer_of(module: str) -> str:
+    name = module
+    while name not in LAYER or (name == "duplex" != module):
+        name = name.rpartition(".")[0]
+        assert name, f"{module} has no layer: add it (or its package) to LAYER and docs/architecture.md"
+    return LAYER[name]
+
+
+def upward(edges: dict[str, set[str]]) -> list[str]:
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    return sorted(f"{me} ({layer_of(me)}) -> {dep} ({layer_of(dep)})" for me, deps in edges.items()
+                  for dep in deps if rank[layer_of(dep)] > rank[layer_of(me)])
+
+
+def test_every_import_points_down_or_sideways():
+    assert upward(graph()) == []
+
+
+def test_the_layer_rule_sees_an_upward_import():
+    assert upward({"duplex.plan": {"duplex.run.start"}, "duplex.run.start": {"duplex.plan"}}) == [
+        "duplex.plan (model) -> duplex.run.start (feature)"]
+
+
+def packages(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph between duplex's top-level modules and subpackages (duplex.run.start -> duplex.run)."""
+    def top(name: str) -> str:
+        return ".".join(name.split(".")[:2]) if name.startswith("duplex.") else name.split(".")[0]
+    found: dict[str, set[str]] = {}
+    for me, deps in edges.items():
+        found.setdefault(top(me), set()).update(top(d) for d in deps if top(d) != top(me))
+    return found
+
+
+def test_no_circle_between_packages():
+    edges = packages(graph())
+    assert {"duplex.run", "duplex.dashboard", "duplex.plan", "checks"} <= set(edges)
+    assert cycles(edges) == []
+
+
+def test_every_module_is_in_the_architecture_doc():
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = {m.rpartition(".")[2] for m in modules() if m.startswith("duplex.") and m.count(".") >= 1}
+    assert sorted(n for n in named if f"`{n}" not in text and f"{n}`" not in text and f"{n}.py" not in text) == []
+
+
+def test_standalone_scripts_import_no_duplex():
+    """They run where duplex is not installed: a service's venv, an image, `python -c` in Compose."""
+    scripts = sorted(STANDALONE.rglob("*.py"))
+    assert len(scripts) >= 10  # the walk sees them: the log pump, the guard, wscheck, the warm reloader...
+    offenders = {}
+    for path in scripts:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                ["." * node.level + (node.module or "")] if isinstance(node, ast.ImportFrom) else []
+            bad = [n for n in names if n.startswith(".") or n.split(".")[0] == "duplex"]
+            offenders.update({str(path.relative_to(ROOT)): bad} if bad else {})
+    assert offenders == {}
 
 
 def test_checks_sit_above_the_library():

@@ -144,7 +144,7 @@ def test_the_checker_fails_what_invoke_refuses(parser):
 
 def test_the_detached_runs_hint_is_a_command_that_works(tmp_path):
     """The hint `inv run --detach` ends with, run for real: the log command answers, not invoke."""
-    from duplex.start import DETACHED_HINT
+    from duplex.run.start import DETACHED_HINT
     for command in re.findall(r"`(inv [^`]*)`", DETACHED_HINT):
         argv = [a.replace("NAME", "asr") for a in _argv(command) if a != "--follow"]
         proc = run_inv(*argv, cwd=tmp_path)

@@ -6,8 +6,8 @@ import pytest
 
 from checks import docker
 from duplex.engine import DockerFacts
-from duplex.images import ImageLockError, LockedImage, pins, read_images, write_images
-from duplex.registry import endpoints, parse, pinned
+from duplex.images.lock import ImageLockError, LockedImage, pins, read_images, write_images
+from duplex.images.registry import endpoints, parse, pinned
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -57,7 +57,7 @@ def test_the_docker_check_reads_the_registry_answers(tmp_path):
 # Issue 28, family 6: the one digest and registry rule, and engine facts of every shape.
 
 def test_one_digest_rule_everywhere_a_digest_is_read_or_written(tmp_path):
-    from duplex.references import is_digest
+    from duplex.images.references import is_digest
     good = "sha256:" + "0123456789abcdef" * 4
     assert is_digest(good)
     for bad in ("sha256:abc", "sha256:" + "g" * 64, "sha256:" + "A" * 64, "sha256:" + ("../" * 21) + "x",
@@ -90,7 +90,7 @@ def test_the_engine_s_repo_digests_are_read_defensively(repo_digests, expected):
 ])
 def test_the_engine_s_mirrors_are_read_defensively(info, mirrors):
     from duplex.engine import facts_from_info
-    from duplex.registry import HUB_API, endpoints, parse
+    from duplex.images.registry import HUB_API, endpoints, parse
     facts = facts_from_info("unix:///var/run/docker.sock", info, which=lambda _: None, cdi=lambda _: False)
     assert endpoints(parse("python:3.11"), facts.mirrors) == [*mirrors, HUB_API]
 
@@ -98,10 +98,10 @@ def test_the_engine_s_mirrors_are_read_defensively(info, mirrors):
 def test_every_name_rule_is_a_full_match():
     """`re.match` with `$` let a trailing newline through each of these."""
     from duplex.envs.pythons import parse_range
-    from duplex.envs.secrets import _quoted
+    from duplex.envfile import _quoted
     from duplex.models.refs import ModelRef
-    from duplex.references import registry_problem
-    from duplex.state import _named
+    from duplex.images.references import registry_problem
+    from duplex.run.state import _named
     from servers.asr.models import looks_like_repo_id
     from servers.mt.settings import SettingsError, language
     assert not ModelRef("org/name", "a" * 40 + "\n").is_commit

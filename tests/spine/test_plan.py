@@ -10,7 +10,7 @@ import pytest
 from duplex.errors import PlanError
 from duplex.plan import plan
 from duplex.machine import Machine
-from duplex.probe import probe_machine
+from duplex.host import probe_machine
 from duplex.stack import Stack, load_stack
 from tests.conftest import ROOT, run_inv
 
@@ -40,7 +40,7 @@ def test_native_runs_what_may_run_natively_and_keeps_moshi_in_a_container(stack)
     assert front.command[:4] == ["python", "-m", "uvicorn", "servers.frontend.app:app"]
     assert "--reload" in front.command and front.watch == ["servers/frontend"]
     # the shipped asr opts into warm reload: its model survives code edits
-    assert asr.command[1].endswith("duplex/warm/standalone/runner.py") and asr.watch == ["servers/asr"]
+    assert asr.command[1].endswith("duplex/standalone/warm/runner.py") and asr.watch == ["servers/asr"]
     assert asr.command[asr.command.index("--preload") + 1] == "servers.asr.loaders:preload"
 
 
@@ -174,7 +174,7 @@ def test_container_build_uses_the_host_user_and_base_image_override(stack):
 
 
 def test_official_base_follows_each_env_python():
-    from duplex.images import official_base
+    from duplex.images.lock import official_base
     assert [official_base(p) for p in (">=3.10,<3.13", "3.12", ">=3.12", "<3.11", None)] == [
         "python:3.11-slim-bookworm", "python:3.12-slim-bookworm", "python:3.12-slim-bookworm",
         "python:3.10-slim-bookworm", "python:3.11-slim-bookworm"]

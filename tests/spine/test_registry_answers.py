@@ -193,7 +193,7 @@ def test_a_hostile_docker_hub_mirror_is_named_with_the_engine_setting_to_change(
     """The engine's mirrors are asked first for Docker Hub names (preflight's probe, fed the mirror
     list `docker info` gives): a mirror answering an HTML page is named, and nothing falls through
     to a pin."""
-    from duplex.registry import probe_registry
+    from duplex.images.registry import probe_registry
     registry.manifests["library/python/manifests/3.11"] = BAD_ANSWERS["an HTML page"]
     answer = probe_registry(["python:3.11"], mirrors=[f"http://{registry.host}/"], timeout=2)["python:3.11"]
     assert answer["kind"] == "malformed" and "digest" not in answer, answer

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from duplex.images import AIR_GAPPED
+from duplex.images.lock import AIR_GAPPED
 from tests.support.net import free_port
 from tests.support.tools import tool
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def copy_stack(dest: Path, name: str, envs: tuple[str, ...] = ("asr", "frontend"),
                extra: tuple[str, ...] = ()) -> Path:
     """So tests and benchmarks can edit sources and run freely without touching a user's own run.
-    `extra`: more paths the images need (the moshi image: third_party/moshi, duplex/wscheck.py)."""
+    `extra`: more paths the images need (the moshi image: third_party/moshi, duplex/standalone/wscheck.py)."""
     dest.mkdir(parents=True)
     for item in ("stack.toml", "servers", "envs", "dockerfiles", ".dockerignore", *extra):
         src = ROOT / item

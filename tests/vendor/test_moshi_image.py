@@ -56,8 +56,8 @@ def wheelhouse(lock: Path, dest: Path) -> list[Path]:
 def image(tmp_path_factory) -> str:
     assert check(REPO).ok, "third_party/moshi differs from MOSHI_VERSION; run `inv vendor-moshi --check`"
     ctx = tmp_path_factory.mktemp("moshi-context")
-    for rel in ("dockerfiles/moshi.Dockerfile", "envs/moshi", "third_party/moshi", "duplex/wscheck.py",
-                "duplex/moshi_probe.py", "servers/__init__.py", "servers/envvars.py", "servers/origins.py"):
+    for rel in ("dockerfiles/moshi.Dockerfile", "envs/moshi", "third_party/moshi", "duplex/standalone/wscheck.py",
+                "duplex/standalone/moshi_smoke.py", "servers/__init__.py", "servers/envvars.py", "servers/origins.py"):
         src = REPO / rel
         (ctx / rel).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, ctx / rel)

@@ -26,6 +26,6 @@ def test_inv_run_native_serves_edits_warm_and_stop_leaves_nothing(toy):
     assert "Warm reload: app.py changed; re-imported app:app" in logs
     pgid = toy.state()["services"]["api"]["pid"]
     pids = group_pids(pgid)
-    assert len(pids) == 3  # detached: the log pump (duplex/logpump.py), the supervisor, the server process
+    assert len(pids) == 3  # detached: the log pump (duplex/standalone/logpump.py), the supervisor, the server process
     assert toy.inv("stop").returncode == 0
     assert wait_gone(pids, timeout=5) == []

@@ -6,7 +6,7 @@ instead reload its code in place or its model in a fresh server process (`inv re
 A service started here runs detached (its log pump or the engine keeps its log), whatever the run's
 mode: the `inv` that would read its pipe may be gone. Its record replaces the old one in the run
 state, so `inv status`, `inv stop` and an attached `inv run` (which stops it on Ctrl-C) see it.
-Each is one action on the run (duplex.locks: a second waits or is refused), planned with the ports
+Each is one action on the run (duplex.run.locks: a second waits or is refused), planned with the ports
 and variables the run recorded, whatever shell or process asks.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable
 
 from .control import live_records, stop
-from .errors import PlanError, RunError
+from ..errors import PlanError, RunError
 from .health import wait_healthy
 from .locks import action
 from .state import KEPT, changing, last_options, last_run_info, read_state
@@ -27,7 +27,7 @@ Say = Callable[[str], None]
 def _plan_again(root: Path, say: Say = lambda _line: None):
     import os
 
-    from .project import Project
+    from ..project import Project
     from .start import plan_run
     options = read_state(root).get("options") or last_options(root)
     if not isinstance(options, dict):
@@ -47,7 +47,7 @@ def planning_env(options: dict, environ: dict[str, str], say: Say = lambda _line
     not the run's: a service moved to another port would leave its dependents and the dashboard
     pointing at the old one. A secret the run had and `environ` lacks is refused (never recorded,
     it cannot be put back). Runs recorded by an older duplex carry none of this: `environ` as is."""
-    from .plan import port_variable
+    from ..plan import port_variable
     environ = dict(environ)
     ports = options.get("ports")
     for name, port in (ports.items() if isinstance(ports, dict) else ()):
@@ -92,7 +92,7 @@ def start_service(root: Path, name: str, say: Say = lambda _line: None, the_plan
                   wait: bool = True, what: str | None = None) -> float:
     """Start one stopped service of the run and wait until it is healthy; returns the seconds taken.
     Its required dependencies must be running (as `inv run` starts them first). One action on the
-    run at a time (duplex.locks): `wait` for one in progress, or refuse."""
+    run at a time (duplex.run.locks): `wait` for one in progress, or refuse."""
     with action(root, what or f"the start of {name}", wait=wait, say=say):
         return _start(root, name, say, the_plan or _plan_again(root, say))
 
@@ -135,7 +135,7 @@ def _start(root: Path, name: str, say: Say, the_plan) -> float:
 def restart_service(root: Path, name: str, say: Say = lambda _line: None, *, wait: bool = True,
                     what: str | None = None) -> float:
     """Stop the service (its dependents keep running: they reconnect) and start it again, as one
-    action on the run (duplex.locks): `wait` for one in progress, or refuse."""
+    action on the run (duplex.run.locks): `wait` for one in progress, or refuse."""
     with action(root, what or f"`inv restart {name}`", wait=wait, say=say):
         the_plan = _plan_again(root, say)
         _service(the_plan, name)
@@ -159,8 +159,8 @@ def _reload(root: Path, name: str, what: str, say: Say) -> float:
 
     import psutil
 
-    from . import warm
-    from .layout import Layout
+    from .. import warm
+    from ..layout import Layout
     from .logs import PAST_END, file_lines
     the_plan = _plan_again(root, say)
     svc = _service(the_plan, name)
@@ -220,7 +220,7 @@ def _supervisor_pid(pid: int) -> int | None:
     signals: the server process and the log pump would die of them."""
     import psutil
 
-    from .warm import RUNNER
+    from ..warm import RUNNER
     try:
         top = psutil.Process(pid)
         for proc in (top, *top.children(recursive=True)):

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import RunError
-from .layout import Layout
+from ..errors import RunError
+from ..layout import Layout
 from .locks import state_change
 
 
@@ -87,7 +87,7 @@ def _last(root: Path) -> dict:
 
 def _named(name) -> bool:
     """A service name as the stack file allows it: what a hand-edited state file says is not trusted."""
-    from .layout import NAME
+    from ..layout import NAME
     return isinstance(name, str) and bool(NAME.fullmatch(name))
 
 
@@ -156,7 +156,7 @@ class RunState:
         self.path = Layout(root).state
         self.data = {"stack": stack, "mode": mode, "supervisor_pid": os.getpid(), "services": {},
                      "waves": [list(w) for w in waves or []],  # `inv stop`'s order: dependents first
-                     "options": options or {}}  # how to plan a service again (duplex.actions)
+                     "options": options or {}}  # how to plan a service again (duplex.run.service)
         self.lock = threading.Lock()
         self.warn = warn or (lambda _line: None)
         self.failing = False

@@ -2,7 +2,7 @@
 every base image to a digest so that a build next month starts from the bytes of today.
 
 Pure apart from reading and writing the lock file: the plan imports `official_base`; asking a
-registry is duplex.registry's job, and duplex.pinning brings the two together.
+registry is duplex.images.registry's job, and duplex.pinning brings the two together.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DuplexError
+from ..errors import DuplexError
 from .references import DIGEST_RULE, is_digest
-from .textfile import TextFileError, read_text
+from ..textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):
     import tomllib

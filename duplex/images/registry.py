@@ -24,8 +24,8 @@ import urllib.request
 from dataclasses import dataclass
 from email.message import Message
 
-from . import bounded
-from .errors import DuplexError
+from .. import bounded
+from ..errors import DuplexError
 from .references import INDEX_TYPES, MANIFEST_TYPES, host_problem, is_digest
 
 HUB = "docker.io"

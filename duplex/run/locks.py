@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .errors import RunError
-from .layout import Layout
+from ..errors import RunError
+from ..layout import Layout
 
 try:
     import fcntl

@@ -8,10 +8,10 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
-from .errors import DuplexError, RunError
-from .handles import Handle, Runner
+from ..errors import DuplexError, RunError
+from .runner import Handle, Runner
 from .health import wait_healthy
-from .plan import Plan
+from ..plan import Plan
 from .printer import Printer
 from .state import RunState
 
@@ -218,7 +218,7 @@ class Supervisor:
     def _replaced(self, name: str, handle: Handle) -> bool:
         """A service stopped or restarted from elsewhere (`inv restart`, `inv stop --services NAME`, the
         dashboard) is no crash: its record in the run state is no longer this handle's."""
-        from .layout import Layout
+        from ..layout import Layout
         from .state import read_state, same_process
         root = getattr(self.state, "root", None) or self.plan.root
         state = read_state(root)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -14,14 +15,43 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..layout import Layout
-from ..locks import state_change
-from ..processes import group_alive, start_time, stop_group
-from .access import link, new_token
+from .locks import state_change
+from .processes import group_alive, start_time, stop_group
+from .. import warm
+
+QUERY = "t"  # `/?t=...`: the link; the page moves it into sessionStorage and out of the address
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def link(port: int, token: str, host: str = "127.0.0.1") -> str:
+    return f"http://{host}:{port}/?{QUERY}={token}"
+
+
+def planned_view(plan) -> dict:
+    """What the dashboard keeps of the plan (no environment: secrets stay out of its file)."""
+    services = {}
+    for name in plan.start_order:
+        s = plan.services[name]
+        gpu = None
+        if s.gpu or s.gpu_devices or s.gpu_placement:
+            gpu = {"devices": list(s.gpu_devices), "placement": s.gpu_placement}
+        services[name] = {"mode": s.mode, "url": s.url, "depends_on": dict(s.depends_on), "gpu": gpu,
+                          "health": {"kind": s.health.kind, "url": s.health.url, "ca": s.health.ca},
+                          "metrics": s.metrics,  # the declared Prometheus path: the only one scraped
+                          "warm": s.mode == "native" and warm.is_warm(s.command)}
+    return {"stack": plan.stack, "native": plan.native, "order": list(plan.start_order),
+            "services": services, "left_out": dict(plan.left_out),
+            # names only: the values the engine's log lines are masked of come from the environment
+            "secrets": sorted({n for s in plan.services.values() for n in s.secrets})}
+
 
 PARENT = "DUPLEX_DASHBOARD_PARENT"  # an attached run's pid: the dashboard dies with it
 RUN = "DUPLEX_DASHBOARD_RUN"  # the pid of the `inv run` that started it
-DEFAULT_PORT = 7980
-HOLD = 5.0  # seconds the dashboard waits for the services' start before starting itself  # beside no service default (asr 8000, frontend 8080, moshi 8998)
+DEFAULT_PORT = 7980  # beside no service default (asr 8000, frontend 8080, moshi 8998)
+HOLD = 5.0  # seconds the dashboard waits for the services' start before starting itself
 
 
 def info_path(root: Path) -> Path:

@@ -10,7 +10,7 @@ each queued probe would briefly take the session once the user leaves). So:
 - alive: any HTTP answer on the same path (moshi refuses a GET without the upgrade headers with a
   400 before it reaches the lock), which a conversation never blocks for more than a frame.
 
-One file, used everywhere the check runs: duplex's runner on the host (`duplex.health`: handshake
+One file, used everywhere the check runs: duplex's runner on the host (`duplex.run.health`: handshake
 until healthy at start, `alive` for `inv status`), the moshi image's HEALTHCHECK (copied to
 /opt/duplex/wscheck.py), Compose (inlined with `python -c`) and Kubernetes (startupProbe `--phase
 ready`, readiness and liveness `--phase alive`). It imports nothing from duplex on purpose.

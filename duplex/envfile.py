@@ -14,9 +14,12 @@ import io
 import os
 import re
 from pathlib import Path
+from typing import Iterable
 
-from ..errors import DuplexError
-from ..textfile import read_text
+from .errors import DuplexError
+from .machine import hf_home
+from .redact import MIN_LENGTH, secret_values_env
+from .textfile import read_text
 
 DOTENV = ".env (saved by `inv setup --hf-token`)"  # where a token came from, as advice names it
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:@+-]*$")  # written unquoted; anything else is quoted
@@ -128,3 +131,28 @@ def load_hf_token(root: Path | str, environ=None) -> None:
         token = read_secret(root, "HF_TOKEN")
         if token:
             environ["HF_TOKEN"] = token
+
+
+def secret_values(environ: dict[str, str] | None = None, root: Path | str | None = None,
+                  names: Iterable[str] = ()) -> set[str]:
+    """Every secret value this process can know of: variables named like secrets or declared as
+    `secrets` (`names`), credentials inside any URL-valued variable, the project's .env values of
+    such names, and the stored Hugging Face login."""
+    environ = dict(os.environ if environ is None else environ)
+    names = set(names)
+    found = secret_values_env(environ, names)
+    if root is not None:
+        try:
+            found |= secret_values_env(read_env(root), names)
+        except Exception:  # noqa: BLE001 - an unreadable .env is reported where it is read
+            pass
+    token_file = environ.get("HF_TOKEN_PATH") or _hf_token_file(environ)
+    try:
+        found.add(read_text(Path(token_file).expanduser(), limit=64 * 1024).strip())
+    except Exception:  # noqa: BLE001 - missing or not a token file: nothing to hide from it
+        pass
+    return {v for v in found if len(v) >= MIN_LENGTH}
+
+
+def _hf_token_file(environ: dict[str, str]) -> str:
+    return str(Path(hf_home(environ)) / "token")

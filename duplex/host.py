@@ -21,7 +21,7 @@ def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = N
         facts = probe_nvml_facts(environ)
         gpus, devices = len(facts.gpus), facts.gpus
         if gpus:
-            from .envs.torch import choose
+            from .envs.torch_builds import choose
             from .errors import EnvError
             try:
                 torch = choose("auto", facts, None).variant
@@ -62,7 +62,7 @@ def torch_choices(stack, facts) -> tuple[dict[str, str], dict[str, str]]:
     """(env -> variant, env -> why) for the stack's `torch = "auto"` envs on this machine. An env no
     build fits gets "cpu", and its note says why and what would work (preflight fails a GPU service
     whose image that leaves with CPU torch)."""
-    from .envs.torch_env import torch_choice
+    from .envs.torch_choice import torch_choice
     from .errors import EnvError
     variants, notes = {}, {}
     for name, spec in stack.envs.items():

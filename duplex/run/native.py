@@ -12,15 +12,16 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .errors import EnvError, RunError
-from .handles import LineSink
-from .layout import Layout
+from ..errors import EnvError, RunError
+from ..standalone import HERE
+from .runner import LineSink
+from ..layout import Layout
 from .logfile import LogFile, _deliver
-from .machine import PASSTHROUGH
+from ..machine import PASSTHROUGH
 from .processes import start_time, stop_group  # stop_group: the benchmarks import it from here too
 
 if TYPE_CHECKING:  # only a type here: importing the runner loads no plan (pydantic)
-    from .plan import ServicePlan
+    from ..plan import ServicePlan
 
 GRACE = 10.0  # seconds a service of a killed run has to drain before its group gets SIGKILL (as `inv stop`)
 
@@ -156,11 +157,11 @@ class NativeRunner:
         except OSError:
             pass  # a full or read-only disk: the pump says so (attached) or drops the lines (detached)
         env, cmd = process_env(service, python), argv(service, python)
-        if self.detach:  # no duplex left to read a pipe: duplex/logpump.py starts the service and reads it
+        if self.detach:  # no duplex left to read a pipe: duplex/standalone/logpump.py starts the service and reads it
             env["DUPLEX_LOG_MASK"] = json.dumps(sorted(_secret_values(service)))
-            cmd = [sys.executable, "-I", str(Path(__file__).with_name("logpump.py")), str(log), "--", *cmd]
+            cmd = [sys.executable, "-I", str(HERE / "logpump.py"), str(log), "--", *cmd]
         elif sys.platform == "linux":  # the guard ends the whole group if duplex dies (groupguard.py says why)
-            cmd = [sys.executable, "-I", str(Path(__file__).with_name("groupguard.py")), str(os.getpid()),
+            cmd = [sys.executable, "-I", str(HERE / "groupguard.py"), str(os.getpid()),
                    str(GRACE), "--", *cmd]
         try:
             proc = self._forker.submit(
@@ -181,6 +182,6 @@ def _secret_values(service: ServicePlan) -> set[str]:
 
 def secret_masker(service: ServicePlan) -> Callable[[str], str]:
     """Masks the service's own secrets (and URL credentials, bearer tokens) in its log lines."""
-    from .redact import redact
+    from ..redact import redact
     values = _secret_values(service)
     return lambda line: redact(line, values)

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import DuplexError
+from ..errors import DuplexError
 from .health import client_context, probe_once, websocket_problem
-from .plan import Health, Plan
+from ..plan import Health, Plan
 
-SAMPLE = Path(__file__).parent / "data" / "hello.wav"  # flite awb, 16 kHz mono, 1.8 s
+SAMPLE = Path(__file__).parents[1] / "data" / "hello.wav"  # flite awb, 16 kHz mono, 1.8 s
 EXPECTED = "hello world this is a test"
 MAX_WER = 0.34  # two words in six may go wrong: pocketsphinx on CPU is not whisper
 # duplex names servers only by module path: the check follows the app a service runs.
@@ -245,7 +245,7 @@ def _latency_row(t: Target, sample: Path, expected: str, timeout: float, context
     """The sample said three times, with pauses, streamed at real time: how soon finals follow speech."""
     import asyncio
     import wave
-    from .asr_stream import passage, replay, stream_url
+    from ..asr_stream import passage, replay, stream_url
     started = time.monotonic()
     with wave.open(str(sample), "rb") as w:
         pcm, rate = w.readframes(w.getnframes()), w.getframerate()
@@ -266,11 +266,11 @@ def _latency_row(t: Target, sample: Path, expected: str, timeout: float, context
                        reason, got)
 
 
-PROBE = "/opt/duplex/moshi_probe.py"  # duplex/moshi_probe.py, copied there by dockerfiles/moshi.Dockerfile
+PROBE = "/opt/duplex/moshi_smoke.py"  # duplex/standalone/moshi_smoke.py, copied there by dockerfiles/moshi.Dockerfile
 
 
 def _moshi_latency_row(t: Target, sample: Path, timeout: float) -> SmokeResult:
-    """The sample streamed at real time to moshi by duplex/moshi_probe.py, run inside its container
+    """The sample streamed at real time to moshi by duplex/standalone/moshi_smoke.py, run inside its container
     (moshi takes Ogg Opus only, and the image has the encoder): the user's end of speech -> moshi's
     first audio frame after it."""
     import io
@@ -358,7 +358,7 @@ def gpu_check(nvidia_runtime: bool, image: str, connect: Callable | None = None,
         if not nvidia_runtime:
             return result("skip", "no NVIDIA container runtime here (no GPU seen by NVML, or Docker "
                                   "without nvidia-container-toolkit): nothing to hand a GPU to")
-        from .errors import EngineError
+        from ..errors import EngineError
         try:
             from docker.errors import DockerException
             from .containers import device_request
@@ -396,7 +396,7 @@ def _run_removed(client, image: str, request, timeout: float) -> bytes:
 
 
 def _default_connect():
-    from .engine import connect
+    from ..engine import connect
     return connect()
 
 
@@ -404,8 +404,8 @@ def smoke_project(stack, machine, targets: list[Target], *, services: list[str] 
                   timeout: float = 30.0, latency: bool = False) -> SmokeReport:
     """`inv smoke` for a project: its targets, the GPU container check from the stack's base image,
     and https health verified with the project's local CA when `inv certs` made one."""
-    from .layout import Layout
-    from .plan import base_image
+    from ..layout import Layout
+    from ..plan import base_image
     ca = Layout(stack.root).ca
     return smoke(targets, services=services, timeout=timeout,
                  gpu=gpu_check(machine.nvidia_runtime, base_image(stack, machine), form=machine.gpu_request),
@@ -415,7 +415,7 @@ def smoke_project(stack, machine, targets: list[Target], *, services: list[str] 
 def smoke_running(*, services: list[str] | None = None, timeout: float = 30.0,
                   latency: bool = False) -> SmokeReport:
     """`inv smoke`: the services the project's current run left running (or crashed), checked once."""
-    from .project import Project
+    from ..project import Project
     from .state import read_state
     project = Project.load()
     machine = project.machine()

@@ -125,7 +125,7 @@ def log_pumps(logs: Path) -> dict[str, list[int]]:
                 argv = fh.read().split(b"\0")
         except OSError:
             continue
-        # python -I .../duplex/logpump.py LOG -- ARGV (duplex.native starts it so)
+        # python -I .../duplex/standalone/logpump.py LOG -- ARGV (duplex.run.native starts it so)
         if len(argv) < 5 or not argv[2].endswith(b"/logpump.py") or argv[4] != b"--":
             continue
         log = Path(os.fsdecode(argv[3]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
-    from .plan import ServicePlan
+    from ..plan import ServicePlan
 
 LineSink = Callable[[str, str], None]  # (service name, log line)
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .handles import LineSink
+from .runner import LineSink
 
 
 class LogFile:

@@ -9,8 +9,8 @@ from queue import Queue
 from typing import Callable, Iterator
 
 from .control import alive, engine_answers
-from .errors import RunError
-from .layout import Layout
+from ..errors import RunError
+from ..layout import Layout
 from .state import last_run, read_state
 
 

@@ -1,4 +1,4 @@
-"""Health probes: an HTTP GET, or for streaming services (moshi) the two phases of duplex.wscheck:
+"""Health probes: an HTTP GET, or for streaming services (moshi) the two phases of duplex.standalone.wscheck:
 the real WebSocket handshake until ready, then an HTTP answer that never takes the conversation."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-from . import wscheck
-from .plan import Health
+from ..standalone import wscheck
+from ..plan import Health
 
 POLL = 0.05  # tight: users hate Compose's 30 s default interval
 # Every request duplex makes to look at a service (health waits, `inv status`, the dashboard's
@@ -52,7 +52,7 @@ def probe_once(health: Health, timeout: float = 2.0, *, phase: str = "ready") ->
 
 
 def websocket_problem(url: str, timeout: float, context=None, phase: str = "ready") -> str | None:
-    """None when healthy in that phase, else what was wrong (duplex.wscheck, as every check runs it)."""
+    """None when healthy in that phase, else what was wrong (duplex.standalone.wscheck, as every check runs it)."""
     if context is None and url.startswith("wss:"):
         context = ssl.create_default_context()
     return (wscheck.handshake if phase == "ready" else wscheck.alive)(url, timeout, context)

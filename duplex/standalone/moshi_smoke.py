@@ -1,6 +1,6 @@
 """moshi's speech latency, measured inside its container (`inv smoke --latency` runs it there).
 
-    python /opt/duplex/moshi_probe.py --port 8998 --wav /tmp/duplex-speech.wav [--tls] [--timeout 30]
+    python /opt/duplex/moshi_smoke.py --port 8998 --wav /tmp/duplex-speech.wav [--tls] [--timeout 30]
 
 Streams the WAV's speech to moshi's /api/chat at real time as its web client does (Ogg Opus, one
 80 ms frame each 80 ms, each frame sent once captured), then silence, and prints one JSON line:
@@ -87,7 +87,7 @@ async def measure(url: str, audio, speech_end: int, timeout: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="moshi_probe.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="moshi_smoke.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--port", type=int, default=8998)
     p.add_argument("--path", default="/api/chat")
     p.add_argument("--wav", required=True)

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import EnvError
-from ..gpu import GpuInfo, NvmlFacts
+from ..machine import GpuInfo, NvmlFacts
 
 INDEX = "https://download.pytorch.org/whl/{variant}"
 TABLE = Path(__file__).resolve().parents[1] / "data" / "torch-builds.toml"

@@ -1,12 +1,12 @@
 """Which torch build one env of a stack gets here: what the env asks of torch (its requirements.in
-pin or range, each variant lock's pin) handed to the pure choice in duplex.envs.torch."""
+pin or range, each variant lock's pin) handed to the pure choice in duplex.envs.torch_builds."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..gpu import NvmlFacts
-from .torch import TorchChoice, TorchWanted, choose
+from ..machine import NvmlFacts
+from .torch_builds import TorchChoice, TorchWanted, choose
 
 
 def _spec(spec, attr, default):
