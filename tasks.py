@@ -21,8 +21,9 @@ def _cli(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         import sys
+
         from duplex.envfile import secret_values
-        from duplex.redact import Redactor, RedactingStream
+        from duplex.redact import RedactingStream, Redactor
         redactor = Redactor(secret_values({}, _root_or_none()))
         redactor.add(kwargs.get("hf_token"))  # `inv setup --hf-token`: not in .env yet
         streams = sys.stdout, sys.stderr
@@ -281,8 +282,8 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
 @_cli
 def stop(c, services=None, all=False):
     """Stop what is running (also what a killed run left behind), dependents first."""
-    from duplex.run.control import stop as stop_stack
     from duplex.project import project_root
+    from duplex.run.control import stop as stop_stack
     stopped = stop_stack(project_root(), services=flags.names(services), everything=all, say=print,
                          known=_stack_services)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -301,8 +302,8 @@ def _stack_services() -> set[str]:
 @_cli
 def dashboard(c, open=False):
     """Print the link (with its token) of the run in progress's live dashboard."""
-    from duplex.run.dashboard import current
     from duplex.project import project_root
+    from duplex.run.dashboard import current
     board = current(project_root())
     print(board.link)
     if open:
@@ -316,8 +317,8 @@ def dashboard(c, open=False):
 @_cli
 def restart(c, name, code=False, model=False):
     """Restart one service of the run in progress, with the same plan and health gating as `inv run`."""
-    from duplex.run import service as actions
     from duplex.project import project_root
+    from duplex.run import service as actions
     name = flags.name(name, "NAME")
     if code and model:
         raise flags.UsageError("--code and --model are two different reloads: choose one "
@@ -334,8 +335,8 @@ def restart(c, name, code=False, model=False):
 def status(c, json=False):
     """Show each service's mode, state, health, url and pid or container."""
     from duplex import report
-    from duplex.run.control import status as stack_status
     from duplex.project import project_root
+    from duplex.run.control import status as stack_status
     rows = stack_status(project_root())
     _show(json, rows, lambda: report.print_status(rows))
 
@@ -347,8 +348,9 @@ def status(c, json=False):
 def logs(c, service=None, follow=False, lines=None):
     """Show the logs of the current or last run, with the run's name prefixes (kept in .duplex/logs)."""
     from duplex import report
-    from duplex.run.logs import log_names, logs as stack_logs
     from duplex.project import project_root
+    from duplex.run.logs import log_names
+    from duplex.run.logs import logs as stack_logs
     service = flags.name(service, "--service")
     lines = flags.number(lines, "--lines", default=200, high=1_000_000)
     root = project_root()

@@ -33,12 +33,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from duplex.host import probe_machine  # noqa: E402
+from duplex.layout import Layout  # noqa: E402
+from duplex.plan import plan  # noqa: E402
 from duplex.run.containers import ContainerRunner  # noqa: E402
 from duplex.run.health import wait_healthy  # noqa: E402
 from duplex.run.native import process_env, stop_group  # noqa: E402
-from duplex.layout import Layout  # noqa: E402
-from duplex.plan import plan  # noqa: E402
-from duplex.host import probe_machine  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
 from duplex.warm import RUNNER  # noqa: E402
 from tests.support.net import http_answer  # noqa: E402

@@ -54,9 +54,9 @@ def _silent_port() -> int:
 
 
 def in_process(repeat: int) -> None:
+    from duplex.host import probe_machine
     from duplex.plan import plan
     from duplex.preflight import run_preflight
-    from duplex.host import probe_machine
     from duplex.stack import load_stack
     stack = load_stack(ROOT / "stack.toml")
     print(f"in-process run_preflight, {repeat} runs each (median / max):")

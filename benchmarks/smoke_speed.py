@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 from duplex.certs import make_certs  # noqa: E402
 from duplex.debug import debug_command, debugpy_dir  # noqa: E402
-from duplex.plan import base_image, plan  # noqa: E402
 from duplex.host import probe_machine  # noqa: E402
+from duplex.plan import base_image, plan  # noqa: E402
 from duplex.run.smoke import gpu_check, smoke, targets_at  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
 from tests.support.envs import ensure_env  # noqa: E402

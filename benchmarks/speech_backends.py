@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.run.test_moshi_chain import prepare_stack  # noqa: E402
 from tests.support.asr_server import asr_server  # noqa: E402
 from tests.support.browser import chromium, wait_for  # noqa: E402
 from tests.support.envs import ensure_env  # noqa: E402
@@ -38,7 +39,6 @@ from tests.support.net import free_port  # noqa: E402
 from tests.support.speech import PHRASES, concatenate, synthesize  # noqa: E402
 from tests.support.stackcopy import copy_stack  # noqa: E402
 from tests.support.tiny_models import MOSHI_FILES, MOSHI_REPO, NEMO_FILES, tiny_moshi, tiny_nemo  # noqa: E402
-from tests.run.test_moshi_chain import prepare_stack  # noqa: E402
 
 
 def med(values: list[float]) -> str:

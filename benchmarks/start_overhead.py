@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from duplex.run.native import argv, process_env, stop_group  # noqa: E402
+from duplex.host import probe_machine  # noqa: E402
 from duplex.layout import Layout  # noqa: E402
 from duplex.plan import plan  # noqa: E402
-from duplex.host import probe_machine  # noqa: E402
+from duplex.run.native import argv, process_env, stop_group  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
 
 

@@ -117,8 +117,8 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.root).resolve()
     sys.path.insert(0, str(root))
-    from duplex.plan import plan
     from duplex.host import probe_machine
+    from duplex.plan import plan
     from duplex.stack import load_stack
     the_plan = plan(load_stack(root / "stack.toml"), probe_machine(gpus=0), native=True,
                     services=args.services.split(","))

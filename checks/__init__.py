@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from duplex.machine import hf_offline
+from duplex.redact import strip_url
 
 STATUSES = ("pass", "warn", "fail", "skip")
 
@@ -87,5 +88,4 @@ class Context:
     @property
     def endpoint(self) -> str:
         """The hub as results name it: a `user:password@` inside HF_ENDPOINT is masked."""
-        from duplex.redact import strip_url
         return strip_url((self.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/"))

@@ -5,6 +5,7 @@ The facts come from duplex.engine (probed once, before the checks run); this mod
 from __future__ import annotations
 
 from duplex.engine import DockerFacts, gpu_paths
+from duplex.envs.lock import lock_path
 
 from . import Context, Result, fail, passed, skip, warn
 
@@ -113,7 +114,6 @@ def _image(ctx: Context, svc, facts: DockerFacts, registry: dict[str, dict]) -> 
 
 def check_image_locks(ctx: Context) -> list[Result]:
     """Each image built with a torch variant needs that variant's lock: the Dockerfile COPYs it."""
-    from duplex.envs.lock import lock_path
     out = []
     for svc in ctx.services("container"):
         variant = svc.build_args.get("TORCH")

@@ -17,6 +17,12 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from duplex.envfile import hf_token_origin, secret_problem
+from duplex.host import hf_home
+from duplex.machine import hf_endpoint, seconds_from
+from duplex.redact import redact, strip_url, url_secrets
+from duplex.textfile import TextFileError, read_text
+
 TIMEOUT = 1.5
 
 
@@ -49,11 +55,8 @@ def find_token(environ: dict[str, str], root: Path | None = None) -> tuple[str |
     tasks.py fills HF_TOKEN from <root>/.env when it is unset: that one is named as the .env token."""
     if environ.get("HF_TOKEN", "").strip():
         value = environ["HF_TOKEN"].strip()
-        from duplex.envfile import hf_token_origin
         return value, hf_token_origin(root, value)
-    from duplex.host import hf_home
     path = Path(environ.get("HF_TOKEN_PATH") or Path(hf_home(environ)) / "token").expanduser()
-    from duplex.textfile import TextFileError, read_text
     try:
         token = read_text(path, limit=64 * 1024, what="token file").strip()
     except (OSError, TextFileError):  # missing, or not a token file at all (HF_TOKEN_PATH=/dev/zero)
@@ -70,7 +73,6 @@ class HubProbe:
     """GET requests against one endpoint with one token; every failure is an Answer, never an exception."""
 
     def __init__(self, endpoint: str, token: str | None = None, timeout: float = TIMEOUT):
-        from duplex.redact import strip_url, url_secrets
         endpoint = endpoint.rstrip("/")
         self.login = next(iter(url_secrets(endpoint)), None)  # user:password from HF_ENDPOINT
         self.url = endpoint if self.login is None else endpoint.replace(f"{self.login}@", "", 1)
@@ -100,7 +102,6 @@ class HubProbe:
 
     def _clean(self, text: str | None) -> str | None:
         """A hub's or proxy's words, which may echo the request: never with our token or login in them."""
-        from duplex.redact import redact
         if text is None:
             return None
         return redact(str(text)[:300], [v for v in (self.token, self.login) if v])
@@ -129,8 +130,6 @@ def gather(environ: dict[str, str], repos: list[str], *, timeout: float = TIMEOU
            probe: HubProbe | None = None, root: Path | None = None) -> HubFacts:
     """Every hub call preflight needs, all at once (threads), each bounded by `timeout`."""
     token, source = find_token(environ, root)
-    from duplex.envfile import secret_problem
-    from duplex.machine import hf_endpoint
     problem = secret_problem(token) if token else None
     token = None if problem else token  # it cannot go into a header: not "the hub is unreachable"
     endpoint = hf_endpoint(environ)
@@ -162,7 +161,6 @@ def gather(environ: dict[str, str], repos: list[str], *, timeout: float = TIMEOU
 
 def env_timeout(environ: dict[str, str]) -> float:
     """DUPLEX_PREFLIGHT_TIMEOUT, checked: finite seconds up to a minute (or the default)."""
-    from duplex.machine import seconds_from
     return seconds_from(environ, "DUPLEX_PREFLIGHT_TIMEOUT", TIMEOUT, high=60.0)
 
 

@@ -9,10 +9,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from duplex.host import hf_home
 from duplex.vram import WEIGHTS  # .nemo archives included
 
 from . import Context, Result, fail, passed, warn
 from .hub import Answer, split_repo
+
 DTYPE_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "BF16": 2, "F16": 2, "I16": 2, "F8_E4M3": 1,
                "F8_E5M2": 1, "I8": 1, "U8": 1, "BOOL": 1}
 MEMO_DAYS = 7
@@ -30,7 +32,6 @@ class ModelFacts:
 
 
 def hub_cache(environ: dict[str, str]) -> Path:
-    from duplex.host import hf_home
     return Path(environ.get("HF_HUB_CACHE") or Path(hf_home(environ)) / "hub").expanduser()
 
 

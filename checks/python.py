@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from duplex.envs import env_status
 from duplex.envs.interpreters import Interpreter, candidates, install_hint, probe
 from duplex.envs.lock import lock_python
 from duplex.envs.managed import downloads_allowed
@@ -23,7 +24,6 @@ def probe_interpreters(environ: dict[str, str] | None = None) -> list[Interprete
 
 def probe_env(root: Path, name: str, spec, torch_probe) -> str:
     """'missing', 'ok' or 'stale: why' — the setup helper's own verdict, with NVML facts handed in."""
-    from duplex.envs import env_status
     return env_status(root, name, spec, probe=torch_probe)
 
 

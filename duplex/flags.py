@@ -9,7 +9,12 @@ import re
 import shutil
 from pathlib import Path
 
+from .certs import host_problem
+from .envfile import secret_problem
+from .envs.pythons import VERSION_ONLY
 from .errors import DuplexError
+from .images.references import REGISTRY_RULE, registry_problem
+from .stack import NAME_RULE, REPO, URL, name_error
 
 # The stack's rules are imported where used: `inv --list` must not load pydantic.
 
@@ -24,7 +29,6 @@ class UsageError(DuplexError):
 
 def names(value: str | None, flag: str = "--services") -> list[str] | None:
     """A comma-separated list of service names (once each), or None when the flag was not given."""
-    from .stack import NAME_RULE, name_error
     if value is None:
         return None
     found = [s.strip() for s in value.split(",") if s.strip()]
@@ -39,7 +43,6 @@ def names(value: str | None, flag: str = "--services") -> list[str] | None:
 
 def name(value: str | None, flag: str, what: str = "service") -> str | None:
     """One name (`--service`, `--env`), by the stack file's rule: it becomes a path under .duplex/."""
-    from .stack import NAME_RULE, name_error
     if value is not None and name_error(value):
         raise UsageError(f"{flag} {value!r}: {what} names are {NAME_RULE}")
     return value
@@ -72,7 +75,6 @@ def torch(value: str | None) -> str | None:
 
 def otlp(url: str | None) -> str | None:
     """`--otlp URL`: the collector every service exports traces to (OTLP over HTTP)."""
-    from .stack import URL
     if url is not None and not URL.fullmatch(url):
         raise UsageError(f"--otlp {url!r} is not a collector URL: give the OTLP/HTTP endpoint, "
                          "e.g. --otlp http://127.0.0.1:4318")
@@ -81,7 +83,6 @@ def otlp(url: str | None) -> str | None:
 
 def python(value: str | None) -> str | None:
     """`--python`: a version like 3.11, or an interpreter that is there (a path or a name on PATH)."""
-    from .envs.pythons import VERSION_ONLY
     if value is None or VERSION_ONLY.fullmatch(value):
         return value
     if ("/" in value or value.startswith(".")) and Path(value).expanduser().is_file():
@@ -93,7 +94,6 @@ def python(value: str | None) -> str | None:
 
 
 def hf_token(value: str | None) -> str | None:
-    from .envfile import secret_problem
     if value is not None and secret_problem(value):
         raise UsageError(f"--hf-token: {secret_problem(value)}; pass the token exactly as issued")
     return value
@@ -108,7 +108,6 @@ def repos(repo: str | None, revision: str | None, services: str | None) -> str |
         raise UsageError("give either --repo or --services, not both")
     if repo is None:
         return None
-    from .stack import REPO
     ref = f"{repo}@{revision}" if revision is not None else repo
     if not REPO.fullmatch(ref):
         raise UsageError(f"--repo {repo!r}" + (f" --revision {revision!r}" if revision is not None else "")
@@ -118,7 +117,6 @@ def repos(repo: str | None, revision: str | None, services: str | None) -> str |
 
 def registry(value: str | None) -> str | None:
     """`--registry HOST[:PORT]/PREFIX`: a real host name (or address) and port, by the one rule."""
-    from .images.references import REGISTRY_RULE, registry_problem
     if value is not None and registry_problem(value):
         raise UsageError(f"--registry {value!r} is not a registry prefix like ghcr.io/team or 127.0.0.1:5000/team "
                          f"({registry_problem(value)}); give {REGISTRY_RULE}")
@@ -140,7 +138,6 @@ def path(value: str | None, flag: str, what: str) -> str | None:
 
 def hosts(values: list[str]) -> list[str]:
     """`certs --name`: host names or addresses the local CA may sign (never a wildcard)."""
-    from .certs import host_problem
     for host in values:
         if host_problem(host):
             raise UsageError(f"--name {host!r}: {host_problem(host)}")

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .machine import GIB, GpuInfo, NvmlFacts
+from .machine import GpuInfo, NvmlFacts
 
 NVIDIA_PCI_VENDOR = "0x10de"
 

@@ -6,7 +6,13 @@ import os
 from pathlib import Path
 from typing import Iterable
 
+from .engine import gpu_request, probe_docker
+from .envs.torch_builds import choose
+from .envs.torch_choice import torch_choice
+from .errors import EnvError
+from .gpu import probe_nvml_facts
 from .machine import PASSTHROUGH, Machine, hf_endpoint, hf_home
+
 
 def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = None,
                   nvidia_runtime: bool | None = None, keep: Iterable[str] = (), stack=None) -> Machine:
@@ -17,12 +23,9 @@ def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = N
     hf_endpoint(environ)  # checked where it enters: services get it as it is
     torch, devices, torch_envs, notes = "cpu", (), {}, {}
     if gpus is None:
-        from .gpu import probe_nvml_facts  # lazy: NVML is only loaded when asked
         facts = probe_nvml_facts(environ)
         gpus, devices = len(facts.gpus), facts.gpus
         if gpus:
-            from .envs.torch_builds import choose
-            from .errors import EnvError
             try:
                 torch = choose("auto", facts, None).variant
             except EnvError:  # no fitting variant: preflight and setup explain why
@@ -39,7 +42,6 @@ def probe_machine(environ: dict[str, str] | None = None, *, gpus: int | None = N
     if nvidia_runtime is None:
         form = None
         if gpus:
-            from .engine import gpu_request, probe_docker  # lazy: the engine is asked only when there is a GPU
             form = gpu_request(probe_docker(environ, [], ""))
         nvidia_runtime, request = form is not None, form or "nvidia"
     return Machine(
@@ -62,8 +64,6 @@ def torch_choices(stack, facts) -> tuple[dict[str, str], dict[str, str]]:
     """(env -> variant, env -> why) for the stack's `torch = "auto"` envs on this machine. An env no
     build fits gets "cpu", and its note says why and what would work (preflight fails a GPU service
     whose image that leaves with CPU torch)."""
-    from .envs.torch_choice import torch_choice
-    from .errors import EnvError
     variants, notes = {}, {}
     for name, spec in stack.envs.items():
         if getattr(spec, "torch", "none") != "auto":

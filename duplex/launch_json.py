@@ -12,9 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from .textfile import read_text
-
 from .errors import DuplexError
+from .textfile import read_text
 
 PREFIX = "duplex: "
 

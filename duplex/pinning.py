@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .engine import probe_docker
 from .images.lock import LockedImage, lock_path, read_images, unpinned, write_images
 from .images.references import is_digest
+from .images.registry import RegistryError, parse, resolve
+from .machine import Machine
+from .plan import base_image
 
 
 def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bool = False,
@@ -18,7 +22,6 @@ def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bo
     base) has nothing to pin. Otherwise the registry is asked (the engine's mirrors first).
     `strict`: a registry error is raised (`inv lock`); else it is left for preflight to report.
     Returns what was written."""
-    from .images.registry import RegistryError, resolve
     locked = read_images(root)
     mirrors = getattr(facts, "mirrors", ())
     platform = getattr(facts, "platform", "linux/amd64")
@@ -42,6 +45,7 @@ def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bo
                     continue
                 if strict:
                     raise
+                say(f"{reference}: not pinned ({err}); the next run or `inv lock --images` tries again")
                 continue
             changed[reference] = LockedImage(reference, found.digest, found.size)
         old = locked.get(reference)
@@ -56,7 +60,6 @@ def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bo
 def engine_digests(reference: str, repo_digests) -> list[str]:
     """The digests the engine says `reference` came from (its RepoDigests, `name@sha256:...`), of
     the same repository and well formed: engines differ, and what they say goes into images.lock."""
-    from .images.registry import parse
     if not isinstance(repo_digests, (list, tuple)):
         return []
     repository = parse(reference).repository
@@ -74,9 +77,6 @@ def plan_bases(plan, pinned: bool | None = None) -> list[str]:
 
 def lock_project_images(project, say=lambda _line: None) -> Path:
     """`inv lock --images`: re-pin every service's base image to what its tag names now."""
-    from .engine import probe_docker
-    from .machine import Machine
-    from .plan import base_image
     stack = project.stack
     machine = Machine(env={k: v for k, v in os.environ.items() if k == "DUPLEX_BASE_IMAGE"})
     refs = list(dict.fromkeys(base_image(stack, machine, spec.env) for spec in stack.services.values()
@@ -95,7 +95,6 @@ def pin_unpinned(the_plan, say=lambda _line: None, facts=None) -> dict[str, Lock
     bases = plan_bases(the_plan, pinned=False)
     if not bases:
         return {}
-    from .engine import probe_docker
     facts = facts or probe_docker(dict(os.environ), bases, the_plan.stack)
     if not facts.reachable:
         return {}

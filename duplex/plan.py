@@ -11,12 +11,12 @@ import re
 from dataclasses import dataclass, field
 
 from . import warm
-from .images.lock import official_base
 from .errors import PlanError
+from .images.lock import official_base
+from .images.references import image_problem
 from .layout import Layout
 from .machine import Machine
 from .redact import URL_CREDENTIALS
-from .images.references import image_problem
 from .stack import IMAGE, REVISION, TEMPLATE, Stack
 from .vram import Need, place
 

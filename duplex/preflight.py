@@ -13,16 +13,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from checks import Context, Result, skip, warn
-from checks import disk, docker, gpu, hub, models, opus, ports, python, token, torch
+from checks import Context, Result, disk, docker, gpu, hub, models, opus, ports, python, skip, token, torch, warn
 
 from .engine import probe_docker, wanted_images
 from .errors import RunError
-from .machine import NvmlFacts
 from .gpu import probe_nvml_facts
-from .layout import Layout
-from .plan import Plan
 from .images.registry import probe_registry
+from .layout import Layout
+from .machine import NvmlFacts
+from .plan import Plan
 
 GROUPS = ("python", "gpu", "token", "models", "disk", "ports", "docker", "opus")
 PROBE_TIMEOUT = 20.0  # a probe that has not answered by then is reported, never waited on

@@ -10,10 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import redact
+from .envfile import load_hf_token
+from .host import probe_machine
+from .images.lock import pins
+from .layout import Layout
 from .machine import Machine
-from .vram import Need
+from .models.lock import pinned_revision, read_lock
 from .plan import Plan, known_services, plan, with_requirements
 from .stack import Stack, find_stack, load_stack, root_of
+from .vram import Need, is_weights, need
 
 
 def project_root() -> Path:
@@ -31,8 +37,6 @@ class Project:
     def load(cls, path: Path | None = None) -> "Project":
         """Load and validate the stack, and put the project's saved Hugging Face token (`inv setup
         --hf-token`) into HF_TOKEN when the environment has none, for the hub client and services."""
-        from . import redact
-        from .envfile import load_hf_token
         stack = load_stack(path)
         redact.declare(stack.secret_names)  # their values never reach an output
         load_hf_token(stack.root)
@@ -44,13 +48,11 @@ class Project:
 
     def pins(self) -> dict[str, str]:
         """Each model's pinned commit from models.lock (written by `inv prefetch`)."""
-        from .models.lock import pinned_revision  # light: no download machinery
         repos = {m for s in self.stack.services.values() for m in s.models}
         return {r: c for r in repos if (c := pinned_revision(self.root, r))}
 
     def machine(self, **facts) -> Machine:
         """This host's facts (`facts`: probe_machine's overrides, e.g. gpus=0 to skip NVML)."""
-        from .host import probe_machine
         return probe_machine(keep=self.stack.secret_names, stack=self.stack, **facts)
 
     def plan(self, machine: Machine | None = None, *, native: bool = False, services: list[str] | None = None,
@@ -60,16 +62,12 @@ class Project:
 
     def image_pins(self) -> dict[str, str]:
         """Each base image's pinned digest from images.lock (`inv lock --images`, or the first run)."""
-        from .images.lock import pins
         return pins(self.root)
 
     def gpu_needs(self) -> dict[str, "Need"]:
         """Each GPU service's GPU memory need (duplex.vram): published figures, else the weights its
         models have in models.lock (written by `inv prefetch`) or in preflight's size memo, x 1.2."""
         import json
-        from .layout import Layout
-        from .models.lock import read_lock
-        from .vram import is_weights, need
         try:
             lock = read_lock(self.root)
         except Exception:  # noqa: BLE001 - a broken models.lock is prefetch's to report; sizes then come from the memo

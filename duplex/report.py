@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+from .certs import trust_instructions
 from .plan import Plan
+from .run.printer import Printer
 
 
 def plan_dict(plan: Plan) -> dict:
@@ -155,7 +157,6 @@ def print_preflight(report, out=None) -> None:
 def print_log_lines(lines, prefixes: list[str] | None) -> None:
     """`inv logs`: (service, line) pairs, prefixed like the run when `prefixes` (the run's services,
     in its colour order) are given, else plain."""
-    from .run.printer import Printer
     printer = Printer(["duplex", *prefixes]) if prefixes is not None else None
     for name, line in lines:
         if printer:
@@ -165,7 +166,6 @@ def print_log_lines(lines, prefixes: list[str] | None) -> None:
 
 
 def print_certs(made) -> None:
-    from .certs import trust_instructions
     print(f"{'made' if made.made else 'kept'} {made.cert} (valid until {made.not_after[:10]}), key {made.key}")
     print(f"  names: {', '.join(made.dns + made.ips)}")
     print("  serve it: `inv run --tls`, or tls = true under [stack] in stack.toml")

@@ -8,12 +8,21 @@ import sys
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import (AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
-                      field_validator, model_validator)
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from .envs.pythons import SUPPORTED_TEXT, admits_supported
 from .errors import EnvError, StackError
-from .layout import NAME, NAME_RULE
 from .images.references import image_problem
+from .layout import NAME, NAME_RULE
 from .textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):
@@ -164,7 +173,6 @@ class EnvSpec(_Strict):
         # Checked at load, so `inv config` catches it too, not only `inv setup`.
         if value in COMMON_PYTHONS:
             return value  # no need to import packaging for the usual values
-        from .envs.pythons import SUPPORTED_TEXT, admits_supported
         try:
             admitted = admits_supported(value) if value.strip() else None
         except EnvError:  # not a version or range at all

@@ -7,9 +7,15 @@ import sys
 import threading
 from pathlib import Path
 
+from ..run import service as actions
+from ..run.dashboard import die_with_parent, hold, read
+from .feeds import Run, follow_logs
+from .logbook import LogBook
+from .server import make_app
+from .traces import TraceBook
+
 
 def act(root: Path):
-    from ..run import service as actions
 
     def run(what: str, name: str) -> dict:
         said: list[str] = []
@@ -34,7 +40,6 @@ def act(root: Path):
 
 def main(argv: list[str]) -> int:
     import os
-    from ..run.dashboard import die_with_parent, hold, read
     attached = die_with_parent()
     os.nice(10)  # the services come first: the dashboard must not slow their start or their requests
     root = Path(argv[1]).resolve()
@@ -63,9 +68,6 @@ def main(argv: list[str]) -> int:
                   "container services' traces need a collector of your own", flush=True)
     hold(root, attached)
     import uvicorn
-    from .feeds import Run, follow_logs
-    from .logbook import LogBook
-    from .server import make_app
     book = LogBook()
     run = Run(root, info["planned"], book)
     stop = threading.Event()
@@ -73,7 +75,6 @@ def main(argv: list[str]) -> int:
     for name in info["planned"]["services"]:
         threading.Thread(target=follow_logs, args=(root, name, book, run, stop), daemon=True,
                          name=f"logs-{name}").start()
-    from .traces import TraceBook
     app = make_app(info["token"], run, book, act(root), TraceBook() if otlp_port else None, otlp_port)
     # no access log: the first request carries the token in its address
     server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hmac
 
-from ..run.dashboard import QUERY  # the launcher prints the link
-
 HEADER = "x-duplex-token"  # every API call: a cross-origin form or link cannot set a header
 
 def same(given: str | None, token: str) -> bool:

@@ -12,10 +12,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..run.control import alive, engine_containers_by_id
 from ..envfile import secret_values
 from ..layout import Layout
+from ..plan import Health
 from ..redact import Redactor
+from ..run.containers import find_container
+from ..run.control import alive, engine_containers_by_id
+from ..run.health import client_context, marked, probe_once
 from ..run.state import read_state
 from . import resources
 from .logbook import LogBook, Splitter
@@ -102,7 +105,6 @@ class Run:
         if name in self.no_metrics or not path or not url or not url.startswith("http"):
             return
         try:
-            from ..run.health import client_context, marked
             ca = (planned.get("health") or {}).get("ca")
             with urllib.request.urlopen(marked(url.rstrip("/") + path), timeout=1.0,
                                         context=client_context(ca) if ca else None) as resp:
@@ -157,8 +159,6 @@ def container_pids(container) -> list[int]:
 def check_health(health: dict) -> tuple[bool, dict | None]:
     """(healthy, the model-load phase the service reports in its health answer, e.g. asr's
     {"status": "loading" | "ready", "load_s": ...})."""
-    from ..run.health import client_context, marked, probe_once
-    from ..plan import Health
     if health.get("kind") != "http" or not health.get("url"):
         return probe_once(Health(health.get("kind", "none"), health.get("url"), 3.0, health.get("ca")),
                           1.0, phase="alive"), None
@@ -277,7 +277,6 @@ def _inode(path: Path):
 
 def _follow_container(ident: str, name: str, book: LogBook, run: Run, tail) -> None:
     """The engine's log, masked as `inv logs` masks it (a native service's file is masked already)."""
-    from ..run.containers import find_container
     container = find_container(ident)
     if container is None:
         return

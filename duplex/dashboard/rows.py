@@ -8,8 +8,6 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 
-from .. import warm
-
 HISTORY = 60  # health samples kept per service (every second until healthy, then every 5 s)
 WARM_RELOAD = re.compile(r"Warm reload: (?:(?P<what>.+?) changed|(?P<asked>a code reload was asked for)); "
                          r"re-imported \S+ in (?P<took>[\d.]+) s \(generation (?P<gen>\d+)\)")

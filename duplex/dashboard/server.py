@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from ..errors import DuplexError
+from ..run.dashboard import QUERY
 from . import access
 from .feeds import Run
 from .logbook import LogBook
@@ -58,7 +59,7 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
         """The page holds no secret and no data (it fetches them with the token), so a reload of `/`
         gets it too, with 401 unless the link's token or the header came along: its script takes the
         token from the link (then drops it from the address) or from the tab's sessionStorage."""
-        given = request.query_params.get(access.QUERY)
+        given = request.query_params.get(QUERY)
         ok = access.same(given, token) if given is not None else authorised(request)
         return Response((STATIC / "index.html").read_bytes(), status_code=200 if ok else 401,
                         media_type="text/html", headers=HEADERS)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..errors import EnvError
 from ..layout import python_in
-from .layout import os_problem, tool_os_error
 from .commands import CommandFailed, run
+from .layout import os_problem, tool_os_error
 
 
 def uv_command() -> list[str] | None:

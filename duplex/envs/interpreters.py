@@ -13,7 +13,6 @@ from pathlib import Path
 
 from packaging.version import Version
 
-
 from ..errors import EnvError
 from .pythons import SUPPORTED_TEXT, VERSION_ONLY, admits_supported, allows, parse_range, suggest
 

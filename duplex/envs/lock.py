@@ -5,16 +5,16 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import re
+import shutil
 import sys
 from pathlib import Path
 
 from ..errors import EnvError
 from ..textfile import read_text
 from . import layout, sources
-from .pythons import allows
 from .commands import CommandFailed, Progress, run
+from .pythons import allows
 
 MARK = "# duplex: requirements.in sha256="
 DEFAULT_PYTHON = "3.11"  # what the contract locks for (and the images run)

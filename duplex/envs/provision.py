@@ -9,16 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EnvError
+from ..layout import python_in
+from ..machine import NvmlFacts
 from ..textfile import read_text
 from . import fixes as fixes_mod
-from . import imports, layout, lock as lock_mod, sources, stamp as stamp_mod, system
-from ..layout import python_in
+from . import imports, layout, sources, system
+from . import lock as lock_mod
+from . import stamp as stamp_mod
+from .commands import CommandFailed, Progress
 from .installer import INSTALLERS, explain, pick
 from .interpreters import install_hint, probe
 from .managed import find_or_fetch
 from .pythons import VERSION_ONLY, allows, parse_range
-from .commands import CommandFailed, Progress
-from ..machine import NvmlFacts
 from .torch_builds import TorchChoice, TorchWanted, choose  # noqa: F401 - the setup API
 from .torch_choice import torch_choice, torch_wanted  # noqa: F401 - the setup API
 

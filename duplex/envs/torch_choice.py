@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..gpu import probe_nvml_facts
 from ..machine import NvmlFacts
+from ..textfile import read_text
+from . import lock as lock_mod
 from .torch_builds import TorchChoice, TorchWanted, choose
 
 
@@ -16,7 +19,6 @@ def _spec(spec, attr, default):
 def torch_choice(root: Path, name: str, spec, *, torch: str | None = None, probe: NvmlFacts | None = None) -> TorchChoice:
     mode = torch or _spec(spec, "torch", "none")
     if mode == "auto" and probe is None:
-        from ..gpu import probe_nvml_facts
         probe = probe_nvml_facts()
     wanted = torch_wanted(root, name, spec) if mode not in ("none", "cpu") else TorchWanted(env=name)
     return choose(mode, probe, wanted=wanted)
@@ -26,8 +28,6 @@ def torch_wanted(root: Path, name: str, spec) -> TorchWanted:
     """What env `name` asks of torch: requirements.in's pin or range, and each variant lock's pin."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    from ..textfile import read_text
-    from . import lock as lock_mod
     req = lock_mod.requirements_path(root, name, spec)
     pin = allowed = None
     if req.is_file():

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DuplexError
-from .references import DIGEST_RULE, is_digest
 from ..textfile import TextFileError, read_text
+from .references import DIGEST_RULE, is_digest
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -13,9 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..envfile import DOTENV, hf_token_origin
-from .errors import (DiskFullError, GatedModelError, HubUnreachableError, ModelError,
-                     ModelNotFoundError, PinGoneError, TokenRejectedError, is_disk_full)
+from ..envfile import DOTENV, hf_token_origin, secret_problem
+from ..machine import hf_endpoint
+from ..redact import redact, strip_url
+from .errors import (
+    DiskFullError,
+    GatedModelError,
+    HubUnreachableError,
+    ModelError,
+    ModelNotFoundError,
+    PinGoneError,
+    TokenRejectedError,
+    is_disk_full,
+)
 from .lock import FileEntry, LockedModel
 from .refs import DEFAULT_REVISION, ModelRef
 
@@ -29,7 +39,6 @@ _NETWORK = {"ConnectError", "ConnectionError", "ConnectTimeout", "TimeoutExcepti
 
 def endpoint_from(environ: dict[str, str] | None = None) -> str:
     """HF_ENDPOINT (a mirror) or the public hub; read at call time, not at import."""
-    from ..machine import hf_endpoint
     return hf_endpoint(os.environ if environ is None else environ)
 
 
@@ -71,7 +80,6 @@ class Hub:
     def check_token(self, environ: dict[str, str] | None = None) -> None:
         """A token no HTTP header can carry (a line break, a character outside Latin-1) is named as
         malformed before any call: not as an unreachable hub, a rejected token or a UnicodeError."""
-        from ..envfile import secret_problem
         value = ((os.environ if environ is None else environ).get("HF_TOKEN") or "").strip()
         problem = secret_problem(value) if value else None
         if problem:
@@ -81,7 +89,6 @@ class Hub:
     @property
     def shown(self) -> str:
         """The endpoint as messages name it: any `user:password@` in HF_ENDPOINT masked."""
-        from ..redact import strip_url
         return strip_url(self.endpoint)
 
     def _api(self):
@@ -166,8 +173,13 @@ class Hub:
 
     def explain(self, exc: Exception, ref: ModelRef) -> ModelError:
         """Turn a huggingface_hub / HTTP failure into the error that says what to do."""
-        from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, OfflineModeIsEnabled,
-                                            RepositoryNotFoundError, RevisionNotFoundError)
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            OfflineModeIsEnabled,
+            RepositoryNotFoundError,
+            RevisionNotFoundError,
+        )
         where = f"{self.shown}/{ref.repo}"
         if isinstance(exc, ModelError):
             return exc
@@ -210,7 +222,6 @@ class Hub:
             what = f"answered {_status(exc)}" if isinstance(exc, HfHubHTTPError) else "did not answer"
             return HubUnreachableError(f"the hub at {self.shown} {what} ({type(exc).__name__})",
                                        fix="check the network or HF_ENDPOINT, then rerun `inv prefetch`")
-        from ..redact import redact
         return ModelError(f"{ref}: {type(exc).__name__}: {redact(_first_line(exc))}")
 
     def _no_revision(self, ref: ModelRef) -> ModelNotFoundError:

@@ -8,8 +8,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import LockError
 from ..textfile import TextFileError, read_text
+from .errors import LockError
 from .refs import parse_ref
 
 if sys.version_info >= (3, 11):

@@ -82,8 +82,14 @@ class RichProgress:
             self.console.print(f"to download: {human(need)}" + (f" (free: {human(free)})" if free is not None else ""))
 
     def start(self, total_bytes, files):
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
         self._bars = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                               TransferSpeedColumn(), TimeRemainingColumn(), console=self.console,
                               transient=False)

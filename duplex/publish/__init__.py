@@ -12,15 +12,21 @@ from typing import Callable
 
 import yaml
 
-from ..plan import CACHE_IN_CONTAINER, LOOPBACK_URL, Plan, plan
-from ..machine import Machine
+from ..envs.lock import lock_path
+from ..envs.torch_builds import RELEASES, _allows, offered, release_of, widest
+from ..envs.torch_choice import torch_wanted
 from ..images.references import REGISTRY_RULE, registry_problem
+from ..machine import Machine
+from ..pinning import pin_unpinned
+from ..plan import CACHE_IN_CONTAINER, LOOPBACK_URL, Plan, plan
+from ..run.containers import stage_build_ca
 from ..stack import Stack
 from . import argocd as argocd_mod
 from . import compose as compose_mod
 from . import kubernetes as k8s_mod
 from . import validate, write
 from .common import HEADER, PublishError, check_dns_names, check_publishable
+from .push import check_registry, push_images
 
 __all__ = ["PublishError", "PublishReport", "publish", "target_plan"]
 SECRET_PLACEHOLDER = "<from the deployment's secret store>"  # never a value: replaced by references
@@ -59,8 +65,6 @@ def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str
     no GPU to probe: the user's variant (`--torch`, else [stack] publish_torch), else the build of the
     release the env will install that runs on the widest range of current datacenter GPUs and drivers.
     `cpu` for an env a gpu = "required" service builds from is refused."""
-    from ..envs.torch_choice import torch_wanted
-    from ..envs.torch_builds import RELEASES, _allows, offered, release_of, widest
     chosen = torch or stack.stack.publish_torch
     variants, notes = {}, {}
     for name, spec in stack.envs.items():
@@ -102,7 +106,6 @@ def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str
 def missing_locks(stack: Stack, the_plan: Plan) -> dict[str, tuple[str, str, Path]]:
     """service -> (env, torch variant, lock path) for each image whose Dockerfile would COPY a
     lock that is not there: such a build fails halfway, so `--push` refuses before building."""
-    from ..envs.lock import lock_path
     out = {}
     for name, svc in the_plan.services.items():
         variant = svc.build_args.get("TORCH")
@@ -161,7 +164,6 @@ def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[s
 
 def _lock_warnings(stack: Stack, the_plan: Plan) -> list[str]:
     """An image built with a torch variant COPYs that variant's lock: say when it is not there yet."""
-    from ..envs.lock import lock_path
     out = []
     for name, svc in the_plan.services.items():
         variant = svc.build_args.get("TORCH")
@@ -218,8 +220,6 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
         if not options.get("registry"):
             raise PublishError("--push needs --registry: where to push the images",
                                fix="e.g. inv publish --registry ghcr.io/team --push")
-        from .push import check_registry, push_images
-        from ..pinning import pin_unpinned
         say = options.get("progress") or (lambda _line: None)
         check_build_locks(project.stack, the_plan)  # a build without its lock fails halfway: refuse first
         check_registry(options["registry"])  # before anything is pinned or built
@@ -354,5 +354,4 @@ def _check_bind(bind: str) -> None:
 
 def _ensure_ca_file(root: Path) -> None:
     """The Dockerfiles COPY .duplex/build/ca.pem (maybe empty): Compose builds need it present."""
-    from ..run.containers import stage_build_ca
     stage_build_ca(root, keep=True)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 from .common import PublishError
+from .validate import ValidatorMissing
 
 FILE = "argocd-application.yaml"  # beside k8s/, not in it: it lives in Argo CD's namespace
 SCHEMA = Path(__file__).resolve().parents[1] / "data" / "argocd-application.schema.json"
@@ -52,7 +53,6 @@ def validate_application(doc: dict) -> str:
     try:
         import jsonschema
     except ImportError as exc:
-        from .validate import ValidatorMissing
         raise ValidatorMissing("cannot validate the Argo CD Application: jsonschema is not installed",
                                fix="pip install jsonschema") from exc
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))

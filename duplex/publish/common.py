@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ..errors import DuplexError
-from ..run.health import marked
 from ..plan import LABEL, SECRET_WORDS, URL_CREDENTIALS, Plan, ServicePlan
+from ..run.health import marked
 from ..stack import NAME
+from ..standalone import wscheck
 
 CACHE_VOLUME = "model-cache"  # the shared Hugging Face cache, mounted at /cache/huggingface
 SECRET_NAME = "{stack}-secrets"  # the Kubernetes Secret holding HF_TOKEN and the stack's secrets
@@ -95,7 +96,6 @@ def wscheck_source() -> str:
     """duplex/standalone/wscheck.py without its docstring (the check is the same file everywhere)."""
     from pathlib import Path
 
-    from ..standalone import wscheck
     text = Path(wscheck.__file__).read_text(encoding="utf-8")
     head, _, rest = text.partition('"""\n\nfrom __future__')
     return "# duplex.standalone.wscheck: WebSocket ready byte until ready, then any HTTP answer\nfrom __future__" + rest

@@ -5,8 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan, port_variable
-from .common import (CACHE_VOLUME, MARKER, PublishError, health_path, http_check, image_name, labels,
-                     secret_keys, user_ids, websocket_check)
+from .common import (
+    CACHE_VOLUME,
+    MARKER,
+    PublishError,
+    health_path,
+    http_check,
+    image_name,
+    labels,
+    secret_keys,
+    user_ids,
+    websocket_check,
+)
 
 INIT = "model-cache-init"  # one-shot: hands the fresh named volume to the non-root user
 INTERVAL = 5  # seconds between health checks; the first one runs one interval after start

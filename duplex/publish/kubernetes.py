@@ -8,8 +8,7 @@ import math
 
 from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan
 from ..run.health import marked
-from .common import (CACHE_VOLUME, SECRET_NAME, health_path, image_name, secret_keys, user_ids,
-                     websocket_check)
+from .common import CACHE_VOLUME, SECRET_NAME, health_path, image_name, secret_keys, user_ids, websocket_check
 
 PERIOD = 10  # seconds between startup and readiness probes
 GPU = "nvidia.com/gpu"

@@ -13,9 +13,11 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from ..plan import Plan
+from ..engine import short_error
 from ..images.references import REGISTRY_RULE, is_digest, registry_problem
 from ..images.registry import api_root_problem
+from ..plan import Plan
+from ..run.containers import ContainerRunner
 from .common import PublishError
 
 
@@ -34,8 +36,6 @@ def push_images(the_plan: Plan, registry: str, *, progress: Callable[[str], None
     """The plan with each built service's image replaced by what was pushed: `registry/duplex-STACK-
     SERVICE:CONTENTHASH@sha256:...` (the tag is the image id's first 12 hex digits: the same
     source gives the same tag; the digest is what the registry stored)."""
-    from ..run.containers import ContainerRunner
-    from ..engine import short_error
     from docker.errors import DockerException
     check_registry(registry)
     runner = ContainerRunner(Path(the_plan.root), the_plan.stack, client=client)

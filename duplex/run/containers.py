@@ -13,11 +13,15 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
+from ..certs import for_container
 from ..engine import connect, short_error
+from ..envs import sources
 from ..errors import RunError
-from .runner import LineSink
 from ..layout import Layout
-from ..plan import LABEL, ServicePlan, port_variable
+from ..plan import CERTS_IN_CONTAINER, LABEL, ServicePlan, port_variable
+from .logfile import LogFile, _deliver
+from .native import secret_masker
+from .runner import LineSink
 
 CONFIG_LABEL = f"{LABEL}.config"
 PERSISTENT_LABEL = f"{LABEL}.persistent"
@@ -122,7 +126,6 @@ def stage_wheels(root: Path, svc: ServicePlan) -> dict[str, str]:
     pip finds them first). When those hold every locally-labelled build the lock pins (`+cpu`), the
     image needs no PyTorch index: the returned build args say so (TORCH_INDEX empty), as `inv setup`
     skips it for the same lock. Other images: nothing staged, no change."""
-    from ..envs import sources
     folder = Layout(root).build_wheels
     shutil.rmtree(folder, ignore_errors=True)
     torch = svc.build_args.get("TORCH")
@@ -207,8 +210,6 @@ class ContainerHandle:
     def _pump(self, sink: LineSink) -> None:
         """Follow the engine's log to its end, whatever happens to the log file or the terminal."""
         from docker.errors import DockerException
-        from .logfile import LogFile, _deliver
-        from .native import secret_masker
         out = LogFile(self.log, lambda text: _deliver(sink, "duplex", f"{self.name}: {text}"))
         redact = secret_masker(self.service)
         buf, broken_sink = b"", False
@@ -483,8 +484,6 @@ def _missing_lock(step: str, error: str) -> str | None:
 
 def _readable_certs(svc: ServicePlan, kwargs: dict) -> None:
     """tls: mount a copy of the cert folder the container's user can read (see certs.for_container)."""
-    from ..certs import for_container
-    from ..plan import CERTS_IN_CONTAINER
     for mount in svc.mounts:
         if mount.target == CERTS_IN_CONTAINER:
             uid, gid = int(svc.build_args.get("UID", 1000)), int(svc.build_args.get("GID", 1000))

@@ -13,8 +13,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from ..engine import connect
 from ..errors import PlanError, RunError
 from ..layout import Layout
+from ..plan import LABEL, Health
+from . import dashboard as launch
+from .containers import list_containers, remove_container, remove_idle_networks
+from .health import probe_once
 from .locks import action
 from .processes import group_is, log_pumps, stop_group
 from .state import StateWriteError, changing, last_run, last_waves, read_state, same_process
@@ -43,8 +48,6 @@ def engine_containers_by_id(root=None) -> dict | None:
     None when the engine does not answer (then no container of ours can be running through it)."""
     if not engine_answers():
         return None
-    from ..engine import connect
-    from ..plan import LABEL
     client = connect()
     try:
         filters = {"label": f"{LABEL}.root={root}"} if root else {"label": f"{LABEL}.service"}
@@ -55,7 +58,6 @@ def engine_containers_by_id(root=None) -> dict | None:
 
 def engine_answers() -> bool:
     """Only talk to the engine when it is there: a native-only user may have no Docker at all."""
-    from ..engine import connect
     try:
         connect().close()
         return True
@@ -107,8 +109,6 @@ class _ContainerLookup(threading.Thread):
     def run(self) -> None:
         try:
             if self.needed or engine_answers():
-                from .containers import list_containers
-                from ..plan import LABEL
                 self.found = {c.labels.get(f"{LABEL}.service", c.name): c
                               for c in list_containers(self.root, everything=self.everything)}
         except Exception:  # noqa: BLE001 - no engine: no container of ours can run through it
@@ -202,7 +202,6 @@ def _stop(root: Path, services: list[str] | None, everything: bool, grace: float
             else:
                 say(f"{name}: cleared its record (pid {record.get('pid')} is no longer running)")
         elif containers and name in containers:
-            from .containers import remove_container
             say(f"{name}: stopping container {containers[name].short_id}")
             remove_container(containers[name], grace)
             with lock:
@@ -249,8 +248,6 @@ def _stop(root: Path, services: list[str] | None, everything: bool, grace: float
     except StateWriteError as err:  # what it records is stale now, and stale records never block
         say(f"warning: {err}")
     if not services and lookup.result():
-        from .containers import remove_idle_networks
-        from ..plan import LABEL
         try:
             stacks = {c.labels.get(f"{LABEL}.stack") for c in lookup.result().values()}
             for network in remove_idle_networks({f"duplex-{s}" for s in stacks if s}):
@@ -258,7 +255,6 @@ def _stop(root: Path, services: list[str] | None, everything: bool, grace: float
         except Exception:  # noqa: BLE001 - the engine went away meanwhile: the network waits for the next stop
             pass
     if not services:  # the run's dashboard goes with it (a detached run's, or a killed `inv run`'s)
-        from . import dashboard as launch
         if launch.stop(root):
             say("dashboard: stopped")
     return stopped, recorded or bool(lookup.result())
@@ -275,8 +271,6 @@ def still_running(root: Path, services: list[str] | None = None, everything: boo
             for n, r in live.items() if wanted(n) and not (r.get("persistent") and not everything)}
     left |= {f"{n} (pid {p})" for n, pids in log_pumps(Layout(root).logs).items() if wanted(n) for p in pids}
     if engine and engine_answers():
-        from .containers import list_containers
-        from ..plan import LABEL
         try:
             left |= {f"{c.labels.get(f'{LABEL}.service', c.name)} (container {c.short_id})"
                      for c in list_containers(root, everything=everything)
@@ -293,8 +287,6 @@ def status(root: Path) -> list[dict]:
     rows: list[dict] = []
     containers = {}
     if engine_answers():
-        from .containers import list_containers
-        from ..plan import LABEL
         containers = {c.labels.get(f"{LABEL}.service"): c for c in list_containers(root)}
     for name, record in state["services"].items():
         if record.get("mode") == "native" and isinstance(record.get("pid"), int):
@@ -315,8 +307,6 @@ def status(root: Path) -> list[dict]:
 
 
 def _row(record: dict, state: str, running: bool, ident: str) -> dict:
-    from .health import probe_once
-    from ..plan import Health
     health = record.get("health")
     # "alive": a running moshi in a conversation is healthy (duplex.standalone.wscheck says why); its event loop
     # answers between frames, which on a loaded CPU can take longer than an idle HTTP server

@@ -14,10 +14,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import warm
+from ..engine import probe_host_gateway
+from ..errors import RunError
 from ..layout import Layout
 from .locks import state_change
 from .processes import group_alive, start_time, stop_group
-from .. import warm
 
 QUERY = "t"  # `/?t=...`: the link; the page moves it into sessionStorage and out of the address
 
@@ -111,7 +113,6 @@ def trace_port(telemetry: str | None) -> int | None:
 def container_gateway(port: int) -> tuple[str | None, str]:
     """(address, "") where the dashboard can take containers' trace exports on `port`: the engine's
     host gateway (what host.docker.internal is inside them), checked by binding it; else (None, why)."""
-    from ..engine import probe_host_gateway
     address, how = probe_host_gateway()
     if address is None:
         return None, f"cannot find the Docker engine's host gateway: {how}"
@@ -233,7 +234,6 @@ def current(root: Path) -> Dashboard:
     """`inv dashboard`: the running dashboard, or an error that says how to get one."""
     found = running(root)
     if found is None:
-        from ..errors import RunError
         raise RunError("no dashboard is running for this stack",
                        fix="start a run with `inv run` or `inv run --detach` (`[stack] dashboard = false` "
                            "or `--no-dashboard` turn it off)")

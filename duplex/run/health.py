@@ -10,8 +10,8 @@ import urllib.error
 import urllib.request
 from typing import Callable
 
-from ..standalone import wscheck
 from ..plan import Health
+from ..standalone import wscheck
 
 POLL = 0.05  # tight: users hate Compose's 30 s default interval
 # Every request duplex makes to look at a service (health waits, `inv status`, the dashboard's

@@ -8,9 +8,10 @@ from pathlib import Path
 from queue import Queue
 from typing import Callable, Iterator
 
-from .control import alive, engine_answers
 from ..errors import RunError
 from ..layout import Layout
+from .containers import find_container
+from .control import alive, engine_answers
 from .state import last_run, read_state
 
 
@@ -74,7 +75,6 @@ def _source(root: Path, name: str, record: dict | None, lines: int, follow: bool
     """One service's lines: from the engine while its container exists (a detached container's
     log file stays empty), else from its log file."""
     if record and record.get("mode") == "container" and engine_answers():
-        from .containers import find_container
         container = find_container(record["container"])
         if container is not None:
             return _container_lines(container, lines, follow)

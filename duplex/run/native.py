@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import EnvError, RunError
-from ..standalone import HERE
-from .runner import LineSink
 from ..layout import Layout
-from .logfile import LogFile, _deliver
 from ..machine import PASSTHROUGH
+from ..redact import redact
+from ..standalone import HERE
+from .logfile import LogFile, _deliver
 from .processes import start_time, stop_group  # stop_group: the benchmarks import it from here too
+from .runner import LineSink
 
 if TYPE_CHECKING:  # only a type here: importing the runner loads no plan (pydantic)
     from ..plan import ServicePlan
@@ -182,6 +183,5 @@ def _secret_values(service: ServicePlan) -> set[str]:
 
 def secret_masker(service: ServicePlan) -> Callable[[str], str]:
     """Masks the service's own secrets (and URL credentials, bearer tokens) in its log lines."""
-    from ..redact import redact
     values = _secret_values(service)
     return lambda line: redact(line, values)

@@ -15,10 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .control import live_records, stop
+from .. import warm
 from ..errors import PlanError, RunError
+from ..layout import Layout
+from ..plan import port_variable
+from ..project import Project
+from ..warm import RUNNER
+from .containers import ContainerRunner
+from .control import live_records, stop
 from .health import wait_healthy
 from .locks import action
+from .logs import PAST_END, file_lines
+from .native import NativeRunner
+from .start import plan_run
 from .state import KEPT, changing, last_options, last_run_info, read_state
 
 Say = Callable[[str], None]
@@ -27,8 +36,6 @@ Say = Callable[[str], None]
 def _plan_again(root: Path, say: Say = lambda _line: None):
     import os
 
-    from ..project import Project
-    from .start import plan_run
     options = read_state(root).get("options") or last_options(root)
     if not isinstance(options, dict):
         raise RunError("no run of this stack is in progress (or it was started by an older duplex)",
@@ -47,7 +54,6 @@ def planning_env(options: dict, environ: dict[str, str], say: Say = lambda _line
     not the run's: a service moved to another port would leave its dependents and the dashboard
     pointing at the old one. A secret the run had and `environ` lacks is refused (never recorded,
     it cannot be put back). Runs recorded by an older duplex carry none of this: `environ` as is."""
-    from ..plan import port_variable
     environ = dict(environ)
     ports = options.get("ports")
     for name, port in (ports.items() if isinstance(ports, dict) else ()):
@@ -108,10 +114,8 @@ def _start(root: Path, name: str, say: Say, the_plan) -> float:
         raise RunError(f"{name} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
                        "not running", fix=f"start {', '.join(missing)} first (`inv restart {missing[0]}`)")
     if svc.mode == "native":
-        from .native import NativeRunner
         runner = NativeRunner(Path(root), detach=True)
     else:
-        from .containers import ContainerRunner
         runner = ContainerRunner(Path(root), the_plan.stack, detach=True)
     began = time.monotonic()
     runner.prepare([svc], say)
@@ -159,9 +163,6 @@ def _reload(root: Path, name: str, what: str, say: Say) -> float:
 
     import psutil
 
-    from .. import warm
-    from ..layout import Layout
-    from .logs import PAST_END, file_lines
     the_plan = _plan_again(root, say)
     svc = _service(the_plan, name)
     if not (svc.mode == "native" and warm.is_warm(svc.command)):
@@ -220,7 +221,6 @@ def _supervisor_pid(pid: int) -> int | None:
     signals: the server process and the log pump would die of them."""
     import psutil
 
-    from ..warm import RUNNER
     try:
         top = psutil.Process(pid)
         for proc in (top, *top.children(recursive=True)):

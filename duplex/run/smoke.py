@@ -14,9 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import DuplexError
+from ..asr_stream import passage, replay, stream_url
+from ..engine import connect
+from ..errors import DuplexError, EngineError
+from ..layout import Layout
+from ..plan import Health, Plan, base_image
+from ..project import Project
+from .containers import device_request, find_container
+from .control import status
 from .health import client_context, probe_once, websocket_problem
-from ..plan import Health, Plan
+from .state import read_state
 
 SAMPLE = Path(__file__).parents[1] / "data" / "hello.wav"  # flite awb, 16 kHz mono, 1.8 s
 EXPECTED = "hello world this is a test"
@@ -110,8 +117,6 @@ def running_targets(plan: Plan, rows: list[dict], records: dict[str, dict]) -> l
 
 def targets_at(root: Path, plan: Plan) -> list[Target]:
     """The services a run of this stack (at `root`) left running or crashed, as `inv status` sees them."""
-    from .control import status
-    from .state import read_state
     return running_targets(plan, status(root), read_state(root)["services"])
 
 
@@ -245,7 +250,6 @@ def _latency_row(t: Target, sample: Path, expected: str, timeout: float, context
     """The sample said three times, with pauses, streamed at real time: how soon finals follow speech."""
     import asyncio
     import wave
-    from ..asr_stream import passage, replay, stream_url
     started = time.monotonic()
     with wave.open(str(sample), "rb") as w:
         pcm, rate = w.readframes(w.getnframes()), w.getframerate()
@@ -275,7 +279,6 @@ def _moshi_latency_row(t: Target, sample: Path, timeout: float) -> SmokeResult:
     first audio frame after it."""
     import io
     import tarfile
-    from .containers import find_container
     started = time.monotonic()
 
     def result(status: str, reason: str, detail: dict | None = None) -> SmokeResult:
@@ -358,10 +361,8 @@ def gpu_check(nvidia_runtime: bool, image: str, connect: Callable | None = None,
         if not nvidia_runtime:
             return result("skip", "no NVIDIA container runtime here (no GPU seen by NVML, or Docker "
                                   "without nvidia-container-toolkit): nothing to hand a GPU to")
-        from ..errors import EngineError
         try:
             from docker.errors import DockerException
-            from .containers import device_request
             client = (connect or _default_connect)()
             out = _run_removed(client, image, device_request(form), timeout)
         except EngineError as exc:
@@ -396,7 +397,6 @@ def _run_removed(client, image: str, request, timeout: float) -> bytes:
 
 
 def _default_connect():
-    from ..engine import connect
     return connect()
 
 
@@ -404,8 +404,6 @@ def smoke_project(stack, machine, targets: list[Target], *, services: list[str] 
                   timeout: float = 30.0, latency: bool = False) -> SmokeReport:
     """`inv smoke` for a project: its targets, the GPU container check from the stack's base image,
     and https health verified with the project's local CA when `inv certs` made one."""
-    from ..layout import Layout
-    from ..plan import base_image
     ca = Layout(stack.root).ca
     return smoke(targets, services=services, timeout=timeout,
                  gpu=gpu_check(machine.nvidia_runtime, base_image(stack, machine), form=machine.gpu_request),
@@ -415,8 +413,6 @@ def smoke_project(stack, machine, targets: list[Target], *, services: list[str] 
 def smoke_running(*, services: list[str] | None = None, timeout: float = 30.0,
                   latency: bool = False) -> SmokeReport:
     """`inv smoke`: the services the project's current run left running (or crashed), checked once."""
-    from ..project import Project
-    from .state import read_state
     project = Project.load()
     machine = project.machine()
     native = read_state(project.root).get("mode") == "native"

@@ -8,20 +8,29 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from .control import live_records
+from ..certs import require_certs
+from ..debug import debug_plan
 from ..engine import gpu_request, probe_docker, wanted_images
+from ..envs import env_status
 from ..errors import RunError
-from ..layout import Layout
-from .locks import action
-from ..machine import Machine
-from .native import NativeRunner
-from ..plan import Plan
-from .printer import Printer
 from ..host import probe_machine
+from ..layout import Layout
+from ..machine import Machine
+from ..pinning import pin_unpinned
+from ..plan import Plan
+from ..preflight import Probes, require_ready, run_preflight
+from ..project import Project
+from . import dashboard as launch
+from .containers import ContainerRunner
+from .control import live_records, stop
+from .dashboard import planned_view
+from .locks import action
+from .native import NativeRunner
+from .printer import Printer
 from .processes import log_pumps
+from .smoke import plan_targets, smoke_project
 from .state import RunLock, RunState, StateWriteError, read_state, run_options, write_last_run
 from .supervisor import Interrupted, Signalled, Supervisor, shielded, signals_raise
-
 
 # What a detached run ends with: each a command as the tasks take it (tests/spine/test_hints.py)
 DETACHED_HINT = "detached: `inv status`, `inv logs [--service NAME] --follow`, `inv dashboard`, `inv stop`"
@@ -33,7 +42,6 @@ def run_project(*, native: bool = False, services: list[str] | None = None, deta
                 say: Callable[[str], Callable[[str], None]] = lambda _prefix: (lambda _line: None)) -> int:
     """`inv run`: load the project, plan (asking the Docker engine at most once), check, start, and
     watch or detach. Returns the run's exit code. `say(prefix)` gives a sink for progress lines."""
-    from ..project import Project
     project = Project.load()
     stack = project.stack
     # the Docker engine is asked once whether containers can get a GPU; preflight reuses the answer
@@ -42,25 +50,20 @@ def run_project(*, native: bool = False, services: list[str] | None = None, deta
     the_plan, machine, engine = plan_run(stack, make)
     the_plan, engine = pin_first_build(the_plan, engine, lambda: make(machine), say("images"))
     if any(s.url.startswith("https://") for s in the_plan.services.values()):
-        from ..certs import require_certs
         require_certs(stack.root, stack.name)
     if debug:
-        from ..debug import debug_plan
         the_plan = debug_plan(the_plan, debug, debug_wait, say("debug"))
     if preflight:
-        from ..preflight import Probes, require_ready, run_preflight
         probes = Probes(docker=lambda *_args, **_kw: engine) if engine is not None else None
         require_ready(run_preflight(stack, the_plan, for_run=True, probes=probes))
 
     def smoke_once() -> int:
-        from .smoke import plan_targets, smoke_project
         result = smoke_project(stack, machine, plan_targets(the_plan))
         for line in result.lines():
             say("smoke")(line)
         return result.exit_code
 
     def env_state(env: str) -> str:
-        from ..envs import env_status
         return env_status(stack.root, env, stack.envs[env]) if env in stack.envs else "ok"
     board = stack.stack.dashboard_port or 0 if dashboard and stack.stack.dashboard else None
     return up(the_plan, machine, on_crash=stack.stack.on_crash, detach=detach, env_state=env_state,
@@ -108,7 +111,6 @@ def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, prog
                      "containers removed outside duplex)")
         runners = {"native": NativeRunner(root, detach=detach, env_state=env_state)}
         if any(s.mode == "container" for s in plan.services.values()):
-            from .containers import ContainerRunner  # lazy: docker SDK only when a container runs
             runners["container"] = ContainerRunner(root, plan.stack, detach=detach)
         for warning in plan.warnings:
             printer.system(f"warning: {warning}")
@@ -133,7 +135,6 @@ def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, prog
 
 
 def _started(root: Path) -> None:
-    from . import dashboard as launch
     try:
         launch.services_started(root)
     except OSError:
@@ -141,15 +142,12 @@ def _started(root: Path) -> None:
 
 
 def _stop_dashboard(root: Path) -> None:
-    from . import dashboard as launch
     with shielded():
         launch.stop(root)
 
 
 def _dashboard(plan: Plan, root: Path, port: int, detach: bool, printer: Printer):
     """Start the dashboard's process (it never fails the run: a dashboard that cannot start is said)."""
-    from . import dashboard as launch
-    from .dashboard import planned_view
     launch.stop(root)  # one a killed detached run left (`inv stop` was not run): never two
     chosen, why = launch.choose_port(port or None, {s.port for s in plan.services.values()})
     if why:
@@ -212,7 +210,6 @@ def pin_first_build(the_plan: Plan, engine, replan: Callable[[], Plan], say: Cal
     """The first container run of a base image records its digest in images.lock (as the first
     prefetch records a model's commit), so every later build starts FROM the same bytes. A base no
     registry answers for is left to preflight, which says why and what to do."""
-    from ..pinning import pin_unpinned
     if not pin_unpinned(the_plan, say, engine):
         return the_plan, engine
     the_plan = replan()
@@ -223,7 +220,6 @@ def _stop_restarted(root: Path, printer: Printer) -> None:
     """Services restarted during an attached run (`inv restart`, the dashboard) are not the
     supervisor's children: they stop with the run all the same."""
     if read_state(root)["services"]:
-        from .control import stop
         stop(root, say=printer.system)
 
 

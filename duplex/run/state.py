@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import RunError
-from ..layout import Layout
+from ..layout import NAME, Layout
 from .locks import state_change
 
 
@@ -87,7 +87,6 @@ def _last(root: Path) -> dict:
 
 def _named(name) -> bool:
     """A service name as the stack file allows it: what a hand-edited state file says is not trusted."""
-    from ..layout import NAME
     return isinstance(name, str) and bool(NAME.fullmatch(name))
 
 

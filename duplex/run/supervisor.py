@@ -9,11 +9,13 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from ..errors import DuplexError, RunError
-from .runner import Handle, Runner
-from .health import wait_healthy
+from ..layout import Layout
 from ..plan import Plan
+from .health import wait_healthy
+from .logs import logs
 from .printer import Printer
-from .state import RunState
+from .runner import Handle, Runner
+from .state import RunState, read_state, same_process
 
 LOG_BACKLOG = 500  # lines of a process started elsewhere shown when this terminal picks it up
 TAIL = 15
@@ -218,8 +220,6 @@ class Supervisor:
     def _replaced(self, name: str, handle: Handle) -> bool:
         """A service stopped or restarted from elsewhere (`inv restart`, `inv stop --services NAME`, the
         dashboard) is no crash: its record in the run state is no longer this handle's."""
-        from ..layout import Layout
-        from .state import read_state, same_process
         root = getattr(self.state, "root", None) or self.plan.root
         state = read_state(root)
         current = state["services"].get(name)
@@ -243,8 +243,6 @@ class Supervisor:
     def _follow(self, root, name: str, poll: float = 0.25) -> None:
         """The lines of a service (re)started from elsewhere come to this terminal as before: each
         new process or container of it, from its first line (its log starts empty), until the run ends."""
-        from .logs import logs
-        from .state import read_state
         followed = None
         while not self.closing.is_set():
             record = read_state(root)["services"].get(name)

@@ -1,7 +1,13 @@
 """Vendoring moshi: fetch a release, verify it, keep its package and licences, patch, swap atomically."""
 
-from .errors import (HashMismatchError, PatchError, UnknownReleaseError, UnsafeArchiveError, UnsafeSourceError,
-                     VendorError)
+from .errors import (
+                     HashMismatchError,
+                     PatchError,
+                     UnknownReleaseError,
+                     UnsafeArchiveError,
+                     UnsafeSourceError,
+                     VendorError,
+)
 from .reports import CheckReport, VendorReport
 from .vendor import TARGET, check, rollback, vendor
 

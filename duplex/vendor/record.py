@@ -11,8 +11,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from .errors import VendorError
 from ..textfile import TextFileError, read_text
+from .errors import VendorError
 from .tree import RECORD
 
 HEADER = ("# Written by `inv vendor-moshi`; do not edit by hand.\n"

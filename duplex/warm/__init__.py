@@ -9,6 +9,7 @@ This module is the duplex side: where that script is and how the plan calls it (
 from __future__ import annotations
 
 import signal
+
 from ..standalone import HERE
 
 RUNNER = HERE / "warm" / "runner.py"

@@ -10,11 +10,10 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from . import chunking
-from . import loaders
-from .stream_protocol import CANNOT_STREAM, StreamError
+from . import chunking, loaders
 from .models import ModelMissing, find_file, resolve_model
 from .settings import Settings
+from .stream_protocol import CANNOT_STREAM, StreamError
 
 
 class BackendUnavailable(Exception):
@@ -130,8 +129,8 @@ class WhisperBackend(Backend):
 
     def load(self) -> None:
         try:
-            import faster_whisper  # noqa: F401
             import ctranslate2
+            import faster_whisper  # noqa: F401
         except ImportError as exc:
             raise BackendUnavailable(f"faster-whisper is not installed in this env ({exc}); "
                                      "run `inv setup`") from exc

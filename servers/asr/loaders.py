@@ -161,8 +161,9 @@ def start_sphinx_pool(options: dict, workers: int) -> ProcessPoolExecutor:
 
 def sphinx_options(settings: Settings) -> tuple[dict, str]:
     """Decoder options and the model dir: a model dir of your own (ASR_MODEL), else the wheel's."""
-    import pocketsphinx
     from pathlib import Path
+
+    import pocketsphinx
 
     from .models import resolve_model, sphinx_files
     if settings.model:

@@ -7,9 +7,8 @@ from pathlib import Path
 import pytest
 
 from checks import Context
-from duplex.machine import NvmlFacts
+from duplex.machine import Machine, NvmlFacts
 from duplex.plan import plan
-from duplex.machine import Machine
 from duplex.stack import load_stack
 from tests.support import fakenvml
 from tests.support.stacks import write_stack

@@ -8,9 +8,8 @@ import pynvml
 
 from checks import gpu
 from checks.models import ModelFacts
-from duplex.machine import GIB
 from duplex.gpu import gpu_count, nvidia_pci_devices, probe_nvml_facts
-
+from duplex.machine import GIB
 from tests.support import fakenvml
 
 from .conftest import NO_GPU, by_name, make, nvml_fixture

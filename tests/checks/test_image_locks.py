@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from checks import Context
 from checks.docker import check_image_locks
-from duplex.plan import plan
 from duplex.machine import Machine
+from duplex.plan import plan
 from duplex.stack import load_stack
 from tests.conftest import ROOT
 

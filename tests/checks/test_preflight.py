@@ -12,9 +12,9 @@ import pytest
 
 import duplex.preflight as pf
 from checks import STATUSES, Result
+from duplex.host import probe_machine
 from duplex.plan import plan
 from duplex.preflight import Probes, run_preflight
-from duplex.host import probe_machine
 from duplex.report import print_preflight
 from duplex.stack import load_stack
 

@@ -12,7 +12,6 @@ import pytest
 from checks import python, torch
 from checks.torch import TorchFacts
 from duplex.envs import lock_env, provision_env
-
 from tests.support.tools import tool
 
 from .conftest import NO_GPU, by_name, make, nvml_fixture

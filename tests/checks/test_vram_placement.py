@@ -8,9 +8,9 @@ from pathlib import Path
 
 from checks import Context, gpu
 from checks.models import ModelFacts, local_sizes
-from duplex.run.containers import run_kwargs
 from duplex.machine import Machine
 from duplex.plan import plan
+from duplex.run.containers import run_kwargs
 from duplex.stack import load_stack
 from duplex.vram import FIGURES, GB, need
 from tests.support.stacks import write_stack
@@ -81,6 +81,7 @@ def test_sum_per_device_fails_what_each_alone_would_pass(tmp_path):
     one = {"driver_version": "550.54.15", "cuda_driver": 12040, "gpus": [
         {"name": "NVIDIA L4", "capability": [8, 9], "memory_total": 23 * GIB, "memory_free": 22 * GIB, "uuid": "GPU-l4"}]}
     from tests.support import fakenvml
+
     from .conftest import _LIB
     facts = fakenvml.probe(_LIB[0], one, tmp_path / "served")
     stack = load_stack(write_stack(tmp_path, TWO))

@@ -16,8 +16,8 @@ from cryptography import x509
 
 from duplex.certs import machine_names, make_certs, trust_instructions
 from duplex.layout import Layout
-from tests.support.net import free_port
 from tests.support.envs import ROOT, ensure_env
+from tests.support.net import free_port
 
 NAMES = (["localhost", "devbox.lan"], ["127.0.0.1", "::1", "10.1.2.3"])
 

@@ -11,10 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from duplex.debug import (DebugError, LaunchJsonError, attach_config, debug_command, debug_service,
-                          debugpy_dir, free_ports, write_launch_json)
-from duplex.run.native import NativeRunner
+from duplex.debug import (
+    DebugError,
+    LaunchJsonError,
+    attach_config,
+    debug_command,
+    debug_service,
+    debugpy_dir,
+    free_ports,
+    write_launch_json,
+)
 from duplex.plan import Health, ServicePlan
+from duplex.run.native import NativeRunner
 from tests.daily.dap import DapSession
 from tests.support.envs import ensure_env
 from tests.support.net import free_port

@@ -12,15 +12,27 @@ from pathlib import Path
 
 import pytest
 
-from duplex.plan import Health, base_image, plan
 from duplex.host import probe_machine
-from duplex.run.smoke import ASR_APP, EXPECTED, SAMPLE, SmokeReport, SmokeResult, Target, app_of, gpu_check, smoke, targets_at, word_error_rate
-from duplex.stack import load_stack
+from duplex.plan import Health, base_image, plan
+from duplex.run.smoke import (
+    ASR_APP,
+    EXPECTED,
+    SAMPLE,
+    SmokeReport,
+    SmokeResult,
+    Target,
+    app_of,
+    gpu_check,
+    smoke,
+    targets_at,
+    word_error_rate,
+)
 from duplex.run.state import read_state
+from duplex.stack import load_stack
 from tests.run.conftest import wait_gone
-from tests.support.net import free_port
 from tests.support.asr_server import asr_server
 from tests.support.envs import ROOT, ensure_env
+from tests.support.net import free_port
 from tests.support.stackcopy import copy_stack
 
 

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from duplex.plan import HOST_FROM_CONTAINER, plan
 from duplex.machine import Machine
+from duplex.plan import HOST_FROM_CONTAINER, plan
 from duplex.run.smoke import SAMPLE
 from duplex.stack import load_stack
 from servers import telemetry
-from tests.support.net import free_port
 from tests.run.test_parity import post_file
 from tests.support.asr_server import asr_server
 from tests.support.envs import ROOT, ensure_env
+from tests.support.net import free_port
 from tests.support.otlp import Collector
 from tests.support.stackcopy import copy_stack
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from duplex.asr_stream import read_pcm, stream_pcm
-from duplex.plan import CERTS_IN_CONTAINER, plan
 from duplex.machine import Machine
+from duplex.plan import CERTS_IN_CONTAINER, plan
 from duplex.run.smoke import SAMPLE
 from duplex.stack import load_stack
 from tests.conftest import ROOT

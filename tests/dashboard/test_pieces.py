@@ -8,10 +8,10 @@ import copy
 import pytest
 
 from duplex.dashboard import access, resources
-from duplex.run import dashboard
 from duplex.dashboard.logbook import CUT, LogBook, Splitter, level
 from duplex.dashboard.logfilter import matcher
 from duplex.dashboard.rows import Watch, row, service_state, warm_reload
+from duplex.run import dashboard
 from tests.support import fakenvml
 
 TOKEN = "s3cret-token-value"
@@ -141,7 +141,9 @@ def test_metrics_series_from_consecutive_scrapes():
 
 def test_otlp_exports_become_requests_with_their_spans_across_services():
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-    from duplex.dashboard.traces import TraceBook, decode as decode_export
+
+    from duplex.dashboard.traces import TraceBook
+    from duplex.dashboard.traces import decode as decode_export
 
     def decode(body: bytes, kind: str) -> list[dict]:
         return decode_export(body, "protobuf").spans

@@ -13,12 +13,14 @@ import time
 
 import httpx
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTracePartialSuccess,
-                                                                      ExportTraceServiceResponse)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTracePartialSuccess,
+    ExportTraceServiceResponse,
+)
 
-from tests.support.receiver import Board, Stall, export, gzip_bomb, many_spans
 from tests.support.browser import chromium
 from tests.support.browser import wait_for as wait_until
+from tests.support.receiver import Board, Stall, export, gzip_bomb, many_spans
 
 MiB = 1 << 20
 CATASTROPHIC = r"(x+x+)+y"  # exponential in Python's re over a run of x without a y

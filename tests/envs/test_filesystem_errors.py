@@ -93,6 +93,7 @@ def test_lock_on_a_read_only_folder_keeps_the_old_lock(project):
 def test_permission_denied_says_whose_folder_to_fix(tmp_path):
     # Root (as here) is never refused a write, so this branch is checked as data.
     import errno
+
     from duplex.envs.layout import os_problem, tool_os_error
     line = "error: failed to create directory `/srv/app/.duplex/envs/.builds/x`: Permission denied (os error 13)"
     assert tool_os_error("Resolved 2 packages\n" + line) == (errno.EACCES, line)

@@ -17,8 +17,8 @@ from duplex.errors import EnvError
 from duplex.layout import python_in
 from tests.conftest import run_inv
 from tests.support import pythons
-from tests.support.net import free_port
 from tests.support.envs import Spec
+from tests.support.net import free_port
 from tests.support.stacks import write_stack
 
 VERSION = "3.11.7"  # pyenv's, packed as the download; Debian's own 3.11.2 does not fit "3.11.7"

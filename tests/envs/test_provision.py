@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from duplex.envs import env_path, env_status, provision_env
 from duplex.envfile import write_secret
+from duplex.envs import env_path, env_status, provision_env
 from duplex.envs.stamp import read
 from duplex.errors import EnvError
 
@@ -164,6 +164,7 @@ def test_the_torch_choice_and_its_reason_are_recorded_in_the_stamp_and_shown_on_
 
 def test_setup_json_rows_carry_the_torch_reason(project):
     import json
+
     from tests.conftest import run_inv
     (project / "stack.toml").write_text('[envs.small]\n[services.api]\nenv = "small"\n'
                                         'command = ["python", "-c", "pass"]\nport = 9199\nmodes = ["native"]\n')

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from duplex.envs.torch_builds import TorchWanted, choose, offered
-from duplex.machine import GpuInfo, NvmlFacts
-from duplex.gpu import probe_nvml_facts
 from duplex.errors import EnvError
+from duplex.gpu import probe_nvml_facts
+from duplex.machine import GpuInfo, NvmlFacts
 
 A100, RTX3090, L4 = GpuInfo(0, "A100", (8, 0)), GpuInfo(0, "RTX 3090", (8, 6)), GpuInfo(0, "L4", (8, 9))
 H100, B200, RTX5090 = GpuInfo(0, "H100", (9, 0)), GpuInfo(0, "B200", (10, 0)), GpuInfo(0, "RTX 5090", (12, 0))

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import pytest
 
-
 from duplex.envs.lock import lock_env, pins, torch_build, verify_torch
 from duplex.errors import EnvError
 from tests.conftest import ROOT
+from tests.support.envs import Spec
 
 from .conftest import make_project
-from tests.support.envs import Spec
 
 CU130 = ROOT / "envs" / "moshi" / "requirements.cu130.lock"
 

@@ -92,10 +92,10 @@ def test_a_gpu_container_sees_the_gpu_placement_gave_it():
     """Needs Docker with the NVIDIA Container Toolkit (or CDI specs) and the base image
     (`bash scripts/base-image.sh`); nvidia-smi is mounted into the container by the toolkit."""
     docker = pytest.importorskip("docker")
-    from duplex.run.containers import gpu_device_request
     from duplex.engine import gpu_request, probe_docker
     from duplex.machine import Machine
     from duplex.plan import plan
+    from duplex.run.containers import gpu_device_request
     from duplex.stack import load_stack
     engine = probe_docker(dict(os.environ), ["duplex/python:3.11-bookworm"], "duplex")
     form = gpu_request(engine)

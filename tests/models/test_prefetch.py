@@ -13,9 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from duplex.models import (DiskFullError, GatedModelError, HubUnreachableError, ModelNotFoundError,
-                           NullProgress, PinGoneError, TokenRejectedError, missing, pinned_revision,
-                           prefetch)
+from duplex.models import (
+    DiskFullError,
+    GatedModelError,
+    HubUnreachableError,
+    ModelNotFoundError,
+    NullProgress,
+    PinGoneError,
+    TokenRejectedError,
+    missing,
+    pinned_revision,
+    prefetch,
+)
 from duplex.models.cache import repo_folder, snapshot_dir
 from duplex.models.lock import FileEntry, Lock, LockedModel, read_lock, write_lock
 from tests.models.conftest import TINY, fill

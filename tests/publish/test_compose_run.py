@@ -16,8 +16,8 @@ from duplex.publish import publish, target_plan
 from duplex.publish.validate import compose_command
 from duplex.stack import load_stack
 from tests.publish.conftest import copy_default
-from tests.support.net import free_port
 from tests.run.test_parity import post_file
+from tests.support.net import free_port
 from tests.support.speech import PHRASES, synthesize, word_error_rate
 from tests.support.tools import tool
 

@@ -154,8 +154,8 @@ def test_a_cpu_target_leaves_the_gpu_service_out(small):
 
 
 def test_native_only_services_and_bad_names_are_refused(tmp_path):
-    from duplex.stack import load_stack
     from duplex.publish import publish
+    from duplex.stack import load_stack
     from tests.publish.conftest import write_stack
     native = load_stack(write_stack(tmp_path / "n", """
         [envs.e]

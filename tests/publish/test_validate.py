@@ -158,6 +158,7 @@ def test_http_check_passes_on_200_only():
 def test_websocket_check_needs_the_ready_byte():
     """A real WebSocket server (the websockets package): healthy only when 0x00 comes first."""
     import asyncio
+
     from websockets.asyncio.server import serve
 
     async def ready(ws):

@@ -322,8 +322,8 @@ def test_the_recorded_options_keep_values_but_never_secrets_and_replay_onto_any_
     """Pure: what `inv run` records (run_options) and what a restart plans with (planning_env)."""
     from types import SimpleNamespace
 
-    from duplex.run.service import planning_env
     from duplex.errors import RunError
+    from duplex.run.service import planning_env
     from duplex.run.state import run_options
     svc = SimpleNamespace(port=9100, secrets={"API_KEY"}, url="http://127.0.0.1:9100")
     plan = SimpleNamespace(native=True, start_order=["my-svc"], telemetry=None, services={"my-svc": svc})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from duplex.run.containers import ca_bundle
 from duplex.errors import RunError
+from duplex.run.containers import ca_bundle
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

@@ -9,7 +9,6 @@ import pytest
 
 from tests.run.conftest import labelled, lines_of, wait_for
 
-
 pytestmark = pytest.mark.docker
 
 

@@ -364,6 +364,7 @@ def test_two_dashboards_stay_signed_in_and_no_other_server_on_the_host_receives_
     sessionStorage (per origin: host and port) and travels only in a header to its own dashboard."""
     import threading
     from http.server import ThreadingHTTPServer
+
     from tests.support.board import board, planned
     for name in ("a", "b"):
         (tmp_path / name / ".duplex" / "logs").mkdir(parents=True)

@@ -11,9 +11,9 @@ import threading
 import pytest
 
 from duplex import engine as docker_engine
-from duplex.run.containers import gpu_device_request, run_kwargs
 from duplex.machine import Machine
 from duplex.plan import plan
+from duplex.run.containers import gpu_device_request, run_kwargs
 from duplex.stack import load_stack
 
 # `docker network inspect bridge`: Docker 24+ (and most engines)...

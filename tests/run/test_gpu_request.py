@@ -9,11 +9,11 @@ import textwrap
 from checks import Context
 from checks import docker as docker_check
 from duplex import engine as docker_engine
-from duplex.run.containers import run_kwargs
+from duplex.host import probe_machine
+from duplex.machine import Machine
 from duplex.plan import plan
 from duplex.preflight import Probes, run_preflight
-from duplex.machine import Machine
-from duplex.host import probe_machine
+from duplex.run.containers import run_kwargs
 from duplex.run.start import plan_run
 from duplex.stack import load_stack
 
@@ -221,8 +221,8 @@ def test_a_gpu_required_image_with_cpu_torch_fails_preflight_with_the_reason(tmp
     (tmp_path / "envs" / "small" / "requirements.in").write_text("torch>=2.8,<2.14\n")
     (tmp_path / "stack.toml").write_text(textwrap.dedent(text))
     stack = load_stack(tmp_path / "stack.toml")
-    from duplex.machine import GpuInfo, NvmlFacts
     from duplex.host import torch_choices
+    from duplex.machine import GpuInfo, NvmlFacts
     t4 = NvmlFacts(driver_version="470.82.01", cuda_driver=11040, gpus=(GpuInfo(0, "Tesla T4", (7, 5)),))
     variants, notes = torch_choices(stack, t4)
     assert variants == {"small": "cpu"} and "no torch build fits" in notes["small"]

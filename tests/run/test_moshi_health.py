@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from duplex.standalone import wscheck
-from duplex.run.health import probe_once, websocket_problem
 from duplex.plan import Health
 from duplex.publish.common import websocket_check
+from duplex.run.health import probe_once, websocket_problem
+from duplex.standalone import wscheck
 
 SCRIPT = Path(wscheck.__file__)
 

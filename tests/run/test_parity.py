@@ -17,8 +17,8 @@ import pytest
 from duplex.asr_stream import read_pcm, stream_pcm
 from tests.conftest import ROOT
 from tests.support.net import free_port
-from tests.support.stackcopy import copy_stack
 from tests.support.speech import PHRASES, synthesize, word_error_rate
+from tests.support.stackcopy import copy_stack
 
 pytestmark = pytest.mark.docker
 

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import pytest
 
-from duplex.run.containers import run_kwargs
 from duplex.machine import Machine
 from duplex.plan import CERTS_IN_CONTAINER, plan
 from duplex.publish import target_plan
 from duplex.publish.compose import compose_files
+from duplex.run.containers import run_kwargs
 from duplex.stack import load_stack
 from tests.conftest import ROOT
 from tests.support.net import free_port

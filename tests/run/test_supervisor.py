@@ -23,9 +23,9 @@ from duplex.errors import RunError
 from duplex.machine import Machine
 from duplex.plan import Plan, ServicePlan, plan
 from duplex.run.printer import Printer
-from duplex.stack import load_stack
 from duplex.run.state import RunState, read_state
 from duplex.run.supervisor import Signalled, Supervisor, signals_raise
+from duplex.stack import load_stack
 
 WAIT = 5.0  # the longest any helper thread waits for the supervisor: only reached when a test fails
 

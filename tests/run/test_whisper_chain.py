@@ -10,9 +10,9 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from tests.support.net import free_port
 from tests.run.test_parity import post_file
 from tests.support.hub import Mirror
+from tests.support.net import free_port
 from tests.support.speech import PHRASES, synthesize, word_error_rate
 from tests.support.stackcopy import copy_stack
 from tests.support.whisper_model import FILES, whisper_base_dir

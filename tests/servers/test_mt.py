@@ -196,6 +196,7 @@ def test_a_pad_token_id_of_zero_is_kept(python, qwen):
 
 def test_the_language_list_is_iso_639_1_as_pycountry_has_it():
     import pycountry
+
     from servers.mt.languages import ISO_639_1
     assert ISO_639_1 == {lang.alpha_2: lang.name for lang in pycountry.languages if hasattr(lang, "alpha_2")}
 

@@ -15,7 +15,6 @@ from tests.conftest import run_inv
 from tests.spine.test_stack_file import GOOD
 
 
-
 def inv_in(folder, *args: str, text: str | None = GOOD, env: dict | None = None):
     if text is not None:
         (folder / "stack.toml").write_text(textwrap.dedent(text))

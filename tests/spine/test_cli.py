@@ -25,6 +25,7 @@ def listed_tasks(out: str) -> dict[str, str]:
 
 def test_every_task_has_one_line_help():
     from invoke import Collection
+
     from tests.conftest import ROOT
     proc = run_inv("--list", check=True)
     listed = listed_tasks(proc.stdout)

@@ -97,10 +97,10 @@ def test_the_engine_s_mirrors_are_read_defensively(info, mirrors):
 
 def test_every_name_rule_is_a_full_match():
     """`re.match` with `$` let a trailing newline through each of these."""
-    from duplex.envs.pythons import parse_range
     from duplex.envfile import _quoted
-    from duplex.models.refs import ModelRef
+    from duplex.envs.pythons import parse_range
     from duplex.images.references import registry_problem
+    from duplex.models.refs import ModelRef
     from duplex.run.state import _named
     from servers.asr.models import looks_like_repo_id
     from servers.mt.settings import SettingsError, language

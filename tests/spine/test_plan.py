@@ -8,9 +8,9 @@ import textwrap
 import pytest
 
 from duplex.errors import PlanError
-from duplex.plan import plan
-from duplex.machine import Machine
 from duplex.host import probe_machine
+from duplex.machine import Machine
+from duplex.plan import plan
 from duplex.stack import Stack, load_stack
 from tests.conftest import ROOT, run_inv
 

@@ -6,7 +6,6 @@ naming the registry and what to do, nothing is pinned from it, and no request ou
 from __future__ import annotations
 
 import json
-import textwrap
 import time
 
 import pytest

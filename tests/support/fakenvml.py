@@ -116,8 +116,8 @@ def serving(lib: Path, desc: dict | str, folder: Path):
 
 def probe(lib: Path, desc: dict | str, folder: Path, environ: dict[str, str] | None = None):
     """duplex's real NVML probe against the stand-in serving `desc` (NvmlFacts)."""
-    from duplex.machine import NvmlFacts
     from duplex.gpu import probe_nvml_facts
+    from duplex.machine import NvmlFacts
     desc = host(desc) if isinstance(desc, str) else desc
     if desc.get("absent"):
         return NvmlFacts(error_code=12, error="NVML Shared Library Not Found",

@@ -63,10 +63,9 @@ LM = {
 def build(out: Path) -> None:
     import sentencepiece as spm
     import torch
-    from safetensors.torch import save_file
-
     from moshi.models import loaders
     from moshi.models.lm import LMModel
+    from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(1234)

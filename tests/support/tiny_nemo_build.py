@@ -35,8 +35,8 @@ CONFIG = {
 
 def build(out: Path) -> Path:
     import torch
-    from omegaconf import OmegaConf
     from nemo.collections.asr.models import EncDecCTCModel
+    from omegaconf import OmegaConf
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(1234)

@@ -16,7 +16,8 @@ from tests.support.net import free_port
 from tests.support.speech import PHRASES, synthesize
 from tests.support.stackcopy import copy_stack
 from tests.support.tiny_models import QWEN_FILES, QWEN_REPO, tiny_qwen
-from tests.support.whisper_model import FILES as WHISPER_FILES, whisper_base_dir
+from tests.support.whisper_model import FILES as WHISPER_FILES
+from tests.support.whisper_model import whisper_base_dir
 
 STACK = "translatechain"  # containers, images and network names unique to these tests
 WHISPER_REPO = "Systran/faster-whisper-base"

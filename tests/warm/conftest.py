@@ -15,8 +15,8 @@ import pytest
 
 from duplex.warm import RUNNER
 from tests.run.conftest import group_pids, toy, toy_env, wait_gone  # noqa: F401 - fixtures
-from tests.support.net import free_port
 from tests.support.envs import ensure_env
+from tests.support.net import free_port
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from duplex.errors import StackError
-from duplex.plan import plan
 from duplex.machine import Machine
+from duplex.plan import plan
 from duplex.stack import load_stack
 from duplex.warm import RUNNER
 
