@@ -17,10 +17,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from duplex.envfile import hf_token_origin, secret_problem
+from duplex.envfile import hf_token_origin
 from duplex.host import hf_home
 from duplex.machine import hf_endpoint, seconds_from
 from duplex.redact import redact, strip_url, url_secrets
+from duplex.syntax import secret_problem
 from duplex.textfile import TextFileError, read_text
 
 TIMEOUT = 1.5

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Callable
 
 from .errors import DuplexError
 from .layout import Layout
+from .syntax import cert_host_problem
 
 CA_DAYS = 3650
 CERT_DAYS = 825  # the longest validity Apple platforms accept for a TLS server certificate
@@ -38,27 +38,6 @@ class CertSet:
         return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
 
 
-HOST_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-
-
-def host_problem(name: str) -> str | None:
-    """Why `name` cannot go into the stack's certificate, or None. Only concrete host names and
-    addresses: the CA is one the user trusts, so it never signs a wildcard (`*`, `*.lan`)."""
-    text = name.strip().lower().rstrip(".")
-    if not text:
-        return "an empty name; give a host name or an IP address"
-    if "*" in text:
-        return ("a wildcard; the local CA (which this machine trusts) signs only the hosts the stack "
-                "is reached by: name each one")
-    try:
-        ip = ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        if len(text) > 253 or not all(HOST_LABEL.fullmatch(label) for label in text.split(".")):
-            return "not a host name (letters, digits and '-', dot-separated) nor an IP address"
-        return None
-    if ip.is_unspecified or ip.is_multicast:
-        return f"{ip} is not an address a browser reaches a server at"
-    return None
 
 
 def machine_names(extra: list[str] = (), *, hostname: Callable[[], str] = socket.gethostname,
@@ -72,7 +51,7 @@ def machine_names(extra: list[str] = (), *, hostname: Callable[[], str] = socket
         candidates.append(lan)
     for name in candidates:
         name = name.strip().lower().rstrip(".")
-        if not name or host_problem(name):  # a hostname we cannot vouch for is simply left out
+        if not name or cert_host_problem(name):  # a hostname we cannot vouch for is simply left out
             continue
         try:
             ip = str(ipaddress.ip_address(name.strip("[]")))
@@ -98,7 +77,7 @@ def _outbound_ip() -> str | None:
 def make_certs(root: Path, stack: str, extra: list[str] = (), *, force: bool = False,
                now: dt.datetime | None = None, names: tuple[list[str], list[str]] | None = None) -> CertSet:
     """Reuse the CA (users trust it once); (re)issue the stack's cert when names, CA or dates changed."""
-    bad = [(n, why) for n in extra if (why := host_problem(n))]
+    bad = [(n, why) for n in extra if (why := cert_host_problem(n))]
     if bad:
         raise CertError("; ".join(f"{n!r}: {why}" for n, why in bad),
                         fix="pass the host names and IP addresses the stack is reached by, one per --name")

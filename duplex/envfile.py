@@ -19,6 +19,7 @@ from typing import Iterable
 from .errors import DuplexError
 from .machine import hf_home
 from .redact import MIN_LENGTH, secret_values_env
+from .syntax import secret_problem
 from .textfile import read_text
 
 DOTENV = ".env (saved by `inv setup --hf-token`)"  # where a token came from, as advice names it
@@ -27,21 +28,6 @@ _PLAIN = re.compile(r"^[A-Za-z0-9_./:@+-]*$")  # written unquoted; anything else
 
 def dotenv_path(root: Path | str) -> Path:
     return Path(root) / ".env"
-
-
-def secret_problem(value: str) -> str | None:
-    """Why `value` cannot be a secret in .env (and in a request header), or None."""
-    if not value.strip():
-        return "it is empty"
-    if value != value.strip():
-        return "it starts or ends with white space (a copy-and-paste slip?)"
-    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
-    if bad is not None:
-        return f"it holds a control character ({bad!r}): a newline would write another line into .env"
-    bad = next((c for c in value if ord(c) > 255), None)
-    if bad is not None:  # HTTP headers carry Latin-1 only; tokens are plain ASCII
-        return f"it holds {bad!r}, a character no HTTP header can carry (a copy-and-paste slip?)"
-    return None
 
 
 def read_env(root: Path | str) -> dict[str, str]:

@@ -9,12 +9,10 @@ import re
 import shutil
 from pathlib import Path
 
-from .certs import host_problem
-from .envfile import secret_problem
-from .envs.pythons import VERSION_ONLY
 from .errors import DuplexError
 from .images.references import REGISTRY_RULE, registry_problem
-from .stack import NAME_RULE, REPO, URL, name_error
+from .layout import NAME_RULE
+from .syntax import REPO, URL, VERSION_ONLY, cert_host_problem, name_error, secret_problem
 
 # The stack's rules are imported where used: `inv --list` must not load pydantic.
 
@@ -139,6 +137,6 @@ def path(value: str | None, flag: str, what: str) -> str | None:
 def hosts(values: list[str]) -> list[str]:
     """`certs --name`: host names or addresses the local CA may sign (never a wildcard)."""
     for host in values:
-        if host_problem(host):
-            raise UsageError(f"--name {host!r}: {host_problem(host)}")
+        if cert_host_problem(host):
+            raise UsageError(f"--name {host!r}: {cert_host_problem(host)}")
     return values

@@ -23,6 +23,7 @@ from .envs.pythons import SUPPORTED_TEXT, admits_supported
 from .errors import EnvError, StackError
 from .images.references import image_problem
 from .layout import NAME, NAME_RULE
+from .syntax import REPO, URL
 from .textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):
@@ -37,10 +38,6 @@ TEMPLATE = re.compile(r"\{([A-Za-z0-9_-]+)\.([A-Za-z_]+)\}")
 TEMPLATE_FIELDS = ("host", "port", "url")
 FIXES = ("lhotse",)  # the post-install fixes duplex.envs.fixes runs (a test keeps the two equal)
 REVISION = re.compile(r"\{revision:([^}]+)\}")  # a model's pinned commit, from models.lock
-URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")  # an http(s) endpoint such as an OTLP collector
-# ORG/NAME[@REVISION]; no `..` anywhere (the revision names a file under the cache's refs/), kept
-# equal to duplex.models.refs._REF
-REPO = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]*/[A-Za-z0-9_][\w.-]*(@\w[\w./-]*)?$")
 # NAME, NAME_RULE: the one naming rule (duplex.layout: names become paths under .duplex/)
 # Environment variable names (a service's `environment` keys and `secrets`): what every shell,
 # Compose and Kubernetes accept.
@@ -57,13 +54,6 @@ COMMON_PYTHONS = (*SUPPORTED_PYTHONS, ">=3.10,<3.13")
 class _Strict(BaseModel):
     # strict: `port = true` is not port 1 and `start_timeout = "5"` is not 5 seconds
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-def name_error(name: str) -> str | None:
-    """Why `name` breaks the one naming rule, or None when it keeps it."""
-    if NAME.fullmatch(name):  # fullmatch: `$` also matches before a trailing newline
-        return None
-    return f"expected {NAME_RULE}"
 
 
 def _names(kind: str):

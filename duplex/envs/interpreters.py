@@ -14,7 +14,8 @@ from pathlib import Path
 from packaging.version import Version
 
 from ..errors import EnvError
-from .pythons import SUPPORTED_TEXT, VERSION_ONLY, admits_supported, allows, parse_range, suggest
+from ..syntax import VERSION_ONLY
+from .pythons import SUPPORTED_TEXT, admits_supported, allows, parse_range, suggest
 
 _PROBE = "import sys; print('%d.%d.%d' % sys.version_info[:3]); print(sys.executable)"
 

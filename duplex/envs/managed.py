@@ -16,8 +16,9 @@ from collections import deque
 from typing import Callable
 
 from ..errors import EnvError
+from ..syntax import VERSION_ONLY
 from .interpreters import Interpreter, NoInterpreterError, discover, install_hint
-from .pythons import VERSION_ONLY, managed_request, suggest
+from .pythons import managed_request, suggest
 
 # What uv prints when it cannot reach the download server (DNS, refused, timeout, UV_OFFLINE).
 _OFFLINE = ("dns error", "failed to lookup address", "error sending request", "connection refused",

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import EnvError
 from ..layout import python_in
 from ..machine import NvmlFacts
+from ..syntax import VERSION_ONLY
 from ..textfile import read_text
 from . import fixes as fixes_mod
 from . import imports, layout, sources, system
@@ -20,7 +21,7 @@ from .commands import CommandFailed, Progress
 from .installer import INSTALLERS, explain, pick
 from .interpreters import install_hint, probe
 from .managed import find_or_fetch
-from .pythons import VERSION_ONLY, allows, parse_range
+from .pythons import allows, parse_range
 from .torch_builds import TorchChoice, TorchWanted, choose  # noqa: F401 - the setup API
 from .torch_choice import torch_choice, torch_wanted  # noqa: F401 - the setup API
 

@@ -3,16 +3,14 @@ support. Pure version arithmetic, so the stack loader can validate ranges withou
 
 from __future__ import annotations
 
-import re
-
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
 
 from ..errors import EnvError
+from ..syntax import VERSION_ONLY
 
 SUPPORTED = SpecifierSet(">=3.10,<3.13")  # what duplex's stacks run on; 3.13 breaks them
 SUPPORTED_TEXT = "3.10-3.12"
-VERSION_ONLY = re.compile(r"^\d+\.\d+(\.\d+)?$")
 
 
 def parse_range(spec: str) -> SpecifierSet:

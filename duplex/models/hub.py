@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..envfile import DOTENV, hf_token_origin, secret_problem
+from ..envfile import DOTENV, hf_token_origin
 from ..machine import hf_endpoint
 from ..redact import redact, strip_url
+from ..syntax import secret_problem
 from .errors import (
     DiskFullError,
     GatedModelError,

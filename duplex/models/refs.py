@@ -9,7 +9,7 @@ from .errors import ModelRefError
 
 DEFAULT_REVISION = "main"
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
-# no `..` anywhere: the revision names a file under the cache's refs/ (kept equal to duplex.stack.REPO)
+# no `..` anywhere: the revision names a file under the cache's refs/ (kept equal to duplex.syntax.REPO)
 _REF = re.compile(r"^(?!.*\.\.)(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9_][\w.-]*)(?:@(?P<rev>\w[\w./-]*))?$")
 
 
