@@ -19,7 +19,7 @@ from ..images.references import REGISTRY_RULE, registry_problem
 from ..machine import Machine
 from ..pinning import pin_unpinned
 from ..plan import CACHE_IN_CONTAINER, LOOPBACK_URL, Plan, plan
-from ..run.containers import stage_build_ca
+from ..run.build_context import stage_build_ca
 from ..stack import Stack
 from . import argocd as argocd_mod
 from . import compose as compose_mod

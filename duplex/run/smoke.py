@@ -20,9 +20,10 @@ from ..errors import DuplexError, EngineError
 from ..layout import Layout
 from ..plan import Health, Plan, base_image
 from ..project import Project
-from .containers import device_request, find_container
+from .containers import device_request
 from .control import status
 from .health import client_context, probe_once, websocket_problem
+from .inventory import find_container
 from .state import read_state
 
 SAMPLE = Path(__file__).parents[1] / "data" / "hello.wav"  # flite awb, 16 kHz mono, 1.8 s
