@@ -9,10 +9,10 @@ import re
 import shutil
 from pathlib import Path
 
-from .certs import host_problem
 from .envfile import secret_problem
 from .envs.pythons import VERSION_ONLY
 from .errors import DuplexError
+from .hostnames import host_problem
 from .images.references import REGISTRY_RULE, registry_problem
 from .stack import NAME_RULE, REPO, URL, name_error
 

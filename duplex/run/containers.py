@@ -12,12 +12,12 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from ..certs import for_container
 from ..engine import connect, short_error
 from ..errors import RunError
 from ..layout import Layout
 from ..plan import CERTS_IN_CONTAINER, LABEL, ServicePlan, port_variable
 from .build_context import stage_build_ca, stage_wheels
+from .container_certs import for_container
 from .inventory import PERSISTENT_LABEL, remove_idle_networks
 from .logfile import LogFile, deliver
 from .native import secret_masker
@@ -369,7 +369,7 @@ def _missing_lock(step: str, error: str) -> str | None:
 
 
 def _readable_certs(svc: ServicePlan, kwargs: dict) -> None:
-    """tls: mount a copy of the cert folder the container's user can read (see certs.for_container)."""
+    """tls: mount a copy of the cert folder the container's user can read (see container_certs.for_container)."""
     for mount in svc.mounts:
         if mount.target == CERTS_IN_CONTAINER:
             uid, gid = int(svc.build_args.get("UID", 1000)), int(svc.build_args.get("GID", 1000))
