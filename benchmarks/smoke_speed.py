@@ -25,7 +25,8 @@ from duplex.certs import make_certs  # noqa: E402
 from duplex.debug import debug_command, debugpy_dir  # noqa: E402
 from duplex.host import probe_machine  # noqa: E402
 from duplex.plan import base_image, plan  # noqa: E402
-from duplex.run.smoke import gpu_check, smoke, targets_at  # noqa: E402
+from duplex.run.smoke import smoke, targets_at  # noqa: E402
+from duplex.run.smoke_gpu import gpu_check  # noqa: E402
 from duplex.stack import load_stack  # noqa: E402
 from tests.support.envs import ensure_env  # noqa: E402
 from tests.support.net import free_port  # noqa: E402

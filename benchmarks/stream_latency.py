@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from duplex.asr_stream import latency_figures, read_pcm, speech_spans, stream_pcm  # noqa: E402
-from duplex.run.smoke import word_error_rate  # noqa: E402
+from duplex.scoring import word_error_rate  # noqa: E402
 from tests.support.asr_server import asr_server  # noqa: E402
 from tests.support.envs import ensure_env  # noqa: E402
 from tests.support.speech import PHRASES, concatenate, synthesize  # noqa: E402

@@ -22,7 +22,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from duplex.run.smoke import SAMPLE  # noqa: E402
+from duplex.run.smoke_apps import SAMPLE  # noqa: E402
 from tests.support.asr_server import asr_server  # noqa: E402
 from tests.support.envs import ensure_env  # noqa: E402
 from tests.support.otlp import Collector  # noqa: E402

@@ -8,9 +8,9 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .errors import DuplexError
+from .hostnames import machine_names
 from .layout import Layout
 from .syntax import cert_host_problem
 
@@ -36,42 +36,6 @@ class CertSet:
 
     def as_dict(self) -> dict:
         return {k: str(v) if isinstance(v, Path) else v for k, v in self.__dict__.items()}
-
-
-
-
-def machine_names(extra: list[str] = (), *, hostname: Callable[[], str] = socket.gethostname,
-                  outbound_ip: Callable[[], str | None] | None = None) -> tuple[list[str], list[str]]:
-    """DNS names and IPs the stack is reached by: loopback, this machine's names and LAN IP, extras."""
-    dns, ips = ["localhost"], ["127.0.0.1", "::1"]
-    host = hostname()
-    candidates = [host, socket.getfqdn(host) if host else "", *extra]
-    lan = (outbound_ip or _outbound_ip)()
-    if lan:
-        candidates.append(lan)
-    for name in candidates:
-        name = name.strip().lower().rstrip(".")
-        if not name or cert_host_problem(name):  # a hostname we cannot vouch for is simply left out
-            continue
-        try:
-            ip = str(ipaddress.ip_address(name.strip("[]")))
-            if ip not in ips:
-                ips.append(ip)
-        except ValueError:
-            if name not in dns:
-                dns.append(name)
-    return dns, ips
-
-
-def _outbound_ip() -> str | None:
-    """The address this machine's default route uses (a UDP 'connect' sends nothing)."""
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            sock.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed, never sent to
-            ip = sock.getsockname()[0]
-        return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
-    except OSError:
-        return None
 
 
 def make_certs(root: Path, stack: str, extra: list[str] = (), *, force: bool = False,
@@ -108,18 +72,18 @@ def _make_certs(root: Path, stack: str, extra, *, force: bool, now, names) -> Ce
     ca_cert_file, ca_key_file = ca_dir / "ca.pem", ca_dir / "ca-key.pem"
     if not (ca_cert_file.exists() and ca_key_file.exists()):
         ca_key, ca_cert = _new_ca(stack, now)
-        _write(ca_key_file, _key_pem(ca_key), private=True)
-        _write(ca_cert_file, _cert_pem(ca_cert))
+        write_atomically(ca_key_file, _key_pem(ca_key), private=True)
+        write_atomically(ca_cert_file, _cert_pem(ca_cert))
         made.append("ca")
     ca_cert, ca_key = _load(ca_cert_file, ca_key_file)
     cert_file, key_file = folder / "cert.pem", folder / "key.pem"
     why = "forced" if force else _stale(cert_file, key_file, ca_cert, dns, ips, now)
     if why:
         key, cert = _new_server_cert(ca_cert, ca_key, stack, dns, ips, now)
-        _write(key_file, _key_pem(key), private=True)
-        _write(cert_file, _cert_pem(cert) + _cert_pem(ca_cert))  # full chain: leaf, then CA
+        write_atomically(key_file, _key_pem(key), private=True)
+        write_atomically(cert_file, _cert_pem(cert) + _cert_pem(ca_cert))  # full chain: leaf, then CA
         made.append("cert")
-    _write(folder / "bundle.pem", _system_roots() + _cert_pem(ca_cert))  # SSL_CERT_FILE for clients
+    write_atomically(folder / "bundle.pem", _system_roots() + _cert_pem(ca_cert))  # SSL_CERT_FILE for clients
     leaf = x509.load_pem_x509_certificate(cert_file.read_bytes())
     san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     return CertSet(ca=ca_cert_file, cert=cert_file, key=key_file, folder=folder,
@@ -229,7 +193,7 @@ def _cert_pem(cert) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-def _write(path: Path, data: bytes, private: bool = False) -> None:
+def write_atomically(path: Path, data: bytes, private: bool = False) -> None:
     """Atomically; a private key is created 0600 from the start, never readable by others."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
@@ -267,21 +231,3 @@ def require_certs(root: Path, stack: str) -> Path:
     return folder
 
 
-def for_container(folder: Path | str, uid: int, gid: int) -> Path:
-    """The cert folder a container running as uid:gid can read. The key is 0600 and owned by the
-    host user; when that is root and the container is not (the images run as the host's UID, or
-    1000 for root), hand the container a copy owned by its own user, still 0600."""
-    folder = Path(folder)
-    if os.geteuid() != 0 or uid == 0:
-        return folder  # the container runs as the files' owner (or as root): they are readable
-    copy = folder.parent / f".{folder.name}-uid{uid}"
-    try:
-        copy.mkdir(mode=0o700, exist_ok=True)
-        os.chown(copy, uid, gid)
-        for name in CERT_FILES:
-            _write(copy / name, (folder / name).read_bytes(), private=True)
-            os.chown(copy / name, uid, gid)
-    except OSError as exc:
-        raise CertError(f"cannot stage the certificates in {folder} for the container user {uid}:{gid} "
-                        f"({exc})", fix="run `inv certs` again (it remakes missing files), then `inv run --tls`") from exc
-    return copy

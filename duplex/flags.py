@@ -14,7 +14,7 @@ from .images.references import REGISTRY_RULE, registry_problem
 from .layout import NAME_RULE
 from .syntax import REPO, URL, VERSION_ONLY, cert_host_problem, name_error, secret_problem
 
-# The stack's rules are imported where used: `inv --list` must not load pydantic.
+# Only light rules here (syntax.py): `inv --list` imports this module and must not load pydantic.
 
 TORCH = ("auto", "cpu", "none")  # or cuXXX
 

@@ -290,14 +290,50 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
     certs = certs_host if mode == "native" else CERTS_IN_CONTAINER
     container_ports = {n: stack.services[n].port for n in chosen}
     port = ports[name]
+    bind, listen_port = _listen(mode, exposed, port, spec.port)
+    env, mounts = _model_cache(mode, machine)
+    if tls:  # every service serves TLS; clients trust the local CA on top of the system roots
+        env["SSL_CERT_FILE"] = f"{certs}/bundle.pem"
+        if mode == "container":
+            mounts.append(Mount(certs_host, CERTS_IN_CONTAINER, read_only=True))
+    env.update(_from_host(spec, mode, machine))
+    deps = {d: req for d, req in spec.dependencies.items() if d in chosen}
+    env.update(_discovery(deps, mode, modes, ports, container_ports, scheme))
+    own, own_secrets = _stack_environment(spec, name, mode, modes, ports, container_ports, chosen, pins, tls,
+                                          warnings)
+    env.update(own)
+    secrets = {k for k in spec.secrets} | {"HF_TOKEN"} | own_secrets
+    gpu = _gpu(spec, name, mode, machine, warnings)
+    health = _health(spec.health, port, spec.start_timeout, tls, f"{certs_host}/bundle.pem")
+    if tls and mode == "native" and spec.app and spec.reload == "warm":
+        warnings.append(f"{name}: warm reload does not serve TLS yet; with tls on it restarts on each "
+                        "edit (uvicorn --reload)")
+    image, dockerfile, build_args = _image(stack, machine, name, mode, image_pins)
+    return ServicePlan(
+        name=name, mode=mode, env=spec.env, port=port, container_port=spec.port, bind=bind,
+        url=f"{scheme}://{LOOPBACK}:{port}",
+        command=_command(spec, mode, bind, listen_port, stack, certs if tls else None),
+        environment=env, secrets={s for s in secrets if s in env}, depends_on=deps, health=health,
+        image=image, dockerfile=dockerfile, build_args=build_args, mounts=mounts, gpu=gpu, gpu_policy=spec.gpu,
+        gpu_request=machine.gpu_request, torch_note=machine.torch_notes.get(spec.env or ""),
+        watch=_watch(spec) if mode == "native" else [], persistent=spec.persistent,
+        labels={f"{LABEL}.stack": stack.name, f"{LABEL}.service": name, f"{LABEL}.root": str(stack.root)},
+        models=list(spec.models), metrics=spec.metrics,
+        sticky=spec.websocket or bool(spec.health and spec.health.startswith("ws:")),
+    )
+
+
+def _listen(mode: str, exposed: bool, port: int, container_port: int) -> tuple[str, int]:
+    """The address and port the process listens on: a native one on the host's port (loopback, or
+    every interface when a container depends on it); a container inside, published on 127.0.0.1."""
     if mode == "native":
-        bind = "0.0.0.0" if exposed else LOOPBACK
-        listen_port = port
-    else:
-        bind, listen_port = "0.0.0.0", spec.port  # inside the container; published on 127.0.0.1
+        return ("0.0.0.0" if exposed else LOOPBACK), port
+    return "0.0.0.0", container_port
+
+
+def _model_cache(mode: str, machine: Machine) -> tuple[dict[str, str], list[Mount]]:
+    """The shared model cache: the same files for both modes (a container mounts the host's)."""
     env: dict[str, str] = {}
-    secrets = {k for k in spec.secrets} | {"HF_TOKEN"}
-    # Shared model cache: the same files for both modes.
     mounts: list[Mount] = []
     if mode == "native":
         env["HF_HOME"] = machine.hf_home
@@ -309,13 +345,13 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         if machine.hf_hub_cache:
             env["HF_HUB_CACHE"] = CACHE_IN_CONTAINER + "/hub"
             mounts.append(Mount(machine.hf_hub_cache, CACHE_IN_CONTAINER + "/hub"))
-    if tls:  # every service serves TLS; clients trust the local CA on top of the system roots
-        env["SSL_CERT_FILE"] = f"{certs}/bundle.pem"
-        if mode == "container":
-            mounts.append(Mount(certs_host, CERTS_IN_CONTAINER, read_only=True))
-    for var in ("HF_ENDPOINT", "HF_HUB_OFFLINE"):
-        if var in machine.env:
-            env[var] = machine.env[var]
+    return env, mounts
+
+
+def _from_host(spec, mode: str, machine: Machine) -> dict[str, str]:
+    """The host's variables a service gets: the hub's endpoint and offline switch, a native one's
+    CUDA_VISIBLE_DEVICES, the token when it loads models, the secrets it declares."""
+    env = {var: machine.env[var] for var in ("HF_ENDPOINT", "HF_HUB_OFFLINE") if var in machine.env}
     if mode == "native" and "CUDA_VISIBLE_DEVICES" in machine.env:
         env["CUDA_VISIBLE_DEVICES"] = machine.env["CUDA_VISIBLE_DEVICES"]
     if spec.models:
@@ -326,11 +362,27 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
     for var in spec.secrets:
         if var in machine.env:
             env[var] = machine.env[var]
-    # Discovery: Aspire-style variables for each dependency in the run.
-    deps = {d: req for d, req in spec.dependencies.items() if d in chosen}
+    return env
+
+
+def _discovery(deps: dict[str, bool], mode: str, modes: dict[str, str], ports: dict[str, int],
+               container_ports: dict[str, int], scheme: str) -> dict[str, str]:
+    """Aspire-style variables for each dependency in the run, as this service reaches it."""
+    env = {}
     for dep in deps:
         host, dport = address(dep, mode, modes, ports, container_ports)
         env[f"services__{dep}__{scheme}__0"] = f"{scheme}://{host}:{dport}"
+    return env
+
+
+def _stack_environment(spec, name: str, mode: str, modes: dict[str, str], ports: dict[str, int],
+                       container_ports: dict[str, int], chosen: list[str], pins: dict[str, str], tls: bool,
+                       warnings: list[str]) -> tuple[dict[str, str], set[str]]:
+    """The stack file's `environment` with its templates filled ({svc.url}, {revision:ORG/NAME}), and
+    which of them are secrets by name; a variable whose service is not in the run, or whose model is
+    not pinned yet, is left out with a warning."""
+    env: dict[str, str] = {}
+    secrets: set[str] = set()
     for key, value in spec.environment.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
         refs = {ref for ref, _ in TEMPLATE.findall(text)}
@@ -347,6 +399,12 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
         env[key] = _fill(text, mode, modes, ports, container_ports, tls)
         if any(word in key.upper() for word in SECRET_WORDS):
             secrets.add(key)
+    return env, secrets
+
+
+def _gpu(spec, name: str, mode: str, machine: Machine, warnings: list[str]) -> bool:
+    """Whether the container runtime is asked for GPUs; what a missing GPU means is a warning here
+    (preflight fails a required one)."""
     gpu = False
     if mode == "container" and spec.gpu != "none":
         gpu = machine.nvidia_runtime and machine.gpu_count > 0
@@ -357,35 +415,25 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
     elif spec.gpu == "required" and mode == "container" and not gpu:
         warnings.append(f"{name} needs a GPU but Docker cannot hand one to containers (no NVIDIA "
                         "container runtime): preflight will fail it")
-    health = _health(spec.health, port, spec.start_timeout, tls, f"{certs_host}/bundle.pem")
-    if tls and mode == "native" and spec.app and spec.reload == "warm":
-        warnings.append(f"{name}: warm reload does not serve TLS yet; with tls on it restarts on each "
-                        "edit (uvicorn --reload)")
-    image, dockerfile, build_args = None, None, {}
-    if mode == "container":
-        if spec.dockerfile:
-            dockerfile = spec.dockerfile
-            image = f"duplex-{stack.name}-{name}:dev"
-            build_args = {"BASE_IMAGE": base_image(stack, machine, spec.env, image_pins),
-                          # the host user, so the bind-mounted cache is readable; never root
-                          "UID": str(machine.uid or 1000), "GID": str(machine.gid or 1000)}
-            torch = stack.envs[spec.env].torch if spec.env in stack.envs else "none"
-            if torch != "none":  # the image gets the same torch build a native env would
-                build_args["TORCH"] = machine.torch_for(spec.env) if torch == "auto" else torch
-        else:
-            image = spec.image
-    return ServicePlan(
-        name=name, mode=mode, env=spec.env, port=port, container_port=spec.port, bind=bind,
-        url=f"{scheme}://{LOOPBACK}:{port}",
-        command=_command(spec, mode, bind, listen_port, stack, certs if tls else None),
-        environment=env, secrets={s for s in secrets if s in env}, depends_on=deps, health=health,
-        image=image, dockerfile=dockerfile, build_args=build_args, mounts=mounts, gpu=gpu, gpu_policy=spec.gpu,
-        gpu_request=machine.gpu_request, torch_note=machine.torch_notes.get(spec.env or ""),
-        watch=_watch(spec) if mode == "native" else [], persistent=spec.persistent,
-        labels={f"{LABEL}.stack": stack.name, f"{LABEL}.service": name, f"{LABEL}.root": str(stack.root)},
-        models=list(spec.models), metrics=spec.metrics,
-        sticky=spec.websocket or bool(spec.health and spec.health.startswith("ws:")),
-    )
+    return gpu
+
+
+def _image(stack: Stack, machine: Machine, name: str, mode: str,
+           image_pins: dict[str, str] | None) -> tuple[str | None, str | None, dict[str, str]]:
+    """(image, dockerfile, build args) of a container: built from the stack's Dockerfile FROM the
+    base image, as the host user, with its env's torch build; or the stack's image as it is."""
+    spec = stack.services[name]
+    if mode != "container":
+        return None, None, {}
+    if not spec.dockerfile:
+        return spec.image, None, {}
+    build_args = {"BASE_IMAGE": base_image(stack, machine, spec.env, image_pins),
+                  # the host user, so the bind-mounted cache is readable; never root
+                  "UID": str(machine.uid or 1000), "GID": str(machine.gid or 1000)}
+    torch = stack.envs[spec.env].torch if spec.env in stack.envs else "none"
+    if torch != "none":  # the image gets the same torch build a native env would
+        build_args["TORCH"] = machine.torch_for(spec.env) if torch == "auto" else torch
+    return f"duplex-{stack.name}-{name}:dev", spec.dockerfile, build_args
 
 
 def telemetry_env(otlp: str | None, stack: str, name: str, mode: str, host_env: dict[str, str]) -> dict[str, str]:

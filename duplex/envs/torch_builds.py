@@ -133,7 +133,7 @@ def problems(variant: Variant, probe: NvmlFacts) -> list[str]:
     return out
 
 
-def _allows(spec: str | None, release: tuple[int, int]) -> bool:
+def allows(spec: str | None, release: tuple[int, int]) -> bool:
     """Whether a specifier lets any X.Y.z of this release in (X.Y.0 and a late patch both tried)."""
     if not spec:
         return True
@@ -147,7 +147,7 @@ def _candidates(wanted: TorchWanted) -> list[tuple[int, int]]:
     if wanted.pin:
         key = release_of(wanted.pin)
         return [key] if key in RELEASES else []
-    return [r for r in sorted(RELEASES, reverse=True) if _allows(wanted.allowed, r)]
+    return [r for r in sorted(RELEASES, reverse=True) if allows(wanted.allowed, r)]
 
 
 def unknown_release(version: str, env: str, where: str) -> EnvError:
@@ -209,7 +209,7 @@ def _chosen(name, release, candidates, wanted: TorchWanted, probe: NvmlFacts, re
     reason = (f"torch {text} {name}: the newest build of torch {_range(wanted)} that the driver (CUDA "
               f"{probe.cuda_text}) and every GPU ({_gpus(probe)}) run")
     newest = candidates[0]
-    open_top = not wanted.pin and _allows(wanted.allowed, (newest[0], newest[1] + 1))
+    open_top = not wanted.pin and allows(wanted.allowed, (newest[0], newest[1] + 1))
     if release != newest or open_top:
         why = (f"newer releases publish no build that fits ({'; '.join(rejected[:3])})" if release != newest
                else f"releases after {text} are not in duplex's table")
@@ -237,7 +237,7 @@ def _forced(mode: str, probe: NvmlFacts, wanted: TorchWanted) -> TorchChoice:
     having = [r for r in _candidates(wanted) if mode in RELEASES[r]]
     if not having:
         raise EnvError(f"no torch release in {_range(wanted)} publishes {mode} (known: "
-                       + ", ".join(f"{_text(r)}: {'/'.join(v)}" for r, v in RELEASES.items() if _allows(wanted.allowed, r)) + ")",
+                       + ", ".join(f"{_text(r)}: {'/'.join(v)}" for r, v in RELEASES.items() if allows(wanted.allowed, r)) + ")",
                        fix=f"pick a variant those releases publish, or widen torch in envs/{wanted.env}/requirements.in")
     text = _text(having[0])
     return TorchChoice(mode, f"torch = {mode!r} was asked for: torch {text}, the newest release in "

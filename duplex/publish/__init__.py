@@ -13,13 +13,11 @@ from typing import Callable
 import yaml
 
 from ..envs.lock import lock_path
-from ..envs.torch_builds import RELEASES, _allows, offered, release_of, widest
-from ..envs.torch_choice import torch_wanted
 from ..images.references import REGISTRY_RULE, registry_problem
 from ..machine import Machine
 from ..pinning import pin_unpinned
 from ..plan import CACHE_IN_CONTAINER, LOOPBACK_URL, Plan, plan
-from ..run.containers import stage_build_ca
+from ..run.build_context import stage_build_ca
 from ..stack import Stack
 from . import argocd as argocd_mod
 from . import compose as compose_mod
@@ -27,6 +25,7 @@ from . import kubernetes as k8s_mod
 from . import validate, write
 from .common import HEADER, PublishError, check_dns_names, check_publishable
 from .push import check_registry, push_images
+from .torch_build import publish_torch
 
 __all__ = ["PublishError", "PublishReport", "publish", "target_plan"]
 SECRET_PLACEHOLDER = "<from the deployment's secret store>"  # never a value: replaced by references
@@ -58,49 +57,6 @@ class PublishReport:
         lines += [f"left out: {n} ({why})" for n, why in self.left_out.items()]
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
-
-
-def publish_torch(stack: Stack, torch: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
-    """(env -> variant, env -> why) for the published images of `torch = "auto"` envs. Publishing has
-    no GPU to probe: the user's variant (`--torch`, else [stack] publish_torch), else the build of the
-    release the env will install that runs on the widest range of current datacenter GPUs and drivers.
-    `cpu` for an env a gpu = "required" service builds from is refused."""
-    chosen = torch or stack.stack.publish_torch
-    variants, notes = {}, {}
-    for name, spec in stack.envs.items():
-        if spec.torch != "auto":
-            continue
-        if chosen == "cpu":
-            needy = [s for s, svc in stack.services.items() if svc.env == name and svc.gpu == "required"]
-            if needy:
-                raise PublishError(f"torch cpu for env {name!r}, which {', '.join(needy)} (gpu = \"required\") "
-                                   "is built from: the image would start on a GPU node with CPU torch",
-                                   fix="publish with a CUDA build (`inv publish --torch cu126`), or leave the "
-                                       "service out with --services")
-        if chosen:
-            variants[name], notes[name] = chosen, ("--torch " if torch else "[stack] publish_torch = ") + chosen
-            continue
-        wanted = torch_wanted(stack.root, name, spec)
-        # An image installs its build's lock (the Dockerfile COPYs it): only a locked build is
-        # chosen, the widest of the newest release a lock pins. None locked: the widest build, and
-        # the missing lock is a warning (the files) or a refusal before anything is built (--push).
-        locked = {v: release_of(ver) for v, ver in wanted.locked.items() if v in offered(ver)}
-        if locked:
-            release = max(locked.values())
-            variants[name], why = widest(f"{release[0]}.{release[1]}",
-                                         among=tuple(v for v, r in locked.items() if r == release))
-            wider, _ = widest(f"{release[0]}.{release[1]}")
-            notes[name] = f"the locked build that runs on the widest range of datacenter GPUs and drivers: {why}"
-            if wider != variants[name]:
-                notes[name] += (f" ({wider} would cover more GPU and driver pairs, once "
-                                f"envs/{name}/requirements.{wider}.lock exists: "
-                                f"`inv lock --env {name} --torch {wider}`)")
-            continue
-        release = wanted.pin or next((f"{r[0]}.{r[1]}" for r in sorted(RELEASES, reverse=True)
-                                      if _allows(wanted.allowed, r)), None)
-        variants[name], why = widest(release if release_of(release) in RELEASES else None)
-        notes[name] = f"the published build that runs on the widest range of datacenter GPUs and drivers: {why}"
-    return variants, notes
 
 
 def missing_locks(stack: Stack, the_plan: Plan) -> dict[str, tuple[str, str, Path]]:
@@ -138,7 +94,7 @@ def target_plan(stack: Stack, *, services: list[str] | None = None, pins: dict[s
     are kept even when this machine has none), the model cache lives in a volume, the services run
     as the Dockerfiles' uid 1000, and secrets are placeholders the writers turn into references.
     From `environ` only DUPLEX_BASE_IMAGE and DUPLEX_PORT_* are read. `torch`: the build GPU images
-    get (see `publish_torch`)."""
+    get (see `torch_build.publish_torch`)."""
     environ = dict(os.environ if environ is None else environ)
     env = {k: v for k, v in environ.items() if k == "DUPLEX_BASE_IMAGE" or k.startswith("DUPLEX_PORT_")}
     for name in {"HF_TOKEN", *(s for svc in stack.services.values() for s in svc.secrets)}:

@@ -6,25 +6,24 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import threading
 import time
 from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from ..certs import for_container
 from ..engine import connect, short_error
-from ..envs import sources
 from ..errors import RunError
 from ..layout import Layout
 from ..plan import CERTS_IN_CONTAINER, LABEL, ServicePlan, port_variable
-from .logfile import LogFile, _deliver
+from .build_context import stage_build_ca, stage_wheels
+from .container_certs import for_container
+from .inventory import PERSISTENT_LABEL, remove_idle_networks
+from .logfile import LogFile, deliver
 from .native import secret_masker
 from .runner import LineSink
 
 CONFIG_LABEL = f"{LABEL}.config"
-PERSISTENT_LABEL = f"{LABEL}.persistent"
 
 
 def container_name(stack: str, service: str) -> str:
@@ -78,119 +77,6 @@ def config_hash(svc: ServicePlan, image_id: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-PEM = b"-----BEGIN CERTIFICATE-----"
-
-
-def ca_bundle(environ: dict[str, str] | None = None) -> bytes:
-    """The CA bundle builds hand to pip behind a TLS-intercepting proxy: DUPLEX_CA_BUNDLE, else
-    SSL_CERT_FILE or PIP_CERT when they name a file, else none. DUPLEX_CA_BUNDLE is the user's
-    explicit choice, so a typo there is an error now rather than a TLS failure deep in a build."""
-    environ = os.environ if environ is None else environ
-    chosen = environ.get("DUPLEX_CA_BUNDLE")
-    if chosen:
-        fix = "point DUPLEX_CA_BUNDLE at a readable PEM bundle (your proxy's CA certificates), or unset it"
-        try:
-            data = Path(chosen).expanduser().read_bytes()
-        except OSError as exc:
-            raise RunError(f"DUPLEX_CA_BUNDLE={chosen} cannot be read: {exc.strerror or exc}", fix=fix) from None
-        if PEM not in data:
-            raise RunError(f"DUPLEX_CA_BUNDLE={chosen} holds no PEM certificate ({PEM.decode()} ...)", fix=fix)
-        return data
-    for var in ("SSL_CERT_FILE", "PIP_CERT"):
-        path = environ.get(var)
-        if path and Path(path).is_file():
-            return Path(path).read_bytes()
-    return b""
-
-
-def stage_build_ca(root: Path, *, keep: bool = False) -> Path:
-    """Write the CA bundle the Dockerfiles COPY (`.duplex/build/ca.pem`, maybe empty) into the
-    build context; `keep`: leave one that is already there (Compose builds of a published stack)."""
-    path = Layout(root).build_ca
-    if not (keep and path.exists()):
-        data = ca_bundle()
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:  # atomically: a full disk must not leave a cut-off bundle for the next build
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-    return path
-
-
-def stage_wheels(root: Path, svc: ServicePlan) -> dict[str, str]:
-    """For an image with a torch build (`TORCH` build arg): link into `.duplex/build/wheels` the
-    wheels of pip's find-links whose hash the env's lock pins (the Dockerfiles COPY the folder and
-    pip finds them first). When those hold every locally-labelled build the lock pins (`+cpu`), the
-    image needs no PyTorch index: the returned build args say so (TORCH_INDEX empty), as `inv setup`
-    skips it for the same lock. Other images: nothing staged, no change."""
-    folder = Layout(root).build_wheels
-    shutil.rmtree(folder, ignore_errors=True)
-    torch = svc.build_args.get("TORCH")
-    lock = Path(root) / "envs" / (svc.env or "") / f"requirements.{torch}.lock"
-    if not torch or not lock.is_file():
-        return {}
-    text = lock.read_text(encoding="utf-8")
-    links = sources.find_links()
-    wheels = sources.wheels_for(text, links)
-    if wheels:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, path in wheels.items():
-            try:
-                os.link(path, folder / name)  # same disk: no copy of a large wheel
-            except OSError:
-                shutil.copy2(path, folder / name)
-    return {} if sources.index_needed(text, links) else {"TORCH_INDEX": ""}
-
-
-def list_containers(root: Path, client=None, *, everything: bool = True) -> list:
-    """The containers runs of the stack at `root` made (running or not); `everything=False` leaves
-    out the persistent ones kept warm between runs."""
-    client = client or connect()
-    found = client.containers.list(all=True, filters={"label": f"{LABEL}.root={root}"})
-    return found if everything else [c for c in found if c.labels.get(PERSISTENT_LABEL) != "true"]
-
-
-def remove_idle_networks(names: set[str], client=None) -> list[str]:
-    """Remove those of these networks that no container uses any more (a persistent container kept
-    warm keeps its network): left behind, each takes one of the engine's ~30 default address pools,
-    and a machine that runs many stacks runs out."""
-    from docker.errors import APIError, NotFound
-    client = client or connect()
-    removed = []
-    for name in sorted(names):
-        try:
-            network = client.networks.get(name)
-            if not network.attrs.get("Containers"):
-                network.remove()
-                removed.append(name)
-        except (APIError, NotFound):  # gone already, or a container joined it meanwhile
-            pass
-    return removed
-
-
-def find_container(ident: str, client=None):
-    """A container by id or name, or None when the engine no longer has it."""
-    from docker.errors import NotFound
-    try:
-        return (client or connect()).containers.get(ident)
-    except NotFound:
-        return None
-
-
-def remove_container(container, grace: float) -> None:
-    """Stop (SIGTERM, then SIGKILL after `grace`) and remove, whatever its state."""
-    from docker.errors import NotFound
-    try:
-        if container.status == "running":
-            container.stop(timeout=int(grace))
-        container.remove(force=True)
-    except NotFound:
-        pass
-
-
 class ContainerHandle:
     def __init__(self, svc: ServicePlan, container, log: Path, sink: LineSink | None, reused: bool):
         self.service = svc
@@ -210,7 +96,7 @@ class ContainerHandle:
     def _pump(self, sink: LineSink) -> None:
         """Follow the engine's log to its end, whatever happens to the log file or the terminal."""
         from docker.errors import DockerException
-        out = LogFile(self.log, lambda text: _deliver(sink, "duplex", f"{self.name}: {text}"))
+        out = LogFile(self.log, lambda text: deliver(sink, "duplex", f"{self.name}: {text}"))
         redact = secret_masker(self.service)
         buf, broken_sink = b"", False
         try:
@@ -222,7 +108,7 @@ class ContainerHandle:
                     self.lines.append(line)
                     out.write(line)
                     if not broken_sink:
-                        broken_sink = not _deliver(sink, self.name, line)
+                        broken_sink = not deliver(sink, self.name, line)
         except (DockerException, OSError, ValueError):
             pass  # the container went away; its exit is reported by exit_code()
         finally:
@@ -483,7 +369,7 @@ def _missing_lock(step: str, error: str) -> str | None:
 
 
 def _readable_certs(svc: ServicePlan, kwargs: dict) -> None:
-    """tls: mount a copy of the cert folder the container's user can read (see certs.for_container)."""
+    """tls: mount a copy of the cert folder the container's user can read (see container_certs.for_container)."""
     for mount in svc.mounts:
         if mount.target == CERTS_IN_CONTAINER:
             uid, gid = int(svc.build_args.get("UID", 1000)), int(svc.build_args.get("GID", 1000))

@@ -18,8 +18,8 @@ from ..errors import PlanError, RunError
 from ..layout import Layout
 from ..plan import LABEL, Health
 from . import dashboard as launch
-from .containers import list_containers, remove_container, remove_idle_networks
 from .health import probe_once
+from .inventory import list_containers, remove_container, remove_idle_networks
 from .locks import action
 from .processes import group_is, log_pumps, stop_group
 from .state import StateWriteError, changing, last_run, last_waves, read_state, same_process

@@ -78,7 +78,7 @@ class LogFile:
             self.handle = None
 
 
-def _deliver(sink: LineSink | None, name: str, line: str) -> bool:
+def deliver(sink: LineSink | None, name: str, line: str) -> bool:
     """Hand a line to the sink (the terminal); False when it cannot take lines any more (a closed
     or full stdout), so the caller stops trying but keeps reading the service's output."""
     if sink is None:

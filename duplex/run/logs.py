@@ -10,8 +10,8 @@ from typing import Callable, Iterator
 
 from ..errors import RunError
 from ..layout import Layout
-from .containers import find_container
 from .control import alive, engine_answers
+from .inventory import find_container
 from .state import last_run, read_state
 
 

@@ -17,7 +17,7 @@ from ..layout import Layout
 from ..machine import PASSTHROUGH
 from ..redact import redact
 from ..standalone import HERE
-from .logfile import LogFile, _deliver
+from .logfile import LogFile, deliver
 from .processes import start_time, stop_group  # stop_group: the benchmarks import it from here too
 from .runner import LineSink
 
@@ -71,7 +71,7 @@ class NativeProcess:
         """Read the service's output to its end, whatever happens to the log file or the sink: a
         service whose pipe nobody reads blocks once the pipe's buffer (64 KiB) is full."""
         def say(text: str) -> None:
-            _deliver(sink, "duplex", f"{self.name}: {text}")
+            deliver(sink, "duplex", f"{self.name}: {text}")
         out = LogFile(self.log, say)
         broken_sink = False
         try:
@@ -80,7 +80,7 @@ class NativeProcess:
                 self.lines.append(line)
                 out.write(line)
                 if sink and not broken_sink:
-                    broken_sink = not _deliver(sink, self.name, line)
+                    broken_sink = not deliver(sink, self.name, line)
         except (OSError, ValueError):
             pass  # the pipe itself broke: the process is gone, its exit is reported by exit_code()
         finally:

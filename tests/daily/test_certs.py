@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from duplex.certs import machine_names, make_certs, trust_instructions
+from duplex.certs import make_certs, trust_instructions
+from duplex.hostnames import machine_names
 from duplex.layout import Layout
 from tests.support.envs import ROOT, ensure_env
 from tests.support.net import free_port

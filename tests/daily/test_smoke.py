@@ -14,20 +14,12 @@ import pytest
 
 from duplex.host import probe_machine
 from duplex.plan import Health, base_image, plan
-from duplex.run.smoke import (
-    ASR_APP,
-    EXPECTED,
-    SAMPLE,
-    SmokeReport,
-    SmokeResult,
-    Target,
-    app_of,
-    gpu_check,
-    smoke,
-    targets_at,
-    word_error_rate,
-)
+from duplex.run.smoke import app_of, smoke, targets_at
+from duplex.run.smoke_apps import ASR_APP, EXPECTED, SAMPLE
+from duplex.run.smoke_gpu import gpu_check
+from duplex.run.smoke_results import SmokeReport, SmokeResult, Target
 from duplex.run.state import read_state
+from duplex.scoring import word_error_rate
 from duplex.stack import load_stack
 from tests.run.conftest import wait_gone
 from tests.support.asr_server import asr_server

@@ -13,7 +13,7 @@ import pytest
 
 from duplex.machine import Machine
 from duplex.plan import HOST_FROM_CONTAINER, plan
-from duplex.run.smoke import SAMPLE
+from duplex.run.smoke_apps import SAMPLE
 from duplex.stack import load_stack
 from servers import telemetry
 from tests.run.test_parity import post_file

@@ -17,7 +17,7 @@ import pytest
 from duplex.asr_stream import read_pcm, stream_pcm
 from duplex.machine import Machine
 from duplex.plan import CERTS_IN_CONTAINER, plan
-from duplex.run.smoke import SAMPLE
+from duplex.run.smoke_apps import SAMPLE
 from duplex.stack import load_stack
 from tests.conftest import ROOT
 from tests.support.net import free_port

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from duplex.errors import RunError
-from duplex.run.containers import ca_bundle
+from duplex.run.build_context import ca_bundle
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 

@@ -231,7 +231,7 @@ def test_container_run_dashboard_shows_the_container_its_logs_and_a_restart(engi
 def test_with_telemetry_on_and_no_collector_the_dashboard_lists_requests_with_their_spans(tmp_path):
     """`inv run --native --otlp URL` with nothing at URL: the dashboard receives the traces itself;
     a transcription through the frontend is one request over frontend -> asr, in the API and the page."""
-    from duplex.run.smoke import SAMPLE
+    from duplex.run.smoke_apps import SAMPLE
     from tests.daily.test_telemetry import FAST_EXPORT, _inv
     from tests.run.test_parity import post_file
     from tests.support.net import free_port

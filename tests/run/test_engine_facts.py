@@ -12,7 +12,7 @@ import pytest
 
 from duplex import engine as docker_engine
 from duplex.machine import Machine
-from duplex.plan import plan
+from duplex.plan import Health, plan
 from duplex.run.containers import gpu_device_request, run_kwargs
 from duplex.stack import load_stack
 
@@ -170,7 +170,8 @@ def test_inv_smokes_gpu_check_asks_the_engine_as_the_runner_does(tmp_path, form,
     """`inv smoke`'s GPU row on a machine whose engine takes the CDI form (an H100/H200 host with CDI
     specs and no NVIDIA hook) sends the CDI request, not `count=-1, [["gpu"]]`. Against the real
     engine here (no GPU, no CDI: Debian docker.io 20.10) the engine's refusal names what it was asked."""
-    from duplex.run.smoke import Health, Target, smoke_project
+    from duplex.run.smoke import smoke_project
+    from duplex.run.smoke_results import Target
     (tmp_path / "stack.toml").write_text(STACK)
     (tmp_path / "x.Dockerfile").write_text("FROM scratch\n")
     stack = load_stack(tmp_path / "stack.toml")

@@ -342,7 +342,9 @@ def test_whisper_streams_finals_as_good_as_batch(whisper, speech, tmp_path):
 
 def test_smoke_latency_replays_speech_through_the_stream(sphinx):
     from duplex.plan import Health
-    from duplex.run.smoke import ASR_APP, Target, smoke
+    from duplex.run.smoke import smoke
+    from duplex.run.smoke_apps import ASR_APP
+    from duplex.run.smoke_results import Target
     target = Target("asr", "native", sphinx.url, Health("http", sphinx.url + "/health", 5.0), ASR_APP)
     report = smoke([target], latency=True)
     row = next(r for r in report.results if r.check == "latency")

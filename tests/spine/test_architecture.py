@@ -31,7 +31,7 @@ LAYER = {
                      "duplex.scoring", "duplex.syntax"], "model"),
     # adapters: each talks to one thing outside (the engine, a registry, NVML, the hub, files, a venv)
     **dict.fromkeys(["duplex.engine", "duplex.images.registry", "duplex.bounded", "duplex.gpu", "duplex.certs",
-                     "duplex.host", "duplex.envfile", "duplex.asr_stream", "duplex.launch_json",
+                     "duplex.host", "duplex.hostnames", "duplex.envfile", "duplex.asr_stream", "duplex.launch_json",
                      "duplex.envs.commands", "duplex.envs.layout", "duplex.envs.lock", "duplex.envs.sources",
                      "duplex.envs.torch_choice", "duplex.envs.installer", "duplex.models.lock",
                      "duplex.models.cache", "duplex.models.hub"], "adapter"),

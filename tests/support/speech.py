@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from duplex.run.smoke import word_error_rate, words  # noqa: F401 - one scorer for tests and `inv smoke`
+from duplex.scoring import word_error_rate, words  # noqa: F401 - one scorer for tests and `inv smoke`
 from tests.support.tools import tool
 
 # flite's 16 kHz voices: pocketsphinx and whisper transcribe "awb" word for word (the default 8 kHz
