@@ -17,8 +17,8 @@ from ..layout import Layout
 from ..plan import Health
 from ..redact import Redactor
 from ..run.containers import find_container
-from ..run.control import alive, engine_containers_by_id
 from ..run.health import client_context, marked, probe_once
+from ..run.inventory import alive, engine_containers_by_id
 from ..run.state import read_state
 from . import resources
 from .logbook import LogBook, Splitter

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
 from typing import Callable, Iterator
 
 from ..errors import RunError
 from ..layout import Layout
-from .containers import find_container
-from .control import alive, engine_answers
+from .inventory import DOCKER, Engine, alive
 from .state import last_run, read_state
+
+
+@dataclass(frozen=True)
+class Pace:
+    """How a followed log file is watched: a read every `poll` seconds; after `settle` seconds
+    without a new line, whether its service still runs (tests pass milliseconds)."""
+    poll: float = 0.1
+    settle: float = 0.5
+
+
+PACE = Pace()
 
 
 def log_names(root: Path) -> list[str]:
@@ -20,8 +32,8 @@ def log_names(root: Path) -> list[str]:
     return last_run(root) or sorted(read_state(root)["services"])
 
 
-def logs(root: Path, service: str | None = None, *, follow: bool = False,
-         lines: int = 200) -> Iterator[tuple[str, str]]:
+def logs(root: Path, service: str | None = None, *, follow: bool = False, lines: int = 200,
+         engine: Engine = DOCKER, pace: Pace = PACE) -> Iterator[tuple[str, str]]:
     """(service, line) pairs from one service's log, or from every service of the current or last run.
 
     The past (`lines` per service) comes service by service in start order: the files carry no
@@ -36,7 +48,7 @@ def logs(root: Path, service: str | None = None, *, follow: bool = False,
     if service and not records.get(service) and not layout.log(service).exists():
         raise RunError(f"no logs for {service!r} in {layout.logs}",
                        fix="`inv status` lists what runs; `inv logs` shows every service of the last run")
-    sources = {n: _source(root, n, records.get(n), lines, follow) for n in names}
+    sources = {n: _source(root, n, records.get(n), lines, follow, engine, pace) for n in names}
     for name, source in sources.items():  # the past, one service after the other
         for line in source:
             if line is PAST_END:
@@ -71,18 +83,23 @@ def logs(root: Path, service: str | None = None, *, follow: bool = False,
 PAST_END = object()  # a source's marker between its past lines and the ones it follows
 
 
-def _source(root: Path, name: str, record: dict | None, lines: int, follow: bool) -> Iterator:
+def _source(root: Path, name: str, record: dict | None, lines: int, follow: bool, engine: Engine,
+            pace: Pace) -> Iterator:
     """One service's lines: from the engine while its container exists (a detached container's
     log file stays empty), else from its log file."""
-    if record and record.get("mode") == "container" and engine_answers():
-        container = find_container(record["container"])
+    if record and record.get("mode") == "container" and engine.answers():
+        container = engine.find(record["container"])
         if container is not None:
             return _container_lines(container, lines, follow)
-    running = (lambda: alive(record)) if record and record.get("mode") == "native" else (lambda: False)
-    return file_lines(Layout(root).log(name), lines, follow, running)
+    running = functools.partial(alive, record) if record and record.get("mode") == "native" else _never
+    return file_lines(Layout(root).log(name), lines, follow, running, pace)
 
 
-def file_lines(path: Path, lines: int, follow: bool, alive: Callable[[], bool]) -> Iterator:
+def _never() -> bool:
+    return False
+
+
+def file_lines(path: Path, lines: int, follow: bool, alive: Callable[[], bool], pace: Pace = PACE) -> Iterator:
     """The file's last lines, then (follow) what is appended, read through the same handle so no
     line is lost or doubled in between; stops once the process is gone and the file is drained."""
     try:
@@ -115,11 +132,11 @@ def file_lines(path: Path, lines: int, follow: bool, alive: Callable[[], bool]) 
                     yield raw.decode("utf-8", errors="replace")
                 idle_since = time.monotonic()
                 continue
-            if time.monotonic() - idle_since > 0.5 and not alive():
+            if time.monotonic() - idle_since > pace.settle and not alive():
                 if buf:
                     yield buf.decode("utf-8", errors="replace")
                 return
-            time.sleep(0.1)
+            time.sleep(pace.poll)
 
 
 def _container_lines(container, lines: int, follow: bool) -> Iterator:

@@ -21,9 +21,9 @@ from ..layout import Layout
 from ..plan import Health, Plan, base_image
 from ..project import Project
 from .containers import device_request, find_container
-from .control import status
 from .health import client_context, probe_once, websocket_problem
 from .state import read_state
+from .status import status
 
 SAMPLE = Path(__file__).parents[1] / "data" / "hello.wav"  # flite awb, 16 kHz mono, 1.8 s
 EXPECTED = "hello world this is a test"
