@@ -110,6 +110,15 @@ class Services:
             proc.stdout.close()
 
 
+def end_group(proc: subprocess.Popen) -> None:
+    """SIGKILL what is left of the process group `proc` leads, and reap `proc`."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=WAIT)
+
+
 def running(pgid: int) -> bool:
     """Whether any process of the group still runs (zombies do not count)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):

@@ -20,7 +20,7 @@ from duplex.run.locks import ActionBusy, action
 from duplex.run.state import read_state
 from duplex.run.stop import stop, stop_waves
 from duplex.standalone import HERE
-from tests.run.inprocess import FakeEngine, Services, Timeline, running, write_run
+from tests.run.inprocess import FakeEngine, Services, Timeline, end_group, running, write_run
 
 VOICE = [["asr", "moshi"], ["frontend"]]  # the shipped stack's start waves: the frontend needs both
 
@@ -162,8 +162,7 @@ def test_a_log_pump_whose_record_the_state_lost_is_found_and_stopped(root):
         assert f"asr: stopping pid {pump.pid} (not in the run state)" in lines
         assert pump.wait(timeout=5) == 128 + 15  # the pump outlived its service's SIGTERM, as it should
     finally:
-        pump.kill()
-        pump.wait()
+        end_group(pump)
 
 
 def test_one_service_stops_alone_and_the_rest_keeps_its_records(root, timeline, services):
