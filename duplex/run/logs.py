@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -107,22 +108,38 @@ def file_lines(path: Path, lines: int, follow: bool, alive: Callable[[], bool], 
     except OSError:
         yield PAST_END
         return
-    with fh:
-        start = max(0, fh.seek(0, 2) - 64 * 1024)
-        fh.seek(start)
-        text = fh.read()
-        if start:
-            text = text.partition(b"\n")[2]  # we landed inside a line: drop its end
-        complete, _, partial = text.rpartition(b"\n")
-        past = complete.decode("utf-8", errors="replace").splitlines()
-        if not follow and partial:
-            past.append(partial.decode("utf-8", errors="replace"))
-        yield from past[-lines:] if lines > 0 else []
-        yield PAST_END
-        if not follow:
-            return
-        buf = partial
-        idle_since = time.monotonic()
+    try:
+        partial = yield from _past(fh, lines, follow)
+        if follow:
+            yield from _follow(path, fh, partial, alive, pace)
+    finally:
+        fh.close()
+
+
+def _past(fh, lines: int, follow: bool) -> Iterator:
+    """The last `lines` whole lines of the file (its last 64 KiB), then PAST_END; returns the
+    unfinished line at its end (when not following, it is a line of the past too)."""
+    start = max(0, fh.seek(0, 2) - 64 * 1024)
+    fh.seek(start)
+    text = fh.read()
+    if start:
+        text = text.partition(b"\n")[2]  # we landed inside a line: drop its end
+    complete, _, partial = text.rpartition(b"\n")
+    past = complete.decode("utf-8", errors="replace").splitlines()
+    if not follow and partial:
+        past.append(partial.decode("utf-8", errors="replace"))
+    yield from past[-lines:] if lines > 0 else []
+    yield PAST_END
+    return partial
+
+
+def _follow(path: Path, fh, buf: bytes, alive: Callable[[], bool], pace: Pace) -> Iterator[str]:
+    """What is appended to the file `fh` has open (`buf`: its unfinished line so far), as `tail -F`
+    follows: a file truncated under it (a restarted service's log starts empty again) is read from
+    its start, a file replaced at `path` (rewritten, rotated) from the new one's start. Closes every
+    handle it opens."""
+    idle_since = time.monotonic()
+    try:
         while True:
             chunk = fh.read()
             if chunk:
@@ -132,11 +149,42 @@ def file_lines(path: Path, lines: int, follow: bool, alive: Callable[[], bool], 
                     yield raw.decode("utf-8", errors="replace")
                 idle_since = time.monotonic()
                 continue
+            fresh = _moved(path, fh)
+            if fresh is not None:  # all the old file had is read: its unfinished line ends there
+                if buf:
+                    yield buf.decode("utf-8", errors="replace")
+                buf = b""
+                if fresh is not fh:
+                    fh.close()
+                    fh = fresh
+                continue
             if time.monotonic() - idle_since > pace.settle and not alive():
                 if buf:
                     yield buf.decode("utf-8", errors="replace")
                 return
             time.sleep(pace.poll)
+    finally:
+        fh.close()
+
+
+def _moved(path: Path, fh):
+    """After a read found nothing new: `fh` again from its start when the file was truncated under
+    it, a handle on the file now at `path` when it was replaced, else None (a file removed and not
+    replaced: its lines are all read, and None)."""
+    mine = os.fstat(fh.fileno())
+    try:
+        now = os.stat(path)
+    except OSError:
+        now = None
+    if now is not None and (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino):
+        try:
+            return open(path, "rb")
+        except OSError:
+            return None
+    if mine.st_size < fh.tell():
+        fh.seek(0)
+        return fh
+    return None
 
 
 def _container_lines(container, lines: int, follow: bool) -> Iterator:
