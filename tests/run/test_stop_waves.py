@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable
 
 import pytest
 
@@ -44,7 +45,7 @@ def root(tmp_path):
     return path
 
 
-def said() -> tuple[list[str], callable]:
+def said() -> tuple[list[str], Callable[[str], None]]:
     lines: list[str] = []
     return lines, lines.append
 
@@ -143,6 +144,13 @@ def test_containers_of_a_run_the_state_lost_are_stopped_too(root, timeline):
     engine.add("moshi", root.parent / "another-checkout")  # another project's: never touched
     assert stop(root, engine=engine) == ["moshi"]
     assert [c.labels["dev.duplex.root"] for c in engine.items] == [str(root.parent / "another-checkout")]
+
+
+def test_a_container_only_the_engine_knows_can_be_stopped_by_name(root, timeline):
+    engine = FakeEngine(timeline)
+    engine.add("moshi", root)  # no run state, no last run: only the engine's labels name it
+    assert stop(root, services=["moshi"], engine=engine) == ["moshi"]
+    assert engine.items == []
 
 
 def test_a_log_pump_whose_record_the_state_lost_is_found_and_stopped(root):
