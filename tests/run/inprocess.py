@@ -19,6 +19,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from duplex.layout import Layout
 from duplex.plan import LABEL
 from duplex.run.containers import PERSISTENT_LABEL
@@ -27,9 +29,10 @@ from duplex.run.state import write_last_run, write_state
 
 WAIT = 5.0  # the longest a helper waits for a process: only reached when a test fails
 
-# A service (stdlib only, started with -I -S: a tenth of the start-up time): says "ready" once its SIGTERM handling is in place; on SIGTERM it writes "term NAME",
-# drains for DRAIN seconds, writes "gone NAME" and exits ("ignore": it ignores SIGTERM; "orphan": it
-# leaves a child in its group and exits, a group whose leader is dead).
+# A service (stdlib only, started with -I -S: a fifth of the start-up time): says "ready" once its
+# SIGTERM handling is in place; on SIGTERM it writes "term NAME", drains for DRAIN seconds, writes
+# "gone NAME" and exits ("ignore": it ignores SIGTERM; "orphan": it leaves a child in its group and
+# exits, a group whose leader is dead).
 SERVICE = r"""
 import os, signal, subprocess, sys, time
 name, timeline, drain, how = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
@@ -79,8 +82,8 @@ class Services:
         self.pgids: list[int] = []
 
     def start(self, name: str, *, drain: float = 0.0, how: str = "drain") -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", SERVICE, name, str(self.timeline.path), str(drain), how],
-                                stdout=subprocess.PIPE, text=True, start_new_session=True)
+        argv = [sys.executable, "-I", "-S", "-c", SERVICE, name, str(self.timeline.path), str(drain), how]
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
         self.procs.append(proc)
         self.pgids.append(proc.pid)
         ready = proc.stdout.readline()
@@ -150,6 +153,13 @@ def log(root: Path, name: str) -> Path:
     path = Layout(root).log(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_real_engine(monkeypatch):
+    """The real Docker engine out of reach (each test module here imports this fixture): a default
+    left in place where a fake was meant can never stop or list a real container."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
 
 
 # -- the engine ------------------------------------------------------------------------------------

@@ -12,7 +12,15 @@ import pytest
 
 from duplex.errors import RunError
 from duplex.run.logs import PAST_END, Pace, file_lines, logs
-from tests.run.inprocess import WAIT, FakeEngine, Services, Timeline, log, write_run
+from tests.run.inprocess import (
+    WAIT,
+    FakeEngine,
+    Services,
+    Timeline,
+    log,
+    no_real_engine,  # noqa: F401 - an autouse fixture: no real engine here
+    write_run,
+)
 
 FAST = Pace(poll=0.002, settle=0.02)
 END = object()

@@ -24,7 +24,13 @@ from duplex.run.service import restart_service, start_service, stop_service
 from duplex.run.state import read_state
 from duplex.run.stop import stop
 from duplex.stack import load_stack
-from tests.run.inprocess import WAIT, FakeEngine, running, write_run
+from tests.run.inprocess import (
+    WAIT,
+    FakeEngine,
+    no_real_engine,  # noqa: F401 - an autouse fixture: no real engine here
+    running,
+    write_run,
+)
 from tests.support.net import free_ports
 
 APP = """

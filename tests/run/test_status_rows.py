@@ -14,7 +14,14 @@ import pytest
 from duplex.layout import Layout
 from duplex.run.status import status
 from duplex.standalone import HERE
-from tests.run.inprocess import FakeEngine, Services, Timeline, end_group, write_run
+from tests.run.inprocess import (
+    FakeEngine,
+    Services,
+    Timeline,
+    end_group,
+    no_real_engine,  # noqa: F401 - an autouse fixture: no real engine here
+    write_run,
+)
 
 
 @pytest.fixture

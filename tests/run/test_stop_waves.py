@@ -21,7 +21,15 @@ from duplex.run.locks import ActionBusy, action
 from duplex.run.state import read_state
 from duplex.run.stop import stop, stop_waves
 from duplex.standalone import HERE
-from tests.run.inprocess import FakeEngine, Services, Timeline, end_group, running, write_run
+from tests.run.inprocess import (
+    FakeEngine,
+    Services,
+    Timeline,
+    end_group,
+    no_real_engine,  # noqa: F401 - an autouse fixture: no real engine here
+    running,
+    write_run,
+)
 
 VOICE = [["asr", "moshi"], ["frontend"]]  # the shipped stack's start waves: the frontend needs both
 
