@@ -206,6 +206,7 @@ class FakeEngine:
         self.items: list[FakeContainer] = []
         self.networks: set[str] = set()
         self.keep: set[str] = set()  # services whose container survives removal (a stop that fails)
+        self.on_remove = None  # called with the container as its stop begins (what happens meanwhile)
         self.lock = threading.Lock()
 
     def add(self, service: str, root: Path, *, stack: str = "unit", status: str = "running",
@@ -238,6 +239,8 @@ class FakeEngine:
 
     def remove(self, container: FakeContainer, grace: float) -> None:
         self._up()
+        if self.on_remove:
+            self.on_remove(container)
         if self.timeline:
             self.timeline.note("term", container.service)
         time.sleep(container.drain)

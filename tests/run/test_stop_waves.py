@@ -18,7 +18,7 @@ import pytest
 from duplex.errors import PlanError, RunError
 from duplex.layout import Layout
 from duplex.run.locks import ActionBusy, action
-from duplex.run.state import read_state
+from duplex.run.state import changing, read_state
 from duplex.run.stop import stop, stop_waves
 from duplex.standalone import HERE
 from tests.run.inprocess import (
@@ -205,6 +205,46 @@ def test_what_still_runs_after_the_stop_is_an_error_not_a_stopped(root, timeline
     write_run(root, {"moshi": stuck.record()}, [["moshi"]])
     with pytest.raises(RunError, match=rf"still running after the stop: moshi \(container {stuck.short_id}\)"):
         stop(root, engine=engine)
+
+
+def test_a_service_stopped_by_name_is_marked_stopping_before_its_signal(root, timeline):
+    """An attached `inv run` watching it reads the mark and takes its exit for no crash."""
+    engine = FakeEngine(timeline)
+    moshi = engine.add("moshi", root)
+    write_run(root, {"moshi": moshi.record()}, [["moshi"]])
+    seen = []
+    engine.on_remove = lambda _container: seen.append(read_state(root)["services"]["moshi"].get("stopping"))
+    assert stop(root, services=["moshi"], engine=engine) == ["moshi"]
+    assert seen == [True]
+
+
+def test_a_record_written_while_the_stop_runs_is_kept(root, timeline):
+    """Only the records the stop saw and ended are cleared: a run starting meanwhile keeps its own."""
+    engine = FakeEngine(timeline)
+    old = engine.add("moshi", root)
+    write_run(root, {"moshi": old.record()}, [["moshi"]])
+    new = {"name": "moshi", "mode": "container", "container": "f" * 64, "url": None}
+
+    def a_run_starts_meanwhile(_container):
+        with changing(root) as state:
+            state["services"]["moshi"] = new
+    engine.on_remove = a_run_starts_meanwhile
+    assert stop(root, services=["moshi"], engine=engine) == ["moshi"]
+    assert read_state(root)["services"] == {"moshi": new}
+
+
+def test_a_container_the_engine_cannot_stop_is_said_and_named_as_still_running(root):
+    engine = FakeEngine()
+    stuck = engine.add("moshi", root)
+    write_run(root, {"moshi": stuck.record()}, [["moshi"]])
+
+    def refuse(_container):
+        raise OSError("the engine said no")
+    engine.on_remove = refuse
+    lines, say = said()
+    with pytest.raises(RunError, match="still running after the stop: moshi"):
+        stop(root, say=say, engine=engine)
+    assert "moshi: could not be stopped (OSError: the engine said no)" in lines
 
 
 def test_native_services_stop_with_the_engine_unreachable(root, services):
