@@ -207,6 +207,7 @@ class FakeEngine:
         self.networks: set[str] = set()
         self.keep: set[str] = set()  # services whose container survives removal (a stop that fails)
         self.on_remove = None  # called with the container as its stop begins (what happens meanwhile)
+        self.slow = 0.0  # seconds listing the containers takes (a cold docker SDK, a busy engine)
         self.lock = threading.Lock()
 
     def add(self, service: str, root: Path, *, stack: str = "unit", status: str = "running",
@@ -226,6 +227,9 @@ class FakeEngine:
 
     def containers(self, root: Path, *, everything: bool = True) -> list:
         self._up()
+        time.sleep(self.slow)
+        if self.timeline:
+            self.timeline.note("listed", "containers")
         return [c for c in list(self.items) if c.labels[f"{LABEL}.root"] == str(root)
                 and (everything or c.labels[PERSISTENT_LABEL] != "true")]
 

@@ -87,6 +87,17 @@ def test_containers_and_native_services_stop_together_in_the_run_s_order(root, t
     assert engine.items == [] and not running(asr.pid)
 
 
+def test_native_services_never_wait_for_the_engine_to_list_containers(root, timeline, services):
+    """The engine is asked in the background: a wave of native services stops at once."""
+    engine = FakeEngine(timeline)
+    engine.slow = 0.5
+    moshi = engine.add("moshi", root)
+    asr = services.start("asr")
+    write_run(root, {"asr": services.record(asr, "asr"), "moshi": moshi.record()}, [["moshi"], ["asr"]])
+    assert stop(root, engine=engine) == ["asr", "moshi"]
+    assert timeline.at("gone asr") < timeline.at("listed containers") < timeline.at("term moshi")
+
+
 def test_a_service_that_ignores_sigterm_is_killed_after_the_grace_period(root, services):
     stubborn = services.start("asr", how="ignore")
     write_run(root, {"asr": services.record(stubborn, "asr")}, [["asr"]])
