@@ -103,11 +103,6 @@ def engine_containers_by_id(root=None, engine: Engine = DOCKER) -> dict | None:
     return engine.by_id(root) if engine.answers() else None
 
 
-def engine_answers(engine: Engine = DOCKER) -> bool:
-    """Only talk to the engine when it is there: a native-only user may have no Docker at all."""
-    return engine.answers()
-
-
 def live_records(root: Path, state: dict | None = None, engine: Engine = DOCKER) -> tuple[dict, list[str]]:
     """(the records that are still there, the names of stale ones), asking the engine at most once
     and only when the state records a container."""
