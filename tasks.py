@@ -283,7 +283,7 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
 def stop(c, services=None, all=False):
     """Stop what is running (also what a killed run left behind), dependents first."""
     from duplex.project import project_root
-    from duplex.run.control import stop as stop_stack
+    from duplex.run.stop import stop as stop_stack
     stopped = stop_stack(project_root(), services=flags.names(services), everything=all, say=print,
                          known=_stack_services)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -336,7 +336,7 @@ def status(c, json=False):
     """Show each service's mode, state, health, url and pid or container."""
     from duplex import report
     from duplex.project import project_root
-    from duplex.run.control import status as stack_status
+    from duplex.run.status import status as stack_status
     rows = stack_status(project_root())
     _show(json, rows, lambda: report.print_status(rows))
 

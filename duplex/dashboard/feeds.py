@@ -16,9 +16,8 @@ from ..envfile import secret_values
 from ..layout import Layout
 from ..plan import Health
 from ..redact import Redactor
-from ..run.control import alive, engine_containers_by_id
 from ..run.health import client_context, marked, probe_once
-from ..run.inventory import find_container
+from ..run.inventory import alive, engine_containers_by_id, find_container
 from ..run.state import read_state
 from . import resources
 from .logbook import LogBook, Splitter

@@ -12,8 +12,12 @@ and variables the run recorded, whatever shell or process asks.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Callable
+
+import psutil
 
 from .. import warm
 from ..errors import PlanError, RunError
@@ -22,20 +26,19 @@ from ..plan import port_variable
 from ..project import Project
 from ..warm import RUNNER
 from .containers import ContainerRunner
-from .control import live_records, stop
 from .health import wait_healthy
+from .inventory import DOCKER, Engine, live_records
 from .locks import action
 from .logs import PAST_END, file_lines
 from .native import NativeRunner
 from .start import plan_run
 from .state import KEPT, changing, last_options, last_run_info, read_state
+from .stop import stop
 
 Say = Callable[[str], None]
 
 
 def _plan_again(root: Path, say: Say = lambda _line: None):
-    import os
-
     options = read_state(root).get("options") or last_options(root)
     if not isinstance(options, dict):
         raise RunError("no run of this stack is in progress (or it was started by an older duplex)",
@@ -88,25 +91,25 @@ def _service(the_plan, name: str):
 
 
 def stop_service(root: Path, name: str, say: Say = lambda _line: None, *, wait: bool = True,
-                 what: str | None = None) -> list[str]:
+                 what: str | None = None, engine: Engine = DOCKER) -> list[str]:
     """`wait`: for an action in progress (else refused with the line that names it)."""
     return stop(root, services=[name], say=say, wait=wait,  # an unknown name is refused there
-                what=what or f"`inv stop --services {name}`")
+                what=what or f"`inv stop --services {name}`", engine=engine)
 
 
 def start_service(root: Path, name: str, say: Say = lambda _line: None, the_plan=None, *,
-                  wait: bool = True, what: str | None = None) -> float:
+                  wait: bool = True, what: str | None = None, engine: Engine = DOCKER) -> float:
     """Start one stopped service of the run and wait until it is healthy; returns the seconds taken.
     Its required dependencies must be running (as `inv run` starts them first). One action on the
-    run at a time (duplex.run.locks): `wait` for one in progress, or refuse."""
+    run at a time (duplex.run.locks): `wait` for one in progress, or refuse. `the_plan`: the run's
+    plan (else planned again as the run recorded it); `engine`: the Docker engine (tests: a fake)."""
     with action(root, what or f"the start of {name}", wait=wait, say=say):
-        return _start(root, name, say, the_plan or _plan_again(root, say))
+        return _start(root, name, say, the_plan or _plan_again(root, say), engine)
 
 
-def _start(root: Path, name: str, say: Say, the_plan) -> float:
-    import time
+def _start(root: Path, name: str, say: Say, the_plan, engine: Engine) -> float:
     svc = _service(the_plan, name)
-    live, _stale = live_records(root)
+    live, _stale = live_records(root, engine=engine)
     if name in live:
         raise RunError(f"{name} is already running", fix=f"`inv restart {name}` to start it afresh")
     missing = [d for d, required in svc.depends_on.items() if required and d not in live]
@@ -137,14 +140,15 @@ def _start(root: Path, name: str, say: Say, the_plan) -> float:
 
 
 def restart_service(root: Path, name: str, say: Say = lambda _line: None, *, wait: bool = True,
-                    what: str | None = None) -> float:
+                    what: str | None = None, the_plan=None, engine: Engine = DOCKER) -> float:
     """Stop the service (its dependents keep running: they reconnect) and start it again, as one
-    action on the run (duplex.run.locks): `wait` for one in progress, or refuse."""
+    action on the run (duplex.run.locks): `wait` for one in progress, or refuse. `the_plan` and
+    `engine` as for `start_service`."""
     with action(root, what or f"`inv restart {name}`", wait=wait, say=say):
-        the_plan = _plan_again(root, say)
+        the_plan = the_plan or _plan_again(root, say)
         _service(the_plan, name)
-        stop(root, services=[name], say=say)
-        return _start(root, name, say, the_plan)
+        stop(root, services=[name], say=say, engine=engine)
+        return _start(root, name, say, the_plan, engine)
 
 
 def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: None, *, wait: bool = True,
@@ -158,11 +162,6 @@ def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: No
 
 
 def _reload(root: Path, name: str, what: str, say: Say) -> float:
-    import os
-    import time
-
-    import psutil
-
     the_plan = _plan_again(root, say)
     svc = _service(the_plan, name)
     if not (svc.mode == "native" and warm.is_warm(svc.command)):
@@ -219,8 +218,6 @@ def _supervisor_pid(pid: int) -> int | None:
     """The reloader's supervisor: the recorded pid itself (attached runs) or its child (a detached
     run records the log pump); None when neither runs it. Only the supervisor may get the reload
     signals: the server process and the log pump would die of them."""
-    import psutil
-
     try:
         top = psutil.Process(pid)
         for proc in (top, *top.children(recursive=True)):

@@ -14,7 +14,6 @@ from ..errors import DuplexError
 from ..layout import Layout
 from ..plan import Health, Plan, base_image
 from ..project import Project
-from .control import status
 from .health import client_context, probe_once, websocket_problem
 from .smoke_apps import (
     ASR_APP,
@@ -32,6 +31,7 @@ from .smoke_gpu import gpu_check
 from .smoke_moshi import moshi_latency_row
 from .smoke_results import SmokeReport, SmokeResult, Target
 from .state import read_state
+from .status import status
 
 
 def app_of(command: list[str]) -> str | None:

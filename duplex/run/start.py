@@ -22,14 +22,15 @@ from ..preflight import Probes, require_ready, run_preflight
 from ..project import Project
 from . import dashboard as launch
 from .containers import ContainerRunner
-from .control import live_records, stop
 from .dashboard import planned_view
+from .inventory import live_records
 from .locks import action
 from .native import NativeRunner
 from .printer import Printer
 from .processes import log_pumps
 from .smoke import plan_targets, smoke_project
 from .state import RunLock, RunState, StateWriteError, read_state, run_options, write_last_run
+from .stop import stop
 from .supervisor import Interrupted, Signalled, Supervisor, shielded, signals_raise
 
 # What a detached run ends with: each a command as the tasks take it (tests/spine/test_hints.py)

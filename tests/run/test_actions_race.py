@@ -185,7 +185,8 @@ def test_stop_finds_and_ends_a_service_process_the_state_lost(slow_toy):
     start(toy, "api", "--no-dashboard")
     log = toy.root / ".duplex" / "logs" / "slow.log"
     python = toy.root / ".duplex" / "envs" / "web" / "bin" / "python"
-    stray = subprocess.Popen([sys.executable, "-I", str(ROOT / "duplex" / "standalone" / "logpump.py"), str(log), "--",
+    pump = ROOT / "duplex" / "standalone" / "logpump.py"
+    stray = subprocess.Popen([sys.executable, "-I", str(pump), str(log), "--",
                               str(python), "slow.py", str(toy.ports["slow"])], cwd=toy.root,
                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              env={**os.environ, "SLOW_DRAIN": "0"})
