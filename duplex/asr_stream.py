@@ -119,7 +119,7 @@ def latency_figures(runs: list[tuple[StreamRun, list[tuple[float, float]]]]) -> 
             if first and first[0] <= end + 1.0:
                 onset_to_partial.append(first[0] - start)
             times = [t for t, _ in partials if start <= t <= end] + arrived[:1]
-            gaps += [b - a for a, b in zip(times, times[1:])]
+            gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
     return {"end_to_final_s": _spread(end_to_final), "onset_to_partial_s": _spread(onset_to_partial),
             "partial_gap_s": _spread(gaps)}
 

@@ -232,7 +232,7 @@ class Hub:
         for attempt in (1, 2):  # olah drops the kept-alive connection after an error answer: ask again
             try:
                 self._api().repo_info(repo, revision=DEFAULT_REVISION)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure to ask: the caller keeps its own error
                 if attempt == 1 and _is_network(exc):
                     continue
                 return False

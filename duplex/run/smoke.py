@@ -168,7 +168,7 @@ def _check(t: Target, sample: Path, expected: str, timeout: float, context):
     except Problem as exc:
         hint = f" (is {t.name} up? `inv status`, `inv logs --service {t.name}`)" if str(exc).startswith("cannot") else ""
         return exc.check, "fail", str(exc) + hint, {}
-    except Exception as exc:  # an answer of the wrong shape (not JSON, a list...): a failed check, not a crash
+    except Exception as exc:  # noqa: BLE001 - an answer of the wrong shape (not JSON...): a failed check, not a crash
         return "answer", "fail", f"{t.url} answered something unexpected ({type(exc).__name__}: {exc})", {}
     kind = "handshake" if t.health.kind == "websocket" else "health"
     if t.health.kind == "none":
@@ -257,7 +257,7 @@ def _latency_row(t: Target, sample: Path, expected: str, timeout: float, context
         got = asyncio.run(replay(stream_url(t.url) + "/stream", passage(pcm, rate), rate, context,
                                  timeout=max(timeout, 60)))
         got["wer"] = round(word_error_rate(" ".join([expected] * 3), got["text"]), 3)
-    except Exception as exc:  # refused, unreachable, a server without WS /stream
+    except Exception as exc:  # noqa: BLE001 - refused, unreachable, a server without WS /stream
         return SmokeResult(t.name, "latency", "fail", round(time.monotonic() - started, 3),
                            f"cannot stream to {t.url}/stream: {type(exc).__name__}: {exc}")
     final, first, gap = got["end_to_final_s"], got["onset_to_partial_s"], got["partial_gap_s"]
