@@ -274,11 +274,6 @@ def _gpus(probe: NvmlFacts) -> str:
     return ", ".join(f"{g.name} (sm_{g.sm})" for g in dict.fromkeys(probe.gpus))
 
 
-def pypi_build(version: str) -> str | None:
-    """The build PyPI's plain (untagged) torch of this release is on Linux x86-64, when known."""
-    return table().pypi.get(release_of(version) or (0, 0))
-
-
 def widest(release: str | None, among: tuple[str, ...] | None = None) -> tuple[str, str]:
     """The published variant of a release that runs on the most current datacenter GPUs x driver
     branches (the table's [publish] lists), for images built for a host nobody can probe here.

@@ -8,8 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import yaml
-
 from .common import PublishError
 
 NOT_SCHEMA = ("Kustomization",)  # kustomize's own file: no Kubernetes schema for it
@@ -120,7 +118,3 @@ def validate_manifests(files: dict[str, list[dict]], versions: list[str] | None 
                            fix="this is a duplex bug if stack.toml loads: please report it with the files")
     return versions
 
-
-def load_manifests(paths: list[Path]) -> dict[str, list[dict]]:
-    """Written manifest files back as documents (for checking files on disk)."""
-    return {p.name: [d for d in yaml.safe_load_all(p.read_text(encoding="utf-8")) if d] for p in paths}

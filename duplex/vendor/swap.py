@@ -20,7 +20,6 @@ import signal
 from pathlib import Path
 
 from ..layout import Layout
-from .errors import VendorError
 from .tree import RECORD
 
 JOURNAL = "journal.json"
@@ -150,8 +149,3 @@ def _crash_point(name: str) -> None:
     """Tests only: DUPLEX_VENDOR_CRASH_AT=<name> kills this process right there (SIGKILL)."""
     if os.environ.get("DUPLEX_VENDOR_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def require_dir(path: Path, what: str) -> None:
-    if not path.is_dir():
-        raise VendorError(f"{what} is missing: {path}", fix="vendor a release with `inv vendor-moshi --tag vX.Y.Z`")
