@@ -22,6 +22,11 @@ from pathlib import Path
 from ..layout import Layout
 from .tree import RECORD
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (each user below says what it does then)
+    fcntl = None
+
 JOURNAL = "journal.json"
 
 
@@ -35,9 +40,7 @@ def state_dir(root: Path) -> Path:
 def locked(root: Path):
     """One vendor operation at a time; released by the kernel even when the process is killed."""
     with open(state_dir(root) / ".lock", "a+") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks
+        if fcntl is None:  # Windows: no advisory locks
             yield
             return
         fcntl.flock(handle, fcntl.LOCK_EX)
