@@ -36,7 +36,7 @@ def _cli(fn):
             raise Exit("duplex: interrupted", code=130) from None
         except Exit:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - disk errors said in one line, anything else a bug's traceback
             from duplex.errors import disk_error
             err = disk_error(exc)  # a full or read-only disk wherever it struck: one line, not a traceback
             if err is not None:

@@ -83,7 +83,8 @@ def moshi_figures(work: Path, rounds: int) -> None:
                 wait_for(lambda: browser.find_element("id", "connect").is_enabled(), 20, "config", browser)
                 browser.find_element("id", "connect").click()
                 find = browser.find_element
-                wait_for(lambda: find("id", "audio-in").get_attribute("data-first-ms"), 90, "audio", browser)
+                wait_for(lambda find=find: find("id", "audio-in").get_attribute("data-first-ms"), 90, "audio",
+                         browser)
                 out = float(find("id", "audio-out").get_attribute("data-first-ms"))
                 firsts.append((float(find("id", "audio-in").get_attribute("data-first-ms")) - out) / 1000)
         print(f"moshi first audio frame back after the browser's first frame (relay, CPU): {med(firsts)}")

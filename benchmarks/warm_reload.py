@@ -258,7 +258,7 @@ def main() -> None:
           f"stale answers in (); load average {load_at_start:.2f} at start, {os.getloadavg()[0]:.2f} at end")
     print(f"{'model':<22} {'uvicorn --reload':>17} {'duplex restart':>15} {'duplex warm':>12} {'speed-up':>9} {'warm max':>9}")
     for model, r in rows:
-        cell = lambda k: f"{r[k][0]:.3f} ({r[k][1]})"  # noqa: E731
+        cell = lambda k, r=r: f"{r[k][0]:.3f} ({r[k][1]})"  # noqa: E731
         print(f"{label[model]:<22} {cell('uvicorn'):>17} {cell('restart'):>15} {cell('warm'):>12} "
               f"{r['uvicorn'][0] / r['warm'][0]:>8.1f}x {r['warm'][2]:>9.3f}")
     print("targets: warm < 0.3 s median whatever the model size; >= 5x uvicorn --reload on 1 GiB; 0 stale")

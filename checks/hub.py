@@ -7,6 +7,7 @@ in results or messages.
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import threading
@@ -86,7 +87,6 @@ class HubProbe:
         if auth and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         elif self.login:  # a mirror behind basic auth: the credentials go in the header, not the URL
-            import base64
             headers["Authorization"] = "Basic " + base64.b64encode(self.login.encode()).decode()
         try:
             request = urllib.request.Request(self.url + path, headers=headers)

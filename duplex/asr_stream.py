@@ -8,6 +8,7 @@ end of the reference. `latency_figures` turns runs into p50/p95 figures (pure).
 
 from __future__ import annotations
 
+import array
 import asyncio
 import json
 import ssl
@@ -47,7 +48,7 @@ async def stream_pcm(url: str, pcm: bytes, rate: int = 16000, *, realtime: bool 
                      start: dict | None = None, ssl_context: ssl.SSLContext | None = None,
                      timeout: float = 120) -> StreamRun:
     """Send the start message, `pcm` in FRAME_S frames, then stop; collect every event until close."""
-    from websockets.asyncio.client import connect
+    from websockets.asyncio.client import connect  # heavy: only `inv smoke` and the benchmarks stream
     from websockets.exceptions import ConnectionClosed
 
     run = StreamRun(audio_s=len(pcm) / 2 / rate)
@@ -86,7 +87,6 @@ async def stream_pcm(url: str, pcm: bytes, rate: int = 16000, *, realtime: bool 
 def speech_spans(pcm: bytes, rate: int, threshold: float = 0.02, min_gap_s: float = 0.5) -> list[tuple[float, float]]:
     """(start_s, end_s) of the loud stretches of `pcm`, pauses shorter than min_gap_s bridged: the
     reference onsets and ends of speech of synthesised test audio (pure)."""
-    import array
     samples = array.array("h", pcm)  # native order: little-endian on every machine duplex runs on
     win, level = max(1, rate // 100), int(threshold * 32768)  # 10 ms windows
     frames = [max(map(abs, samples[i:i + win])) > level for i in range(0, len(samples) - win + 1, win)]
@@ -119,7 +119,7 @@ def latency_figures(runs: list[tuple[StreamRun, list[tuple[float, float]]]]) -> 
             if first and first[0] <= end + 1.0:
                 onset_to_partial.append(first[0] - start)
             times = [t for t, _ in partials if start <= t <= end] + arrived[:1]
-            gaps += [b - a for a, b in zip(times, times[1:])]
+            gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
     return {"end_to_final_s": _spread(end_to_final), "onset_to_partial_s": _spread(onset_to_partial),
             "partial_gap_s": _spread(gaps)}
 

@@ -61,7 +61,7 @@ def make_stack_certs(stack, extra: list[str], *, force: bool = False) -> CertSet
 
 
 def _make_certs(root: Path, stack: str, extra, *, force: bool, now, names) -> CertSet:
-    from cryptography import x509
+    from cryptography import x509  # heavy: cryptography loads only when a certificate is made or read
     now = now or dt.datetime.now(dt.timezone.utc)
     dns, ips = names or machine_names(list(extra))
     ca_dir, folder = Layout(root).certs / "ca", Layout(root).stack_certs(stack)
@@ -93,7 +93,7 @@ def _make_certs(root: Path, stack: str, extra, *, force: bool, now, names) -> Ce
 
 
 def _stale(cert_file: Path, key_file: Path, ca_cert, dns: list[str], ips: list[str], now) -> str | None:
-    from cryptography import x509
+    from cryptography import x509  # heavy: cryptography loads only when a certificate is made or read
     if not (cert_file.exists() and key_file.exists()):
         return "missing"
     try:
@@ -112,14 +112,14 @@ def _stale(cert_file: Path, key_file: Path, ca_cert, dns: list[str], ips: list[s
 
 
 def _name(common: str):
-    from cryptography import x509
+    from cryptography import x509  # heavy: cryptography loads only when a certificate is made or read
     from cryptography.x509.oid import NameOID
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "duplex local development"),
                       x509.NameAttribute(NameOID.COMMON_NAME, common)])
 
 
 def _new_ca(stack: str, now):
-    from cryptography import x509
+    from cryptography import x509  # heavy: cryptography loads only when a certificate is made or read
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     key = ec.generate_private_key(ec.SECP256R1())
@@ -138,7 +138,7 @@ def _new_ca(stack: str, now):
 
 
 def _new_server_cert(ca_cert, ca_key, stack: str, dns: list[str], ips: list[str], now):
-    from cryptography import x509
+    from cryptography import x509  # heavy: cryptography loads only when a certificate is made or read
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -162,7 +162,7 @@ def _new_server_cert(ca_cert, ca_key, stack: str, dns: list[str], ips: list[str]
 
 
 def _load(cert_file: Path, key_file: Path):
-    from cryptography import x509
+    from cryptography import x509  # heavy: cryptography loads only when a certificate is made or read
     from cryptography.hazmat.primitives import serialization
     try:
         return (x509.load_pem_x509_certificate(cert_file.read_bytes()),
@@ -174,7 +174,7 @@ def _load(cert_file: Path, key_file: Path):
 
 def _system_roots() -> bytes:
     """The roots this machine trusts (proxy CAs included), so a client given bundle.pem loses none."""
-    import ssl
+    import ssl  # heavy: ssl (OpenSSL) loads only to check a certificate against its CA
     for path in (os.environ.get("SSL_CERT_FILE"), ssl.get_default_verify_paths().cafile):
         if path and Path(path).is_file():
             data = Path(path).read_bytes()
@@ -183,12 +183,14 @@ def _system_roots() -> bytes:
 
 
 def _key_pem(key) -> bytes:
+    # heavy: cryptography loads only when a certificate is made or read
     from cryptography.hazmat.primitives import serialization
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
 
 def _cert_pem(cert) -> bytes:
+    # heavy: cryptography loads only when a certificate is made or read
     from cryptography.hazmat.primitives import serialization
     return cert.public_bytes(serialization.Encoding.PEM)
 

@@ -136,12 +136,12 @@ def debug_plan(plan: Plan, names: list[str], wait: bool, say: Callable[[str], No
     root = Path(plan.root)
     ports = free_ports(len(names))
     services = dict(plan.services)
-    for name, port in zip(names, ports):
+    for name, port in zip(names, ports, strict=True):
         svc = services[name]
         services[name] = debug_service(svc, port, wait, debugpy_dir(root, Layout(root).env_python(svc.env)))
         say(how_to_attach(name, port, wait))
     try:
-        path = write_launch_json(root, [attach_config(n, p) for n, p in zip(names, ports)])
+        path = write_launch_json(root, [attach_config(n, p) for n, p in zip(names, ports, strict=True)])
         say(f"VS Code: attach configurations in {path}")
     except LaunchJsonError as err:
         say(f"warning: {err.render()}")

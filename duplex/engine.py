@@ -8,8 +8,10 @@ may request a GPU. The docker SDK is imported only when the engine is asked.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import shutil
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -57,7 +59,7 @@ def _cdi(dirs) -> bool:
 
 def cdi_devices(dirs) -> list[str]:
     """The nvidia.com/gpu devices the CDI spec files (YAML or JSON) in these folders define."""
-    import yaml
+    import yaml  # heavy: only GPU hosts with CDI spec files read them
     found = []
     for folder in dirs:
         for spec in sorted(Path(folder).glob("*")) if Path(folder).is_dir() else ():
@@ -81,14 +83,14 @@ def probe_docker(environ: dict[str, str], images: list[str], stack: str, timeout
     host = environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
     def factory():
-        import docker
+        import docker  # heavy: only when checks ask the engine
         return docker.from_env(timeout=timeout, environment=environ)
     try:
         client = connect(factory)
     except EngineError as err:
         return DockerFacts(False, host, str(err), err.fix)
     try:
-        from docker.errors import DockerException, ImageNotFound
+        from docker.errors import DockerException, ImageNotFound  # heavy: only when checks ask the engine
         info = client.info()
         present, users, digests = {}, {}, {}
         for image in images:
@@ -183,7 +185,6 @@ def host_gateway(bridge: dict | None, addresses: dict[str, list[str]]) -> tuple[
     gives only `{"Subnet": "172.17.0.0/16"}`. Then the bridge interface's own address is the
     gateway (the engine's host-gateway unless its --host-gateway-ip says otherwise), else an address
     of this host inside the subnet, else the subnet's first host (what the engine gives its bridge)."""
-    import ipaddress
     bridge = bridge if isinstance(bridge, dict) else {}
     ipam = bridge.get("IPAM") if isinstance(bridge.get("IPAM"), dict) else {}
     configs = ipam.get("Config") if isinstance(ipam.get("Config"), list) else []
@@ -214,7 +215,6 @@ def host_gateway(bridge: dict | None, addresses: dict[str, list[str]]) -> tuple[
 
 
 def _ipv4(value):
-    import ipaddress
     try:
         found = ipaddress.ip_interface(_text(value))  # some engines add the prefix: 172.17.0.1/16
     except ValueError:
@@ -224,9 +224,7 @@ def _ipv4(value):
 
 def local_addresses() -> dict[str, list[str]]:
     """This host's IPv4 addresses by interface (psutil: a dependency already, for the dashboard)."""
-    import socket
-
-    import psutil
+    import psutil  # lazy: `inv config` imports this module and never needs psutil (2-3% of its start-up)
     try:
         return {name: [a.address for a in found if a.family == socket.AF_INET]
                 for name, found in psutil.net_if_addrs().items()}
@@ -242,7 +240,7 @@ def probe_host_gateway(environ: dict[str, str] | None = None, timeout: float = 3
     if not host.startswith("unix://"):
         return None, f"the engine at {host} is on another host"
     try:
-        import docker
+        import docker  # heavy: only container runs ask the engine
         from docker.errors import DockerException, NotFound
         client = connect(lambda: docker.from_env(timeout=timeout, environment=environ))
     except EngineError as exc:

@@ -33,7 +33,7 @@ def dotenv_path(root: Path | str) -> Path:
 def read_env(root: Path | str) -> dict[str, str]:
     """Every KEY=value of <root>/.env as dotenv reads it (quotes removed, `export` allowed, comments
     dropped; no `${VAR}` expansion: a secret is taken literally). Empty when there is no .env."""
-    from dotenv import dotenv_values
+    from dotenv import dotenv_values  # lazy: `inv --list` imports this module and never reads .env
     try:
         text = read_text(dotenv_path(root), limit=2**20, what=".env file")
     except FileNotFoundError:
@@ -53,7 +53,7 @@ def read_secret(root: Path | str, key: str) -> str | None:
 
 def write_secret(root: Path, key: str, value: str) -> Path:
     """Set KEY=value in <root>/.env with mode 0600, keeping other lines; the value is never printed."""
-    from dotenv.parser import parse_stream
+    from dotenv.parser import parse_stream  # lazy: `inv --list` imports this module
     why = secret_problem(value)
     if why:
         raise DuplexError(f"refusing to save {key}: {why}", fix=f"pass the {key} value exactly as issued")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class DuplexError(Exception):
     """A problem the user can act on: ``str(err)`` says what happened, ``fix`` what to do next."""
@@ -51,8 +54,6 @@ def disk_error(exc: BaseException | None) -> DiskError | None:
     """The file-system failure behind an exception (its chain included), as one clear line with
     the fix, or None when it is not one. The CLI's last resort: setup, prefetch and the run state
     say more where they know the step."""
-    import errno
-    import os
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))

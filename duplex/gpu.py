@@ -44,7 +44,7 @@ def probe_nvml_facts(environ: dict[str, str] | None = None, *, nvml=None,
     pci = nvidia_pci_devices(sysfs)
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml as nvml  # heavy: loads the NVML library; only a probe needs it
         except ImportError as exc:
             return NvmlFacts(error=f"nvidia-ml-py is not installed ({exc})", nvidia_pci_devices=pci, visible=visible)
     try:

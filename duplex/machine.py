@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DuplexError
@@ -78,15 +78,6 @@ class NvmlFacts:
     def cuda_text(self) -> str:
         value = self.cuda_driver
         return f"{value // 1000}.{value % 1000 // 10}" if value else "unknown"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "NvmlFacts":
-        gpus = tuple(GpuInfo(**{**g, "capability": tuple(g["capability"])}) for g in data.get("gpus", ()))
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}  # "_recorded" notes and such
-        return cls(**{**known, "gpus": gpus, "notes": tuple(data.get("notes", ()))})
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ def _parallel(jobs: dict[str, Callable[[], object]], timeout: float) -> dict[str
     def work(key, fn):
         try:
             answers[key] = fn()
-        except Exception as exc:  # a probe's bug must not hide the other checks
+        except Exception as exc:  # noqa: BLE001 - a probe's bug must not hide the other checks
             answers[key] = exc
     threads = [threading.Thread(target=work, args=item, daemon=True) for item in jobs.items()]
     for t in threads:

@@ -7,6 +7,7 @@ of assembling the pieces again.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,7 +68,6 @@ class Project:
     def gpu_needs(self) -> dict[str, "Need"]:
         """Each GPU service's GPU memory need (duplex.vram): published figures, else the weights its
         models have in models.lock (written by `inv prefetch`) or in preflight's size memo, x 1.2."""
-        import json
         try:
             lock = read_lock(self.root)
         except Exception:  # noqa: BLE001 - a broken models.lock is prefetch's to report; sizes then come from the memo

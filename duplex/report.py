@@ -71,12 +71,12 @@ def print_json(data) -> None:
 
 
 def console(stderr: bool = False):
-    from rich.console import Console  # lazy: keeps `inv --list` fast
+    from rich.console import Console  # heavy: keeps `inv --list` fast
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def print_plan(plan: Plan) -> None:
-    from rich.table import Table
+    from rich.table import Table  # heavy: keeps `inv --list` fast
     out = console()
     mode = "native (development)" if plan.native else "containers (production parity)"
     table = Table(title=f"stack [bold]{plan.stack}[/] — {mode}", title_justify="left")
@@ -129,7 +129,7 @@ STYLE = {"pass": ("[green]ok[/]", "green"), "warn": ("[yellow]warn[/]", "yellow"
 
 def print_preflight(report, out=None) -> None:
     """A rich table grouped by concern, with the fix column, and a one-line summary."""
-    from rich.markup import escape
+    from rich.markup import escape  # heavy: keeps `inv --list` fast
     from rich.table import Table
     out = out or console()
     table = Table(title=f"preflight ({report.mode} mode: {', '.join(report.services) or 'no services'})",

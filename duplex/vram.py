@@ -57,10 +57,6 @@ def need(models: list[str], weights: dict[str, int | None]) -> Need:
     return Need(total, "; ".join(hows))
 
 
-def free_of(gpu: GpuInfo) -> int | None:
-    return gpu.memory_free if gpu.memory_free is not None else None
-
-
 def place(needs: dict[str, int | None], gpus: tuple[GpuInfo, ...]) -> dict[str, GpuInfo]:
     """Service -> the device it gets. Biggest need first (unknown needs last, in the order given),
     each on the device with the most free memory after what is already placed there; a device whose

@@ -3,6 +3,9 @@ which wrote ROOT/.duplex/run/dashboard.json with the port, the token and the pla
 
 from __future__ import annotations
 
+import asyncio
+import os
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -39,7 +42,6 @@ def act(root: Path):
 
 
 def main(argv: list[str]) -> int:
-    import os
     attached = die_with_parent()
     os.nice(10)  # the services come first: the dashboard must not slow their start or their requests
     root = Path(argv[1]).resolve()
@@ -67,7 +69,7 @@ def main(argv: list[str]) -> int:
             print(f"dashboard: cannot listen at {gateway}:{otlp_port} ({exc.strerror}); "
                   "container services' traces need a collector of your own", flush=True)
     hold(root, attached)
-    import uvicorn
+    import uvicorn  # heavy: the web server loads once the services are up (hold)
     book = LogBook()
     run = Run(root, info["planned"], book)
     stop = threading.Event()
@@ -78,14 +80,12 @@ def main(argv: list[str]) -> int:
     app = make_app(info["token"], run, book, act(root), TraceBook() if otlp_port else None, otlp_port)
     # no access log: the first request carries the token in its address
     server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))
-    import asyncio
     asyncio.run(server.serve(sockets=socks))
     stop.set()
     return 0
 
 
 def _listen(port: int, host: str = "127.0.0.1"):
-    import socket
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

@@ -84,6 +84,7 @@ def failure(kind: str, status: int, message: str, code: int = INVALID_ARGUMENT, 
     # google.rpc.Status is {int32 code = 1; string message = 2; ...}; opentelemetry-proto ships no
     # google.rpc, and ExportTracePartialSuccess {int64 rejected_spans = 1; string error_message = 2}
     # has the same wire shape for a code >= 0
+    # heavy: protobuf loads only when a service exports traces
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTracePartialSuccess
     body = ExportTracePartialSuccess(rejected_spans=code, error_message=message).SerializeToString()
     return Response(body, status, headers, media_type="application/x-protobuf")
@@ -91,7 +92,7 @@ def failure(kind: str, status: int, message: str, code: int = INVALID_ARGUMENT, 
 
 def success(kind: str, rejected: int, why: str) -> Response:
     """An ExportTraceServiceResponse; with a partial success when spans were not kept."""
-    from google.protobuf import json_format
+    from google.protobuf import json_format  # heavy: only when a service exports traces
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
     reply = ExportTraceServiceResponse()
     if rejected:

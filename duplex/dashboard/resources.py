@@ -42,7 +42,7 @@ def gpu_processes() -> dict[int, list[dict]] | None:
     """{pid: [{"gpu": index, "name": ..., "used": bytes}]} from NVML's compute process accounting;
     None where NVML is absent or does not answer (no GPU: the page shows no GPU columns)."""
     try:
-        import pynvml
+        import pynvml  # heavy: loads the NVML library; absent on hosts without the driver
         pynvml.nvmlInit()  # each sample: a driver restart or a new description is seen
     except Exception:  # noqa: BLE001 - no NVML library, no driver: no GPU figures
         return None

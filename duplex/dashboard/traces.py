@@ -29,7 +29,7 @@ class Decoded:
 def decode(body: bytes, kind: str, limit: int = SPANS) -> Decoded:
     """The spans of one (decompressed) OTLP/HTTP export, `kind` "protobuf" or "json", as plain dicts;
     at most `limit`. Raises ValueError saying what is wrong with a body that is not an export."""
-    from google.protobuf import json_format
+    from google.protobuf import json_format  # heavy: only when a service exports traces
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
     request = ExportTraceServiceRequest()

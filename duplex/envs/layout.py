@@ -12,6 +12,11 @@ from pathlib import Path
 from ..errors import EnvError
 from ..layout import Layout
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (each user below says what it does then)
+    fcntl = None
+
 TAG = "Signature: 8a477f597d28d172789f06886806bc55\n# duplex env builds; safe to delete\n"
 
 
@@ -48,9 +53,7 @@ def locked(root: Path, name: str, *, wait: bool = True):
     `wait=False`: yields False at once when another setup holds it (True when this one does)."""
     prepare(root)
     with open(envs_dir(root) / f".{name}.lock", "a+") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory lock; builds still never collide (unique names)
+        if fcntl is None:  # Windows: no advisory lock; builds still never collide (unique names)
             yield wait
             return
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import configparser
+import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -53,7 +55,6 @@ def torch_index(variant: str | None, environ: dict[str, str] | None = None) -> s
 def local_builds(lock_text: str) -> dict[str, str]:
     """Pins whose version carries a local label (`torch==2.13.0+cpu`): builds that only an index
     such as PyTorch's, or a local wheelhouse, serves. Package -> version."""
-    import re
     found = re.findall(r"^([A-Za-z0-9][\w.-]*)==([^\s;\\]+\+[\w.]+)", lock_text, flags=re.M)
     return {name.lower().replace("_", "-"): version for name, version in found}
 
@@ -62,8 +63,6 @@ def wheels_for(lock_text: str, links: list[str]) -> dict[str, Path]:
     """The wheels in local find-links folders whose sha256 the lock pins (the torch build a
     wheelhouse holds). File name -> path. Hashing reads each candidate once; only wheels whose
     name matches a pinned `name-version` are read."""
-    import hashlib
-    import re
     pinned = set(re.findall(r"--hash=sha256:([0-9a-f]{64})", lock_text))
     pins_ = {(n.lower().replace("-", "_"), v) for n, v in
              re.findall(r"^([A-Za-z0-9][\w.-]*)==([^\s;\\]+)", lock_text, flags=re.M)}

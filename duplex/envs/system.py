@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.utils import parse_wheel_filename
+from packaging.version import Version
+
 from .. import bounded
 from ..errors import EnvError
 from .commands import Progress
@@ -99,8 +102,6 @@ def pypi_has_wheel(python: Path, timeout: float = 10, index: str | None = None) 
     index = (index or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/")
 
     def check(name: str, version: str) -> bool | None:
-        from packaging.utils import parse_wheel_filename
-        from packaging.version import Version
         try:
             out = subprocess.run([str(python), "-c", "from pip._vendor.packaging import tags\n"
                                   "print(' '.join(str(t) for t in tags.sys_tags()))"],
@@ -109,7 +110,7 @@ def pypi_has_wheel(python: Path, timeout: float = 10, index: str | None = None) 
                                              headers={"Accept": "application/vnd.pypi.simple.v1+json"})
             body, _ = bounded.get(request, timeout, PAGE_LIMIT)
             files = [f["filename"] for f in json.loads(body)["files"]]
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to ask is "could not check", never a failed setup
             return None
         accepted = set(out.stdout.split())
         if not accepted:

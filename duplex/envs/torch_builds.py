@@ -17,8 +17,15 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from packaging.specifiers import SpecifierSet
+
 from ..errors import EnvError
 from ..machine import GpuInfo, NvmlFacts
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - 3.10
+    import tomli as tomllib
 
 INDEX = "https://download.pytorch.org/whl/{variant}"
 TABLE = Path(__file__).resolve().parents[1] / "data" / "torch-builds.toml"
@@ -50,10 +57,6 @@ def _key(text: str) -> tuple[int, int]:
 
 @lru_cache(maxsize=None)
 def table(path: Path = TABLE) -> Table:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - 3.10
-        import tomli as tomllib
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     variants = {name: Variant(name, _key(v["cuda"]), v["min_driver"], tuple(v["sm"]))
                 for name, v in data["variants"].items()}
@@ -137,7 +140,6 @@ def allows(spec: str | None, release: tuple[int, int]) -> bool:
     """Whether a specifier lets any X.Y.z of this release in (X.Y.0 and a late patch both tried)."""
     if not spec:
         return True
-    from packaging.specifiers import SpecifierSet
     specs = SpecifierSet(spec)
     return any(specs.contains(f"{_text(release)}.{patch}", prereleases=False) for patch in (0, 1, 9, 99))
 
@@ -272,11 +274,6 @@ def _range(wanted: TorchWanted) -> str:
 
 def _gpus(probe: NvmlFacts) -> str:
     return ", ".join(f"{g.name} (sm_{g.sm})" for g in dict.fromkeys(probe.gpus))
-
-
-def pypi_build(version: str) -> str | None:
-    """The build PyPI's plain (untagged) torch of this release is on Linux x86-64, when known."""
-    return table().pypi.get(release_of(version) or (0, 0))
 
 
 def widest(release: str | None, among: tuple[str, ...] | None = None) -> tuple[str, str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from ..gpu import probe_nvml_facts
 from ..machine import NvmlFacts
 from ..textfile import read_text
@@ -26,7 +28,6 @@ def torch_choice(root: Path, name: str, spec, *, torch: str | None = None, probe
 
 def torch_wanted(root: Path, name: str, spec) -> TorchWanted:
     """What env `name` asks of torch: requirements.in's pin or range, and each variant lock's pin."""
-    from packaging.requirements import InvalidRequirement, Requirement
 
     req = lock_mod.requirements_path(root, name, spec)
     pin = allowed = None

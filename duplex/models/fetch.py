@@ -59,7 +59,7 @@ def fetch_files(hub: Hub, hub_cache: Path, jobs: list[tuple[str, str, FileEntry]
     pool = ThreadPoolExecutor(max_workers=max(1, max_workers), thread_name_prefix="prefetch")
     try:
         futures = [pool.submit(one, *job) for job in jobs]
-        finished, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        wait(futures, return_when=FIRST_EXCEPTION)
         failed = next((f for f in futures if f.done() and f.exception() is not None), None)
         if failed is not None:
             stop.set()

@@ -52,7 +52,7 @@ def token_source(root: Path | str | None = None, environ: dict[str, str] | None 
     value = (environ.get("HF_TOKEN") or "").strip()
     if value:
         return hf_token_origin(root, value)
-    from huggingface_hub import get_token
+    from huggingface_hub import get_token  # heavy: only without HF_TOKEN set
     return LOGIN if get_token() else None
 
 
@@ -93,12 +93,12 @@ class Hub:
         return strip_url(self.endpoint)
 
     def _api(self):
-        from huggingface_hub import HfApi
+        from huggingface_hub import HfApi  # heavy: only commands that ask the hub load it
         return HfApi(endpoint=self.endpoint)
 
     def resolve(self, ref: ModelRef) -> LockedModel:
         """The commit `ref` names now, and its files with sizes and hashes (two API calls)."""
-        from huggingface_hub.hf_api import RepoFile
+        from huggingface_hub.hf_api import RepoFile  # heavy: only when asking the hub
         api = self._api()
         try:
             info = api.repo_info(ref.repo, revision=ref.revision)
@@ -134,7 +134,7 @@ class Hub:
     def check_access(self, ref: ModelRef) -> bool:
         """Token and licence check (`auth_check`). False when the endpoint has no such API (mirrors
         like olah answer 404 there for every repo, so a repo that resolved is taken as readable)."""
-        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+        from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError  # heavy: only when asking the hub
         try:
             self._api().auth_check(ref.repo)
         except GatedRepoError as exc:
@@ -151,7 +151,7 @@ class Hub:
                  bar: Callable[..., object] | None = None) -> Path:
         """One file into the cache at `commit`; huggingface_hub writes a temp file and renames it
         when whole, so an interruption never leaves a half file under the real name."""
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import hf_hub_download  # heavy: only when downloading
         # Its "Not enough free disk space" warning only repeats what prefetch checked up front, and
         # a disk that fills up later ends as DiskFullError: keep the warning off the user's screen.
         warnings.filterwarnings("ignore", message="Not enough free disk space", category=UserWarning)
@@ -165,7 +165,7 @@ class Hub:
         """Let huggingface_hub itself see the snapshot as complete: with every file in place this is
         one listing call, and it records the listing (trees/<commit>.json) that offline loads use
         to tell a partial snapshot from a whole one."""
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # heavy: only when downloading
         try:
             return Path(snapshot_download(repo, revision=commit, cache_dir=str(hub_cache),
                                           endpoint=self.endpoint, tqdm_class=_silent()))
@@ -174,7 +174,7 @@ class Hub:
 
     def explain(self, exc: Exception, ref: ModelRef) -> ModelError:
         """Turn a huggingface_hub / HTTP failure into the error that says what to do."""
-        from huggingface_hub.errors import (
+        from huggingface_hub.errors import (  # heavy: only after the hub failed
             GatedRepoError,
             HfHubHTTPError,
             OfflineModeIsEnabled,
@@ -233,7 +233,7 @@ class Hub:
         for attempt in (1, 2):  # olah drops the kept-alive connection after an error answer: ask again
             try:
                 self._api().repo_info(repo, revision=DEFAULT_REVISION)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure to ask: the caller keeps its own error
                 if attempt == 1 and _is_network(exc):
                     continue
                 return False
@@ -266,7 +266,7 @@ def _first_line(exc: Exception) -> str:
 
 def _silent():
     """A tqdm class that never draws, for the calls whose progress we show ourselves."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # heavy: only when downloading
 
     class Silent(tqdm):
         def __init__(self, *args, **kwargs):

@@ -60,7 +60,7 @@ class RichProgress:
     """The plan as a table, then one bar per file in flight and one for the total."""
 
     def __init__(self, console=None):
-        from rich.console import Console
+        from rich.console import Console  # heavy: only `inv prefetch` shows progress
         self.console = console or Console(highlight=False)
         self._bars = None
         self._total = None
@@ -68,7 +68,7 @@ class RichProgress:
         self._lock = threading.Lock()
 
     def plan(self, models, *, free):
-        from rich.table import Table
+        from rich.table import Table  # heavy: only `inv prefetch` shows progress
         table = Table(title="models", title_justify="left", show_edge=False)
         table.add_column("model", no_wrap=True)
         for col in ("revision", "commit", "files", "size", "to fetch"):
@@ -82,7 +82,7 @@ class RichProgress:
             self.console.print(f"to download: {human(need)}" + (f" (free: {human(free)})" if free is not None else ""))
 
     def start(self, total_bytes, files):
-        from rich.progress import (
+        from rich.progress import (  # heavy: only `inv prefetch` shows progress
             BarColumn,
             DownloadColumn,
             Progress,

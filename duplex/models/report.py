@@ -41,7 +41,7 @@ class PrefetchReport:
     def to_json(self) -> dict:
         """A JSON-ready dict (for `inv prefetch --json`)."""
         data = asdict(self)
-        for model, plan in zip(data["models"], self.models):
+        for model, plan in zip(data["models"], self.models, strict=True):
             model["fetch"] = [f.path for f in plan.fetch]
             model["link"] = [f.path for f in plan.link]
             model["fetch_bytes"] = plan.fetch_bytes

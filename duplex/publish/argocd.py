@@ -51,7 +51,7 @@ def application(stack: str, repo: str, path: str, *, revision: str = "HEAD", nam
 def validate_application(doc: dict) -> str:
     """Strictly (unknown keys are errors: the CRD would drop them silently); returns what checked it."""
     try:
-        import jsonschema
+        import jsonschema  # heavy: only `inv publish --argocd` validates
     except ImportError as exc:
         raise ValidatorMissing("cannot validate the Argo CD Application: jsonschema is not installed",
                                fix="pip install jsonschema") from exc

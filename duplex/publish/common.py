@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import DuplexError
 from ..plan import LABEL, SECRET_WORDS, URL_CREDENTIALS, Plan, ServicePlan
 from ..run.health import marked
@@ -94,8 +96,6 @@ def websocket_check(port: int, path: str, timeout: int, *, tls: bool = False, ph
 
 def wscheck_source() -> str:
     """duplex/standalone/wscheck.py without its docstring (the check is the same file everywhere)."""
-    from pathlib import Path
-
     text = Path(wscheck.__file__).read_text(encoding="utf-8")
     head, _, rest = text.partition('"""\n\nfrom __future__')
     return "# duplex.standalone.wscheck: WebSocket ready byte until ready, then any HTTP answer\nfrom __future__" + rest

@@ -68,7 +68,7 @@ def device_plugin_config(plan: Plan, mode: str) -> dict | None:
     users = gpu_users(plan)
     if mode == "none" or not users:
         return None
-    import yaml
+    import yaml  # heavy: only `inv publish` with GPU sharing writes this
     config = {"version": "v1", "sharing": {SHARING_KEYS[mode]: {
         "failRequestsGreaterThanOne": True,  # a pod asking for 2 replicas would get one GPU, not two
         "resources": [{"name": GPU, "replicas": max(2, len(users))}]}}}

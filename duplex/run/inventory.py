@@ -32,6 +32,7 @@ def remove_idle_networks(names: set[str], client=None) -> list[str]:
     """Remove those of these networks that no container uses any more (a persistent container kept
     warm keeps its network): left behind, each takes one of the engine's ~30 default address pools,
     and a machine that runs many stacks runs out."""
+    # heavy: docker loads only when the engine is asked (not for a native run)
     from docker.errors import APIError, NotFound
     client = client or connect()
     removed = []
@@ -48,7 +49,7 @@ def remove_idle_networks(names: set[str], client=None) -> list[str]:
 
 def find_container(ident: str, client=None):
     """A container by id or name, or None when the engine no longer has it."""
-    from docker.errors import NotFound
+    from docker.errors import NotFound  # heavy: docker loads only when the engine is asked (not for a native run)
     try:
         return (client or connect()).containers.get(ident)
     except NotFound:
@@ -57,7 +58,7 @@ def find_container(ident: str, client=None):
 
 def remove_container(container, grace: float) -> None:
     """Stop (SIGTERM, then SIGKILL after `grace`) and remove, whatever its state."""
-    from docker.errors import NotFound
+    from docker.errors import NotFound  # heavy: docker loads only when the engine is asked (not for a native run)
     try:
         if container.status == "running":
             container.stop(timeout=int(grace))

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -133,7 +134,6 @@ class NativeRunner:
         # Every child is forked by this one long-lived thread rather than by the short-lived start
         # threads: PR_SET_PDEATHSIG (asked for by groupguard.py) fires when the *thread* that forked
         # the child exits; the guard checks the parent pid too, so an early one is ignored.
-        from concurrent.futures import ThreadPoolExecutor
         self._forker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="duplex-forker")
 
     def prepare(self, services: list[ServicePlan], progress: Callable[[str], None]) -> None:

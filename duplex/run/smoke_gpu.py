@@ -27,7 +27,7 @@ def gpu_check(nvidia_runtime: bool, image: str, connect: Callable | None = None,
             return result("skip", "no NVIDIA container runtime here (no GPU seen by NVML, or Docker "
                                   "without nvidia-container-toolkit): nothing to hand a GPU to")
         try:
-            from docker.errors import DockerException
+            from docker.errors import DockerException  # heavy: docker loads only for the GPU check
             client = (connect or _default_connect)()
             out = _run_removed(client, image, device_request(form), timeout)
         except EngineError as exc:
@@ -43,7 +43,7 @@ def gpu_check(nvidia_runtime: bool, image: str, connect: Callable | None = None,
 def _run_removed(client, image: str, request, timeout: float) -> bytes:
     """Create, start, wait, read, and always remove: `containers.run(remove=True)` keeps the container
     when the engine refuses the start (an unknown device driver), one more with every smoke."""
-    from docker.errors import ContainerError
+    from docker.errors import ContainerError  # heavy: docker loads only for the GPU check
     container = client.containers.create(
         image, ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
         device_requests=[request], environment={"NVIDIA_DRIVER_CAPABILITIES": "compute,utility"})

@@ -20,6 +20,11 @@ from ..errors import RunError
 from ..layout import NAME, Layout
 from .locks import state_change
 
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (each user below says what it does then)
+    fcntl = None
+
 
 class StateWriteError(RunError):
     """The run state could not be written (full or read-only disk); the previous file is intact."""
@@ -114,11 +119,12 @@ class RunLock:
 
     def acquire(self) -> int | None:
         """None when held now; else the pid of the run that holds it (0 when unknown)."""
+        if fcntl is None:  # no flock (Windows): the state check remains
+            return None
         try:
-            import fcntl
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except (ImportError, OSError):  # no flock (Windows) or no room for the file: the state check remains
+        except OSError:  # no room for the file: the state check remains
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -134,7 +134,7 @@ class Supervisor:
             self._start_one(name)
         except DuplexError as err:  # e.g. the certificates cannot be staged: its own message and fix
             self._fail(err)
-        except Exception as exc:  # a bug in a runner: fail the run with what happened, never hang dependents
+        except Exception as exc:  # noqa: BLE001 - a runner's bug: fail the run saying what happened, never hang
             self._fail(RunError(f"{name}: could not be started ({type(exc).__name__}: {exc})",
                                 fix=f"`inv logs --service {name}`; if it persists, report this message"))
 

@@ -20,8 +20,12 @@ import signal
 from pathlib import Path
 
 from ..layout import Layout
-from .errors import VendorError
 from .tree import RECORD
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks (each user below says what it does then)
+    fcntl = None
 
 JOURNAL = "journal.json"
 
@@ -36,9 +40,7 @@ def state_dir(root: Path) -> Path:
 def locked(root: Path):
     """One vendor operation at a time; released by the kernel even when the process is killed."""
     with open(state_dir(root) / ".lock", "a+") as handle:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks
+        if fcntl is None:  # Windows: no advisory locks
             yield
             return
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -150,8 +152,3 @@ def _crash_point(name: str) -> None:
     """Tests only: DUPLEX_VENDOR_CRASH_AT=<name> kills this process right there (SIGKILL)."""
     if os.environ.get("DUPLEX_VENDOR_CRASH_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def require_dir(path: Path, what: str) -> None:
-    if not path.is_dir():
-        raise VendorError(f"{what} is missing: {path}", fix="vendor a release with `inv vendor-moshi --tag vX.Y.Z`")

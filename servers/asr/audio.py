@@ -35,10 +35,6 @@ class Audio:
     def duration_s(self) -> float:
         return len(self.samples) / SAMPLE_RATE
 
-    def pcm16(self) -> bytes:
-        """Little-endian 16-bit PCM, the input pocketsphinx wants."""
-        return (np.clip(self.samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
-
 
 def check_size(size: int, max_bytes: int, what: str = "the uploaded file") -> None:
     if size == 0:

@@ -54,5 +54,5 @@ def chunks(samples: np.ndarray, max_chunk_s: float = 30.0) -> list[np.ndarray]:
         return [samples]
     pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
     bounds = cut_points(speech_regions(pcm), total_s, max_chunk_s)
-    pieces = [samples[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in zip(bounds, bounds[1:])]
+    pieces = [samples[int(a * SAMPLE_RATE):int(b * SAMPLE_RATE)] for a, b in zip(bounds, bounds[1:], strict=False)]
     return [p for p in pieces if len(p) > SAMPLE_RATE // 10]

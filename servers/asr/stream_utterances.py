@@ -29,7 +29,7 @@ MAX_PENDING_S = 25.0  # whisper sees 30 s at most: an utterance this long withou
 def agreed_prefix(previous: list[tuple], current: list[tuple]) -> int:
     """How many leading words two hypotheses share (compared without case and punctuation)."""
     n = 0
-    for a, b in zip(previous, current):
+    for a, b in zip(previous, current, strict=False):
         if _norm(a[0]) != _norm(b[0]):
             break
         n += 1

@@ -118,7 +118,7 @@ async def _read_upload(request: Request):
                                                   f"(curl -F file=@speech.wav ...), got {kind or 'no content-type'!r}")
     try:
         form = await request.form(max_files=1, max_fields=10)
-    except Exception as exc:  # broken framing, too many parts; errors.BodyLimit's 413 past the limit
+    except Exception as exc:  # noqa: BLE001 - broken framing, too many parts; errors.BodyLimit's 413 past the limit
         if isinstance(exc, HTTPException) and exc.status_code == 413:
             return error_response(413, "too_large", exc.detail)
         return error_response(400, "bad_request", f"expected a multipart/form-data upload with a `file` field: {exc}")

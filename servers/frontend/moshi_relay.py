@@ -16,6 +16,7 @@ log = logging.getLogger("frontend.moshi_relay")
 
 NOT_CONFIGURED = 4404  # application close codes live in 4000-4999
 UNREACHABLE = 4502
+OWN_ORIGIN_ONLY = origins.Origins()  # none listed: the frontend's own pages and clients without an Origin
 
 
 async def _browser_to_moshi(browser: WebSocket, moshi) -> None:
@@ -38,7 +39,7 @@ async def _moshi_to_browser(moshi, browser: WebSocket) -> None:
 
 
 async def relay(browser: WebSocket, moshi_ws_url: str | None, service: str = "moshi",
-                allowed: origins.Origins = origins.Origins()) -> None:
+                allowed: origins.Origins = OWN_ORIGIN_ONLY) -> None:
     """Accept the browser (a page of this frontend's origin, or a client without one: the backend
     sees only the relay, so the check is here), connect to the backend (query string passed on),
     pump frames both ways."""

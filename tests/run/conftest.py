@@ -25,7 +25,7 @@ TOY = Path(__file__).parent / "toy"
 class Toy:
     def __init__(self, root: Path):
         self.root = root
-        self.ports = dict(zip(("api", "web", "crash"), free_ports(3)))
+        self.ports = dict(zip(("api", "web", "crash"), free_ports(3), strict=True))
         self.env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"),
                     **{f"DUPLEX_PORT_{n.upper()}": str(p) for n, p in self.ports.items()}}
 
@@ -64,11 +64,11 @@ class Toy:
                 try:
                     self.get(name, "/health")
                     break
-                except OSError:
+                except OSError as err:
                     if proc is not None and proc.poll() is not None:
-                        raise AssertionError(f"inv run exited with {proc.returncode}:\n{proc.stdout.read()}")
+                        raise AssertionError(f"inv run exited with {proc.returncode}:\n{proc.stdout.read()}") from None
                     if time.monotonic() > deadline:
-                        raise AssertionError(f"{name} never became healthy")
+                        raise AssertionError(f"{name} never became healthy") from err
                     time.sleep(0.1)
 
 

@@ -104,7 +104,7 @@ def test_detached_run_dashboard_token_table_logs_restart_crash_gpu_and_stop(toy,
             driver.get(url)
             assert "?t=" not in driver.current_url  # the token moved into the tab's sessionStorage
             for name in ("api", "web"):
-                wait_until(lambda: state_of(driver, name) == "healthy", 30, f"{name} healthy", driver)
+                wait_until(lambda name=name: state_of(driver, name) == "healthy", 30, f"{name} healthy", driver)
             links = links_of(driver, "web")
             assert [link.rstrip("/") for link in links] == [toy.url("web")]
             assert httpx.get(links[0].rstrip("/") + "/health").status_code == 200
@@ -449,7 +449,7 @@ def test_the_dashboards_sampling_stays_out_of_the_services_logs(tmp_path):
         frontend = next(r for r in rows["services"] if r["name"] == "frontend")
         assert asr["state"] == "healthy" and len(asr["health"]) >= 2 and asr.get("metrics"), asr  # it sampled
         assert frontend["state"] == "healthy" and not frontend.get("metrics")
-        for name, p in ports.items():  # someone else's request: logged as ever
+        for p in ports.values():  # someone else's request: logged as ever
             assert httpx.get(f"http://127.0.0.1:{p}/health").status_code == 200
         time.sleep(0.5)
         for name in ports:

@@ -128,7 +128,7 @@ def test_concurrent_requests_use_both_workers_without_blocking(sphinx, speech):
         assert word_error_rate(PHRASES[index], body["text"]) <= 0.25, body["text"]
     assert health_s < 1.0
     # Both decoder processes did a fair share of the work (CPU time, so a busy machine can't fool it).
-    used = [cpu_seconds(pid) - b for pid, b in zip(workers, before)]
+    used = [cpu_seconds(pid) - b for pid, b in zip(workers, before, strict=True)]
     assert min(used) > 0.25 * sum(used), used
 
 

@@ -50,7 +50,7 @@ def assert_well_formed(run) -> None:
     assert kinds[0] == "ready" and kinds[-1] == "summary", kinds
     assert run.close_code == 1000, (run.close_code, run.close_reason)
     finals = [e for _, e in run.of("final")]
-    assert all(a["end"] <= b["start"] + 0.01 for a, b in zip(finals, finals[1:])), finals
+    assert all(a["end"] <= b["start"] + 0.01 for a, b in zip(finals, finals[1:], strict=False)), finals
     assert all(f["start"] < f["end"] and f["text"] for f in finals)
 
 
@@ -379,6 +379,7 @@ def test_nemo_streams_in_chunks(asr_python, speech):
     spans = speech_spans(pcm, rate)
     finals = [e for _, e in run.of("final")]
     assert len(finals) == len(spans) == 4 and run.of("partial"), run.events
-    assert all(f["start"] - 0.5 < a < b < f["end"] + 0.5 for f, (a, b) in zip(finals, spans)), (finals, spans)
+    assert all(f["start"] - 0.5 < a < b < f["end"] + 0.5
+               for f, (a, b) in zip(finals, spans, strict=True)), (finals, spans)
     assert abs(run.events[-1][1]["audio_s"] - run.audio_s) < 0.05
     assert "Traceback" not in server.output()

@@ -11,7 +11,6 @@ import re
 import socket
 import subprocess
 import time
-import wave
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -150,11 +149,6 @@ def _port_open(port: int) -> bool:
 def browser(speech_wav):
     with chromium(fake_microphone=speech_wav) as driver:
         yield driver
-
-
-def wav_seconds(path: Path) -> float:
-    with wave.open(str(path)) as w:
-        return w.getnframes() / w.getframerate()
 
 
 def assert_heard(text: str) -> None:

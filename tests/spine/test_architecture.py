@@ -215,6 +215,49 @@ def test_standalone_scripts_import_no_duplex():
     assert offenders == {}
 
 
+# What a module may import inside a function: packages whose import costs `inv --list`, `inv config`
+# or a native run time they do not need (each such import says why in a comment beside it).
+HEAVY = {"docker", "cryptography", "ssl", "huggingface_hub", "tqdm", "rich", "pynvml", "uvicorn", "yaml",
+         "jsonschema", "kubernetes_validate", "websockets", "google", "opentelemetry", "psutil", "dotenv"}
+
+
+def function_level_imports(path: Path) -> list[tuple[int, str, bool]]:
+    """(line, module, has a reason comment) for each import inside a function."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for sub in ast.walk(node):
+                if isinstance(sub, (ast.Import, ast.ImportFrom)):
+                    name = "." * getattr(sub, "level", 0) + (sub.module or "" if isinstance(sub, ast.ImportFrom)
+                                                              else sub.names[0].name)
+                    first = sub.lineno - 1  # the reason may stand once above a run of imports, or on the line
+                    while first > 0 and lines[first - 1].lstrip().startswith(("from ", "import ", "#")):
+                        first -= 1
+                    found.append((sub.lineno, name, any("#" in line for line in lines[first:sub.end_lineno])))
+    return sorted(set(found))
+
+
+def test_imports_inside_functions_are_heavy_packages_with_a_reason():
+    """duplex's own imports sit at the top of each file, where a reader looks for what it depends on;
+    inside a function only a heavy package, with its reason. tasks.py is the one exception (the CLI
+    imports the library per task so `inv --list` loads none of it)."""
+    bad = []
+    for path in sorted((ROOT / "duplex").rglob("*.py")):
+        if STANDALONE in path.parents:
+            continue
+        for line, name, reason in function_level_imports(path):
+            if name.split(".")[0] not in HEAVY or not reason:
+                bad.append(f"{path.relative_to(ROOT)}:{line} {name}{'' if reason else ' (no reason given)'}")
+    assert bad == []
+
+
+def test_the_function_import_rule_sees_an_own_import(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from .plan import plan\n\n\ndef g():\n    import docker  # heavy: why\n")
+    assert function_level_imports(bad) == [(2, ".plan", False), (6, "docker", True)]
+
+
 def test_checks_sit_above_the_library():
     edges = graph()
     below = {m: sorted(d for d in deps if d.split(".")[0] == "checks")

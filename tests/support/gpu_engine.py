@@ -72,10 +72,10 @@ class GpuEngine:
             try:
                 docker.DockerClient(base_url=self.host, timeout=5).ping()
                 break
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception as err:  # noqa: BLE001 - not up yet
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError("the test's dockerd did not start:\n"
-                                       + (self.folder / "dockerd.log").read_text()[-3000:])
+                                       + (self.folder / "dockerd.log").read_text()[-3000:]) from err
                 time.sleep(0.3)
         if base_image is None:
             return self
