@@ -205,22 +205,6 @@ def write_atomically(path: Path, data: bytes, private: bool = False) -> None:
     os.replace(tmp, path)
 
 
-def trust_instructions(ca: Path, stack: str) -> list[str]:
-    """How to trust the CA where the browser runs (your laptop, not only the GPU box)."""
-    return [
-        f"Trust {ca} on each machine whose browser opens the stack (copy it there first):",
-        f"  Debian/Ubuntu: sudo cp {ca} /usr/local/share/ca-certificates/duplex-{stack}.crt && sudo update-ca-certificates",
-        f"  Fedora/RHEL:   sudo cp {ca} /etc/pki/ca-trust/source/anchors/duplex-{stack}.pem && sudo update-ca-trust",
-        f"  macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}",
-        f"  Windows:       certutil -user -addstore Root {ca.name}   (PowerShell, in the folder you copied it to)",
-        f"  Chrome/Chromium on Linux (own NSS store): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n duplex-{stack} -i {ca}",
-        "  Firefox: Settings > Privacy & Security > Certificates > View Certificates > Authorities > Import"
-        " (tick 'trust this CA to identify websites'), or set security.enterprise_roots.enabled = true",
-        "  Python clients: SSL_CERT_FILE or ssl.create_default_context(cafile=...) with that file",
-        f"Keep {ca.parent / 'ca-key.pem'} private: whoever holds it can impersonate any site to these machines.",
-    ]
-
-
 CERT_FILES = ("cert.pem", "key.pem", "bundle.pem")
 
 

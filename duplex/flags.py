@@ -11,8 +11,7 @@ from pathlib import Path
 
 from .errors import DuplexError
 from .images.references import REGISTRY_RULE, registry_problem
-from .layout import NAME_RULE
-from .syntax import REPO, URL, VERSION_ONLY, cert_host_problem, name_error, secret_problem
+from .syntax import NAME_RULE, REPO, URL, VERSION_ONLY, cert_host_problem, name_error, secret_problem
 
 # Only light rules here (syntax.py): `inv --list` imports this module and must not load pydantic.
 

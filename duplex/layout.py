@@ -8,7 +8,6 @@ bundle, a wheelhouse), tools fetched on demand (debugpy), caches and vendoring s
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +17,6 @@ def python_in(venv: Path) -> Path:
     return Path(venv) / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-# The one rule for the names duplex turns into paths here, container, network and image names,
-# Kubernetes objects and DNS hosts (stack, env and service names, and the names flags take): an
-# RFC 1035 label. The stack file's model applies it (duplex.stack); light readers use it from here.
-NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
-NAME_RULE = "lower-case letters, digits and '-', starting with a letter, at most 63 characters"
 
 
 def _part(name: str) -> str:

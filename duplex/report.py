@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
-from .certs import trust_instructions
 from .plan import Plan
 from .run.printer import Printer
 
@@ -170,3 +170,19 @@ def print_certs(made) -> None:
     print(f"  names: {', '.join(made.dns + made.ips)}")
     print("  serve it: `inv run --tls`, or tls = true under [stack] in stack.toml")
     print("\n".join(trust_instructions(made.ca, made.folder.name)))
+
+
+def trust_instructions(ca: Path, stack: str) -> list[str]:
+    """How to trust the CA where the browser runs (your laptop, not only the GPU box)."""
+    return [
+        f"Trust {ca} on each machine whose browser opens the stack (copy it there first):",
+        f"  Debian/Ubuntu: sudo cp {ca} /usr/local/share/ca-certificates/duplex-{stack}.crt && sudo update-ca-certificates",
+        f"  Fedora/RHEL:   sudo cp {ca} /etc/pki/ca-trust/source/anchors/duplex-{stack}.pem && sudo update-ca-trust",
+        f"  macOS:         sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {ca}",
+        f"  Windows:       certutil -user -addstore Root {ca.name}   (PowerShell, in the folder you copied it to)",
+        f"  Chrome/Chromium on Linux (own NSS store): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n duplex-{stack} -i {ca}",
+        "  Firefox: Settings > Privacy & Security > Certificates > View Certificates > Authorities > Import"
+        " (tick 'trust this CA to identify websites'), or set security.enterprise_roots.enabled = true",
+        "  Python clients: SSL_CERT_FILE or ssl.create_default_context(cafile=...) with that file",
+        f"Keep {ca.parent / 'ca-key.pem'} private: whoever holds it can impersonate any site to these machines.",
+    ]

@@ -22,8 +22,7 @@ from pydantic import (
 from .envs.pythons import SUPPORTED_TEXT, admits_supported
 from .errors import EnvError, StackError
 from .images.references import image_problem
-from .layout import NAME, NAME_RULE
-from .syntax import REPO, URL
+from .syntax import NAME, NAME_RULE, REPO, URL
 from .textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):

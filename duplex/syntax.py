@@ -7,8 +7,11 @@ from __future__ import annotations
 import ipaddress
 import re
 
-from .layout import NAME, NAME_RULE
-
+# The one rule for the names duplex turns into paths here, container, network and image names,
+# Kubernetes objects and DNS hosts (stack, env and service names, and the names flags take): an
+# RFC 1035 label. The stack file's model applies it (duplex.stack), layout.py guards paths with it.
+NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+NAME_RULE = "lower-case letters, digits and '-', starting with a letter, at most 63 characters"
 URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")  # an http(s) endpoint such as an OTLP collector
 # ORG/NAME[@REVISION]; no `..` anywhere (the revision names a file under the cache's refs/), kept
 # equal to duplex.models.refs._REF

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..errors import RunError
-from ..layout import NAME, Layout
+from ..layout import Layout
+from ..syntax import NAME
 from .locks import state_change
 
 try:

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from duplex.certs import make_certs, trust_instructions
+from duplex.certs import make_certs
 from duplex.hostnames import machine_names
 from duplex.layout import Layout
+from duplex.report import trust_instructions
 from tests.support.envs import ROOT, ensure_env
 from tests.support.net import free_port
 
