@@ -39,14 +39,13 @@ def pin_bases(root: Path | str, references: list[str], facts=None, *, update: bo
         else:
             try:
                 found = resolve(reference, mirrors=mirrors, platform=platform)
-            except RegistryError as err:
+            except RegistryError:
                 if reference in here and not here[reference]:
                     say(f"{reference}: built here (no registry digest): nothing to pin")
                     continue
                 if strict:
                     raise
-                say(f"{reference}: not pinned ({err}); the next run or `inv lock --images` tries again")
-                continue
+                continue  # not dropped: preflight's image check says it, in one line with its fix
             changed[reference] = LockedImage(reference, found.digest, found.size)
         old = locked.get(reference)
         if old is None or old.digest != changed[reference].digest:
