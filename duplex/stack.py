@@ -194,6 +194,21 @@ class Dependency(_Strict):
     required: bool = True
 
 
+MAX_REPLICAS = 64  # one machine's ports and processes; a cluster scales past it with max_replicas
+
+
+class Budget(_Strict):
+    """What one replica must meet to count a load level as served (`inv loadtest`, docs/capacity.md):
+    every key is optional; a level meets the budget when every key set holds."""
+
+    final_p95: float | None = Field(default=None, gt=0, le=600)       # s, end of speech -> final
+    final_p50: float | None = Field(default=None, gt=0, le=600)
+    turnaround_p95: float | None = Field(default=None, gt=0, le=600)  # s, speech-to-speech: end of speech -> reply
+    lag_p95: float | None = Field(default=None, gt=0, le=600)         # s, translation: final -> its translation
+    wer: float | None = Field(default=None, ge=0, le=10)              # word error rate of the finals
+    errors: float = Field(default=0.0, ge=0, le=1)                    # share of sessions that failed or were refused
+
+
 class ServiceSpec(_Strict):
     env: str | None = None
     app: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
@@ -217,6 +232,20 @@ class ServiceSpec(_Strict):
     metrics: str | None = Field(default=None, pattern=r"^/[^\s]*$")  # Prometheus endpoint: scrape annotations
     # holds WebSocket sessions (state in the process): published with session affinity; implied by a ws: health
     websocket: bool = False
+    # processes (natively) or containers of this service, each on its own port; publish: the fewest pods
+    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    # publish: the most pods the autoscaler may run (unset: no autoscaler); at least `replicas`
+    max_replicas: int | None = Field(default=None, ge=1, le=MAX_REPLICAS)
+    # live sessions one replica serves at once (moshi: 1; asr: its ASR_STREAM_MAX_SESSIONS); unset: no limit known
+    sessions: int | None = Field(default=None, ge=1, le=10_000)
+    budget: Budget | None = None  # `inv loadtest`: the service's capacity is the most sessions meeting it
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below replicas ({self.replicas}): "
+                             "the autoscaler's ceiling must be at least the replicas it starts with")
+        return self
 
     @field_validator("command")
     @classmethod
