@@ -375,6 +375,34 @@ def smoke(c, services=None, timeout=None, json=False, latency=False):
 
 
 @task(help={
+    "services": "comma-separated services to measure (default: every running asr and mt service)",
+    "most": "the most concurrent sessions to try (default 64): levels 1, 2, 4, ... up to it",
+    "seconds": "how long each simulated user speaks per level (default 12)",
+    "direct": "open sessions on the services themselves, not through the frontend's relays",
+    "speech": "a folder of 16 kHz mono WAV files, each with a .txt of its words (default: flite's voices)",
+    "out": "the folder for loadtest.json and loadtest.html (default .duplex/loadtest)",
+    "json": "print the capacity document as JSON (progress goes to stderr)",
+})
+@_cli
+def loadtest(c, services=None, most=None, seconds=None, direct=False, speech=None, out=None, json=False):
+    """Simulated users speaking at real time, at rising concurrency: each service's capacity per budget."""
+    import sys
+    from pathlib import Path
+
+    from duplex.loadtest import ladder, report
+    most = flags.number(most, "--most", default=64, kind=int, low=1, high=1024)
+    seconds = flags.number(seconds, "--seconds", default=12.0, kind=float, low=2, high=600)
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if json else (lambda line: print(line, flush=True))
+    doc, data, page = ladder.loadtest(services=flags.names(services), most=most, seconds=seconds, direct=direct,
+                                      speech_dir=Path(speech).expanduser() if speech else None,
+                                      out=Path(out).expanduser() if out else None, say=say)
+    for line in [*report.summary(doc), f"wrote {data} and {page}"]:
+        say(line)
+    unmet = [n for n, s in doc["services"].items() if s["capacity"] is None]
+    _show(json, doc, lambda: None, 1 if unmet else 0)
+
+
+@task(help={
     "name": "another host name or IP the stack is reached by (repeat for more)",
     "force": "reissue the server certificate even when it is still good (the CA is kept)",
     "json": "print the files and names as JSON",

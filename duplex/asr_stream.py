@@ -46,8 +46,10 @@ def read_pcm(path: Path) -> tuple[bytes, int]:
 
 async def stream_pcm(url: str, pcm: bytes, rate: int = 16000, *, realtime: bool = True,
                      start: dict | None = None, ssl_context: ssl.SSLContext | None = None,
-                     timeout: float = 120) -> StreamRun:
-    """Send the start message, `pcm` in FRAME_S frames, then stop; collect every event until close."""
+                     timeout: float = 120, on_event=None) -> StreamRun:
+    """Send the start message, `pcm` in FRAME_S frames, then stop; collect every event until close.
+    `on_event(t, event)`, when given, is called as each event arrives (a translation chain passes
+    finals on while the stream goes on)."""
     from websockets.asyncio.client import connect  # heavy: only `inv smoke` and the benchmarks stream
     from websockets.exceptions import ConnectionClosed
 
@@ -72,6 +74,8 @@ async def stream_pcm(url: str, pcm: bytes, rate: int = 16000, *, realtime: bool 
                 async for message in ws:
                     if isinstance(message, str):
                         run.events.append((time.monotonic() - t0, json.loads(message)))
+                        if on_event is not None:
+                            on_event(*run.events[-1])
             except ConnectionClosed:
                 pass  # closed with an error code: kept in run.close_code
 
@@ -111,10 +115,9 @@ def latency_figures(runs: list[tuple[StreamRun, list[tuple[float, float]]]]) -> 
     end_to_final, onset_to_partial, gaps = [], [], []
     for run, spans in runs:
         finals, partials = run.of("final"), run.of("partial")
+        end_to_final += finals_after_speech(run, spans)
         for start, end in spans:
             arrived = [t for t, e in finals if e["end"] >= start and t >= end]
-            if arrived:
-                end_to_final.append(arrived[0] - end)
             first = [t for t, e in partials if t >= start]
             if first and first[0] <= end + 1.0:
                 onset_to_partial.append(first[0] - start)
@@ -122,6 +125,16 @@ def latency_figures(runs: list[tuple[StreamRun, list[tuple[float, float]]]]) -> 
             gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
     return {"end_to_final_s": _spread(end_to_final), "onset_to_partial_s": _spread(onset_to_partial),
             "partial_gap_s": _spread(gaps)}
+
+
+def finals_after_speech(run: StreamRun, spans) -> list[float]:
+    """Per speech span, the seconds from its end to the first final that covers it (pure)."""
+    finals, waits = run.of("final"), []
+    for start, end in spans:
+        arrived = [t for t, e in finals if e["end"] >= start and t >= end]
+        if arrived:
+            waits.append(arrived[0] - end)
+    return waits
 
 
 def _spread(values: list[float]) -> dict:
