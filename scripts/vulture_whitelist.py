@@ -51,3 +51,9 @@ _.aiohttp_middleware
 # read by libraries the tests drive: Selenium's Chrome options, the tokenizers library
 _.binary_location
 _.pre_tokenizer
+
+# stack.Budget's keys: read by name (ramp.BOUNDS) from the budget's model_dump
+_.final_p95
+_.final_p50
+_.turnaround_p95
+_.lag_p95
