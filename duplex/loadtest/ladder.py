@@ -25,13 +25,14 @@ from ..run.smoke import targets_at
 from ..run.smoke_apps import ASR_APP, FRONTEND_APP, MT_APP
 from ..run.smoke_results import Target
 from ..run.state import read_state
-from . import ramp, report, speech, users
+from . import moshi, ramp, report, speech, users
 from .meters import Meters
 
 STAGGER_S = 1.0     # users of a level start spread over this: people do not start speaking in unison
 PAUSE_S = 1.5       # between levels: the last level's sessions close and the servers settle
 WARMUP_S = 2.0      # the warm-up session's speech
-SESSION_SLACK_S = 60.0  # a session may run this long past its audio before it counts as failed
+SESSION_SLACK_S = 60.0
+CONTAINER_PIDS_S = 5.0  # how often a container's processes are listed again (one engine call)  # a session may run this long past its audio before it counts as failed
 
 
 class LoadtestError(DuplexError):
@@ -43,14 +44,15 @@ class Load:
     """One service to measure and the URLs its simulated users open."""
 
     service: str
-    kind: str                 # "asr" (live transcription) | "translate" (asr stream -> mt)
-    stream_url: str           # where sessions stream audio: the frontend's relay or asr's WS /stream
+    kind: str                 # "asr" (live transcription) | "translate" (asr stream -> mt) | "moshi"
+    stream_url: str           # where sessions stream audio: the frontend's relay, or the service itself
     mt_url: str | None        # translate: where finals go
     via: str                  # "frontend" | "direct"
     replicas: int
     sessions: int | None      # slots per replica the stack declares
     budget: dict
     context: ssl.SSLContext | None = None
+    image: str | None = None  # moshi: its image, which runs the conversations (it has the Opus encoder)
 
 
 def plan_loads(project: Project, targets: list[Target], wanted: list[str] | None, direct: bool) -> list[Load]:
@@ -74,6 +76,9 @@ def plan_loads(project: Project, targets: list[Target], wanted: list[str] | None
             kind = "translate"
             url = f"{stream_url(frontend.url)}/api/stream" if frontend else f"{stream_url(asr.url)}/stream"
             mt = f"{stream_url(frontend.url)}/api/translate" if frontend else f"{stream_url(target.url)}/ws/translate"
+        elif target.health.kind == "websocket" and target.container:  # moshi: container-only, Opus
+            kind, mt = "moshi", None
+            url = f"{stream_url(frontend.url)}/api/chat" if frontend else target.health.url
         else:
             continue
         spec = project.stack.services.get(target.name)
@@ -82,12 +87,14 @@ def plan_loads(project: Project, targets: list[Target], wanted: list[str] | None
         loads.append(Load(target.name, kind, url, mt, "frontend" if frontend else "direct", max(1, replicas),
                           spec.sessions if spec else None,
                           spec.budget.model_dump(exclude_none=True) if spec and spec.budget else {},
-                          client_context(ca) if ca else None))
+                          client_context(ca) if ca else None,
+                          moshi.image_of(target.container) if kind == "moshi" else None))
     missing = [n for n in wanted or [] if n not in {load.service for load in loads}]
     if missing:
         names = ", ".join(t.name for t in running) or "none"
         raise LoadtestError(f"cannot load-test {', '.join(missing)}: the load test speaks to asr (live "
-                            "transcription) and mt (the translation chain) of a running stack; running: "
+                            "transcription), mt (the translation chain) and moshi (conversations, in containers) "
+                            "of a running stack; running: "
                             f"{names}", fix="name a running asr or mt service, or start the stack: inv run --detach")
     return loads
 
@@ -98,16 +105,21 @@ def _replica_of(name: str) -> str | None:
 
 
 def service_pids(root: Path, targets: list[Target]) -> Callable[[], dict[str, list[int]]]:
-    """Every running service's processes as the host numbers them, asked anew at each call: a
-    native service's process group as it is now; a container's processes as they were when this
-    was called (one engine call per level, not per sample)."""
+    """Every running service's processes as the host numbers them, asked anew at each call (a
+    server starts workers on its first sessions): a native service's process group; a container's
+    processes, from the engine at most every CONTAINER_PIDS_S."""
     records = read_state(root)["services"]
-    engine = engine_containers_by_id(root) if any(t.container for t in targets) else None
     leaders = {t.name: records[t.name]["pid"] for t in targets
                if t.state == "running" and records.get(t.name, {}).get("pid")}
-    boxed = {t.name: container_pids(engine.get(t.container)) for t in targets
-             if t.state == "running" and t.container and engine and t.name not in leaders}
-    return lambda: {**{name: resources.group_pids(pid) for name, pid in leaders.items()}, **boxed}
+    boxed = [t for t in targets if t.state == "running" and t.container and t.name not in leaders]
+    seen: dict = {"at": -CONTAINER_PIDS_S, "pids": {}}
+
+    def pids() -> dict[str, list[int]]:
+        if boxed and time.monotonic() - seen["at"] >= CONTAINER_PIDS_S:
+            engine = engine_containers_by_id(root) or {}
+            seen.update(at=time.monotonic(), pids={t.name: container_pids(engine.get(t.container)) for t in boxed})
+        return {**{name: resources.group_pids(pid) for name, pid in leaders.items()}, **seen["pids"]}
+    return pids
 
 
 async def run_level(load: Load, n: int, passages: list[speech.Passage],
@@ -116,13 +128,17 @@ async def run_level(load: Load, n: int, passages: list[speech.Passage],
     timeout = max(p.seconds for p in passages) + SESSION_SLACK_S
     async with Meters(pids) as meters:
         started = time.monotonic()
-        if load.kind == "asr":
-            sessions = [users.asr_user(load.stream_url, p, i * STAGGER_S / n, timeout, load.context)
-                        for i, p in enumerate(passages)]
+        sidecar = None
+        if load.kind == "moshi":
+            outcomes, sidecar = await asyncio.to_thread(moshi.conversations, load.image, load.stream_url,
+                                                        passages[0], n, STAGGER_S, timeout)
+        elif load.kind == "asr":
+            outcomes = await asyncio.gather(*(users.asr_user(load.stream_url, p, i * STAGGER_S / n, timeout,
+                                                             load.context) for i, p in enumerate(passages)))
         else:
-            sessions = [users.translate_user(load.stream_url, load.mt_url, p, i * STAGGER_S / n, timeout,
-                                             load.context) for i, p in enumerate(passages)]
-        outcomes = await asyncio.gather(*sessions)
+            outcomes = await asyncio.gather(*(users.translate_user(load.stream_url, load.mt_url, p,
+                                                                   i * STAGGER_S / n, timeout, load.context)
+                                              for i, p in enumerate(passages)))
         wall = time.monotonic() - started
     ok = [o for o in outcomes if o.state == "ok"]
     refused = sum(o.state == "refused" for o in outcomes)
@@ -132,17 +148,21 @@ async def run_level(load: Load, n: int, passages: list[speech.Passage],
         "sessions": n, "ok": len(ok), "refused": refused, "errors": failed,
         "error_share": round((refused + failed) / n, 3),
         "final_s": ramp.spread([t for o in ok for t in o.finals_s]),
-        "wer": round(sum(o.wer for o in ok) / len(ok), 3) if ok else None,
+        "wer": round(sum(o.wer for o in ok) / len(ok), 3) if ok and load.kind != "moshi" else None,
         "audio_s": round(audio, 1), "wall_s": round(wall, 1),
-        "services": meters.services(audio), "generator": meters.generator(),
+        "services": meters.services(audio), "generator": sidecar or meters.generator(),
         "problems": sorted({o.detail for o in outcomes if o.detail})[:3],
     }
     if load.kind == "translate":
         level["lag_s"] = ramp.spread([t for o in ok for t in o.lags_s])
+    if load.kind == "moshi":
+        level["turnaround_s"] = ramp.spread([t for o in ok for t in o.turnaround_s])
+        backlog = [o.backlog for o in ok if o.backlog is not None]
+        level["backlog_frames"] = max(backlog) if backlog else None
     return level
 
 
-def measure(load: Load, clips: list[speech.Clip], root: Path, targets: list[Target], *, most: int, seconds: float,
+def measure(load: Load, clips: list[speech.Clip], pids: Callable[[], dict[str, list[int]]], *, most: int, seconds: float,
             say: Callable[[str], None]) -> ServiceCapacity:
     judged, stopped = [], f"reached --most {most} within the budget"
     say(f"  {load.service}: warming up (one short session, not counted: a server may start workers on its first)")
@@ -151,7 +171,7 @@ def measure(load: Load, clips: list[speech.Clip], root: Path, targets: list[Targ
         if judged:
             time.sleep(PAUSE_S)
         say(f"  {load.service}: {n} session{'s' * (n > 1)} speaking {seconds:.0f} s each ...")
-        level = asyncio.run(run_level(load, n, speech.passages(clips, n, seconds), service_pids(root, targets)))
+        level = asyncio.run(run_level(load, n, speech.passages(clips, n, seconds), pids))
         level["broken"] = ramp.judge(level, load.budget)
         judged.append(level)
         say(row(load.service, level))
@@ -166,14 +186,16 @@ def measure(load: Load, clips: list[speech.Clip], root: Path, targets: list[Targ
 
 
 def row(service: str, level: dict) -> str:
-    final = level["final_s"]
+    final = level.get("turnaround_s") or level["final_s"]
+    what = "reply" if "turnaround_s" in level else "final"
     times = "-" if final["p50"] is None else f"{final['p50']:.2f}/{final['p95']:.2f}/{final['p99']:.2f} s"
     cpu = level["services"].get(service, {}).get("cpu_mean")
     lag = level.get("lag_s", {}).get("p95")
     return (f"  {level['sessions']:>5} sessions  ok {level['ok']:<3} refused {level['refused']:<3} "
-            f"failed {level['errors']:<3} final p50/p95/p99 {times:<20} "
+            f"failed {level['errors']:<3} {what} p50/p95/p99 {times:<20} "
             f"WER {'-' if level['wer'] is None else format(level['wer'], '.2f'):<5} "
             + (f"lag p95 {lag:.2f} s  " if lag is not None else "")
+            + (f"backlog {level['backlog_frames']} frames  " if level.get("backlog_frames") is not None else "")
             + f"{service} CPU {'-' if cpu is None else f'{cpu:.0f}%'}  generator {level['generator']['cpu']:.0f}%  "
             + ("ok" if not level["broken"] else "over budget"))
 
@@ -195,11 +217,11 @@ def loadtest(*, services: list[str] | None = None, most: int = 64, seconds: floa
                             "the translation chain)", fix="run a stack with asr (inv run --detach)")
     found, source = speech.clips(project.root / ".duplex" / "loadtest" / "speech", speech_dir, say)
     say(f"speech: {source}; {len(found)} clips")
-    measured = []
+    measured, pids = [], service_pids(project.root, targets)
     for load in loads:
         say(f"{load.service}: {load.kind} sessions via {load.via}, {load.replicas} replica"
             f"{'s' * (load.replicas > 1)}, budget {_budget_words(load.budget)}")
-        measured.append(measure(load, found, project.root, targets, most=most, seconds=seconds, say=say))
+        measured.append(measure(load, found, pids, most=most, seconds=seconds, say=say))
     doc = document(project.stack.name, measured,
                    generator={"speech": source, "seconds_per_session": seconds, "stagger_s": STAGGER_S,
                               "most": most, "via": loads[0].via},

@@ -12,7 +12,7 @@ from pathlib import Path
 
 W, H, PAD = 560, 260, 48
 SERIES = (("final_s", "p50", "#1f77b4"), ("final_s", "p95", "#ff7f0e"), ("final_s", "p99", "#d62728"),
-          ("lag_s", "p95", "#2ca02c"))
+          ("lag_s", "p95", "#2ca02c"), ("turnaround_s", "p50", "#9467bd"), ("turnaround_s", "p95", "#8c564b"))
 
 
 def write(doc: dict, folder: Path) -> tuple[Path, Path]:
@@ -98,21 +98,23 @@ def _plot(svc: dict) -> str:
             continue
         out.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="'
                    + " ".join(f"{a:.1f},{b:.1f}" for a, b in points) + '"/>')
-        label = ("end of speech -> final " if key == "final_s" else "final -> translation ") + q
+        label = {"final_s": "end of speech -> final ", "lag_s": "final -> translation ",
+                 "turnaround_s": "end of speech -> reply "}[key] + q
         out.append(f'<text x="{PAD + 8}" y="{PAD + 14 * legend}" fill="{colour}">{html.escape(label)}</text>')
         legend += 1
     return "\n".join(out) + "</svg>"
 
 
 def _table(name: str, svc: dict) -> str:
-    head = ("sessions", "ok", "refused", "failed", "final p50", "p95", "p99", "WER", "lag p95",
+    head = ("sessions", "ok", "refused", "failed", "final p50", "p95", "p99", "WER", "lag p95", "reply p95", "backlog",
             f"{name} CPU", f"{name} memory", "generator CPU", "verdict")
     rows = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
     for lv in svc["levels"]:
         own = lv["services"].get(name, {})
         final, lag = lv["final_s"], lv.get("lag_s", {})
         cells = (lv["sessions"], lv["ok"], lv["refused"], lv["errors"], final["p50"], final["p95"], final["p99"],
-                 lv["wer"], lag.get("p95"), f"{own['cpu_mean']:.0f}%" if own else None,
+                 lv["wer"], lag.get("p95"), lv.get("turnaround_s", {}).get("p95"), lv.get("backlog_frames"),
+                 f"{own['cpu_mean']:.0f}%" if own else None,
                  f"{own['memory_peak'] / 2**20:.0f} MiB" if own else None, f"{lv['generator']['cpu']:.0f}%",
                  "; ".join(lv["broken"]) or "ok")
         cls = ' class="bad"' if lv["broken"] else ""

@@ -24,6 +24,8 @@ class Outcome:
     detail: str = ""
     finals_s: list[float] = field(default_factory=list)  # end of speech -> final, per utterance
     lags_s: list[float] = field(default_factory=list)    # final -> its translation
+    turnaround_s: list[float] = field(default_factory=list)  # moshi: end of speech -> its first audio after
+    backlog: int | None = None  # moshi: frames sent minus audio frames back (how far behind real time)
     wer: float | None = None
     audio_s: float = 0.0
 

@@ -1,6 +1,12 @@
 """moshi's speech latency, measured inside its container (`inv smoke --latency` runs it there).
 
     python /opt/duplex/moshi_smoke.py --port 8998 --wav /tmp/duplex-speech.wav [--tls] [--timeout 30]
+    python /opt/duplex/moshi_smoke.py --url ws://127.0.0.1:8010/api/chat --sessions 4 --wav ...
+
+The second form is `inv loadtest`'s moshi users (run in a container of moshi's image beside the
+stack, on the host's network): `--sessions N` conversations at once, started `--stagger` seconds
+apart at most, one JSON line with each session's figures (or its error: refused with the close
+code, busy) and this process's own CPU seconds, so the report can say when it was the limit.
 
 Streams the WAV's speech to moshi's /api/chat at real time as its web client does (Ogg Opus, one
 80 ms frame each 80 ms, each frame sent once captured), then silence, and prints one JSON line:
@@ -42,8 +48,9 @@ def load(path: str):
     return np.concatenate([pcm, np.zeros(int(TAIL_S * RATE), dtype=np.float32)]), end
 
 
-async def measure(url: str, audio, speech_end: int, timeout: float) -> dict:
+async def measure(url: str, audio, speech_end: int, timeout: float, delay: float = 0.0) -> dict:
     import aiohttp
+    await asyncio.sleep(delay)
     import sphn
     context = None
     if url.startswith("wss://"):  # moshi's own certificate, on the container's loopback
@@ -57,6 +64,9 @@ async def measure(url: str, audio, speech_end: int, timeout: float) -> dict:
                 first = await asyncio.wait_for(ws.receive(), timeout)
             except asyncio.TimeoutError:
                 return {"error": "no ready byte: moshi is busy with a conversation or still loading"}
+            if first.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING):
+                code = first.data if first.type == aiohttp.WSMsgType.CLOSE else ws.close_code
+                return {"error": f"closed {code} {first.extra or ''}".strip(), "close_code": code}
             if first.type != aiohttp.WSMsgType.BINARY or first.data != b"\x00":
                 return {"error": f"the first message is not moshi's ready byte: {first.type} {first.data!r:.40}"}
 
@@ -75,6 +85,7 @@ async def measure(url: str, audio, speech_end: int, timeout: float) -> dict:
                     await ws.send_bytes(b"\x01" + data)
                 if ended is None and start + FRAME >= speech_end:
                     ended = time.monotonic()
+            sent = len(range(0, len(audio) - FRAME + 1, FRAME))
             await asyncio.sleep(0.5)
             await ws.close()
             reader.cancel()
@@ -83,7 +94,18 @@ async def measure(url: str, audio, speech_end: int, timeout: float) -> dict:
     return {"end_to_audio_s": round(after[0] - ended, 3) if after else None,
             "first_audio_s": round(audio_at[0] - began, 3) if audio_at else None,
             "audio_frames": len(audio_at), "text_frames": sum(kind == 2 for _t, kind in back),
-            "speech_s": round(speech_end / RATE, 2)}
+            "speech_s": round(speech_end / RATE, 2), "audio_s": round(len(audio) / RATE, 2),
+            "backlog_frames": sent - len(audio_at)}  # moshi answers each 80 ms frame with one: behind by this many
+
+
+async def many(url: str, audio, speech_end: int, timeout: float, sessions: int, stagger: float) -> list[dict]:
+    async def one(i: int) -> dict:
+        try:
+            return await asyncio.wait_for(measure(url, audio, speech_end, timeout, i * stagger / sessions),
+                                          timeout + stagger + len(audio) / RATE + 5)
+        except Exception as exc:  # noqa: BLE001 - one session's failure is a figure, not the end of the run
+            return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    return await asyncio.gather(*(one(i) for i in range(sessions)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,9 +115,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wav", required=True)
     p.add_argument("--tls", action="store_true", help="moshi runs with --ssl: wss://")
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--url", help="the whole WebSocket URL (default: moshi on this machine's --port)")
+    p.add_argument("--sessions", type=int, default=0, help="conversations at once (the load test's form)")
+    p.add_argument("--stagger", type=float, default=1.0)
     args = p.parse_args(argv)
     audio, end = load(args.wav)
-    url = f"{'wss' if args.tls else 'ws'}://127.0.0.1:{args.port}{args.path}"
+    url = args.url or f"{'wss' if args.tls else 'ws'}://127.0.0.1:{args.port}{args.path}"
+    if args.sessions > 0:
+        started, cpu = time.monotonic(), time.process_time()
+        found = asyncio.run(many(url, audio, end, args.timeout, args.sessions, args.stagger))
+        print(json.dumps({"sessions": found, "cpu_s": round(time.process_time() - cpu, 3),
+                          "wall_s": round(time.monotonic() - started, 3)}), flush=True)
+        return 0
     try:
         result = asyncio.run(asyncio.wait_for(measure(url, audio, end, args.timeout),
                                               args.timeout + len(audio) / RATE + 5))

@@ -248,6 +248,19 @@ def test_native_frontend_talks_to_the_moshi_container(chain, speech):
     detail = rows["latency"]["detail"]
     assert 0 < detail["end_to_audio_s"] < 3 and detail["audio_frames"] > 5, detail
     print(f"inv smoke --latency, moshi: {rows['latency']['reason']}")
+    # `inv loadtest`: conversations from a container of moshi's image, through the frontend's relay;
+    # one moshi holds one conversation, so the second of two is turned away and the capacity is 1
+    load = chain.inv("loadtest", "--services", "moshi", "--most", "2", "--seconds", "4", "--json",
+                     "--out", str(chain.root / "load"), timeout=300)
+    assert load.returncode == 0, load.stdout + load.stderr
+    moshi = json.loads(load.stdout)["services"]["moshi"]
+    one, two = moshi["levels"]
+    assert one["ok"] == 1 and 0 < one["turnaround_s"]["p50"] < 3 and one["backlog_frames"] is not None, one
+    assert (two["ok"], two["refused"]) == (1, 1) and moshi["capacity"] == 1, two
+    assert one["generator"]["where"] == "a container of moshi's image" and "moshi" in one["services"]
+    print(f"inv loadtest, moshi: {load.stderr.splitlines()[-2]}")
+    assert subprocess.run([tool("docker"), "ps", "-aq", "--filter", "label=duplex.loadtest"],
+                          capture_output=True, text=True).stdout.strip() == ""  # its containers are gone
     assert chain.inv("stop").returncode == 0
 
 

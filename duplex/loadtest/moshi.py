@@ -1,0 +1,80 @@
+"""moshi's simulated users: conversations as the page holds them (Ogg Opus in, 80 ms a frame, at
+real time), run by duplex/standalone/moshi_smoke.py in a container of moshi's own image beside the
+stack (it has the Opus encoder duplex does not carry), on the host's network so the frontend's relay
+and moshi's published port are at 127.0.0.1. One container per level; removed whatever happens."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import wave
+
+from ..engine import connect
+from ..run.inventory import find_container
+from ..run.smoke_moshi import PROBE
+from .speech import RATE, Passage
+from .users import REFUSED, Outcome
+
+HANDSHAKE_S = 15.0  # a conversation without moshi's ready byte by then is "busy": moshi holds one at a time
+LABEL = {"duplex.loadtest": "moshi"}  # what a left-over one is recognised by (`docker ps -a --filter label=...`)
+
+
+def image_of(container_id: str) -> str | None:
+    """The image moshi's running container was made from."""
+    container = find_container(container_id)
+    return container.image.id if container is not None else None
+
+
+def _wav(passage: Passage) -> bytes:
+    out = io.BytesIO()
+    with wave.open(out, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(passage.pcm)
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo("duplex-load.wav")
+        info.size, info.mode = len(out.getvalue()), 0o644
+        tar.addfile(info, io.BytesIO(out.getvalue()))
+    return archive.getvalue()
+
+
+def conversations(image: str, url: str, passage: Passage, n: int, stagger: float,
+                  timeout: float) -> tuple[list[Outcome], dict]:
+    """n conversations at once: each one's outcome, and the sidecar's own CPU (% of one core)."""
+    from docker.errors import DockerException  # heavy: the docker SDK, only for moshi's load
+    client = connect()
+    command = ["python", PROBE, "--url", url, "--sessions", str(n), "--stagger", f"{stagger:g}",
+               "--wav", "/tmp/duplex-load.wav", "--timeout", f"{min(timeout, HANDSHAKE_S):g}"]
+    container = client.containers.create(image, command, network_mode="host", labels=LABEL, detach=True)
+    try:
+        container.put_archive("/tmp", _wav(passage))
+        container.start()
+        container.wait(timeout=timeout + stagger + passage.seconds + 60)
+        text = container.logs(stdout=True, stderr=False).decode("utf-8", errors="replace").strip()
+    except DockerException as exc:
+        return [Outcome("failed", f"the moshi load container failed: {exc}"[:200]) for _ in range(n)], {}
+    finally:
+        try:
+            container.remove(force=True)
+        except DockerException:
+            pass  # already gone
+    try:
+        got = json.loads(text.splitlines()[-1])
+    except (ValueError, IndexError):
+        return [Outcome("failed", f"the moshi load script said: {text[-200:]}") for _ in range(n)], {}
+    outcomes = [_outcome(s, passage) for s in got["sessions"]]
+    return outcomes, {"cpu": round(100 * got["cpu_s"] / max(got["wall_s"], 1e-6), 1), "lag_p95": None,
+                      "where": "a container of moshi's image"}
+
+
+def _outcome(session: dict, passage: Passage) -> Outcome:
+    if "error" in session:
+        refused = session.get("close_code") in REFUSED or "busy" in session["error"]
+        return Outcome("refused" if refused else "failed", session["error"][:200], audio_s=passage.seconds)
+    if session.get("end_to_audio_s") is None:
+        return Outcome("failed", "no audio came back after the speech ended", audio_s=passage.seconds)
+    return Outcome(turnaround_s=[session["end_to_audio_s"]], backlog=session.get("backlog_frames"),
+                   audio_s=session.get("audio_s", passage.seconds))
