@@ -125,6 +125,14 @@ def test_translation_natively(chain, speech):
         assert rows["gpu"]["status"] == "skip" and "no NVIDIA container runtime" in rows["gpu"]["reason"]
         log = (chain.root / ".duplex" / "logs" / "mt.log").read_text()
         assert f"MT model {QWEN_REPO} ready in" in log and "Qwen2ForCausalLM, device cpu, precision float32" in log
+        # `inv loadtest` of the chain the page drives: asr's stream through the frontend, each final to mt
+        load = chain.inv("loadtest", "--services", "mt", "--most", "1", "--seconds", "6", "--json",
+                         "--out", str(chain.root / "load"))
+        assert load.returncode == 0, load.stdout + load.stderr  # the example declares no budget: errors only
+        (level,) = json.loads(load.stdout)["services"]["mt"]["levels"]
+        assert level["ok"] == 1 and level["lag_s"]["n"] >= 1 and 0 < level["lag_s"]["p50"] < 30, level
+        assert level["final_s"]["n"] >= 1 and {"asr", "mt", "frontend"} <= set(level["services"]), level
+        print(f"inv loadtest, translation chain: {load.stderr.splitlines()[-3]}")
     finally:  # a failure above must not leave the stack running for the next test
         stopped = chain.inv("stop")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
