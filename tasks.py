@@ -255,7 +255,7 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     "gpu_sharing": "none, mps or time-slicing: GPU services share one GPU (default: [stack] gpu_sharing)",
     "argocd": "also write an Argo CD Application syncing the manifests from this git repo URL",
     "path": "with --argocd: the manifests' folder in that repo (default: OUT/k8s relative to the project)",
-    "capacity": "the file `inv loadtest --json` wrote: each autoscaler aims at its measured per_replica",
+    "capacity": "the file `inv loadtest --json` wrote: each autoscaler aims at 0.8 x its measured per_replica",
     "json": "print the report as JSON",
 })
 @_cli

@@ -142,7 +142,8 @@ def _metrics_server(values: list[str]) -> tuple[http.server.HTTPServer, int]:
         def do_GET(self):
             value = values.pop(0) if len(values) > 1 else values[0]
             body = ("# HELP active_sessions Live sessions\n# TYPE active_sessions gauge\n"
-                    + (f"active_sessions {value}\n" if value else "") + "session_slots 8.0\n").encode()
+                    + (f"active_sessions{value}\n" if value else "")
+                    + "active_sessions_peak 5.0\nsession_slots 8.0\n").encode()  # other metrics: not counted
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4")
             self.end_headers()
@@ -164,8 +165,8 @@ def run_hook(command: list[str], *extra: str) -> tuple[int, float, str]:
 
 
 def test_drain_waits_for_the_metrics_gauge_to_reach_zero_and_is_bounded():
-    server, port = _metrics_server(["1.0", "1.0", "1.0", "0.0"])  # a session ends after the third look
-    stuck, stuck_port = _metrics_server(["1.0"])
+    server, port = _metrics_server([" 1.0", " 1.0", " 1.0", " 0.0"])  # a session ends after the third look
+    stuck, stuck_port = _metrics_server(['{route="/stream"} 1.0'])  # labelled samples count too
     bare, bare_port = _metrics_server([""])  # a /metrics without the gauge
     try:
         rc, took, said = run_hook(drain_command(port, "metrics", 30), "--every", "0.5")
