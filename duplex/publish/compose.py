@@ -36,6 +36,7 @@ def compose_files(plan: Plan, *, context: str, bind: str = "127.0.0.1",
     """{file name: document}. `context` is the repo root as seen from the output folder ('..').
     `replicas`: containers per service (`deploy.replicas`; Compose has no autoscaler)."""
     replicas = replicas or {}
+    _check_host_ports(plan, replicas)
     services: dict[str, dict] = {}
     init = _init_service(plan, registry)
     if init:
@@ -108,6 +109,27 @@ def _healthcheck(svc: ServicePlan) -> dict | None:
         test = ["python", "-c", http_check(svc.container_port, path, 3)]
     return {"test": ["CMD", *(_escape(part) for part in test)], "interval": f"{INTERVAL}s",
             "timeout": "5s", "retries": 3, "start_period": f"{int(svc.health.timeout)}s"}
+
+
+def _check_host_ports(plan: Plan, replicas: dict[str, int]) -> None:
+    """A replicated service publishes the host ports port .. port + replicas - 1: none may be
+    another service's, nor past 65535 (`up` would fail on the second container)."""
+    taken: dict[int, str] = {}
+    said: dict[str, str] = {}
+    for name in plan.start_order:
+        svc, count = plan.services[name], replicas.get(name, 1)
+        ports = range(svc.port, svc.port + count)
+        said[name] = f"{name}'s ({count} replicas: {svc.port}-{ports[-1]})" if count > 1 else f"{name}'s"
+        if ports[-1] > 65535:
+            raise PublishError(f"{name}'s {count} replicas would publish host ports {svc.port}-{ports[-1]}, past 65535",
+                               fix=f"give {name} a lower port, or fewer replicas, in stack.toml")
+        clash = next((p for p in ports if p in taken), None)
+        if clash is not None:
+            other = taken[clash]
+            raise PublishError(f"Compose: host port {clash} would be both {said[other]} and {said[name]}",
+                               fix=f"move {name} or {other} to a port clear of the other's in stack.toml, "
+                                   "or give fewer replicas")
+        taken.update(dict.fromkeys(ports, name))
 
 
 def _init_service(plan: Plan, registry: str | None) -> dict | None:

@@ -91,7 +91,9 @@ def plan_scaling(stack: Stack, services: list[str], capacity: dict[str, ServiceC
                         f"capacity.json`), or set sessions = N under [services.{name}]")
             target = round(base * HEADROOM, 3)
             target_from += f", x {HEADROOM:g} headroom"
-        limit, limit_from = _session_limit(name, spec)
+        limit, limit_from = DEFAULT_SESSION_LIMIT, ""
+        if spec.replicas > 1 or spec.max_replicas is not None:  # only then is there a drain to bound
+            limit, limit_from = _session_limit(name, spec)
         out[name] = Scaling(replicas=spec.replicas, max_replicas=spec.max_replicas, sessions=spec.sessions,
                             per_replica=per_replica, target=target, target_from=target_from, count=count,
                             busy_readiness=_one_slot_websocket(spec), session_limit=limit,

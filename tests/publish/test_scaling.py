@@ -284,3 +284,18 @@ def test_without_a_capacity_file_the_target_is_the_declared_sessions_and_gaps_ar
         raise AssertionError("an autoscaler without sessions or a capacity file was accepted")
     except PublishError as err:
         assert "nothing says how many sessions one pod serves" in str(err) and "inv loadtest" in err.fix
+
+
+def test_compose_refuses_replica_ports_that_run_into_another_service(default_stack):
+    from duplex.publish import PublishError, target_plan
+    from duplex.publish.compose import compose_files
+
+    the_plan = target_plan(default_stack, environ={})
+    assert compose_files(the_plan, context="..", replicas={"asr": 10})["compose.yaml"]["services"]["asr"]["ports"] == [
+        "127.0.0.1:8000-8009:8000"]  # up to the frontend's 8010
+    try:
+        compose_files(the_plan, context="..", replicas={"asr": 11})
+        raise AssertionError("asr's 11th replica on the frontend's port 8010 was accepted")
+    except PublishError as err:
+        assert "host port 8010 would be both asr's (11 replicas: 8000-8010) and frontend's" in str(err), str(err)
+        assert "fewer replicas" in err.fix
