@@ -255,11 +255,12 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     "gpu_sharing": "none, mps or time-slicing: GPU services share one GPU (default: [stack] gpu_sharing)",
     "argocd": "also write an Argo CD Application syncing the manifests from this git repo URL",
     "path": "with --argocd: the manifests' folder in that repo (default: OUT/k8s relative to the project)",
+    "capacity": "the file `inv loadtest --json` wrote: each autoscaler aims at 0.8 x its measured per_replica",
     "json": "print the report as JSON",
 })
 @_cli
 def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.0.0.1", registry=None,
-            torch=None, push=False, gpu_sharing=None, argocd=None, path=None, json=False):
+            torch=None, push=False, gpu_sharing=None, argocd=None, path=None, capacity=None, json=False):
     """Write the stack as a Compose file and Kubernetes manifests, validated with the real tools."""
     from duplex import report
     from duplex.project import Project
@@ -273,6 +274,7 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
                              gpu_sharing=flags.choice(gpu_sharing, "--gpu-sharing", ("none", "mps", "time-slicing")),
                              argocd=flags.path(argocd, "--argocd", "a git repository URL"),
                              argocd_path=flags.path(path, "--path", "a folder in the repository"),
+                             capacity=flags.path(capacity, "--capacity", "the file `inv loadtest --json FILE` wrote"),
                              progress=None if json else report.say("publish"))
     _show(json, result.to_dict(), lambda: print(result.summary()))
 

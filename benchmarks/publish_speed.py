@@ -3,6 +3,9 @@
 
     python benchmarks/publish_speed.py [--repeat 5]
 
+`--scaled`: the same default stack, then with replicas and autoscaling (asr 2-6 pods of 8 sessions,
+moshi 2-4 of 1) from a capacity file: what the HPAs, budgets, drains and adapter rules cost.
+
 Also times `docker compose up --wait` / `down -v` of the published file for the CPU services when
 --run is given (needs the Docker engine and the base image; builds are cached after the first).
 """
@@ -39,7 +42,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--run", action="store_true", help="also time compose up --wait / down -v")
+    parser.add_argument("--scaled", action="store_true", help="compare with and without autoscaling")
     args = parser.parse_args()
+    if args.scaled:
+        return compare_scaled(args.repeat)
     stack = load_stack(ROOT / "stack.toml")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "deploy"
@@ -61,6 +67,38 @@ def main() -> None:
     print(f"  fresh process, both validated: {fresh.stdout.strip() or fresh.stderr[-300:]} s")
     if args.run:
         run_compose(stack)
+
+
+SCALED = {"[services.moshi.environment]\n": "replicas = 2\nmax_replicas = 4\nsessions = 1\n\n[services.moshi.environment]\n",
+          'preload = "servers.asr.loaders:preload"\n':
+              'preload = "servers.asr.loaders:preload"\nreplicas = 2\nmax_replicas = 6\nsessions = 8\n'}
+
+
+def compare_scaled(repeat: int) -> None:
+    """Both outputs, validated, of the default stack as shipped and with replicas + autoscaling."""
+    from duplex.capacity import ServiceCapacity, document, parse
+    from duplex.publish.scaling import plan_scaling
+    with tempfile.TemporaryDirectory() as tmp:
+        text = (ROOT / "stack.toml").read_text()
+        for old, new in SCALED.items():
+            text = text.replace(old, new, 1)
+        (Path(tmp) / "stack.toml").write_text(text)
+        plain, scaled = load_stack(ROOT / "stack.toml"), load_stack(Path(tmp) / "stack.toml")
+        measured = parse(document("duplex", [ServiceCapacity("asr", 2, 8, {}, 13, ""),
+                                             ServiceCapacity("moshi", 2, 1, {}, 2, "")], {}, {}), "bench")
+        out = Path(tmp) / "deploy"
+        cases = {
+            "default stack (1 pod each)": lambda: publish(
+                target_plan(plain, environ={}), out=out,
+                scaling=plan_scaling(plain, list(plain.services))),
+            "with replicas + 2 HPAs (capacity file)": lambda: publish(
+                target_plan(scaled, environ={}), out=out,
+                scaling=plan_scaling(scaled, list(scaled.services), measured, "bench")),
+        }
+        print(f"inv publish, both outputs validated; median of {repeat} (min)")
+        for name, fn in cases.items():
+            median, low, report = median_min(fn, repeat)
+            print(f"  {name:<42} {median * 1000:8.1f} ms ({low * 1000:.1f})  {report.seconds}  {len(report.files)} files")
 
 
 def run_compose(stack) -> None:

@@ -12,6 +12,7 @@ from typing import Callable
 
 import yaml
 
+from ..capacity import read_capacity
 from ..envs.lock import lock_path
 from ..images.references import REGISTRY_RULE, registry_problem
 from ..machine import Machine
@@ -25,6 +26,7 @@ from . import kubernetes as k8s_mod
 from . import validate, write
 from .common import HEADER, PublishError, check_dns_names, check_publishable
 from .push import check_registry, push_images
+from .scaling import Scaling, plan_scaling
 from .torch_build import publish_torch
 
 __all__ = ["PublishError", "PublishReport", "publish", "target_plan"]
@@ -172,6 +174,10 @@ def publish_project(project, *, out: str | Path = "deploy", compose: bool = Fals
         options["argocd"] = (repo, path or k8s_folder.relative_to(project.root).as_posix())
     the_plan = target_plan(project.stack, services=services, pins=project.pins(), torch=torch,
                            image_pins=project.image_pins())
+    capacity = options.pop("capacity", None)  # checked against the stack before anything is built or written
+    measured = read_capacity(Path(capacity)) if capacity else None
+    options["scaling"] = plan_scaling(project.stack, the_plan.start_order, measured,
+                                      source=Path(capacity).name if capacity else "the capacity file")
     if options.pop("push", False):
         if not options.get("registry"):
             raise PublishError("--push needs --registry: where to push the images",
@@ -195,12 +201,15 @@ def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True
             progress: Callable[[str], None] | None = None, registry: str | None = None,
             storage_class: str | None = None, cache_size: str = "50Gi", check: bool = True,
             stack_file: str = "stack.toml", gpu_sharing: str = "none",
-            argocd: tuple[str, str] | None = None) -> PublishReport:
+            argocd: tuple[str, str] | None = None, scaling: dict[str, Scaling] | None = None) -> PublishReport:
     """Write `out`/compose.yaml (+ compose.cpu.yaml) and `out`/k8s/*.yaml from a container plan
     (see `target_plan`), validate them with Compose v2 and the Kubernetes schemas (`check`), and
     only then move them into place. A validator that is not installed is reported, not fatal.
     `gpu_sharing` (mps, time-slicing): the GPU services share one GPU, plus k8s/gpu-sharing.yaml.
-    `argocd` (repo URL, path of k8s/ in it): also `out`/argocd-application.yaml."""
+    `argocd` (repo URL, path of k8s/ in it): also `out`/argocd-application.yaml.
+    `scaling` (publish.scaling.plan_scaling): replicas, autoscalers, disruption budgets and drains;
+    with an autoscaler also k8s/prometheus-adapter.yaml (the adapter's rules, outside the kustomization)."""
+    scaling = scaling or {}
     say = progress or (lambda _line: None)
     if not (compose or k8s):
         raise PublishError("nothing to publish", fix="pass --compose, --k8s, or neither for both")
@@ -218,16 +227,25 @@ def publish(the_plan: Plan, *, out: Path, compose: bool = True, k8s: bool = True
     texts: dict[str, str] = {}
     if compose:
         context = os.path.relpath(the_plan.root, out.resolve())
+        replicas = {n: s.replicas for n, s in scaling.items()}
         for name, doc in compose_mod.compose_files(the_plan, context=context, bind=bind,
-                                                   registry=registry).items():
+                                                   registry=registry, replicas=replicas).items():
             texts[name] = write.dump(doc, header)
     manifests: dict[str, list[dict]] = {}
     if k8s:
         manifests = k8s_mod.manifests(the_plan, registry=registry, storage_class=storage_class,
-                                      cache_size=cache_size, gpu_sharing=gpu_sharing)
+                                      cache_size=cache_size, gpu_sharing=gpu_sharing, scaling=scaling)
         for name, docs in manifests.items():
             texts[f"k8s/{name}"] = write.dump(docs, header)
         texts["k8s/kustomization.yaml"] = write.dump(k8s_mod.kustomization(list(manifests)), header)
+        rules = k8s_mod.adapter_rules(the_plan, scaling)
+        if rules:  # the adapter's namespace, not the app's: outside the kustomization
+            texts[f"k8s/{k8s_mod.ADAPTER_FILE}"] = write.dump([rules], header)
+            report.warnings += [f"{n}: autoscaled {s.replicas}-{s.max_replicas} pods on {s.metric} "
+                                f"(target {s.target:g} per pod: {s.target_from}); it needs the Prometheus "
+                                f"adapter with k8s/{k8s_mod.ADAPTER_FILE}'s rules (docs/publish.md, "
+                                "'Replicas and autoscaling')" for n, s in scaling.items()
+                                if s.max_replicas is not None and n in the_plan.services]
         sharing = k8s_mod.device_plugin_config(the_plan, gpu_sharing)
         if sharing:  # the device plugin's namespace, not the app's: outside the kustomization
             texts["k8s/gpu-sharing.yaml"] = write.dump([sharing], header)

@@ -8,7 +8,7 @@ from ..errors import DuplexError
 from ..plan import LABEL, SECRET_WORDS, URL_CREDENTIALS, Plan, ServicePlan
 from ..run.health import marked
 from ..stack import NAME
-from ..standalone import wscheck
+from ..standalone import drain, wscheck
 
 CACHE_VOLUME = "model-cache"  # the shared Hugging Face cache, mounted at /cache/huggingface
 SECRET_NAME = "{stack}-secrets"  # the Kubernetes Secret holding HF_TOKEN and the stack's secrets
@@ -96,9 +96,31 @@ def websocket_check(port: int, path: str, timeout: int, *, tls: bool = False, ph
 
 def wscheck_source() -> str:
     """duplex/standalone/wscheck.py without its docstring (the check is the same file everywhere)."""
-    text = Path(wscheck.__file__).read_text(encoding="utf-8")
-    head, _, rest = text.partition('"""\n\nfrom __future__')
-    return "# duplex.standalone.wscheck: WebSocket ready byte until ready, then any HTTP answer\nfrom __future__" + rest
+    return _script(wscheck.__file__, "# duplex.standalone.wscheck: WebSocket ready byte until ready, then any HTTP answer\n")
+
+
+def drain_command(port: int, how: str, limit: int, *, path: str = "/metrics", tls: bool = False) -> list[str]:
+    """A preStop hook's command: duplex.standalone.drain's own source run with `python -c` (python is
+    in every image), waiting at most `limit` seconds for the pod's live sessions to end. `how`:
+    "metrics" (the `active_sessions` gauge at `path`) or "handshake" (moshi-style: idle = the 0x00
+    byte comes; wscheck's source goes along as the module `wscheck` the drain imports)."""
+    source = _script(drain.__file__, "# duplex.standalone.drain: wait until no live session, bounded\n")
+    if how == "handshake":
+        prelude = ("import sys, types\nwscheck = types.ModuleType('wscheck')\n"
+                   f"exec(compile({wscheck_source()!r}, 'wscheck.py', 'exec'), wscheck.__dict__)\n"
+                   "sys.modules['wscheck'] = wscheck\n")
+        future = "from __future__ import annotations\n"
+        source = source.replace(future, future + prelude, 1)  # a __future__ import must come first
+        where = ["--ws", f"{'wss' if tls else 'ws'}://127.0.0.1:{port}{path}"]
+    else:
+        where = ["--metrics", f"http://127.0.0.1:{port}{path}"]
+    return ["python", "-c", source, *where, "--timeout", str(limit)]
+
+
+def _script(file: str, title: str) -> str:
+    """A standalone script's source without its docstring, for `python -c`."""
+    text = Path(file).read_text(encoding="utf-8")
+    return title + "from __future__" + text.partition('"""\n\nfrom __future__')[2]
 
 
 def health_path(svc: ServicePlan) -> str | None:

@@ -8,26 +8,81 @@ import math
 
 from ..plan import CACHE_IN_CONTAINER, Plan, ServicePlan
 from ..run.health import marked
-from .common import CACHE_VOLUME, SECRET_NAME, health_path, image_name, secret_keys, user_ids, websocket_check
+from .common import (
+    CACHE_VOLUME,
+    SECRET_NAME,
+    drain_command,
+    health_path,
+    image_name,
+    secret_keys,
+    user_ids,
+    websocket_check,
+)
+from .scaling import BUSY_METRIC, METRIC, Scaling
 
 PERIOD = 10  # seconds between startup and readiness probes
 GPU = "nvidia.com/gpu"
 GPU_GROUP = "dev.duplex/gpu-group"  # pods that share one GPU carry it; podAffinity keeps them on one node
 SHARING_KEYS = {"mps": "mps", "time-slicing": "timeSlicing"}  # ours -> the device plugin's config key
 STICKY_SECONDS = 3 * 3600  # a WebSocket session's client stays on its pod this long after its last packet
+ADAPTER_FILE = "prometheus-adapter.yaml"  # the adapter's rules: its namespace, outside the kustomization
+SCALE_DOWN_WINDOW = 600  # s the autoscaler waits before it removes a pod (each one drains its sessions)
+BUSY_WINDOW = "2m"  # the one-slot server's busy share is its failed readiness probes over this window
 
 
 def manifests(plan: Plan, *, registry: str | None = None, storage_class: str | None = None,
-              cache_size: str = "50Gi", gpu_sharing: str = "none") -> dict[str, list[dict]]:
+              cache_size: str = "50Gi", gpu_sharing: str = "none",
+              scaling: dict[str, Scaling] | None = None) -> dict[str, list[dict]]:
     """{file name: [manifest, ...]}: one file per service plus the shared model-cache claim.
     `kustomization.yaml` lists them so `kubectl apply -k` can add a namespace or retag images.
-    `gpu_sharing` ("mps", "time-slicing"): the GPU services share one GPU (see `device_plugin_config`)."""
+    `gpu_sharing` ("mps", "time-slicing"): the GPU services share one GPU (see `device_plugin_config`).
+    `scaling` (publish.scaling): replicas, a PodDisruptionBudget and the drain of a pod that can be
+    taken away while others serve, a HorizontalPodAutoscaler where `max_replicas` is set."""
     files: dict[str, list[dict]] = {"model-cache.yaml": [_claim(plan, storage_class, cache_size)]}
     sharing = _sharing(plan, gpu_sharing)
+    scaling = scaling or {}
     for name in plan.start_order:
         svc = plan.services[name]
-        files[f"{name}.yaml"] = [_deployment(plan, svc, registry, sharing), _service(plan, svc)]
+        scale = scaling.get(name, Scaling())
+        docs = [_deployment(plan, svc, registry, sharing, scale), _service(plan, svc)]
+        if scale.replicas > 1 or scale.max_replicas is not None:
+            docs.append(_disruption_budget(plan, svc))
+        if scale.max_replicas is not None:
+            docs.append(_autoscaler(plan, svc, scale))
+        files[f"{name}.yaml"] = docs
     return files
+
+
+def adapter_rules(plan: Plan, scaling: dict[str, Scaling]) -> dict | None:
+    """The Prometheus adapter's rules that serve the autoscalers' per-pod metrics, as the ConfigMap
+    its `--config` reads (the Helm chart: the same list under `rules.custom`). It belongs in the
+    adapter's namespace, so it is not in the kustomization. None when nothing autoscales."""
+    counts = {s.count for n, s in scaling.items() if n in plan.services and s.max_replicas is not None}
+    if not counts:
+        return None
+    def per_pod() -> dict:  # a fresh dict per rule: the dumped YAML carries no anchors
+        return {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
+    rules = []
+    if "metrics" in counts:  # the servers' own gauge, scraped from their pods (prometheus.io annotations)
+        rules.append({"seriesQuery": f'{METRIC}{{namespace!="",pod!=""}}', "resources": per_pod(),
+                      "name": {"matches": f"^{METRIC}$", "as": METRIC},
+                      "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)"})
+    if "handshake" in counts:  # the kubelet's probe counts: the share of readiness probes that failed
+        probes = 'probe_type="Readiness"'
+        rules.append({"seriesQuery": f'prober_probe_total{{{probes},namespace!="",pod!=""}}', "resources": per_pod(),
+                      "name": {"matches": "^prober_probe_total$", "as": BUSY_METRIC},
+                      "metricsQuery": (f'sum(rate(<<.Series>>{{<<.LabelMatchers>>,{probes},result="failed"}}[{BUSY_WINDOW}])) '
+                                       f"by (<<.GroupBy>>) / sum(rate(<<.Series>>{{<<.LabelMatchers>>,{probes}}}"
+                                       f"[{BUSY_WINDOW}])) by (<<.GroupBy>>)")})
+    import yaml  # heavy: only a publish with an autoscaler writes this
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": f"{plan.stack}-prometheus-adapter",
+                         "labels": {"app.kubernetes.io/part-of": plan.stack, "app.kubernetes.io/managed-by": "duplex"},
+                         "annotations": {"dev.duplex/note": "the Prometheus adapter's rules for the stack's "
+                                         "HorizontalPodAutoscalers: apply in the adapter's namespace and point its "
+                                         "--config at config.yaml (Helm: these rules under rules.custom); "
+                                         "docs/publish.md, 'Replicas and autoscaling'"}},
+            "data": {"config.yaml": yaml.safe_dump({"rules": rules}, sort_keys=False, width=4096)}}
 
 
 def gpu_users(plan: Plan) -> list[str]:
@@ -120,15 +175,51 @@ def _service(plan: Plan, svc: ServicePlan) -> dict:
             "spec": spec}
 
 
-def _deployment(plan: Plan, svc: ServicePlan, registry: str | None, sharing: dict | None = None) -> dict:
+def _disruption_budget(plan: Plan, svc: ServicePlan) -> dict:
+    """A node drain or cluster upgrade takes one pod of the service at a time (each drains first)."""
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": {"name": svc.name, "labels": {**_labels(plan, svc.name),
+                                                      "app.kubernetes.io/managed-by": "duplex"}},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": _labels(plan, svc.name)}}}
+
+
+def _autoscaler(plan: Plan, svc: ServicePlan, scale: Scaling) -> dict:
+    """autoscaling/v2 on the pods' live sessions (a Pods metric the Prometheus adapter serves)."""
+    milli = round(scale.target * 1000)
+    target = str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+    annotations = {"dev.duplex/target": f"{target} {scale.metric} per pod: {scale.target_from}"}
+    if scale.per_replica is not None:
+        annotations["dev.duplex/per-replica"] = str(scale.per_replica)
+    return {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+            "metadata": {"name": svc.name, "labels": {**_labels(plan, svc.name),
+                                                      "app.kubernetes.io/managed-by": "duplex"},
+                         "annotations": annotations},
+            "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": svc.name},
+                     "minReplicas": scale.replicas, "maxReplicas": scale.max_replicas,
+                     "metrics": [{"type": "Pods", "pods": {"metric": {"name": scale.metric},
+                                                           "target": {"type": "AverageValue", "averageValue": target}}}],
+                     # out at once; in one pod at a time, slowly: each removed pod drains its sessions
+                     "behavior": {"scaleDown": {"stabilizationWindowSeconds": SCALE_DOWN_WINDOW,
+                                                "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}]}}}}
+
+
+def _deployment(plan: Plan, svc: ServicePlan, registry: str | None, sharing: dict | None = None,
+                scale: Scaling | None = None) -> dict:
+    scale = scale or Scaling()
     container: dict = {
         "name": svc.name, "image": image_name(svc, registry), "imagePullPolicy": "IfNotPresent",
         "args": [_escape(a) for a in svc.command],  # args = the image's CMD, as Compose `command`
         "ports": [{"name": "http", "containerPort": svc.container_port}],
         "env": _env(plan, svc),
-        **_probes(svc),
+        **_probes(svc, busy_readiness=scale.busy_readiness),
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
+    if scale.drains:  # taken out of the Service first; the kubelet's SIGTERM waits for this to return
+        how = "metrics" if scale.count == "metrics" else "handshake"
+        path = svc.metrics if how == "metrics" else health_path(svc)
+        container["lifecycle"] = {"preStop": {"exec": {"command": [_escape(a) for a in drain_command(
+            svc.container_port, how, scale.session_limit, path=path or "/",
+            tls=svc.health.url is not None and svc.health.url.startswith("wss"))]}}}
     if svc.gpu:
         container["resources"] = {"limits": {GPU: 1}}
     pod: dict = {"enableServiceLinks": False,  # no ASR_PORT=tcp://... clashing with app variables
@@ -138,9 +229,15 @@ def _deployment(plan: Plan, svc: ServicePlan, registry: str | None, sharing: dic
         pod["volumes"] = [{"name": CACHE_VOLUME, "persistentVolumeClaim": {"claimName": claim_name(plan)}}]
     if svc.gpu:
         pod["tolerations"] = [{"key": GPU, "operator": "Exists", "effect": "NoSchedule"}]
+    if scale.drains:  # the drain's bound is the session limit; the server's own shutdown comes after
+        pod["terminationGracePeriodSeconds"] = scale.grace
+        annotations_drain = {"dev.duplex/drain": f"preStop waits up to {scale.session_limit} s for live sessions "
+                                                 f"to end ({scale.session_limit_from})"}
+    else:
+        annotations_drain = {}
     labels = _labels(plan, svc.name)
     template: dict = {"labels": labels}
-    annotations: dict[str, str] = {}
+    annotations: dict[str, str] = dict(annotations_drain)
     if svc.metrics:  # the prometheus.io convention Prometheus' kubernetes_sd examples relabel on
         annotations.update({"prometheus.io/scrape": "true", "prometheus.io/path": svc.metrics,
                             "prometheus.io/port": str(svc.container_port)})
@@ -152,13 +249,24 @@ def _deployment(plan: Plan, svc: ServicePlan, registry: str | None, sharing: dic
                 {"labelSelector": {"matchLabels": {GPU_GROUP: plan.stack}}, "topologyKey": "kubernetes.io/hostname"}]}}
     if annotations:
         template["annotations"] = annotations
+    spec: dict = {}
+    if scale.max_replicas is None:  # with an autoscaler it owns the count: `kubectl apply` must not reset it
+        spec["replicas"] = scale.replicas
+    spec["strategy"] = _strategy(svc, scale)
+    spec.update(selector={"matchLabels": labels}, template={"metadata": template, "spec": pod})
     return {"apiVersion": "apps/v1", "kind": "Deployment",
             "metadata": {"name": svc.name, "labels": {**labels, "app.kubernetes.io/managed-by": "duplex"}},
-            "spec": {"replicas": 1,
-                     # a GPU is not shared by a rolling update: the old pod must let go first
-                     "strategy": {"type": "Recreate" if svc.gpu else "RollingUpdate"},
-                     "selector": {"matchLabels": labels},
-                     "template": {"metadata": template, "spec": pod}}}
+            "spec": spec}
+
+
+def _strategy(svc: ServicePlan, scale: Scaling) -> dict:
+    """A GPU is not shared by a rolling update: the old pod must let go first. One pod: Recreate;
+    several: one at a time, none extra, so the others keep serving while each is replaced."""
+    if not svc.gpu:
+        return {"type": "RollingUpdate"}
+    if scale.replicas > 1 or scale.max_replicas is not None:
+        return {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+    return {"type": "Recreate"}
 
 
 def _pod_security(svc: ServicePlan) -> dict:
@@ -181,24 +289,27 @@ def _env(plan: Plan, svc: ServicePlan) -> list[dict]:
     return out
 
 
-def _probes(svc: ServicePlan) -> dict:
+def _probes(svc: ServicePlan, busy_readiness: bool = False) -> dict:
     """startupProbe carries the warm-up allowance (start_timeout), so readiness and liveness can be
-    strict afterwards without killing a pod that is still loading its weights."""
+    strict afterwards without killing a pod that is still loading its weights. `busy_readiness` (a
+    one-slot WebSocket server): readiness is the handshake too, so a pod in a conversation is not
+    ready and its Service sends the next conversation elsewhere; liveness stays any HTTP answer."""
     path = health_path(svc)
     if path is None:
         return {}
     startup_failures = max(3, math.ceil(svc.health.timeout / PERIOD))
     if svc.health.kind == "websocket":
-        # Startup: the real handshake (0x00 = weights loaded). Afterwards any HTTP answer: a probe
-        # session every few seconds would wait on moshi's one-conversation lock (duplex.standalone.wscheck).
+        # Startup: the real handshake (0x00 = weights loaded). Liveness afterwards: any HTTP answer, since
+        # a handshake waits on moshi's one-conversation lock and would kill a busy, healthy pod
+        # (duplex.standalone.wscheck). Readiness: the same, unless busy is what it should say.
         tls = svc.health.url.startswith("wss")
         def check(phase: str) -> dict:
             return {"exec": {"command": [_escape(a) for a in
                                          websocket_check(svc.container_port, path, 4, tls=tls, phase=phase)]}}
         return {"startupProbe": {**check("ready"), "periodSeconds": PERIOD, "timeoutSeconds": 5,
                                  "failureThreshold": startup_failures},
-                "readinessProbe": {**check("alive"), "periodSeconds": PERIOD, "timeoutSeconds": 5,
-                                   "failureThreshold": 3},
+                "readinessProbe": {**check("ready" if busy_readiness else "alive"), "periodSeconds": PERIOD,
+                                   "timeoutSeconds": 5, "failureThreshold": 1 if busy_readiness else 3},
                 "livenessProbe": {**check("alive"), "periodSeconds": 20, "timeoutSeconds": 5,
                                   "failureThreshold": 3}}
     get = {"httpGet": {"path": marked(path), "port": "http"}}  # the kubelet's probes: out of the access log

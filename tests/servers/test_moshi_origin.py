@@ -59,3 +59,34 @@ def test_clients_without_an_origin_and_listed_ones_talk_to_moshi(moshi, origin):
     """The frontend's relay and duplex's probes send no Origin; a listed origin is let in."""
     with connect(moshi, additional_headers={"Origin": origin} if origin else {}, open_timeout=30) as ws:
         assert ws.recv(timeout=60) == b"\x00"  # moshi's handshake: the conversation is ours
+
+
+def test_a_busy_moshi_is_alive_but_not_ready_and_its_drain_waits_for_the_conversation(moshi):
+    """What `inv publish` writes for a moshi with sessions = 1 (readiness = the handshake, liveness =
+    any HTTP answer, preStop = the drain), run against the real server holding a real conversation."""
+    import sys
+
+    from duplex.publish.common import drain_command, websocket_check
+
+    port = int(moshi.split(":")[2].split("/")[0])
+
+    def check(phase: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, *websocket_check(port, "/api/chat", 2, phase=phase)[1:]]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    assert check("ready").returncode == 0  # free
+    with connect(moshi, open_timeout=30) as conversation:
+        assert conversation.recv(timeout=60) == b"\x00"
+        busy = check("ready")
+        assert busy.returncode == 1 and "no ready byte yet" in busy.stdout, busy.stdout
+        assert check("alive").returncode == 0  # busy is not dead: liveness never kills it
+        hook = subprocess.Popen([sys.executable, *drain_command(port, "handshake", 120, path="/api/chat")[1:],
+                                 "--every", "0.5", "--probe-timeout", "1"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(4)
+        assert hook.poll() is None, hook.stdout.read()  # still draining: the conversation goes on
+    said, _ = hook.communicate(timeout=120)
+    assert hook.returncode == 0 and "drained: the ready byte came" in said, said
+    # The probes that waited on moshi's lock while it was busy do not keep it: the next one talks.
+    with connect(moshi, open_timeout=30) as again:
+        assert again.recv(timeout=60) == b"\x00"
