@@ -255,7 +255,7 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
     "gpu_sharing": "none, mps or time-slicing: GPU services share one GPU (default: [stack] gpu_sharing)",
     "argocd": "also write an Argo CD Application syncing the manifests from this git repo URL",
     "path": "with --argocd: the manifests' folder in that repo (default: OUT/k8s relative to the project)",
-    "capacity": "the file `inv loadtest --json` wrote: each autoscaler aims at 0.8 x its measured per_replica",
+    "capacity": "the file `inv loadtest` wrote (.duplex/loadtest/loadtest.json): each autoscaler aims at 0.8 x its measured per_replica",
     "json": "print the report as JSON",
 })
 @_cli
@@ -274,7 +274,7 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
                              gpu_sharing=flags.choice(gpu_sharing, "--gpu-sharing", ("none", "mps", "time-slicing")),
                              argocd=flags.path(argocd, "--argocd", "a git repository URL"),
                              argocd_path=flags.path(path, "--path", "a folder in the repository"),
-                             capacity=flags.path(capacity, "--capacity", "the file `inv loadtest --json FILE` wrote"),
+                             capacity=flags.path(capacity, "--capacity", "the file `inv loadtest` wrote (.duplex/loadtest/loadtest.json, or in its --out folder)"),
                              progress=None if json else report.say("publish"))
     _show(json, result.to_dict(), lambda: print(result.summary()))
 

@@ -1,4 +1,4 @@
-"""The capacity file: what `inv loadtest --json` writes and `inv publish --capacity` reads (pure).
+"""The capacity file: what `inv loadtest` writes and `inv publish --capacity` reads (pure).
 
 One JSON document per load test. Per service: the replicas measured, the session slots each
 declared, the budget applied, every level's figures, and the result: `capacity` (the most live
@@ -47,7 +47,7 @@ def document(stack: str, services: list[ServiceCapacity], generator: dict, machi
 
 def parse(data: object, source: str) -> dict[str, ServiceCapacity]:
     """Service name -> its measured capacity, from a document `document` wrote."""
-    fix = "pass the file `inv loadtest --json FILE` wrote"
+    fix = "pass the file `inv loadtest` wrote (.duplex/loadtest/loadtest.json, or in its --out folder)"
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("services"), dict):
         raise CapacityError(f"{source} is not a duplex capacity file (format {FORMAT})", fix=fix)
     found = {}
@@ -66,7 +66,7 @@ def read_capacity(path: Path) -> dict[str, ServiceCapacity]:
     try:
         text = read_text(path, limit=8 * 2**20, what="capacity file")
     except FileNotFoundError:
-        raise CapacityError(f"{path}: no such file", fix="run `inv loadtest --json FILE` first") from None
+        raise CapacityError(f"{path}: no such file", fix="run `inv loadtest` first (it writes .duplex/loadtest/loadtest.json)") from None
     except TextFileError as err:
         raise CapacityError(f"{path}: {err.problem}", fix=err.fix) from None
     except OSError as exc:
@@ -74,7 +74,7 @@ def read_capacity(path: Path) -> dict[str, ServiceCapacity]:
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise CapacityError(f"{path} is not JSON: {exc}", fix="pass the file `inv loadtest --json FILE` wrote") from None
+        raise CapacityError(f"{path} is not JSON: {exc}", fix="pass the file `inv loadtest` wrote (.duplex/loadtest/loadtest.json, or in its --out folder)") from None
     return parse(data, str(path))
 
 

@@ -210,7 +210,7 @@ def loadtest(*, services: list[str] | None = None, most: int = 64, seconds: floa
     targets = targets_at(project.root, project.plan(project.machine(gpus=0), native=native))
     if not any(t.state == "running" for t in targets):
         raise LoadtestError("nothing is running to load-test",
-                            fix="start the stack first: inv run --detach (or inv run --native --detach)")
+                            fix="start the stack first: `inv run --detach`, or natively `inv run --native --detach`")
     loads = plan_loads(project, targets, services, direct)
     if not loads:
         raise LoadtestError("no running service takes live sessions the load test speaks (asr's stream, "

@@ -17,6 +17,7 @@ from .speech import RATE, Passage
 from .users import REFUSED, Outcome
 
 HANDSHAKE_S = 15.0  # a conversation without moshi's ready byte by then is "busy": moshi holds one at a time
+QUEUED_S = 2.0  # waited longer than this for the ready byte: it queued behind another conversation
 LABEL = {"duplex.loadtest": "moshi"}  # what a left-over one is recognised by (`docker ps -a --filter label=...`)
 
 
@@ -74,6 +75,9 @@ def _outcome(session: dict, passage: Passage) -> Outcome:
     if "error" in session:
         refused = session.get("close_code") in REFUSED or "busy" in session["error"]
         return Outcome("refused" if refused else "failed", session["error"][:200], audio_s=passage.seconds)
+    if (session.get("ready_s") or 0) > QUEUED_S:  # moshi's lock: it was served only after another ended
+        return Outcome("refused", f"queued {session['ready_s']:.1f} s for moshi's turn (one conversation at a time)",
+                       audio_s=passage.seconds)
     if session.get("end_to_audio_s") is None:
         return Outcome("failed", "no audio came back after the speech ended", audio_s=passage.seconds)
     return Outcome(turnaround_s=[session["end_to_audio_s"]], backlog=session.get("backlog_frames"),

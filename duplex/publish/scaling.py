@@ -87,8 +87,8 @@ def plan_scaling(stack: Stack, services: list[str], capacity: dict[str, ServiceC
                 raise PublishError(
                     f"{name} has max_replicas = {spec.max_replicas}, but nothing says how many sessions one pod "
                     "serves: no `sessions` in stack.toml and no capacity file",
-                    fix=f"measure it (`inv loadtest --json capacity.json`, then `inv publish --capacity "
-                        f"capacity.json`), or set sessions = N under [services.{name}]")
+                    fix=f"measure it (`inv loadtest`, then `inv publish --capacity .duplex/loadtest/"
+                        f"loadtest.json`), or set sessions = N under [services.{name}]")
             target = round(base * HEADROOM, 3)
             target_from += f", x {HEADROOM:g} headroom"
         limit, limit_from = DEFAULT_SESSION_LIMIT, ""
@@ -111,7 +111,7 @@ def _check_capacity(stack: Stack, capacity: dict[str, ServiceCapacity], source: 
         elif measured.per_replica is None:
             problems.append(f"{source}: {name} met its budget at no load level ({measured.stopped or 'no level passed'}), "
                             "so there is no capacity to aim an autoscaler at")
-            fixes.append(f"rerun `inv loadtest --json` with a budget {name} can meet on that hardware, "
+            fixes.append(f"rerun `inv loadtest` with a budget {name} can meet on that hardware, "
                          "or publish without --capacity (the autoscaler then aims at its `sessions`)")
         elif stack.services[name].max_replicas is None:
             problems.append(f"{source} measured {name}, but {name} has no max_replicas: there is no autoscaler "

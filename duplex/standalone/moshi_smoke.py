@@ -60,6 +60,7 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
     back: list[tuple[float, int]] = []
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(url, ssl=context, timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws:
+            asked = time.monotonic()
             try:
                 first = await asyncio.wait_for(ws.receive(), timeout)
             except asyncio.TimeoutError:
@@ -76,6 +77,7 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
                         back.append((time.monotonic(), message.data[0]))
             reader = asyncio.create_task(receive())
             began = time.monotonic()
+            ready_s = round(began - asked, 3)  # moshi serves one conversation: a queued one waits here
             ended = None
             for start in range(0, len(audio) - FRAME + 1, FRAME):
                 # a microphone hands a frame over once it is whole: send it at its end, not its start
@@ -95,7 +97,8 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
             "first_audio_s": round(audio_at[0] - began, 3) if audio_at else None,
             "audio_frames": len(audio_at), "text_frames": sum(kind == 2 for _t, kind in back),
             "speech_s": round(speech_end / RATE, 2), "audio_s": round(len(audio) / RATE, 2),
-            "backlog_frames": sent - len(audio_at)}  # moshi answers each 80 ms frame with one: behind by this many
+            # moshi answers each 80 ms frame with one: the backlog is how many it is behind
+            "backlog_frames": sent - len(audio_at), "ready_s": ready_s}
 
 
 async def many(url: str, audio, speech_end: int, timeout: float, sessions: int, stagger: float) -> list[dict]:

@@ -40,7 +40,7 @@ def scaled_stack(tmp_path: Path) -> Path:
 
 
 def capacity_file(path: Path, **capacity: int | None) -> Path:
-    """What `inv loadtest --json` writes (duplex.capacity.document), two replicas measured each."""
+    """What `inv loadtest` writes (duplex.capacity.document), two replicas measured each."""
     services = [ServiceCapacity(service=name, replicas=2, sessions=1 if name == "moshi" else 8,
                                 budget={"final_p95": 0.5}, capacity=value, stopped="the test's figure")
                 for name, value in capacity.items()]
@@ -119,8 +119,8 @@ def test_capacity_mistakes_are_refused_through_inv_and_nothing_is_written(tmp_pa
     not_capacity = tmp_path / "other.json"
     not_capacity.write_text('{"format": 7}')
     cases = {
-        str(tmp_path / "missing.json"): ("no such file", "inv loadtest --json FILE"),
-        str(not_capacity): ("is not a duplex capacity file", "inv loadtest --json FILE"),
+        str(tmp_path / "missing.json"): ("no such file", "inv loadtest"),
+        str(not_capacity): ("is not a duplex capacity file", "inv loadtest"),
         str(capacity_file(tmp_path / "alien.json", ghost=4)): ("measured 'ghost', which stack.toml does not have",
                                                              "this stack's own load test"),
         str(capacity_file(tmp_path / "none.json", asr=None)): ("asr met its budget at no load level",
