@@ -8,10 +8,7 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import time
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,89 +17,20 @@ import websockets
 from duplex.asr_stream import read_pcm
 from tests.support.asr_server import asr_server
 from tests.support.envs import ensure_env
-from tests.support.net import free_port, free_ports, stop_process, wait_answer
+from tests.support.frontend import echo_servers, frontend
+from tests.support.net import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-LOGS = ROOT / ".duplex" / "testdata" / "logs"
 START = json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"})
 ONE_STREAM = {"ASR_BACKEND": "pocketsphinx", "ASR_STREAM_MAX_SESSIONS": "1"}
 
 
 @pytest.fixture(scope="module")
-def frontend_python() -> Path:
+def frontend_python():
     return ensure_env("frontend") / "bin" / "python"
-
-
-@contextmanager
-def running(python: Path, args: list[str], env: dict[str, str], name: str, health: str | None):
-    """`python args` from the repo root, its output in LOGS/<name>.log; waits for `health` to answer."""
-    LOGS.mkdir(parents=True, exist_ok=True)
-    log = LOGS / f"{name}.log"
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("ASR_", "MOSHI_", "MT_", "services__"))}
-    with open(log, "w") as out:
-        proc = subprocess.Popen([str(python), *args], cwd=ROOT, env={**clean, **env},
-                                stdout=out, stderr=subprocess.STDOUT)
-    try:
-        if health:
-            wait_answer(proc, health, name, time.monotonic() + 60, log.read_text,
-                        ready=lambda answer: answer.status_code == 200, timeout=1)
-        yield proc
-    finally:
-        stop_process(proc, 10)
-
-
-@contextmanager
-def frontend(python: Path, name: str, **env: str):
-    port = free_port()
-    with running(python, ["-m", "uvicorn", "servers.frontend.app:app", "--host", "127.0.0.1", "--port", str(port)],
-                 env, name, f"http://127.0.0.1:{port}/health"):
-        yield f"http://127.0.0.1:{port}"
-
-
-ECHO = r'''
-import asyncio, sys
-from websockets.asyncio.server import serve
-
-async def chat(ws):  # moshi's handshake byte, then who answered, then every frame back
-    await ws.send(b"\x00")
-    await ws.send(b"\x02" + sys.argv[1].encode())
-    async for message in ws:
-        await ws.send(message)
-
-async def main():
-    async with serve(chat, "127.0.0.1", int(sys.argv[1])):
-        await asyncio.Future()
-
-asyncio.run(main())
-'''
-
-
-@contextmanager
-def echo_servers(python: Path, count: int):
-    """`count` moshi stand-ins; yields their chat URLs."""
-    script = LOGS / "echo_moshi.py"
-    LOGS.mkdir(parents=True, exist_ok=True)
-    script.write_text(ECHO)
-    ports = free_ports(count)
-    with ExitStack() as stack:
-        for port in ports:
-            stack.enter_context(running(python, [str(script), str(port)], {}, f"echo-moshi-{port}", None))
-        deadline = time.monotonic() + 20
-        while not all(_listening(port) for port in ports):
-            assert time.monotonic() < deadline, "the echo servers did not listen"
-            time.sleep(0.05)
-        yield [f"ws://127.0.0.1:{port}/api/chat" for port in ports]
 
 
 def moshi_sessions(base: str) -> int:
     return sum(r["sessions"] for r in httpx.get(f"{base}/api/config").json()["replicas"]["moshi"])
-
-
-def _listening(port: int) -> bool:
-    import socket
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def active_sessions(asr_url: str) -> float:
