@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -86,11 +87,24 @@ def clip(tmp_path_factory) -> bytes:
     return pcm
 
 
-@pytest.fixture
-def two_asr():
+@contextmanager
+def asr_pair(name: str):
     python = ensure_env("asr") / "bin" / "python"
-    with asr_server(python, ONE_STREAM, name="replica-asr-a") as a, asr_server(python, ONE_STREAM, name="replica-asr-b") as b:
+    with asr_server(python, ONE_STREAM, name=f"{name}-a") as a, asr_server(python, ONE_STREAM, name=f"{name}-b") as b:
         yield a, b
+
+
+@pytest.fixture(scope="module")
+def two_asr():
+    with asr_pair("replica-asr") as pair:
+        yield pair
+
+
+@pytest.fixture
+def doomed_asr():
+    """A pair of its own: the test kills one."""
+    with asr_pair("replica-asr-doomed") as pair:
+        yield pair
 
 
 def test_streams_spread_over_the_asr_replicas_and_one_past_every_slot_is_refused_at_once(two_asr, frontend_python, clip):
@@ -123,8 +137,9 @@ def test_streams_spread_over_the_asr_replicas_and_one_past_every_slot_is_refused
         assert [r["sessions"] for r in httpx.get(f"{base}/api/config").json()["replicas"]["asr"]] == [0, 0]
 
 
-def test_a_replica_that_dies_ends_only_its_own_sessions_and_the_next_go_to_the_survivor(two_asr, frontend_python, clip):
-    a, b = two_asr
+def test_a_replica_that_dies_ends_only_its_own_sessions_and_the_next_go_to_the_survivor(doomed_asr, frontend_python,
+                                                                                       clip):
+    a, b = doomed_asr
     with frontend(frontend_python, "front-replicas-death", ASR_URL=f"{a.url},{b.url}", ASR_SESSIONS="1") as base:
         stream = base.replace("http://", "ws://") + "/api/stream"
 
@@ -154,11 +169,12 @@ def test_a_replica_that_dies_ends_only_its_own_sessions_and_the_next_go_to_the_s
 
 def test_transcribe_takes_the_asr_replicas_in_turn(two_asr, frontend_python, clip):
     a, b = two_asr
+    before = _transcribed(a.url), _transcribed(b.url)
     with frontend(frontend_python, "front-replicas-post", ASR_URL=f"{a.url},{b.url}") as base:
         wav = {"file": ("hello.wav", _wav(clip), "audio/wav")}
         for _ in range(4):
             assert httpx.post(f"{base}/api/transcribe", files=wav, timeout=60).status_code == 200
-    assert (_transcribed(a.url), _transcribed(b.url)) == (2, 2)
+    assert (_transcribed(a.url) - before[0], _transcribed(b.url) - before[1]) == (2, 2)
 
 
 def _transcribed(asr_url: str) -> float:

@@ -342,15 +342,20 @@ def test_chat_page_says_when_moshi_is_absent(start_frontend, browser):
 
 
 def test_the_pages_say_when_every_session_is_taken(start_frontend, fake_moshi, asr_url, browser):
-    """A replica's every slot taken (MOSHI_SESSIONS=1, ASR_SESSIONS=1, one replica each): the relay
-    closes the next session with 4429 at once, and the page shows its reason."""
+    """A replica's every slot taken (one replica each, one session each): the relay closes the next
+    session with 4429 at once, and the translate, chat and transcribe pages show its reason."""
     from websockets.sync.client import connect
-    base = start_frontend(MOSHI_WS_URL=fake_moshi, ASR_URL=asr_url, ASR_SESSIONS="1")
+    base = start_frontend(MOSHI_WS_URL=fake_moshi, ASR_URL=asr_url, ASR_SESSIONS="1",
+                          MT_WS_URL=fake_moshi, MT_SESSIONS="1")  # any WebSocket holds mt's one slot
     relay = base.replace("http://", "ws://")
-    with connect(relay + "/api/chat") as held, connect(relay + "/api/stream") as stream:
-        assert held.recv(timeout=10) == b"\x00"
+    with connect(relay + "/api/chat") as held, connect(relay + "/api/stream") as stream, \
+            connect(relay + "/api/translate") as translating:
+        assert held.recv(timeout=10) == b"\x00" and translating.recv(timeout=10) == b"\x00"
         stream.send(START)
         assert json.loads(stream.recv(timeout=10))["type"] == "ready"
+        browser.get(base + "/translate")
+        error = wait_for(lambda: browser.find_element("id", "error").text, 10, "the busy notice", browser)
+        assert error == "The translator is full: mt is busy (1 of 1 sessions in use); try again shortly (reload the page)."
         browser.get(base + "/chat")
         wait_for(lambda: browser.find_element("id", "connect").is_enabled(), 10, "the config", browser)
         browser.find_element("id", "connect").click()
