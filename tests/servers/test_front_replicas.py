@@ -142,6 +142,9 @@ def test_a_replica_that_dies_ends_only_its_own_sessions_and_the_next_go_to_the_s
     a, b = doomed_asr
     with frontend(frontend_python, "front-replicas-death", ASR_URL=f"{a.url},{b.url}", ASR_SESSIONS="1") as base:
         stream = base.replace("http://", "ws://") + "/api/stream"
+        wav = {"file": ("hello.wav", _wav(clip), "audio/wav")}
+        for _ in range(2):  # one to each: the frontend then keeps a connection open to the one that dies
+            assert httpx.post(f"{base}/api/transcribe", files=wav, timeout=60).status_code == 200
 
         async def scenario():
             on_a, on_b = await opened_stream(stream), await opened_stream(stream)
@@ -161,7 +164,6 @@ def test_a_replica_that_dies_ends_only_its_own_sessions_and_the_next_go_to_the_s
 
         asyncio.run(scenario())
         # /api/transcribe: a dead replica costs a refused connection, never an error
-        wav = {"file": ("hello.wav", _wav(clip), "audio/wav")}
         for _ in range(3):
             answer = httpx.post(f"{base}/api/transcribe", files=wav, timeout=60)
             assert answer.status_code == 200 and "hello" in answer.json()["text"], answer.text
