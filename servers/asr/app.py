@@ -84,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.error("ASR server misconfigured: %s", exc)
     metrics = Metrics(state.health()["backend"] or "unknown")
     sessions = streaming.Sessions(settings.stream_max_sessions if state.settings else 0)
+    metrics.count_sessions(sessions)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -44,5 +44,15 @@ class Metrics:
     def stream_ended(self, close_code: int) -> None:
         self.stream_sessions.labels(self.backend, str(close_code)).inc()
 
+    def count_sessions(self, sessions) -> None:
+        """`active_sessions` and `session_slots`, read from `sessions` (its .open and .limit) at each
+        scrape. Unlabelled and named alike on asr and mt: the names are a contract with the cluster
+        side (the autoscaler and the drain read `active_sessions`, docs/streaming.md#metrics)."""
+        active = Gauge("active_sessions", "Live WebSocket sessions (WS /stream) now", registry=self.registry)
+        slots = Gauge("session_slots", "The most WebSocket sessions this server takes (ASR_STREAM_MAX_SESSIONS)",
+                      registry=self.registry)
+        active.set_function(lambda: sessions.open)
+        slots.set_function(lambda: sessions.limit)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,14 +1,17 @@
 """The web frontend: transcription, voice-chat and translation pages, ASR proxy, ASR stream, moshi and mt relays.
 
 Configured only by environment variables (read once at import, so uvicorn --reload picks up
-changes): ASR_URL (or the Aspire-style services__asr__http__0), MOSHI_WS_URL, MT_WS_URL and
-DUPLEX_ALLOWED_ORIGINS (servers/origins.py: pages of other origins that may open the relays).
+changes): ASR_URL (or the Aspire-style services__asr__http__0, __1, ...), MOSHI_WS_URL, MT_WS_URL,
+each one URL per replica, comma-separated; MOSHI_SESSIONS, ASR_SESSIONS, MT_SESSIONS (sessions one
+replica takes) and DUPLEX_ALLOWED_ORIGINS (servers/origins.py: pages of other origins that may open
+the relays).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -23,7 +26,8 @@ from .. import errors, origins, telemetry
 from ..envvars import SettingsError
 from ..errors import error_response
 from . import asr_proxy, moshi_relay
-from .config import Endpoints, endpoints_from_env
+from .config import Endpoints, endpoints_from_env, stream_url
+from .replicas import Pool
 
 log = logging.getLogger("uvicorn.error").getChild("frontend")
 STATIC = Path(__file__).parent / "static"
@@ -38,6 +42,16 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
     except SettingsError as exc:  # the safe side: this frontend's own pages only
         log.error("%s; the relays take only this frontend's own pages and clients without Origin", exc)
         allowed = origins.Origins()
+    for problem in endpoints.problems:
+        log.error("frontend setting: %s", problem)
+    pools = {"asr": Pool("asr", endpoints.asr_urls, endpoints.asr_sessions),
+             "moshi": Pool("moshi", endpoints.moshi_ws_urls, endpoints.moshi_sessions),
+             "mt": Pool("mt", endpoints.mt_ws_urls, endpoints.mt_sessions)}
+
+    def replicas() -> dict:
+        """Each service's replicas and the sessions relayed to each now."""
+        now = time.monotonic()
+        return {"replicas": {name: pool.view(now) for name, pool in pools.items()}}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -56,13 +70,14 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "service": "frontend", **endpoints.as_dict()}
+        return {"status": "ok", "service": "frontend", **endpoints.as_dict(), **replicas(),
+                "problems": list(endpoints.problems)}
 
     @app.get("/api/config")
     async def config() -> dict:
         return {**endpoints.as_dict(), "moshi_relay_path": "/api/chat" if endpoints.moshi_ws_url else None,
                 "translate_relay_path": "/api/translate" if endpoints.mt_ws_url else None,
-                "asr_stream_path": "/api/stream" if endpoints.asr_stream_url else None}
+                "asr_stream_path": "/api/stream" if endpoints.asr_stream_url else None, **replicas()}
 
     @app.post("/api/transcribe")
     async def transcribe(request: Request):
@@ -76,23 +91,23 @@ def create_app(endpoints: Endpoints | None = None) -> FastAPI:
         if not content:
             return error_response(400, "empty", "The uploaded file is empty.")
         try:
-            return await asr_proxy.transcribe(app.state.http, endpoints.asr_url, filename, content, content_type)
+            return await asr_proxy.transcribe(app.state.http, pools["asr"], filename, content, content_type)
         except asr_proxy.ProxyError as err:
             return JSONResponse(err.body, err.status)
 
     @app.websocket("/api/chat")
     async def chat_relay(websocket: WebSocket) -> None:
-        await moshi_relay.relay(websocket, endpoints.moshi_ws_url, allowed=allowed)
+        await moshi_relay.relay(websocket, pools["moshi"], allowed=allowed)
 
     @app.websocket("/api/translate")
     async def translate_relay(websocket: WebSocket) -> None:
         """Finals from the page to mt's /ws/translate, translations back (servers/mt/app.py)."""
-        await moshi_relay.relay(websocket, endpoints.mt_ws_url, service="mt", allowed=allowed)
+        await moshi_relay.relay(websocket, pools["mt"], allowed=allowed)
 
     @app.websocket("/api/stream")
     async def stream_relay(websocket: WebSocket) -> None:
         """Live transcription: relayed to the ASR server's WS /stream (docs/streaming.md)."""
-        await moshi_relay.relay(websocket, endpoints.asr_stream_url, service="asr", allowed=allowed)
+        await moshi_relay.relay(websocket, pools["asr"], allowed=allowed, target=stream_url)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

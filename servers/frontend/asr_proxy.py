@@ -1,8 +1,12 @@
-"""Forward an uploaded audio file to the ASR server's /transcribe, mapping failures to clear errors."""
+"""Forward an uploaded audio file to an ASR replica's /transcribe, mapping failures to clear errors."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
+
+from .replicas import Pool
 
 # CPU decoding runs at a fraction of real time; a few minutes of audio must still fit.
 TIMEOUT = httpx.Timeout(300.0, connect=5.0)
@@ -30,31 +34,47 @@ def _upstream_error(response: httpx.Response) -> tuple[str | None, str]:
 
 async def transcribe(
     client: httpx.AsyncClient,
-    asr_url: str | None,
+    pool: Pool,
     filename: str,
     content: bytes,
     content_type: str | None,
 ) -> dict:
-    """POST the file to ``{asr_url}/transcribe`` as multipart field ``file``; return ASR's JSON."""
-    if not asr_url:
+    """POST the file to ``{replica}/transcribe`` as multipart field ``file``; return ASR's JSON.
+    The replicas take turns; the next one is tried only when one cannot be connected to, so a
+    request that reached a server is never sent twice."""
+    if not pool.replicas:
         raise ProxyError(
             503,
             "asr_not_configured",
             "No ASR server is configured for this frontend: set ASR_URL "
             "(or services__asr__http__0), e.g. ASR_URL=http://127.0.0.1:8000.",
         )
-    url = f"{asr_url}/transcribe"
     files = {"file": (filename or "audio.wav", content, content_type or "application/octet-stream")}
-    try:
-        response = await client.post(url, files=files, timeout=TIMEOUT)
-    except httpx.TimeoutException as exc:
-        raise ProxyError(504, "asr_timeout", f"The ASR server at {asr_url} did not answer in time ({exc!r}).") from exc
-    except httpx.HTTPError as exc:
-        raise ProxyError(
-            502,
-            "asr_unreachable",
-            f"Could not reach the ASR server at {asr_url}: {exc!r}. Is it running? (inv status)",
-        ) from exc
+    refused = []
+    for index in pool.post_order(time.monotonic()):
+        asr_url = pool.replicas[index].url
+        url = f"{asr_url}/transcribe"
+        try:
+            response = await client.post(url, files=files, timeout=TIMEOUT)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing sent: the next replica may
+            pool.mark_down(index, time.monotonic())
+            refused.append(f"{asr_url} ({exc!r})")
+            continue
+        except httpx.TimeoutException as exc:
+            raise ProxyError(504, "asr_timeout", f"The ASR server at {asr_url} did not answer in time ({exc!r}).") from exc
+        except httpx.HTTPError as exc:
+            raise ProxyError(502, "asr_unreachable",
+                             f"The ASR server at {asr_url} broke off the request: {exc!r}. (inv status)") from exc
+        return _answer(response, url)
+    raise ProxyError(
+        502,
+        "asr_unreachable",
+        f"Could not reach the ASR server at {'; '.join(refused)}. Is it running? (inv status)",
+    )
+
+
+def _answer(response: httpx.Response, url: str) -> dict:
+    """ASR's JSON, or the ProxyError its failure maps to."""
     if response.is_success:
         try:
             return response.json()

@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics(settings.model if state.settings else "unknown")
     limits = settings if state.settings else Settings()  # a bad setting: the defaults bound the stream
     sessions = Sessions(limits.ws_max_sessions)
+    metrics.count_sessions(sessions)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

@@ -40,5 +40,15 @@ class Metrics:
         if generate_s > 0:
             self.rate.labels(self.model).observe(output_tokens / generate_s)
 
+    def count_sessions(self, sessions) -> None:
+        """`active_sessions` and `session_slots`, read from `sessions` (its .open and .limit) at each
+        scrape. Unlabelled and named alike on asr and mt: the names are a contract with the cluster
+        side (the autoscaler and the drain read `active_sessions`, docs/streaming.md#metrics)."""
+        active = Gauge("active_sessions", "Live WebSocket sessions (/ws/translate) now", registry=self.registry)
+        slots = Gauge("session_slots", "The most WebSocket sessions this server takes (MT_WS_MAX_SESSIONS)",
+                      registry=self.registry)
+        active.set_function(lambda: sessions.open)
+        slots.set_function(lambda: sessions.limit)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -38,7 +38,8 @@ def serve(python: Path, args: list[str], env: dict[str, str], health: str | None
     TESTDATA.mkdir(parents=True, exist_ok=True)
     log = (TESTDATA / f"{name}.log").open("w")
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("ASR_URL", "MOSHI_WS_URL") and not k.startswith("services__")}
+             if k not in ("ASR_URL", "MOSHI_WS_URL", "MT_WS_URL") and not k.startswith("services__")
+             and not k.endswith("_SESSIONS")}
     proc = subprocess.Popen([str(python), *args], cwd=ROOT, env={**clean, **env},
                             stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -190,10 +191,13 @@ def test_config_with_endpoints_and_discovery_fallback(start_frontend):
     assert config["moshi_ws_url"] == "ws://127.0.0.1:9/api/chat"
     assert httpx.get(f"{base}/health").json()["status"] == "ok"
 
-    discovered = start_frontend(services__asr__http__0="http://127.0.0.1:9")
+    discovered = start_frontend(services__asr__http__0="http://127.0.0.1:9", services__asr__http__1="127.0.0.1:10")
+    replica = {"sessions": 0, "slots": 8, "down": False}
     assert httpx.get(f"{discovered}/api/config").json() == {
         "asr_url": "http://127.0.0.1:9", "moshi_ws_url": None, "moshi_relay_path": None,
-        "mt_ws_url": None, "translate_relay_path": None, "asr_stream_path": "/api/stream"}
+        "mt_ws_url": None, "translate_relay_path": None, "asr_stream_path": "/api/stream",
+        "replicas": {"asr": [{"url": "http://127.0.0.1:9", **replica}, {"url": "http://127.0.0.1:10", **replica}],
+                     "moshi": [], "mt": []}}
 
 
 def test_transcribe_reports_asr_down_and_moshi_unreachable(start_frontend):
@@ -335,6 +339,33 @@ def test_chat_page_says_when_moshi_is_absent(start_frontend, browser):
                       10, "the no-moshi notice", browser)
     assert status and not browser.find_element("id", "connect").is_enabled()
     browser.save_screenshot(str(TESTDATA / "frontend-chat-absent.png"))
+
+
+def test_the_pages_say_when_every_session_is_taken(start_frontend, fake_moshi, asr_url, browser):
+    """A replica's every slot taken (one replica each, one session each): the relay closes the next
+    session with 4429 at once, and the translate, chat and transcribe pages show its reason."""
+    from websockets.sync.client import connect
+    base = start_frontend(MOSHI_WS_URL=fake_moshi, ASR_URL=asr_url, ASR_SESSIONS="1",
+                          MT_WS_URL=fake_moshi, MT_SESSIONS="1")  # any WebSocket holds mt's one slot
+    relay = base.replace("http://", "ws://")
+    with connect(relay + "/api/chat") as held, connect(relay + "/api/stream") as stream, \
+            connect(relay + "/api/translate") as translating:
+        assert held.recv(timeout=10) == b"\x00" and translating.recv(timeout=10) == b"\x00"
+        stream.send(START)
+        assert json.loads(stream.recv(timeout=10))["type"] == "ready"
+        browser.get(base + "/translate")
+        error = wait_for(lambda: browser.find_element("id", "error").text, 10, "the busy notice", browser)
+        assert error == "The translator is full: mt is busy (1 of 1 sessions in use); try again shortly (reload the page)."
+        browser.get(base + "/chat")
+        wait_for(lambda: browser.find_element("id", "connect").is_enabled(), 10, "the config", browser)
+        browser.find_element("id", "connect").click()
+        error = wait_for(lambda: browser.find_element("id", "chat-error").text, 10, "the busy notice", browser)
+        assert error == "moshi is busy (1 of 1 sessions in use); try again shortly."
+        assert "busy" in browser.find_element("id", "chat-status").text
+        browser.get(base + "/")
+        browser.find_element("id", "record").click()
+        error = wait_for(lambda: browser.find_element("id", "error").text, 10, "the busy notice", browser)
+        assert error == "The stream ended: asr is busy (1 of 1 sessions in use); try again shortly"
 
 
 @pytest.mark.parametrize("query", ["", "?direct=1"], ids=["relay", "direct"])

@@ -309,6 +309,7 @@ def test_sessions_over_the_cap_are_refused_while_the_others_keep_working(limited
         first, second = opened(limited, stack), opened(limited, stack)
         translated(first, 1), translated(second, 1)
         assert httpx.get(limited + "/health").json()["ws_open"] == 2
+        assert gauges(limited) == {"active_sessions": 2.0, "session_slots": 2.0}
         with ws(limited) as third:
             events, code, reason = closed_with(third)
         assert code == 4429 and reason.startswith("too_many_streams: "), (code, reason)
@@ -323,3 +324,14 @@ def test_sessions_over_the_cap_are_refused_while_the_others_keep_working(limited
         second.socket.close()  # one that vanishes (no close frame) frees it too
         accepted_within(limited, 5, stack).close()
     assert "mt_streams_open" in httpx.get(limited + "/metrics").text
+    deadline = time.monotonic() + 5  # the server leaves the session just after the close handshake
+    while gauges(limited)["active_sessions"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gauges(limited) == {"active_sessions": 0.0, "session_slots": 2.0}
+
+
+def gauges(url: str) -> dict[str, float]:
+    """`active_sessions` and `session_slots` on /metrics: the names asr shares (the cluster side reads them)."""
+    lines = httpx.get(url + "/metrics").text.splitlines()
+    return {line.split()[0]: float(line.split()[1]) for line in lines
+            if line.startswith(("active_sessions ", "session_slots "))}

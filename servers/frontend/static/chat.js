@@ -6,6 +6,7 @@ import { startOpusCapture, OpusPlayer, opusSupported } from "/static/opus.js";
 const $ = (id) => document.getElementById(id);
 const KIND = { HANDSHAKE: 0, AUDIO: 1, TEXT: 2, ERROR: 5 };
 const CLOSE_REASONS = { 4404: "moshi is not part of this run", 4502: "the frontend cannot reach moshi" };
+const BUSY = 4429; // the relay's every moshi replica is in a conversation: its reason says how many
 const BUSY_AFTER_MS = 3000; // open but no ready byte: moshi serves one conversation at a time
 let config = null, socket = null, capture = null, player = null, framesIn = 0, framesOut = 0, busyTimer = null;
 
@@ -88,6 +89,7 @@ function connect() {
     stopAudio();
     const why = CLOSE_REASONS[event.code] || event.reason || `code ${event.code}`;
     setStatus(`disconnected (${why})`, event.code === 1000 || event.code === 1005 ? "idle" : "error");
+    if (event.code === BUSY) showError(`${event.reason}.`);
     socket = null;
     $("connect").disabled = false; $("disconnect").disabled = true;
   };

@@ -13,6 +13,7 @@ let waiting = [];          // finals to send once the translator's socket is ope
 // mt closes a session idle for MT_WS_IDLE_SECONDS (4408) or older than MT_WS_MAX_WALL_SECONDS (4413):
 // the page opens a new one with the next final rather than calling the translator unreachable.
 const REOPEN = new Set([4408, 4413]);
+const BUSY = 4429; // every translator replica's every session is taken (the frontend's relay says how many)
 
 function setStatus(text, state) { $("status").textContent = text; $("status").dataset.state = state; }
 function showError(text) { $("error").textContent = text || ""; if (text) setStatus("Failed.", "error"); }
@@ -28,6 +29,7 @@ function connect(first = true) {
     socket = null;
     if (REOPEN.has(event.code)) { if (waiting.length) connect(false); return; }
     $("record").disabled = true;
+    if (event.code === BUSY) return showError(`The translator is full: ${event.reason} (reload the page).`);
     showError(`The translator is not reachable (${event.reason || event.code}); reload the page once it runs.`);
   };
   socket.onmessage = (event) => {
