@@ -289,3 +289,48 @@ def test_tls_wss_through_the_frontend(chain, speech):
                             "--path", "/api/chat", "--tls-flag", "--ssl", "--timeout", "4"],
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 0 and "wss://" in check.stdout, check.stdout + check.stderr
+
+
+def test_two_moshi_replicas_behind_the_frontend(chain, speech):
+    """Two moshi containers, one conversation each: two tabs talk at once, a third is told at once
+    that every replica is busy; a replica killed mid-conversation ends only its own conversation,
+    and the next one lands on the survivor."""
+    up = chain.inv("run", "--detach", "--services", "moshi,frontend", "--replicas", "moshi=2")
+    assert up.returncode == 0, up.stdout + up.stderr
+    status = chain.status()
+    assert status["moshi"]["healthy"] and status["moshi_1"]["healthy"], status
+    front = f"http://127.0.0.1:{chain.port('frontend')}/chat"
+    with chromium(fake_microphone=speech) as browser:
+        tabs = []
+        for _ in range(2):
+            if tabs:
+                browser.switch_to.new_window("tab")
+            _open_chat(browser, front)
+            got = _talks(browser)
+            assert got["error"] == "" and got["audio_in"] > 5, got
+            tabs.append(browser.current_window_handle)
+        browser.switch_to.new_window("tab")
+        third = browser.current_window_handle
+        _open_chat(browser, front)
+        said = wait_for(lambda: browser.find_element("id", "chat-error").text, 10, "the busy notice", browser)
+        assert "every moshi replica is busy (2 of 2 sessions in use)" in said, said
+        # one replica dies mid-conversation: its tab is told, the other keeps talking
+        subprocess.run([tool("docker"), "kill", chain.container("moshi_1")], check=True, capture_output=True)
+        ended, going = [], []
+        for tab in tabs:
+            browser.switch_to.window(tab)
+            before = int(browser.find_element("id", "audio-in").text)
+            error = wait_for(lambda before=before: browser.find_element("id", "chat-error").text or
+                             (int(browser.find_element("id", "audio-in").text) > before + 5 and "talking"),
+                             30, "the tab to end or go on", browser)
+            (going if error == "talking" else ended).append((tab, error))
+        assert len(ended) == 1 and len(going) == 1, (ended, going)
+        assert "closed the connection" in ended[0][1], ended
+        # the survivor's conversation ends; the third tab, trying again, gets the survivor
+        browser.switch_to.window(going[0][0])
+        browser.find_element("id", "disconnect").click()
+        browser.switch_to.window(third)
+        time.sleep(1)  # the relay frees the slot once the close is done
+        browser.find_element("id", "connect").click()
+        got = _talks(browser)
+        assert got["audio_in"] > 5 and got["error"] == "", got
