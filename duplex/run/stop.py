@@ -19,6 +19,7 @@ from typing import Callable
 from ..errors import PlanError, RunError
 from ..layout import Layout
 from ..plan import LABEL
+from ..syntax import service_of_instance
 from . import dashboard as launch
 from .inventory import DOCKER, Engine, alive, live_records, service_of
 from .locks import action
@@ -156,8 +157,9 @@ def _refuse_unknown(run: _Stop, known: Callable[[], set[str]] | None) -> None:
     """A PlanError for a name neither the stack, the state, the last run nor the engine knows (the
     engine is waited for only when the others do not know every name)."""
     names = set(run.records) | set(last_run(run.root)) | (known() if known else set()) | set(run.pumps)
+    names |= {service_of_instance(n) for n in names}  # a service's replicas go by its name too
     if not set(run.services) <= names:
-        names |= set(run.lookup.result())
+        names |= {m for n in run.lookup.result() for m in (n, service_of_instance(n))}
     unknown = [s for s in run.services if s not in names]
     if unknown:
         raise PlanError(f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
@@ -167,11 +169,11 @@ def _refuse_unknown(run: _Stop, known: Callable[[], set[str]] | None) -> None:
 def _mark_stopping(run: _Stop) -> None:
     """Said in the state before the signal: an attached `inv run` watching them takes their exit
     for no crash."""
-    if not any(n in run.records for n in run.services):
+    if not any(run.wanted(n) for n in run.records):
         return
     try:
         with changing(run.root) as fresh:
-            for name in run.services:
+            for name in [n for n in run.records if run.wanted(n)]:
                 if name in fresh["services"] and name in run.records and \
                         same_process(fresh["services"][name], run.records[name]):
                     fresh["services"][name]["stopping"] = True
@@ -299,7 +301,9 @@ def still_running(root: Path, services: list[str] | None = None, everything: boo
 
 
 def _wanted(services: list[str] | None, name: str) -> bool:
-    return not services or name in services
+    """Whether `services` (all when none) take in `name`: named itself, or its service named (asr
+    takes in its replica asr_1; the dashboard's row of asr_1 names only that one)."""
+    return not services or name in services or service_of_instance(name) in services
 
 
 def _running_as(name: str, record: dict) -> str:
