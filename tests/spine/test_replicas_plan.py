@@ -105,3 +105,10 @@ def test_replicas_flag_mistakes_are_one_clear_line(value, said):
 def test_inv_config_shows_each_replica():
     done = run_inv("config", "--native", "--json", "--replicas", "asr=1", "--replicas", "asr=2", check=True)
     assert '"asr_1"' in done.stdout and "http://127.0.0.1:8000,http://127.0.0.1:8001" in done.stdout
+
+
+def test_the_dashboard_plans_a_row_per_replica_each_scraped_on_its_own_port(stack):
+    from duplex.run.dashboard import planned_view
+    view = planned_view(plan(stack, LAPTOP, native=True, replicas={"asr": 2}))
+    assert view["order"] == ["asr", "asr_1", "frontend"]
+    assert view["services"]["asr_1"]["url"] == "http://127.0.0.1:8001" and view["services"]["asr_1"]["metrics"] == "/metrics"
