@@ -203,15 +203,17 @@ def prefetch(c, services=None, repo=None, revision=None, dry_run=False, update=F
     "native": "check native mode (envs, interpreters, torch, system libraries) instead of containers",
     "services": "comma-separated services to check (plus what they require)",
     "json": "print a JSON list of the results for CI",
-})
+    "replicas": "SERVICE=COUNT: check for COUNT replicas of it (their ports), as `inv run --replicas`",
+}, iterable=["replicas"])
 @_cli
-def preflight(c, native=False, services=None, json=False):
+def preflight(c, native=False, services=None, json=False, replicas=None):
     """Check GPU, driver, token, licence, disk, ports, Docker and envs in seconds, each with its fix."""
     from duplex import report
     from duplex.preflight import run_preflight
     from duplex.project import Project
     project = Project.load()
-    result = run_preflight(project.stack, project.plan(native=native, services=flags.names(services)))
+    result = run_preflight(project.stack, project.plan(native=native, services=flags.names(services),
+                                                       replicas=flags.replicas(replicas)))
     _show(json, result.as_list(), lambda: report.print_preflight(result), result.exit_code)
 
 

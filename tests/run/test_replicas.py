@@ -101,3 +101,22 @@ def _server_pid(recorded: int, port: int) -> int:
         if "--port" in argv and argv[argv.index("--port") + 1] == str(port) and "servers.frontend.app:app" in argv:
             return proc.pid
     raise AssertionError(f"no frontend server on {port} under pid {recorded}")
+
+
+def test_a_replica_port_in_use_fails_the_run_before_anything_starts(tmp_path):
+    root = copy_stack(tmp_path / "stack", "replicas-busy")
+    asr, front = free_run(2), free_port()
+    env = {**os.environ, "DUPLEX_STACK": str(root / "stack.toml"), "DUPLEX_PORT_ASR": str(asr),
+           "DUPLEX_PORT_FRONTEND": str(front)}
+    inv = [sys.executable, "-m", "invoke", "--search-root", str(ROOT)]
+    with socket.socket() as busy:  # replica 1's port, taken
+        busy.bind(("127.0.0.1", asr + 1))
+        busy.listen()
+        for args in (["preflight", "--native", "--replicas", "asr=2", "--json"],
+                     ["run", "--native", "--replicas", "asr=2", "--detach", "--no-dashboard"]):
+            done = subprocess.run([*inv, *args], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+            said = " ".join((done.stdout + done.stderr).split())  # the one line, however it was wrapped
+            assert done.returncode != 0 and "asr_1" in said and f"{asr + 1} on 127.0.0.1 is in use" in said, said
+            assert "export DUPLEX_PORT_ASR=" in said and "its replicas take the ports after it" in said, said
+            assert f"{asr} on 127.0.0.1 is in use" not in said  # replica 0's is free: only replica 1 fails
+    assert not (root / ".duplex" / "logs" / "asr.log").exists()  # refused before any start
