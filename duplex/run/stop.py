@@ -72,19 +72,21 @@ class _ContainerLookup(threading.Thread):
 
 def stop(root: Path, *, services: list[str] | None = None, everything: bool = False,
          grace: float = 10.0, say: Say = lambda _line: None, known: Callable[[], set[str]] | None = None,
-         what: str = "`inv stop`", wait: bool = True, engine: Engine = DOCKER) -> list[str]:
+         what: str = "`inv stop`", wait: bool = True, engine: Engine = DOCKER, exact: bool = False) -> list[str]:
     """Stop what a run (even a killed one) left, dependents first; returns the services stopped.
 
     The last run's start waves, reversed: the services of one wave stop together. Records whose
     process or container is gone are cleared and said. `services`: only these; a name neither the
     stack (`known()`), the state, the last run nor the engine knows is an error. An action on the run
     in progress (a restart) is waited for (`wait`; else refused), so nothing it starts is missed;
-    what still runs after the stop is a RunError naming it (never a "stopped" that is not true)."""
+    what still runs after the stop is a RunError naming it (never a "stopped" that is not true).
+    A service named takes in its replicas (asr: asr, asr_1, ...), unless `exact` (the dashboard's
+    row of one replica)."""
     with action(root, what, wait=wait, say=say):
-        run = _begin(root, services, everything, grace, say, engine)
+        run = _begin(root, services, everything, grace, say, engine, exact)
         _stop(run, known)
         left = still_running(root, services, everything, ask_engine=run.recorded or bool(run.lookup.result()),
-                             engine=engine)
+                             engine=engine, exact=exact)
     if left:
         raise RunError(f"still running after the stop: {', '.join(left)}",
                        fix="`inv stop` again; `inv status` shows what runs")
@@ -106,6 +108,7 @@ class _Stop:
     pumps: dict[str, list[int]]  # the detached services' log-pump groups, also those the state lost
     recorded: bool  # whether the state records a container
     lookup: _ContainerLookup
+    exact: bool = False  # `services` names replicas, not services with all their replicas
     stopped: list[str] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -115,11 +118,11 @@ class _Stop:
         return self.state["services"]
 
     def wanted(self, name: str) -> bool:
-        return _wanted(self.services, name)
+        return _wanted(self.services, name, self.exact)
 
 
 def _begin(root: Path, services: list[str] | None, everything: bool, grace: float, say: Say,
-           engine: Engine) -> _Stop:
+           engine: Engine, exact: bool = False) -> _Stop:
     state = read_state(root)
     records = state["services"]
     pumps = log_pumps(Layout(root).logs)
@@ -127,7 +130,8 @@ def _begin(root: Path, services: list[str] | None, everything: bool, grace: floa
     lookup = _ContainerLookup(root, everything, recorded, engine)
     if recorded or not records:  # else: after the native services, so importing docker never slows them
         lookup.start()
-    return _Stop(root, services, everything, grace, say, engine, state, dict(records), pumps, recorded, lookup)
+    return _Stop(root, services, everything, grace, say, engine, state, dict(records), pumps, recorded, lookup,
+                 exact)
 
 
 def _stop(run: _Stop, known: Callable[[], set[str]] | None) -> None:
@@ -283,27 +287,28 @@ def _remove_idle_networks(run: _Stop) -> None:
 
 
 def still_running(root: Path, services: list[str] | None = None, everything: bool = False, *,
-                  ask_engine: bool = True, engine: Engine = DOCKER) -> list[str]:
+                  ask_engine: bool = True, engine: Engine = DOCKER, exact: bool = False) -> list[str]:
     """What of the run (of `services`, when given) still runs, each as "name (pid N)" or "name
     (container ID)": recorded processes and containers, and log-pump groups the state lost
     (`ask_engine`: whether to ask the engine for containers not recorded)."""
     live, _stale = live_records(root, engine=engine)
     left = {_running_as(n, r) for n, r in live.items()
-            if _wanted(services, n) and not (r.get("persistent") and not everything)}
-    left |= {f"{n} (pid {p})" for n, pids in log_pumps(Layout(root).logs).items() if _wanted(services, n) for p in pids}
+            if _wanted(services, n, exact) and not (r.get("persistent") and not everything)}
+    left |= {f"{n} (pid {p})" for n, pids in log_pumps(Layout(root).logs).items() if _wanted(services, n, exact)
+             for p in pids}
     if ask_engine and engine.answers():
         try:
             left |= {f"{service_of(c)} (container {c.short_id})" for c in engine.containers(root, everything=everything)
-                     if c.status in ("running", "restarting") and _wanted(services, service_of(c))}
+                     if c.status in ("running", "restarting") and _wanted(services, service_of(c), exact)}
         except Exception:  # noqa: BLE001 - the engine went away: nothing of ours runs through it
             pass
     return sorted(left)
 
 
-def _wanted(services: list[str] | None, name: str) -> bool:
-    """Whether `services` (all when none) take in `name`: named itself, or its service named (asr
-    takes in its replica asr_1; the dashboard's row of asr_1 names only that one)."""
-    return not services or name in services or service_of_instance(name) in services
+def _wanted(services: list[str] | None, name: str, exact: bool = False) -> bool:
+    """Whether `services` (all when none) take in `name`: named itself, or (unless `exact`) its
+    service named (asr takes in its replica asr_1)."""
+    return not services or name in services or (not exact and service_of_instance(name) in services)
 
 
 def _running_as(name: str, record: dict) -> str:
