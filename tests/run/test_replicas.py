@@ -65,6 +65,10 @@ def test_two_asr_replicas_natively_healthy_listed_discovered_and_stopped(tmp_pat
         assert rows["asr_1"]["url"] == f"http://127.0.0.1:{asr + 1}" and rows["asr"]["id"] != rows["asr_1"]["id"]
         state = json.loads((root / ".duplex" / "run" / "state.json").read_text())
         pids = [r["pid"] for r in state["services"].values()]
+        smoked = run("smoke", "--services", "asr", "--json")  # each replica transcribes the sample
+        assert smoked.returncode == 0, smoked.stdout + smoked.stderr
+        assert sorted((r["name"], r["status"], r["check"]) for r in json.loads(smoked.stdout)["results"]) == [
+            ("asr", "pass", "transcribe"), ("asr_1", "pass", "transcribe")], smoked.stdout
         restarted = run("restart", "asr")  # a service's restart: each of its replicas, health-gated
         assert restarted.returncode == 0 and "asr_1: healthy at" in restarted.stdout, restarted.stdout + restarted.stderr
         fresh = json.loads((root / ".duplex" / "run" / "state.json").read_text())["services"]
