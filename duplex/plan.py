@@ -139,6 +139,8 @@ def plan(stack: Stack, machine: Machine, *, native: bool = False,
             svc = _service(stack, machine, name, modes, ports, chosen, name in exposed,
                            warnings if replica == 0 else [], pins or {}, tls, image_pins or {}, replica)
             environment = {**svc.environment, **telemetry_env(otlp, stack.name, name, modes[name], machine.env)}
+            if otlp and counts[name] > 1:  # one service name in the traces, each replica told apart
+                environment["OTEL_RESOURCE_ATTRIBUTES"] += f",service.instance.id={svc.name}"
             result[svc.name] = dataclasses.replace(svc, environment=environment,
                                                    secrets=svc.secrets | {k for k in environment if k in OTLP_SECRETS})
     result = _placed(result, machine, needs or {})

@@ -112,3 +112,12 @@ def test_the_dashboard_plans_a_row_per_replica_each_scraped_on_its_own_port(stac
     view = planned_view(plan(stack, LAPTOP, native=True, replicas={"asr": 2}))
     assert view["order"] == ["asr", "asr_1", "frontend"]
     assert view["services"]["asr_1"]["url"] == "http://127.0.0.1:8001" and view["services"]["asr_1"]["metrics"] == "/metrics"
+
+
+def test_traces_keep_the_service_name_and_tell_replicas_apart(stack):
+    p = plan(stack, LAPTOP, native=True, replicas={"asr": 2}, otlp="http://127.0.0.1:4318")
+    for name in ("asr", "asr_1"):
+        env = p.services[name].environment
+        assert env["OTEL_SERVICE_NAME"] == "asr" and env["OTEL_RESOURCE_ATTRIBUTES"].endswith(f",service.instance.id={name}")
+    assert "service.instance.id" not in p.services["frontend"].environment["OTEL_RESOURCE_ATTRIBUTES"]
+
