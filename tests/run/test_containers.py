@@ -216,3 +216,21 @@ def test_replicas_in_containers_each_published_named_and_reached_by_its_dependen
     assert rows["api_1"]["url"] == f"http://127.0.0.1:{base + 1}"
     assert toy.inv("stop").returncode == 0
     assert labelled(engine, toy) == [] and networks(engine, toy) == []
+
+
+def test_persistent_replicas_are_each_kept_warm_and_reused(engine, toy):
+    from tests.run.test_replicas import free_run
+    toy.env["DUPLEX_PORT_API"] = str(free_run(2))
+    toy.edit('start_timeout = 20\ndockerfile = "toy.Dockerfile"\n[services.api',
+             'start_timeout = 20\npersistent = true\ndockerfile = "toy.Dockerfile"\n[services.api')
+    first = toy.inv("run", "--detach", "--services", "api", "--replicas", "api=2", timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    kept = sorted(c.name for c in labelled(engine, toy))
+    assert kept == ["duplex-toy-api", "duplex-toy-api_1"]
+    stopped = toy.inv("stop")
+    assert "api_1: kept warm (persistent)" in stopped.stdout, stopped.stdout + stopped.stderr
+    again = toy.inv("run", "--detach", "--services", "api", "--replicas", "api=2", timeout=600)
+    assert again.returncode == 0 and again.stdout.count("reused") >= 2, again.stdout + again.stderr
+    assert sorted(c.name for c in labelled(engine, toy)) == kept
+    assert toy.inv("stop", "--all").returncode == 0
+    assert labelled(engine, toy) == []
