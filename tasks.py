@@ -76,13 +76,15 @@ def _show(json: bool, data, render, code: int = 0) -> None:
     "services": "comma-separated services to include (plus what they require)",
     "json": "print the plan as JSON for scripts and CI",
     "otlp": "plan with OpenTelemetry export to this OTLP/HTTP collector URL",
-})
+    "replicas": "SERVICE=COUNT: plan COUNT replicas of it, as `inv run --replicas` (repeat, or asr=2,mt=3)",
+}, iterable=["replicas"])
 @_cli
-def config(c, native=False, services=None, json=False, otlp=None):
+def config(c, native=False, services=None, json=False, otlp=None, replicas=None):
     """Show the resolved plan: what runs where, with which ports, variables and start order."""
     from duplex import report
     from duplex.project import Project
-    the_plan = Project.load().plan(native=native, services=flags.names(services), otlp=flags.otlp(otlp))
+    the_plan = Project.load().plan(native=native, services=flags.names(services), otlp=flags.otlp(otlp),
+                                   replicas=flags.replicas(replicas))
     _show(json, report.plan_dict(the_plan), lambda: report.print_plan(the_plan))
 
 
@@ -152,16 +154,19 @@ def lock(c, env=None, torch=None, images=False):
     "tls": "serve https/wss with the certificates of `inv certs` (default: the stack's tls)",
     "otlp": "export OpenTelemetry traces to this OTLP/HTTP collector URL (default: the stack's telemetry)",
     "dashboard": "serve the live dashboard on 127.0.0.1 (default; --no-dashboard: not this run)",
-})
+    "replicas": "SERVICE=COUNT: run COUNT replicas of it on ports port, port+1, ... (repeat, or asr=2,mt=3; "
+                "default: the stack's `replicas`)",
+}, iterable=["replicas"])
 @_cli
 def run(c, native=False, services=None, detach=False, skip_preflight=False, smoke=False, debug=None,
-        debug_wait=False, tls=False, otlp=None, dashboard=True):
+        debug_wait=False, tls=False, otlp=None, dashboard=True, replicas=None):
     """Run the stack: every service in a container, or natively with --native."""
     from duplex import report
     from duplex.run.start import run_project
     code = run_project(native=native, services=flags.names(services), detach=detach, preflight=not skip_preflight,
                        debug=flags.names(debug, "--debug"), debug_wait=debug_wait, tls=True if tls else None,
-                       otlp=flags.otlp(otlp), smoke=smoke, dashboard=dashboard, say=report.say)
+                       otlp=flags.otlp(otlp), smoke=smoke, dashboard=dashboard, say=report.say,
+                       replicas=flags.replicas(replicas))
     if code:
         raise Exit(code=code)
 
@@ -198,15 +203,17 @@ def prefetch(c, services=None, repo=None, revision=None, dry_run=False, update=F
     "native": "check native mode (envs, interpreters, torch, system libraries) instead of containers",
     "services": "comma-separated services to check (plus what they require)",
     "json": "print a JSON list of the results for CI",
-})
+    "replicas": "SERVICE=COUNT: check for COUNT replicas of it (their ports), as `inv run --replicas`",
+}, iterable=["replicas"])
 @_cli
-def preflight(c, native=False, services=None, json=False):
+def preflight(c, native=False, services=None, json=False, replicas=None):
     """Check GPU, driver, token, licence, disk, ports, Docker and envs in seconds, each with its fix."""
     from duplex import report
     from duplex.preflight import run_preflight
     from duplex.project import Project
     project = Project.load()
-    result = run_preflight(project.stack, project.plan(native=native, services=flags.names(services)))
+    result = run_preflight(project.stack, project.plan(native=native, services=flags.names(services),
+                                                       replicas=flags.replicas(replicas)))
     _show(json, result.as_list(), lambda: report.print_preflight(result), result.exit_code)
 
 
@@ -343,7 +350,7 @@ def status(c, json=False):
     _show(json, rows, lambda: report.print_status(rows))
 
 
-@task(help={"service": "only this service's log, plain (default: every service of the current or last run, prefixed)",
+@task(help={"service": "only this service's log, plain (its replicas': each line prefixed; default: every service of the current or last run, prefixed)",
             "follow": "keep printing new lines until the run ends (Ctrl-C to stop watching)",
             "lines": "how many past lines to show per service (default 200)"})
 @_cli
@@ -356,8 +363,10 @@ def logs(c, service=None, follow=False, lines=None):
     service = flags.name(service, "--service")
     lines = flags.number(lines, "--lines", default=200, high=1_000_000)
     root = project_root()
+    # one service's replicas come as one stream, each line prefixed with the replica's name
+    plain = service is not None and len(log_names(root, service)) == 1
     report.print_log_lines(stack_logs(root, service, follow=follow, lines=lines),
-                           prefixes=None if service else log_names(root))
+                           prefixes=None if plain else log_names(root))
 
 
 @task(help={

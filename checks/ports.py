@@ -97,11 +97,12 @@ def check(ctx: Context, facts: dict[int, PortFacts], own: dict[str, str] | None 
                                         f"{own[svc.name]}, which the run reuses"))
             continue
         who = "; ".join(fact.holders) if fact.holders else "a process this user cannot see (try `sudo ss -ltnp`)"
-        var = port_variable(svc.name)
+        var = port_variable(svc.service)  # a replica moves with its service's base port
         hint = ""
         if any(h.startswith("docker-proxy") for h in fact.holders):
             hint = f"a container publishes it (`docker ps --filter publish={svc.port}`); "
         results.append(fail(name, f"{svc.port} on 127.0.0.1 is in use ({fact.error}) by {who}",
                             f"{hint}stop that process (or `inv stop` if it is an earlier run), "
-                            f"or give {svc.name} another port: export {var}=<free port>"))
+                            f"or give {svc.service} another port: export {var}=<free port>"
+                            + (" (its replicas take the ports after it)" if svc.name != svc.service else "")))
     return results

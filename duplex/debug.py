@@ -15,6 +15,7 @@ from .errors import DuplexError
 from .launch_json import PREFIX, LaunchJsonError, write_launch_json
 from .layout import Layout
 from .plan import Plan, ServicePlan
+from .syntax import service_of_instance
 
 DEBUGPY = "1.8.22"  # pinned: the debug adapter and the editor's client speak the same protocol
 FIRST_PORT = 5678  # debugpy's customary port; services get 5678, 5679, ... (stable across runs)
@@ -133,6 +134,7 @@ def debug_plan(plan: Plan, names: list[str], wait: bool, say: Callable[[str], No
     if unknown:
         raise DebugError(f"--debug {', '.join(unknown)}: not in this run (running: {', '.join(plan.services)})",
                          fix="name services of this run, e.g. --debug " + next(iter(plan.services), "asr"))
+    names = [n for n in plan.start_order if n in names or service_of_instance(n) in names]  # and its replicas
     root = Path(plan.root)
     ports = free_ports(len(names))
     services = dict(plan.services)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import DuplexError
 from .images.references import REGISTRY_RULE, registry_problem
-from .syntax import NAME_RULE, REPO, URL, VERSION_ONLY, cert_host_problem, name_error, secret_problem
+from .syntax import MAX_REPLICAS, NAME_RULE, REPO, URL, VERSION_ONLY, cert_host_problem, name_error, secret_problem
 
 # Only light rules here (syntax.py): `inv --list` imports this module and must not load pydantic.
 
@@ -36,6 +36,27 @@ def names(value: str | None, flag: str = "--services") -> list[str] | None:
     if bad:
         raise UsageError(f"{flag} {', '.join(map(repr, bad))}: service names are {NAME_RULE}")
     return list(dict.fromkeys(found))
+
+
+def replicas(value: str | list[str] | None) -> dict[str, int]:
+    """`--replicas asr=2` (repeatable, or asr=2,mt=3): how many of each service this run starts,
+    from 1 to 64 (the stack file's limit). Whether each name is a service of this run is the plan's to say."""
+    given = [value] if isinstance(value, str) else list(value or [])
+    found: dict[str, int] = {}
+    for item in (part.strip() for text in given for part in text.split(",")):
+        service, eq, count = item.partition("=")
+        service, count = service.strip(), count.strip()
+        if not eq or not service:
+            raise UsageError(f"--replicas {item!r}: expected SERVICE=COUNT, e.g. --replicas asr=2")
+        if name_error(service):
+            raise UsageError(f"--replicas {item!r}: service names are {NAME_RULE}")
+        if not count.isdigit():
+            raise UsageError(f"--replicas {item!r}: {count!r} is not a whole number of replicas")
+        if not 1 <= int(count) <= MAX_REPLICAS:
+            raise UsageError(f"--replicas {item!r} is out of range: give 1 to {MAX_REPLICAS} replicas "
+                             "(leave a service out with --services instead of 0)")
+        found[service] = int(count)
+    return found
 
 
 def name(value: str | None, flag: str, what: str = "service") -> str | None:

@@ -18,6 +18,7 @@ from .layout import Layout
 from .machine import Machine
 from .redact import URL_CREDENTIALS
 from .stack import IMAGE, REVISION, TEMPLATE, Stack
+from .syntax import instance_name, service_of_instance
 from .vram import Need, place
 
 LOOPBACK = "127.0.0.1"
@@ -78,6 +79,12 @@ class ServicePlan:
     models: list[str] = field(default_factory=list)
     metrics: str | None = None  # the Prometheus endpoint's path, when it has one
     sticky: bool = False  # WebSocket sessions: a client must stay on one replica
+    sessions: int | None = None  # the stack's `sessions`: live sessions one replica serves at once
+
+    @property
+    def service(self) -> str:
+        """The stack's service this runs (its own name, or a replica's: asr_1 -> asr)."""
+        return service_of_instance(self.name)
 
 
 @dataclass(frozen=True)
@@ -103,18 +110,22 @@ class Plan:
 def plan(stack: Stack, machine: Machine, *, native: bool = False,
          services: list[str] | None = None, pins: dict[str, str] | None = None,
          tls: bool | None = None, otlp: str | None = None, needs: dict[str, Need] | None = None,
-         image_pins: dict[str, str] | None = None) -> Plan:
+         image_pins: dict[str, str] | None = None, replicas: dict[str, int] | None = None) -> Plan:
     """`pins`: each model repo's pinned commit (models.lock), for `{revision:ORG/NAME}` templates.
     `image_pins`: each base image's digest (images.lock): builds start FROM name:tag@digest.
     `needs`: each GPU service's GPU memory need (duplex.vram), for placing it on a GPU.
     `tls`: serve https/wss with `inv certs`' files (default: the stack's `tls`).
-    `otlp`: a collector URL turns telemetry on (default: the stack's `telemetry`)."""
+    `otlp`: a collector URL turns telemetry on (default: the stack's `telemetry`).
+    `replicas`: None plans one of each service (what `inv publish` scales itself); a dict (what a
+    run gives: --replicas, maybe empty) plans the stack's `replicas` of each, overridden by it. Replica K is planned as `NAME_K` (replica 0 keeps NAME) on port + K, each
+    health-gated, its dependents waiting for every one (duplex.syntax.instance_name)."""
     tls = stack.stack.tls if tls is None else tls
     otlp = otlp or (stack.stack.otlp_endpoint if stack.stack.telemetry == "otlp" else None)
     warnings: list[str] = []
     chosen, left_out = _select(stack, machine, services, warnings)
     modes = {name: _mode(stack, name, native, warnings) for name in chosen}
-    ports = _ports(stack, chosen, machine)
+    counts = _counts(stack, chosen, left_out, replicas)
+    ports = _ports(stack, chosen, machine, counts)
     # A native service a container depends on must be reachable from the docker bridge.
     exposed = {dep for name in chosen if modes[name] == "container"
                for dep in stack.services[name].dependencies
@@ -124,16 +135,35 @@ def plan(stack: Stack, machine: Machine, *, native: bool = False,
                         f"so containers reach it at {HOST_FROM_CONTAINER}")
     result: dict[str, ServicePlan] = {}
     for name in chosen:
-        svc = _service(stack, machine, name, modes, ports, chosen, name in exposed, warnings, pins or {}, tls,
-                       image_pins or {})
-        environment = {**svc.environment, **telemetry_env(otlp, stack.name, name, modes[name], machine.env)}
-        result[name] = dataclasses.replace(svc, environment=environment,
-                                           secrets=svc.secrets | {k for k in environment if k in OTLP_SECRETS})
+        for replica in range(counts[name]):
+            svc = _service(stack, machine, name, modes, ports, chosen, name in exposed,
+                           warnings if replica == 0 else [], pins or {}, tls, image_pins or {}, replica)
+            environment = {**svc.environment, **telemetry_env(otlp, stack.name, name, modes[name], machine.env)}
+            if otlp and counts[name] > 1:  # one service name in the traces, each replica told apart
+                environment["OTEL_RESOURCE_ATTRIBUTES"] += f",service.instance.id={svc.name}"
+            result[svc.name] = dataclasses.replace(svc, environment=environment,
+                                                   secrets=svc.secrets | {k for k in environment if k in OTLP_SECRETS})
     result = _placed(result, machine, needs or {})
     waves = _waves({n: [d for d in result[n].depends_on] for n in result})
     return Plan(stack=stack.name, root=str(stack.root), native=native, services=result,
                 start_order=[n for wave in waves for n in wave], waves=waves,
                 warnings=warnings, left_out=left_out, telemetry=otlp)
+
+
+def _counts(stack: Stack, chosen: list[str], left_out: dict[str, str],
+            replicas: dict[str, int] | None) -> dict[str, int]:
+    if replicas is None:
+        return {name: 1 for name in chosen}
+    unknown = [n for n in replicas if n not in stack.services]
+    if unknown:
+        raise PlanError(f"--replicas: unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
+                        fix=f"choose from: {', '.join(stack.services)}")
+    out = [n for n in replicas if n not in chosen]
+    if out:
+        why = "; ".join(f"{n}: {left_out.get(n, 'not selected')}" for n in out)
+        raise PlanError(f"--replicas names {', '.join(out)}, which this run leaves out ({why})",
+                        fix="add it to --services, or drop it from --replicas")
+    return {name: replicas.get(name, stack.services[name].replicas) for name in chosen}
 
 
 def _placed(services: dict[str, ServicePlan], machine: Machine, needs: dict[str, Need]) -> dict[str, ServicePlan]:
@@ -143,13 +173,13 @@ def _placed(services: dict[str, ServicePlan], machine: Machine, needs: dict[str,
     users = [n for n, s in services.items() if (s.gpu if s.mode == "container" else s.gpu_policy != "none")]
     if not machine.gpus or not users:
         return services
-    wanted = {n: (needs[n].bytes if n in needs else None) for n in users}
+    wanted = {n: (needs[s].bytes if (s := service_of_instance(n)) in needs else None) for n in users}
     placed = place(wanted, machine.gpus)
     out = dict(services)
     for name, gpu in placed.items():
         svc = services[name]
         room = gpu.memory_free if gpu.memory_free is not None else gpu.memory_total
-        need = needs.get(name)
+        need = needs.get(service_of_instance(name))
         words = (f"{gpu.label} ({gpu.name}" + (f", {gpu.uuid}" if gpu.uuid else "") + ")"
                  + (f": needs ~{need.bytes / 1024 ** 3:.1f} GiB" if need and need.bytes else "")
                  + (f", {room / 1024 ** 3:.1f} GiB free" if room is not None else ", free memory unknown"))
@@ -162,7 +192,8 @@ def _placed(services: dict[str, ServicePlan], machine: Machine, needs: dict[str,
     for name, gpu in placed.items():  # services that share a device: say with whom, and the sum
         others = [n for n, g in placed.items() if g.device_id == gpu.device_id and n != name]
         if others:
-            known = [needs[n].bytes for n in (name, *others) if n in needs and needs[n].bytes]
+            known = [needs[s].bytes for n in (name, *others)
+                     if (s := service_of_instance(n)) in needs and needs[s].bytes]
             total = f": ~{sum(known) / 1024 ** 3:.1f} GiB together" if len(known) == 1 + len(others) else ""
             out[name] = dataclasses.replace(out[name], gpu_placement=f"{out[name].gpu_placement}; "
                                             f"shared with {', '.join(others)}{total}")
@@ -251,7 +282,8 @@ def port_variable(service: str) -> str:
     return "DUPLEX_PORT_" + service.upper().replace("-", "_")
 
 
-def _ports(stack: Stack, chosen: list[str], machine: Machine) -> dict[str, int]:
+def _ports(stack: Stack, chosen: list[str], machine: Machine, counts: dict[str, int]) -> dict[str, list[int]]:
+    """Each service's host ports, one per replica: its port (or DUPLEX_PORT_<NAME>), then port + 1, ..."""
     ports: dict[str, int] = {}
     for name in chosen:
         var = port_variable(name)
@@ -262,34 +294,42 @@ def _ports(stack: Stack, chosen: list[str], machine: Machine) -> dict[str, int]:
         if not raw.isdigit() or not 1 <= int(raw) <= 65535:
             raise PlanError(f"{var}={raw!r} is not a port number", fix=f"set {var} to 1-65535 or unset it")
         ports[name] = int(raw)
-    clash = {p for p in ports.values() if list(ports.values()).count(p) > 1}
+    every = {n: list(range(p, p + counts[n])) for n, p in ports.items()}
+    if any(p[-1] > 65535 for p in every.values()):
+        name = next(n for n, p in every.items() if p[-1] > 65535)
+        raise PlanError(f"{name}'s {counts[name]} replicas from port {ports[name]} go past port 65535",
+                        fix=f"set {port_variable(name)} lower, or run fewer replicas")
+    taken = [p for ps in every.values() for p in ps]
+    clash = {p for p in taken if taken.count(p) > 1}
     if clash:
-        names = [n for n, p in ports.items() if p in clash]
-        raise PlanError(f"services {', '.join(names)} would share port {min(clash)}",
-                        fix="give each a distinct DUPLEX_PORT_<SERVICE>")
-    return ports
+        names = [n for n, ps in every.items() if clash & set(ps)]
+        raise PlanError(f"services {', '.join(names)} would share port {min(clash)}"
+                        + (" (each replica takes the next port)" if any(counts[n] > 1 for n in names) else ""),
+                        fix="give each a distinct DUPLEX_PORT_<SERVICE>" +
+                            (" far enough apart for its replicas" if any(counts[n] > 1 for n in names) else ""))
+    return every
 
 
-def address(target: str, consumer_mode: str, modes: dict[str, str], ports: dict[str, int],
-            container_ports: dict[str, int]) -> tuple[str, int]:
-    """Host and port at which `target` is reached from a process running in `consumer_mode`."""
+def addresses(target: str, consumer_mode: str, modes: dict[str, str], ports: dict[str, list[int]],
+              container_ports: dict[str, int]) -> list[tuple[str, int]]:
+    """Host and port at which each replica of `target` is reached from a process running in `consumer_mode`."""
     if consumer_mode == "native":
-        return LOOPBACK, ports[target]  # containers publish on 127.0.0.1
-    if modes[target] == "container":
-        return target, container_ports[target]  # the stack's docker network alias
-    return HOST_FROM_CONTAINER, ports[target]
+        return [(LOOPBACK, p) for p in ports[target]]  # containers publish on 127.0.0.1
+    if modes[target] == "container":  # the stack's docker network alias: each replica's own name
+        return [(instance_name(target, k), container_ports[target]) for k in range(len(ports[target]))]
+    return [(HOST_FROM_CONTAINER, p) for p in ports[target]]
 
 
-def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], ports: dict[str, int],
+def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], ports: dict[str, list[int]],
              chosen: list[str], exposed: bool, warnings: list[str], pins: dict[str, str],
-             tls: bool = False, image_pins: dict[str, str] | None = None) -> ServicePlan:
+             tls: bool = False, image_pins: dict[str, str] | None = None, replica: int = 0) -> ServicePlan:
     spec = stack.services[name]
     mode = modes[name]
     scheme = "https" if tls else "http"
     certs_host = str(Layout(stack.root).stack_certs(stack.name))  # path arithmetic only: `inv certs` makes it
     certs = certs_host if mode == "native" else CERTS_IN_CONTAINER
     container_ports = {n: stack.services[n].port for n in chosen}
-    port = ports[name]
+    port = ports[name][replica]
     bind, listen_port = _listen(mode, exposed, port, spec.port)
     env, mounts = _model_cache(mode, machine)
     if tls:  # every service serves TLS; clients trust the local CA on top of the system roots
@@ -300,7 +340,7 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
     deps = {d: req for d, req in spec.dependencies.items() if d in chosen}
     env.update(_discovery(deps, mode, modes, ports, container_ports, scheme))
     own, own_secrets = _stack_environment(spec, name, mode, modes, ports, container_ports, chosen, pins, tls,
-                                          warnings)
+                                          warnings, stack)
     env.update(own)
     secrets = {k for k in spec.secrets} | {"HF_TOKEN"} | own_secrets
     gpu = _gpu(spec, name, mode, machine, warnings)
@@ -310,16 +350,18 @@ def _service(stack: Stack, machine: Machine, name: str, modes: dict[str, str], p
                         "edit (uvicorn --reload)")
     image, dockerfile, build_args = _image(stack, machine, name, mode, image_pins)
     return ServicePlan(
-        name=name, mode=mode, env=spec.env, port=port, container_port=spec.port, bind=bind,
+        name=instance_name(name, replica), mode=mode, env=spec.env, port=port, container_port=spec.port, bind=bind,
         url=f"{scheme}://{LOOPBACK}:{port}",
         command=_command(spec, mode, bind, listen_port, stack, certs if tls else None),
-        environment=env, secrets={s for s in secrets if s in env}, depends_on=deps, health=health,
+        environment=env, secrets={s for s in secrets if s in env}, health=health,
+        depends_on={instance_name(d, k): req for d, req in deps.items() for k in range(len(ports[d]))},
         image=image, dockerfile=dockerfile, build_args=build_args, mounts=mounts, gpu=gpu, gpu_policy=spec.gpu,
         gpu_request=machine.gpu_request, torch_note=machine.torch_notes.get(spec.env or ""),
         watch=_watch(spec) if mode == "native" else [], persistent=spec.persistent,
-        labels={f"{LABEL}.stack": stack.name, f"{LABEL}.service": name, f"{LABEL}.root": str(stack.root)},
+        labels={f"{LABEL}.stack": stack.name, f"{LABEL}.service": instance_name(name, replica),
+                f"{LABEL}.root": str(stack.root)},
         models=list(spec.models), metrics=spec.metrics,
-        sticky=spec.websocket or bool(spec.health and spec.health.startswith("ws:")),
+        sticky=spec.websocket or bool(spec.health and spec.health.startswith("ws:")), sessions=spec.sessions,
     )
 
 
@@ -365,19 +407,20 @@ def _from_host(spec, mode: str, machine: Machine) -> dict[str, str]:
     return env
 
 
-def _discovery(deps: dict[str, bool], mode: str, modes: dict[str, str], ports: dict[str, int],
+def _discovery(deps: dict[str, bool], mode: str, modes: dict[str, str], ports: dict[str, list[int]],
                container_ports: dict[str, int], scheme: str) -> dict[str, str]:
-    """Aspire-style variables for each dependency in the run, as this service reaches it."""
+    """Aspire-style variables for each dependency in the run, as this service reaches it: one per
+    replica (services__asr__http__0, services__asr__http__1, ...)."""
     env = {}
     for dep in deps:
-        host, dport = address(dep, mode, modes, ports, container_ports)
-        env[f"services__{dep}__{scheme}__0"] = f"{scheme}://{host}:{dport}"
+        for k, (host, dport) in enumerate(addresses(dep, mode, modes, ports, container_ports)):
+            env[f"services__{dep}__{scheme}__{k}"] = f"{scheme}://{host}:{dport}"
     return env
 
 
-def _stack_environment(spec, name: str, mode: str, modes: dict[str, str], ports: dict[str, int],
+def _stack_environment(spec, name: str, mode: str, modes: dict[str, str], ports: dict[str, list[int]],
                        container_ports: dict[str, int], chosen: list[str], pins: dict[str, str], tls: bool,
-                       warnings: list[str]) -> tuple[dict[str, str], set[str]]:
+                       warnings: list[str], stack: Stack) -> tuple[dict[str, str], set[str]]:
     """The stack file's `environment` with its templates filled ({svc.url}, {revision:ORG/NAME}), and
     which of them are secrets by name; a variable whose service is not in the run, or whose model is
     not pinned yet, is left out with a warning."""
@@ -385,7 +428,7 @@ def _stack_environment(spec, name: str, mode: str, modes: dict[str, str], ports:
     secrets: set[str] = set()
     for key, value in spec.environment.items():
         text = str(value).lower() if isinstance(value, bool) else str(value)
-        refs = {ref for ref, _ in TEMPLATE.findall(text)}
+        refs = {ref for ref, fld in TEMPLATE.findall(text) if fld != "sessions"}  # sessions: the stack's
         missing = sorted(refs - set(chosen))
         if missing:
             warnings.append(f"{name}: {key} not set because {', '.join(missing)} is not part of this run")
@@ -396,7 +439,8 @@ def _stack_environment(spec, name: str, mode: str, modes: dict[str, str], ports:
                             f"(run `inv prefetch --services {name}`)")
             continue
         text = REVISION.sub(lambda m: pins[m.group(1).split("@")[0]], text)
-        env[key] = _fill(text, mode, modes, ports, container_ports, tls)
+        env[key] = _fill(text, mode, modes, ports, container_ports, tls,
+                         {r: stack.services[r].sessions for r, _ in TEMPLATE.findall(text)})
         if any(word in key.upper() for word in SECRET_WORDS):
             secrets.add(key)
     return env, secrets
@@ -452,10 +496,24 @@ def telemetry_env(otlp: str | None, stack: str, name: str, mode: str, host_env: 
     return env
 
 
-def _fill(text: str, mode: str, modes, ports, container_ports, tls: bool = False) -> str:
+def _fill(text: str, mode: str, modes, ports, container_ports, tls: bool = False,
+          sessions: dict[str, int | None] | None = None) -> str:
+    """The value with its templates filled. A value naming the host, port or url of a service with N
+    replicas becomes N copies of itself, comma-joined, copy K naming replica K (a service with fewer
+    replicas than another in the same value: its last one); {svc.sessions} is the same in each copy."""
+    found = [(ref, fld) for ref, fld in TEMPLATE.findall(text) if fld != "sessions"]
+    copies = max((len(ports[ref]) for ref, _ in found), default=1)
+    return ",".join(_filled(text, k, mode, modes, ports, container_ports, tls, sessions or {}) for k in range(copies))
+
+
+def _filled(text: str, k: int, mode: str, modes, ports, container_ports, tls: bool,
+            sessions: dict[str, int | None]) -> str:
     def one(match) -> str:
         ref, fld = match.group(1), match.group(2)
-        host, port = address(ref, mode, modes, ports, container_ports)
+        if fld == "sessions":  # empty when the stack does not say: the server's own default then
+            return "" if sessions.get(ref) is None else str(sessions[ref])
+        every = addresses(ref, mode, modes, ports, container_ports)
+        host, port = every[min(k, len(every) - 1)]
         return {"host": host, "port": str(port), "url": f"{'https' if tls else 'http'}://{host}:{port}"}[fld]
     filled = TEMPLATE.sub(one, text)
     if tls and TEMPLATE.search(text):  # "ws://{moshi.host}:..." points at a service that now serves TLS

@@ -57,9 +57,11 @@ class Project:
         return probe_machine(keep=self.stack.secret_names, stack=self.stack, **facts)
 
     def plan(self, machine: Machine | None = None, *, native: bool = False, services: list[str] | None = None,
-             tls: bool | None = None, otlp: str | None = None) -> Plan:
+             tls: bool | None = None, otlp: str | None = None, replicas: dict[str, int] | None = None) -> Plan:
+        """`replicas`: --replicas, over the stack's `replicas` of each service."""
         return plan(self.stack, machine or self.machine(), native=native, services=services, pins=self.pins(),
-                    tls=tls, otlp=otlp, needs=self.gpu_needs(), image_pins=self.image_pins())
+                    tls=tls, otlp=otlp, needs=self.gpu_needs(), image_pins=self.image_pins(),
+                    replicas=replicas or {})
 
     def image_pins(self) -> dict[str, str]:
         """Each base image's pinned digest from images.lock (`inv lock --images`, or the first run)."""

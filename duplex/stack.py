@@ -22,7 +22,7 @@ from pydantic import (
 from .envs.pythons import SUPPORTED_TEXT, admits_supported
 from .errors import EnvError, StackError
 from .images.references import image_problem
-from .syntax import NAME, NAME_RULE, REPO, URL
+from .syntax import MAX_REPLICAS, NAME, NAME_RULE, REPO, URL
 from .textfile import TextFileError, read_text
 
 if sys.version_info >= (3, 11):
@@ -34,7 +34,7 @@ STACK_FILE = "stack.toml"
 MODES = ("native", "container")
 # `{svc.field}` in environment values; the fields each service exposes to others.
 TEMPLATE = re.compile(r"\{([A-Za-z0-9_-]+)\.([A-Za-z_]+)\}")
-TEMPLATE_FIELDS = ("host", "port", "url")
+TEMPLATE_FIELDS = ("host", "port", "url", "sessions")  # sessions: the service's `sessions` (empty: unset)
 FIXES = ("lhotse",)  # the post-install fixes duplex.envs.fixes runs (a test keeps the two equal)
 REVISION = re.compile(r"\{revision:([^}]+)\}")  # a model's pinned commit, from models.lock
 # NAME, NAME_RULE: the one naming rule (duplex.layout: names become paths under .duplex/)
@@ -194,7 +194,6 @@ class Dependency(_Strict):
     required: bool = True
 
 
-MAX_REPLICAS = 64  # one machine's ports and processes; a cluster scales past it with max_replicas
 
 
 class Budget(_Strict):

@@ -12,6 +12,10 @@ import re
 # RFC 1035 label. The stack file's model applies it (duplex.stack), layout.py guards paths with it.
 NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
 NAME_RULE = "lower-case letters, digits and '-', starting with a letter, at most 63 characters"
+MAX_REPLICAS = 64  # one machine's ports and processes; a cluster scales past it with max_replicas
+# A replica of a service (`inv run --replicas asr=2`): replica 0 keeps the service's own name, the
+# others are NAME_K ("asr_1"): '_' is outside NAME, so no replica is ever taken for a service.
+INSTANCE = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?(_[1-9][0-9]?)?$")
 URL = re.compile(r"^https?://[^/\s]+(/\S*)?$")  # an http(s) endpoint such as an OTLP collector
 # ORG/NAME[@REVISION]; no `..` anywhere (the revision names a file under the cache's refs/), kept
 # equal to duplex.models.refs._REF
@@ -25,6 +29,16 @@ def name_error(name: str) -> str | None:
     if NAME.fullmatch(name):  # fullmatch: `$` also matches before a trailing newline
         return None
     return f"expected {NAME_RULE}"
+
+
+def instance_name(service: str, replica: int) -> str:
+    """The name a service's replica runs under (processes, logs, containers, the run state)."""
+    return service if replica == 0 else f"{service}_{replica}"
+
+
+def service_of_instance(name: str) -> str:
+    """The service a replica's name belongs to ("asr_1" -> "asr"; "asr" -> "asr")."""
+    return name.partition("_")[0]
 
 
 def cert_host_problem(name: str) -> str | None:

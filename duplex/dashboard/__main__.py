@@ -24,14 +24,15 @@ def act(root: Path):
         said: list[str] = []
         # one action on the run at a time: a click while another is in progress is refused (409)
         # with the line that names it, never queued behind a long health wait
-        busy = {"wait": False, "what": f"the dashboard's {what} of {name}"}
+        busy = {"wait": False, "what": f"the dashboard's {what} of {name}",
+                "one": True}  # a row is one replica: asr's row is not also asr_1's
         if what == "stop":
             stopped = actions.stop_service(root, name, said.append, **busy)
             return {"ok": True, "message": f"{name} stopped" if stopped else f"{name} was not running",
                     "lines": said}
         if what.startswith("reload-"):
             part = what.removeprefix("reload-")
-            took = actions.reload_service(root, name, part, said.append, wait=False, by=busy["what"])
+            took = actions.reload_service(root, name, part, said.append, wait=False, by=busy["what"], one=True)
             return {"ok": True, "message": f"{name}: {part} reloaded in {took:.2f}s", "seconds": round(took, 3),
                     "lines": said}
         took = (actions.restart_service if what == "restart" else actions.start_service)(root, name, said.append,

@@ -71,6 +71,7 @@ class Run:
                 self._scrape(name, planned, now)
             if name in self.series:
                 rows[-1]["metrics"] = self.series[name].as_list()
+                rows[-1]["sessions"] = self.series[name].sessions  # each replica's own, in its row
         rows += [left_out_row(n, why) for n, why in self.planned.get("left_out", {}).items()]
         self.samples += 1
         with self.lock:

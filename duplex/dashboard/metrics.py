@@ -15,8 +15,9 @@ LE = re.compile(r'le="([^"]+)"')
 
 def parse(text: str) -> dict:
     """The figures the charts need, summed over labels: requests, audio seconds, the latency
-    histogram's buckets, sum and count."""
-    out = {"requests": 0.0, "audio": 0.0, "buckets": {}, "sum": 0.0, "count": 0.0}
+    histogram's buckets, sum and count; and the live sessions and their slots, from the
+    `*active_sessions` and `*session_slots` gauges of a server that exposes them (else None)."""
+    out = {"requests": 0.0, "audio": 0.0, "buckets": {}, "sum": 0.0, "count": 0.0, "sessions": None, "slots": None}
     for line in text.splitlines():
         if not line or line.startswith("#"):
             continue
@@ -43,6 +44,9 @@ def parse(text: str) -> dict:
             out["sum"] += value
         elif name.endswith("_duration_seconds_count"):
             out["count"] += value
+        elif name.endswith("active_sessions") or name.endswith("session_slots"):
+            key = "sessions" if name.endswith("active_sessions") else "slots"
+            out[key] = (out[key] or 0.0) + value
     return out
 
 
@@ -82,8 +86,11 @@ class Series:
     def __init__(self, keep: int = KEEP):
         self.points: deque = deque(maxlen=keep)
         self.last: tuple[float, dict] | None = None
+        self.sessions: dict | None = None  # the last scrape's {"active", "slots"}, when it has the gauges
 
     def add(self, now: float, scraped: dict) -> None:
+        if scraped.get("sessions") is not None:
+            self.sessions = {"active": _round(scraped["sessions"], 1), "slots": _round(scraped.get("slots"), 1)}
         if self.last is not None:
             then, before = self.last
             span = now - then

@@ -233,9 +233,13 @@ class ContainerRunner:
             self._ours_or_absent(svc)
         if not client.networks.list(names=[self.network]):
             client.networks.create(self.network, labels={f"{LABEL}.stack": self.stack})
+        built: dict[str, str] = {}  # image -> id: a service's replicas share one build (or pull)
         for svc in services:
             for mount in svc.mounts:  # created by us, as the user: a root-owned cache is a classic failure
                 Path(mount.source).mkdir(parents=True, exist_ok=True)
+            if svc.image in built:
+                self.image_ids[svc.name] = built[svc.image]
+                continue
             if svc.dockerfile:
                 base = svc.build_args.get("BASE_IMAGE")
                 try:
@@ -245,6 +249,8 @@ class ContainerRunner:
                 self.image_ids[svc.name] = self.build(svc, progress)
             else:
                 self.image_ids[svc.name] = self.pull(svc, progress)
+            if svc.image:
+                built[svc.image] = self.image_ids[svc.name]
 
     def build(self, svc: ServicePlan, progress: Callable[[str], None]) -> str:
         stage_build_ca(self.root)
@@ -384,7 +390,7 @@ def _readable_certs(svc: ServicePlan, kwargs: dict) -> None:
 def _run_fix(exc, svc: ServicePlan) -> str:
     text = str(exc)
     if "port is already allocated" in text or "address already in use" in text:
-        return f"free port {svc.port} or set {port_variable(svc.name)} to another"
+        return f"free port {svc.port} or set {port_variable(svc.service)} to another"
     if "could not select device driver" in text:
         return "install the NVIDIA Container Toolkit, or run this service on the CPU (gpu = \"optional\")"
     return "see the engine's message above"

@@ -13,6 +13,7 @@ from typing import Callable, Iterator
 
 from ..errors import RunError
 from ..layout import Layout
+from ..syntax import service_of_instance
 from .inventory import DOCKER, Engine, alive
 from .state import last_run, read_state
 
@@ -28,9 +29,15 @@ class Pace:
 PACE = Pace()
 
 
-def log_names(root: Path) -> list[str]:
-    """The services of the current or last run, in start order (the order the run's colours follow)."""
-    return last_run(root) or sorted(read_state(root)["services"])
+def log_names(root: Path, service: str | None = None) -> list[str]:
+    """The services of the current or last run, in start order (the order the run's colours follow);
+    with `service`, its replicas there (asr, asr_1, ...), else the name itself."""
+    names = last_run(root) or sorted(read_state(root)["services"])
+    if service is None:
+        return names
+    mine = [n for n in dict.fromkeys([*names, *sorted(read_state(root)["services"])])
+            if service_of_instance(n) == service]
+    return mine or [service]
 
 
 def logs(root: Path, service: str | None = None, *, follow: bool = False, lines: int = 200,
@@ -42,11 +49,11 @@ def logs(root: Path, service: str | None = None, *, follow: bool = False, lines:
     arrive, until none of them is running any more (or Ctrl-C)."""
     layout = Layout(root)
     records = read_state(root)["services"]
-    names = [service] if service else log_names(root)
+    names = log_names(root, service)  # a service's log: each of its replicas' (asr, asr_1, ...)
     if not names:
         raise RunError(f"no run of this stack has left logs in {layout.logs}",
                        fix="start one with `inv run` or `inv run --native`")
-    if service and not records.get(service) and not layout.log(service).exists():
+    if service and not any(records.get(n) or layout.log(n).exists() for n in names):
         raise RunError(f"no logs for {service!r} in {layout.logs}",
                        fix="`inv status` lists what runs; `inv logs` shows every service of the last run")
     sources = {n: _source(root, n, records.get(n), lines, follow, engine, pace) for n in names}

@@ -24,6 +24,7 @@ from ..errors import PlanError, RunError
 from ..layout import Layout
 from ..plan import port_variable
 from ..project import Project
+from ..syntax import service_of_instance
 from ..warm import RUNNER
 from .containers import ContainerRunner
 from .health import wait_healthy
@@ -45,9 +46,13 @@ def _plan_again(root: Path, say: Say = lambda _line: None):
                        fix="`inv run` (or `inv run --detach`) first")
     project = Project.load()  # run where `inv run` ran (the dashboard starts in the project root)
     environ = planning_env(options, dict(os.environ), say)
+    services = options.get("services") or None
+    recorded = options.get("replicas") if isinstance(options.get("replicas"), dict) else {}
+    # the run's replicas, whatever the stack says now: a service the record leaves out ran one
+    replicas = {n: recorded.get(n, 1) for n in services or () if n in project.stack.services}
     the_plan, _machine, _engine = plan_run(project.stack, lambda m: project.plan(
-        m, native=bool(options.get("native")), services=options.get("services") or None,
-        tls=True if options.get("tls") else None, otlp=options.get("otlp")), environ)
+        m, native=bool(options.get("native")), services=services,
+        tls=True if options.get("tls") else None, otlp=options.get("otlp"), replicas=replicas), environ)
     return the_plan
 
 
@@ -90,21 +95,32 @@ def _service(the_plan, name: str):
     return the_plan.services[name]
 
 
+def _instances(the_plan, name: str, one: bool = False) -> list[str]:
+    """What an action on `name` acts on: a service's every replica (asr, asr_1, ...), or with `one`
+    (the dashboard's row) only the replica so named."""
+    found = [n for n in the_plan.start_order if n == name or (not one and service_of_instance(n) == name)]
+    if not found:
+        _service(the_plan, name)  # the error that names the choices
+    return found
+
+
 def stop_service(root: Path, name: str, say: Say = lambda _line: None, *, wait: bool = True,
-                 what: str | None = None, engine: Engine = DOCKER) -> list[str]:
-    """`wait`: for an action in progress (else refused with the line that names it)."""
+                 what: str | None = None, engine: Engine = DOCKER, one: bool = False) -> list[str]:
+    """`wait`: for an action in progress (else refused with the line that names it). `one`: only
+    the replica so named (the dashboard's row), not all the service's."""
     return stop(root, services=[name], say=say, wait=wait,  # an unknown name is refused there
-                what=what or f"`inv stop --services {name}`", engine=engine)
+                what=what or f"`inv stop --services {name}`", engine=engine, exact=one)
 
 
 def start_service(root: Path, name: str, say: Say = lambda _line: None, the_plan=None, *,
-                  wait: bool = True, what: str | None = None, engine: Engine = DOCKER) -> float:
+                  wait: bool = True, what: str | None = None, engine: Engine = DOCKER, one: bool = False) -> float:
     """Start one stopped service of the run and wait until it is healthy; returns the seconds taken.
     Its required dependencies must be running (as `inv run` starts them first). One action on the
     run at a time (duplex.run.locks): `wait` for one in progress, or refuse. `the_plan`: the run's
     plan (else planned again as the run recorded it); `engine`: the Docker engine (tests: a fake)."""
     with action(root, what or f"the start of {name}", wait=wait, say=say):
-        return _start(root, name, say, the_plan or _plan_again(root, say), engine)
+        the_plan = the_plan or _plan_again(root, say)
+        return sum(_start(root, n, say, the_plan, engine) for n in _instances(the_plan, name, one))
 
 
 def _start(root: Path, name: str, say: Say, the_plan, engine: Engine) -> float:
@@ -140,29 +156,29 @@ def _start(root: Path, name: str, say: Say, the_plan, engine: Engine) -> float:
 
 
 def restart_service(root: Path, name: str, say: Say = lambda _line: None, *, wait: bool = True,
-                    what: str | None = None, the_plan=None, engine: Engine = DOCKER) -> float:
+                    what: str | None = None, the_plan=None, engine: Engine = DOCKER, one: bool = False) -> float:
     """Stop the service (its dependents keep running: they reconnect) and start it again, as one
     action on the run (duplex.run.locks): `wait` for one in progress, or refuse. `the_plan` and
     `engine` as for `start_service`."""
     with action(root, what or f"`inv restart {name}`", wait=wait, say=say):
         the_plan = the_plan or _plan_again(root, say)
-        _service(the_plan, name)
-        stop(root, services=[name], say=say, engine=engine)
-        return _start(root, name, say, the_plan, engine)
+        names = _instances(the_plan, name, one)  # a service's replicas: all stopped, then each started
+        stop(root, services=[name], say=say, engine=engine, exact=one)
+        return sum(_start(root, n, say, the_plan, engine) for n in names)
 
 
 def reload_service(root: Path, name: str, what: str, say: Say = lambda _line: None, *, wait: bool = True,
-                   by: str | None = None) -> float:
+                   by: str | None = None, one: bool = False) -> float:
     """A warm service (native, reload = "warm"): "code" re-imports the app in place, the preloaded
     models kept; "model" starts a fresh server process, so the preload loads them again. Waits
     until the reload is served, reading the reloader's own lines in the service's log; returns the
     seconds taken. Requests meanwhile wait (the reloader holds the socket), none is refused."""
     with action(root, by or (f"`inv restart {name} --code`" if what == "code" else f"`inv restart {name} --model`"), wait=wait, say=say):
-        return _reload(root, name, what, say)
+        the_plan = _plan_again(root, say)
+        return sum(_reload(root, n, what, say, the_plan) for n in _instances(the_plan, name, one))
 
 
-def _reload(root: Path, name: str, what: str, say: Say) -> float:
-    the_plan = _plan_again(root, say)
+def _reload(root: Path, name: str, what: str, say: Say, the_plan) -> float:
     svc = _service(the_plan, name)
     if not (svc.mode == "native" and warm.is_warm(svc.command)):
         how = "in a container" if svc.mode == "container" else "natively without reload = \"warm\""

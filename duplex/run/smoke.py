@@ -14,6 +14,7 @@ from ..errors import DuplexError
 from ..layout import Layout
 from ..plan import Health, Plan, base_image
 from ..project import Project
+from ..syntax import service_of_instance
 from .health import client_context, probe_once, websocket_problem
 from .smoke_apps import (
     ASR_APP,
@@ -57,7 +58,8 @@ def running_targets(plan: Plan, rows: list[dict], records: dict[str, dict]) -> l
     targets = []
     for row in rows:
         record = records.get(row["name"], {})
-        svc = plan.services.get(row["name"])
+        # a replica the plan at hand lacks (a run's --replicas) runs its service's app
+        svc = plan.services.get(row["name"]) or plan.services.get(service_of_instance(row["name"]))
         raw = record.get("health") or ({"kind": svc.health.kind, "url": svc.health.url} if svc else None)
         ca = {"ca": raw["ca"]} if raw and raw.get("ca") else {}  # recorded by tls runs
         health = Health(raw["kind"], raw["url"], 5.0, **ca) if raw else Health("none", None, 5.0)
@@ -81,8 +83,9 @@ def smoke(what: Plan | list[Target], *, sample: Path = SAMPLE, expected: str = E
     `latency` adds a `latency` row per asr service (speech replayed at real time through WS /stream)."""
     targets = plan_targets(what) if isinstance(what, Plan) else list(what)
     if services:
-        missing = [n for n in services if n != "gpu" and n not in {t.name for t in targets}]
-        targets = [t for t in targets if t.name in services]
+        known = {m for t in targets for m in (t.name, service_of_instance(t.name))}
+        missing = [n for n in services if n != "gpu" and n not in known]
+        targets = [t for t in targets if t.name in services or service_of_instance(t.name) in services]  # asr: its replicas too
         targets += [Target(n, "-", "", Health("none", None, 0), state="not running") for n in missing]
     try:
         context = client_context(str(ca)) if ca else None

@@ -39,15 +39,16 @@ DETACHED_HINT = "detached: `inv status`, `inv logs [--service NAME] --follow`, `
 def run_project(*, native: bool = False, services: list[str] | None = None, detach: bool = False,
                 preflight: bool = True, debug: list[str] | None = None, debug_wait: bool = False,
                 tls: bool | None = None, otlp: str | None = None, smoke: bool = False,
-                dashboard: bool = True,
+                dashboard: bool = True, replicas: dict[str, int] | None = None,
                 say: Callable[[str], Callable[[str], None]] = lambda _prefix: (lambda _line: None)) -> int:
     """`inv run`: load the project, plan (asking the Docker engine at most once), check, start, and
-    watch or detach. Returns the run's exit code. `say(prefix)` gives a sink for progress lines."""
+    watch or detach. Returns the run's exit code. `say(prefix)` gives a sink for progress lines.
+    `replicas`: --replicas, over the stack's `replicas`."""
     project = Project.load()
     stack = project.stack
     # the Docker engine is asked once whether containers can get a GPU; preflight reuses the answer
     def make(m: Machine) -> Plan:
-        return project.plan(m, native=native, services=services, tls=tls, otlp=otlp)
+        return project.plan(m, native=native, services=services, tls=tls, otlp=otlp, replicas=replicas)
     the_plan, machine, engine = plan_run(stack, make)
     the_plan, engine = pin_first_build(the_plan, engine, lambda: make(machine), say("images"))
     if any(s.url.startswith("https://") for s in the_plan.services.values()):

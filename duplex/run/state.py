@@ -18,7 +18,7 @@ from typing import Callable, Iterator
 
 from ..errors import RunError
 from ..layout import Layout
-from ..syntax import NAME
+from ..syntax import INSTANCE, service_of_instance
 from .locks import state_change
 
 try:
@@ -92,8 +92,9 @@ def _last(root: Path) -> dict:
 
 
 def _named(name) -> bool:
-    """A service name as the stack file allows it: what a hand-edited state file says is not trusted."""
-    return isinstance(name, str) and bool(NAME.fullmatch(name))
+    """A service's name as the stack file allows it, or one of its replicas' (asr_1): what a
+    hand-edited state file says is not trusted."""
+    return isinstance(name, str) and bool(INSTANCE.fullmatch(name))
 
 
 def last_run(root: Path) -> list[str]:
@@ -228,9 +229,13 @@ def run_options(plan, environ: dict[str, str] | None = None) -> dict:
     `inv restart`): the flags, each service's port, and the planning variables of `environ`."""
     environ = environ or {}
     secrets = set(SECRETS).union(*(s.secrets for s in plan.services.values()))
-    return {"native": plan.native, "services": list(plan.start_order), "otlp": plan.telemetry,
+    replicas = {}
+    for name in plan.start_order:  # each service once, by its own name: its replicas are planned again
+        replicas[service_of_instance(name)] = replicas.get(service_of_instance(name), 0) + 1
+    return {"native": plan.native, "services": list(replicas), "otlp": plan.telemetry,
             "tls": any(s.url.startswith("https://") for s in plan.services.values()),
-            "ports": {n: s.port for n, s in plan.services.items()},
+            "ports": {n: s.port for n, s in plan.services.items() if n in replicas},  # replica 0's: the base
+            **({"replicas": scaled} if (scaled := {n: k for n, k in replicas.items() if k > 1}) else {}),
             "env": {k: environ[k] for k in KEPT if k in environ and "@" not in environ[k]},
             # names only; a value with credentials in it (a mirror's URL) counts as a secret
             "secrets": sorted(k for k in secrets.union(KEPT) if environ.get(k) and

@@ -19,6 +19,7 @@ from typing import Callable
 from ..errors import PlanError, RunError
 from ..layout import Layout
 from ..plan import LABEL
+from ..syntax import service_of_instance
 from . import dashboard as launch
 from .inventory import DOCKER, Engine, alive, live_records, service_of
 from .locks import action
@@ -71,19 +72,21 @@ class _ContainerLookup(threading.Thread):
 
 def stop(root: Path, *, services: list[str] | None = None, everything: bool = False,
          grace: float = 10.0, say: Say = lambda _line: None, known: Callable[[], set[str]] | None = None,
-         what: str = "`inv stop`", wait: bool = True, engine: Engine = DOCKER) -> list[str]:
+         what: str = "`inv stop`", wait: bool = True, engine: Engine = DOCKER, exact: bool = False) -> list[str]:
     """Stop what a run (even a killed one) left, dependents first; returns the services stopped.
 
     The last run's start waves, reversed: the services of one wave stop together. Records whose
     process or container is gone are cleared and said. `services`: only these; a name neither the
     stack (`known()`), the state, the last run nor the engine knows is an error. An action on the run
     in progress (a restart) is waited for (`wait`; else refused), so nothing it starts is missed;
-    what still runs after the stop is a RunError naming it (never a "stopped" that is not true)."""
+    what still runs after the stop is a RunError naming it (never a "stopped" that is not true).
+    A service named takes in its replicas (asr: asr, asr_1, ...), unless `exact` (the dashboard's
+    row of one replica)."""
     with action(root, what, wait=wait, say=say):
-        run = _begin(root, services, everything, grace, say, engine)
+        run = _begin(root, services, everything, grace, say, engine, exact)
         _stop(run, known)
         left = still_running(root, services, everything, ask_engine=run.recorded or bool(run.lookup.result()),
-                             engine=engine)
+                             engine=engine, exact=exact)
     if left:
         raise RunError(f"still running after the stop: {', '.join(left)}",
                        fix="`inv stop` again; `inv status` shows what runs")
@@ -105,6 +108,7 @@ class _Stop:
     pumps: dict[str, list[int]]  # the detached services' log-pump groups, also those the state lost
     recorded: bool  # whether the state records a container
     lookup: _ContainerLookup
+    exact: bool = False  # `services` names replicas, not services with all their replicas
     stopped: list[str] = field(default_factory=list)
     done: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -114,11 +118,11 @@ class _Stop:
         return self.state["services"]
 
     def wanted(self, name: str) -> bool:
-        return _wanted(self.services, name)
+        return _wanted(self.services, name, self.exact)
 
 
 def _begin(root: Path, services: list[str] | None, everything: bool, grace: float, say: Say,
-           engine: Engine) -> _Stop:
+           engine: Engine, exact: bool = False) -> _Stop:
     state = read_state(root)
     records = state["services"]
     pumps = log_pumps(Layout(root).logs)
@@ -126,7 +130,8 @@ def _begin(root: Path, services: list[str] | None, everything: bool, grace: floa
     lookup = _ContainerLookup(root, everything, recorded, engine)
     if recorded or not records:  # else: after the native services, so importing docker never slows them
         lookup.start()
-    return _Stop(root, services, everything, grace, say, engine, state, dict(records), pumps, recorded, lookup)
+    return _Stop(root, services, everything, grace, say, engine, state, dict(records), pumps, recorded, lookup,
+                 exact)
 
 
 def _stop(run: _Stop, known: Callable[[], set[str]] | None) -> None:
@@ -156,8 +161,9 @@ def _refuse_unknown(run: _Stop, known: Callable[[], set[str]] | None) -> None:
     """A PlanError for a name neither the stack, the state, the last run nor the engine knows (the
     engine is waited for only when the others do not know every name)."""
     names = set(run.records) | set(last_run(run.root)) | (known() if known else set()) | set(run.pumps)
+    names |= {service_of_instance(n) for n in names}  # a service's replicas go by its name too
     if not set(run.services) <= names:
-        names |= set(run.lookup.result())
+        names |= {m for n in run.lookup.result() for m in (n, service_of_instance(n))}
     unknown = [s for s in run.services if s not in names]
     if unknown:
         raise PlanError(f"unknown service{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}",
@@ -167,11 +173,11 @@ def _refuse_unknown(run: _Stop, known: Callable[[], set[str]] | None) -> None:
 def _mark_stopping(run: _Stop) -> None:
     """Said in the state before the signal: an attached `inv run` watching them takes their exit
     for no crash."""
-    if not any(n in run.records for n in run.services):
+    if not any(run.wanted(n) for n in run.records):
         return
     try:
         with changing(run.root) as fresh:
-            for name in run.services:
+            for name in [n for n in run.records if run.wanted(n)]:
                 if name in fresh["services"] and name in run.records and \
                         same_process(fresh["services"][name], run.records[name]):
                     fresh["services"][name]["stopping"] = True
@@ -281,25 +287,28 @@ def _remove_idle_networks(run: _Stop) -> None:
 
 
 def still_running(root: Path, services: list[str] | None = None, everything: bool = False, *,
-                  ask_engine: bool = True, engine: Engine = DOCKER) -> list[str]:
+                  ask_engine: bool = True, engine: Engine = DOCKER, exact: bool = False) -> list[str]:
     """What of the run (of `services`, when given) still runs, each as "name (pid N)" or "name
     (container ID)": recorded processes and containers, and log-pump groups the state lost
     (`ask_engine`: whether to ask the engine for containers not recorded)."""
     live, _stale = live_records(root, engine=engine)
     left = {_running_as(n, r) for n, r in live.items()
-            if _wanted(services, n) and not (r.get("persistent") and not everything)}
-    left |= {f"{n} (pid {p})" for n, pids in log_pumps(Layout(root).logs).items() if _wanted(services, n) for p in pids}
+            if _wanted(services, n, exact) and not (r.get("persistent") and not everything)}
+    left |= {f"{n} (pid {p})" for n, pids in log_pumps(Layout(root).logs).items() if _wanted(services, n, exact)
+             for p in pids}
     if ask_engine and engine.answers():
         try:
             left |= {f"{service_of(c)} (container {c.short_id})" for c in engine.containers(root, everything=everything)
-                     if c.status in ("running", "restarting") and _wanted(services, service_of(c))}
+                     if c.status in ("running", "restarting") and _wanted(services, service_of(c), exact)}
         except Exception:  # noqa: BLE001 - the engine went away: nothing of ours runs through it
             pass
     return sorted(left)
 
 
-def _wanted(services: list[str] | None, name: str) -> bool:
-    return not services or name in services
+def _wanted(services: list[str] | None, name: str, exact: bool = False) -> bool:
+    """Whether `services` (all when none) take in `name`: named itself, or (unless `exact`) its
+    service named (asr takes in its replica asr_1)."""
+    return not services or name in services or (not exact and service_of_instance(name) in services)
 
 
 def _running_as(name: str, record: dict) -> str:

@@ -139,6 +139,21 @@ def test_metrics_series_from_consecutive_scrapes():
     assert len(series.as_list()) == 2
 
 
+def test_session_gauges_show_in_the_series_when_the_server_exposes_them():
+    from duplex.dashboard.metrics import Series, parse
+    none = {"0.1": 0.0, "+Inf": 0.0}
+    plain = Series()
+    plain.add(0.0, parse(exposition(0, 0, none, 0)))
+    assert plain.sessions is None  # a server without the gauges: nothing shown, not 0
+    gauges = ("# TYPE asr_active_sessions gauge\nasr_active_sessions 3\n"
+              "# TYPE asr_session_slots gauge\nasr_session_slots 8\n")
+    live = Series()
+    live.add(0.0, parse(exposition(0, 0, none, 0) + gauges))
+    assert live.sessions == {"active": 3.0, "slots": 8.0}
+    live.add(5.0, parse(exposition(0, 0, none, 0) + gauges.replace(" 3\n", " 0\n")))
+    assert live.sessions == {"active": 0.0, "slots": 8.0}
+
+
 def test_otlp_exports_become_requests_with_their_spans_across_services():
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 

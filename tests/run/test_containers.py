@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -189,3 +190,47 @@ def test_an_image_whose_torch_lock_was_never_made_names_inv_lock_not_the_dockerf
         in run.stderr, run.stderr
     assert "`inv lock --env web --torch cu126`" in run.stderr and "fix lock.Dockerfile" not in run.stderr
     assert "Traceback" not in run.stderr and labelled(engine, toy) == []
+
+
+def test_replicas_in_containers_each_published_named_and_reached_by_its_dependents(engine, toy):
+    from tests.run.test_replicas import free_run
+    base = free_run(2)
+    toy.env["DUPLEX_PORT_API"] = str(base)
+    proc = toy.inv("run", "--detach", "--services", "web", "--replicas", "api=2", timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("building") + proc.stderr.count("building") <= 2  # api's replicas: one build
+    env = toy.get("web", "/env")
+    assert env["PEER_URL"] == "http://api:18501,http://api_1:18501"  # each replica's network alias
+    assert env["services__api__http__1"] == "http://api_1:18501"
+    for k, name in enumerate(("duplex-toy-api", "duplex-toy-api_1")):
+        box = engine.containers.get(name)
+        assert box.attrs["HostConfig"]["PortBindings"] == {
+            "18501/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(base + k)}]}  # same inside, own host port
+        assert box.labels["dev.duplex.service"] == ("api", "api_1")[k]
+    web = engine.containers.get("duplex-toy-web")
+    reach = ["python", "-c", "import urllib.request; print(urllib.request.urlopen('http://api_1:18501/health').status)"]
+    assert web.exec_run(reach).output.decode().strip() == "200"
+    rows = {r["name"]: r for r in json.loads(toy.inv("status", "--json").stdout)}
+    assert {n: (r["mode"], r["healthy"]) for n, r in rows.items()} == {
+        "api": ("container", True), "api_1": ("container", True), "web": ("container", True)}
+    assert rows["api_1"]["url"] == f"http://127.0.0.1:{base + 1}"
+    assert toy.inv("stop").returncode == 0
+    assert labelled(engine, toy) == [] and networks(engine, toy) == []
+
+
+def test_persistent_replicas_are_each_kept_warm_and_reused(engine, toy):
+    from tests.run.test_replicas import free_run
+    toy.env["DUPLEX_PORT_API"] = str(free_run(2))
+    toy.edit('start_timeout = 20\ndockerfile = "toy.Dockerfile"\n[services.api',
+             'start_timeout = 20\npersistent = true\ndockerfile = "toy.Dockerfile"\n[services.api')
+    first = toy.inv("run", "--detach", "--services", "api", "--replicas", "api=2", timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    kept = sorted(c.name for c in labelled(engine, toy))
+    assert kept == ["duplex-toy-api", "duplex-toy-api_1"]
+    stopped = toy.inv("stop")
+    assert "api_1: kept warm (persistent)" in stopped.stdout, stopped.stdout + stopped.stderr
+    again = toy.inv("run", "--detach", "--services", "api", "--replicas", "api=2", timeout=600)
+    assert again.returncode == 0 and again.stdout.count("reused") >= 2, again.stdout + again.stderr
+    assert sorted(c.name for c in labelled(engine, toy)) == kept
+    assert toy.inv("stop", "--all").returncode == 0
+    assert labelled(engine, toy) == []

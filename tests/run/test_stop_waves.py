@@ -294,3 +294,24 @@ def test_the_waves_come_from_the_state_else_the_last_run_and_unknown_names_go_fi
     write_run(root, {}, [["a"], ["b", "c"], ["d"]])
     assert stop_waves(root, ["a", "c", "d", "x"]) == [["x"], ["d"], ["c"], ["a"]]
     assert stop_waves(root, ["a", "b"], {"waves": [["b"], ["a"]]}) == [["a"], ["b"]]
+
+
+def test_a_service_stops_with_its_replicas_and_one_replica_alone_when_exact(root, timeline, services):
+    waves = [["asr", "asr_1"], ["frontend"]]  # a run of `--replicas asr=2`
+    procs = {n: services.start(n) for n in ("asr", "asr_1", "frontend")}
+    write_run(root, {n: services.record(p, n) for n, p in procs.items()}, waves)
+    engine = FakeEngine(timeline)
+    engine.add("moshi_1", root)  # a replica's container the state lost: found by its label
+    assert stop(root, services=["asr_1"], engine=engine) == ["asr_1"]  # a replica by its own name
+    assert running(procs["asr"].pid) and not running(procs["asr_1"].pid)
+    procs["asr_1"] = services.start("asr_1")
+    write_run(root, {n: services.record(p, n) for n, p in procs.items()}, waves)
+    assert stop(root, services=["asr"], engine=engine, exact=True) == ["asr"]  # the dashboard's row of replica 0
+    assert running(procs["asr_1"].pid)
+    procs["asr"] = services.start("asr")
+    write_run(root, {n: services.record(p, n) for n, p in procs.items()}, waves)
+    assert sorted(stop(root, services=["asr", "moshi"], engine=engine)) == ["asr", "asr_1", "moshi_1"]  # every replica
+    assert running(procs["frontend"].pid) and not running(procs["asr"].pid) and not running(procs["asr_1"].pid)
+    assert list(read_state(root)["services"]) == ["frontend"]
+    with pytest.raises(PlanError, match="unknown service: asr_2"):
+        stop(root, services=["asr_2"], engine=engine)

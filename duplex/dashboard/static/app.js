@@ -90,7 +90,9 @@ function drawServices() {
                 el("td", {}, el("span", {class: "state left"}, "left out")), el("td", {colspan: "12"}, r.why));
     const gpu = r.gpu ? (r.gpu.placement || (r.gpu.devices.length ? `GPU ${r.gpu.devices.join(",")}` : "any GPU")) : "";
     const gmem = (r.gpu_memory || []).map((g) => `GPU ${g.gpu}: ${bytes(g.used)}`).join(", ");
-    const phase = r.phase ? `${r.phase.status}${r.phase.load_s !== undefined && r.phase.load_s !== null ? ` (loaded in ${r.phase.load_s}s)` : ""}` : "";
+    const sessions = r.sessions ? `sessions ${r.sessions.active}${r.sessions.slots !== null ? `/${r.sessions.slots}` : ""}` : "";
+    const phase = [r.phase ? `${r.phase.status}${r.phase.load_s !== undefined && r.phase.load_s !== null ? ` (loaded in ${r.phase.load_s}s)` : ""}` : "",
+                   sessions].filter((t) => t).join(" · ");
     const reload = r.last_reload ? `${r.reloads} (last ${r.last_reload.seconds.toFixed(3)}s)` : (r.warm ? "0" : "");
     const running = ["healthy", "starting", "unhealthy"].includes(r.state);
     return el("tr", {"data-service": r.name, "data-state": r.state},
