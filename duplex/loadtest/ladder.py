@@ -25,6 +25,7 @@ from ..run.smoke import targets_at
 from ..run.smoke_apps import ASR_APP, FRONTEND_APP, MT_APP
 from ..run.smoke_results import Target
 from ..run.state import read_state
+from ..syntax import service_of_instance
 from . import moshi, ramp, report, speech, users
 from .meters import Meters
 
@@ -62,8 +63,8 @@ def plan_loads(project: Project, targets: list[Target], wanted: list[str] | None
     frontend = None if direct else next(iter(by_app[FRONTEND_APP]), None)
     loads = []
     for target in running:
-        if wanted and target.name not in wanted:
-            continue
+        if wanted and target.name not in wanted or service_of_instance(target.name) != target.name:
+            continue  # a replica (asr_1) is measured with its service, through the frontend
         if target.app == ASR_APP:
             kind = "asr"
             url = f"{stream_url(frontend.url)}/api/stream" if frontend else f"{stream_url(target.url)}/stream"
@@ -82,9 +83,10 @@ def plan_loads(project: Project, targets: list[Target], wanted: list[str] | None
         else:
             continue
         spec = project.stack.services.get(target.name)
-        replicas = sum(1 for t in running if t.name == target.name or _replica_of(t.name) == target.name)
+        # through the frontend every replica serves; directly, the one the sessions are sent to
+        replicas = sum(service_of_instance(t.name) == target.name for t in running) if frontend else 1
         ca = (frontend or target).health.ca
-        loads.append(Load(target.name, kind, url, mt, "frontend" if frontend else "direct", max(1, replicas),
+        loads.append(Load(target.name, kind, url, mt, "frontend" if frontend else "direct", replicas,
                           spec.sessions if spec else None,
                           spec.budget.model_dump(exclude_none=True) if spec and spec.budget else {},
                           client_context(ca) if ca else None,
@@ -97,11 +99,6 @@ def plan_loads(project: Project, targets: list[Target], wanted: list[str] | None
                             "of a running stack; running: "
                             f"{names}", fix="name a running asr or mt service, or start the stack: inv run --detach")
     return loads
-
-
-def _replica_of(name: str) -> str | None:
-    base, _, index = name.rpartition("-")
-    return base if index.isdigit() and base else None
 
 
 def service_pids(root: Path, targets: list[Target]) -> Callable[[], dict[str, list[int]]]:
