@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import http.server
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -31,9 +32,10 @@ def scaled_stack(tmp_path: Path) -> Path:
     """The default stack with moshi at 2-4 pods of one conversation and asr at 2-6 pods of 8 sessions."""
     stack = copy_default(tmp_path / "repo", "scaled")
     text = stack.read_text()
-    text = text.replace("persistent = true", "persistent = true\nreplicas = 2\nmax_replicas = 4\nsessions = 1", 1)
-    text = text.replace('preload = "servers.asr.loaders:preload"\n',
-                        'preload = "servers.asr.loaders:preload"\nreplicas = 2\nmax_replicas = 6\nsessions = 8\n', 1)
+    # the shipped stack declares each one's sessions (asr 8, moshi 1): replicas and a ceiling go beside them
+    text = re.sub(r"^sessions = 1\b.*$", "replicas = 2\nmax_replicas = 4\nsessions = 1", text, count=1, flags=re.M)
+    text = re.sub(r"^sessions = 8\b.*$", "replicas = 2\nmax_replicas = 6\nsessions = 8", text, count=1, flags=re.M)
+    assert text.count("max_replicas") == 2, "the shipped stack's sessions lines moved"
     text = text.replace('ASR_BACKEND = "pocketsphinx"', f'ASR_BACKEND = "pocketsphinx"\nASR_STREAM_MAX_WALL_SECONDS = "{WALL}"', 1)
     stack.write_text(text)
     return stack
