@@ -20,6 +20,11 @@ log = logging.getLogger("frontend.moshi_relay")
 
 NOT_CONFIGURED = 4404  # application close codes live in 4000-4999
 UNREACHABLE = 4502
+# A replica whose process dies is noticed at once (its socket closes: 0.2 s for a killed moshi
+# container, measured in tests/run/test_moshi_chain.py); one whose host vanishes (a lost node, a cut
+# network: no FIN, no RST) by a missed ping within 2 x PING_S, and its sessions end with 1011.
+# websockets' default would take 40 s; a busy backend still answers a ping within 10 s.
+PING_S = 10.0
 BUSY = 4429  # every replica's every slot is taken (asr's and mt's own code for one server's limit)
 OWN_ORIGIN_ONLY = origins.Origins()  # none listed: the frontend's own pages and clients without an Origin
 
@@ -90,7 +95,8 @@ async def _session(browser: WebSocket, pool: Pool, index: int,
     service, url = pool.service, target(pool.replicas[index].url)
     url = (url or "") + (f"?{browser.url.query}" if browser.url.query else "")
     try:
-        backend = await connect(url, open_timeout=15, max_size=16 * 2**20, compression=None)
+        backend = await connect(url, open_timeout=15, max_size=16 * 2**20, compression=None,
+                                ping_interval=PING_S, ping_timeout=PING_S)
     except (OSError, asyncio.TimeoutError, TimeoutError, WebSocketException) as exc:  # refused, slow, bad handshake
         log.warning("cannot reach %s at %s: %r", service, url, exc)
         return None
