@@ -4,7 +4,7 @@ Per backend (pocketsphinx; faster-whisper base int8 on the CPU) and replica coun
 default stack (its asr slots raised to 64, so the budget, not the slot count, is the limit),
 `inv run --native --detach [--replicas asr=N]`, `inv loadtest --json` (through the frontend's
 relays), `inv stop`. Prints the capacity (sessions within stack.toml's budget: final_p95 1.0 s,
-WER 0.3), sessions per CPU core, the latency at one session, and the generator's own CPU at its
+WER 0.3; Whisper: final_p95 3.0 s), sessions per CPU core, the latency at one session, and the generator's own CPU at its
 top level (its overhead per simulated user).
 
 Then an independent client, a few lines of its own here (its own clock, its own end-of-speech
@@ -49,6 +49,9 @@ def stack_for(tmp: Path, backend: str) -> tuple[Path, dict]:
         from tests.support.whisper_model import whisper_base_dir
         extra += f'\nASR_MODEL = "{whisper_base_dir()}"\nASR_LANGUAGE = "en"'
         text = text.replace('ASR_BACKEND = "pocketsphinx"', 'ASR_BACKEND = "whisper"', 1)
+        # Whisper decodes each utterance whole at its end: 1.3 s on this CPU for one stream alone, so
+        # the default budget (1 s) holds no level; a CPU deployment of it would promise 3 s
+        text = text.replace("final_p95 = 1.0", "final_p95 = 3.0", 1)
     text = text.replace("[services.asr.environment]\n", f"[services.asr.environment]\n{extra}\n", 1)
     text = text.replace("sessions = 8", "sessions = 64")  # the frontend's slots per asr replica
     (root / "stack.toml").write_text(text)
@@ -71,10 +74,12 @@ def ramp(root: Path, env: dict, replicas: int, most: int, seconds: float) -> dic
 
 
 def speech_end(pcm: bytes) -> float:
-    """The last loud sample of a clip, in seconds (not the generator's span rule)."""
+    """Where a clip's speech ends, in seconds: the end of its last 10 ms that peaks above 2 % of full
+    scale (the same definition the load test uses, computed here on its own)."""
     samples = array.array("h", pcm)
-    loud = [i for i in range(0, len(samples), 16) if abs(samples[i]) > 655]
-    return (loud[-1] if loud else len(samples)) / RATE
+    win = RATE // 100
+    loud = [i for i in range(0, len(samples) - win + 1, win) if max(map(abs, samples[i:i + win])) > 655]
+    return (loud[-1] + win if loud else len(samples)) / RATE
 
 
 async def independent_p50(url: str, found, rounds: int) -> tuple[float, int]:
@@ -122,7 +127,8 @@ def main() -> None:
             for replicas in (int(r) for r in args.replicas.split(",")):
                 doc = ramp(root, env, replicas, args.most, args.seconds)
                 asr = doc["services"]["asr"]
-                first, top = asr["levels"][0], asr["levels"][-1]
+                levels = sorted(asr["levels"], key=lambda lv: lv["sessions"])
+                first, top = levels[0], levels[-1]
                 gen = top["generator"]
                 cap = asr["capacity"]
                 print(f"{backend}, {replicas} asr replica{'s' * (replicas > 1)} ({cores} cores, via "
@@ -131,7 +137,7 @@ def main() -> None:
                       + f"; stopped: {asr['stopped']}")
                 print(f"  one session: final p50 {first['final_s']['p50']} s, p95 {first['final_s']['p95']} s, "
                       f"WER {first['wer']}; levels: "
-                      + ", ".join(f"{lv['sessions']}: p95 {lv['final_s']['p95']} s" for lv in asr["levels"]))
+                      + ", ".join(f"{lv['sessions']}: p95 {lv['final_s']['p95']} s" for lv in levels))
                 print(f"  generator at {top['sessions']} sessions: {gen['cpu']:.1f}% of a core "
                       f"({gen['cpu'] / top['sessions']:.2f}% per session), timers late p95 "
                       f"{(gen['lag_p95'] or 0) * 1000:.0f} ms")
@@ -141,9 +147,9 @@ def main() -> None:
                 try:
                     url = f"ws://127.0.0.1:{env['DUPLEX_PORT_ASR']}/stream"
                     found, _ = clips(root / ".duplex" / "loadtest" / "speech", say=lambda _: None)
-                    got = inv(root, env, "loadtest", "--json", "--direct", "--most", "1", "--seconds", "40")
+                    got = inv(root, env, "loadtest", "--json", "--direct", "--most", "1", "--seconds", "80")
                     theirs = json.loads(got.stdout)["services"]["asr"]["levels"][0]["final_s"]
-                    mine, n = asyncio.run(independent_p50(url, found, 3))
+                    mine, n = asyncio.run(independent_p50(url, found, 6))
                     print(f"  independent client, one session: p50 {mine:.3f} s over {n} utterances; the load "
                           f"test: p50 {theirs['p50']:.3f} s over {theirs['n']} -> differ by "
                           f"{abs(mine - theirs['p50']) / mine:.0%}")

@@ -33,6 +33,7 @@ STAGGER_S = 1.0     # users of a level start spread over this: people do not sta
 PAUSE_S = 1.5       # between levels: the last level's sessions close and the servers settle
 WARMUP_S = 2.0      # the warm-up session's speech
 SESSION_SLACK_S = 60.0
+BISECT = 3  # levels tried between the last served and the first not (8 -> 16: 12, then 10 or 14)
 CONTAINER_PIDS_S = 5.0  # how often a container's processes are listed again (one engine call)  # a session may run this long past its audio before it counts as failed
 
 
@@ -161,23 +162,44 @@ async def run_level(load: Load, n: int, passages: list[speech.Passage],
 
 def measure(load: Load, clips: list[speech.Clip], pids: Callable[[], dict[str, list[int]]], *, most: int, seconds: float,
             say: Callable[[str], None]) -> ServiceCapacity:
-    judged, stopped = [], f"reached --most {most} within the budget"
-    say(f"  {load.service}: warming up (one short session, not counted: a server may start workers on its first)")
-    asyncio.run(run_level(load, 1, speech.passages(clips, 1, WARMUP_S), dict))
-    for n in ramp.levels(1, most):
+    """The doubling ramp, then up to BISECT levels between the last served and the first not."""
+    judged: list[dict] = []
+
+    def run(n: int) -> dict:
         if judged:
+            time.sleep(PAUSE_S)
+        # Servers make per-session state the first time they reach a concurrency (pocketsphinx: a
+        # decoder per live stream, a worker's first utterance decoded twice): short sessions at the
+        # level's concurrency first, not counted, so the level measures the steady state. moshi
+        # holds one conversation: one warm-up, before its first level.
+        if load.kind != "moshi" or not judged:
+            warm = 1 if load.kind == "moshi" else max(n, load.replicas)  # every replica gets at least one
+            say(f"  {load.service}: warming up with {warm} short session{'s' * (warm > 1)}, not counted")
+            asyncio.run(run_level(load, warm, speech.passages(clips, warm, WARMUP_S), dict))
             time.sleep(PAUSE_S)
         say(f"  {load.service}: {n} session{'s' * (n > 1)} speaking {seconds:.0f} s each ...")
         level = asyncio.run(run_level(load, n, speech.passages(clips, n, seconds), pids))
         level["broken"] = ramp.judge(level, load.budget)
         judged.append(level)
         say(row(load.service, level))
-        if level["broken"]:
-            stopped = f"{'; '.join(level['broken'])} at {n} session{'s' * (n > 1)}"
-            break
+        return level
+
+    stopped = f"reached --most {most} within the budget"
+    for n in ramp.levels(1, most):
+        level = run(n)
         if (limit := ramp.generator_limit(level)) is not None:
-            stopped = limit
+            return ServiceCapacity(load.service, load.replicas, load.sessions, load.budget,
+                                   ramp.capacity(judged), limit, judged)
+        if level["broken"]:
             break
+    for _ in range(BISECT):
+        if (n := ramp.between(judged)) is None:
+            break
+        run(n)
+    failed = [lv for lv in judged if lv["broken"]]
+    if failed:
+        first = min(failed, key=lambda lv: lv["sessions"])
+        stopped = f"{'; '.join(first['broken'])} at {first['sessions']} session{'s' * (first['sessions'] > 1)}"
     return ServiceCapacity(load.service, load.replicas, load.sessions, load.budget,
                            ramp.capacity(judged), stopped, judged)
 

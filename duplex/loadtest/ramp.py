@@ -78,12 +78,23 @@ def generator_limit(level: dict) -> str | None:
     return None
 
 
+def between(judged: list[dict]) -> int | None:
+    """The next level to try between the most sessions served and the fewest not served (halving
+    the gap), or None when the gap is within a quarter of what was served: the doubling ramp's
+    8 -> 16 becomes 8 -> 12 -> 10 or 14."""
+    failed = min((lv["sessions"] for lv in judged if lv["broken"]), default=None)
+    served = [lv["sessions"] for lv in judged if not lv["broken"] and failed is not None and lv["sessions"] < failed]
+    if not served:
+        return None
+    low, high = max(served), failed
+    if high - low <= max(1, low // 4):
+        return None
+    return (low + high) // 2
+
+
 def capacity(judged: list[dict]) -> int | None:
-    """The most sessions of the first unbroken run of levels: a level that passes after one that
-    failed is noise, not capacity."""
-    best = None
-    for level in judged:
-        if level["broken"]:
-            break
-        best = level["sessions"]
-    return best
+    """The most sessions served below every level that was not: a level that passes above one
+    that failed is noise, not capacity."""
+    failed = min((lv["sessions"] for lv in judged if lv["broken"]), default=None)
+    served = [lv["sessions"] for lv in judged if not lv["broken"] and (failed is None or lv["sessions"] < failed)]
+    return max(served, default=None)

@@ -63,7 +63,7 @@ def _machine(doc: dict) -> str:
 
 
 def _plot(svc: dict) -> str:
-    levels = svc["levels"]
+    levels = sorted(svc["levels"], key=lambda lv: lv["sessions"])  # bisected levels run out of order
     xs = [lv["sessions"] for lv in levels]
     ys = [lv.get(k, {}).get(q) for lv in levels for k, q, _ in SERIES]
     ys = [y for y in ys if y is not None] + [v for v in svc["budget"].values() if isinstance(v, float)]
@@ -109,7 +109,7 @@ def _table(name: str, svc: dict) -> str:
     head = ("sessions", "ok", "refused", "failed", "final p50", "p95", "p99", "WER", "lag p95", "reply p95", "backlog",
             f"{name} CPU", f"{name} memory", "generator CPU", "verdict")
     rows = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
-    for lv in svc["levels"]:
+    for lv in sorted(svc["levels"], key=lambda lv: lv["sessions"]):
         own = lv["services"].get(name, {})
         final, lag = lv["final_s"], lv.get("lag_s", {})
         cells = (lv["sessions"], lv["ok"], lv["refused"], lv["errors"], final["p50"], final["p95"], final["p99"],

@@ -50,11 +50,12 @@ def test_the_ramp_finds_the_servers_session_limit_through_the_frontend(stack, tm
     assert got.returncode == 0, got.stdout + got.stderr
     doc = json.loads(got.stdout)
     asr = doc["services"]["asr"]
-    assert [lv["sessions"] for lv in asr["levels"]] == [1, 2, 4]
-    one, two, four = asr["levels"]
+    assert [lv["sessions"] for lv in asr["levels"]] == [1, 2, 4, 3]  # doubled, then bisected
+    one, two, four, three = asr["levels"]
     assert (one["ok"], two["ok"], four["ok"], four["refused"]) == (1, 2, SLOTS, 4 - SLOTS), asr["levels"]
+    assert (three["ok"], three["refused"]) == (SLOTS, 3 - SLOTS)
     assert asr["capacity"] == SLOTS and asr["per_replica"] == SLOTS
-    assert asr["stopped"] == f"{4 - SLOTS} refused of 4 sessions (50% > 0% allowed) at 4 sessions"
+    assert asr["stopped"] == f"{3 - SLOTS} refused of 3 sessions (33% > 0% allowed) at 3 sessions"
     assert doc["generator"]["via"] == "frontend" and doc["generator"]["speech"].startswith("flite")
     for lv in (one, two):  # real speech, really transcribed, really timed
         assert lv["wer"] <= 0.5 and lv["final_s"]["n"] >= lv["sessions"] and 0 < lv["final_s"]["p50"] < 10

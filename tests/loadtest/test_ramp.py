@@ -47,10 +47,22 @@ def test_the_generator_is_named_when_it_is_the_limit():
     assert "80 ms late" in ramp.generator_limit(level(64, lag=0.08))
 
 
-def test_capacity_is_the_last_level_of_the_first_unbroken_run():
+def test_capacity_is_the_most_served_below_every_level_that_was_not():
     judged = [level(1), level(2), {**level(4), "broken": ["x"]}, level(8)]
-    assert ramp.capacity(judged) == 2
+    assert ramp.capacity(judged) == 2  # 8 passing above a failed 4 is noise, not capacity
     assert ramp.capacity([{**level(1), "broken": ["x"]}]) is None
+    assert ramp.capacity([level(1), level(2)]) == 2
+
+
+def test_the_ramp_bisects_between_the_last_served_and_the_first_not():
+    bad = {"broken": ["x"]}
+    ramp8 = [level(1), level(2), level(4), level(8), {**level(16), **bad}]
+    assert ramp.between(ramp8) == 12
+    assert ramp.between([*ramp8, {**level(12), **bad}]) == 10
+    assert ramp.between([*ramp8, level(12)]) == 14
+    assert ramp.between([*ramp8, level(12), {**level(14), **bad}]) is None  # 12 to 14: within a quarter
+    assert ramp.between([level(1), {**level(2), **bad}]) is None  # nothing between 1 and 2
+    assert ramp.between([{**level(1), **bad}]) is None and ramp.between([level(1), level(2)]) is None
 
 
 def test_passages_give_users_voices_in_turn_and_last_long_enough():
