@@ -6,6 +6,7 @@ import datetime as dt
 import ipaddress
 import os
 import socket
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,12 +198,17 @@ def _cert_pem(cert) -> bytes:
 
 def write_atomically(path: Path, data: bytes, private: bool = False) -> None:
     """Atomically; a private key is created 0600 from the start, never readable by others."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    # a name of its own: replicas' containers start at once and stage the same files side by side
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # created 0600
+    try:
+        if not private:
+            os.fchmod(fd, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 CERT_FILES = ("cert.pem", "key.pem", "bundle.pem")

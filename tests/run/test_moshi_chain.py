@@ -145,7 +145,11 @@ def frame_times(container: str) -> list[float]:
 
 def _open_chat(browser, url: str):
     browser.get(url)
-    wait_for(lambda: browser.find_element("id", "connect").is_enabled(), 20, "the chat config", browser)
+    try:
+        wait_for(lambda: browser.find_element("id", "connect").is_enabled(), 20, "the chat config", browser)
+    except Exception:
+        print("PAGE", browser.current_url, browser.page_source[:1500])
+        raise
     browser.find_element("id", "connect").click()
 
 
