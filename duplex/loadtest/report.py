@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from ..run.state import write_text
 
 W, H, PAD = 560, 260, 48
 SERIES = (("final_s", "p50", "#1f77b4"), ("final_s", "p95", "#ff7f0e"), ("final_s", "p99", "#d62728"),
@@ -16,20 +16,12 @@ SERIES = (("final_s", "p50", "#1f77b4"), ("final_s", "p95", "#ff7f0e"), ("final_
 
 
 def write(doc: dict, folder: Path) -> tuple[Path, Path]:
-    """loadtest.json and loadtest.html in `folder`, each written whole or not at all."""
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in (("loadtest.json", json.dumps(doc, indent=2) + "\n"), ("loadtest.html", page(doc))):
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(tmp, folder / name)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        written.append(folder / name)
-    return written[0], written[1]
+    """loadtest.json and loadtest.html in `folder`, each written whole or not at all (a full or
+    read-only disk: StateWriteError, one line with its fix)."""
+    data, report = folder / "loadtest.json", folder / "loadtest.html"
+    write_text(data, json.dumps(doc, indent=2) + "\n")
+    write_text(report, page(doc))
+    return data, report
 
 
 def summary(doc: dict) -> list[str]:

@@ -33,12 +33,17 @@ class StateWriteError(RunError):
 
 def write_json(path: Path, data) -> None:
     """`data` as JSON at `path`, atomically; StateWriteError (nothing half-written left) when it cannot."""
+    write_text(path, json.dumps(data, indent=2))
+
+
+def write_text(path: Path, text: str) -> None:
+    """`text` at `path` (its folder made), atomically; StateWriteError when it cannot."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(data, indent=2))
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

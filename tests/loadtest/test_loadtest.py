@@ -109,3 +109,13 @@ def test_nothing_running_says_how_to_start(tmp_path):
     assert got.returncode == 1 and "nothing is running to load-test" in got.stdout + got.stderr
     assert "inv run --detach" in got.stdout + got.stderr and "Traceback" not in got.stderr
     assert os.listdir(root / ".duplex") == ["envs"]  # nothing written
+
+
+def test_a_report_folder_that_cannot_be_written_is_one_line(stack, tmp_path):
+    root, env = stack
+    (tmp_path / "taken").write_text("a file where the report folder would go\n")
+    got = run_inv("loadtest", "--most", "1", "--seconds", "2", "--out", str(tmp_path / "taken"), env=env,
+                  cwd=root, timeout=300)
+    said = got.stdout + got.stderr
+    assert got.returncode == 1 and f"cannot write {tmp_path / 'taken' / 'loadtest.json'}" in said, said
+    assert "Traceback" not in said and (tmp_path / "taken").read_text().startswith("a file")
