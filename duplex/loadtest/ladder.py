@@ -184,22 +184,20 @@ def measure(load: Load, clips: list[speech.Clip], pids: Callable[[], dict[str, l
         say(row(load.service, level))
         return level
 
-    stopped = f"reached --most {most} within the budget"
+    limit = None  # why the generator, not the server, bounds the figures
     for n in ramp.levels(1, most):
         level = run(n)
-        if (limit := ramp.generator_limit(level)) is not None:
-            return ServiceCapacity(load.service, load.replicas, load.sessions, load.budget,
-                                   ramp.capacity(judged), limit, judged)
-        if level["broken"]:
+        if (limit := ramp.generator_limit(level)) is not None or level["broken"]:
             break
-    for _ in range(BISECT):
-        if (n := ramp.between(judged)) is None:
-            break
-        run(n)
+    if limit is None:
+        for _ in range(BISECT):
+            if (n := ramp.between(judged)) is None:
+                break
+            run(n)
     failed = [lv for lv in judged if lv["broken"]]
-    if failed:
-        first = min(failed, key=lambda lv: lv["sessions"])
-        stopped = f"{'; '.join(first['broken'])} at {first['sessions']} session{'s' * (first['sessions'] > 1)}"
+    first = min(failed, key=lambda lv: lv["sessions"]) if failed else None
+    stopped = limit or (f"{'; '.join(first['broken'])} at {first['sessions']} session{'s' * (first['sessions'] > 1)}"
+                        if first else f"reached --most {most} within the budget")
     return ServiceCapacity(load.service, load.replicas, load.sessions, load.budget,
                            ramp.capacity(judged), stopped, judged)
 
