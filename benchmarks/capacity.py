@@ -101,7 +101,7 @@ async def independent_p50(url: str, found, rounds: int) -> tuple[float, int]:
             async def send(pcm: bytes = pcm, t0: float = t0) -> None:
                 step = RATE // 10 * 2
                 for i, off in enumerate(range(0, len(pcm), step)):
-                    await asyncio.sleep(max(0, t0 + i * 0.1 - time.monotonic()))
+                    await asyncio.sleep(max(0, t0 + (i + 1) * 0.1 - time.monotonic()))  # as a microphone: at its end
                     await ws.send(pcm[off:off + step])
                 await ws.send(json.dumps({"type": "stop"}))
             sender = asyncio.create_task(send())

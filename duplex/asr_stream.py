@@ -1,9 +1,10 @@
 """A client of the asr server's WS /stream (docs/streaming.md), and the latency figures of one run.
 
 `stream_pcm` replays 16-bit mono PCM at real time (or as fast as the socket takes it) and records
-each event with the moment it arrived, on the clock of the audio sent: at real time, audio second
-`t` leaves at wall second `t`, so "end of speech -> final" is the final's arrival minus the speech
-end of the reference. `latency_figures` turns runs into p50/p95 figures (pure).
+each event with the moment it arrived, on the clock of the audio sent. At real time it sends as a
+microphone does: a frame leaves once the last of its audio has been "spoken" (the frame holding
+audio 0.3-0.4 s leaves at wall second 0.4, not 0.3), so "end of speech -> final", the final's
+arrival minus the reference's speech end, is what a user waits, framing included. `latency_figures` turns runs into p50/p95 figures (pure).
 """
 
 from __future__ import annotations
@@ -61,10 +62,12 @@ async def stream_pcm(url: str, pcm: bytes, rate: int = 16000, *, realtime: bool 
         async def send() -> None:
             try:
                 await ws.send(json.dumps(start or {"type": "start", "sample_rate": rate, "encoding": "pcm_s16le"}))
-                for i, offset in enumerate(range(0, len(pcm), step)):
-                    if realtime:
-                        await asyncio.sleep(max(0.0, t0 + i * FRAME_S - time.monotonic()))
-                    await ws.send(pcm[offset:offset + step])
+                for offset in range(0, len(pcm), step):
+                    frame = pcm[offset:offset + step]
+                    if realtime:  # once its audio has been captured: at the end of the frame
+                        spoken = (offset + len(frame)) / 2 / rate
+                        await asyncio.sleep(max(0.0, t0 + spoken - time.monotonic()))
+                    await ws.send(frame)
                 await ws.send(json.dumps({"type": "stop"}))
             except ConnectionClosed:
                 pass  # the server ended the session early: its close code says why
