@@ -3,7 +3,7 @@
 `stream_pcm` replays 16-bit mono PCM at real time (or as fast as the socket takes it) and records
 each event with the moment it arrived, on the clock of the audio sent. At real time it sends as a
 microphone does: a frame leaves once the last of its audio has been "spoken" (the frame holding
-audio 0.3-0.4 s leaves at wall second 0.4, not 0.3), so "end of speech -> final", the final's
+audio 0.30-0.35 s leaves at wall second 0.35, not 0.30), so "end of speech -> final", the final's
 arrival minus the reference's speech end, is what a user waits, framing included. `latency_figures` turns runs into p50/p95 figures (pure).
 """
 
@@ -19,7 +19,7 @@ import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FRAME_S = 0.1  # 100 ms frames, what the page sends too
+FRAME_S = 0.05  # 50 ms frames, what the page sends too (servers/frontend/static/live.js)
 
 
 @dataclass

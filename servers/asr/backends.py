@@ -76,15 +76,20 @@ class PocketsphinxBackend(Backend):
                                      "run `inv setup`") from exc
         # a model dir of your own (ASR_MODEL), else the wheel's defaults
         self.options, self.model_path = loaders.sphinx_options(self.settings)
+        # the streaming workers warm up while the batch pool starts; ready once both are
+        self.streams, self.owns_streams = loaders.sphinx_streams(self.settings, self.options)
         self._start_pool()
-        from .stream_sphinx import SphinxWorkers
-        self.streams = SphinxWorkers(self.options, self.settings.workers)  # started by the first stream
+        try:
+            self.streams.start(wait=120)
+        except BrokenProcessPool as exc:
+            raise BackendUnavailable(f"pocketsphinx could not load the model in {self.model_path} for "
+                                     "streaming (the worker's error is in the server log)") from exc
 
     async def open_stream(self, language: str | None):
         return await self.streams.open()
 
     def close(self) -> None:
-        if getattr(self, "streams", None) is not None:
+        if getattr(self, "streams", None) is not None and self.owns_streams:
             self.streams.close()
         super().close()
 

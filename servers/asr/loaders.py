@@ -147,6 +147,20 @@ def sphinx_pool(settings: Settings, options: dict,
     return shared, False
 
 
+def sphinx_streams(settings: Settings, options: dict):
+    """(workers, owned): the live-streaming workers (stream_sphinx.py), started (their warm-up goes
+    on while the caller does more: `start(wait=...)` waits for it); the preloaded ones when
+    preload() built them (owned by this module), else new ones the caller owns and closes."""
+    from .stream_sphinx import SphinxWorkers  # its workers import this module: imported here, not at the top
+    key = ("pocketsphinx-streams", tuple(sorted(options.items())), settings.workers)
+    shared = _preloaded.get(key)
+    if shared is not None:
+        return shared, False
+    workers = SphinxWorkers(options, settings.workers)
+    workers.start()
+    return workers, True
+
+
 def start_sphinx_pool(options: dict, workers: int) -> ProcessPoolExecutor:
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_sphinx_init,
@@ -194,8 +208,11 @@ def preload():
             _preloaded[_whisper_key(settings, path)] = whisper_model(settings, path)
         elif settings.backend == "pocketsphinx":
             options, _root = sphinx_options(settings)
+            streams, _owned = sphinx_streams(settings, options)
             pool, _owned = sphinx_pool(settings, options)
+            streams.start(wait=120)
             _preloaded[("pocketsphinx", tuple(sorted(options.items())), settings.workers)] = pool
+            _preloaded[("pocketsphinx-streams", tuple(sorted(options.items())), settings.workers)] = streams
         elif settings.backend == "nemo":
             from .models import find_file, resolve_model
             found = find_file(resolve_model(settings.model_spec, settings.model_revision), "*.nemo")
@@ -217,5 +234,7 @@ def release() -> None:
     for obj in _preloaded.values():
         if isinstance(obj, ProcessPoolExecutor):
             obj.shutdown(wait=True, cancel_futures=True)
+        elif type(obj).__name__ == "SphinxWorkers":  # not imported here unless preload() built them
+            obj.close()
     _preloaded.clear()
     _settings = None

@@ -2,8 +2,9 @@
 
 pocketsphinx holds the GIL while it decodes, so sessions live in worker processes, each worker a
 one-process executor that keeps its sessions' decoders between calls (a session is pinned to the
-worker that holds its decoder). The workers start with the first stream, so a server nobody
-streams to runs none: streaming costs the batch endpoint nothing while idle.
+worker that holds its decoder). The workers start, and decode once to warm up, when the model
+loads (the warm reloader preloads them with it, loaders.py): the first stream after a start gets
+its final as soon as any other (it took 1.3-1.6 s when they started with it).
 """
 
 from __future__ import annotations
@@ -22,19 +23,23 @@ from .stream_protocol import FAILED, StreamError, final, partial
 # (0.3 s, 0.9, the loosest VAD) close ~0.5 s after the voice stops; these ~0.26 s after it
 # (measured on flite speech) and still bridge the pauses between words. The strictest WebRTC VAD
 # mode starts utterances late ("hello world" became "oh well"), so each utterance is decoded from
-# PREROLL_BYTES before the start the endpointer reports.
+# PREROLL_BYTES before the start the endpointer reports. Whole-utterance models use ENDPOINTER;
+# pocketsphinx's own streams close on a 0.1 s window (SPHINX_ENDPOINTER): 0.035 s sooner at the
+# median on 32 phrases in four voices, one phrase more split at a pause, the same WER.
 ENDPOINTER = {"window": 0.15, "ratio": 0.8, "vad_mode": 3}
+SPHINX_ENDPOINTER = {**ENDPOINTER, "window": 0.1}
 PREROLL_BYTES = 6400  # 0.2 s before the speech start the endpointer reports
 HISTORY_BYTES = 2 * 32000
-FIRST_MAX_BYTES = 30 * 32000  # a first utterance longer than 30 s keeps its live decode
 PARTIAL_EVERY_S = 0.2  # a partial at least this often while speaking, changed or not
 
 # --- in the worker process ------------------------------------------------------------------------
 
+CALIBRATE_BYTES = 32000  # a session's first 1 s of speech sets its CMN (see _Session._calibrate)
+
 _options: dict = {}
 _sessions: dict[int, "_Session"] = {}
 _spare: list = []  # decoders of ended sessions, reused: building one loads the model (~0.3 s)
-_learned: dict = {"cmn": None}  # the CMN of the last utterance this worker decoded
+_worker: dict = {}  # "cmn": the model's own starting CMN; "estimator": a decoder that measures a CMN
 
 
 def _init(options: dict, server_pid: int) -> None:
@@ -42,54 +47,73 @@ def _init(options: dict, server_pid: int) -> None:
     threading.Thread(target=loaders._exit_with_server, args=(server_pid,), daemon=True).start()
     _options = options
     _spare.append(_new_decoder(live=True))
+    _worker["cmn"] = _spare[0].get_cmn()  # before any audio: the model's cmninit
+    _worker["estimator"] = _new_estimator()
+    _warm(_spare[0])
 
 
-def _decode_whole(pcm: bytes):
-    """Decode as POST /transcribe does, on a decoder kept for that (one that has decoded live
-    keeps state that changes a whole-utterance result); its CMN then seeds the live decoders."""
-    if "whole" not in _learned:
-        _learned["whole"] = _new_decoder()
-    whole = _learned["whole"]
-    whole.start_utt()
-    whole.process_raw(pcm, full_utt=True)
-    whole.end_utt()
-    _learned["cmn"] = whole.get_cmn()
-    return whole.hyp()
+# A live decoder's search: no flat-lexicon second pass (fwdflat) at end_utt, which cost 0.10 s of
+# each final (median; 0.015 s without) and gave the same text; at most 3,000 HMMs a frame (the
+# default 30,000 is never the limit on a phrase): 30 % less CPU per stream, the same WER on 32
+# phrases in four voices. POST /transcribe's whole-utterance decode keeps the defaults.
+LIVE_SEARCH = {"fwdflat": False, "maxhmmpf": 3000}
 
 
 def _new_decoder(live: bool = False):
-    """live: no flat-lexicon second pass (fwdflat) at end_utt. It cost 0.10 s of each final here
-    (median; 0.015 s without) and a share of every stream's CPU, and gave the same text on the
-    benchmark's phrases; the whole-utterance decode (POST /transcribe's way) keeps it."""
     from pocketsphinx import Decoder
-    return Decoder(loglevel="ERROR", samprate=16000, **{**_options, **({"fwdflat": False} if live else {})})
+    return Decoder(loglevel="ERROR", samprate=16000, **{**_options, **(LIVE_SEARCH if live else {})})
+
+
+def _new_estimator():
+    """A decoder whose search is a single keyphrase: decoding audio whole with it costs ~3 % of
+    real time (a full search ~12 %) and leaves the audio's batch CMN, the mean POST /transcribe
+    normalises by. The keyphrase is the dictionary's first word: any model's dictionary has one."""
+    from pathlib import Path
+
+    import pocketsphinx
+    from pocketsphinx import Decoder
+    dictionary = _options.get("dict") or str(Path(pocketsphinx.get_model_path()) / "en-us" / "cmudict-en-us.dict")
+    with open(dictionary, encoding="utf-8", errors="replace") as f:
+        word = next(line.split()[0] for line in f if line.strip())
+    search_free = {k: v for k, v in _options.items() if k not in ("lm", "jsgf", "kws", "keyphrase", "fsg")}
+    return Decoder(loglevel="ERROR", samprate=16000, keyphrase=word, **search_free)
+
+
+def _warm(decoder) -> None:
+    """Run each code path a session takes once, on silence and a tone, so the first session's
+    first final does not pay for first-touch costs (page faults in the model, lazy tables)."""
+    import math
+    tone = b"".join(int(8000 * math.sin(i / 8)).to_bytes(2, "little", signed=True) for i in range(16000))
+    estimator = _worker["estimator"]
+    estimator.start_utt()
+    estimator.process_raw(tone, full_utt=True)
+    estimator.end_utt()
+    decoder.start_utt()
+    decoder.process_raw(tone)
+    decoder.end_utt()
+    decoder.set_cmn(_worker["cmn"])
 
 
 class _Session:
     def __init__(self):
         from pocketsphinx import Endpointer
         self.decoder = _spare.pop() if _spare else _new_decoder(live=True)
-        self.ep = Endpointer(sample_rate=16000, **ENDPOINTER)
+        # Every session starts from the model's own state: a decoder keeps the CMN it learnt from
+        # the last voice it heard, and that changed the next user's transcript ("...back on the
+        # shelf" came back "...back poncho for" after another speaker).
+        self.decoder.set_cmn(_worker["cmn"])
+        self.ep = Endpointer(sample_rate=16000, **SPHINX_ENDPOINTER)
         self.pending = b""
         self.samples = 0          # samples handed to the endpointer
         self.last_partial = -1.0  # audio time of the last partial
         self.last_text = ""
-        # The live CMN (cepstral mean normalisation) starts from the model's rough guess and learns
-        # the voice and channel as audio comes: decoded live from that guess, an utterance can lose
-        # a word ("this is" -> "is is"). So a session starts from the CMN the worker learnt last;
-        # in a worker that has learnt none yet, the first utterance is decoded again whole, as
-        # POST /transcribe does, which sets the CMN for the utterances after it.
-        if _learned["cmn"]:
-            self.decoder.set_cmn(_learned["cmn"])
-        self.first: bytearray | None = None if _learned["cmn"] else bytearray()
-        self.in_utt = False
+        self.in_utt = False       # an utterance is open (its audio may still be held)
+        self.held: bytearray | None = bytearray()  # the session's first speech, until _calibrate
         self.history = bytearray()  # the last HISTORY_S of audio, for the pre-roll
 
     def feed(self, pcm: bytes) -> list[dict]:
         events, step = [], self.ep.frame_bytes
         data = self.pending + pcm
-        if self.first is not None and len(self.first) < FIRST_MAX_BYTES:
-            self.first += pcm  # all of it, the silence before the speech too, as the batch endpoint sees it
         cut = len(data) - len(data) % step
         for offset in range(0, cut, step):
             was_speech = self.ep.in_speech
@@ -99,7 +123,7 @@ class _Session:
             events += self._frame(self.ep.process(frame), was_speech)
         del self.history[:max(0, len(self.history) - HISTORY_BYTES)]
         self.pending = data[cut:]
-        if self.ep.in_speech:
+        if self.ep.in_speech and self.held is None:
             hyp = self.decoder.hyp()
             text = hyp.hypstr.strip() if hyp else ""
             now = self.samples / 16000
@@ -112,15 +136,44 @@ class _Session:
         if speech is None:
             return []
         if not was_speech:
-            self.decoder.start_utt()
-            self.in_utt = True
-            preroll = self._preroll()
-            if preroll:  # it refuses empty data
-                self.decoder.process_raw(preroll)
-        self.decoder.process_raw(speech)
+            self._start_utt(self._preroll())
+        self._process(speech)
         if self.ep.in_speech:
             return []
         return self._end_utt()
+
+    def _start_utt(self, preroll: bytes) -> None:
+        self.in_utt = True
+        if self.held is not None:
+            self.held += preroll
+            return
+        self.decoder.start_utt()
+        if preroll:  # it refuses empty data
+            self.decoder.process_raw(preroll)
+
+    def _process(self, speech: bytes) -> None:
+        if self.held is None:
+            self.decoder.process_raw(speech)
+            return
+        self.held += speech
+        if len(self.held) >= CALIBRATE_BYTES or not self.ep.in_speech:
+            self._calibrate()
+
+    def _calibrate(self) -> None:
+        """The live CMN (cepstral mean normalisation) starts from the model's rough guess and only
+        learns the voice at the end of an utterance: decoded from the guess, a first utterance
+        loses words ("this is" -> "is is"; 22 % WER on flite's voices against 7.5 %). So the
+        session's first second of speech is held, its own mean measured on it (cheap: the
+        estimator, ~0.03 s), and the decode starts from that mean, catching up while the user
+        still speaks. Nothing of another session is used."""
+        estimator, audio = _worker["estimator"], bytes(self.held)
+        estimator.start_utt()
+        estimator.process_raw(audio, full_utt=True)
+        estimator.end_utt()
+        self.decoder.set_cmn(estimator.get_cmn())
+        self.held = None
+        self.decoder.start_utt()
+        self.decoder.process_raw(audio)
 
     def _preroll(self) -> bytes:
         """The PREROLL_S of audio before the endpointer's speech start: a strict VAD starts late."""
@@ -130,14 +183,11 @@ class _Session:
     def _end_utt(self) -> list[dict]:
         if not self.in_utt:
             return []
+        if self.held is not None:
+            self._calibrate()
         self.decoder.end_utt()
         self.in_utt = False
         hyp = self.decoder.hyp()
-        if self.first is not None and len(self.first) < FIRST_MAX_BYTES:
-            hyp = _decode_whole(bytes(self.first))
-            self.decoder.set_cmn(_learned["cmn"])
-            self.first = None
-        _learned["cmn"] = self.decoder.get_cmn()
         self.last_text, self.last_partial = "", -1.0
         text = hyp.hypstr.strip() if hyp else ""
         return [final(text, self.ep.speech_start, self.ep.speech_end)] if text else []
@@ -148,14 +198,13 @@ class _Session:
         self.pending = b""
         if speech is not None:
             if not was_speech:
-                self.decoder.start_utt()
-                self.in_utt = True
-            self.decoder.process_raw(speech)
+                self._start_utt(b"")
+            self._process(speech)
             return self._end_utt()
         return self._end_utt() if was_speech else []
 
     def close(self) -> None:
-        if self.in_utt:  # a session cut off mid-utterance leaves it open
+        if self.in_utt and self.held is None:  # a session cut off mid-utterance leaves it open
             self.decoder.end_utt()
         _spare.append(self.decoder)
 
@@ -188,18 +237,27 @@ class SphinxWorkers:
         self.options, self.count = options, count
         self.workers: list[ProcessPoolExecutor] = []
         self.load: dict[int, int] = {}  # worker index -> open sessions
-        self._starting = asyncio.Lock()
         self._next_id = 0
+
+    def start(self, wait: float = 0) -> None:
+        """Start the workers, each loading and warming its decoder; wait up to `wait` s until they
+        have (the backend does, so /health says ready once a stream is served at full speed).
+        Raises BrokenProcessPool when a worker cannot load the model."""
+        if not self.workers:
+            self.workers = [self._start_one() for _ in range(self.count)]
+            self.load = {i: 0 for i in range(self.count)}
+        # an executor spawns its process, and runs _init, at its first task: now, not at a stream's
+        started = [worker.submit(os.getpid) for worker in self.workers]
+        for future in started if wait else ():
+            future.result(timeout=wait)
 
     def _start_one(self) -> ProcessPoolExecutor:
         ctx = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(1, mp_context=ctx, initializer=_init, initargs=(self.options, os.getpid()))
 
     async def open(self) -> "SphinxStream":
-        async with self._starting:
-            if not self.workers:
-                self.workers = await asyncio.to_thread(lambda: [self._start_one() for _ in range(self.count)])
-                self.load = {i: 0 for i in range(self.count)}
+        if not self.workers:  # closed, then used again (the backend starts them when the model loads)
+            self.start()
         index = min(self.load, key=self.load.get)
         self._next_id += 1
         stream = SphinxStream(self, index, self._next_id)
