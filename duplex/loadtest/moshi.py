@@ -78,7 +78,9 @@ def _outcome(session: dict, passage: Passage) -> Outcome:
     if (session.get("ready_s") or 0) > QUEUED_S:  # moshi's lock: it was served only after another ended
         return Outcome("refused", f"queued {session['ready_s']:.1f} s for moshi's turn (one conversation at a time)",
                        audio_s=passage.seconds)
-    if session.get("end_to_audio_s") is None:
-        return Outcome("failed", "no audio came back after the speech ended", audio_s=passage.seconds)
-    return Outcome(turnaround_s=[session["end_to_audio_s"]], backlog=session.get("backlog_frames"),
+    if session.get("lag_end_s") is None:  # its output never reached the end of the speech
+        return Outcome("failed", f"moshi's output fell behind ({session.get('backlog_frames')} frames owed at the end)",
+                       audio_s=passage.seconds)
+    # turnaround: how late moshi's output for the end of the speech came (its answer cannot come sooner)
+    return Outcome(turnaround_s=[session["lag_end_s"]], backlog=session.get("backlog_frames"),
                    audio_s=session.get("audio_s", passage.seconds))

@@ -24,7 +24,7 @@ class Outcome:
     detail: str = ""
     finals_s: list[float] = field(default_factory=list)  # end of speech -> final, per utterance
     lags_s: list[float] = field(default_factory=list)    # final -> its translation
-    turnaround_s: list[float] = field(default_factory=list)  # moshi: end of speech -> its first audio after
+    turnaround_s: list[float] = field(default_factory=list)  # moshi: how late its output for the end of speech came
     backlog: int | None = None  # moshi: frames sent minus audio frames back (how far behind real time)
     wer: float | None = None
     audio_s: float = 0.0

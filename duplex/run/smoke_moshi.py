@@ -12,13 +12,15 @@ from pathlib import Path
 from .inventory import find_container
 from .smoke_results import SmokeResult, Target
 
+BEHIND_S = 2.0  # a reply heard this late is not a conversation
 PROBE = "/opt/duplex/moshi_smoke.py"  # duplex/standalone/moshi_smoke.py, copied there by dockerfiles/moshi.Dockerfile
 
 
 def moshi_latency_row(t: Target, sample: Path, timeout: float) -> SmokeResult:
     """The sample streamed at real time to moshi by duplex/standalone/moshi_smoke.py, run inside its container
-    (moshi takes Ogg Opus only, and the image has the encoder): the user's end of speech -> moshi's
-    first audio frame after it."""
+    (moshi takes Ogg Opus only, and the image has the encoder): how far moshi's output runs behind
+    what it was sent, at the end of the speech and over the conversation. Fails when a listener
+    would hear it more than BEHIND_S late: moshi is not keeping up with real time."""
     started = time.monotonic()
 
     def result(status: str, reason: str, detail: dict | None = None) -> SmokeResult:
@@ -48,8 +50,13 @@ def moshi_latency_row(t: Target, sample: Path, timeout: float) -> SmokeResult:
         return result("fail", f"the latency probe said: {text[-300:]}")
     if "error" in got:
         return result("skip" if "busy" in got["error"] else "fail", got["error"], got)
-    if got.get("end_to_audio_s") is None:
-        return result("fail", "no audio frame came back after the speech ended", got)
-    return result("pass", (f"end of speech -> moshi's first audio frame {got['end_to_audio_s']} s; first audio "
-                           f"{got['first_audio_s']} s after the stream began ({got['audio_frames']} audio, "
-                           f"{got['text_frames']} text frames back)"), got)
+    if got.get("lag_end_s") is None:
+        return result("fail", (f"moshi's output never reached the end of the speech ({got.get('backlog_frames')} "
+                               "of its 80 ms frames still owed when the probe closed): it is not keeping up "
+                               "with real time (a GPU, or a smaller model; `inv preflight` checks the fit)"), got)
+    said = (f"moshi's output {got['lag_end_s']} s behind at the end of speech (p50 {got['lag_p50_s']} s, max "
+            f"{got['lag_max_s']} s over the conversation; at worst {got['backlog_max_frames']} frames owed, "
+            f"{got['backlog_frames']} at the end)")
+    if got["lag_end_s"] > BEHIND_S:
+        return result("fail", f"{said}: it is not keeping up with real time (a GPU, or a smaller model)", got)
+    return result("pass", said, got)

@@ -9,10 +9,14 @@ apart at most, one JSON line with each session's figures (or its error: refused 
 code, busy) and this process's own CPU seconds, so the report can say when it was the limit.
 
 Streams the WAV's speech to moshi's /api/chat at real time as its web client does (Ogg Opus, one
-80 ms frame each 80 ms, each frame sent once captured), then silence, and prints one JSON line:
-`end_to_audio_s`, from the frame that holds the end of the speech being sent to moshi's first
-audio frame after it; `first_audio_s`, from the first frame sent to the first audio frame back;
-frame counts. Uses the moshi image's own sphn, numpy and aiohttp (a WebSocket client that speaks
+80 ms frame each 80 ms, each frame sent once captured), then silence, and prints one JSON line.
+moshi answers every 80 ms input frame with an 80 ms output frame, so what a listener feels is how
+far output frame k comes after input frame k was sent (decoded from the Ogg Opus it sends back):
+`lag_end_s` at the frame holding the end of the speech, `lag_p50_s`/`lag_p95_s`/`lag_max_s` over
+the conversation, and the backlog, input frames sent minus output frames received, at its worst
+(`backlog_max_frames`) and at the end (`backlog_frames`). A moshi that cannot keep up shows a lag
+growing frame by frame; `end_to_audio_s` (the first audio message after the end of speech) cannot
+show it: moshi sends something every step whether or not it keeps up. Uses the moshi image's own sphn, numpy and aiohttp (a WebSocket client that speaks
 moshi's protocol needs an Opus encoder, which duplex itself does not carry); imports nothing from
 duplex. Exit 0 with the figures, 1 with `{"error": ...}` (busy with a conversation, not ready).
 """
@@ -56,8 +60,10 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
     if url.startswith("wss://"):  # moshi's own certificate, on the container's loopback
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    writer = sphn.OpusStreamWriter(RATE)
+    writer, reader = sphn.OpusStreamWriter(RATE), sphn.OpusStreamReader(RATE)
     back: list[tuple[float, int]] = []
+    decoded: list[tuple[float, int]] = []  # (when, output samples decoded so far)
+    sent_at: list[float] = []  # when input frame k was handed over
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(url, ssl=context, timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws:
             asked = time.monotonic()
@@ -72,9 +78,17 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
                 return {"error": f"the first message is not moshi's ready byte: {first.type} {first.data!r:.40}"}
 
             async def receive():
+                total = 0
                 async for message in ws:
                     if message.type == aiohttp.WSMsgType.BINARY and message.data:
-                        back.append((time.monotonic(), message.data[0]))
+                        now = time.monotonic()
+                        back.append((now, message.data[0]))
+                        if message.data[0] == 1:
+                            pcm = reader.append_bytes(message.data[1:])
+                            if pcm is None:  # sphn before 0.1.5: decoded audio is read separately
+                                pcm = reader.read_pcm()
+                            total += len(pcm)
+                            decoded.append((now, total))
             reader = asyncio.create_task(receive())
             began = time.monotonic()
             ready_s = round(began - asked, 3)  # moshi serves one conversation: a queued one waits here
@@ -85,6 +99,7 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
                 data = writer.append_pcm(audio[start:start + FRAME])
                 if data:
                     await ws.send_bytes(b"\x01" + data)
+                sent_at.append(time.monotonic())
                 if ended is None and start + FRAME >= speech_end:
                     ended = time.monotonic()
             sent = len(range(0, len(audio) - FRAME + 1, FRAME))
@@ -97,8 +112,41 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
             "first_audio_s": round(audio_at[0] - began, 3) if audio_at else None,
             "audio_frames": len(audio_at), "text_frames": sum(kind == 2 for _t, kind in back),
             "speech_s": round(speech_end / RATE, 2), "audio_s": round(len(audio) / RATE, 2),
-            # moshi answers each 80 ms frame with one: the backlog is how many it is behind
-            "backlog_frames": sent - len(audio_at), "ready_s": ready_s}
+            "sent_frames": sent, "ready_s": ready_s,
+            **lag_figures(sent_at, decoded, (speech_end + FRAME - 1) // FRAME - 1)}
+
+
+def lag_figures(sent_at: list[float], decoded: list[tuple[float, int]], end_frame: int) -> dict:
+    """How far moshi's output runs behind its input (pure): output frame k is there once FRAME * (k+1)
+    samples have been decoded; its lag is that moment minus when input frame k was sent."""
+    lags, i = [], 0
+    for k, sent in enumerate(sent_at):
+        while i < len(decoded) and decoded[i][1] < FRAME * (k + 1):
+            i += 1
+        if i == len(decoded):
+            break  # never came back
+        lags.append(decoded[i][0] - sent)
+    events = sorted([(t, 1) for t in sent_at] + [(t, -1) for t, _n in _frames_out(decoded)])
+    backlog = worst = 0
+    for _t, step in events:
+        backlog += step
+        worst = max(worst, backlog)
+    ordered = sorted(lags)
+
+    def pick(q: float):
+        return round(ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))], 3) if ordered else None
+    return {"lag_end_s": round(lags[end_frame], 3) if 0 <= end_frame < len(lags) else None,
+            "lag_p50_s": pick(0.5), "lag_p95_s": pick(0.95), "lag_max_s": pick(1.0),
+            "backlog_frames": len(sent_at) - len(lags), "backlog_max_frames": worst}
+
+
+def _frames_out(decoded: list[tuple[float, int]]):
+    """(when, 1) for each whole output frame decoded (a message may hold several, or part of one)."""
+    done = 0
+    for t, total in decoded:
+        while (done + 1) * FRAME <= total:
+            done += 1
+            yield t, done
 
 
 async def many(url: str, audio, speech_end: int, timeout: float, sessions: int, stagger: float) -> list[dict]:

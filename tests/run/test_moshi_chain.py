@@ -253,7 +253,9 @@ def test_native_frontend_talks_to_the_moshi_container(chain, speech):
     rows = {r["check"]: r for r in json.loads(latency.stdout)["results"]} if latency.stdout.strip() else {}
     assert latency.returncode == 0 and rows["latency"]["status"] == "pass", latency.stdout + latency.stderr
     detail = rows["latency"]["detail"]
-    assert 0 < detail["end_to_audio_s"] < 3 and detail["audio_frames"] > 5, detail
+    # moshi's output for the end of the speech came, and soon: the tiny model keeps up on CPU
+    assert 0 < detail["lag_end_s"] < 2 and detail["lag_p50_s"] > 0 and detail["audio_frames"] > 5, detail
+    assert detail["backlog_max_frames"] >= 1 and detail["sent_frames"] > 5, detail
     print(f"inv smoke --latency, moshi: {rows['latency']['reason']}")
     # `inv loadtest`: conversations from a container of moshi's image, through the frontend's relay;
     # one moshi holds one conversation, so the second of two is turned away and the capacity is 1
