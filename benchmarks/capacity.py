@@ -99,9 +99,9 @@ async def independent_p50(url: str, found, rounds: int) -> tuple[float, int]:
             t0 = time.monotonic()
 
             async def send(pcm: bytes = pcm, t0: float = t0) -> None:
-                step = RATE // 10 * 2
+                step = RATE // 20 * 2  # 50 ms frames, as the page sends them
                 for i, off in enumerate(range(0, len(pcm), step)):
-                    await asyncio.sleep(max(0, t0 + (i + 1) * 0.1 - time.monotonic()))  # as a microphone: at its end
+                    await asyncio.sleep(max(0, t0 + (i + 1) * 0.05 - time.monotonic()))  # as a microphone: at its end
                     await ws.send(pcm[off:off + step])
                 await ws.send(json.dumps({"type": "stop"}))
             sender = asyncio.create_task(send())

@@ -74,7 +74,7 @@ def measure(backend: str, env: dict, clips: dict, rounds: int, streams: int) -> 
     start = {"type": "start", "sample_rate": rate, "encoding": "pcm_s16le", "language": "en"}
     reference = " ".join(PHRASES)
     with asr_server(python, {"ASR_BACKEND": backend, **env}, name=f"bench-stream-{backend}", timeout=300) as server:
-        first_pcm, _ = read_pcm(clips["phrase0"])
+        first_pcm = read_pcm(clips["phrase0"])[0] + b"\0\0" * rate  # a phrase, then a second of silence
         first = asyncio.run(stream_pcm(url_of(server), first_pcm, rate, start=start, timeout=300))
         first_wait = finals_after_speech(first, speech_spans(first_pcm, rate))
         idle = batch_seconds(server, clips["phrase0"])

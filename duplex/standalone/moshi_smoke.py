@@ -60,10 +60,11 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
     if url.startswith("wss://"):  # moshi's own certificate, on the container's loopback
         context = ssl.create_default_context()
         context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    writer, reader = sphn.OpusStreamWriter(RATE), sphn.OpusStreamReader(RATE)
+    writer, opus_in = sphn.OpusStreamWriter(RATE), sphn.OpusStreamReader(RATE)
     back: list[tuple[float, int]] = []
     decoded: list[tuple[float, int]] = []  # (when, output samples decoded so far)
     sent_at: list[float] = []  # when input frame k was handed over
+    problems: list[str] = []  # moshi's audio that could not be decoded
     async with aiohttp.ClientSession() as session:
         async with session.ws_connect(url, ssl=context, timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws:
             asked = time.monotonic()
@@ -84,9 +85,11 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
                         now = time.monotonic()
                         back.append((now, message.data[0]))
                         if message.data[0] == 1:
-                            pcm = reader.append_bytes(message.data[1:])
-                            if pcm is None:  # sphn before 0.1.5: decoded audio is read separately
-                                pcm = reader.read_pcm()
+                            try:
+                                pcm = opus_in.append_bytes(message.data[1:])
+                            except Exception as exc:  # noqa: BLE001 - said in the figures, the rest still counted
+                                problems.append(f"{type(exc).__name__}: {exc}"[:200])
+                                continue
                             total += len(pcm)
                             decoded.append((now, total))
             reader = asyncio.create_task(receive())
@@ -112,7 +115,7 @@ async def measure(url: str, audio, speech_end: int, timeout: float, delay: float
             "first_audio_s": round(audio_at[0] - began, 3) if audio_at else None,
             "audio_frames": len(audio_at), "text_frames": sum(kind == 2 for _t, kind in back),
             "speech_s": round(speech_end / RATE, 2), "audio_s": round(len(audio) / RATE, 2),
-            "sent_frames": sent, "ready_s": ready_s,
+            "sent_frames": sent, "ready_s": ready_s, **({"decode_errors": problems[:3]} if problems else {}),
             **lag_figures(sent_at, decoded, (speech_end + FRAME - 1) // FRAME - 1)}
 
 
