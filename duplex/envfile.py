@@ -33,7 +33,6 @@ def dotenv_path(root: Path | str) -> Path:
 def read_env(root: Path | str) -> dict[str, str]:
     """Every KEY=value of <root>/.env as dotenv reads it (quotes removed, `export` allowed, comments
     dropped; no `${VAR}` expansion: a secret is taken literally). Empty when there is no .env."""
-    from dotenv import dotenv_values  # lazy: `inv --list` imports this module and never reads .env
     try:
         text = read_text(dotenv_path(root), limit=2**20, what=".env file")
     except FileNotFoundError:
@@ -41,6 +40,7 @@ def read_env(root: Path | str) -> dict[str, str]:
     except OSError as exc:
         raise DuplexError(f"{dotenv_path(root)}: cannot read it ({exc.strerror})",
                           fix="check its permissions (`ls -l .env`), or remove it") from None
+    from dotenv import dotenv_values  # lazy: `inv --list` imports this module, and most projects have no .env
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items()
             if v is not None}
 
