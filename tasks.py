@@ -8,8 +8,14 @@ flags into calls, results into output, and errors into a message and an exit cod
 from __future__ import annotations
 
 import functools
+import sys
 
 from invoke import Exit, task
+
+# invoke turns bytecode writing off for the whole process (its --write-pyc: so tasks.py leaves no .pyc),
+# and duplex's modules then compiled from source on every command: +270M instructions of `inv config`,
+# +650M of a no-op `inv setup`. Back to the interpreter's own choice (-B, PYTHONDONTWRITEBYTECODE).
+sys.dont_write_bytecode = sys.flags.dont_write_bytecode
 
 from duplex import flags
 from duplex.errors import DuplexError
@@ -20,8 +26,6 @@ def _cli(fn):
     server answered), duplex errors become a clear message and an exit code, never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        import sys
-
         from duplex.envfile import secret_values
         from duplex.redact import RedactingStream, Redactor
         redactor = Redactor(secret_values({}, _root_or_none()))
@@ -397,7 +401,6 @@ def smoke(c, services=None, timeout=None, json=False, latency=False):
 @_cli
 def loadtest(c, services=None, most=None, seconds=None, direct=False, speech=None, out=None, json=False):
     """Simulated users speaking at real time, at rising concurrency: each service's capacity per budget."""
-    import sys
     from pathlib import Path
 
     from duplex.loadtest import ladder, report
