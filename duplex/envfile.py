@@ -18,7 +18,7 @@ from typing import Iterable
 
 from .errors import DuplexError
 from .machine import hf_home
-from .redact import MIN_LENGTH, secret_values_env
+from .redact import MIN_LENGTH, declare, secret_values_env
 from .syntax import secret_problem
 from .textfile import read_text
 
@@ -117,6 +117,14 @@ def load_hf_token(root: Path | str, environ=None) -> None:
         token = read_secret(root, "HF_TOKEN")
         if token:
             environ["HF_TOKEN"] = token
+
+
+def use_project_secrets(root: Path | str, names: Iterable[str]) -> None:
+    """Once a stack is loaded: the host variables it declares as `secrets` are masked in every output,
+    and the token `inv setup --hf-token` saved goes into HF_TOKEN when the environment has none (for the
+    hub client and the services)."""
+    declare(names)
+    load_hf_token(root)
 
 
 def secret_values(environ: dict[str, str] | None = None, root: Path | str | None = None,

@@ -419,6 +419,13 @@ def root_of(path: Path) -> Path:
     return (folder / root).resolve() if isinstance(root, str) and _upward(root) else folder
 
 
+def project_root() -> Path:
+    """The project folder of the stack file (`DUPLEX_STACK`, else stack.toml here or above; its
+    `[stack] root` when set): where the project's `.duplex/` state lives, for tasks that need no more
+    than that (stop, status, logs, and the CLI's redactor, which reads the project's .env)."""
+    return root_of(find_stack())
+
+
 def _upward(root: str) -> bool:
     """'.' or a folder above ('..', '../..'): a project folder that holds the stack file."""
     return bool(root.strip()) and all(p in ("..", ".") for p in Path(root).parts)
