@@ -8,8 +8,14 @@ flags into calls, results into output, and errors into a message and an exit cod
 from __future__ import annotations
 
 import functools
+import sys
 
 from invoke import Exit, task
+
+# invoke turns bytecode writing off for the whole process (its --write-pyc: so tasks.py leaves no .pyc),
+# and duplex's modules then compiled from source on every command: +270M instructions of `inv config`,
+# +650M of a no-op `inv setup`. Back to the interpreter's own choice (-B, PYTHONDONTWRITEBYTECODE).
+sys.dont_write_bytecode = sys.flags.dont_write_bytecode
 
 from duplex import flags
 from duplex.errors import DuplexError
@@ -20,8 +26,6 @@ def _cli(fn):
     server answered), duplex errors become a clear message and an exit code, never a traceback."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        import sys
-
         from duplex.envfile import secret_values
         from duplex.redact import RedactingStream, Redactor
         redactor = Redactor(secret_values({}, _root_or_none()))
@@ -53,7 +57,7 @@ def _cli(fn):
 
 def _root_or_none():
     try:
-        from duplex.project import project_root
+        from duplex.stack import project_root
         return project_root()
     except Exception:  # noqa: BLE001 - no project yet: only the environment's secrets are known
         return None
@@ -103,13 +107,15 @@ def setup(c, env=None, all=False, python=None, force=False, installer=None, torc
           json=False):
     """Create or update the pinned venvs: right interpreter, torch for the driver, fixes applied."""
     from duplex import report
-    from duplex.envfile import write_secret
+    from duplex.envfile import use_project_secrets, write_secret
     from duplex.envs import provision_env
-    from duplex.project import Project
-    from duplex.stack import selected_envs
+    from duplex.stack import load_stack, selected_envs
     env, installer = flags.name(env, "--env", "env"), flags.choice(installer, "--installer", ("uv", "pip"))
     torch, python, hf_token = flags.torch(torch), flags.python(python), flags.hf_token(hf_token)
-    stack = Project.load().stack
+    # the stack is all setup needs: Project.load() would also import the plan and the host probe
+    # (~66M instructions of a no-op setup's 1,332M)
+    stack = load_stack()
+    use_project_secrets(stack.root, stack.secret_names)
     say = report.say("setup")
     if hf_token:
         say(f"HF_TOKEN saved to {write_secret(stack.root, 'HF_TOKEN', hf_token)} (readable only by you)")
@@ -233,7 +239,7 @@ def vendor_moshi(c, tag=None, source="pypi", url=None, from_=None, check=False, 
                  dry_run=False, allow_moved_tag=False, json=False):
     """Vendor moshi's source into third_party/moshi at a pinned release; --check, --rollback, --dry-run."""
     from duplex import report, vendor
-    from duplex.project import project_root
+    from duplex.stack import project_root
     if sum(map(bool, (tag is not None, check, rollback))) != 1:
         raise _usage("give exactly one of --tag vX.Y.Z, --check or --rollback")
     source, url = flags.choice(source, "--source", ("pypi", "git")), flags.git_url(url)
@@ -291,8 +297,8 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
 @_cli
 def stop(c, services=None, all=False):
     """Stop what is running (also what a killed run left behind), dependents first."""
-    from duplex.project import project_root
     from duplex.run.stop import stop as stop_stack
+    from duplex.stack import project_root
     stopped = stop_stack(project_root(), services=flags.names(services), everything=all, say=print,
                          known=_stack_services)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -311,8 +317,8 @@ def _stack_services() -> set[str]:
 @_cli
 def dashboard(c, open=False):
     """Print the link (with its token) of the run in progress's live dashboard."""
-    from duplex.project import project_root
     from duplex.run.dashboard import current
+    from duplex.stack import project_root
     board = current(project_root())
     print(board.link)
     if open:
@@ -326,8 +332,8 @@ def dashboard(c, open=False):
 @_cli
 def restart(c, name, code=False, model=False):
     """Restart one service of the run in progress, with the same plan and health gating as `inv run`."""
-    from duplex.project import project_root
     from duplex.run import service as actions
+    from duplex.stack import project_root
     name = flags.name(name, "NAME")
     if code and model:
         raise flags.UsageError("--code and --model are two different reloads: choose one "
@@ -344,8 +350,8 @@ def restart(c, name, code=False, model=False):
 def status(c, json=False):
     """Show each service's mode, state, health, url and pid or container."""
     from duplex import report
-    from duplex.project import project_root
     from duplex.run.status import status as stack_status
+    from duplex.stack import project_root
     rows = stack_status(project_root())
     _show(json, rows, lambda: report.print_status(rows))
 
@@ -357,9 +363,9 @@ def status(c, json=False):
 def logs(c, service=None, follow=False, lines=None):
     """Show the logs of the current or last run, with the run's name prefixes (kept in .duplex/logs)."""
     from duplex import report
-    from duplex.project import project_root
     from duplex.run.logs import log_names
     from duplex.run.logs import logs as stack_logs
+    from duplex.stack import project_root
     service = flags.name(service, "--service")
     lines = flags.number(lines, "--lines", default=200, high=1_000_000)
     root = project_root()
@@ -397,7 +403,6 @@ def smoke(c, services=None, timeout=None, json=False, latency=False):
 @_cli
 def loadtest(c, services=None, most=None, seconds=None, direct=False, speech=None, out=None, json=False):
     """Simulated users speaking at real time, at rising concurrency: each service's capacity per budget."""
-    import sys
     from pathlib import Path
 
     from duplex.loadtest import ladder, report

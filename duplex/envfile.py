@@ -18,7 +18,7 @@ from typing import Iterable
 
 from .errors import DuplexError
 from .machine import hf_home
-from .redact import MIN_LENGTH, secret_values_env
+from .redact import MIN_LENGTH, declare, secret_values_env
 from .syntax import secret_problem
 from .textfile import read_text
 
@@ -33,7 +33,6 @@ def dotenv_path(root: Path | str) -> Path:
 def read_env(root: Path | str) -> dict[str, str]:
     """Every KEY=value of <root>/.env as dotenv reads it (quotes removed, `export` allowed, comments
     dropped; no `${VAR}` expansion: a secret is taken literally). Empty when there is no .env."""
-    from dotenv import dotenv_values  # lazy: `inv --list` imports this module and never reads .env
     try:
         text = read_text(dotenv_path(root), limit=2**20, what=".env file")
     except FileNotFoundError:
@@ -41,6 +40,7 @@ def read_env(root: Path | str) -> dict[str, str]:
     except OSError as exc:
         raise DuplexError(f"{dotenv_path(root)}: cannot read it ({exc.strerror})",
                           fix="check its permissions (`ls -l .env`), or remove it") from None
+    from dotenv import dotenv_values  # lazy: `inv --list` imports this module, and most projects have no .env
     return {k: v for k, v in dotenv_values(stream=io.StringIO(text), interpolate=False).items()
             if v is not None}
 
@@ -117,6 +117,14 @@ def load_hf_token(root: Path | str, environ=None) -> None:
         token = read_secret(root, "HF_TOKEN")
         if token:
             environ["HF_TOKEN"] = token
+
+
+def use_project_secrets(root: Path | str, names: Iterable[str]) -> None:
+    """Once a stack is loaded: the host variables it declares as `secrets` are masked in every output,
+    and the token `inv setup --hf-token` saved goes into HF_TOKEN when the environment has none (for the
+    hub client and the services)."""
+    declare(names)
+    load_hf_token(root)
 
 
 def secret_values(environ: dict[str, str] | None = None, root: Path | str | None = None,

@@ -11,23 +11,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import redact
-from .envfile import load_hf_token
+from .envfile import use_project_secrets
 from .host import probe_machine
 from .images.lock import pins
 from .layout import Layout
 from .machine import Machine
 from .models.lock import pinned_revision, read_lock
 from .plan import Plan, known_services, plan, with_requirements
-from .stack import Stack, find_stack, load_stack, root_of
+from .stack import Stack, load_stack
 from .vram import Need, is_weights, need
-
-
-def project_root() -> Path:
-    """The project folder of the stack file (`DUPLEX_STACK`, else stack.toml here or above; its
-    `[stack] root` when set): where the project's `.duplex/` state lives, for tasks that need no more
-    than that (stop, status, logs)."""
-    return root_of(find_stack())
 
 
 @dataclass(frozen=True)
@@ -39,8 +31,7 @@ class Project:
         """Load and validate the stack, and put the project's saved Hugging Face token (`inv setup
         --hf-token`) into HF_TOKEN when the environment has none, for the hub client and services."""
         stack = load_stack(path)
-        redact.declare(stack.secret_names)  # their values never reach an output
-        load_hf_token(stack.root)
+        use_project_secrets(stack.root, stack.secret_names)
         return cls(stack)
 
     @property

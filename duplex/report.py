@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .plan import Plan
 from .run.printer import Printer
+
+if TYPE_CHECKING:  # annotations only: `inv setup` and `inv status` render without loading the plan
+    from .plan import Plan
 
 
 def plan_dict(plan: Plan) -> dict:

@@ -12,9 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import parse_wheel_filename
-from packaging.version import Version
-
 from .. import bounded
 from ..errors import EnvError
 from .commands import Progress
@@ -100,6 +97,9 @@ def pypi_has_wheel(python: Path, timeout: float = 10, index: str | None = None) 
     The page must arrive whole within bounded.DEADLINE_READS x `timeout` (30 s by default) and under
     PAGE_LIMIT, else the answer is None ("could not check"): a stalled or trickling index cannot hold setup."""
     index = (index or os.environ.get("PIP_INDEX_URL") or "https://pypi.org/simple").rstrip("/")
+    # heavy: packaging.utils loads the wheel-tag module (platform, sysconfig): only a missing library asks
+    from packaging.utils import parse_wheel_filename
+    from packaging.version import Version
 
     def check(name: str, version: str) -> bool | None:
         try:

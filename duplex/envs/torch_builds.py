@@ -92,6 +92,11 @@ class TorchWanted:
     env: str = "ENV"  # for the commands in messages
 
 
+def cpu_only(probe: NvmlFacts) -> bool:
+    """No NVIDIA driver or GPU: torch = "auto" is the CPU build, whatever the env asks of torch."""
+    return not probe.cuda_driver or not probe.gpus
+
+
 def release_of(version: str | None) -> tuple[int, int] | None:
     found = re.match(r"(\d+)\.(\d+)", version or "")
     return (int(found.group(1)), int(found.group(2))) if found else None
@@ -169,7 +174,7 @@ def choose(mode: str, probe: NvmlFacts | None, torch_version: str | None = None,
     probe = probe or NvmlFacts()
     if mode != "auto":
         return _forced(mode, probe, wanted)
-    if not probe.cuda_driver or not probe.gpus:
+    if cpu_only(probe):
         why = "no NVIDIA driver or GPU was found (NVML), so the CPU build"
         warnings = ()
         if not probe.ok and (probe.nvidia_pci_devices or probe.error_code not in (None, 12)):

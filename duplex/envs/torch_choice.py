@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-
 from ..gpu import probe_nvml_facts
 from ..machine import NvmlFacts
 from ..textfile import read_text
 from . import lock as lock_mod
-from .torch_builds import TorchChoice, TorchWanted, choose
+from .torch_builds import TorchChoice, TorchWanted, choose, cpu_only
 
 
 def _spec(spec, attr, default):
@@ -22,13 +20,17 @@ def torch_choice(root: Path, name: str, spec, *, torch: str | None = None, probe
     mode = torch or _spec(spec, "torch", "none")
     if mode == "auto" and probe is None:
         probe = probe_nvml_facts()
-    wanted = torch_wanted(root, name, spec) if mode not in ("none", "cpu") else TorchWanted(env=name)
+    # the env's requirements and locks (a file per variant) are read only when the choice looks at them
+    asks = mode not in ("none", "cpu") and not (mode == "auto" and cpu_only(probe))
+    wanted = torch_wanted(root, name, spec) if asks else TorchWanted(env=name)
     return choose(mode, probe, wanted=wanted)
 
 
 def torch_wanted(root: Path, name: str, spec) -> TorchWanted:
     """What env `name` asks of torch: requirements.in's pin or range, and each variant lock's pin."""
-
+    # heavy: packaging.requirements loads the marker and wheel-tag parsers (platform, sysconfig), which
+    # `inv config` and `inv setup` on a machine without a GPU never need
+    from packaging.requirements import InvalidRequirement, Requirement
     req = lock_mod.requirements_path(root, name, spec)
     pin = allowed = None
     if req.is_file():

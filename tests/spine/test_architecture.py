@@ -218,7 +218,8 @@ def test_standalone_scripts_import_no_duplex():
 # What a module may import inside a function: packages whose import costs `inv --list`, `inv config`
 # or a native run time they do not need (each such import says why in a comment beside it).
 HEAVY = {"docker", "cryptography", "ssl", "huggingface_hub", "tqdm", "rich", "pynvml", "uvicorn", "yaml",
-         "jsonschema", "kubernetes_validate", "websockets", "google", "opentelemetry", "psutil", "dotenv"}
+         "jsonschema", "kubernetes_validate", "websockets", "google", "opentelemetry", "psutil", "dotenv",
+         "packaging"}  # packaging: its requirements and wheel-tag parsers (platform, sysconfig) cost inv config
 
 
 def function_level_imports(path: Path) -> list[tuple[int, str, bool]]:

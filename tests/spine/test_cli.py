@@ -43,6 +43,16 @@ def test_every_task_has_one_line_help():
         assert help_text.split() == doc.splitlines()[0].split(), f"{name}: the list shows more than its first line"
 
 
+def test_inv_caches_duplex_bytecode_unless_told_not_to(tmp_path):
+    """invoke turns bytecode writing off for its whole process (its --write-pyc); tasks.py gives it back,
+    so duplex's modules compile once, not on every command. -B / PYTHONDONTWRITEBYTECODE still win."""
+    cached, plain = tmp_path / "cached", tmp_path / "plain"
+    run_inv("--list", env={"PYTHONPYCACHEPREFIX": str(cached), "PYTHONDONTWRITEBYTECODE": ""}, check=True)
+    run_inv("--list", env={"PYTHONPYCACHEPREFIX": str(plain), "PYTHONDONTWRITEBYTECODE": "1"}, check=True)
+    assert [p.parent.name for p in cached.rglob("flags.cpython-*.pyc")] == ["duplex"]
+    assert list(plain.rglob("*.pyc")) == []
+
+
 def test_setup_json_builds_or_reuses_the_native_envs():
     rows = json.loads(run_inv("setup", "--json", timeout=600, check=True).stdout)
     assert [r["env"] for r in rows] == ["asr", "frontend"]

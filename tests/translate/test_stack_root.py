@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from duplex.project import project_root
+from duplex.stack import project_root
 from tests.conftest import run_inv
 
 STACK = """
