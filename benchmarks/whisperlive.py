@@ -233,6 +233,9 @@ def main() -> None:
             for _ in range(args.rounds):
                 runs += asyncio.run(_gather(stream_pcm(url, pcm, rate, timeout=600) for _ in range(args.streams)))
             cpu = cpu_seconds(server.proc.pid) - before
+        closes = sorted({(r.close_code, r.close_reason) for r in runs})
+        if closes != [(1000, "done")]:
+            print(f"duplex's streams closed with {closes}")
         results["duplex"] = report("duplex (WS /stream, local-agreement)",
                                    sum((waits(duplex_shown(r, False), spans) for r in runs), []),
                                    sum((waits(duplex_shown(r, True), spans) for r in runs), []),
