@@ -9,12 +9,21 @@ is open, the audio not yet final is decoded again every `STEP_S` of new audio:
 - NeMo (and any model without word times) re-decodes the utterance so far for the `partial`.
 
 When the endpointer closes the utterance, what is not final yet is decoded once more and sent
-as the utterance's last `final`.
+as the utterance's last `final`. Consecutive utterances never decode the same audio: the next one
+starts where the last closing decode ended, so finals neither repeat words nor overlap in time.
+
+`hangover_s` (whisper): the endpointer ends an utterance at a pause of ~0.12 s, which a phrase
+has between words ("last summer, it was hot"); the final then waits until the endpointer's
+speech end is `hangover_s` in the past, and speech resuming before that continues the same
+utterance. The closing decode starts at once and runs during the hangover, so it costs little
+wait (it only shows when the decode is quicker than the hangover).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,6 +32,7 @@ from .stream_sphinx import ENDPOINTER
 
 STEP_S = 1.0          # new audio between re-decodes while speaking
 PAD_S = 0.2           # audio kept before the endpointer's speech start (it starts late)
+HANGOVER_S = 0.3      # whisper: a pause the endpointer closed on but shorter than this is bridged
 MAX_PENDING_S = 25.0  # whisper sees 30 s at most: an utterance this long without a commit is cut
 
 
@@ -45,9 +55,9 @@ class UtteranceStream:
     with words=True it returns [(word, start_s, end_s)] while the utterance grows, else its text;
     `last` marks the utterance's closing decode, which always returns text."""
 
-    def __init__(self, run, decode, words: bool, mode: str):
+    def __init__(self, run, decode, words: bool, mode: str, hangover_s: float = 0.0):
         from pocketsphinx import Endpointer
-        self.run, self.decode, self.words, self.mode = run, decode, words, mode
+        self.run, self.decode, self.words, self.mode, self.hangover_s = run, decode, words, mode, hangover_s
         self.ep = Endpointer(sample_rate=SAMPLE_RATE, **ENDPOINTER)
         self.pending_pcm = b""
         self.samples = np.zeros(0, np.float32)  # audio from `base_s` on
@@ -57,6 +67,8 @@ class UtteranceStream:
         self.last_decode_s = 0.0
         self.previous: list[tuple] = []          # the last hypothesis' words after commit_s
         self.prompt = ""                         # this utterance's final text (whisper's context)
+        self.decoded_to = 0.0                    # end of the audio the last closing decode read
+        self.closing: _Closing | None = None     # an utterance the endpointer ended, in its hangover
 
     async def feed(self, pcm: bytes, more: bool = False) -> list[dict]:
         """`more`: audio is waiting already, so a re-decode now would be stale (skipped: the
@@ -71,10 +83,17 @@ class UtteranceStream:
             was_speech = self.ep.in_speech
             self.ep.process(data[offset:offset + step])
             if not was_speech and self.ep.in_speech:
-                self.commit_s = max(self.base_s, self.ep.speech_start - PAD_S)
-                self.last_decode_s = self.ep.speech_start
+                if self.closing is not None:  # speech again within the hangover: the utterance goes on
+                    self.closing.decoding.cancel()
+                    self.closing = None
+                else:  # never before the audio the last utterance decoded (it would be said twice)
+                    self.commit_s = max(self.base_s, self.ep.speech_start - PAD_S, self.decoded_to)
+                    self.last_decode_s = self.ep.speech_start
             elif was_speech and not self.ep.in_speech:
-                events += await self._close(self.ep.speech_end)
+                self._begin_close(self.ep.speech_end)
+            frame_end_s = self.now_s - (cut - offset - step) / 2 / SAMPLE_RATE
+            if self.closing is not None and frame_end_s >= self.closing.end_s + self.hangover_s:
+                events += await self._end_close()
         if self.ep.in_speech and not more and self.now_s - self.last_decode_s >= STEP_S:
             events += await self._update()
         self._trim()
@@ -85,9 +104,17 @@ class UtteranceStream:
         self.ep.end_stream(self.pending_pcm or b"\0\0")  # it refuses an empty frame
         self._append(self.pending_pcm)
         self.pending_pcm = b""
-        return await self._close(self.now_s) if was_speech or self.commit_s is not None else []
+        if self.closing is not None:  # no more audio: the hangover is over
+            return await self._end_close()
+        if was_speech or self.commit_s is not None:
+            self._begin_close(self.now_s)
+            return await self._end_close()
+        return []
 
     async def close(self) -> None:
+        if self.closing is not None:
+            self.closing.decoding.cancel()
+            self.closing = None
         self.samples = np.zeros(0, np.float32)
 
     def _append(self, pcm: bytes) -> None:
@@ -135,14 +162,32 @@ class UtteranceStream:
         self.commit_s = end_s
         return event
 
-    async def _close(self, end_s: float) -> list[dict]:
-        """The utterance ended: decode what is not final yet, once, as its last final."""
-        start, self.commit_s = self.commit_s, None
-        self.previous, prompt, self.prompt = [], self.prompt, ""
+    def _begin_close(self, end_s: float) -> None:
+        """The endpointer ended the utterance: start decoding what is not final yet, once, for its
+        last final (sent by _end_close when the hangover is over)."""
+        start = self.commit_s
+        audio_end = min(self.now_s, end_s + PAD_S)
         if start is None or end_s - start < 0.1:
-            return []
-        text = await self.run(self.decode, self._audio(start, min(self.now_s, end_s + PAD_S)), prompt, True)
-        return [final(text.strip(), start, end_s)] if text.strip() else []
+            decoding = asyncio.get_running_loop().create_future()
+            decoding.set_result("")
+        else:
+            decoding = asyncio.ensure_future(self.run(self.decode, self._audio(start, audio_end), self.prompt, True))
+        self.closing = _Closing(decoding, start, end_s, audio_end)
+
+    async def _end_close(self) -> list[dict]:
+        closing, self.closing = self.closing, None
+        text = (await closing.decoding).strip()
+        self.commit_s, self.previous, self.prompt = None, [], ""
+        self.decoded_to = closing.audio_end
+        return [final(text, closing.start_s, closing.end_s)] if text else []
+
+
+@dataclass
+class _Closing:
+    decoding: asyncio.Future  # the closing decode's text
+    start_s: float | None
+    end_s: float              # the endpointer's speech end: the final's end
+    audio_end: float          # the end of the audio decoded
 
 
 def _join(words: list[tuple]) -> str:

@@ -16,7 +16,7 @@ import pytest
 from duplex.asr_stream import latency_figures, read_pcm, speech_spans, stream_pcm
 from tests.support.asr_server import asr_server
 from tests.support.envs import ensure_env
-from tests.support.speech import PHRASES, concatenate, synthesize, word_error_rate
+from tests.support.speech import PHRASES, concatenate, synthesize, word_error_rate, words
 
 pytestmark = pytest.mark.slow
 MAX_STREAM_S, IDLE_S, MAX_STREAMS = 20, 2, 8
@@ -424,3 +424,20 @@ def test_nemo_streams_in_chunks(asr_python, speech):
                for f, (a, b) in zip(finals, spans, strict=True)), (finals, spans)
     assert abs(run.events[-1][1]["audio_s"] - run.audio_s) < 0.05
     assert "Traceback" not in server.output()
+
+
+def test_whisper_finals_never_decode_the_same_audio_twice(whisper, tmp_path):
+    """A phrase the endpointer splits at its 0.1 s pause ("...last summer. it was hot" in flite's slt
+    voice), then two phrases 0.3 s apart. Each utterance used to decode from 0.2 s before its start,
+    back into audio the last utterance's closing decode had read: its final said the last word again
+    ("...last summer." then "Summer, it was hot.") and began before the last one ended."""
+    texts = ("we went to spain last summer. it was hot", PHRASES[1], PHRASES[3])
+    clips = [synthesize(t, tmp_path / f"slt{i}.wav", voice="slt") for i, t in enumerate(texts)]
+    pcm, rate = read_pcm(concatenate(clips, tmp_path / "close.wav", gap_s=0.3))
+    run = asyncio.run(stream_pcm(ws_url(whisper), pcm, rate, timeout=240,
+                                 start={"type": "start", "sample_rate": rate, "encoding": "pcm_s16le", "language": "en"}))
+    assert_well_formed(run)  # finals in order, none overlapping the one before
+    finals = [words(e["text"]) for _, e in run.of("final")]
+    assert all(a[-1] != b[0] for a, b in zip(finals, finals[1:], strict=False)), finals  # no word said twice
+    reference = " ".join(texts)
+    assert len(words(run.text)) <= len(words(reference)) and word_error_rate(reference, run.text) <= 0.1, run.text
