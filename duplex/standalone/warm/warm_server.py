@@ -6,6 +6,8 @@ Exit codes: 0 after a stop, RESTART when an edit needs a fresh process (the supe
 from __future__ import annotations
 
 import asyncio
+import atexit
+import gc
 import json
 import os
 import signal
@@ -22,6 +24,9 @@ PR_SET_PDEATHSIG = 1
 
 def serve(args) -> int:
     _die_with(args.parent)
+    # the last thing at exit (atexit runs it after every handler registered later): the interpreter
+    # then skips its final collection over the models' and the app's objects, 0.1-0.2 s of a stop
+    atexit.register(gc.freeze)
     signal.signal(signal.SIGTERM, _exit_now)  # until uvicorn installs its own (the preload may be slow)
     root = os.getcwd()
     sys.path.insert(0, root)  # like uvicorn's --app-dir "."
