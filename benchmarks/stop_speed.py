@@ -6,18 +6,22 @@ dependents first).
 Each round starts the stack, waits until every service answers its health URL, then sends the
 signal or runs `inv stop`: "ctrl-c" is SIGINT to `inv run`'s process group, as a terminal's Ctrl-C
 does; "kill -INT" and "kill -TERM" go to the `inv` process alone, as an IDE's stop button, a CI
-timeout or a process manager send them. It measures (a) until the `inv` process exits and (b) until no process of any service is left (zombies
-waiting for init to reap them do not count). It also records the order in which the services'
-last processes ended, which must be dependents first (frontend before asr).
+timeout or a process manager send them. It measures (a) until the `inv` process exits and (b)
+until no process of any service is left (zombies waiting for init to reap them do not count). It
+also records the order in which the services' last processes ended, which must be dependents first
+(frontend before asr), and that the run state is cleared.
 
 Usage: python benchmarks/stop_speed.py [--root CHECKOUT] [--rounds 3] [--services asr,frontend]
-       [--how ctrl-c,kill -INT,kill -TERM,inv stop]
+       [--how ctrl-c,kill -INT,kill -TERM,inv stop] [--page]
+(--page: the dashboard's event stream is held open during each stop, as a browser tab on its link
+holds it.)
 (--root: another checkout, to measure an older commit the same way; it needs `inv setup` there.)
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -93,7 +97,34 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def one_round(root: Path, services: str, urls: dict[str, str], how: str) -> tuple[float, float, list[str]]:
+def open_page(root: Path) -> None:
+    """Hold the dashboard's event stream open, as a browser tab on the printed link does."""
+    info = json.loads((root / ".duplex" / "run" / "dashboard.json").read_text())
+    deadline = time.monotonic() + 30
+    while True:  # the dashboard loads its web stack once the services are healthy
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=60)
+            conn.request("GET", "/api/events", headers={"x-duplex-token": info["token"]})
+            resp = conn.getresponse()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    if resp.status != 200:
+        raise SystemExit(f"the dashboard's event stream answered {resp.status}")
+
+    def read() -> None:
+        try:
+            while resp.read1(4096):
+                pass
+        except (OSError, http.client.HTTPException):
+            pass
+    threading.Thread(target=read, daemon=True).start()
+
+
+def one_round(root: Path, services: str, urls: dict[str, str], how: str,
+              page: bool = False) -> tuple[float, float, list[str]]:
     inv = [sys.executable, "-m", "invoke", "--search-root", str(root)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("DUPLEX_STACK", None)
@@ -107,6 +138,8 @@ def one_round(root: Path, services: str, urls: dict[str, str], how: str) -> tupl
         output: list[str] = []
         threading.Thread(target=lambda: output.extend(proc.stdout), daemon=True).start()
         groups = wait_healthy(root, urls, proc, output)
+        if page:
+            open_page(root)
         began = time.perf_counter()
         if group:
             os.killpg(proc.pid, sig)
@@ -121,6 +154,8 @@ def one_round(root: Path, services: str, urls: dict[str, str], how: str) -> tupl
         subprocess.run([*inv, "run", "--native", "--detach", "--skip-preflight", "--services", services],
                        cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
         groups = wait_healthy(root, urls, None)
+        if page:
+            open_page(root)
         began = time.perf_counter()
         watcher = threading.Thread(target=lambda: ended.update(watch_until_gone(groups, began)))
         watcher.start()
@@ -140,6 +175,8 @@ def main() -> None:
     parser.add_argument("--root", default=str(HERE))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--services", default="asr,frontend")
+    parser.add_argument("--page", action="store_true",
+                        help="hold the dashboard's event stream open, as a browser tab on its link does")
     parser.add_argument("--how", default=",".join([*SIGNALS, "inv stop"]),
                         help="comma-separated: " + ", ".join([*SIGNALS, "inv stop"]))
     args = parser.parse_args()
@@ -156,11 +193,11 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--how: unknown {', '.join(unknown)} (known: {', '.join([*SIGNALS, 'inv stop'])})")
     print(f"checkout {root} (commit {_commit(root)}), services {', '.join(the_plan.start_order)}, "
-          f"{args.rounds} rounds each, interleaved; load average {os.getloadavg()[0]:.2f} at start")
+          f"{args.rounds} rounds each, interleaved{'; the dashboard page open' if args.page else ''}; load average {os.getloadavg()[0]:.2f} at start")
     results: dict[str, list[tuple[float, float, str]]] = {h: [] for h in hows}
     for _ in range(args.rounds):  # one of each per round: a load that comes and goes hits them alike
         for how in hows:
-            cli, gone, order = one_round(root, args.services, urls, how)
+            cli, gone, order = one_round(root, args.services, urls, how, args.page)
             results[how].append((cli, gone, " then ".join(order)))
     width = max(len(h) for h in hows)
     for how, rows in results.items():
