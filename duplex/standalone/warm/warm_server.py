@@ -16,7 +16,7 @@ import sys
 import threading
 
 from warm_app import Dispatcher
-from warm_modules import Modules
+from warm_modules import Modules, compile_once
 
 RESTART = 75  # EX_TEMPFAIL: "start me again"
 PR_SET_PDEATHSIG = 1
@@ -43,6 +43,7 @@ def serve(args) -> int:
             listener.close()
         asyncio.get_running_loop().create_task(_exit_when_answered(server))
 
+    compile_once(root)  # a reload compiles only the files that changed
     dispatcher = Dispatcher(args.app, args.preload, Modules(root), on_restart=restart, drain=args.drain)
     config = uvicorn.Config(dispatcher, lifespan="on", timeout_graceful_shutdown=args.grace,
                             log_level=args.log_level)  # configures logging: the preload's lines show
