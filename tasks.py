@@ -7,7 +7,9 @@ flags into calls, results into output, and errors into a message and an exit cod
 
 from __future__ import annotations
 
+import atexit
 import functools
+import gc
 import sys
 
 from invoke import Exit, task
@@ -19,6 +21,10 @@ sys.dont_write_bytecode = sys.flags.dont_write_bytecode
 
 from duplex import flags
 from duplex.errors import DuplexError
+
+# The last thing at exit: the interpreter then skips its final collection over all a task loaded
+# (the plan, pydantic, rich), and `inv` ends 0.05-0.1 s sooner; a stopped `inv run` is timed by that.
+atexit.register(gc.freeze)
 
 
 def _cli(fn):

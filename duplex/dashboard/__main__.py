@@ -78,7 +78,10 @@ def main(argv: list[str]) -> int:
     for name in info["planned"]["services"]:
         threading.Thread(target=follow_logs, args=(root, name, book, run, stop), daemon=True,
                          name=f"logs-{name}").start()
-    app = make_app(info["token"], run, book, act(root), TraceBook() if otlp_port else None, otlp_port)
+    # an open page's event stream ends once the server is asked to stop: uvicorn waits for every
+    # response to end, and a stream never does (a stop waited its 3 s grace and then SIGKILLed it)
+    app = make_app(info["token"], run, book, act(root), TraceBook() if otlp_port else None, otlp_port,
+                   closing=lambda: server.should_exit)
     # no access log: the first request carries the token in its address
     server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))
     asyncio.run(server.serve(sockets=socks))

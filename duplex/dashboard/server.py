@@ -43,10 +43,11 @@ def redact_json(data, mask):
 
 
 def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict], traces=None,
-             otlp_port: int | None = None) -> Starlette:
+             otlp_port: int | None = None, closing: Callable[[], bool] = lambda: False) -> Starlette:
     """`act(action, service)`: runs an action (blocking), returns {"ok": ..., "message": ...}.
     `traces`: a TraceBook filled by OTLP/HTTP exports that arrive on `otlp_port` (the same app
-    listens there: exporters carry no token, so only that port takes them, and only them)."""
+    listens there: exporters carry no token, so only that port takes them, and only them).
+    `closing()`: the server is shutting down; open event streams end (a server waits for them)."""
 
     def authorised(request: Request) -> bool:
         return access.allowed(token, header=request.headers.get(access.HEADER), query=None)
@@ -144,7 +145,7 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
             nonlocal seq, lines
             seen_version = -1
             quiet = 0.0
-            while not await request.is_disconnected():
+            while not closing() and not await request.is_disconnected():
                 with run.lock:
                     version, rows = run.version, list(run.rows)
                 if version != seen_version:

@@ -240,11 +240,26 @@ def current(root: Path) -> Dashboard:
     return found
 
 
-def stop(root: Path, grace: float = 3.0) -> bool:
-    """End the dashboard's process (if it is still ours) and forget its token. True if it ran."""
+def terminate(root: Path) -> bool:
+    """Ask the dashboard's process to end (SIGTERM to its group) without waiting. A stop asks it
+    first, since it watches every service, and `stop(root, signalled=True)` waits for it after
+    them: it drains beside the services instead of after them. True if it ran."""
+    found = running(root)
+    if found is None:
+        return False
+    try:
+        os.killpg(found.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def stop(root: Path, grace: float = 3.0, signalled: bool = False) -> bool:
+    """End the dashboard's process (if it is still ours) and forget its token. True if it ran.
+    `signalled`: `terminate` asked it already (SIGTERM is never sent twice)."""
     found = running(root)
     if found is not None:
-        stop_group(found.pid, grace)
+        stop_group(found.pid, grace, signalled=signalled)
     try:
         with state_change(root):
             info_path(root).unlink(missing_ok=True)

@@ -123,16 +123,18 @@ def _up(plan: Plan, machine: Machine, root: Path, *, on_crash, detach, out, prog
         write_last_run(root, plan.stack, plan.start_order, plan.waves, run_options(plan, dict(os.environ)))  # `inv logs` shows these, in this order
     except StateWriteError as err:  # only `inv logs` needs it: the run itself goes on
         printer.system(f"warning: {err}; `inv logs` will show the previous run's services")
-    sup = Supervisor(plan, runners, printer, state, on_crash=on_crash)
     board = _dashboard(plan, root, dashboard, detach, printer) if dashboard is not None else None
+    asked: list[bool] = []  # the dashboard watches every service: a stop asks it to end first
+    sup = Supervisor(plan, runners, printer, state, on_crash=on_crash,
+                     on_stop=(lambda: asked.append(launch.terminate(root))) if board is not None else lambda: None)
     try:
         code = _serve(plan, root, sup, printer, progress, detach, on_healthy, board)
     except BaseException:
         if board is not None:
-            _stop_dashboard(root)
+            _stop_dashboard(root, any(asked))
         raise
     if board is not None and not detach:  # a detached run keeps its dashboard until `inv stop`
-        _stop_dashboard(root)
+        _stop_dashboard(root, any(asked))
     return code
 
 
@@ -143,9 +145,9 @@ def _started(root: Path) -> None:
         pass  # a full disk: the dashboard starts after its own wait instead
 
 
-def _stop_dashboard(root: Path) -> None:
+def _stop_dashboard(root: Path, signalled: bool = False) -> None:
     with shielded():
-        launch.stop(root)
+        launch.stop(root, signalled=signalled)
 
 
 def _dashboard(plan: Plan, root: Path, port: int, detach: bool, printer: Printer):

@@ -140,6 +140,8 @@ def _stop(run: _Stop, known: Callable[[], set[str]] | None) -> None:
     if run.services:
         _refuse_unknown(run, known)
         _mark_stopping(run)
+    # a whole stop asks the dashboard to end first (it watches every service) and waits for it last
+    board = not run.services and launch.terminate(run.root)
     for names in stop_waves(run.root, [n for n in run.records if run.wanted(n)], run.state):
         _stop_wave(run, names)
     for names in stop_waves(run.root, _not_done(run, run.pumps)):
@@ -149,7 +151,7 @@ def _stop(run: _Stop, known: Callable[[], set[str]] | None) -> None:
     _clear_records(run)
     if not run.services:
         _remove_idle_networks(run)
-        if launch.stop(run.root):  # the run's dashboard goes with it (a detached run's, a killed `inv run`'s)
+        if launch.stop(run.root, signalled=board) or board:  # a detached run's, a killed `inv run`'s
             run.say("dashboard: stopped")
 
 

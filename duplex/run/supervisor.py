@@ -75,7 +75,8 @@ def shielded() -> Iterator[None]:
 
 class Supervisor:
     def __init__(self, plan: Plan, runners: dict[str, Runner], printer: Printer, state: RunState, *,
-                 on_crash: str = "keep", grace: float = 10.0, clock: Callable[[], float] = time.monotonic):
+                 on_crash: str = "keep", grace: float = 10.0, clock: Callable[[], float] = time.monotonic,
+                 on_stop: Callable[[], None] = lambda: None):
         self.plan = plan
         self.runners = runners
         self.printer = printer
@@ -92,6 +93,7 @@ class Supervisor:
         self.starting = 0  # runner.start calls under way whose handle is not registered yet
         self.idle = threading.Condition(self.lock)  # notified when `starting` drops
         self.closing = threading.Event()  # set by down(): followers of services restarted elsewhere end
+        self.on_stop = on_stop  # called once as the stop begins, before any service (the dashboard)
 
     # -- start -----------------------------------------------------------------------------
     def up(self, progress: Callable[[str], None]) -> float:
@@ -265,8 +267,14 @@ class Supervisor:
     def down(self, slow_after: float = 1.0) -> None:
         """Reverse dependency order, a wave at a time: dependents first, so nothing talks to a
         stopped service; the services of one wave stop together (nothing in a wave needs another).
-        A service still draining after `slow_after` seconds is said, and so is how long it took."""
-        self.closing.set()
+        A service still draining after `slow_after` seconds is said, and so is how long it took.
+        First `on_stop`, once: what watches every service (the dashboard) is asked to end before them."""
+        if not self.closing.is_set():
+            self.closing.set()
+            try:
+                self.on_stop()
+            except Exception:  # noqa: BLE001 - the services are stopped whatever it did; start.py stops it again
+                pass
         for wave in reversed(self.plan.waves):
             with self.lock:
                 handles = [(n, self.handles.pop(n)) for n in sorted(wave, key=self._rank, reverse=True)

@@ -17,6 +17,7 @@ and the guard exits with the service's status. Stdlib only, Linux (prctl).
 
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -71,6 +72,27 @@ def _end_group(grace: float) -> None:
             pass
 
 
+def _exit_notice(pid: int) -> int | None:
+    """A descriptor that becomes readable the moment the service exits (Linux 5.3+), else None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
+def _wait(proc: subprocess.Popen, exited: int | None) -> int | None:
+    """The service's exit status, or None after POLL seconds. With a pidfd this returns as the
+    service exits: the stop of a whole group waits for this leader, and `proc.wait(timeout)`
+    only looks again every few tens of milliseconds."""
+    if exited is None:
+        try:
+            return proc.wait(timeout=POLL)
+        except subprocess.TimeoutExpired:
+            return None
+    select.select([exited], [], [], POLL)
+    return proc.poll()
+
+
 def main() -> int:
     parent, grace = int(sys.argv[1]), float(sys.argv[2])
     argv = sys.argv[sys.argv.index("--") + 1:]
@@ -88,11 +110,9 @@ def main() -> int:
     except OSError as exc:
         print(f"cannot start {argv[0]}: {exc.strerror}", file=sys.stderr, flush=True)
         return 127
+    exited = _exit_notice(proc.pid)
     while True:
-        try:
-            code = proc.wait(timeout=POLL)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = _wait(proc, exited)
         if any(orphaned) or os.getppid() != parent:
             _end_group(grace)
             return 143

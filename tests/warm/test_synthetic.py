@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -96,18 +97,25 @@ def test_scripted_edits_are_served_warm_and_never_stale(synth):
     # 4. another module the app imports (not the preload's)
     run.edit("synth/helper.py", '"alpha"', '"beta"')
     run.expect("/answer", answer(helper="beta"), before=answer(helper="alpha"))
+    # 4b. the same file again, same size and the same mtime: only its bytes differ (a .pyc, or code
+    # kept by size and mtime, would hand back "beta"; the server keeps code by exact content)
+    helper = run.root / "synth" / "helper.py"
+    stat = helper.stat()
+    helper.write_text(helper.read_text().replace('"beta"', '"zeta"'))
+    os.utime(helper, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    run.expect("/answer", answer(helper="zeta"), before=answer(helper="beta"))
     # 5. a syntax error: HTTP 500 with the error, never the old code; then its fix
     run.edit("synth/app.py", 'GREETING = "bonjour"', 'GREETING = "bonjour"\ndef broken(:')
     run.expect("/answer", lambda a: a.status == 500 and "syntax error" in a.text and "app.py" in a.text,
                before=answer(greeting="bonjour"))
     run.edit("synth/app.py", '\ndef broken(:', '')
-    run.expect("/answer", answer(answer="v2", greeting="bonjour", helper="beta"),
+    run.expect("/answer", answer(answer="v2", greeting="bonjour", helper="zeta"),
                before=lambda a: a.status == 500)
     # every step above was warm: same process, same weights object, one preload
     assert same(run.get("/answer")), run.output()
     assert loads(run) == [str(first["pid"])]
     out = run.output()
-    assert out.count("re-imported synth.app:app") == 5  # and the syntax error
+    assert out.count("re-imported synth.app:app") == 6  # and the syntax error
     assert "synth/app.py line 9 has a syntax error" in out
     assert "restarting fully" not in out
     assert run.refused == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import linecache
 import os
 import site
@@ -19,6 +20,9 @@ class Modules:
         outside = {sys.prefix, sys.base_prefix, sys.exec_prefix, HERE, *_site_dirs()}
         self.outside = tuple(os.path.join(os.path.realpath(p), "") for p in outside)
         self.pinned: dict[str, str] = {}  # module name -> resolved file: loaded by the preload
+        # modules found not to be the project's: a module's file never changes, so each is resolved
+        # once (resolving the ~560 modules of the asr server took 19 ms of every reload)
+        self.foreign: dict[str, object] = {}
 
     def own(self, module) -> str | None:
         """The module's resolved file (a namespace package: its folder) if it is the project's."""
@@ -31,8 +35,16 @@ class Modules:
         return None
 
     def project(self) -> dict[str, str]:
-        return {name: file for name, module in list(sys.modules.items())
-                if name not in ("__main__", "__mp_main__") and (file := self.own(module))}
+        found = {}
+        for name, module in list(sys.modules.items()):
+            if name in ("__main__", "__mp_main__") or self.foreign.get(name) is module:
+                continue
+            file = self.own(module)
+            if file:
+                found[name] = file
+            elif getattr(module, "__file__", None):  # a namespace package's folders can grow: asked again
+                self.foreign[name] = module
+        return found
 
     def pin(self) -> None:
         """Call right after the preload: what it imported holds the warm objects' code."""
@@ -54,6 +66,32 @@ class Modules:
         importlib.invalidate_caches()  # new files in known folders
         linecache.checkcache()  # tracebacks quote the current source
         return gone
+
+
+def compile_once(root: str) -> None:
+    """Keep the code compiled from each of the project's source files, by its exact bytes: a
+    re-import then compiles only the files whose content changed. Without it every reload compiled
+    every project module again wherever no .pyc is written (PYTHONDONTWRITEBYTECODE, a read-only
+    tree): 10 ms of the asr app's 18-35 ms re-import. Keyed by content, never by mtime, so it cannot
+    hand back old code; one entry per file (its latest source)."""
+    loader = importlib.machinery.SourceFileLoader
+    compile_source = loader.source_to_code
+    if getattr(compile_source, "warm_cache", False):
+        return
+    top = os.path.join(os.path.realpath(root), "")
+    known: dict[str, tuple[bytes, object]] = {}
+
+    def source_to_code(self, data, path, *, _optimize=-1):
+        if _optimize != -1 or not isinstance(path, str) or not os.path.realpath(path).startswith(top):
+            return compile_source(self, data, path, _optimize=_optimize)
+        seen = known.get(path)
+        if seen is not None and seen[0] == data:
+            return seen[1]
+        code = compile_source(self, data, path)
+        known[path] = (bytes(data), code)
+        return code
+    source_to_code.warm_cache = True
+    loader.source_to_code = source_to_code
 
 
 def _site_dirs() -> list[str]:

@@ -6,6 +6,8 @@ Exit codes: 0 after a stop, RESTART when an edit needs a fresh process (the supe
 from __future__ import annotations
 
 import asyncio
+import atexit
+import gc
 import json
 import os
 import signal
@@ -14,7 +16,7 @@ import sys
 import threading
 
 from warm_app import Dispatcher
-from warm_modules import Modules
+from warm_modules import Modules, compile_once
 
 RESTART = 75  # EX_TEMPFAIL: "start me again"
 PR_SET_PDEATHSIG = 1
@@ -22,6 +24,9 @@ PR_SET_PDEATHSIG = 1
 
 def serve(args) -> int:
     _die_with(args.parent)
+    # the last thing at exit (atexit runs it after every handler registered later): the interpreter
+    # then skips its final collection over the models' and the app's objects, 0.1-0.2 s of a stop
+    atexit.register(gc.freeze)
     signal.signal(signal.SIGTERM, _exit_now)  # until uvicorn installs its own (the preload may be slow)
     root = os.getcwd()
     sys.path.insert(0, root)  # like uvicorn's --app-dir "."
@@ -38,6 +43,7 @@ def serve(args) -> int:
             listener.close()
         asyncio.get_running_loop().create_task(_exit_when_answered(server))
 
+    compile_once(root)  # a reload compiles only the files that changed
     dispatcher = Dispatcher(args.app, args.preload, Modules(root), on_restart=restart, drain=args.drain)
     config = uvicorn.Config(dispatcher, lifespan="on", timeout_graceful_shutdown=args.grace,
                             log_level=args.log_level)  # configures logging: the preload's lines show
