@@ -133,7 +133,8 @@ def main() -> None:
             clips[f"passage-{voice}"] = concatenate(said, d / f"passage-{voice}.wav", gap_s=0.8)
         for backend in args.backends.split(","):
             if backend == "pocketsphinx":
-                measure(backend, {"ASR_WORKERS": "2"}, clips, args.rounds, args.streams)
+                measure(backend, {"ASR_WORKERS": "2", "ASR_STREAM_MAX_SESSIONS": str(max(8, args.streams))},
+                        clips, args.rounds, args.streams)
             elif backend == "whisper":
                 from tests.support.whisper_model import whisper_base_dir
                 measure(backend, {"ASR_MODEL": str(whisper_base_dir()), "ASR_WORKERS": "1"}, clips, args.rounds, 1)
