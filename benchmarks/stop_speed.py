@@ -21,7 +21,6 @@ holds it.)
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import signal
@@ -34,6 +33,9 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE))
+from tests.support.event_stream import open_event_stream  # noqa: E402
+
 GOAL = 1.0  # seconds from the signal (or from typing `inv stop`) until `inv` has exited (issues 18, 33)
 
 
@@ -99,28 +101,7 @@ def _default_sigint() -> None:
 
 def open_page(root: Path) -> None:
     """Hold the dashboard's event stream open, as a browser tab on the printed link does."""
-    info = json.loads((root / ".duplex" / "run" / "dashboard.json").read_text())
-    deadline = time.monotonic() + 30
-    while True:  # the dashboard loads its web stack once the services are healthy
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=60)
-            conn.request("GET", "/api/events", headers={"x-duplex-token": info["token"]})
-            resp = conn.getresponse()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    if resp.status != 200:
-        raise SystemExit(f"the dashboard's event stream answered {resp.status}")
-
-    def read() -> None:
-        try:
-            while resp.read1(4096):
-                pass
-        except (OSError, http.client.HTTPException):
-            pass
-    threading.Thread(target=read, daemon=True).start()
+    open_event_stream(json.loads((root / ".duplex" / "run" / "dashboard.json").read_text()))
 
 
 def one_round(root: Path, services: str, urls: dict[str, str], how: str,

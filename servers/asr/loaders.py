@@ -107,10 +107,21 @@ _started = None  # a Barrier all workers meet at once loaded: "ready" means ever
 
 def _sphinx_init(options: dict, server_pid: int, started) -> None:
     global _decoder, _started
+    name_process("asr-batch")
     threading.Thread(target=_exit_with_server, args=(server_pid,), daemon=True).start()
     from pocketsphinx import Decoder
     _decoder = Decoder(loglevel="ERROR", samprate=16000, **options)
     _started = started
+
+
+def name_process(name: str) -> None:
+    """Name this worker process (Linux: `ps -o comm`, top, /proc/PID/comm), so that a batch worker
+    and a streaming worker, both "python" otherwise, can be told apart."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(name)
+    except OSError:
+        pass  # not Linux: the name is a convenience
 
 
 def _exit_with_server(server_pid: int) -> None:

@@ -44,6 +44,7 @@ _worker: dict = {}  # "cmn": the model's own starting CMN; "estimator": a decode
 
 def _init(options: dict, server_pid: int) -> None:
     global _options
+    loaders.name_process("asr-stream")
     threading.Thread(target=loaders._exit_with_server, args=(server_pid,), daemon=True).start()
     _options = options
     _spare.append(_new_decoder(live=True))

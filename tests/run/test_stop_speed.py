@@ -4,14 +4,13 @@ drains slowly is said, not waited on in silence. benchmarks/stop_speed.py measur
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
-import threading
 import time
 
 from tests.run.conftest import ctrl_c, group_pids, lines_of, pid_alive, wait_for, wait_gone
+from tests.support.event_stream import open_event_stream
 
 SLOW = '''
 import http.server, signal, sys, threading, time
@@ -91,34 +90,6 @@ def test_a_graceful_drain_is_said_and_waited_for_in_both_paths(toy):
     assert "slow: stopped after 2." in stop.stdout and "drained" in (toy.root / ".duplex/logs/slow.log").read_text()
 
 
-def _open_event_stream(info: dict) -> tuple[http.client.HTTPResponse, list[bytes]]:
-    """The dashboard page's event stream, held open as a browser tab holds it; returns the
-    response and the list its reader thread fills (the read that ended it last)."""
-    deadline = time.monotonic() + 30
-    while True:  # the dashboard loads its web stack once the services are healthy
-        conn = http.client.HTTPConnection("127.0.0.1", info["port"], timeout=30)
-        try:
-            conn.request("GET", "/api/events", headers={"x-duplex-token": info["token"]})
-            resp = conn.getresponse()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    assert resp.status == 200, resp.read()
-    got: list[bytes] = []
-
-    def read() -> None:
-        try:
-            while chunk := resp.read1(4096):
-                got.append(chunk)
-            got.append(b"<end>")  # the server ended the stream: the chunked body's last chunk came
-        except (OSError, http.client.HTTPException) as exc:
-            got.append(f"<broken: {type(exc).__name__}>".encode())
-    threading.Thread(target=read, daemon=True).start()
-    return resp, got
-
-
 def test_sigint_to_inv_alone_stops_everything_dependents_first_and_clears_the_run(toy):
     """An IDE's stop button or `kill -INT PID`: the signal reaches `inv run` only, never the
     services (each leads a session of its own) nor the dashboard, whose page is open. When `inv`
@@ -129,7 +100,7 @@ def test_sigint_to_inv_alone_stops_everything_dependents_first_and_clears_the_ru
     out, seen = lines_of(run), []
     wait_for(out, "press Ctrl-C", seen, timeout=60)
     board = json.loads((toy.root / ".duplex" / "run" / "dashboard.json").read_text())
-    _resp, stream = _open_event_stream(board)
+    _resp, stream = open_event_stream(board)
     pids = [*pids_of(toy), *group_pids(board["pid"])]
     assert os.getpgid(run.pid) not in [os.getpgid(p) for p in pids]  # a group signal could not reach them
     os.kill(run.pid, signal.SIGINT)

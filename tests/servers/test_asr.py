@@ -104,7 +104,8 @@ def test_long_audio_is_cut_at_pauses_and_decoded_whole(sphinx, speech):
 
 
 def decoder_workers(server) -> list[int]:
-    return [pid for pid in server.workers() if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
+    """The batch pool's workers (the live-streaming workers are named asr-stream)."""
+    return [pid for pid in server.workers() if Path(f"/proc/{pid}/comm").read_text().strip() == "asr-batch"]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -112,8 +112,10 @@ def test_eight_concurrent_real_time_streams_keep_up_and_a_ninth_is_refused(sphin
 def test_the_stream_workers_start_with_the_model_not_the_first_stream(asr_python):
     env = {"ASR_BACKEND": "pocketsphinx", "ASR_WORKERS": "1"}
     with asr_server(asr_python, env, name="test-asr-stream-workers") as server:
-        # ready: the batch pool's worker and the stream worker are both up (ASR_WORKERS=1 each)
-        assert len(worker_cpu(server)) == 2, server.output()
+        # ready: the batch pool's worker and the stream worker are both up (ASR_WORKERS=1 each),
+        # named so that `ps` tells them apart
+        names = sorted(Path(f"/proc/{pid}/comm").read_text().strip() for pid in worker_cpu(server))
+        assert names == ["asr-batch", "asr-stream"], server.output()
 
 
 @pytest.fixture(scope="module")
