@@ -101,8 +101,14 @@ ITEMS = (
          "registered online."),
     Item("en-gb-scotland", "snr20", "The meeting starts at noon.", "Die Besprechung beginnt um zwölf Uhr mittags."),
 )
-# What the folder's built.json must name for the folder to be reused: any change to the set rebuilds it.
-DEFINITION = hashlib.sha256(json.dumps([VERSION, RATE, SNR_DB, [asdict(i) for i in ITEMS]]).encode()).hexdigest()
+
+
+def definition(items: tuple[Item, ...]) -> str:
+    """The hash a folder's built.json must name for the folder to be reused: any change to the set rebuilds it."""
+    return hashlib.sha256(json.dumps([VERSION, RATE, SNR_DB, [asdict(i) for i in items]]).encode()).hexdigest()
+
+
+DEFINITION = definition(ITEMS)
 
 
 def ident(number: int, item: Item) -> str:
@@ -197,7 +203,8 @@ def noisy(pcm: bytes, snr_db: float, seed: str) -> bytes:
     rng = random.Random(seed)
     noise = [rng.gauss(0.0, 1.0) for _ in speech]
     scale = _rms(speech) / 10 ** (snr_db / 20) / _rms(noise)
-    return array.array("h", (max(-32768, min(32767, round(s + scale * n))) for s, n in zip(speech, noise, strict=True))).tobytes()
+    mixed = (max(-32768, min(32767, round(s + scale * n))) for s, n in zip(speech, noise, strict=True))
+    return array.array("h", mixed).tobytes()  # clipped to int16: a loud peak plus noise may pass full scale
 
 
 def _rms(samples) -> float:
