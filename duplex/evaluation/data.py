@@ -63,13 +63,13 @@ def load(path: Path) -> Dataset:
             raise EvalDataError(f"{path}: two utterances have the id {utt.id!r} ({ids[utt.id].audio} and {utt.audio})",
                                 fix="give each utterance its own \"id\" in the manifest (or rename one of the files)")
         ids[utt.id] = utt
-    if not utts:
-        raise EvalDataError(f"{path}: no utterances", fix="add at least one line to the manifest"
-                            if kind == "manifest" else f"put audio files ({', '.join(AUDIO)}) with .txt transcripts in it")
-    return Dataset(str(path), describe(kind, path, utts), path.resolve(), tuple(utts), fingerprint(utts))
+    if not utts:  # a folder without audio said so already
+        raise EvalDataError(f"{path}: no utterances", fix='add a line per utterance: {"audio_filepath": "a.wav", '
+                                                          '"text": "what is said", "duration": 1.2}')
+    return Dataset(str(path), _describe(kind, path, utts), path.resolve(), tuple(utts), fingerprint(utts))
 
 
-def describe(kind: str, path: Path, utts: list[Utterance] | tuple[Utterance, ...]) -> str:
+def _describe(kind: str, path: Path, utts: list[Utterance] | tuple[Utterance, ...]) -> str:
     known = [u.duration for u in utts if u.duration is not None]
     seconds = f", {sum(known):.1f} s" + (" known" if len(known) < len(utts) else "") if known else ""
     return f"{kind} {path}: {len(utts)} utterance{'s' if len(utts) != 1 else ''}{seconds}"
