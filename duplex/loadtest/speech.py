@@ -5,13 +5,13 @@ sample shipped with duplex when flite is missing, or the WAV files of a folder t
 from __future__ import annotations
 
 import shutil
-import subprocess
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..asr_stream import read_pcm, speech_spans
 from ..errors import DuplexError
+from ..tts import TtsError, flite
 
 VOICES = ("awb", "rms", "slt")  # flite's 16 kHz voices: three speakers
 PHRASES = (
@@ -70,11 +70,10 @@ def clips(cache: Path, folder: Path | None = None, say=print) -> tuple[list[Clip
             if not path.is_file():
                 say(f"  synthesising {voice}: {text!r}")
                 part = path.with_suffix(".part.wav")
-                proc = subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(part)],
-                                      capture_output=True, text=True, timeout=60)
-                if proc.returncode != 0:
-                    raise SpeechError(f"flite could not speak with voice {voice}: {proc.stderr.strip()[:200]}",
-                                      fix="reinstall flite (`sudo apt-get install --reinstall flite`) or pass --speech DIR")
+                try:
+                    flite(text, voice, part)
+                except TtsError as exc:
+                    raise SpeechError(str(exc), fix=f"{exc.fix}, or pass --speech DIR") from None
                 part.replace(path)
             found.append(Clip(voice, text, _pcm(path)))
     return found, f"flite, voices {', '.join(VOICES)}"
