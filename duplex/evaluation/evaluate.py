@@ -33,11 +33,12 @@ def evaluate_stack(*, data_path: Path | None = None, services: list[str] | None 
     spec = project.stack.eval
     path = baseline_path or project.stack.path.resolve().parent / spec.baseline
     base = baseline.load(path) if check else None  # a missing baseline: said before any audio is sent
+    chosen = runner.choose(project, services, modes)
     if data_path is None and spec.data:
         data_path = project.root / spec.data
-    folder = Layout(project.root).eval
-    dataset = data.load(data_path) if data_path is not None else synth.default_set(folder / "data", say=say)
-    doc = runner.measure(dataset, services=services, modes=modes, project=project, say=say)
+    folder = Layout(project.root).base / "eval"
+    dataset = data.load(data_path) if data_path is not None else synth.default_set(folder, say=say)
+    doc = runner.measure(dataset, chosen, modes=modes, project=project, say=say)
     if base is None and not save and path.is_file():
         try:
             base = baseline.load(path)  # shown beside the figures, judged only with --check

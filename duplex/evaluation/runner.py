@@ -53,10 +53,17 @@ class Service:
     facts: dict = field(default_factory=dict)   # what /health says made the figures
 
 
-def measure(dataset: data.Dataset, *, services: list[str] | None = None, modes: tuple[str, ...] = MODES,
-             project: Project, say: Callable[[str], None] = print) -> dict:
-    """The evaluation document (docs/eval.md names its keys)."""
-    score.need()
+@dataclass(frozen=True)
+class Chosen:
+    """What one evaluation speaks to: asr services, the mt service and the asr that feeds it."""
+
+    asrs: list[Service]
+    mt: Service | None
+    feeder: Service | None
+
+
+def choose(project: Project, services: list[str] | None, modes: tuple[str, ...]) -> Chosen:
+    """The running services to evaluate, each asked what it runs, before any audio is made or sent."""
     targets = _running(project)
     every = _services(project, targets)
     missing = [n for n in services or [] if n not in {s.name for s in every}]
@@ -75,8 +82,15 @@ def measure(dataset: data.Dataset, *, services: list[str] | None = None, modes: 
     if mt is not None and "stream" not in modes:
         raise EvalError(f"{mt.name} is evaluated on what asr streams, and --modes left out stream",
                         fix="add stream to --modes (the default: batch,stream)")
+    return Chosen(asrs, mt, feeder)
+
+
+def measure(dataset: data.Dataset, chosen: Chosen, *, modes: tuple[str, ...] = MODES, project: Project,
+            say: Callable[[str], None] = print) -> dict:
+    """The evaluation document (docs/eval.md names its keys)."""
+    asrs, mt, feeder = chosen.asrs, chosen.mt, chosen.feeder
     audio_s = sum(_seconds(u) for u in dataset.utterances)
-    say(f"data: {dataset.source}; {len(dataset.utterances)} utterances, {audio_s:.0f} s of audio")
+    say(f"data: {dataset.source}")
     out: dict[str, dict] = {}
     translated = None
     for svc in asrs:
@@ -286,7 +300,7 @@ async def _one_stream(svc: Service, utt: data.Utterance, pcm: bytes, rate: int, 
                 if event.get("type") == "error":
                     out["mt_error"] = f"mt: {event.get('error')} {event.get('detail') or ''}".strip()[:200]
                     return
-                out["translations"][slot] = event.get("translation", "")
+                out["translations"][slot] = " ".join(str(event.get("translation", "")).split())  # one line per segment, as sacrebleu reads files
                 out["translated_at"] = time.monotonic() - clock["t0"]
 
         collector = asyncio.create_task(collect())

@@ -122,3 +122,12 @@ def test_the_baseline_file_round_trips_and_a_broken_one_is_one_line(tmp_path):
             baseline.load(path)
     with pytest.raises(baseline.BaselineError, match="no baseline at"):
         baseline.load(tmp_path / "missing.json")
+
+
+def test_every_reference_of_the_default_set_equals_what_its_voice_was_told_to_say():
+    """The set's references are written as people write them ("7:45", "Dr.", "25 dollars") and spoken
+    in words: a recogniser that hears every word right must score 0 errors on each."""
+    from duplex.evaluation.synth import ITEMS
+    for item in ITEMS:
+        scored = score.utterance(item.text, item.spoken or item.text)
+        assert scored["errors"] == 0, (item.text, scored["ops"])

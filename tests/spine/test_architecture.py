@@ -219,7 +219,8 @@ def test_standalone_scripts_import_no_duplex():
 # or a native run time they do not need (each such import says why in a comment beside it).
 HEAVY = {"docker", "cryptography", "ssl", "huggingface_hub", "tqdm", "rich", "pynvml", "uvicorn", "yaml",
          "jsonschema", "kubernetes_validate", "websockets", "google", "opentelemetry", "psutil", "dotenv",
-         "packaging"}  # packaging: its requirements and wheel-tag parsers (platform, sysconfig) cost inv config
+         "packaging",  # packaging: its requirements and wheel-tag parsers (platform, sysconfig) cost inv config
+         "jiwer", "sacrebleu", "whisper_normalizer"}  # inv eval's scoring (the eval extra): rapidfuzz, numpy, regex tables
 
 
 def function_level_imports(path: Path) -> list[tuple[int, str, bool]]:
