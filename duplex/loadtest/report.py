@@ -54,6 +54,21 @@ def _machine(doc: dict) -> str:
             f"per session, via {g.get('via')}")
 
 
+def frame(label: str, xlabel: str, ylabel: str, top: float, tick: str) -> list[str]:
+    """An SVG plot's opening tag, axes, axis labels and y ticks (at quarters of `top`, formatted
+    with `tick`): the x ticks and the data are the caller's; the caller closes the </svg>. Also the
+    evaluation report's histograms (duplex/evaluation/report.py)."""
+    out = [f'<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="{html.escape(label)}">',
+           f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#888"/>',
+           f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" stroke="#888"/>',
+           f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">{html.escape(xlabel)}</text>',
+           f'<text x="12" y="{PAD - 12}">{html.escape(ylabel)}</text>']
+    for frac in (0.25, 0.5, 0.75, 1.0):
+        y = H - PAD - frac * (H - 2 * PAD)
+        out.append(f'<text x="{PAD - 6}" y="{y + 4:.0f}" text-anchor="end">{tick.format(top * frac)}</text>')
+    return out
+
+
 def _plot(svc: dict) -> str:
     levels = sorted(svc["levels"], key=lambda lv: lv["sessions"])  # bisected levels run out of order
     xs = [lv["sessions"] for lv in levels]
@@ -69,15 +84,9 @@ def _plot(svc: dict) -> str:
 
     def y(v: float) -> float:
         return H - PAD - (v / top) * (H - 2 * PAD)
-    out = [f'<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="latency against sessions">',
-           f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#888"/>',
-           f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" stroke="#888"/>',
-           f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">concurrent sessions</text>',
-           f'<text x="12" y="{PAD - 12}">seconds</text>']
+    out = frame("latency against sessions", "concurrent sessions", "seconds", top, "{:.2f}")
     for i, n in enumerate(xs):
         out.append(f'<text x="{x(i):.0f}" y="{H - PAD + 16}" text-anchor="middle">{n}</text>')
-    for frac in (0.25, 0.5, 0.75, 1.0):
-        out.append(f'<text x="{PAD - 6}" y="{y(top * frac) + 4:.0f}" text-anchor="end">{top * frac:.2f}</text>')
     for key, limit in svc["budget"].items():
         if key.endswith(("p95", "p50")):
             out.append(f'<line x1="{PAD}" x2="{W - PAD}" y1="{y(limit):.1f}" y2="{y(limit):.1f}" stroke="#b00" '

@@ -38,7 +38,7 @@ LAYER = {
     "duplex.project": "project",  # the composition root: stack + token + pins + machine + plan
     # features: one package or module per task, acting through the layers below
     **dict.fromkeys(["duplex.run", "duplex.dashboard", "duplex.envs", "duplex.models", "duplex.vendor",
-                     "duplex.publish", "duplex.loadtest", "duplex.preflight", "duplex.pinning", "duplex.debug", "checks"], "feature"),
+                     "duplex.publish", "duplex.loadtest", "duplex.evaluation", "duplex.preflight", "duplex.pinning", "duplex.debug", "checks"], "feature"),
     **dict.fromkeys(["duplex.report", "duplex.flags", "tasks"], "cli"),  # the CLI: flags in, text out
 }
 # Modules that do I/O (processes, sockets, HTTP, the engine, NVML, the hub, TLS, threads).

@@ -1,0 +1,1 @@
+"""`inv eval`: recognition and translation quality and latency of a running stack, against a baseline."""
