@@ -243,14 +243,17 @@ def _histograms(doc: dict) -> list[str]:
 
 
 def histogram(title: str, xlabel: str, spread: dict) -> str:
-    """Counts of `spread["values"]` in up to 12 equal bins from 0, with p50 and p95 marked."""
+    """Counts of `spread["values"]` in 4 to 12 equal bins, with p50 and p95 marked. The bins start at
+    0 unless every value sits far from it (then at the least, so the bars are not squeezed right)."""
     values = [v for v in spread["values"] if v is not None]
     bins = max(4, min(12, math.ceil(math.sqrt(len(values)))))
-    width = max(max(values), 1e-3) / bins
+    least, most = min(values), max(values)
+    low = 0.0 if least < most / 2 else least
+    width = max(most - low, 1e-3) * 1.02 / bins  # the largest inside the last bin, not on its edge
     counts = [0] * bins
     for v in values:
-        counts[min(bins - 1, int(v / width))] += 1
-    top = max(counts)
+        counts[min(bins - 1, max(0, int((v - low) / width)))] += 1
+    top = 4 * math.ceil(max(counts) / 4)  # whole counts at each quarter tick
     span = (W - 2 * PAD) / bins
 
     def y(count: float) -> float:
@@ -259,15 +262,16 @@ def histogram(title: str, xlabel: str, spread: dict) -> str:
            *frame(title, xlabel, "utterances", top, "{:.0f}")]
     for i, count in enumerate(counts):
         out.append(f'<rect class=bar x="{PAD + i * span + 1:.1f}" y="{y(count):.1f}" width="{span - 2:.1f}" '
-                   f'height="{H - PAD - y(count):.1f}" fill="#1f77b4"><title>{i * width:.2f}-{(i + 1) * width:.2f} s: '
-                   f'{count}</title></rect>')
+                   f'height="{H - PAD - y(count):.1f}" fill="#1f77b4"><title>{low + i * width:.2f}-'
+                   f'{low + (i + 1) * width:.2f} s: {count}</title></rect>')
     for i in range(0, bins + 1, 2 if bins > 6 else 1):
-        out.append(f'<text x="{PAD + i * span:.0f}" y="{H - PAD + 16}" text-anchor="middle">{i * width:.2f}</text>')
-    for q, colour in (("p50", "#2ca02c"), ("p95", "#d62728")):
+        out.append(f'<text x="{PAD + i * span:.0f}" y="{H - PAD + 16}" text-anchor="middle">'
+                   f'{low + i * width:.2f}</text>')
+    for q, colour, anchor, dx, dy in (("p50", "#2ca02c", "start", 3, 0), ("p95", "#d62728", "end", -3, 14)):
         if spread.get(q) is not None:
-            x = PAD + spread[q] / width * span
+            x = PAD + (spread[q] - low) / width * span
             out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{PAD}" y2="{H - PAD}" stroke="{colour}" '
-                       f'stroke-dasharray="4 3"/><text x="{x + 3:.0f}" y="{PAD + (0 if q == "p50" else 14)}" '
+                       f'stroke-dasharray="4 3"/><text x="{x + dx:.0f}" y="{PAD - 4 + dy}" text-anchor="{anchor}" '
                        f'fill="{colour}">{q} {spread[q]:.2f} s</text>')
     return "\n".join(out) + "</svg></figure>"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from duplex.evaluation.report import page, summary, write, worst_first
+from duplex.evaluation.report import page, summary, worst_first, write
 from tests.support.browser import chromium
 from tests.support.eval_doc import HOSTILE, document
 
