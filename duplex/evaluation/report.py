@@ -13,8 +13,8 @@ import json
 import math
 from pathlib import Path
 
-from ..loadtest.report import PAD, H, W, frame
 from ..run.state import write_text
+from ..svgplot import PAD, H, W, frame
 
 JSON, HTML = "eval.json", "eval.html"  # in Layout.eval_dir: the dashboard links the latest
 # (figure, label, as a percentage, lower is better) of the summary's columns, per kind of row
@@ -87,6 +87,14 @@ def baseline_of(doc: dict, name: str, mode: str | None) -> dict | None:
     return (svc.get("modes") or {}).get(mode)
 
 
+def tables(doc: dict):
+    """(header, figure table, rows) for the asr rows, then the translate rows; none without rows."""
+    for figures_of in (ASR_FIGURES, MT_FIGURES):
+        table = [r for r in rows(doc) if r[4] is figures_of]
+        if table:
+            yield ["service", "mode", *(label for _, label, _, _ in figures_of), "failed"], figures_of, table
+
+
 def failed(figures: dict) -> int:
     return sum(1 for u in figures.get("utterances", []) if u.get("hyp") is None)
 
@@ -116,11 +124,7 @@ def summary(doc: dict) -> list[str]:
     stability, RTF; translate: BLEU, chrF, lag p50/p95), each figure with the baseline's beside it
     when there is one; then a line per model change and per breach."""
     lines: list[str] = []
-    for figures_of in (ASR_FIGURES, MT_FIGURES):
-        table = [r for r in rows(doc) if r[4] is figures_of]
-        if not table:
-            continue
-        head = ["service", "mode", *(label for _, label, _, _ in figures_of), "failed"]
+    for head, figures_of, table in tables(doc):
         body = []
         for name, mode, figures, base, _ in table:
             cells = [name, mode]
@@ -202,11 +206,7 @@ def _header(doc: dict) -> str:
 
 def _summary_tables(doc: dict) -> list[str]:
     out = []
-    for figures_of in (ASR_FIGURES, MT_FIGURES):
-        table = [r for r in rows(doc) if r[4] is figures_of]
-        if not table:
-            continue
-        head = ["service", "mode", *(label for _, label, _, _ in figures_of), "failed"]
+    for head, figures_of, table in tables(doc):
         cells = []
         for name, mode, figures, base, _ in table:
             row = [f"<td>{esc(name)}</td><td>{esc(mode)}</td>"]
@@ -310,54 +310,55 @@ def marked(ops: list) -> str:
 
 
 def _utterances(name: str, mode: str, figures: dict, per: dict) -> str:
-    head = ["id", "WER", "reference / hypothesis (normalised, errors marked)", *(["was"] if per else [])]
-    out = [f'<table class=utterances data-service="{esc(name)}" data-mode="{esc(mode)}"><tr>'
-           + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
+    rows = []
     for u in worst_first(figures.get("utterances") or []):
         tags = "".join(f"<span class=tag>{esc(t)}</span>" for t in u.get("tags") or [])
-        if u.get("hyp") is None:
-            said = f'<div class="hyp failed">failed: {esc(u.get("error") or "no answer")}</div>'
-        else:
-            said = f"<div class=hyp>hypothesis: {esc(u['hyp'])}</div>"
-        text = (f"<div class=ref>reference: {esc(u.get('ref'))}</div>{said}"
+        text = (f"<div class=ref>reference: {esc(u.get('ref'))}</div>{_said(u, 'hypothesis')}"
                 f"<div class=ops>{marked(u.get('ops') or [])}</div>")
-        row = [f"<td>{esc(u.get('id'))}<br>{tags}</td>",
-               f"<td class=num>{esc(shown(u.get('wer'), True))}<br><small>{errors_of(u)} of "
-               f"{esc(u.get('ref_words'))}</small></td>", f"<td>{text}</td>"]
-        if per:
-            was = per.get(u.get("id"))
-            if was is None:
-                row.append("<td>-</td>")
-            else:
-                cls = " class=worse" if worse(u.get("wer"), was.get("wer"), True) else ""
-                row.append(f"<td{cls}>{esc(shown(was.get('wer'), True))}{' (worse now)' if cls else ''}"
-                           f"<div class=hyp>{esc(was.get('hyp'))}</div></td>")
-        out.append(f'<tr id="{esc(_anchor(name, mode, u.get("id")))}" data-id="{esc(u.get("id"))}">'
-                   + "".join(row) + "</tr>")
-    return "\n".join(out) + "</table>"
+        cells = [f"<td>{esc(u.get('id'))}<br>{tags}</td>",
+                 f"<td class=num>{esc(shown(u.get('wer'), True))}<br><small>{errors_of(u)} of "
+                 f"{esc(u.get('ref_words'))}</small></td>", f"<td>{text}</td>"]
+        rows.append(_row(name, mode, u, cells, per, "wer", percent=True, lower=True))
+    return _table(f'class=utterances data-service="{esc(name)}" data-mode="{esc(mode)}"',
+                  ["id", "WER", "reference / hypothesis (normalised, errors marked)"], rows, per)
 
 
 def _translations(name: str, svc: dict, per: dict) -> str:
-    head = ["id", "chrF", "lag", "source (what asr heard) / reference / translation", *(["was"] if per else [])]
-    out = [f'<table class=translations data-service="{esc(name)}"><tr>'
-           + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>"]
-    order = sorted(svc.get("utterances") or [],
-                   key=lambda u: (u.get("hyp") is not None, u.get("chrf") or 0.0, str(u.get("id"))))
-    for u in order:
-        hyp = f"<div class=hyp>translation: {esc(u['hyp'])}</div>" if u.get("hyp") is not None else \
-            f'<div class="hyp failed">failed: {esc(u.get("error") or "no answer")}</div>'
-        row = [f"<td>{esc(u.get('id'))}</td>", f"<td class=num>{esc(shown(u.get('chrf'), False))}</td>",
-               f"<td class=num>{esc(shown(u.get('lag_s'), False, 'p50'))}</td>",
-               f"<td><div class=ref>source: {esc(u.get('source'))}</div>"
-               f"<div class=ref>reference: {esc(u.get('ref'))}</div>{hyp}</td>"]
-        if per:
-            was = per.get(u.get("id"))
-            if was is None:
-                row.append("<td>-</td>")
-            else:
-                cls = " class=worse" if worse(u.get("chrf"), was.get("chrf"), False) else ""
-                row.append(f"<td{cls}>{esc(shown(was.get('chrf'), False))}{' (worse now)' if cls else ''}"
-                           f"<div class=hyp>{esc(was.get('hyp'))}</div></td>")
-        out.append(f'<tr id="{esc(_anchor(name, "translate", u.get("id")))}" data-id="{esc(u.get("id"))}">'
-                   + "".join(row) + "</tr>")
-    return "\n".join(out) + "</table>"
+    rows = []
+    for u in sorted(svc.get("utterances") or [],
+                    key=lambda u: (u.get("hyp") is not None, u.get("chrf") or 0.0, str(u.get("id")))):
+        cells = [f"<td>{esc(u.get('id'))}</td>", f"<td class=num>{esc(shown(u.get('chrf'), False))}</td>",
+                 f"<td class=num>{esc(shown(u.get('lag_s'), False, 'p50'))}</td>",
+                 f"<td><div class=ref>source: {esc(u.get('source'))}</div>"
+                 f"<div class=ref>reference: {esc(u.get('ref'))}</div>{_said(u, 'translation')}</td>"]
+        rows.append(_row(name, "translate", u, cells, per, "chrf", percent=False, lower=False))
+    return _table(f'class=translations data-service="{esc(name)}"',
+                  ["id", "chrF", "lag", "source (what asr heard) / reference / translation"], rows, per)
+
+
+def _said(u: dict, what: str) -> str:
+    """What the service answered, or why it did not."""
+    if u.get("hyp") is None:
+        return f'<div class="hyp failed">failed: {esc(u.get("error") or "no answer")}</div>'
+    return f"<div class=hyp>{what}: {esc(u['hyp'])}</div>"
+
+
+def _row(name: str, mode: str, u: dict, cells: list[str], per: dict, key: str, *, percent: bool,
+         lower: bool) -> str:
+    """An utterance's row, with the baseline's figure and answer for it when there is a baseline,
+    marked when the utterance got worse (`lower`: a lower figure is better, as WER's)."""
+    if per:
+        was = per.get(u.get("id"))
+        if was is None:
+            cells.append("<td>-</td>")
+        else:
+            cls = " class=worse" if worse(u.get(key), was.get(key), lower) else ""
+            cells.append(f"<td{cls}>{esc(shown(was.get(key), percent))}{' (worse now)' if cls else ''}"
+                         f"<div class=hyp>{esc(was.get('hyp'))}</div></td>")
+    return f'<tr id="{esc(_anchor(name, mode, u.get("id")))}" data-id="{esc(u.get("id"))}">' + "".join(cells) + "</tr>"
+
+
+def _table(attrs: str, head: list[str], rows: list[str], per: dict) -> str:
+    head = [*head, *(["was"] if per else [])]
+    return "\n".join([f"<table {attrs}><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>", *rows]) \
+        + "</table>"

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from ..run.state import write_text
+from ..svgplot import PAD, H, W, frame
 
-W, H, PAD = 560, 260, 48
 SERIES = (("final_s", "p50", "#1f77b4"), ("final_s", "p95", "#ff7f0e"), ("final_s", "p99", "#d62728"),
           ("lag_s", "p95", "#2ca02c"), ("turnaround_s", "p50", "#9467bd"), ("turnaround_s", "p95", "#8c564b"))
 
@@ -52,21 +52,6 @@ def _machine(doc: dict) -> str:
     m, g = doc.get("machine", {}), doc.get("generator", {})
     return (f"{m.get('cpus')} CPUs, {m.get('system')}; speech: {g.get('speech')}; {g.get('seconds_per_session')} s "
             f"per session, via {g.get('via')}")
-
-
-def frame(label: str, xlabel: str, ylabel: str, top: float, tick: str) -> list[str]:
-    """An SVG plot's opening tag, axes, axis labels and y ticks (at quarters of `top`, formatted
-    with `tick`): the x ticks and the data are the caller's; the caller closes the </svg>. Also the
-    evaluation report's histograms (duplex/evaluation/report.py)."""
-    out = [f'<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="{html.escape(label)}">',
-           f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#888"/>',
-           f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" stroke="#888"/>',
-           f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">{html.escape(xlabel)}</text>',
-           f'<text x="12" y="{PAD - 12}">{html.escape(ylabel)}</text>']
-    for frac in (0.25, 0.5, 0.75, 1.0):
-        y = H - PAD - frac * (H - 2 * PAD)
-        out.append(f'<text x="{PAD - 6}" y="{y + 4:.0f}" text-anchor="end">{tick.format(top * frac)}</text>')
-    return out
 
 
 def _plot(svc: dict) -> str:
