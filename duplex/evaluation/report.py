@@ -3,7 +3,7 @@
 Pure (a document in, text out) but for `write`. The page is self-contained: inline CSS and SVG, no
 script and nothing fetched, so it opens anywhere, offline, and from the dashboard. Every text in it
 is escaped: references come from users' files and hypotheses from servers, any of them hostile.
-The document's schema is EVAL_SPEC.md's (docs/eval.md).
+The document's schema: docs/eval.md.
 """
 
 from __future__ import annotations
@@ -100,7 +100,9 @@ def failed(figures: dict) -> int:
 
 
 def model_changed(doc: dict) -> dict:
-    return (doc.get("baseline") or {}).get("model_changed") or {}
+    """{service: "baseline: ...; now: ..."} where the model differs from the baseline's (kept in the
+    baseline's block; one at the top of the document is read too)."""
+    return {**(doc.get("model_changed") or {}), **((doc.get("baseline") or {}).get("model_changed") or {})}
 
 
 def headline(doc: dict) -> dict:
@@ -172,7 +174,8 @@ def page(doc: dict) -> str:
     if plots:
         parts += ["<h2>Latency</h2>", *plots]
     for name, mode, figures, base, _ in rows(doc):
-        per = (base or {}).get("per_utterance") or {}
+        same = (doc.get("baseline") or {}).get("same_data", True)  # other data: other utterances
+        per = ((base or {}).get("per_utterance") or {}) if same else {}
         if mode == "translate":
             parts.append(f"<h2>{esc(name)}: translation</h2>" + _translations(name, figures, per))
         else:

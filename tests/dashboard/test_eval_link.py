@@ -40,7 +40,7 @@ def test_the_page_links_the_latest_report_only_with_the_token(tmp_path):
         text = wait_for(lambda: driver.execute_script(
             "const e = document.getElementById('eval'); return !e.hidden && e.textContent"), 20, "the link", driver)
         assert text == ("evaluation report (2026-12-05T05:10:00Z, 43bcdf6): asr WER 35.0 % batch / 40.0 % stream; "
-                        "mt BLEU 12.3, chrF 40.1 1 over the baseline's budget")
+                        "mt BLEU 12.3, chrF 40.1 · 1 over the baseline's budget")
         dashboard = driver.current_window_handle
         driver.find_element("id", "eval-link").click()
         wait_for(lambda: len(driver.window_handles) == 2, 20, "the report's tab", driver)

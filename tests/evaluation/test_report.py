@@ -82,6 +82,15 @@ def test_without_a_baseline_there_is_no_was_column_and_the_page_says_how_to_make
     assert text.count("<svg") == 1  # the stream's end of speech -> final; no translation lag without mt
 
 
+def test_a_baseline_of_other_data_compares_figures_but_not_utterances():
+    doc = document(baseline=True)
+    doc["baseline"]["same_data"] = False
+    text = page(doc)
+    assert "<th>was</th>" not in text and "other data: utterances are not compared" in text
+    assert '<small class="worse">was 5.0 % +30.0</small>' in text
+    assert any(line.endswith("measured on other data: per utterance not compared") for line in summary(doc))
+
+
 def test_histograms_count_every_value_with_labelled_axes():
     text = page(document())
     assert text.count("<svg") == 2

@@ -289,7 +289,7 @@ function drawEval(e) {
     el("a", {id: "eval-link", href: "/api/eval.html", title: "the latest `inv eval` report", onclick: openEval},
        "evaluation report"),
     ` (${e.made || "?"}${e.commit ? `, ${e.commit}` : ""})${figures.length ? ": " : ""}${figures.join("; ")}`,
-    e.breaches ? el("span", {class: "breaches"}, ` ${e.breaches} over the baseline's budget`) : null);
+    e.breaches ? el("span", {class: "breaches"}, ` · ${e.breaches} over the baseline's budget`) : null);
 }
 async function openEval(event) {
   event.preventDefault();
