@@ -424,6 +424,38 @@ def loadtest(c, services=None, most=None, seconds=None, direct=False, speech=Non
     _show(json, doc, lambda: None, 1 if unmet else 0)
 
 
+@task(name="eval", help={
+    "data": "a NeMo-style JSONL manifest or a folder of audio with .txt transcripts (default: stack.toml's "
+            "[eval] data, else duplex's synthetic set)",
+    "services": "comma-separated services to evaluate (default: every running asr and mt service)",
+    "modes": "batch, stream or both (default batch,stream); mt needs stream",
+    "save": "write the figures as the baseline beside the stack (commit it)",
+    "check": "fail (exit 1, one line per breach) when a figure is worse than the baseline by more than its budget",
+    "baseline": "the baseline file (default: stack.toml's [eval] baseline, eval-baseline.json beside the stack)",
+    "out": "the folder for eval.json and eval.html (default .duplex/eval)",
+    "json": "print the document as JSON (progress goes to stderr)",
+})
+@_cli
+def eval_(c, data=None, services=None, modes=None, save=False, check=False, baseline=None, out=None, json=False):
+    """Word error rate, latency and translation quality of the running stack, against a baseline."""
+    from pathlib import Path
+
+    from duplex.evaluation import report, runner
+    from duplex.evaluation.evaluate import evaluate_stack
+    chosen = flags.modes(modes, runner.MODES)
+    say = (lambda line: print(line, file=sys.stderr, flush=True)) if json else (lambda line: print(line, flush=True))
+    got = evaluate_stack(data_path=Path(flags.path(data, "--data", "a manifest or folder")).expanduser() if data else None,
+                         services=flags.names(services), modes=chosen, save=save, check=check,
+                         baseline_path=Path(flags.path(baseline, "--baseline", "a file")).expanduser() if baseline else None,
+                         out=Path(flags.path(out, "--out", "a folder")).expanduser() if out else None, say=say)
+    lines = [*report.summary(got.doc), f"wrote {got.json_path} and {got.html_path}"]
+    if got.saved:
+        lines.append(f"saved the baseline {got.saved} (commit it)")
+    for line in lines:
+        say(line)
+    _show(json, got.doc, lambda: None, got.exit_code)
+
+
 @task(help={
     "name": "another host name or IP the stack is reached by (repeat for more)",
     "force": "reissue the server certificate even when it is still good (the CA is kept)",

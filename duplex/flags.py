@@ -87,6 +87,17 @@ def choice(value: str | None, flag: str, choices: tuple[str, ...], pattern: str 
     raise UsageError(f"{flag} {value!r}: expected one of {', '.join(choices)}{also}")
 
 
+def modes(value: str | None, known: tuple[str, ...]) -> tuple[str, ...]:
+    """`inv eval --modes batch,stream`: some of `known`, in their order; every one when not given."""
+    if value is None:
+        return known
+    found = [m.strip() for m in value.split(",") if m.strip()]
+    bad = [m for m in found if m not in known]
+    if bad or not found:
+        raise UsageError(f"--modes {value!r}: expected one or more of {', '.join(known)}, comma-separated")
+    return tuple(m for m in known if m in found)
+
+
 def torch(value: str | None) -> str | None:
     return choice(value, "--torch", TORCH, r"cu\d{3}", " or cuXXX (e.g. cu128)")
 

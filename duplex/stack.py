@@ -68,7 +68,7 @@ def _names(kind: str):
 
 
 def _image(value: str | None) -> str | None:
-    """An image reference: the IMAGE shape, then a registry that is a real host[:port]. The shape is
+    r"""An image reference: the IMAGE shape, then a registry that is a real host[:port]. The shape is
     matched here rather than as a Field pattern: pydantic-core's regex engine compiles IMAGE's Unicode
     `[\w.-]{0,127}` into a huge automaton: 60-90 ms of CPU (~230M instructions) on every load."""
     if value is not None and not IMAGE.fullmatch(value):
@@ -212,6 +212,20 @@ class Budget(_Strict):
     errors: float = Field(default=0.0, ge=0, le=1)                    # share of sessions that failed or were refused
 
 
+class EvalSpec(_Strict):
+    """`inv eval` (docs/eval.md): the data, the baseline file and how much worse than the baseline
+    each figure may get before `inv eval --check` fails."""
+
+    data: str | None = None                 # a manifest or folder, relative to the project; unset: the default set
+    baseline: str = Field(default="eval-baseline.json", pattern=r"^[^/\\]+\.json$")  # beside the stack file
+    wer: float = Field(default=0.02, ge=0, le=10)        # WER may rise this much (0.02: two points)
+    cer: float | None = Field(default=None, ge=0, le=10)  # unset: CER is reported, not judged
+    final_p95: float = Field(default=0.5, ge=0, le=600)   # s: end of speech -> final, p95
+    lag_p95: float = Field(default=1.0, ge=0, le=600)     # s: end of speech -> translated text, p95
+    bleu: float = Field(default=2.0, ge=0, le=100)        # points BLEU may fall
+    chrf: float = Field(default=2.0, ge=0, le=100)        # points chrF may fall
+
+
 class ServiceSpec(_Strict):
     env: str | None = None
     app: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
@@ -319,6 +333,7 @@ class Stack(_Strict):
     stack: StackMeta = StackMeta()
     envs: dict[str, EnvSpec] = {}
     services: dict[str, ServiceSpec]
+    eval: EvalSpec = EvalSpec()
     _path: Path = PrivateAttr(default=Path(STACK_FILE))
 
     _env_names = field_validator("envs", mode="before")(classmethod(_names("env")))
