@@ -109,7 +109,7 @@ class Layout:
 
     # -- evaluation (`inv eval`) -------------------------------------------------------------
     @property
-    def eval_dir(self) -> Path:
+    def eval(self) -> Path:
         """The latest `inv eval`'s eval.json and eval.html (the dashboard links them) and the
         default set it builds."""
         return self.base / "eval"

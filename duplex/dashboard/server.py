@@ -54,7 +54,7 @@ class LatestEval:
     headline for the page and the API, read again only when the file changed."""
 
     def __init__(self, root: Path):
-        self.folder = Layout(root).eval_dir
+        self.folder = Layout(root).eval
         self.seen: tuple | None = None
         self.summary: dict | None = None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..run.state import write_text
 from ..svgplot import PAD, H, W, frame
 
-JSON, HTML = "eval.json", "eval.html"  # in Layout.eval_dir: the dashboard links the latest
+JSON, HTML = "eval.json", "eval.html"  # in Layout.eval: the dashboard links the latest
 # (figure, label, as a percentage, lower is better) of the summary's columns, per kind of row
 ASR_FIGURES = (("wer", "WER", True, True), ("cer", "CER", True, True), ("final_s.p50", "final p50", False, True),
                ("final_s.p95", "final p95", False, True), ("stability", "stability", False, False),
@@ -30,7 +30,7 @@ CSS = ("body{font:14px system-ui,sans-serif;margin:2em;max-width:80em;color:#222
        "del.err{background:#ffd6d6;color:#900}ins.err{background:#d9f7d9;color:#075d07;text-decoration:none;"
        "border-bottom:2px solid #2a2}.ref,.hyp{color:#555;font-size:12px}.failed{color:#b00}"
        ".ops{font-family:ui-monospace,monospace}small{color:#666}.tag{background:#eef;border-radius:3px;"
-       "padding:0 4px;margin-right:2px;font-size:11px}")
+       "padding:0 4px;margin-right:2px;font-size:11px}.note{color:#555}")
 
 
 def write(doc: dict, folder: Path) -> tuple[Path, Path]:
@@ -99,6 +99,13 @@ def failed(figures: dict) -> int:
     return sum(1 for u in figures.get("utterances", []) if u.get("hyp") is None)
 
 
+def notes(doc: dict) -> list[str]:
+    """What the comparison could not do (a service or mode not in the baseline, other data) and a
+    service's own note (a translate service with no reference translation to score against)."""
+    return [*((doc.get("baseline") or {}).get("notes") or []),
+            *(f"{name}: {svc['note']}" for name, svc in doc["services"].items() if svc.get("note"))]
+
+
 def model_changed(doc: dict) -> dict:
     """{service: "baseline: ...; now: ..."} where the model differs from the baseline's (kept in the
     baseline's block; one at the top of the document is read too)."""
@@ -142,11 +149,10 @@ def summary(doc: dict) -> list[str]:
     base = doc.get("baseline")
     if base:
         lines.append(f"baseline: {base.get('path')} ({base.get('made')}, {base.get('commit')})"
-                     + ("" if base.get("same_data", True) else "; measured on other data: per utterance not compared"))
+                     + ("" if base.get("same_data", True) else "; made on other data: utterances compared by id"))
+    lines += [f"note: {note}" for note in notes(doc)]
     lines += [f"warning: {name}'s model changed ({why})" for name, why in model_changed(doc).items()]
-    for breach in doc.get("breaches") or []:
-        worst = f" (worst: {', '.join(breach['worst'])})" if breach.get("worst") else ""
-        lines.append(f"BREACH: {breach['line']}{worst}")
+    lines += [f"BREACH: {breach['line']}" for breach in doc.get("breaches") or []]  # its line names the worst
     return lines
 
 
@@ -168,14 +174,14 @@ def page(doc: dict) -> str:
                 for w in b.get("worst") or []) if b.get("worst") else "") + "</li>" for b in breaches) + "</ul>")
     parts += [f"<p class=warn>{esc(name)}: the model changed since the baseline ({esc(why)})</p>"
               for name, why in model_changed(doc).items()]
+    parts += [f"<p class=note>{esc(note)}</p>" for note in notes(doc)]
     parts.append("<h2>Summary</h2>")
     parts += _summary_tables(doc)
     plots = _histograms(doc)
     if plots:
         parts += ["<h2>Latency</h2>", *plots]
     for name, mode, figures, base, _ in rows(doc):
-        same = (doc.get("baseline") or {}).get("same_data", True)  # other data: other utterances
-        per = ((base or {}).get("per_utterance") or {}) if same else {}
+        per = (base or {}).get("per_utterance") or {}  # by id, on the same data or not
         if mode == "translate":
             parts.append(f"<h2>{esc(name)}: translation</h2>" + _translations(name, figures, per))
         else:
@@ -194,12 +200,12 @@ def _header(doc: dict) -> str:
              f"machine: {esc(machine.get('cpus'))} CPUs, {esc(machine.get('system'))}"]
     for name, svc in doc["services"].items():
         what = (svc.get("backend"), svc.get("model"), svc.get("revision") and f"revision {svc['revision']}",
-                svc.get("device"), svc.get("via") and f"via {svc['via']}", svc.get("target") and f"to {svc['target']}")
+                svc.get("device"), svc.get("precision"), svc.get("via") and f"via {svc['via']}", svc.get("target") and f"to {svc['target']}")
         lines.append(f"{esc(name)} ({esc(svc.get('kind'))}): {esc(' '.join(str(w) for w in what if w))}")
     base = doc.get("baseline")
     if base:
         same = "same data" if base.get("same_data", True) else \
-            "<span class=warn>other data: utterances are not compared</span>"
+            "<span class=warn>other data: utterances compared by id</span>"
         lines.append(f"baseline: {esc(base.get('path'))}, made {esc(base.get('made'))} at commit "
                      f"{esc(base.get('commit'))}; {same}")
     else:
@@ -315,10 +321,9 @@ def marked(ops: list) -> str:
 def _utterances(name: str, mode: str, figures: dict, per: dict) -> str:
     rows = []
     for u in worst_first(figures.get("utterances") or []):
-        tags = "".join(f"<span class=tag>{esc(t)}</span>" for t in u.get("tags") or [])
         text = (f"<div class=ref>reference: {esc(u.get('ref'))}</div>{_said(u, 'hypothesis')}"
                 f"<div class=ops>{marked(u.get('ops') or [])}</div>")
-        cells = [f"<td>{esc(u.get('id'))}<br>{tags}</td>",
+        cells = [f"<td>{esc(u.get('id'))}<br>{_tags(u)}</td>",
                  f"<td class=num>{esc(shown(u.get('wer'), True))}<br><small>{errors_of(u)} of "
                  f"{esc(u.get('ref_words'))}</small></td>", f"<td>{text}</td>"]
         rows.append(_row(name, mode, u, cells, per, "wer", percent=True, lower=True))
@@ -330,13 +335,17 @@ def _translations(name: str, svc: dict, per: dict) -> str:
     rows = []
     for u in sorted(svc.get("utterances") or [],
                     key=lambda u: (u.get("hyp") is not None, u.get("chrf") or 0.0, str(u.get("id")))):
-        cells = [f"<td>{esc(u.get('id'))}</td>", f"<td class=num>{esc(shown(u.get('chrf'), False))}</td>",
+        cells = [f"<td>{esc(u.get('id'))}<br>{_tags(u)}</td>", f"<td class=num>{esc(shown(u.get('chrf'), False))}</td>",
                  f"<td class=num>{esc(shown(u.get('lag_s'), False, 'p50'))}</td>",
                  f"<td><div class=ref>source: {esc(u.get('source'))}</div>"
                  f"<div class=ref>reference: {esc(u.get('ref'))}</div>{_said(u, 'translation')}</td>"]
         rows.append(_row(name, "translate", u, cells, per, "chrf", percent=False, lower=False))
     return _table(f'class=translations data-service="{esc(name)}"',
                   ["id", "chrF", "lag", "source (what asr heard) / reference / translation"], rows, per)
+
+
+def _tags(u: dict) -> str:
+    return "".join(f"<span class=tag>{esc(t)}</span>" for t in u.get("tags") or [])
 
 
 def _said(u: dict, what: str) -> str:

@@ -85,7 +85,7 @@ def test_actions_need_a_post_with_the_header_from_no_other_origin(client):
 
 def test_the_eval_summary_follows_the_files_and_survives_an_unreadable_one(client, tmp_path):
     head = {"x-duplex-token": TOKEN}
-    folder = Layout(tmp_path).eval_dir
+    folder = Layout(tmp_path).eval
     write(document(translate=False), folder)
     assert client.get("/api/services", headers=head).json()["eval"]["services"] == \
         {"asr": {"wer": {"batch": 0.35, "stream": 0.4}}}

@@ -24,7 +24,7 @@ def test_the_page_links_the_latest_report_only_with_the_token(tmp_path):
         assert driver.execute_script("const e = document.getElementById('eval'); return [e.hidden, e.textContent]") \
             == [True, ""]
 
-        write(document(baseline=True), Layout(tmp_path).eval_dir)
+        write(document(baseline=True), Layout(tmp_path).eval)
         summary = b.get("/api/services").json()["eval"]
         assert summary == {"made": "2026-12-05T05:10:00Z", "commit": "43bcdf6", "stack": "duplex <demo>",
                            "services": {"asr": {"wer": {"batch": 0.35, "stream": 0.4}},
@@ -52,7 +52,7 @@ def test_the_page_links_the_latest_report_only_with_the_token(tmp_path):
         driver.close()
         driver.switch_to.window(dashboard)
 
-        for path in (Layout(tmp_path).eval_dir / "eval.html", Layout(tmp_path).eval_dir / "eval.json"):
+        for path in (Layout(tmp_path).eval / "eval.html", Layout(tmp_path).eval / "eval.json"):
             path.unlink()
         assert b.get("/api/services").json()["eval"] is None
         wait_for(lambda: driver.execute_script("return document.getElementById('eval').hidden"), 20,

@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import re
 
+from duplex.evaluation import baseline
 from duplex.evaluation.report import page, summary, worst_first, write
+from duplex.stack import EvalSpec
 from tests.support.browser import chromium
 from tests.support.eval_doc import HOSTILE, document
 
@@ -35,7 +37,8 @@ def test_with_a_baseline_each_figure_has_its_old_value_and_breaches_and_model_ch
     assert "0.24 s (was 0.20 s)" in stream and "0.91 (was 0.95)" in stream
     assert "12.30 (was 14.00)" in next(line for line in lines if line.startswith("mt"))
     assert "warning: asr's model changed (baseline: whisper base; now: pocketsphinx en-us)" in lines
-    assert lines[-1] == "BREACH: asr batch WER 35.0 % > baseline 5.0 % + 2.0 points (worst: u-failed, u-del)"
+    assert "note: mt2: the baseline has no translate figures for it (inv eval --save adds them)" in lines
+    assert lines[-1] == "BREACH: asr batch WER 35.0% > baseline 5.0% + 2 points; worse: u-failed, u-del"
 
 
 def test_worst_first_by_errors_then_wer():
@@ -82,13 +85,22 @@ def test_without_a_baseline_there_is_no_was_column_and_the_page_says_how_to_make
     assert text.count("<svg") == 1  # the stream's end of speech -> final; no translation lag without mt
 
 
-def test_a_baseline_of_other_data_compares_figures_but_not_utterances():
+def test_a_baseline_of_other_data_is_said_and_its_utterances_compared_by_id():
     doc = document(baseline=True)
     doc["baseline"]["same_data"] = False
     text = page(doc)
-    assert "<th>was</th>" not in text and "other data: utterances are not compared" in text
-    assert '<small class="worse">was 5.0 % +30.0</small>' in text
-    assert any(line.endswith("measured on other data: per utterance not compared") for line in summary(doc))
+    assert "<th>was</th>" in text and "other data: utterances compared by id" in text
+    assert any(line.endswith("made on other data: utterances compared by id") for line in summary(doc))
+
+
+def test_a_translate_service_without_references_says_so():
+    doc = document()
+    doc["services"]["mt"].update(bleu=None, chrf=None, lag_s={"p50": None, "p95": None, "n": 0, "values": []},
+                                 utterances=[], note="no utterance of the set has a reference translation")
+    assert "note: mt: no utterance of the set has a reference translation" in summary(doc)
+    text = page(doc)
+    assert "<p class=note>mt: no utterance of the set has a reference translation</p>" in text
+    assert text.count("<svg") == 1  # no lag histogram without lags
 
 
 def test_histograms_count_every_value_with_labelled_axes():
@@ -138,3 +150,25 @@ def test_the_written_page_in_chromium(tmp_path):
     assert got["bars"] == 4 and got["box"] > 0
     assert "utterances" in got["labels"] and "seconds from the end of speech to the final transcript" in got["labels"]
     assert got["breach"] == "rgb(187, 0, 0)"
+
+
+def test_the_report_reads_what_the_baseline_comparison_writes():
+    """baseline.compare's real output (not a hand-built baseline block): figures, per-utterance
+    answers, model change and breaches land where the page and the table look for them."""
+    before = document()
+    before["services"]["asr"]["backend"] = "whisper"
+    for mode in ("batch", "stream"):
+        figures = before["services"]["asr"]["modes"][mode]
+        figures["wer"] = 0.05
+        for u in figures["utterances"]:
+            u.update(hyp=u["ref"], errors=0, wer=0.0)
+    doc = baseline.compare(document(), baseline.trimmed(before), EvalSpec(), "eval-baseline.json")
+    assert doc["breaches"] and "asr" in doc["baseline"]["model_changed"]
+    lines = summary(doc)
+    assert "35.0 % (was 5.0 %)" in next(line for line in lines if " batch " in line)
+    assert any(line.startswith("warning: asr's model changed (baseline: whisper en-us") for line in lines)
+    assert lines[-1].startswith("BREACH: asr stream WER") and "worse: u-failed" in lines[-1]
+    text = page(doc)
+    rows = dict(re.findall(r'data-id="([^"]+)">(.*?)</tr>', text, re.S))
+    assert "(worse now)" in rows["u-sub"] and "<div class=hyp>the cat sat</div>" in rows["u-sub"]
+    assert '<a href="#u-asr-batch-u-failed">u-failed</a>' in text
