@@ -67,8 +67,9 @@ class LatestEval:
         that is missing or unreadable (a half-written file cannot be: `inv eval` writes atomically)."""
         html, data = self.folder / evaluation.HTML, self.folder / evaluation.JSON
         try:
-            stamp = (html.stat().st_mtime_ns, *((data.stat().st_mtime_ns, data.stat().st_size)
-                                                 if data.exists() else ()))
+            made = html.stat().st_mtime_ns
+            stat = data.stat() if data.exists() else None
+            stamp = (made, stat.st_mtime_ns, stat.st_size) if stat else (made,)
         except OSError:
             self.seen = self.summary = None
             return None
@@ -279,6 +280,7 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
         Route("/", page), Route("/static/{name}", static), Route("/api/services", services),
         Route("/api/logs", logs), Route("/api/events", events),
         Route("/api/services/{name}/{action}", action, methods=["POST", "GET"]),
-        Route("/api/traces", recent_traces), Route("/api/eval.html", eval_report), Route("/v1/traces", receive_traces, methods=["POST"]),
+        Route("/api/traces", recent_traces), Route("/api/eval.html", eval_report),
+        Route("/v1/traces", receive_traces, methods=["POST"]),
     ])
     return otlp_only
