@@ -107,6 +107,13 @@ class Layout:
         """The wheelhouse torch images install from when the host holds the locked build."""
         return self.build / "wheels"
 
+    # -- evaluation (`inv eval`) -------------------------------------------------------------
+    @property
+    def eval(self) -> Path:
+        """The latest `inv eval`'s eval.json and eval.html (the dashboard links them) and the
+        default set it builds."""
+        return self.base / "eval"
+
     # -- tools, caches, vendoring ------------------------------------------------------------
     @property
     def tools(self) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -16,6 +17,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from ..errors import DuplexError
+from ..evaluation import report as evaluation
+from ..layout import Layout
 from ..run.dashboard import QUERY
 from . import access
 from .feeds import Run
@@ -28,6 +31,10 @@ ACTIONS = ("restart", "stop", "start", "reload-code", "reload-model")  # reload-
 HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
            "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:",
            "Cache-Control": "no-store"}
+# the evaluation report: written by `inv eval` from users' data and servers' answers, so it may run
+# nothing and fetch nothing (it needs neither: inline CSS and SVG), and is its own opaque origin
+REPORT_HEADERS = {**HEADERS, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                  "img-src data:; sandbox"}
 TICK = 0.05  # the event stream looks for new lines this often
 
 
@@ -42,12 +49,48 @@ def redact_json(data, mask):
     return data
 
 
+class LatestEval:
+    """The project's latest evaluation (`inv eval` writes `.duplex/eval/eval.{json,html}`): its
+    headline for the page and the API, read again only when the file changed."""
+
+    def __init__(self, root: Path):
+        self.folder = Layout(root).eval
+        self.seen: tuple | None = None
+        self.summary: dict | None = None
+
+    def report(self) -> Path | None:
+        path = self.folder / evaluation.HTML
+        return path if path.is_file() else None
+
+    def headline(self) -> dict | None:
+        """None when there is no report; its headline figures from eval.json, or only its time when
+        that is missing or unreadable (a half-written file cannot be: `inv eval` writes atomically)."""
+        html, data = self.folder / evaluation.HTML, self.folder / evaluation.JSON
+        try:
+            made = html.stat().st_mtime_ns
+            stat = data.stat() if data.exists() else None
+            stamp = (made, stat.st_mtime_ns, stat.st_size) if stat else (made,)
+        except OSError:
+            self.seen = self.summary = None
+            return None
+        if stamp != self.seen:
+            try:
+                self.summary = evaluation.headline(json.loads(data.read_text(encoding="utf-8")))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                made = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp[0] / 1e9))
+                self.summary = {"made": made, "commit": None, "stack": None, "services": {}, "breaches": 0,
+                                "error": f"{evaluation.JSON} is missing or unreadable"}
+            self.seen = stamp
+        return self.summary
+
+
 def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict], traces=None,
              otlp_port: int | None = None, closing: Callable[[], bool] = lambda: False) -> Starlette:
     """`act(action, service)`: runs an action (blocking), returns {"ok": ..., "message": ...}.
     `traces`: a TraceBook filled by OTLP/HTTP exports that arrive on `otlp_port` (the same app
     listens there: exporters carry no token, so only that port takes them, and only them).
     `closing()`: the server is shutting down; open event streams end (a server waits for them)."""
+    latest = LatestEval(run.root)
 
     def authorised(request: Request) -> bool:
         return access.allowed(token, header=request.headers.get(access.HEADER), query=None)
@@ -78,7 +121,19 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
         with run.lock:
             rows = list(run.rows)
         return JSONResponse({"stack": run.planned.get("stack"), "native": run.planned.get("native"),
-                             "services": rows}, headers=HEADERS)
+                             "services": rows, "eval": await run_in_threadpool(latest.headline)},
+                            headers=HEADERS)
+
+    async def eval_report(request: Request) -> Response:
+        """The latest `inv eval` report, behind the token like the API (the page fetches it with the
+        header and opens what it got: a plain link cannot carry the token)."""
+        if not authorised(request):
+            return refused()
+        path = await run_in_threadpool(latest.report)
+        if path is None:
+            return JSONResponse({"error": "no evaluation report in this project",
+                                 "fix": "run `inv eval` while the stack runs"}, status_code=404, headers=HEADERS)
+        return Response(await run_in_threadpool(path.read_bytes), media_type="text/html", headers=REPORT_HEADERS)
 
     def _filter(request: Request):
         """(service, match); ValueError for a bad expression, LookupError for a service the run
@@ -225,6 +280,7 @@ def make_app(token: str, run: Run, book: LogBook, act: Callable[[str, str], dict
         Route("/", page), Route("/static/{name}", static), Route("/api/services", services),
         Route("/api/logs", logs), Route("/api/events", events),
         Route("/api/services/{name}/{action}", action, methods=["POST", "GET"]),
-        Route("/api/traces", recent_traces), Route("/v1/traces", receive_traces, methods=["POST"]),
+        Route("/api/traces", recent_traces), Route("/api/eval.html", eval_report),
+        Route("/v1/traces", receive_traces, methods=["POST"]),
     ])
     return otlp_only

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from ..run.state import write_text
+from ..svgplot import PAD, H, W, frame
 
-W, H, PAD = 560, 260, 48
 SERIES = (("final_s", "p50", "#1f77b4"), ("final_s", "p95", "#ff7f0e"), ("final_s", "p99", "#d62728"),
           ("lag_s", "p95", "#2ca02c"), ("turnaround_s", "p50", "#9467bd"), ("turnaround_s", "p95", "#8c564b"))
 
@@ -69,15 +69,9 @@ def _plot(svc: dict) -> str:
 
     def y(v: float) -> float:
         return H - PAD - (v / top) * (H - 2 * PAD)
-    out = [f'<svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-label="latency against sessions">',
-           f'<line x1="{PAD}" y1="{H - PAD}" x2="{W - PAD}" y2="{H - PAD}" stroke="#888"/>',
-           f'<line x1="{PAD}" y1="{PAD}" x2="{PAD}" y2="{H - PAD}" stroke="#888"/>',
-           f'<text x="{W / 2}" y="{H - 8}" text-anchor="middle">concurrent sessions</text>',
-           f'<text x="12" y="{PAD - 12}">seconds</text>']
+    out = frame("latency against sessions", "concurrent sessions", "seconds", top, "{:.2f}")
     for i, n in enumerate(xs):
         out.append(f'<text x="{x(i):.0f}" y="{H - PAD + 16}" text-anchor="middle">{n}</text>')
-    for frac in (0.25, 0.5, 0.75, 1.0):
-        out.append(f'<text x="{PAD - 6}" y="{y(top * frac) + 4:.0f}" text-anchor="end">{top * frac:.2f}</text>')
     for key, limit in svc["budget"].items():
         if key.endswith(("p95", "p50")):
             out.append(f'<line x1="{PAD}" x2="{W - PAD}" y1="{y(limit):.1f}" y2="{y(limit):.1f}" stroke="#b00" '

@@ -10,6 +10,9 @@ from duplex.dashboard.feeds import Run
 from duplex.dashboard.logbook import LogBook
 from duplex.dashboard.server import make_app
 from duplex.errors import RunError
+from duplex.evaluation.report import write
+from duplex.layout import Layout
+from tests.support.eval_doc import document
 
 TOKEN = "t0ken-of-this-run-0123456789"
 PLANNED = {"stack": "demo", "native": True, "order": ["asr"], "left_out": {"moshi": "not selected"},
@@ -78,3 +81,19 @@ def test_actions_need_a_post_with_the_header_from_no_other_origin(client):
     refused = client.post("/api/services/asr/start", headers={"x-duplex-token": TOKEN})
     assert refused.status_code == 409 and "start x first" in refused.json()["error"]
     assert "hunter2secret" not in refused.text  # errors pass the secret masking
+
+
+def test_the_eval_summary_follows_the_files_and_survives_an_unreadable_one(client, tmp_path):
+    head = {"x-duplex-token": TOKEN}
+    folder = Layout(tmp_path).eval
+    write(document(translate=False), folder)
+    assert client.get("/api/services", headers=head).json()["eval"]["services"] == \
+        {"asr": {"wer": {"batch": 0.35, "stream": 0.4}}}
+    doc = document(translate=False)
+    doc["services"]["asr"]["modes"]["batch"]["wer"] = 0.1
+    write(doc, folder)  # a new run of `inv eval`: read again
+    assert client.get("/api/services", headers=head).json()["eval"]["services"]["asr"]["wer"]["batch"] == 0.1
+    (folder / "eval.json").write_text("{not json")
+    got = client.get("/api/services", headers=head).json()["eval"]
+    assert got["services"] == {} and "eval.json is missing or unreadable" in got["error"] and got["made"]
+    assert client.get("/api/eval.html", headers=head).status_code == 200  # the page itself still opens

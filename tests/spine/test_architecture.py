@@ -28,7 +28,7 @@ LAYER = {
                      "duplex.stack", "duplex.machine", "duplex.plan", "duplex.vram", "duplex.images",
                      "duplex.redact", "duplex.warm", "duplex.standalone", "duplex.envs.pythons",
                      "duplex.envs.torch_builds", "duplex.models.refs", "duplex.models.errors", "duplex.vendor.errors",
-                     "duplex.scoring", "duplex.syntax", "duplex.capacity"], "model"),
+                     "duplex.scoring", "duplex.syntax", "duplex.capacity", "duplex.svgplot"], "model"),
     # adapters: each talks to one thing outside (the engine, a registry, NVML, the hub, files, a venv)
     **dict.fromkeys(["duplex.engine", "duplex.images.registry", "duplex.bounded", "duplex.gpu", "duplex.certs",
                      "duplex.host", "duplex.hostnames", "duplex.envfile", "duplex.asr_stream", "duplex.launch_json", "duplex.tts",

@@ -274,6 +274,35 @@ async function connect() {
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
+// The project's latest `inv eval` report: a link with when it was made and its headline figures,
+// nothing when there is none. The report needs the token too, so the link's click fetches it with
+// the header and opens what came in a new tab (a plain link cannot carry the token).
+function percent(x) { return x === null || x === undefined ? "–" : `${(x * 100).toFixed(1)} %`; }
+function drawEval(e) {
+  const box = $("eval");
+  box.hidden = !e;
+  if (!e) { box.replaceChildren(); return; }
+  const figures = Object.entries(e.services || {}).map(([name, s]) => s.wer
+    ? `${name} WER ${Object.entries(s.wer).map(([mode, w]) => `${percent(w)} ${mode}`).join(" / ")}`
+    : `${name} BLEU ${s.bleu ?? "–"}, chrF ${s.chrf ?? "–"}`);
+  box.replaceChildren(
+    el("a", {id: "eval-link", href: "/api/eval.html", title: "the latest `inv eval` report", onclick: openEval},
+       "evaluation report"),
+    ` (${e.made || "?"}${e.commit ? `, ${e.commit}` : ""})${figures.length ? ": " : ""}${figures.join("; ")}`,
+    e.breaches ? el("span", {class: "breaches"}, ` · ${e.breaches} over the baseline's budget`) : null);
+}
+async function openEval(event) {
+  event.preventDefault();
+  try {
+    const reply = await fetch("/api/eval.html", {headers: AUTH, credentials: "omit"});
+    if (refused(reply)) return;
+    if (!reply.ok) { $("message").textContent = `evaluation report: ${(await reply.json()).error}`; return; }
+    const href = URL.createObjectURL(new Blob([await reply.arrayBuffer()], {type: "text/html"}));
+    window.open(href, "_blank");
+    setTimeout(() => URL.revokeObjectURL(href), 60000);
+  } catch (e) { $("message").textContent = `evaluation report: ${e}`; }
+}
+// the stack's name and the evaluation report's link: again every 5 s (`inv eval` may run meanwhile)
 async function title() {
   try {
     const reply = await fetch("/api/services", {headers: AUTH, credentials: "omit"});
@@ -281,7 +310,9 @@ async function title() {
     const body = await reply.json();
     $("stack").textContent = body.stack || "";
     document.title = `${body.stack} · duplex dashboard`;
+    drawEval(body.eval);
   } catch (e) { /* the event stream says whether the dashboard answers */ }
+  setTimeout(title, 5000);
 }
 function downloadQuery() {
   const s = $("service").value;
