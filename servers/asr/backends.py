@@ -174,10 +174,13 @@ class WhisperBackend(Backend):
 
         def decode(samples: np.ndarray, prompt: str, last: bool):
             # greedy with word times while the utterance grows (redone each second); the closing
-            # decode uses the batch endpoint's beam and no word times, so finals read as batch does
+            # decode uses the batch endpoint's beam and no word times, so finals read as batch does.
+            # One temperature, no fallback: on noisy speech whisper's fallback re-decodes up to five
+            # times, sampling - `inv eval` saw finals 6-11 s after the speech, a different text each
+            # run; at 0.0 alone the same set's p95 was 1.0 s (max 3.2) for 2 points of WER (docs/eval.md)
             options = dict(language=session["language"], beam_size=5 if last else 1, word_timestamps=not last,
                            without_timestamps=last, condition_on_previous_text=False,
-                           initial_prompt=prompt or None, vad_filter=False)
+                           initial_prompt=prompt or None, vad_filter=False, temperature=0.0)
             if session["language"]:
                 found = window_decode(self.whisper, samples, options)
                 if found is not None:

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 import wave
+from pathlib import Path
 
 import httpx
 import pytest
 from websockets.sync.client import connect
 
+from tests.conftest import ROOT
 from tests.support.browser import chromium, wait_for
 from tests.support.speech import PHRASES, word_error_rate
 from tests.support.tiny_models import QWEN_REPO
 from tests.support.tools import tool
-from tests.translate.conftest import STACK
+from tests.translate.conftest import STACK, WHISPER_REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 REFUSALS = [  # (body, status, error): the servers' one error shape (servers/errors.py)
@@ -107,6 +110,30 @@ def _page_translates(chain, speech, mode: str) -> dict:
     return timings
 
 
+def _eval_holds(chain) -> None:
+    """`inv eval --check` on Whisper base and the chain against the committed baseline (CI's quality
+    gate for the translation stack; docs/eval.md): every figure within its budget, BLEU and chrF
+    the same as sacrebleu's own command line computes from the same translations."""
+    out = chain.root / "eval"
+    got = chain.inv("eval", "--check", "--baseline", str(ROOT / "tests" / "evaluation" / "baselines" / "translate.json"),
+                    "--json", "--out", str(out))
+    assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
+    doc = json.loads(got.stdout)
+    asr, mt = doc["services"]["asr"], doc["services"]["mt"]
+    assert asr["backend"] == "whisper" and asr["model"] == WHISPER_REPO and asr["revision"]
+    assert asr["modes"]["batch"]["wer"] < 0.3 and doc["baseline"]["model_changed"] == {}, asr["modes"]["batch"]
+    assert mt["model"] == QWEN_REPO and mt["target"] == "de" and mt["lag_s"]["n"] == len(mt["utterances"])
+    (out / "ref.txt").write_text("".join(u["ref"] + "\n" for u in mt["utterances"]))
+    (out / "hyp.txt").write_text("".join((u["hyp"] or "") + "\n" for u in mt["utterances"]))
+    cli = subprocess.run([str(Path(sys.executable).with_name("sacrebleu")), str(out / "ref.txt"), "-i",
+                          str(out / "hyp.txt"), "-m", "bleu", "chrf", "-b", "-w", "2"],
+                         capture_output=True, text=True, check=True)
+    assert json.loads(cli.stdout) == [mt["bleu"], mt["chrf"]], (cli.stdout, mt["bleu"], mt["chrf"])
+    print(f"inv eval, Whisper base: batch WER {asr['modes']['batch']['wer']:.3f}, stream WER "
+          f"{asr['modes']['stream']['wer']:.3f}, final p50 {asr['modes']['stream']['final_s']['p50']} s; "
+          f"mt BLEU {mt['bleu']} chrF {mt['chrf']}, lag p50 {mt['lag_s']['p50']} s")
+
+
 def test_translation_natively(chain, speech):
     started = time.monotonic()
     up = chain.inv("run", "--native", "--detach")
@@ -133,6 +160,7 @@ def test_translation_natively(chain, speech):
         assert level["ok"] == 1 and level["lag_s"]["n"] >= 1 and 0 < level["lag_s"]["p50"] < 30, level
         assert level["final_s"]["n"] >= 1 and {"asr", "mt", "frontend"} <= set(level["services"]), level
         print(f"inv loadtest, translation chain: {load.stderr.splitlines()[-3]}")
+        _eval_holds(chain)
     finally:  # a failure above must not leave the stack running for the next test
         stopped = chain.inv("stop")
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr
