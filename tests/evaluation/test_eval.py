@@ -35,15 +35,18 @@ def stack(tmp_path_factory):
         run_inv("stop", "--all", env=env, cwd=root, timeout=120)
 
 
-def _reloaded(root: Path, generation: int) -> None:
-    """Until the warm reloader says it serves the edit (generation `generation`)."""
-    log = root / ".duplex" / "logs" / "asr.log"
+def _reloads(root: Path) -> int:
+    return (root / ".duplex" / "logs" / "asr.log").read_text(errors="replace").count("re-imported servers.asr.app")
+
+
+def _reloaded(root: Path, before: int) -> None:
+    """Until the warm reloader says it serves an edit made after `before` reloads."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if f"(generation {generation})" in log.read_text(errors="replace"):
+        if _reloads(root) > before:
             return
         time.sleep(0.1)
-    raise AssertionError(f"asr never reloaded to generation {generation}:\n{log.read_text()[-2000:]}")
+    raise AssertionError(f"asr never reloaded:\n{(root / '.duplex' / 'logs' / 'asr.log').read_text()[-2000:]}")
 
 
 def test_the_committed_baseline_holds_and_the_figures_are_jiwers(stack, tmp_path):
@@ -60,21 +63,29 @@ def test_the_committed_baseline_holds_and_the_figures_are_jiwers(stack, tmp_path
     assert "synthesising" in got.stderr and "asr stream" in got.stderr  # progress, on stderr under --json
     import jiwer
     from whisper_normalizer.english import EnglishTextNormalizer
-    norm = EnglishTextNormalizer()
+    whisper = EnglishTextNormalizer()
+
+    def norm(text: str) -> str:  # docs/eval.md: clock times joined, then Whisper's normaliser
+        return whisper(re.sub(r"\b(\d{1,2}):(\d{2})\b", r"\1\2", text))
     for mode in ("batch", "stream"):
         fig = asr["modes"][mode]
         rows = fig["utterances"]
         assert len(rows) == doc["data"]["utterances"] and all(r["hyp"] is not None for r in rows), rows
         # the WER duplex reports is jiwer's over Whisper-normalised text, computed here from the raw texts
         refs, hyps = [norm(r["ref"]) for r in rows], [norm(r["hyp"]) for r in rows]
-        errors = sum(jiwer.process_words(a, b).wer * len(a.split()) if b.split() else len(a.split())
+        errors = sum(round(jiwer.process_words(a, b).wer * len(a.split())) if b.split() else len(a.split())
                      for a, b in zip(refs, hyps, strict=True))
         assert fig["wer"] == pytest.approx(errors / sum(len(a.split()) for a in refs), abs=1e-3)
-        assert fig["wer"] < 0.5, fig["wer"]  # pocketsphinx understands flite's voices; espeak's less so
+        # real recognition: pocketsphinx reads flite's clean voices nearly word for word (espeak-ng's
+        # voices and the noisy utterances are the set's hard part: most of its words are lost there)
+        clean = [r for r in rows if {"flite", "clean"} <= set(r["tags"])]
+        assert sum(r["errors"] for r in clean) / sum(r["ref_words"] for r in clean) < 0.25, clean
     stream = asr["modes"]["stream"]
     assert stream["final_s"]["n"] == len(stream["utterances"]) and 0 < stream["final_s"]["p50"] < 3
     assert 0 < stream["stability"] <= 1
-    assert (tmp_path / "eval.html").is_file() and json.loads((tmp_path / "eval.json").read_text())["commit"]
+    written = json.loads((tmp_path / "eval.json").read_text())
+    assert (tmp_path / "eval.html").is_file() and written["services"] == doc["services"]
+    assert written["commit"] is None and written["dirty"] is None  # the stack's copy is not a git checkout
 
 
 def test_a_resampler_broken_on_purpose_fails_the_check_naming_the_worst_utterances(stack):
@@ -82,18 +93,20 @@ def test_a_resampler_broken_on_purpose_fails_the_check_naming_the_worst_utteranc
     audio = root / "servers" / "asr" / "audio.py"
     text = audio.read_text()
     assert GOOD in text, "servers/asr/audio.py changed: update this test's edit"
+    before = _reloads(root)
     audio.write_text(text.replace(GOOD, BROKEN))
     try:
-        _reloaded(root, 1)
+        _reloaded(root, before)
         broken = run_inv("eval", "--check", "--modes", "batch", "--baseline", str(BASELINE), env=env, cwd=root,
                          timeout=600)
     finally:
+        before = _reloads(root)
         audio.write_text(text)
     assert broken.returncode == 1, broken.stdout + broken.stderr
-    line = next(ln for ln in broken.stdout.splitlines() if ln.startswith("asr batch WER"))
-    assert re.fullmatch(r"asr batch WER [\d.]+% > baseline [\d.]+% \+ 2 points; worse: \S+(, \S+)*", line), line
+    line = next((ln for ln in broken.stdout.splitlines() if ln.startswith("BREACH: asr batch WER")), broken.stdout)
+    assert re.fullmatch(r"BREACH: asr batch WER [\d.]+% > baseline [\d.]+% \+ 2 points; worse: \S+(, \S+)*", line), line
     assert "Traceback" not in broken.stdout + broken.stderr
-    _reloaded(root, 2)
+    _reloaded(root, before)
     fixed = run_inv("eval", "--check", "--modes", "batch", "--baseline", str(BASELINE), env=env, cwd=root,
                     timeout=600)
     assert fixed.returncode == 0, fixed.stdout + fixed.stderr
