@@ -91,7 +91,7 @@ def main() -> None:
         finally:
             run_inv("stop", "--all", env=env, cwd=root, timeout=120)
     asr = doc["services"]["asr"]["modes"]
-    print(f"data: {doc['data']['source']}: {doc['data']['utterances']} utterances, {audio:.1f} s of audio")
+    print(f"data: {doc['data']['source']}")
     print(f"inv eval, cold (set synthesised): {cold:.1f} s")
     print(f"inv eval, warm: {statistics.median(warm):.1f} s median of {len(warm)} "
           f"(the stream pass alone cannot take less than {floor:.1f} s: audio + 1 s of silence per utterance)")

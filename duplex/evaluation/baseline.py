@@ -53,7 +53,7 @@ def load(path: Path) -> dict:
         base = json.loads(read_text(path, what="evaluation baseline"))
     except FileNotFoundError:
         raise BaselineError(f"no baseline at {path} to check against",
-                            fix="make one from a run you trust: inv eval --save (and commit it)") from None
+                            fix="make one from a run you trust, then commit it: `inv eval --save`") from None
     except (OSError, TextFileError, ValueError) as exc:
         raise BaselineError(f"{path}: cannot read the baseline ({exc})",
                             fix=f"restore it from git (git checkout -- {path.name}) or make it again: inv eval --save") from exc
@@ -70,7 +70,7 @@ def compare(doc: dict, base: dict, budget: EvalSpec, path: str) -> dict:
     for name, svc in doc["services"].items():
         old = base["services"].get(name)
         if old is None or old.get("kind") != svc["kind"]:
-            notes.append(f"{name}: the baseline has no {svc['kind']} figures for it (inv eval --save adds them)")
+            notes.append(f"{name}: the baseline has no {svc['kind']} figures for it (`inv eval --save` adds them)")
             continue
         made_by = _made_by(old), _made_by(svc)
         if made_by[0] != made_by[1]:

@@ -209,7 +209,7 @@ def _header(doc: dict) -> str:
         lines.append(f"baseline: {esc(base.get('path'))}, made {esc(base.get('made'))} at commit "
                      f"{esc(base.get('commit'))}; {same}")
     else:
-        lines.append("no baseline (<code>inv eval --save</code> makes one)")
+        lines.append("no baseline: <code>inv eval --save</code> makes one")
     return "<p id=about>" + "<br>".join(lines) + "</p>"
 
 

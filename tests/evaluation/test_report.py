@@ -37,7 +37,7 @@ def test_with_a_baseline_each_figure_has_its_old_value_and_breaches_and_model_ch
     assert "0.24 s (was 0.20 s)" in stream and "0.91 (was 0.95)" in stream
     assert "12.30 (was 14.00)" in next(line for line in lines if line.startswith("mt"))
     assert "warning: asr's model changed (baseline: whisper base; now: pocketsphinx en-us)" in lines
-    assert "note: mt2: the baseline has no translate figures for it (inv eval --save adds them)" in lines
+    assert "note: mt2: the baseline has no translate figures for it (`inv eval --save` adds them)" in lines
     assert lines[-1] == "BREACH: asr batch WER 35.0% > baseline 5.0% + 2 points; worse: u-failed, u-del"
 
 

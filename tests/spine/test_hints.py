@@ -23,7 +23,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SPAN = re.compile(r"`([^`\n]*\binv [^`\n]*)`")
 # Where a command ends in plain text (a fix that is not in backticks): the end of the string, or
 # punctuation and words that are not part of a command line.
-PLAIN = re.compile(r"\binv ([a-z][^`\n]*?)(?=$|[)`;,\"']| && | and | or | then | to | if |: |\.\s)")
+PLAIN = re.compile(r"\binv ([a-z][^`\n]*?)(?=$|[)`;,\"'<]| && | and | or | then | to | if |: |\.\s)")
 PLACEHOLDER = "x1"  # what an f-string's {value} becomes: a name every flag value accepts
 
 

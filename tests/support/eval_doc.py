@@ -68,7 +68,7 @@ def document(baseline: bool = False, translate: bool = True) -> dict:
                          "mt": {"bleu": 14.0, "chrf": 42.0, "lag_s": {"p50": 0.9, "p95": 1.5},
                                 "per_utterance": {"u-hostile": {"chrf": 30.0, "hyp": "Hallo Welt"}}}},
             "model_changed": {"asr": "baseline: whisper base; now: pocketsphinx en-us"},
-            "notes": ["mt2: the baseline has no translate figures for it (inv eval --save adds them)"]}
+            "notes": ["mt2: the baseline has no translate figures for it (`inv eval --save` adds them)"]}
         doc["breaches"] = [{"service": "asr", "mode": "batch", "figure": "wer", "baseline": 0.05, "now": 0.35,
                             "budget": 0.02, "line": "asr batch WER 35.0% > baseline 5.0% + 2 points; worse: u-failed, u-del",
                             "worst": ["u-failed", "u-del"]}]
