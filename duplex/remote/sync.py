@@ -36,7 +36,7 @@ TOKEN_FILE = ".duplex/synced"  # in the remote folder: the token of the record t
 # Run by the remote's shell with the folder as $1: make it, say whether rsync is there, print the
 # token of the last sync (if any).
 PREPARE = ('mkdir -p -- "$1" && cd -- "$1" && { command -v rsync >/dev/null 2>&1 && echo rsync || echo none; } '
-           '&& { cat .duplex/synced 2>/dev/null; echo; }')
+           f'&& {{ cat {TOKEN_FILE} 2>/dev/null; echo; }}')
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def sync(conn: Connection, *, method: str = "auto", say: Callable[[str], None] |
         _tar(conn, sent)
     token = record["token"] if known else secrets.token_hex(8)
     if not known:
-        conn.run(["sh", "-c", 'cd -- "$1" && mkdir -p .duplex && printf %s "$2" > .duplex/synced',
+        conn.run(["sh", "-c", f'cd -- "$1" && mkdir -p .duplex && printf %s "$2" > {TOKEN_FILE}',
                   "sh", target.path, token], timeout=60)
     _write_record(record_path, {"token": token, "method": method, "files": now})
     result = SyncResult(method=method, sent=tuple(sent), deleted=tuple(gone),
@@ -188,7 +188,7 @@ def _tar(conn: Connection, files: list[str]) -> None:
     """Stream `files` as one tar archive into `tar -x` in the remote folder."""
     if not files:
         return
-    proc = conn.popen(["sh", "-c", 'cd -- "$1" && exec tar -xf -', "sh", conn.target.path],
+    proc = conn.popen(["sh", "-c", 'cd -- "$1" && exec tar --no-same-owner -xf -', "sh", conn.target.path],
                       stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         with tarfile.open(fileobj=proc.stdin, mode="w|", format=tarfile.PAX_FORMAT) as archive:
@@ -211,8 +211,6 @@ def _add(archive: tarfile.TarFile, root: Path, path: str) -> None:
         data = b"" if info.issym() else full.read_bytes()
     except FileNotFoundError:
         return  # deleted since the listing: the next sync removes it there
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
     if info.isreg():
         info.size = len(data)
         archive.addfile(info, io.BytesIO(data))

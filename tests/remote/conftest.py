@@ -14,9 +14,10 @@ def sshd(tmp_path_factory):
     sshd_support.stop(server)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def ssh_config(sshd, monkeypatch):
-    """The client config that reaches the server, as users point duplex at one (DUPLEX_SSH_CONFIG)."""
+    """The client config that reaches the server, as users point duplex at one (DUPLEX_SSH_CONFIG);
+    a test that wants another sets the variable again."""
     config = sshd.client_config()
     monkeypatch.setenv("DUPLEX_SSH_CONFIG", str(config))
     return config

@@ -23,7 +23,7 @@ def connect(sshd, tmp_path, path="/tmp", **kwargs) -> Connection:
     return Connection(parse_target(sshd.url(path), "demo"), tmp_path / "project", **kwargs)
 
 
-def test_a_command_runs_there_with_every_argument_whole(sshd, ssh_config, tmp_path):
+def test_a_command_runs_there_with_every_argument_whole(sshd, tmp_path):
     odd = ["it's", "$(touch pwned)", "a b", "*", ";id", "", "-n"]
     with connect(sshd, tmp_path) as conn:
         proc = conn.run(["python3", "-c", "import sys, os; print(repr(sys.argv[1:])); print(os.getcwd())", *odd],
@@ -46,7 +46,7 @@ def test_the_sockets_live_in_a_private_folder_of_the_project(tmp_path):
     assert stat.S_IMODE(deep.stat().st_mode) == 0o700 and deep.stat().st_uid == os.getuid()
 
 
-def test_one_master_serves_every_command_and_closes_cleanly(sshd, ssh_config, tmp_path):
+def test_one_master_serves_every_command_and_closes_cleanly(sshd, tmp_path):
     conn = connect(sshd, tmp_path).open()
     pid = conn.master_pid
     assert pid and conn.alive() == pid
@@ -92,7 +92,7 @@ def test_a_key_the_server_does_not_know_is_refused_with_the_fix(sshd, tmp_path, 
     assert "ssh-copy-id" in caught.value.fix and "\n" not in str(caught.value)
 
 
-def test_a_closed_port_and_a_silent_one_are_each_one_line(sshd, ssh_config, tmp_path):
+def test_a_closed_port_and_a_silent_one_are_each_one_line(sshd, tmp_path):
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]  # bound, never listening: refused
@@ -112,7 +112,7 @@ def test_a_closed_port_and_a_silent_one_are_each_one_line(sshd, ssh_config, tmp_
     assert "\n" not in str(caught.value) and caught.value.fix
 
 
-def test_a_missing_remote_command_names_what_to_install(sshd, ssh_config, tmp_path):
+def test_a_missing_remote_command_names_what_to_install(sshd, tmp_path):
     with connect(sshd, tmp_path) as conn:
         with pytest.raises(SshError) as caught:
             conn.run(["no-such-python3", "-V"])
