@@ -270,13 +270,19 @@ def _package(program: str) -> str:
 
 
 def _running(pid: int) -> bool:
+    """Whether the process lives. The master is init's child once it forks away: a zombie until
+    init reaps it (seconds, under some container inits) counts as ended."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): kill's answer
+    return stat_line.rpartition(")")[2].split()[0] != "Z"
 
 
 def _no_ssh() -> SshError:
