@@ -71,7 +71,7 @@ def classify(target: Target, returncode: int, stderr: str, what: str) -> SshErro
     if returncode != 255:
         return None
     where = target.address
-    manual = f"ssh {' '.join(shlex.quote(a) for a in target.ssh_options())} {shlex.quote(target.host)}".replace("  ", " ")
+    manual = by_hand(target)
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr or "Host key for" in stderr and "has changed" in stderr:
         return SshError(f"{what}: {where}'s host key has changed since it was recorded in known_hosts",
                         fix="if the machine was reinstalled, check its new key with its owner, then "
@@ -113,9 +113,24 @@ def classify(target: Target, returncode: int, stderr: str, what: str) -> SshErro
     return None
 
 
+def by_hand(target: Target) -> str:
+    """The `ssh` a user types to reach the target themselves (to accept its key, to try a command)."""
+    return shlex.join(["ssh", *target.ssh_options(), target.host])
+
+
 def _known_name(target: Target) -> str:
     """How known_hosts names the host: `[host]:port` for a port other than 22."""
     return f"[{target.host}]:{target.port}" if target.port and target.port != 22 else target.host
+
+
+def reason(stderr: str) -> str:
+    """The line of a failed command's stderr that says why: its last (a traceback's exception),
+    unless that is a tool's summary (tar's "Exiting with failure status"): then its first."""
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    summary = ("Exiting with failure status", "Error is not recoverable", "rsync error:")
+    return lines[0] if any(s in lines[-1] for s in summary) else lines[-1]
 
 
 def _last_line(text: str) -> str:
@@ -258,9 +273,9 @@ class Connection:
             raise SshError(f"{what}: {program} is not installed there (or not on the PATH ssh gives "
                            "non-interactive sessions)",
                            fix=f"install {program} on {self.target.host} (Debian/Ubuntu: `sudo apt-get install "
-                           f"{_package(program)}`); `ssh {self.target.host} command -v {program}` must find it",
+                           f"{_package(program)}`); `{by_hand(self.target)} command -v {program}` must find it",
                            kind="missing-command")
-        raise SshError(f"{what} exited {returncode}: {_last_line(stderr) or 'no message'}",
+        raise SshError(f"{what} exited {returncode}: {reason(stderr) or 'no message'}",
                        fix="run it there by hand to see the whole output", kind="command")
 
 

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Callable
 
 from ..errors import DuplexError
 from ..layout import Layout
-from .ssh import Connection, SshError, classify, target_key
+from .ssh import Connection, SshError, classify, reason, target_key
 
 METHODS = ("auto", "rsync", "tar")
 SKIPPED = (".duplex", ".git", "__pycache__")  # names never sent, at any depth (and .venv*)
@@ -64,6 +65,11 @@ def project_files(root: Path) -> list[str]:
     # ls-files lists a deleted but still tracked file, and a submodule as a folder: neither is sent
     return sorted(p for p in set(listed) if p and not any(_skipped(part) for part in p.split("/"))
                   and (os.path.islink(root / p) or os.path.isfile(root / p)))
+
+
+def _sendable(path: str) -> bool:
+    parts = path.split("/")
+    return bool(path) and not path.startswith("/") and not any(p in ("", ".", "..") or _skipped(p) for p in parts)
 
 
 def _skipped(name: str) -> bool:
@@ -107,7 +113,8 @@ def sync(conn: Connection, *, method: str = "auto", say: Callable[[str], None] |
                        kind="missing-command")
     known = record["token"] and record["token"] == remote_token
     before = record["files"] if known else {}
-    gone = sorted(set(before) - set(now))
+    # only what a sync sent (a hand-edited record names nothing outside the synced set)
+    gone = sorted(p for p in set(before) - set(now) if _sendable(p))
     size = sum(s for s, _ in now.values())
     say(f"sync: {len(now)} files ({_mb(size)}) to {target.address}:{target.path} with {method}"
         + ("" if known else " (first sync there)"))
@@ -162,7 +169,7 @@ def _rsync(conn: Connection, files: list[str]) -> list[str]:
             if error:
                 raise error
         raise SshError(f"rsync to {conn.target.address} failed (exit {proc.returncode}): "
-                       f"{stderr.strip().splitlines()[-1] if stderr.strip() else 'no message'}",
+                       f"{reason(stderr) or 'no message'}",
                        fix="run again; if it persists, sync with the tar fallback (method tar)", kind="command")
     return [line for line in proc.stdout.decode(errors="surrogateescape").splitlines()
             if line and not line.endswith("/")]
@@ -188,17 +195,23 @@ def _tar(conn: Connection, files: list[str]) -> None:
     """Stream `files` as one tar archive into `tar -x` in the remote folder."""
     if not files:
         return
-    proc = conn.popen(["sh", "-c", 'cd -- "$1" && exec tar --no-same-owner -xf -', "sh", conn.target.path],
-                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        with tarfile.open(fileobj=proc.stdin, mode="w|", format=tarfile.PAX_FORMAT) as archive:
-            for path in files:
-                _add(archive, conn.root, path)
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass  # the remote end stopped reading: its exit status and message say why
-    stderr = proc.stderr.read().decode(errors="replace")
-    proc.wait()
+    # stderr to a file: a pipe nobody reads while the archive is written could fill and stall both
+    with tempfile.TemporaryFile() as err:
+        proc = conn.popen(["sh", "-c", 'cd -- "$1" && exec tar --no-same-owner -xf -', "sh", conn.target.path],
+                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            with tarfile.open(fileobj=proc.stdin, mode="w|", format=tarfile.PAX_FORMAT) as archive:
+                for path in files:
+                    _add(archive, conn.root, path)
+            proc.stdin.close()
+        except BrokenPipeError:  # the remote end stopped reading: its exit status and message say why
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass  # what was buffered has nowhere to go
+        proc.wait()
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
     conn.raise_for(["tar", "-xf", "-"], proc.returncode, stderr)
 
 

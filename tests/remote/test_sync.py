@@ -3,13 +3,15 @@ deletions only within what was sent, rsync and the tar fallback alike."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from duplex.remote.ssh import Connection
+from duplex.remote.ssh import Connection, SshError, target_key
 from duplex.remote.sync import project_files, sync
 from duplex.remote.target import parse_target
 
@@ -126,3 +128,28 @@ def test_without_rsync_here_the_tar_fallback_is_chosen(sshd, project, tmp_path, 
         result = sync(conn, say=lines.append)
     assert result.method == "tar" and sorted(result.sent) == SENT
     assert lines[0] == "sync: rsync is missing here: sending with tar"
+
+
+def test_a_remote_that_refuses_the_files_is_one_line_and_nothing_outside_the_set_is_deleted(sshd, project,
+                                                                                            tmp_path):
+    remote = tmp_path / "remote"
+    conn = Connection(parse_target(sshd.url(remote), "demo"), project)
+    with conn:
+        sync(conn, method="tar")
+        (remote / ".duplex" / "envs").mkdir()
+        (remote / ".duplex" / "envs" / "asr").write_text("remote venv\n")
+        (tmp_path / "outside").write_text("not ours\n")
+        record = project / ".duplex" / "remote" / target_key(conn.target) / "sent.json"
+        data = json.loads(record.read_text())
+        data["files"].update({".duplex/envs/asr": [1, 1], "../outside": [1, 1], "/etc/hostname": [1, 1]})
+        record.write_text(json.dumps(data))  # a record edited by hand names what sync never sent
+        assert sync(conn, method="tar").deleted == ()
+        assert (remote / ".duplex" / "envs" / "asr").exists() and (tmp_path / "outside").exists()
+
+        shutil.rmtree(remote / "servers")
+        (remote / "servers").write_text("a file where the project has a folder\n")
+        (project / "servers" / "asr" / "app.py").write_text("print('v3')\n")
+        with pytest.raises(SshError) as caught:
+            sync(conn, method="tar")
+        assert caught.value.kind == "command" and "\n" not in str(caught.value)
+        assert "tar -xf -" in str(caught.value) and "Not a directory" in str(caught.value)
