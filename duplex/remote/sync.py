@@ -34,10 +34,10 @@ from .ssh import Connection, SshError, classify, reason, target_key
 METHODS = ("auto", "rsync", "tar")
 SKIPPED = (".duplex", ".git", "__pycache__")  # names never sent, at any depth (and .venv*)
 TOKEN_FILE = ".duplex/synced"  # in the remote folder: the token of the record that describes it
-# Run by the remote's shell with the folder as $1: make it, say whether rsync is there, print the
-# token of the last sync (if any).
-PREPARE = ('mkdir -p -- "$1" && cd -- "$1" && { command -v rsync >/dev/null 2>&1 && echo rsync || echo none; } '
-           f'&& {{ cat {TOKEN_FILE} 2>/dev/null; echo; }}')
+# Run by the remote's shell with the folder as $1: make it, say whether rsync is there and the
+# token of the last sync (if any). Tagged lines: a login script's chatter on stdout is skipped.
+PREPARE = ('mkdir -p -- "$1" && cd -- "$1" && { command -v rsync >/dev/null 2>&1 && echo duplex-rsync=yes; '
+           f'printf "duplex-token=%s\\n" "$(cat {TOKEN_FILE} 2>/dev/null)"; }}')
 
 
 @dataclass(frozen=True)
@@ -100,8 +100,9 @@ def sync(conn: Connection, *, method: str = "auto", say: Callable[[str], None] |
     record = _read_record(record_path)
     files = project_files(root)
     now = stats(root, files)
-    ready = conn.run(["sh", "-c", PREPARE, "sh", target.path], timeout=60).stdout.split("\n")
-    remote_rsync, remote_token = ready[0].strip() == "rsync", ready[1].strip()
+    ready = conn.run(["sh", "-c", PREPARE, "sh", target.path], timeout=60).stdout.splitlines()
+    remote_rsync = "duplex-rsync=yes" in ready
+    remote_token = next((line.partition("=")[2].strip() for line in ready if line.startswith("duplex-token=")), "")
     local_rsync = shutil.which("rsync") is not None
     if method == "auto":
         method = "rsync" if local_rsync and remote_rsync else "tar"
