@@ -50,10 +50,10 @@ def target_key(target: Target) -> str:
 
 def control_dir(root: Path) -> Path:
     """The 0700 folder of the control sockets: `.duplex/remote/ssh`, or, when the project's path is
-    too long for a socket or holds characters rsync's `-e` would split on, a folder of this user's
-    own under the system's temporary folder."""
-    folder = Layout(root).remote / "ssh"
-    if len(str(folder.absolute())) + 14 > MAX_SOCKET_PATH or any(c.isspace() or c in "'\"\\" for c in str(folder)):
+    too long for a socket, or holds characters rsync's `-e` would split on or ssh would expand
+    (`%h` in a ControlPath is the host), a folder of this user's own under the system's temporary folder."""
+    folder = (Layout(root).remote / "ssh").absolute()
+    if len(str(folder)) + 14 > MAX_SOCKET_PATH or any(c.isspace() or c in "'\"\\%" for c in str(folder)):
         folder = Path(tempfile.gettempdir()) / f"duplex-ssh-{os.getuid()}"
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     info = folder.lstat()

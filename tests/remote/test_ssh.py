@@ -43,6 +43,7 @@ def test_the_sockets_live_in_a_private_folder_of_the_project(tmp_path):
         shutil.rmtree(short)
     deep = control_dir(tmp_path / ("long-" * 12))  # a socket's path holds 108 bytes at most
     assert deep == Path(tempfile.gettempdir()) / f"duplex-ssh-{os.getuid()}"
+    assert control_dir(Path("/tmp/a%h b")) == deep  # ssh would expand %h; rsync's -e splits on spaces
     assert stat.S_IMODE(deep.stat().st_mode) == 0o700 and deep.stat().st_uid == os.getuid()
 
 
