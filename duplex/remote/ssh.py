@@ -180,8 +180,11 @@ class Connection:
         """The master's pid while it answers on the socket, else None."""
         if not self.socket.exists():
             return None
-        proc = subprocess.run(["ssh", *self.options(), "-O", "check", "--", self.target.host],
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+        try:
+            proc = subprocess.run(["ssh", *self.options(), "-O", "check", "--", self.target.host],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=10)
+        except FileNotFoundError:
+            raise _no_ssh() from None
         text = proc.stderr + proc.stdout
         if proc.returncode == 0 and "pid=" in text:
             return int(text.split("pid=")[1].split(")")[0])
