@@ -36,7 +36,7 @@ MAX_SOCKET_PATH = 88
 class SshError(DuplexError):
     """Reaching the remote machine or running a command there failed. `kind`: host-key-unknown,
     host-key-changed, auth, refused, timeout, resolve, unreachable, closed, no-ssh,
-    missing-command, command or ssh."""
+    missing-command, command, port-taken or ssh."""
 
     def __init__(self, message: str, fix: str | None = None, kind: str = "ssh"):
         super().__init__(message, fix)
@@ -237,6 +237,34 @@ class Connection:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # -- ports ---------------------------------------------------------------------------------
+    def forward(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1") -> None:
+        """Make 127.0.0.1:`local_port` here reach `remote_host`:`remote_port` as the remote sees it,
+        through the open master (the browser's page on 127.0.0.1 is a secure context)."""
+        self._port_request("forward", local_port, remote_port, remote_host)
+
+    def cancel_forward(self, local_port: int, remote_port: int, remote_host: str = "127.0.0.1") -> None:
+        self._port_request("cancel", local_port, remote_port, remote_host)
+
+    def _port_request(self, request: str, local_port: int, remote_port: int, remote_host: str) -> None:
+        spec = f"127.0.0.1:{local_port}:{remote_host}:{remote_port}"
+        try:
+            proc = subprocess.run(["ssh", *self.options(), "-O", request, "-L", spec, "--", self.target.host],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=15)
+        except FileNotFoundError:
+            raise _no_ssh() from None
+        if proc.returncode == 0:
+            return
+        what = f"forwarding 127.0.0.1:{local_port} to {remote_host}:{remote_port} on {self.target.address}"
+        if "forwarding failed" in proc.stderr or "forwarding request failed" in proc.stderr:
+            raise SshError(f"{what}: port {local_port} on this machine is taken (or not ours to listen on)",
+                           fix=f"stop what listens there (`ss -ltnp 'sport = :{local_port}'` names it) or use "
+                           "another port", kind="port-taken")
+        if "No such file" in proc.stderr or "Connection refused" in proc.stderr and not self.socket.exists():
+            raise SshError(f"{what}: the connection is not open", fix="open() it first", kind="closed")
+        raise classify(self.target, 255, proc.stderr, what) or SshError(
+            f"{what}: ssh exited {proc.returncode}: {_last_line(proc.stderr)}", fix="run again", kind="ssh")
 
     # -- commands --------------------------------------------------------------------------------
     def run(self, argv: list[str], *, cwd: str | None = None, input: str | bytes | None = None,

@@ -8,8 +8,10 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from duplex.remote.ssh import Connection, SshError, control_dir
 from duplex.remote.target import TargetError, parse_target
 from tests.support import sshd as sshd_support
+from tests.support.net import free_ports, stop_process, wait_answer
 
 
 def connect(sshd, tmp_path, path="/tmp", **kwargs) -> Connection:
@@ -139,3 +142,30 @@ def test_an_injection_attempt_is_refused_before_any_ssh_runs(tmp_path, monkeypat
     assert subprocess.run(["ssh"]).returncode == 0 and (tmp_path / "ran").exists()  # the spy works
     (tmp_path / "ran").unlink()
     assert not (tmp_path / "ran").exists()
+
+
+def test_a_port_forward_reaches_the_remote_and_a_taken_port_is_one_line(sshd, tmp_path):
+    (tmp_path / "page.html").write_text("served there\n")
+    remote_port, local_port = free_ports(2)
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(remote_port)],
+                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_answer(server, f"http://127.0.0.1:{remote_port}/page.html", "http.server", time.monotonic() + 10,
+                    lambda: "")
+        with connect(sshd, tmp_path) as conn:
+            conn.forward(local_port, remote_port)
+            with urllib.request.urlopen(f"http://127.0.0.1:{local_port}/page.html", timeout=10) as page:
+                assert page.read() == b"served there\n"
+            with socket.socket() as taken:
+                taken.bind(("127.0.0.1", 0))
+                taken.listen()
+                busy = taken.getsockname()[1]
+                with pytest.raises(SshError) as caught:
+                    conn.forward(busy, remote_port)
+            assert caught.value.kind == "port-taken" and "\n" not in str(caught.value)
+            assert f"sport = :{busy}" in caught.value.fix
+            conn.cancel_forward(local_port, remote_port)
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", local_port), timeout=2).close()
+    finally:
+        stop_process(server)
