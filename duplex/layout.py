@@ -114,6 +114,13 @@ class Layout:
         default set it builds."""
         return self.base / "eval"
 
+    # -- remote machines (`duplex.remote`) -------------------------------------------------
+    @property
+    def remote(self) -> Path:
+        """Per target: what the last sync sent (`<key>/sent.json`); `ssh/`, 0700: the SSH
+        connections' control sockets."""
+        return self.base / "remote"
+
     # -- tools, caches, vendoring ------------------------------------------------------------
     @property
     def tools(self) -> Path:

@@ -28,17 +28,19 @@ LAYER = {
                      "duplex.stack", "duplex.machine", "duplex.plan", "duplex.vram", "duplex.images",
                      "duplex.redact", "duplex.warm", "duplex.standalone", "duplex.envs.pythons",
                      "duplex.envs.torch_builds", "duplex.models.refs", "duplex.models.errors", "duplex.vendor.errors",
-                     "duplex.scoring", "duplex.syntax", "duplex.capacity", "duplex.svgplot"], "model"),
+                     "duplex.scoring", "duplex.syntax", "duplex.capacity", "duplex.svgplot",
+                     "duplex.remote.target"], "model"),
     # adapters: each talks to one thing outside (the engine, a registry, NVML, the hub, files, a venv)
     **dict.fromkeys(["duplex.engine", "duplex.images.registry", "duplex.bounded", "duplex.gpu", "duplex.certs",
                      "duplex.host", "duplex.hostnames", "duplex.envfile", "duplex.asr_stream", "duplex.launch_json", "duplex.tts",
                      "duplex.envs.commands", "duplex.envs.layout", "duplex.envs.lock", "duplex.envs.sources",
                      "duplex.envs.torch_choice", "duplex.envs.installer", "duplex.models.lock",
-                     "duplex.models.cache", "duplex.models.hub"], "adapter"),
+                     "duplex.models.cache", "duplex.models.hub", "duplex.remote.ssh", "duplex.remote.sync"], "adapter"),
     "duplex.project": "project",  # the composition root: stack + token + pins + machine + plan
     # features: one package or module per task, acting through the layers below
     **dict.fromkeys(["duplex.run", "duplex.dashboard", "duplex.envs", "duplex.models", "duplex.vendor",
-                     "duplex.publish", "duplex.loadtest", "duplex.evaluation", "duplex.preflight", "duplex.pinning", "duplex.debug", "checks"], "feature"),
+                     "duplex.publish", "duplex.loadtest", "duplex.evaluation", "duplex.preflight", "duplex.pinning", "duplex.debug", "duplex.remote",
+                     "checks"], "feature"),
     **dict.fromkeys(["duplex.report", "duplex.flags", "tasks"], "cli"),  # the CLI: flags in, text out
 }
 # Modules that do I/O (processes, sockets, HTTP, the engine, NVML, the hub, TLS, threads).

@@ -34,6 +34,10 @@ PROVIDED_BY = {
     "gcc": "apt-get install gcc",
     "debootstrap": "apt-get install debootstrap",
     "docker-registry": "apt-get install docker-registry (the reference image registry)",
+    "sshd": "apt-get install openssh-server (the remote machine of tests/remote)",
+    "ssh": "apt-get install openssh-client (openssh-server depends on it)",
+    "ssh-keygen": "apt-get install openssh-client (openssh-server depends on it)",
+    "rsync": "apt-get install rsync",
 }
 
 
