@@ -126,8 +126,8 @@ def latency_figures(runs: list[tuple[StreamRun, list[tuple[float, float]]]]) -> 
                 onset_to_partial.append(first[0] - start)
             times = [t for t, _ in partials if start <= t <= end] + arrived[:1]
             gaps += [b - a for a, b in zip(times, times[1:], strict=False)]
-    return {"end_to_final_s": _spread(end_to_final), "onset_to_partial_s": _spread(onset_to_partial),
-            "partial_gap_s": _spread(gaps)}
+    return {"end_to_final_s": spread(end_to_final), "onset_to_partial_s": spread(onset_to_partial),
+            "partial_gap_s": spread(gaps)}
 
 
 def finals_after_speech(run: StreamRun, spans) -> list[float]:
@@ -140,7 +140,8 @@ def finals_after_speech(run: StreamRun, spans) -> list[float]:
     return waits
 
 
-def _spread(values: list[float]) -> dict:
+def spread(values: list[float]) -> dict:
+    """p50 (median) and p95 (nearest rank), rounded to the millisecond, and n."""
     if not values:
         return {"p50": None, "p95": None, "n": 0}
     ordered = sorted(values)

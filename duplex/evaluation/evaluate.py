@@ -45,16 +45,10 @@ def evaluate_stack(*, data_path: Path | None = None, services: list[str] | None 
         except baseline.BaselineError as exc:
             say(f"(baseline not shown: {exc})")
     if base is not None:
-        doc = baseline.compare(doc, base, spec, _shown(path, project.root))
+        doc = baseline.compare(doc, base, spec, runner.relative_to_project(path, project.root))
         if not check:
             doc["breaches"] = []
     saved = baseline.save(doc, path) if save else None
     json_path, html_path = report.write(doc, out or folder)
     return Outcome(doc, json_path, html_path, saved)
 
-
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(root.resolve()))
-    except ValueError:
-        return str(path)

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from ..asr_stream import spread as latency_spread
 from ..asr_stream import stream_pcm, stream_url
 from ..errors import DuplexError
 from ..project import Project
@@ -108,7 +109,7 @@ def measure(dataset: data.Dataset, chosen: Chosen, *, modes: tuple[str, ...] = M
             "made": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "commit": commit, "dirty": dirty,
             "machine": {"cpus": os.cpu_count(), "system": platform.platform(terse=True)},
-            "data": {"name": dataset.name, "source": dataset.source, "path": _shown(dataset.path, project.root),
+            "data": {"name": dataset.name, "source": dataset.source, "path": relative_to_project(dataset.path, project.root),
                      "utterances": len(dataset.utterances), "audio_s": round(audio_s, 1),
                      "fingerprint": dataset.fingerprint},
             "services": dict(sorted(out.items())), "baseline": None, "breaches": []}
@@ -354,14 +355,9 @@ def speech_bounds(pcm: bytes, rate: int) -> tuple[float, float]:
 
 
 def spread(values: list[float | None]) -> dict:
-    """p50/p95 and the values themselves (the report's histograms)."""
-    got = sorted(v for v in values if v is not None)
-    if not got:
-        return {"p50": None, "p95": None, "n": 0, "values": []}
-    p95 = got[min(len(got) - 1, int(round(0.95 * (len(got) - 1))))]
-    mid = len(got) // 2
-    p50 = got[mid] if len(got) % 2 else (got[mid - 1] + got[mid]) / 2
-    return {"p50": round(p50, 3), "p95": round(p95, 3), "n": len(got), "values": [round(v, 3) for v in values if v is not None]}
+    """asr_stream's p50/p95 of the values measured, and the values themselves (the report's histograms)."""
+    got = [v for v in values if v is not None]
+    return {**latency_spread(got), "values": [round(v, 3) for v in got]}
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -383,7 +379,8 @@ def _commit(root: Path) -> tuple[str | None, bool | None]:
         return None, None
 
 
-def _shown(path: Path, root: Path) -> str:
+def relative_to_project(path: Path, root: Path) -> str:
+    """`path` as the document and the report show it: relative to the project when inside it."""
     try:
         return str(path.resolve().relative_to(root.resolve()))
     except ValueError:
