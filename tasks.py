@@ -168,12 +168,25 @@ def lock(c, env=None, torch=None, images=False):
     "dashboard": "serve the live dashboard on 127.0.0.1 (default; --no-dashboard: not this run)",
     "replicas": "SERVICE=COUNT: run COUNT replicas of it on ports port, port+1, ... (repeat, or asr=2,mt=3; "
                 "default: the stack's `replicas`)",
-}, iterable=["replicas"])
+    "on": "ssh://user@host[:port][/path]: run it on that machine, its ports forwarded to 127.0.0.1 here "
+          "(bare --on: [remote] on = … in duplex.local.toml; docs/remote.md)",
+}, iterable=["replicas"], optional=["on"])
 @_cli
 def run(c, native=False, services=None, detach=False, skip_preflight=False, smoke=False, debug=None,
-        debug_wait=False, tls=False, otlp=None, dashboard=True, replicas=None):
+        debug_wait=False, tls=False, otlp=None, dashboard=True, replicas=None, on=None):
     """Run the stack: every service in a container, or natively with --native."""
     from duplex import report
+    if on is not None:
+        if debug:
+            raise flags.UsageError("--debug with --on: attach a debugger on that machine, or run here")
+        from duplex.remote.session import RunRequest, run_remote
+        code = run_remote(on, RunRequest(native=native, services=flags.names(services), detach=detach,
+                                         preflight=not skip_preflight, smoke=smoke, tls=tls, otlp=flags.otlp(otlp),
+                                         dashboard=dashboard, replicas=flags.replicas(replicas) or {}),
+                          say=report.say)
+        if code:
+            raise Exit(code=code)
+        return
     from duplex.run.start import run_project
     code = run_project(native=native, services=flags.names(services), detach=detach, preflight=not skip_preflight,
                        debug=flags.names(debug, "--debug"), debug_wait=debug_wait, tls=True if tls else None,
@@ -299,15 +312,29 @@ def publish(c, compose=False, k8s=False, out="deploy", services=None, bind="127.
 
 
 @task(help={"services": "comma-separated services to stop (default: all)",
-            "all": "also remove persistent containers kept warm between runs"})
+            "all": "also remove persistent containers kept warm between runs",
+    "on": "ssh://user@host[:port][/path]: stop the run there, and its forwarded ports here "
+          "(bare --on: [remote] on = … in duplex.local.toml; docs/remote.md)",
+}, optional=["on"])
 @_cli
-def stop(c, services=None, all=False):
+def stop(c, services=None, all=False, on=None):
     """Stop what is running (also what a killed run left behind), dependents first."""
+    if on is not None:
+        return _there(on, ["stop", *(["--services", services] if services else []), *(["--all"] if all else [])])
     from duplex.run.stop import stop as stop_stack
     from duplex.stack import project_root
     stopped = stop_stack(project_root(), services=flags.names(services), everything=all, say=print,
                          known=_stack_services)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+def _there(on, args: list[str]) -> None:
+    """`inv stop --on`, `inv status --on`, `inv logs --on`: the same command in the remote folder, its output here."""
+    from duplex import report
+    from duplex.remote.session import remote_inv
+    code = remote_inv(on, args, say=report.say)
+    if code:
+        raise Exit(code=code)
 
 
 def _stack_services() -> set[str]:
@@ -351,10 +378,15 @@ def restart(c, name, code=False, model=False):
     print(f"{name}: restarted in {took:.2f}s")
 
 
-@task(help={"json": "print a JSON list for scripts"})
+@task(help={"json": "print a JSON list for scripts",
+    "on": "ssh://user@host[:port][/path]: the run there "
+          "(bare --on: [remote] on = … in duplex.local.toml; docs/remote.md)",
+}, optional=["on"])
 @_cli
-def status(c, json=False):
+def status(c, json=False, on=None):
     """Show each service's mode, state, health, url and pid or container."""
+    if on is not None:
+        return _there(on, ["status", *(["--json"] if json else [])])
     from duplex import report
     from duplex.run.status import status as stack_status
     from duplex.stack import project_root
@@ -364,10 +396,16 @@ def status(c, json=False):
 
 @task(help={"service": "only this service's log, plain (its replicas': each line prefixed; default: every service of the current or last run, prefixed)",
             "follow": "keep printing new lines until the run ends (Ctrl-C to stop watching)",
-            "lines": "how many past lines to show per service (default 200)"})
+            "lines": "how many past lines to show per service (default 200)",
+    "on": "ssh://user@host[:port][/path]: the logs there "
+          "(bare --on: [remote] on = … in duplex.local.toml; docs/remote.md)",
+}, optional=["on"])
 @_cli
-def logs(c, service=None, follow=False, lines=None):
+def logs(c, service=None, follow=False, lines=None, on=None):
     """Show the logs of the current or last run, with the run's name prefixes (kept in .duplex/logs)."""
+    if on is not None:
+        return _there(on, ["logs", *(["--service", service] if service else []), *(["--follow"] if follow else []),
+                           *(["--lines", str(lines)] if lines else [])])
     from duplex import report
     from duplex.run.logs import log_names
     from duplex.run.logs import logs as stack_logs

@@ -154,13 +154,15 @@ class Connection:
         self.opened_seconds = 0.0
 
     # -- the ssh command line -----------------------------------------------------------------
-    def options(self, *, master: bool = False) -> list[str]:
-        """Everything between `ssh` and `--`: the user's config, duplex's few options, the target's."""
+    def options(self, *, master: bool = False, shared: bool = True) -> list[str]:
+        """Everything between `ssh` and `--`: the user's config, duplex's few options, the target's.
+        `shared=False`: a connection of its own, outliving the master (a detached run's tunnel)."""
         control = ["ControlMaster=yes", "-o", f"ControlPersist={PERSIST}"] if master else ["ControlMaster=no"]
+        path = str(self.socket) if shared else "none"
         return [*(["-F", str(self.config)] if self.config else []),
                 "-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}",
                 "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
-                "-o", f"ControlPath={self.socket}", "-o", *control, *self.target.ssh_options()]
+                "-o", f"ControlPath={path}", "-o", *control, *self.target.ssh_options()]
 
     def command(self, argv: list[str], *, cwd: str | None = None) -> list[str]:
         """The local argv that runs `argv` on the remote (in `cwd`, relative to the remote home

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -51,8 +52,21 @@ def keygen(path: Path) -> Path:
     return path
 
 
-def start(base: Path) -> Sshd:
-    """Start sshd in the foreground of its own process (stopped by `stop`), answering on a free port."""
+# How this machine reaches package indexes (a TLS-intercepting proxy's CA, pip's and uv's index
+# settings): a real GPU box has its own in its profile; the stand-in gets this machine's.
+NETWORK = re.compile(r"^(SSL_CERT_\w+|\w*CA_BUNDLE|PIP_\w+|UV_\w+|\w*_proxy|\w*_PROXY)$")
+
+
+def network_env(more: dict[str, str] | None = None) -> str:
+    """sshd's SetEnv line giving every session this machine's network settings and `more` (or nothing)."""
+    chosen = {**{k: v for k, v in os.environ.items() if NETWORK.match(k)}, **(more or {})}
+    pairs = [f'"{k}={v}"' for k, v in sorted(chosen.items()) if '"' not in v]
+    return f"SetEnv {' '.join(pairs)}\n" if pairs else ""
+
+
+def start(base: Path, env: dict[str, str] | None = None) -> Sshd:
+    """Start sshd in the foreground of its own process (stopped by `stop`), answering on a free port.
+    `env`: variables every session gets (the remote machine's own settings: a stand-in GPU, say)."""
     sshd = find_tool("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
     if sshd is None:
         raise FileNotFoundError("sshd not found (apt-get install openssh-server); bash .ci/run installs it")
@@ -66,7 +80,8 @@ def start(base: Path) -> Sshd:
     config.write_text(f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
                       f"AuthorizedKeysFile {base / 'authorized_keys'}\nPidFile {base / 'sshd.pid'}\n"
                       "StrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-                      "PermitRootLogin prohibit-password\nMaxStartups 100\nMaxSessions 100\nLogLevel ERROR\n")
+                      "PermitRootLogin prohibit-password\nMaxStartups 100\nMaxSessions 100\nLogLevel ERROR\n"
+                      + network_env(env))
     subprocess.run([os.path.abspath(sshd), "-t", "-f", str(config)], check=True)
     log = open(base / "sshd.log", "wb")  # open for the server's whole life
     proc = subprocess.Popen([os.path.abspath(sshd), "-D", "-e", "-f", str(config)], stdout=log, stderr=log,
