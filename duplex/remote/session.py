@@ -20,10 +20,10 @@ from typing import Callable
 from ..envfile import read_secret
 from ..errors import DuplexError
 from ..layout import Layout
-from ..stack import load_stack
+from ..stack import Stack, load_stack
 from .agent import EVENT, HEARTBEAT
 from .bootstrap import VENV_INV, bootstrap
-from .settings import load_settings
+from .settings import RemoteSettings, load_settings
 from .ssh import Connection, SshError, reason, target_key
 from .sync import sync
 from .target import Target, parse_target
@@ -58,7 +58,7 @@ class RunRequest:
                 *(["--tls"] if self.tls else []), *([] if self.dashboard else ["--no-dashboard"])]
 
 
-def resolve_target(text: str | bool | None) -> tuple[Target, Path]:
+def resolve_target(text: str | bool | None) -> tuple[Target, Stack, RemoteSettings]:
     """The target of `--on URL`, or of a bare `--on` ([remote] on = … in duplex.local.toml)."""
     stack = load_stack()
     settings = load_settings(stack.root)
@@ -68,13 +68,13 @@ def resolve_target(text: str | bool | None) -> tuple[Target, Path]:
                               fix='give one (`--on ssh://user@host`), or put `[remote]` with `on = "ssh://user@host"` '
                               "in duplex.local.toml beside stack.toml")
         text = settings.on
-    return parse_target(text, stack.name), stack.root
+    return parse_target(text, stack.name), stack, settings
 
 
 def run_remote(on: str | bool, request: RunRequest, say: Say, out=None) -> int:
     """`inv run --on`: the run's exit code (the remote `inv run`'s)."""
-    target, root = resolve_target(on)
-    settings = load_settings(root)
+    target, stack, settings = resolve_target(on)
+    root = stack.root
     out = out or sys.stdout
     remote_say = say("remote")
     conn = Connection(target, root)
@@ -89,7 +89,7 @@ def run_remote(on: str | bool, request: RunRequest, say: Say, out=None) -> int:
         token = (os.environ.get("HF_TOKEN") or read_secret(root, "HF_TOKEN")) if settings.send_token else None
         if token:
             environ["HF_TOKEN"] = token  # on the agent's stdin: never in an argv (ps), never on its disk
-        session = Session(conn, request, say, out, settings.grace)
+        session = Session(conn, request, say, out, settings.grace, stack.stack.dashboard_port or DASHBOARD_PORT)
         return session.run({"environ": environ, "offset": settings.port_offset, "grace": settings.grace,
                             "plan_args": request.plan_args(), "run_args": request.run_args()})
     finally:
@@ -106,9 +106,9 @@ def _interrupt(_signum, _frame):
 class Session:
     """One agent over one connection: the events it sends, the forwards they call for."""
 
-    def __init__(self, conn: Connection, request: RunRequest, say: Say, out, grace: float):
+    def __init__(self, conn: Connection, request: RunRequest, say: Say, out, grace: float, board_port: int):
         self.conn, self.request, self.say, self.out, self.grace = conn, request, say, out, grace
-        self.board_port = load_stack().stack.dashboard_port or DASHBOARD_PORT
+        self.board_port = board_port  # the dashboard's port here (the stack's, else duplex's default)
         self.forwards: list[tuple[int, int]] = []
         self.watcher: Watcher | None = None
         self.code: int | None = None
@@ -307,20 +307,32 @@ def tunnel_pid(conn: Connection) -> int | None:
 
 
 # -- `inv stop --on`, `inv status --on`, `inv logs --on` --------------------------------------------
+NOT_THERE = 86
+# duplex's `inv` in the remote folder, and a watcher of our stdin (fd 3: a background job's own stdin
+# is /dev/null, and it ignores SIGINT) that ends it (SIGTERM) when the connection ends: without a
+# tty, sshd signals nothing
+THERE = (f'cd -- "$1" 2>/dev/null && [ -x {VENV_INV} ] || exit {NOT_THERE}; shift; exec 3<&0; '
+         f'{VENV_INV} "$@" </dev/null & pid=$!; {{ cat <&3 >/dev/null; kill $pid; }} >/dev/null 2>&1 & wait $pid')
+
+
 def remote_inv(on: str | bool, args: list[str], say: Say) -> int:
     """Run duplex's `inv` with `args` in the remote folder, its output here as it comes; its exit code."""
-    target, root = resolve_target(on)
-    with Connection(target, root) as conn:
-        ready = conn.run(["test", "-x", VENV_INV], cwd=target.path, check=False)
-        if ready.returncode:
-            raise DuplexError(f"duplex has not run in {target.host}:{target.path} yet",
-                              fix=f"`inv run --on {target.url}` first")
-        proc = conn.popen([VENV_INV, *args], cwd=target.path, stdin=subprocess.DEVNULL)
+    target, stack, _settings = resolve_target(on)
+    with Connection(target, stack.root) as conn:
+        # stdin stays open while we run: its end (Ctrl-C here, a dropped link) ends `inv logs --follow` there
+        proc = conn.popen(["sh", "-c", THERE, "sh", target.path, *args], stdin=subprocess.PIPE)
         try:
             code = proc.wait()
-        except KeyboardInterrupt:  # `inv logs --on … --follow`: ssh ends with us, the remote `inv logs` at its next line
-            proc.wait()
+        except KeyboardInterrupt:  # our stdin's end reaches the watcher there, which interrupts `inv`
+            proc.stdin.close()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.terminate()
             code = 130
+        if code == NOT_THERE:
+            raise DuplexError(f"duplex has not run in {target.host}:{target.path} yet",
+                              fix=f"`inv run --on {target.url}` first")
         if args[:1] == ["stop"]:
             pid = stop_tunnel(conn)
             if pid:

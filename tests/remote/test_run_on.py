@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -134,11 +135,18 @@ def speech_wav() -> Path:
 def test_run_on_serves_the_microphone_here_syncs_edits_and_ctrl_c_stops_both_sides(laptop, remote, speech_wav):
     url, folder = remote
     ports = ports_pair()
-    run = Run(laptop, "--native", "--on", url, env=env_with(ports))
+    token = "hf_" + secrets.token_hex(16)  # this machine's token: the remote run gets it in memory only
+    run = Run(laptop, "--native", "--on", url, env=env_with(ports, HF_TOKEN=token))
     try:
         run.wait_for(READY)
         # duplex bootstrapped itself there, ran setup and the plan there, on the remote's ports
         assert "installing duplex in" in run.text and (folder / ".venv" / "bin" / "inv").exists()
+        [inv_run] = [line for line in remote_processes(folder) if "/.venv/bin/inv run" in line]
+        assert f"HF_TOKEN={token}".encode() in Path(f"/proc/{inv_run.split()[0]}/environ").read_bytes()
+        assert token not in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+        on_disk = subprocess.run(["grep", "-rl", "--exclude-dir=.venv", "--exclude-dir=envs", token, str(folder)],
+                                 capture_output=True, text=True)
+        assert on_disk.stdout == "" and on_disk.returncode == 1, on_disk.stdout
         assert f"asr {ports[0]}→{ports[0] + OFFSET}, frontend {ports[1]}→{ports[1] + OFFSET}" in run.text
         assert f"healthy at http://127.0.0.1:{ports[0] + OFFSET}" in run.text
         page = f"http://127.0.0.1:{ports[1]}"
@@ -165,6 +173,7 @@ def test_run_on_serves_the_microphone_here_syncs_edits_and_ctrl_c_stops_both_sid
         run.proc.send_signal(signal.SIGINT)
         assert run.proc.wait(timeout=60) == 130, run.text[-3000:]
         assert "Ctrl-C: stopping the run on 127.0.0.1" in run.text and "Traceback" not in run.text
+        assert token not in run.text
         after = run.text.split("Ctrl-C: stopping")[1]  # the remote run's own clean stop, relayed
         assert "asr: stopping" in after and "frontend: stopping" in after
         assert_nothing_left(url, folder, ports)
@@ -205,6 +214,16 @@ def test_detach_then_status_logs_and_stop_on_the_default_target(laptop, remote):
     assert "ports forwarded here by ssh pid" in status.stdout + status.stderr
     logs = run_inv("logs", "--on", url, "--service", "asr", "--lines", "5", cwd=laptop, env=env)
     assert logs.returncode == 0 and logs.stdout.strip(), logs.stderr
+    never = run_inv("status", "--on", url + "-elsewhere", cwd=laptop, env=env)
+    assert never.returncode == 1 and "duplex has not run in 127.0.0.1:" in never.stderr, never.stderr
+    follow = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "logs", "--on", "--follow"],
+                              cwd=laptop, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: [line for line in remote_processes(folder) if " logs --follow" in line], 30, "logs --follow there")
+    time.sleep(1)
+    follow.send_signal(signal.SIGINT)  # Ctrl-C here ends the `inv logs --follow` there too
+    follow.wait(timeout=30)
+    wait_for(lambda: not [line for line in remote_processes(folder) if " logs --follow" in line], 15,
+             "the remote `inv logs --follow` gone with the connection")
     stop = run_inv("stop", "--on", cwd=laptop, env=env, timeout=60)
     assert stop.returncode == 0 and "stopped: " in stop.stdout, stop.stdout + stop.stderr
     assert "stopped the forwarded ports here" in stop.stdout + stop.stderr
