@@ -16,8 +16,10 @@ from typing import Iterable
 
 MASK = "***"
 SECRET_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "CREDENTIAL", "AUTH")
-# scheme://user[:password]@ : the credentials part of any URL, wherever it appears in text
-URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s@'\"<>]+)@")
+# scheme://user[:password]@ : the credentials part of any URL, wherever it appears in text; except
+# an ssh:// URL's bare user name (the login name of `inv run --on ssh://ana@gpu-box`, no secret: the
+# commands duplex prints to type again must keep it; ssh:// with a password is still masked)
+URL_CREDENTIALS = re.compile(r"(?i)\b((?!ssh://[^/\s@:'\"<>]+@)[a-z][a-z0-9+.-]*://)([^/\s@'\"<>]+)@")
 # an Authorization header's value, or a credential in a query string / form body
 BEARER = re.compile(r"(?i)\b(bearer\s+|basic\s+|(?:access_|api_|auth_)?token=|api_?key=|password=|passwd=|secret=)"
                     r"(?!\*\*\*)([^\s&\"',;]{4,})")

@@ -280,3 +280,34 @@ def test_the_remotes_own_gpu_fails_its_preflight_across_the_wire(laptop, tmp_pat
         assert "moshi" not in [s["name"] for s in json.loads(here.stdout)["services"]]
     finally:
         sshd_support.stop(box)
+
+
+def test_an_unknown_host_key_is_one_line_and_nothing_is_sent(sshd, laptop, tmp_path):
+    folder = tmp_path / "box"
+    env = env_with(ports_pair(), DUPLEX_SSH_CONFIG=str(sshd.client_config("stranger", known_hosts="")))
+    proc = run_inv("run", "--on", sshd.url(folder), cwd=laptop, env=env, timeout=60)
+    assert proc.returncode == 1 and "host key is not in known_hosts" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not folder.exists()
+
+
+@pytest.mark.parametrize("args, settings, said", [
+    (["run", "--on"], "", "`--on` without a target, and no default in duplex.local.toml"),
+    (["status", "--on"], "[remote]\nport_offset = -1\n", "[remote]: port_offset: Input should be greater than"),
+    (["run", "--on"], "[remote\n", "duplex.local.toml: TOML syntax error"),
+    (["run", "--on"], "[stack]\nname = 'x'\n", "unknown table 'stack': this file holds only [remote]"),
+    (["run", "--on", "ana@gpu-box:work"], "", "ssh://ana@gpu-box/~/work"),
+    (["run", "--native", "--debug", "asr", "--on", "ssh://gpu-box"], "", "--debug with --on"),
+])
+def test_mistakes_are_one_line_before_any_ssh(laptop, tmp_path, args, settings, said):
+    """A copy of the project with its own duplex.local.toml; an ssh spy first on PATH must never run."""
+    project = tmp_path / "project"
+    shutil.copytree(laptop, project, ignore=shutil.ignore_patterns(".duplex", "duplex.local.toml"))
+    if settings:
+        (project / "duplex.local.toml").write_text(settings)
+    spy = tmp_path / "bin"
+    spy.mkdir()
+    (spy / "ssh").write_text(f"#!/bin/sh\ntouch {tmp_path / 'ssh-ran'}\nexit 255\n")
+    (spy / "ssh").chmod(0o755)
+    proc = run_inv(*args, cwd=project, env=env_with(ports_pair(), PATH=f"{spy}:{os.environ['PATH']}"))
+    assert proc.returncode in (1, 2) and said in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "ssh-ran").exists()

@@ -64,3 +64,11 @@ def test_a_bad_target_is_one_line_with_its_fix(text, said, fix):
     assert said in str(err) and "\n" not in str(err).replace(repr(text), "")
     assert fix in err.fix
     assert err.exit_code == 2
+
+
+def test_output_keeps_an_ssh_login_name_and_masks_what_is_a_credential():
+    """The commands duplex prints to type again (`inv stop --on ssh://ana@gpu-box`) keep the login
+    name; a password in an ssh URL, and any other URL's user part (a token), are masked."""
+    from duplex.redact import redact
+    assert redact("inv stop --on ssh://ana@gpu-box:2222/~/app") == "inv stop --on ssh://ana@gpu-box:2222/~/app"
+    assert redact("ssh://ana:hunter2@gpu-box https://ghp_abcdef@github.com") == "ssh://***@gpu-box https://***@github.com"
