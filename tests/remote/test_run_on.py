@@ -230,6 +230,22 @@ def test_detach_then_status_logs_and_stop_on_the_default_target(laptop, remote):
     assert_nothing_left(url, folder, ports)
 
 
+def test_containers_there_by_default_reached_here(laptop, remote):
+    """Without --native the remote's Docker engine runs every service (production parity), and its
+    published ports are forwarded the same way."""
+    url, folder = remote
+    ports = ports_pair()
+    env = env_with(ports)
+    run = Run(laptop, "--detach", "--on", url, env=env)
+    assert run.proc.wait(timeout=900) == 0, run.text[-3000:]
+    assert "asr: started (container" in run.text and "frontend: started (container" in run.text
+    assert httpx.get(f"http://127.0.0.1:{ports[0]}/health").json()["backend"] == "pocketsphinx"
+    assert httpx.get(f"http://127.0.0.1:{ports[1]}/").status_code == 200
+    stop = run_inv("stop", "--on", url, cwd=laptop, env=env, timeout=120)
+    assert stop.returncode == 0 and "stopping container" in stop.stdout, stop.stdout + stop.stderr
+    assert_nothing_left(url, folder, ports)
+
+
 def test_a_port_taken_here_is_one_line_and_nothing_starts_there(laptop, remote):
     url, folder = remote
     ports = ports_pair()
