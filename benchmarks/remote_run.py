@@ -1,5 +1,6 @@
 """`inv run --on ssh://…` (issue 32): how long the first remote run takes to come up (sync,
-duplex bootstrapped there, `inv setup`, the stack healthy), a second one, and save → served: an
+duplex bootstrapped there, `inv setup`, the stack healthy), a second one, each one's sync (the first
+sends everything, the second only what changed), and save → served: an
 edit to the ASR server saved in the laptop's copy until its /health answers with the change through
 the tunnel, against the same edit made to a local `inv run --native` (the baseline, same machine,
 same run).
@@ -134,11 +135,15 @@ def main() -> None:
         local.send_signal(signal.SIGINT)
         local.wait(60)
 
-        starts, there, stops = [], [], []
-        for round_ in range(2):  # the first bootstraps duplex there; the second finds it
+        starts, there, stops, syncs = [], [], [], []
+        note = project / "docs" / "remote.md"
+        for round_ in range(2):  # the first bootstraps duplex there; the second finds it, one file changed
+            if round_ == 1:
+                note.write_text(note.read_text() + "\n<!-- edited between the runs -->\n")
             run = inv(project, "run", "--native", "--on", env=env)
             lines: list[str] = []
             starts.append(until(run, "Ctrl-C stops both sides", lines))
+            syncs.append(next(line.split("sync: ", 1)[1].strip() for line in lines if "sync: sent" in line))
             if round_ == 1:
                 there = save_to_served(project, ports[0], args.n)
             begin = time.monotonic()
@@ -148,6 +153,7 @@ def main() -> None:
         med = statistics.median
         print(f"\n`inv run --native --on`, up and forwarded: first {starts[0]:.1f} s (sync, bootstrap, setup), "
               f"again {starts[1]:.1f} s; Ctrl-C to both sides stopped: {med(stops):.2f} s")
+        print(f"its sync: first {syncs[0]}; again {syncs[1]}")
         print(f"save -> served (medians of {args.n}): here {med(here):.3f} s, through the tunnel {med(there):.3f} s, "
               f"difference {med(there) - med(here):+.3f} s (goal: under +1 s)")
         print(f"  each: here {', '.join(f'{t:.3f}' for t in here)}; tunnel {', '.join(f'{t:.3f}' for t in there)}")

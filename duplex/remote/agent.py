@@ -81,25 +81,25 @@ class Out:
         self.line(EVENT + json.dumps(data))
 
 
-def relay(argv: list[str], env: dict[str, str], out: Out, on_line=None) -> subprocess.Popen:
-    """Start `argv` in its own session (a signal to us is not its signal) and copy its output."""
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+class Relayed:
+    """`argv` started in its own session (a signal to the agent is not its signal), its output copied."""
 
-    def pump():
-        for line in proc.stdout:
+    def __init__(self, argv: list[str], env: dict[str, str], out: Out, on_line=None):
+        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True)
+        self.pump = threading.Thread(target=self._pump, args=(out, on_line), daemon=True)
+        self.pump.start()
+
+    def _pump(self, out: Out, on_line) -> None:
+        for line in self.proc.stdout:
             out.line(line)
             if on_line:
                 on_line(line)
-    proc.pump = threading.Thread(target=pump, daemon=True)
-    proc.pump.start()
-    return proc
 
-
-def finish(proc: subprocess.Popen) -> int:
-    code = proc.wait()
-    proc.pump.join(timeout=5)
-    return code
+    def finish(self) -> int:
+        code = self.proc.wait()
+        self.pump.join(timeout=5)
+        return code
 
 
 def dashboard_info(root: Path) -> dict | None:
@@ -119,7 +119,7 @@ def main() -> int:
     root = Path.cwd()
 
     if request.get("setup", True):
-        code = finish(relay([inv, "setup"], env, out))
+        code = Relayed([inv, "setup"], env, out).finish()
         if code:
             out.event(exit=code, step="setup")
             return code
@@ -147,8 +147,9 @@ def main() -> int:
             return 0
 
     ready = threading.Event()
-    proc = relay([inv, "run", *request.get("run_args", [])], env, out,
-                 on_line=lambda line: ready.set() if HEALTHY in line else None)
+    run = Relayed([inv, "run", *request.get("run_args", [])], env, out,
+                  on_line=lambda line: ready.set() if HEALTHY in line else None)
+    proc = run.proc
     told = signalled = False
     stop_at = None
     while proc.poll() is None:
@@ -165,7 +166,7 @@ def main() -> int:
         if signalled and time.monotonic() - stop_at > STOP_WAIT:
             proc.terminate()
             stop_at = float("inf")
-    code = finish(proc)
+    code = run.finish()
     if ready.is_set() and not told:  # a detached run: healthy, then it returned
         out.event(ready=True, dashboard=dashboard_info(root))
     out.event(exit=code, step="run")
