@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -92,6 +93,15 @@ class Run:
                                      text=True)
         threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True).start()
 
+    def end(self) -> None:
+        """As a user would after a failure: Ctrl-C, then kill (the remote run ends after the grace)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
     @property
     def text(self) -> str:
         return "".join(self.lines)
@@ -125,6 +135,15 @@ def assert_nothing_left(url: str, folder: Path, ports: tuple[int, int], timeout:
     wait_for(lambda: not remote_processes(folder) and not any(listening(p) for p in wanted) and not ssh_clients(url),
              timeout, f"nothing left: remote {remote_processes(folder)}, ports "
              f"{[p for p in wanted if listening(p)]}, ssh here {ssh_clients(url)}")
+
+
+@contextmanager
+def stopped_after(laptop: Path, url: str, env: dict[str, str]):
+    """Whatever the test found, a detached run there and its tunnel here end with it."""
+    try:
+        yield
+    finally:
+        run_inv("stop", "--on", url, cwd=laptop, env=env, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +197,7 @@ def test_run_on_serves_the_microphone_here_syncs_edits_and_ctrl_c_stops_both_sid
         assert "asr: stopping" in after and "frontend: stopping" in after
         assert_nothing_left(url, folder, ports)
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        run.end()
 
 
 def test_a_killed_connection_stops_the_remote_run_after_the_grace(laptop, remote):
@@ -197,37 +215,37 @@ def test_a_killed_connection_stops_the_remote_run_after_the_grace(laptop, remote
         assert listening(ports[0] + OFFSET)  # the grace: the remote run outlives the link a while
         assert_nothing_left(url, folder, ports, timeout=GRACE + 30)
     finally:
-        if run.proc.poll() is None:
-            run.proc.kill()
+        run.end()
 
 
 def test_detach_then_status_logs_and_stop_on_the_default_target(laptop, remote):
     url, folder = remote
     ports = ports_pair()
     env = env_with(ports)
-    run = Run(laptop, "--native", "--detach", "--on", env=env)  # bare --on: duplex.local.toml's target
-    assert run.proc.wait(timeout=240) == 0, run.text[-3000:]
-    assert "the ports stay forwarded" in run.text
-    assert httpx.get(f"http://127.0.0.1:{ports[0]}/health").json()["ready"] is True
-    status = run_inv("status", "--on", cwd=laptop, env=env)
-    assert status.returncode == 0 and "asr" in status.stdout and "running" in status.stdout, status.stdout
-    assert "ports forwarded here by ssh pid" in status.stdout + status.stderr
-    logs = run_inv("logs", "--on", url, "--service", "asr", "--lines", "5", cwd=laptop, env=env)
-    assert logs.returncode == 0 and logs.stdout.strip(), logs.stderr
-    never = run_inv("status", "--on", url + "-elsewhere", cwd=laptop, env=env)
-    assert never.returncode == 1 and "duplex has not run in 127.0.0.1:" in never.stderr, never.stderr
-    follow = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "logs", "--on", "--follow"],
-                              cwd=laptop, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wait_for(lambda: [line for line in remote_processes(folder) if " logs --follow" in line], 30, "logs --follow there")
-    time.sleep(1)
-    follow.send_signal(signal.SIGINT)  # Ctrl-C here ends the `inv logs --follow` there too
-    follow.wait(timeout=30)
-    wait_for(lambda: not [line for line in remote_processes(folder) if " logs --follow" in line], 15,
-             "the remote `inv logs --follow` gone with the connection")
-    stop = run_inv("stop", "--on", cwd=laptop, env=env, timeout=60)
-    assert stop.returncode == 0 and "stopped: " in stop.stdout, stop.stdout + stop.stderr
-    assert "stopped the forwarded ports here" in stop.stdout + stop.stderr
-    assert_nothing_left(url, folder, ports)
+    with stopped_after(laptop, url, env):
+        run = Run(laptop, "--native", "--detach", "--on", env=env)  # bare --on: duplex.local.toml's target
+        assert run.proc.wait(timeout=240) == 0, run.text[-3000:]
+        assert "the ports stay forwarded" in run.text
+        assert httpx.get(f"http://127.0.0.1:{ports[0]}/health").json()["ready"] is True
+        status = run_inv("status", "--on", cwd=laptop, env=env)
+        assert status.returncode == 0 and "asr" in status.stdout and "running" in status.stdout, status.stdout
+        assert "ports forwarded here by ssh pid" in status.stdout + status.stderr
+        logs = run_inv("logs", "--on", url, "--service", "asr", "--lines", "5", cwd=laptop, env=env)
+        assert logs.returncode == 0 and logs.stdout.strip(), logs.stderr
+        never = run_inv("status", "--on", url + "-elsewhere", cwd=laptop, env=env)
+        assert never.returncode == 1 and "duplex has not run in 127.0.0.1:" in never.stderr, never.stderr
+        follow = subprocess.Popen([sys.executable, "-m", "invoke", "--search-root", str(ROOT), "logs", "--on", "--follow"],
+                                  cwd=laptop, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: [line for line in remote_processes(folder) if " logs --follow" in line], 30, "logs --follow there")
+        time.sleep(1)
+        follow.send_signal(signal.SIGINT)  # Ctrl-C here ends the `inv logs --follow` there too
+        follow.wait(timeout=30)
+        wait_for(lambda: not [line for line in remote_processes(folder) if " logs --follow" in line], 15,
+                 "the remote `inv logs --follow` gone with the connection")
+        stop = run_inv("stop", "--on", cwd=laptop, env=env, timeout=60)
+        assert stop.returncode == 0 and "stopped: " in stop.stdout, stop.stdout + stop.stderr
+        assert "stopped the forwarded ports here" in stop.stdout + stop.stderr
+        assert_nothing_left(url, folder, ports)
 
 
 def test_containers_there_by_default_reached_here(laptop, remote):
@@ -236,14 +254,15 @@ def test_containers_there_by_default_reached_here(laptop, remote):
     url, folder = remote
     ports = ports_pair()
     env = env_with(ports)
-    run = Run(laptop, "--detach", "--on", url, env=env)
-    assert run.proc.wait(timeout=900) == 0, run.text[-3000:]
-    assert "asr: started (container" in run.text and "frontend: started (container" in run.text
-    assert httpx.get(f"http://127.0.0.1:{ports[0]}/health").json()["backend"] == "pocketsphinx"
-    assert httpx.get(f"http://127.0.0.1:{ports[1]}/").status_code == 200
-    stop = run_inv("stop", "--on", url, cwd=laptop, env=env, timeout=120)
-    assert stop.returncode == 0 and "stopping container" in stop.stdout, stop.stdout + stop.stderr
-    assert_nothing_left(url, folder, ports)
+    with stopped_after(laptop, url, env):
+        run = Run(laptop, "--detach", "--on", url, env=env)
+        assert run.proc.wait(timeout=900) == 0, run.text[-3000:]
+        assert "asr: started (container" in run.text and "frontend: started (container" in run.text
+        assert httpx.get(f"http://127.0.0.1:{ports[0]}/health").json()["backend"] == "pocketsphinx"
+        assert httpx.get(f"http://127.0.0.1:{ports[1]}/").status_code == 200
+        stop = run_inv("stop", "--on", url, cwd=laptop, env=env, timeout=120)
+        assert stop.returncode == 0 and "stopping container" in stop.stdout, stop.stdout + stop.stderr
+        assert_nothing_left(url, folder, ports)
 
 
 def test_a_port_taken_here_is_one_line_and_nothing_starts_there(laptop, remote):
