@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,24 +36,6 @@ from tests.support import sshd as sshd_support  # noqa: E402 - after the path th
 OFFSET = 100
 APP = Path("servers/asr/app.py")
 MARK = '"status": self.status, "ready"'
-
-
-def free_pair() -> tuple[int, int]:
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if all(_free(p) for p in (port + 1, port + OFFSET, port + OFFSET + 1)):
-            return port, port + 1
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def inv(project: Path, *args: str, env: dict, **kwargs) -> subprocess.Popen:
@@ -120,7 +101,7 @@ def main() -> None:
                 shutil.copy2(ROOT / name, project / name)
         url = server.url(base / "gpu-box")
         (project / "duplex.local.toml").write_text(f'[remote]\non = "{url}"\nport_offset = {OFFSET}\n')
-        ports = free_pair()
+        ports = sshd_support.port_pair(OFFSET)
         env = {**os.environ, "DUPLEX_SSH_CONFIG": str(server.client_config()),
                "DUPLEX_PORT_ASR": str(ports[0]), "DUPLEX_PORT_FRONTEND": str(ports[1])}
         env.pop("DUPLEX_STACK", None)

@@ -20,6 +20,7 @@ from typing import Callable
 from ..envfile import read_secret
 from ..errors import DuplexError
 from ..layout import Layout
+from ..run.dashboard import choose_port, port_free
 from ..stack import Stack, load_stack
 from .agent import EVENT, HEARTBEAT
 from .bootstrap import VENV_INV, bootstrap
@@ -179,7 +180,7 @@ class Session:
         """Through the master; a detached run's ports only checked now, forwarded by its own tunnel."""
         if not self.request.detach:
             self.conn.forward(local, remote)
-        elif not _free(local):
+        elif not port_free(local):
             raise SshError(f"forwarding 127.0.0.1:{local} to {self.conn.target.address}: port {local} on this "
                            "machine is taken", fix=f"stop what listens there (`ss -ltnp 'sport = :{local}'` names "
                            "it) or use another port", kind="port-taken")
@@ -203,7 +204,7 @@ class Session:
         for name, (local, _remote) in getattr(self, "ports", {}).items():
             tell(f"  {name:<10} http://127.0.0.1:{local}")
         if board:
-            local = free_or_other(self.board_port)
+            local, _why = choose_port(self.board_port, {p for p, _ in self.forwards})
             try:
                 self._forward(local, board["port"])
                 tell(f"  {'dashboard':<10} http://127.0.0.1:{local}/?t={board['token']}")
@@ -229,23 +230,6 @@ class Session:
                 self.conn.cancel_forward(local, remote)
             except SshError:
                 pass  # the master is gone, and its forwards with it
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def free_or_other(port: int) -> int:
-    if _free(port):
-        return port
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- a detached run's tunnel ----------------------------------------------------------------------

@@ -70,12 +70,13 @@ def choose_port(wanted: int | None, taken: set[int]) -> tuple[int, str | None]:
     port = wanted or DEFAULT_PORT
     if port in taken:
         return free_port(), f"port {port} is a service's port"
-    if not _free(port):
+    if not port_free(port):
         return free_port(), f"port {port} is in use"
     return port, None
 
 
-def _free(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:`port` can be listened on now."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -110,7 +111,7 @@ def trace_port(telemetry: str | None) -> int | None:
     if url.hostname not in ("127.0.0.1", "localhost") or url.scheme != "http":
         return None
     port = url.port or 80
-    return port if _free(port) else None
+    return port if port_free(port) else None
 
 
 def container_gateway(port: int) -> tuple[str | None, str]:

@@ -29,7 +29,6 @@ from tests.conftest import ROOT, run_inv
 from tests.support import fakenvml
 from tests.support import sshd as sshd_support
 from tests.support.browser import chromium, wait_for
-from tests.support.net import free_port
 from tests.support.speech import synthesize
 
 OFFSET = 100
@@ -39,21 +38,7 @@ PHRASE = "hello world this is a test"
 
 
 def ports_pair() -> tuple[int, int]:
-    """asr and frontend ports here (p, p+1) whose remote twins (+OFFSET) are free too."""
-    for _ in range(50):
-        port = free_port()
-        if all(_free(p) for p in (port + 1, port + OFFSET, port + OFFSET + 1)):
-            return port, port + 1
-    raise RuntimeError("no four free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+    return sshd_support.port_pair(OFFSET)
 
 
 def listening(port: int) -> bool:

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.net import free_port
+from tests.support.net import free_port, port_free
 from tests.support.tools import find_tool
 
 
@@ -44,6 +44,16 @@ class Sshd:
 
     def url(self, path: Path | str) -> str:
         return f"ssh://{self.user}@127.0.0.1:{self.port}{path if str(path).startswith('/') else '/~/' + str(path)}"
+
+
+def port_pair(offset: int) -> tuple[int, int]:
+    """Two ports here (p, p+1: asr and frontend) whose twins `offset` higher are free too: the
+    "remote" of `inv run --on` is this machine, binding each port + its port_offset."""
+    for _ in range(50):
+        port = free_port()
+        if all(port_free(p) for p in (port + 1, port + offset, port + offset + 1)):
+            return port, port + 1
+    raise RuntimeError("no four free ports")
 
 
 def keygen(path: Path) -> Path:
