@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.support import sshd as sshd_support  # noqa: E402 - after the path that finds tests/
+from tests.support.stackcopy import checkout_copy  # noqa: E402
 
 OFFSET = 100
 APP = Path("servers/asr/app.py")
@@ -92,13 +93,7 @@ def main() -> None:
     base = Path(tempfile.mkdtemp(prefix="dx-remote-run-"))
     server = sshd_support.start(base / "sshd")
     try:
-        project = base / "laptop"
-        files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                               capture_output=True, check=True).stdout.decode().split("\0")
-        for name in filter(None, files):
-            if (ROOT / name).is_file():
-                (project / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(ROOT / name, project / name)
+        project = checkout_copy(base / "laptop")
         url = server.url(base / "gpu-box")
         (project / "duplex.local.toml").write_text(f'[remote]\non = "{url}"\nport_offset = {OFFSET}\n')
         ports = sshd_support.port_pair(OFFSET)

@@ -30,6 +30,7 @@ from tests.support import fakenvml
 from tests.support import sshd as sshd_support
 from tests.support.browser import chromium, wait_for
 from tests.support.speech import synthesize
+from tests.support.stackcopy import checkout_copy
 
 OFFSET = 100
 GRACE = 3
@@ -49,14 +50,7 @@ def listening(port: int) -> bool:
 @pytest.fixture(scope="module")
 def laptop(tmp_path_factory) -> Path:
     """This machine's copy of the project: what git would add of this checkout (as a user's clone)."""
-    dest = tmp_path_factory.mktemp("laptop") / "project"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, dest / name)
-    return dest
+    return checkout_copy(tmp_path_factory.mktemp("laptop") / "project")
 
 
 @pytest.fixture(scope="module")

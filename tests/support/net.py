@@ -20,16 +20,6 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def port_free(port: int) -> bool:
-    """Whether 127.0.0.1:`port` can be listened on now."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 def free_ports(count: int) -> list[int]:
     """`count` distinct free ports: each socket stays bound until all are chosen (separate
     `free_port()` calls may hand out the same port twice)."""

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.net import free_port, port_free
+from duplex.run.dashboard import port_free
+from tests.support.net import free_port
 from tests.support.tools import find_tool
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 from tests.support.envs import ensure_env
@@ -43,3 +44,15 @@ def copy_translate(dest: Path, weights: dict[str, tuple[str, int]] | None = None
         write_lock(dest, Lock({repo: LockedModel(repo, "main", f"{i}" * 40, (FileEntry(name, size),))
                                for i, (repo, (name, size)) in enumerate(weights.items(), 1)}))
     return dest / "examples" / "translate" / "stack.toml"
+
+
+def checkout_copy(dest: Path) -> Path:
+    """The whole project as a user's clone of this checkout has it: what git tracks plus what it
+    would add, as the working tree holds them (uncommitted edits included), nothing it ignores."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
