@@ -276,12 +276,13 @@ def test_no_python_there_is_one_line(sshd, laptop, tmp_path, monkeypatch):
     assert "Traceback" not in proc.stderr
 
 
-def test_the_remotes_own_gpu_fails_its_preflight_across_the_wire(laptop, tmp_path, fake_nvml, monkeypatch):
+def test_the_remotes_own_gpu_fails_its_preflight_across_the_wire(laptop, remote, tmp_path, fake_nvml):
     """The stand-in NVML plays the remote's GPU (a T4 on driver 470); this machine has none. The
-    remote's preflight decides, its table comes back, and nothing is left running."""
+    remote's preflight decides, its table comes back, and nothing is left running. (A second sshd
+    whose sessions see the stand-in, onto the folder duplex is already installed in.)"""
     box = sshd_support.start(tmp_path / "sshd", env=fakenvml.host_env(fake_nvml, "t4_driver470", tmp_path))
     try:
-        folder = tmp_path / "box"
+        folder = remote[1]
         ports = ports_pair()
         env = env_with(ports, DUPLEX_SSH_CONFIG=str(box.client_config()))
         proc = run_inv("run", "--native", "--on", box.url(folder), cwd=laptop, env=env, timeout=300)
