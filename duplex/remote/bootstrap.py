@@ -23,7 +23,7 @@ python3 -c 'import sys; print("duplex-python=%d.%d" % sys.version_info[:2]); sys
 if [ -x {VENV_INV} ] && [ "$(cat {MARK} 2>/dev/null)" = "$2" ]; then echo duplex-bootstrap=ready; exit 0; fi
 echo duplex-bootstrap=installing
 [ -x .venv/bin/python ] || python3 -m venv .venv >&2 || exit 93
-.venv/bin/python -m pip install -q --disable-pip-version-check -e . >&2 || exit 94
+.venv/bin/python -m pip install --progress-bar off --disable-pip-version-check -e . || exit 94
 mkdir -p .duplex && printf %s "$2" > {MARK}
 """
 
@@ -57,6 +57,10 @@ def bootstrap(conn: Connection, say: Callable[[str], None]) -> bool:
                 if line.startswith("duplex-bootstrap=installing"):
                     say(f"installing duplex in {target.path} on {target.host} (a venv, then `pip install -e .`: "
                         "the first time only, a minute or two)")
+            elif line.startswith("Collecting "):  # pip's progress, a line a package
+                say(f"  pip: {line.strip()[:120]}")
+            elif line.startswith("Successfully installed"):
+                say(f"  pip: installed {len(line.split()) - 2} packages")
         proc.wait()
         err.seek(0)
         proc.stderr = err.read()
