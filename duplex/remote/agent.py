@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..plan import port_variable
+from ..run.dashboard import read as read_dashboard
 from ..syntax import service_of_instance
 
 EVENT = "\x1e"  # ASCII record separator: no log line starts with it
@@ -103,11 +104,9 @@ class Relayed:
 
 
 def dashboard_info(root: Path) -> dict | None:
-    try:
-        info = json.loads((root / ".duplex" / "run" / "dashboard.json").read_text())
-        return {"port": int(info["port"]), "token": str(info["token"])}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """The run's dashboard port and token (its file is written before the services start)."""
+    info = read_dashboard(root)
+    return {"port": info["port"], "token": info["token"]} if info and "port" in info and "token" in info else None
 
 
 def main() -> int:
@@ -155,7 +154,6 @@ def main() -> int:
     while proc.poll() is None:
         if ready.is_set() and not told:
             told = True
-            time.sleep(0.3)  # the dashboard's file is written as the healthy line is printed
             out.event(ready=True, dashboard=dashboard_info(root))
         command = lifeline.next(0.2)
         if not signalled and (command == "stop" or lifeline.lost()):

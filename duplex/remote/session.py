@@ -31,7 +31,6 @@ from .target import Target, parse_target
 from .watch import Watcher
 
 Say = Callable[[str], Callable[[str], None]]
-DASHBOARD_PORT = 7980  # duplex/run/dashboard.py's default, the laptop's side of the dashboard's tunnel
 
 
 @dataclass
@@ -90,7 +89,7 @@ def run_remote(on: str | bool, request: RunRequest, say: Say, out=None) -> int:
         token = (os.environ.get("HF_TOKEN") or read_secret(root, "HF_TOKEN")) if settings.send_token else None
         if token:
             environ["HF_TOKEN"] = token  # on the agent's stdin: never in an argv (ps), never on its disk
-        session = Session(conn, request, say, out, settings.grace, stack.stack.dashboard_port or DASHBOARD_PORT)
+        session = Session(conn, request, say, out, settings.grace, stack.stack.dashboard_port)
         return session.run({"environ": environ, "offset": settings.port_offset, "grace": settings.grace,
                             "plan_args": request.plan_args(), "run_args": request.run_args()})
     finally:
@@ -107,9 +106,10 @@ def _interrupt(_signum, _frame):
 class Session:
     """One agent over one connection: the events it sends, the forwards they call for."""
 
-    def __init__(self, conn: Connection, request: RunRequest, say: Say, out, grace: float, board_port: int):
+    def __init__(self, conn: Connection, request: RunRequest, say: Say, out, grace: float, board_port: int | None):
         self.conn, self.request, self.say, self.out, self.grace = conn, request, say, out, grace
-        self.board_port = board_port  # the dashboard's port here (the stack's, else duplex's default)
+        self.board_port = board_port  # the dashboard's port here: the stack's (None: duplex's default)
+        self.ports: dict[str, list[int]] = {}  # the plan's, as the agent reported them: name -> [here, there]
         self.forwards: list[tuple[int, int]] = []
         self.watcher: Watcher | None = None
         self.code: int | None = None
@@ -201,7 +201,7 @@ class Session:
 
     def _ready(self, board: dict | None) -> None:
         tell = self.say("tunnel")
-        for name, (local, _remote) in getattr(self, "ports", {}).items():
+        for name, (local, _remote) in self.ports.items():
             tell(f"  {name:<10} http://127.0.0.1:{local}")
         if board:
             local, _why = choose_port(self.board_port, {p for p, _ in self.forwards})
@@ -261,14 +261,19 @@ def _listening(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def stop_tunnel(conn: Connection) -> int | None:
-    """End a detached run's tunnel; its pid, or None when none ran."""
-    path = tunnel_file(conn)
+def _recorded_pid(conn: Connection) -> int | None:
     try:
-        pid = int(json.loads(path.read_text())["pid"])
+        return int(json.loads(tunnel_file(conn).read_text())["pid"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    path.unlink(missing_ok=True)
+
+
+def stop_tunnel(conn: Connection) -> int | None:
+    """End a detached run's tunnel; its pid, or None when none ran."""
+    pid = _recorded_pid(conn)
+    if pid is None:
+        return None
+    tunnel_file(conn).unlink(missing_ok=True)
     try:
         if b"ssh" not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]:
             return None  # the pid was reused by something else
@@ -282,11 +287,11 @@ def stop_tunnel(conn: Connection) -> int | None:
 
 
 def tunnel_pid(conn: Connection) -> int | None:
+    """The recorded tunnel's pid while it runs."""
+    pid = _recorded_pid(conn)
     try:
-        pid = int(json.loads(tunnel_file(conn).read_text())["pid"])
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError, KeyError, TypeError):
+        return pid if pid is not None and os.kill(pid, 0) is None else None
+    except OSError:
         return None
 
 
