@@ -20,6 +20,7 @@ _.no_hang  # tests/run/test_supervisor.py
 _.signal_handlers_restored  # tests/run/test_supervisor.py
 _.no_real_engine  # tests/run/inprocess.py, imported by the in-process runtime tests
 _.ssh_config  # tests/remote/conftest.py: every remote test's ssh client config
+_.no_leftovers  # tests/conftest.py: an ended test session's containers removed first
 
 # http.server: the test servers' handlers (do_*, log_message) and the attributes the server reads
 _.do_HEAD

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,19 @@ BASE_KEY = pytest.StashKey[str]()
 
 def pytest_report_header(config) -> str | None:
     return f"container base image: {config.stash[BASE_KEY]}" if BASE_KEY in config.stash else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers(tmp_path_factory) -> None:
+    """Containers an ended test session left would hold this session's test stack names
+    (tests/support/leftovers.py): removed first, and said in the summary."""
+    from tests.support import leftovers
+    basetemp = tmp_path_factory.getbasetemp()
+    leftovers.mark(basetemp)
+    removed = leftovers.remove_stale(basetemp)
+    if removed:
+        warnings.warn(f"removed {len(removed)} container(s) an ended test session left: {', '.join(removed)}",
+                      stacklevel=1)
 
 
 @pytest.fixture
