@@ -361,11 +361,13 @@ class ContainerRunner:
             return None
         owner = found.labels.get(f"{LABEL}.root")
         if owner != str(self.root):
-            where = f"the checkout at {owner}" if owner else "something other than duplex"
+            there = bool(owner) and Path(owner).is_dir()  # a deleted checkout can no longer stop its own
+            where = (f"the checkout at {owner}" if there else f"a checkout that no longer exists ({owner})"
+                     if owner else "something other than duplex")
             raise RunError(f"{svc.name}: the container {name} belongs to {where}, not to this one "
                            f"({self.root}); both use the stack name {self.stack!r}",
-                           fix=(f"stop it there (`cd {owner} && inv stop --all`), " if owner else "")
-                               + f"or remove it (`docker rm -f {name}`), or give this checkout its own "
+                           fix=(f"stop it there (`cd {owner} && inv stop --all`), or " if there else "")
+                               + f"remove it (`docker rm -f {name}`), or give this checkout its own "
                                  "[stack] name in stack.toml (then containers, network and images are apart)")
         return found
 

@@ -67,6 +67,26 @@ def test_another_checkout_with_the_same_stack_name_is_never_touched(engine, toy,
         other.inv("stop", "--all")
 
 
+def test_a_container_whose_checkout_was_deleted_is_named_so(engine, toy, tmp_path, toy_env):
+    """A killed run in a folder deleted since (a CI checkout, a removed worktree): `cd there && inv
+    stop` cannot work, so the fix is the one that does."""
+    other_root = tmp_path / "worktree-c"
+    shutil.copytree(toy.root, other_root, symlinks=True, ignore=shutil.ignore_patterns("run", "logs"))
+    first = Toy(other_root).inv("run", "--detach", "--services", "api", timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    (orphan,) = labelled(engine, Toy(other_root))
+    try:
+        shutil.rmtree(other_root)
+        proc = toy.inv("run", "--detach", "--services", "api", timeout=600)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        assert f"belongs to a checkout that no longer exists ({other_root})" in proc.stderr
+        assert "cd " not in proc.stderr and f"docker rm -f {orphan.name}" in proc.stderr
+    finally:
+        orphan.remove(force=True)
+    again = toy.inv("run", "--detach", "--services", "api", timeout=600)  # the fix given, then the run goes
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
 def test_a_persistent_container_that_never_became_healthy_is_not_kept(engine, toy):
     toy.edit('start_timeout = 20\ndockerfile = "toy.Dockerfile"\n[services.api.environment]\nTOY_NAME = "api"',
              'start_timeout = 3\npersistent = true\ndockerfile = "toy.Dockerfile"\n[services.api.environment]\n'
