@@ -328,11 +328,12 @@ def stop(c, services=None, all=False, on=None):
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
-def _there(on, args: list[str]) -> None:
-    """`inv stop --on`, `inv status --on`, `inv logs --on`: the same command in the remote folder, its output here."""
+def _there(on, args: list[str], send: bool = False) -> None:
+    """`inv stop --on`, `inv status --on`, `inv logs --on`, `inv restart asr --on` (`send`: the project
+    synced first): the same command in the remote folder, its output here."""
     from duplex import report
     from duplex.remote.session import remote_inv
-    code = remote_inv(on, args, say=report.say)
+    code = remote_inv(on, args, say=report.say, send=send)
     if code:
         raise Exit(code=code)
 
@@ -361,9 +362,12 @@ def dashboard(c, open=False):
 
 @task(help={"name": "the service to restart (stop, start, wait until healthy)",
             "code": "warm services: re-import the app in place, the loaded models kept",
-            "model": "warm services: a fresh server process, so the preload loads the models again"})
+            "model": "warm services: a fresh server process, so the preload loads the models again",
+    "on": "ssh://user@host[:port][/path]: send this project's edits there, then restart the service of the "
+          "run there (a detached `inv run --on`; bare --on: [remote] on = … in duplex.local.toml; docs/remote.md)",
+}, optional=["on"])
 @_cli
-def restart(c, name, code=False, model=False):
+def restart(c, name, code=False, model=False, on=None):
     """Restart one service of the run in progress, with the same plan and health gating as `inv run`."""
     from duplex.run import service as actions
     from duplex.stack import project_root
@@ -371,6 +375,8 @@ def restart(c, name, code=False, model=False):
     if code and model:
         raise flags.UsageError("--code and --model are two different reloads: choose one "
                                "(--model reloads the code too)")
+    if on is not None:
+        return _there(on, ["restart", name, *(["--code"] if code else []), *(["--model"] if model else [])], send=True)
     if code or model:
         actions.reload_service(project_root(), name, "code" if code else "model", say=print)
         return

@@ -22,8 +22,11 @@ import threading
 import time
 from pathlib import Path
 
+from ..layout import Layout
 from ..plan import port_variable
 from ..run.dashboard import read as read_dashboard
+from ..run.inventory import live_records
+from ..run.processes import log_pumps
 from ..syntax import service_of_instance
 
 EVENT = "\x1e"  # ASCII record separator: no log line starts with it
@@ -109,6 +112,13 @@ def dashboard_info(root: Path) -> dict | None:
     return {"port": info["port"], "token": info["token"]} if info and "port" in info and "token" in info else None
 
 
+def going(root: Path) -> list[str]:
+    """The services of a run already going here (detached, or one whose laptop left within its grace,
+    or started on this machine itself): checked before `inv setup`, which must not change their venvs."""
+    live, _stale = live_records(root)
+    return sorted(set(live) | {n for n, pids in log_pumps(Layout(root).logs).items() if pids})
+
+
 def main() -> int:
     out = Out()
     request = json.loads(sys.stdin.readline() or "{}")
@@ -117,6 +127,10 @@ def main() -> int:
     env = {**os.environ, **request.get("environ", {}), "PYTHONUNBUFFERED": "1"}
     root = Path.cwd()
 
+    busy = going(root)
+    if busy:
+        out.event(exit=1, step="going", going=busy)
+        return 1
     if request.get("setup", True):
         code = Relayed([inv, "setup"], env, out).finish()
         if code:

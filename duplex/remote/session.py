@@ -25,7 +25,7 @@ from ..stack import Stack, load_stack
 from .agent import EVENT, HEARTBEAT
 from .bootstrap import VENV_INV, bootstrap
 from .settings import RemoteSettings, load_settings
-from .ssh import Connection, SshError, reason, target_key
+from .ssh import Connection, SshError, reason, running, target_key
 from .sync import sync
 from .target import Target, parse_target
 from .watch import Watcher
@@ -78,6 +78,11 @@ def run_remote(on: str | bool, request: RunRequest, say: Say, out=None) -> int:
     out = out or sys.stdout
     remote_say = say("remote")
     conn = Connection(target, root)
+    pid = tunnel_pid(conn)
+    if pid:  # its ports are held here by our own tunnel: say so, not "port taken"
+        raise DuplexError(f"a detached run on {target.host} still has its ports forwarded here (ssh pid {pid})",
+                          fix=f"`inv status --on {target.url}` shows it; `inv stop --on {target.url}` ends it "
+                              "and its ports here, then run again")
     remote_say(f"connecting to {target.address}")
     conn.open()
     session = None
@@ -175,6 +180,12 @@ class Session:
             self._ready(event.get("dashboard"))
         elif "exit" in event:
             self.code = int(event["exit"])
+            if event.get("going"):
+                url = self.conn.target.url
+                self.error = DuplexError(
+                    f"a run is already going on {self.conn.target.host} ({', '.join(event['going'])}); "
+                    "nothing was changed there",
+                    fix=f"`inv logs --on {url} --follow` to watch it, `inv stop --on {url}` to end it and run again")
 
     def _forward(self, local: int, remote: int) -> None:
         """Through the master; a detached run's ports only checked now, forwarded by its own tunnel."""
@@ -289,10 +300,7 @@ def stop_tunnel(conn: Connection) -> int | None:
 def tunnel_pid(conn: Connection) -> int | None:
     """The recorded tunnel's pid while it runs."""
     pid = _recorded_pid(conn)
-    try:
-        return pid if pid is not None and os.kill(pid, 0) is None else None
-    except OSError:
-        return None
+    return pid if pid is not None and running(pid) else None
 
 
 # -- `inv stop --on`, `inv status --on`, `inv logs --on` --------------------------------------------
@@ -304,10 +312,13 @@ THERE = (f'cd -- "$1" 2>/dev/null && [ -x {VENV_INV} ] || exit {NOT_THERE}; shif
          f'{VENV_INV} "$@" </dev/null & pid=$!; {{ cat <&3 >/dev/null; kill $pid; }} >/dev/null 2>&1 & wait $pid')
 
 
-def remote_inv(on: str | bool, args: list[str], say: Say) -> int:
-    """Run duplex's `inv` with `args` in the remote folder, its output here as it comes; its exit code."""
+def remote_inv(on: str | bool, args: list[str], say: Say, send: bool = False) -> int:
+    """Run duplex's `inv` with `args` in the remote folder, its output here as it comes; its exit code.
+    `send`: this project's edits synced there first (`inv restart asr --on`)."""
     target, stack, _settings = resolve_target(on)
     with Connection(target, stack.root) as conn:
+        if send:
+            sync(conn, say=say("remote"))
         # stdin stays open while we run: its end (Ctrl-C here, a dropped link) ends `inv logs --follow` there
         proc = conn.popen(["sh", "-c", THERE, "sh", target.path, *args], stdin=subprocess.PIPE)
         try:

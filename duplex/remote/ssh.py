@@ -231,7 +231,7 @@ class Connection:
         subprocess.run(["ssh", *self.options(), "-O", "stop", "--", self.target.host],
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
         deadline = time.monotonic() + timeout
-        while _running(pid) and time.monotonic() < deadline:
+        while running(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
 
     def __enter__(self) -> Connection:
@@ -317,7 +317,7 @@ def _package(program: str) -> str:
     return {"python3": "python3 python3-venv", "tar": "tar", "rsync": "rsync"}.get(program, program)
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
     """Whether the process lives. The master is init's child once it forks away: a zombie until
     init reaps it (seconds, under some container inits) counts as ended."""
     try:

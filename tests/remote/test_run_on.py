@@ -221,6 +221,22 @@ def test_detach_then_status_logs_and_stop_on_the_default_target(laptop, remote):
         follow.wait(timeout=30)
         wait_for(lambda: not [line for line in remote_processes(folder) if " logs --follow" in line], 15,
                  "the remote `inv logs --follow` gone with the connection")
+        again = run_inv("run", "--native", "--on", cwd=laptop, env=env, timeout=60)
+        assert again.returncode == 1 and "a detached run on 127.0.0.1 still has its ports forwarded here" in again.stderr
+        assert f"inv stop --on {url}" in again.stderr and "connecting" not in again.stdout, again.stdout + again.stderr
+        # a detached run gets no sync on save: `inv restart --on` sends the edit, then restarts there
+        app = laptop / "servers" / "asr" / "app.py"
+        source = app.read_text()
+        app.write_text(source.replace('"status": self.status, "ready"', '"status": self.status, "edited": 2, "ready"'))
+        try:
+            time.sleep(1)
+            assert "edited" not in httpx.get(f"http://127.0.0.1:{ports[0]}/health").json()
+            restarted = run_inv("restart", "asr", "--on", cwd=laptop, env=env, timeout=120)
+            assert restarted.returncode == 0 and "asr: restarted in" in restarted.stdout, restarted.stdout + restarted.stderr
+            assert "sent 1 file" in restarted.stderr  # the one edit, not the project
+            assert httpx.get(f"http://127.0.0.1:{ports[0]}/health").json()["edited"] == 2
+        finally:
+            app.write_text(source)
         stop = run_inv("stop", "--on", cwd=laptop, env=env, timeout=60)
         assert stop.returncode == 0 and "stopped: " in stop.stdout, stop.stdout + stop.stderr
         assert "stopped the forwarded ports here" in stop.stdout + stop.stderr
@@ -239,6 +255,17 @@ def test_containers_there_by_default_reached_here(laptop, remote):
         assert "asr: started (container" in run.text and "frontend: started (container" in run.text
         assert httpx.get(f"http://127.0.0.1:{ports[0]}/health").json()["backend"] == "pocketsphinx"
         assert httpx.get(f"http://127.0.0.1:{ports[1]}/").status_code == 200
+        # the laptop restarted (its tunnel gone), the run there still going: a second run is refused
+        # there before `inv setup` could touch what the running one uses
+        [tunnel] = [line for line in ssh_clients(url) if " -N " in line]
+        os.kill(int(tunnel.split()[0]), signal.SIGTERM)
+        wait_for(lambda: not listening(ports[0]), 10, "the tunnel gone")
+        again = run_inv("run", "--native", "--on", url, cwd=laptop, env=env, timeout=120)
+        assert again.returncode == 1, again.stdout + again.stderr
+        assert "a run is already going on 127.0.0.1 (asr, frontend); nothing was changed there" in again.stderr
+        assert f"inv logs --on {url} --follow" in again.stderr and "Traceback" not in again.stderr
+        assert "Running `inv setup`" not in again.stdout and "asr: started" not in again.stdout, again.stdout
+        assert httpx.get(f"http://127.0.0.1:{ports[0] + OFFSET}/health").json()["ready"] is True
         stop = run_inv("stop", "--on", url, cwd=laptop, env=env, timeout=120)
         assert stop.returncode == 0 and "stopping container" in stop.stdout, stop.stdout + stop.stderr
         assert_nothing_left(url, folder, ports)
