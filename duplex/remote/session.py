@@ -25,7 +25,7 @@ from ..stack import Stack, load_stack
 from .agent import EVENT, HEARTBEAT
 from .bootstrap import VENV_INV, bootstrap
 from .settings import RemoteSettings, load_settings
-from .ssh import Connection, SshError, reason, running, target_key
+from .ssh import Connection, SshError, port_taken, reason, running, target_key
 from .sync import sync
 from .target import Target, parse_target
 from .watch import Watcher
@@ -192,9 +192,7 @@ class Session:
         if not self.request.detach:
             self.conn.forward(local, remote)
         elif not port_free(local):
-            raise SshError(f"forwarding 127.0.0.1:{local} to {self.conn.target.address}: port {local} on this "
-                           "machine is taken", fix=f"stop what listens there (`ss -ltnp 'sport = :{local}'` names "
-                           "it) or use another port", kind="port-taken")
+            raise port_taken(f"forwarding 127.0.0.1:{local} to {self.conn.target.address}", local)
         self.forwards.append((local, remote))
 
     def _ports(self, ports: dict[str, list[int]]) -> None:

@@ -18,6 +18,7 @@ import os
 import shlex
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -260,9 +261,7 @@ class Connection:
             return
         what = f"forwarding 127.0.0.1:{local_port} to {remote_host}:{remote_port} on {self.target.address}"
         if "forwarding failed" in proc.stderr or "forwarding request failed" in proc.stderr:
-            raise SshError(f"{what}: port {local_port} on this machine is taken (or not ours to listen on)",
-                           fix=f"stop what listens there (`ss -ltnp 'sport = :{local_port}'` names it) or use "
-                           "another port", kind="port-taken")
+            raise port_taken(what, local_port, " (or not ours to listen on)")
         if "No such file" in proc.stderr or "Connection refused" in proc.stderr and not self.socket.exists():
             raise SshError(f"{what}: the connection is not open", fix="open() it first", kind="closed")
         raise classify(self.target, 255, proc.stderr, what) or SshError(
@@ -331,6 +330,13 @@ def running(pid: int) -> bool:
     except OSError:
         return True  # no /proc (macOS): kill's answer
     return stat_line.rpartition(")")[2].split()[0] != "Z"
+
+
+def port_taken(what: str, port: int, why: str = "") -> SshError:
+    """A forward whose port here is taken: the tool that names the listener on this system."""
+    names = f"lsof -nP -iTCP:{port} -sTCP:LISTEN" if sys.platform == "darwin" else f"ss -ltnp 'sport = :{port}'"
+    return SshError(f"{what}: port {port} on this machine is taken{why}",
+                    fix=f"stop what listens there (`{names}` names it) or use another port", kind="port-taken")
 
 
 def _no_ssh() -> SshError:

@@ -324,12 +324,19 @@ def test_the_remotes_own_gpu_fails_its_preflight_across_the_wire(laptop, remote,
         sshd_support.stop(box)
 
 
-def test_an_unknown_host_key_is_one_line_and_nothing_is_sent(sshd, laptop, tmp_path):
+@pytest.mark.parametrize("case, said, fix", [
+    ("unknown host key", "host key is not in known_hosts", "compare the fingerprint"),
+    ("key refused", "refused every key offered (duplex never asks for a password)", "ssh-copy-id"),
+])
+def test_connection_refusals_are_one_line_and_nothing_is_sent(sshd, laptop, tmp_path, case, said, fix):
     folder = tmp_path / "box"
-    env = env_with(ports_pair(), DUPLEX_SSH_CONFIG=str(sshd.client_config("stranger", known_hosts="")))
+    config = (sshd.client_config("stranger", known_hosts="") if case == "unknown host key" else
+              sshd.client_config("unknown-key", identity=sshd_support.keygen(tmp_path / "key")))
+    env = env_with(ports_pair(), DUPLEX_SSH_CONFIG=str(config))
     proc = run_inv("run", "--on", sshd.url(folder), cwd=laptop, env=env, timeout=60)
-    assert proc.returncode == 1 and "host key is not in known_hosts" in proc.stderr, proc.stderr
+    assert proc.returncode == 1 and said in proc.stderr and fix in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not folder.exists()
+    assert not ssh_clients(sshd.url(folder))  # no master left behind
 
 
 @pytest.mark.parametrize("args, settings, said", [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from duplex.remote.ssh import Connection, SshError, control_dir
+from duplex.remote.ssh import Connection, SshError, control_dir, port_taken
 from duplex.remote.target import TargetError, parse_target
 from tests.support import sshd as sshd_support
 from tests.support.net import free_ports, stop_process, wait_answer
@@ -169,3 +169,12 @@ def test_a_port_forward_reaches_the_remote_and_a_taken_port_is_one_line(sshd, tm
                 socket.create_connection(("127.0.0.1", local_port), timeout=2).close()
     finally:
         stop_process(server)
+
+
+@pytest.mark.parametrize("platform, names", [("linux", "ss -ltnp 'sport = :8010'"),
+                                             ("darwin", "lsof -nP -iTCP:8010 -sTCP:LISTEN")])
+def test_a_taken_port_names_the_tool_this_system_has(monkeypatch, platform, names):
+    """macOS has no `ss`: its laptops are told lsof (the Linux branch is run for real above)."""
+    monkeypatch.setattr(sys, "platform", platform)
+    err = port_taken("forwarding 127.0.0.1:8010 to gpu-box", 8010)
+    assert err.kind == "port-taken" and f"`{names}` names it" in err.fix
