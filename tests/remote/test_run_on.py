@@ -284,19 +284,10 @@ def test_a_port_taken_here_is_one_line_and_nothing_starts_there(laptop, remote):
     assert_nothing_left(url, folder, ports)
 
 
-def test_no_python_there_is_one_line(sshd, laptop, tmp_path, monkeypatch):
+def test_no_python_there_is_one_line(sshd, laptop, tmp_path):
     """A key whose commands run with a PATH holding the sync's tools but no python3."""
-    bare = tmp_path / "bin"
-    bare.mkdir()
-    for name in ("sh", "mkdir", "cat", "tar", "rm", "rmdir", "env", "xargs", "rsync"):
-        (bare / name).symlink_to(shutil.which(name))
-    wrapper = tmp_path / "no-python"
-    wrapper.write_text(f'#!/bin/sh\nPATH={bare} exec sh -c "$SSH_ORIGINAL_COMMAND"\n')
-    wrapper.chmod(0o755)
-    key = sshd_support.keygen(tmp_path / "key")
-    with open(sshd.base / "authorized_keys", "a") as keys:
-        keys.write(f'command="{wrapper}" {key.with_suffix(".pub").read_text()}')
-    env = env_with(ports_pair(), DUPLEX_SSH_CONFIG=str(sshd.client_config("no-python", identity=key)))
+    config = sshd.restricted("no-python", ("sh", "mkdir", "cat", "tar", "rm", "rmdir", "env", "xargs", "rsync"))
+    env = env_with(ports_pair(), DUPLEX_SSH_CONFIG=str(config))
     proc = run_inv("run", "--on", sshd.url(tmp_path / "box"), cwd=laptop, env=env, timeout=120)
     assert proc.returncode == 1
     assert "duplex: no python3 on 127.0.0.1" in proc.stderr and "apt-get install python3" in proc.stderr

@@ -14,7 +14,6 @@ import pytest
 from duplex.remote.ssh import Connection, SshError, target_key
 from duplex.remote.sync import project_files, sync
 from duplex.remote.target import parse_target
-from tests.support import sshd as sshd_support
 
 
 def git(root: Path, *args: str) -> None:
@@ -158,18 +157,8 @@ def test_a_remote_that_refuses_the_files_is_one_line_and_nothing_outside_the_set
 
 def test_without_rsync_on_the_remote_the_tar_fallback_is_chosen(sshd, project, tmp_path, monkeypatch):
     """A second key whose authorized_keys line forces its commands through a PATH without rsync."""
-    bare = tmp_path / "bare-bin"
-    bare.mkdir()
-    for name in ("sh", "mkdir", "cat", "tar", "xargs", "rm", "rmdir", "env"):
-        found = shutil.which(name)
-        (bare / name).symlink_to(found)
-    wrapper = tmp_path / "no-rsync"
-    wrapper.write_text(f'#!/bin/sh\nPATH={bare} exec sh -c "$SSH_ORIGINAL_COMMAND"\n')
-    wrapper.chmod(0o755)
-    key = sshd_support.keygen(tmp_path / "no_rsync_key")
-    with open(sshd.base / "authorized_keys", "a") as keys:
-        keys.write(f'command="{wrapper}" {key.with_suffix(".pub").read_text()}')
-    monkeypatch.setenv("DUPLEX_SSH_CONFIG", str(sshd.client_config("no-rsync", identity=key)))
+    config = sshd.restricted("no-rsync", ("sh", "mkdir", "cat", "tar", "xargs", "rm", "rmdir", "env"))
+    monkeypatch.setenv("DUPLEX_SSH_CONFIG", str(config))
     lines = []
     with Connection(parse_target(sshd.url(tmp_path / "remote"), "demo"), project) as conn:
         assert conn.run(["sh", "-c", "command -v rsync || echo none"]).stdout.strip() == "none"

@@ -39,6 +39,21 @@ class Sshd:
                         "  StrictHostKeyChecking yes\n")
         return path
 
+    def restricted(self, name: str, tools: tuple[str, ...]) -> Path:
+        """A client config whose key's commands run with a PATH holding only `tools` (a remote
+        without rsync, without python3), as a `command=` line in authorized_keys forces."""
+        bare = self.base / f"{name}-bin"
+        bare.mkdir()
+        for tool in tools:
+            (bare / tool).symlink_to(shutil.which(tool))
+        wrapper = self.base / f"{name}-shell"
+        wrapper.write_text(f'#!/bin/sh\nPATH={bare} exec sh -c "$SSH_ORIGINAL_COMMAND"\n')
+        wrapper.chmod(0o755)
+        key = keygen(self.base / f"{name}-key")
+        with open(self.base / "authorized_keys", "a") as keys:
+            keys.write(f'command="{wrapper}" {key.with_suffix(".pub").read_text()}')
+        return self.client_config(name, identity=key)
+
     def known_line(self, key: Path | None = None) -> str:
         kind, blob = (key or self.host_key).with_suffix(".pub").read_text().split()[:2]
         return f"[127.0.0.1]:{self.port} {kind} {blob}\n"
