@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 from ..run import service as actions
-from ..run.dashboard import die_with_parent, hold, read
+from ..run.dashboard import die_with_parent, hold, info_path, read
 from .feeds import Run, follow_logs
 from .logbook import LogBook
 from .server import make_app
@@ -84,9 +84,26 @@ def main(argv: list[str]) -> int:
                    closing=lambda: server.should_exit)
     # no access log: the first request carries the token in its address
     server = uvicorn.Server(uvicorn.Config(app, access_log=False, log_level="warning"))
+    threading.Thread(target=_exit_when_orphaned, args=(root, stop, server), daemon=True, name="orphan").start()
     asyncio.run(server.serve(sockets=socks))
     stop.set()
     return 0
+
+
+ORPHAN_CHECK = 2.0  # seconds between looks at the run's record
+
+
+def _exit_when_orphaned(root: Path, stop: threading.Event, server) -> None:
+    """A detached run's dashboard whose record is gone (its checkout deleted, `.duplex` removed)
+    can be neither found nor stopped by `inv stop`: it ends itself rather than hold its port for
+    ever. Two looks in a row: the record is replaced atomically, never absent while a run has it."""
+    missed = 0
+    while not stop.wait(ORPHAN_CHECK):
+        missed = 0 if info_path(root).exists() else missed + 1
+        if missed == 2:
+            print(f"dashboard: {info_path(root)} is gone (the checkout deleted?): exiting", flush=True)
+            server.should_exit = True
+            return
 
 
 def _listen(port: int, host: str = "127.0.0.1"):

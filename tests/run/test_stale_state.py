@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import subprocess
 
 import pytest
 
 from tests.run.conftest import Toy, labelled
+from tests.support.browser import wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -76,7 +78,10 @@ def test_a_container_whose_checkout_was_deleted_is_named_so(engine, toy, tmp_pat
     assert first.returncode == 0, first.stdout + first.stderr
     (orphan,) = labelled(engine, Toy(other_root))
     try:
+        assert _dashboards_of(other_root)  # a detached run keeps its dashboard
         shutil.rmtree(other_root)
+        # its detached run's dashboard, which no `inv stop` can reach now, ends itself
+        wait_for(lambda: not _dashboards_of(other_root), 15, "the deleted checkout's dashboard gone")
         proc = toy.inv("run", "--detach", "--services", "api", timeout=600)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
         assert f"belongs to a checkout that no longer exists ({other_root})" in proc.stderr
@@ -94,3 +99,8 @@ def test_a_persistent_container_that_never_became_healthy_is_not_kept(engine, to
     proc = toy.inv("run", "--detach", "--services", "api", timeout=600)
     assert proc.returncode == 1 and "did not become healthy within 3s" in proc.stderr, proc.stdout + proc.stderr
     assert labelled(engine, toy) == []  # was: kept "warm" although it never served
+
+
+def _dashboards_of(root) -> list[str]:
+    out = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "duplex.dashboard" in line and line.endswith(str(root))]
