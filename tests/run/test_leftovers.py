@@ -20,7 +20,14 @@ def _session(sessions: Path, n: int, pid: int | None) -> Path:
     folder = sessions / f"pytest-{n}"
     folder.mkdir(parents=True)
     if pid is not None:
-        (folder / leftovers.MARK).write_text(str(pid))
+        leftovers.mark(folder, pid)
+    return folder
+
+
+def _recycled(sessions: Path, n: int) -> Path:
+    """A session whose pid the kernel gave to a live process since (after a reboot): its start time differs."""
+    folder = _session(sessions, n, None)
+    (folder / leftovers.MARK).write_text(f"{os.getpid()} 1")
     return folder
 
 
@@ -36,10 +43,11 @@ def test_only_ended_sessions_containers_are_stale(tmp_path):
             "dead": str(_session(sessions, 2, ended.pid) / "chain0" / "stack"),
             "beside": str(_session(sessions, 3, beside.pid) / "chain0" / "stack"),
             "gone": str(sessions / "pytest-4" / "chain0" / "stack"),           # folder already rotated away
+            "recycled": str(_recycled(sessions, 5) / "chain0" / "stack"),     # its pid now another process's
             "ours": str(ours / "chain0" / "stack"),
             "user": "/home/ana/duplex",                                          # a user's own checkout
         }
-        assert sorted(leftovers.stale(owners, ours)) == ["dead", "gone", "unmarked"]
+        assert sorted(leftovers.stale(owners, ours)) == ["dead", "gone", "recycled", "unmarked"]
     finally:
         beside.kill()
         beside.wait()

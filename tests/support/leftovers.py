@@ -15,22 +15,28 @@ import subprocess
 from pathlib import Path
 
 from duplex.plan import LABEL
+from duplex.run.processes import start_time
 from tests.support.tools import find_tool
 
 MARK = "session.pid"
 
 
-def mark(basetemp: Path) -> None:
-    """This session is alive: its containers are not leftovers."""
-    (basetemp / MARK).write_text(str(os.getpid()))
+def mark(basetemp: Path, pid: int | None = None) -> None:
+    """This session (or `pid`'s) is alive: its containers are not leftovers. With the pid's start
+    time, so a pid the kernel recycled (after a reboot, say) is never taken for the session's."""
+    pid = pid or os.getpid()
+    (basetemp / MARK).write_text(f"{pid} {start_time(pid) or '-'}")
 
 
 def _alive(session: Path) -> bool:
     try:
-        os.kill(int((session / MARK).read_text()), 0)
-    except (OSError, ValueError):  # no mark, an old session without one, or its process is gone
+        pid, started = (session / MARK).read_text().split()
+        if started == "-":  # no /proc where it ran (macOS): the pid alone
+            os.kill(int(pid), 0)
+            return True
+        return start_time(int(pid)) == started
+    except (OSError, ValueError):  # no mark, an old session's in another form, or its process is gone
         return False
-    return True
 
 
 def stale(owners: dict[str, str], basetemp: Path) -> list[str]:
